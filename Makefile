@@ -1,0 +1,52 @@
+# The two commands a user needs: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := data/demo
+
+.PHONY: demo test lint format bench kafka-up kafka-down train eval clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vigil generate --accounts 2000 --hours 24 --seed 7 --out $(DEMO)
+	$(BIN)/vigil replay $(DEMO)/events.jsonl.gz --alerts $(DEMO)/alerts.jsonl \
+		--dead-letters $(DEMO)/dead-letters.jsonl --labels $(DEMO)/labels.json --store $(DEMO)/vigil.db
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+train: $(STAMP)
+	$(BIN)/vigil train
+
+eval: $(STAMP)
+	$(BIN)/vigil eval scenarios
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+kafka-up:
+	deploy/kafka/kafka-up.sh
+
+kafka-down:
+	deploy/kafka/kafka-down.sh
+
+clean:
+	rm -rf $(VENV) data build *.egg-info

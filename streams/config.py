@@ -1,0 +1,242 @@
+"""Frozen, typed configuration.
+
+Config is plain data: a TOML file parsed into frozen dataclasses. The environment is read
+only at the edge (`from_env`), never deep inside the engine, so a test can build any config
+it wants without touching `os.environ`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+
+
+class ConfigError(ValueError):
+    """A config file or value is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One declarative rule: fires when `feature` `op` `threshold` on an account-window."""
+
+    name: str
+    feature: str
+    op: Literal[">", ">=", "<", "<="]
+    threshold: float
+    score: float = 0.9
+    category: str = "anomaly"
+    plans: tuple[str, ...] = ()  # empty: every plan
+    text: str = ""
+
+
+DEFAULT_RULES: tuple[RuleConfig, ...] = (
+    RuleConfig(
+        name="free_tier_token_quota",
+        feature="tokens",
+        op=">",
+        threshold=200_000,
+        plans=("free",),
+        category="free_tier_farming",
+        text="free-plan account used {value:,.0f} tokens in one window (quota {threshold:,.0f})",
+    ),
+    RuleConfig(
+        name="request_rate_ceiling",
+        feature="requests",
+        op=">",
+        threshold=3_000,
+        score=0.8,
+        text="{value:,.0f} requests in one window exceeds the ceiling of {threshold:,.0f}",
+    ),
+    RuleConfig(
+        name="auth_failure_burst_per_ip",
+        feature="ip_auth_fail_accounts",
+        op=">=",
+        threshold=10,
+        score=0.95,
+        category="credential_stuffing",
+        text="an IP used by this account failed auth on {value:.0f} accounts",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    window_s: int = 300
+    allowed_lateness_s: int = 60
+    max_future_s: int = 86_400
+    account_ttl_s: int = 3 * 86_400
+    max_accounts: int = 2_000_000
+    max_line_bytes: int = 65_536
+    dedup_horizon_s: int = 3_600
+    campaign_horizon_s: int = 6 * 3_600
+    campaign_max_keys: int = 200_000
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    alert_threshold: float = 0.5
+    severity_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.95)  # medium, high, critical
+    cooldown_s: int = 3_600
+    min_requests: int = 3
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "api-usage"
+    alerts_topic: str = "vigil-alerts"
+    dead_letter_topic: str = "vigil-dead-letters"
+    snapshots_topic: str = "vigil-account-snapshots"
+    labels_topic: str = "vigil-labels"
+    snoozes_topic: str = "vigil-snoozes"
+    partitions: int = 8
+    replication_factor: int = 1
+    processing_guarantee: ProcessingGuarantee = "at_least_once"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    group_id: str = "vigil"
+
+
+@dataclass(frozen=True)
+class VigilConfig:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    rules: tuple[RuleConfig, ...] = DEFAULT_RULES
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    model_path: str = ""  # empty: the shipped default model
+    store_url: str = ""  # empty: no alert store
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            allowed = ", ".join(repr(a) for a in typing.get_args(tp))
+            raise ConfigError(f"{where}: {value!r} is not one of {allowed}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            try:
+                return _coerce(value, a, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} has the wrong type")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected nothing")
+        return None
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def config_from_dict(data: dict) -> VigilConfig:
+    cfg = _build(VigilConfig, data, "")
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None) -> VigilConfig:
+    if path is None:
+        return VigilConfig()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    return config_from_dict(data)
+
+
+def validate(cfg: VigilConfig) -> None:
+    e = cfg.engine
+    if e.window_s <= 0 or 86_400 % e.window_s:
+        raise ConfigError(f"engine.window_s: {e.window_s} must be > 0 and divide a day")
+    if e.allowed_lateness_s < 0:
+        raise ConfigError("engine.allowed_lateness_s: must be >= 0")
+    for name in ("account_ttl_s", "max_accounts", "max_line_bytes", "dedup_horizon_s"):
+        if getattr(e, name) <= 0:
+            raise ConfigError(f"engine.{name}: must be > 0")
+    f = cfg.fusion
+    if not 0 < f.alert_threshold < 1:
+        raise ConfigError("fusion.alert_threshold: must be between 0 and 1")
+    if list(f.severity_thresholds) != sorted(f.severity_thresholds):
+        raise ConfigError("fusion.severity_thresholds: must be increasing")
+    if cfg.kafka.partitions < 1 or cfg.kafka.replication_factor < 1:
+        raise ConfigError("kafka.partitions and kafka.replication_factor: must be >= 1")
+    seen: set[str] = set()
+    for r in cfg.rules:
+        if r.name in seen:
+            raise ConfigError(f"rules: duplicate rule name {r.name!r}")
+        seen.add(r.name)
+
+
+ENV_OVERRIDES = {
+    "VIGIL_KAFKA_BOOTSTRAP": ("kafka", "bootstrap_servers"),
+    "VIGIL_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
+    "VIGIL_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
+    "VIGIL_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "VIGIL_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "VIGIL_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
+    "VIGIL_STORE_URL": (None, "store_url"),
+    "VIGIL_MODEL_PATH": (None, "model_path"),
+}
+
+
+def from_env(cfg: VigilConfig, environ: dict[str, str] | None = None) -> VigilConfig:
+    """Apply VIGIL_* environment overrides; called once, by the CLI."""
+    env = os.environ if environ is None else environ
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if var not in env:
+            continue
+        if section is None:
+            cfg = dataclasses.replace(cfg, **{key: env[var]})
+        else:
+            sub = _coerce(
+                {**dataclasses.asdict(getattr(cfg, section)), key: env[var]},
+                type(getattr(cfg, section)),
+                var,
+            )
+            cfg = dataclasses.replace(cfg, **{section: sub})
+    validate(cfg)
+    return cfg

@@ -1,0 +1,130 @@
+"""Prometheus metrics shared by both runners.
+
+Every metric lives on one registry per process so `vigil replay` and `vigil worker`
+export the same names. No metric carries a per-account or per-IP label: label values
+come only from small closed sets (reasons, severities, categories, detectors).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+LAG_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
+SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+BATCH_BUCKETS = (1, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events_read = Counter(
+            "vigil_events_read", "Input records read, good or bad", registry=r
+        )
+        self.events_processed = Counter(
+            "vigil_events_processed", "Events accepted by the contract and processed", registry=r
+        )
+        self.events_rejected = Counter(
+            "vigil_events_rejected",
+            "Events sent to the dead-letter sink, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.events_duplicate = Counter(
+            "vigil_events_duplicate", "Events dropped as duplicates of an event_id", registry=r
+        )
+        self.alerts = Counter(
+            "vigil_alerts",
+            "Alerts emitted, by severity, category and primary detector",
+            ["severity", "category", "detector"],
+            registry=r,
+        )
+        self.alerts_suppressed = Counter(
+            "vigil_alerts_suppressed",
+            "Alerts held back by cooldown or snooze",
+            ["cause"],
+            registry=r,
+        )
+        self.windows_closed = Counter(
+            "vigil_account_windows_scored", "Account-windows scored", registry=r
+        )
+        self.processing_latency = Histogram(
+            "vigil_processing_latency_seconds",
+            "Wall time to process one batch of events",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_time_lag = Histogram(
+            "vigil_event_time_lag_seconds",
+            "Wall clock minus event time of the newest event in a batch",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.watermark = Gauge(
+            "vigil_watermark_timestamp_seconds", "Event-time watermark", registry=r
+        )
+        self.active_accounts = Gauge(
+            "vigil_active_accounts", "Accounts with state held in memory", registry=r
+        )
+        self.accounts_evicted = Counter(
+            "vigil_accounts_evicted", "Idle accounts whose state was evicted", registry=r
+        )
+        self.detector_score = Histogram(
+            "vigil_detector_score",
+            "Distribution of each detector's score over account-windows",
+            ["detector"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.classifier_latency = Histogram(
+            "vigil_classifier_inference_seconds",
+            "ONNX classifier inference time per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.classifier_batch = Histogram(
+            "vigil_classifier_batch_size",
+            "Rows per ONNX classifier call",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Info("vigil_model", "Loaded classifier model", registry=r)
+        self.model_loaded = Gauge(
+            "vigil_model_loaded", "1 when the classifier model loaded, 0 when it failed", registry=r
+        )
+        self.detector_info = Info("vigil_detectors", "Detector versions", registry=r)
+        self.last_checkpoint = Gauge(
+            "vigil_last_checkpoint_timestamp_seconds",
+            "Wall time of the last completed checkpoint (0 before the first)",
+            registry=r,
+        )
+        self.checkpoint_age = Gauge(
+            "vigil_checkpoint_age_seconds",
+            "Seconds since the last completed checkpoint",
+            registry=r,
+        )
+        self.checkpoint_age.set_function(self._checkpoint_age)
+        self.up_since = Gauge(
+            "vigil_start_time_seconds", "Wall time this process started", registry=r
+        )
+        self.up_since.set(time.time())
+
+    def _checkpoint_age(self) -> float:
+        last = self.last_checkpoint._value.get()
+        return time.time() - last if last else 0.0
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)
