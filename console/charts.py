@@ -1,0 +1,164 @@
+"""Inline SVG charts drawn on the server: no JavaScript, nothing to build.
+
+All text placed in the SVG goes through `escape`, because account ids and alert ids come
+from events and are attacker-controlled.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from markupsafe import Markup, escape
+
+# Chart name -> feature names to try, in order; the engine's snapshot rows name features.
+SERIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("requests", "Requests", ("requests", "request_count")),
+    ("tokens", "Tokens", ("tokens", "total_tokens", "tokens_total")),
+    ("errors", "Errors", ("errors", "error_count", "errors_total")),
+    ("moderation", "Moderation flags", ("moderation_flags", "moderation_flagged", "flagged")),
+    ("new_ips", "New IPs", ("new_ips", "new_ip_count", "ips_new")),
+)
+SEVERITY_COLOURS = {"low": "#6b7280", "medium": "#d97706", "high": "#dc2626", "critical": "#7f1d1d"}
+
+
+def hhmm(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%m-%d %H:%M")
+
+
+def pick_series(timeline: list[dict], names: tuple[str, ...]) -> tuple[str, list[float]]:
+    """The first feature name present in any window, with its values (missing as 0)."""
+    for name in names:
+        if any(name in w["features"] for w in timeline):
+            return name, [float(w["features"].get(name, 0.0) or 0.0) for w in timeline]
+    return "", []
+
+
+def _fmt(v: float) -> str:
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.1f}M"
+    if abs(v) >= 1e3:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.0f}" if v == int(v) else f"{v:.2f}"
+
+
+def timeline_chart(
+    key: str,
+    title: str,
+    xs: list[float],
+    ys: list[float],
+    markers: list[tuple[float, str, str]],
+    onset: float | None,
+    width: int = 720,
+    height: int = 130,
+) -> Markup:
+    """A step-free line chart of one feature, with alert markers and the onset line.
+
+    `markers` are (epoch, severity, label) for each alert on the account.
+    """
+    left, right, top, bottom = 48, 8, 18, 20
+    pw, ph = width - left - right, height - top - bottom
+    parts = [
+        f'<svg class="chart" data-series="{escape(key)}" data-points="{len(ys)}" '
+        f'viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title)} per window">',
+        f'<text x="{left}" y="12" class="chart-title">{escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#f9fafb" stroke="#e5e7eb"/>',
+    ]
+    if not xs or not ys:
+        parts.append(
+            f'<text x="{left + 8}" y="{top + ph / 2}" class="chart-empty">'
+            "no data for this feature</text></svg>"
+        )
+        return Markup("".join(parts))
+    x0, x1 = min(xs), max(xs)
+    x1 = x1 if x1 > x0 else x0 + 1
+    ymax = max(max(ys), 1e-9)
+    top_tick = _nice(ymax)
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def py(y: float) -> float:
+        return top + ph - (y / top_tick) * ph
+
+    pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=True))
+    base = f"{px(xs[-1]):.1f},{top + ph} {px(xs[0]):.1f},{top + ph}"
+    parts += [
+        f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" class="tick">'
+        f"{_fmt(top_tick)}</text>",
+        f'<text x="{left - 4}" y="{top + ph}" text-anchor="end" class="tick">0</text>',
+        f'<text x="{left}" y="{height - 4}" class="tick">{hhmm(x0)}</text>',
+        f'<text x="{left + pw}" y="{height - 4}" text-anchor="end" class="tick">{hhmm(x1)}</text>',
+        f'<polygon points="{pts} {base}" fill="#bfdbfe" opacity="0.6"/>',
+        f'<polyline class="series" points="{pts}" fill="none" stroke="#1d4ed8" '
+        f'stroke-width="1.5"/>',
+    ]
+    if onset is not None and x0 <= onset <= x1:
+        ox = px(onset)
+        parts.append(
+            f'<line class="onset" x1="{ox:.1f}" x2="{ox:.1f}" y1="{top}" y2="{top + ph}" '
+            f'stroke="#ea580c" stroke-width="2" stroke-dasharray="4 3"/>'
+            f'<text x="{ox + 3:.1f}" y="{top + 10}" class="onset-label">onset</text>'
+        )
+    for when, severity, label in markers:
+        if not x0 <= when <= x1:
+            continue
+        mx = px(when)
+        colour = SEVERITY_COLOURS.get(severity, "#dc2626")
+        parts.append(
+            f'<g class="alert-marker"><title>{escape(label)}</title>'
+            f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + ph}" stroke="{colour}" '
+            f'stroke-width="1.2" opacity="0.8"/>'
+            f'<circle cx="{mx:.1f}" cy="{top + 3}" r="3" fill="{colour}"/></g>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _nice(v: float) -> float:
+    """Round an axis maximum up to 1, 2 or 5 times a power of ten."""
+    exp = math.floor(math.log10(v)) if v > 0 else 0
+    for m in (1, 2, 5, 10):
+        if m * 10**exp >= v:
+            return float(m * 10**exp)
+    return float(10 ** (exp + 1))
+
+
+def related_graph(center: str, related: list[dict], size: int = 360) -> Markup:
+    """A star graph: this account in the middle, accounts sharing evidence around it."""
+    c = size / 2
+    radius = size / 2 - 60
+    shown = related[:16]
+    parts = [
+        f'<svg class="related-graph" data-nodes="{len(shown)}" viewBox="0 0 {size} {size}" '
+        f'width="{size}" role="img" aria-label="accounts sharing evidence">'
+    ]
+    nodes = []
+    for i, r in enumerate(shown):
+        angle = 2 * math.pi * i / max(1, len(shown)) - math.pi / 2
+        x, y = c + radius * math.cos(angle), c + radius * math.sin(angle)
+        kinds = ", ".join(sorted(r["shared"]))
+        parts.append(
+            f'<line x1="{c}" y1="{c}" x2="{x:.1f}" y2="{y:.1f}" stroke="#9ca3af" '
+            f'stroke-width="{min(6, 1 + r["strength"] / 2):.1f}"><title>'
+            f"{escape(kinds)}</title></line>"
+        )
+        colour = SEVERITY_COLOURS.get(r.get("max_severity") or "", "#9ca3af")
+        href = "/accounts/" + quote(r["account_id"], safe="")
+        label = r["account_id"] if len(r["account_id"]) <= 18 else r["account_id"][:17] + "…"
+        nodes.append(
+            f'<a href="{escape(href)}"><circle cx="{x:.1f}" cy="{y:.1f}" r="9" '
+            f'fill="{colour}"><title>{escape(r["account_id"])}: {escape(kinds)}</title></circle>'
+            f'<text x="{x:.1f}" y="{y + 21:.1f}" text-anchor="middle" class="node-label">'
+            f"{escape(label)}</text></a>"
+        )
+    label = center if len(center) <= 18 else center[:17] + "…"
+    parts += nodes
+    parts.append(
+        f'<circle cx="{c}" cy="{c}" r="12" fill="#1d4ed8"/>'
+        f'<text x="{c}" y="{c + 26}" text-anchor="middle" class="node-label center">'
+        f"{escape(label)}</text></svg>"
+    )
+    return Markup("".join(parts))

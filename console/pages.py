@@ -1,0 +1,265 @@
+"""Server-rendered pages. Forms post back here and redirect (post/redirect/get)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from console import charts, queries, triage
+from console.api import Analyst, Filter, Viewer, apply_verdict, detector_table, run_action
+from console.app import alert_url
+from console.auth import (
+    SESSION_COOKIE,
+    AuthError,
+    Principal,
+    check_csrf,
+    csrf_token,
+    identify,
+    make_session,
+)
+from console.schema import SEVERITY_RANK, STATUSES, VERDICTS
+from console.store import to_epoch
+from console.users import authenticate_password
+
+router = APIRouter(include_in_schema=False)
+CATEGORIES = (
+    "key_leak",
+    "distillation",
+    "spam_campaign",
+    "jailbreak_probing",
+    "credential_stuffing",
+    "free_tier_farming",
+    "anomaly",
+    "other",
+)
+
+
+def render(request: Request, name: str, ctx: dict, status: int = 200) -> HTMLResponse:
+    p: Principal | None = getattr(request.state, "principal", None)
+    base = {
+        "user": p.user if p else None,
+        "csrf": csrf_token(request.app.state.auth, p) if p and p.nonce else "",
+    }
+    return request.app.state.templates.TemplateResponse(
+        request, name, {**base, **ctx}, status_code=status
+    )
+
+
+def login_attempt(request: Request, name: str, password: str, check) -> Principal:  # type: ignore[no-untyped-def]
+    limiter = request.app.state.limiter
+    keys = [f"ip:{request.client.host if request.client else ''}", f"user:{name}"]
+    wait = limiter.retry_after(keys)
+    if wait:
+        raise HTTPException(
+            429, "too many failed sign-ins; try again later", headers={"Retry-After": str(wait)}
+        )
+    user = check(request.app.state.store, name, password)
+    if user is None:
+        limiter.fail(keys)
+        raise AuthError(401, "wrong user name or password")
+    limiter.reset([keys[1]])
+    return Principal(user, "session", "")
+
+
+def _safe_next(target: str) -> str:
+    # Only same-site paths, so the login form cannot bounce a user to another site.
+    return target if target.startswith("/") and not target.startswith("//") else "/alerts"
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/alerts") -> Response:
+    if identify(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(request, "login.html", {"next": _safe_next(next), "error": ""})
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    name: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/alerts",
+) -> Response:
+    try:
+        p = login_attempt(request, name, password, authenticate_password)
+    except (AuthError, HTTPException) as exc:
+        return render(
+            request,
+            "login.html",
+            {"next": _safe_next(next), "error": exc.detail},
+            status=exc.status_code,
+        )
+    resp = RedirectResponse(_safe_next(next), status_code=303)
+    resp.set_cookie(
+        SESSION_COOKIE,
+        make_session(request.app.state.auth, p.name),
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.auth.cookie_secure,
+    )
+    return resp
+
+
+@router.post("/logout")
+async def logout(request: Request, p: Viewer) -> Response:
+    await check_csrf(request, p)
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+@router.get("/")
+def home() -> Response:
+    return RedirectResponse("/alerts", status_code=303)
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def queue_page(request: Request, p: Viewer, f: Filter, page: int = Query(1, ge=1)) -> Response:
+    store = request.app.state.store
+    result = queries.queue(store, f, page, 50)
+    return render(
+        request,
+        "queue.html",
+        {
+            "q": result,
+            "f": f,
+            "params": f.as_params(),
+            "severities": list(SEVERITY_RANK),
+            "statuses": STATUSES,
+            "categories": CATEGORIES,
+            "detectors": queries.detector_names(store),
+        },
+    )
+
+
+@router.get("/alerts/{alert_id:path}", response_class=HTMLResponse)
+def alert_page(alert_id: str, request: Request, p: Viewer) -> Response:
+    d = queries.alert_detail(request.app.state.store, alert_id)
+    if d is None:
+        return render(request, "error.html", {"message": "no such alert"}, status=404)
+    a = d["alert"]
+    window = a.get("window", {})
+    return render(
+        request,
+        "alert.html",
+        {
+            "d": d,
+            "a": a,
+            "dets": detector_table(request, a),
+            "window_start": to_epoch(window["start"]) if window.get("start") else None,
+            "window_end": to_epoch(window["end"]) if window.get("end") else None,
+            "categories": CATEGORIES,
+            "verdicts": VERDICTS,
+            "statuses": STATUSES,
+            "max_snooze": triage.MAX_SNOOZE_DAYS,
+        },
+    )
+
+
+def _back(alert_id: str, msg: str = "") -> RedirectResponse:
+    suffix = "?" + urlencode({"msg": msg}) if msg else ""
+    return RedirectResponse(alert_url(alert_id) + suffix, status_code=303)
+
+
+@router.post("/alerts/{alert_id:path}/verdict")
+def verdict_form(
+    alert_id: str,
+    request: Request,
+    p: Analyst,
+    verdict: Annotated[str, Form()],
+    category: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+    snooze: Annotated[list[str] | None, Form()] = None,
+    snooze_days: Annotated[int, Form()] = 0,
+    snooze_reason: Annotated[str, Form()] = "",
+) -> Response:
+    snoozed = tuple(snooze or ())
+    v = triage.Verdict(
+        verdict, category or None, note, snoozed, snooze_days if snoozed else 0, snooze_reason
+    )
+    try:
+        apply_verdict(request, p, alert_id, v)
+    except HTTPException as exc:
+        if exc.status_code == 404:
+            raise
+        return _back(alert_id, f"not saved: {exc.detail}")
+    return _back(alert_id, "verdict saved")
+
+
+@router.post("/alerts/{alert_id:path}/status")
+def status_form(
+    alert_id: str, request: Request, p: Analyst, status: Annotated[str, Form()]
+) -> Response:
+    run_action(triage.set_status, request.app.state.store, alert_id, p.name, status)
+    return _back(alert_id, "status changed")
+
+
+@router.post("/alerts/{alert_id:path}/assign")
+def assign_form(
+    alert_id: str, request: Request, p: Analyst, action: Annotated[str, Form()] = "me"
+) -> Response:
+    who = p.name if action == "me" else None
+    run_action(triage.assign, request.app.state.store, alert_id, p.name, who)
+    return _back(alert_id, "assigned to you" if who else "unassigned")
+
+
+@router.post("/alerts/{alert_id:path}/notes")
+def note_form(
+    alert_id: str, request: Request, p: Analyst, text: Annotated[str, Form()]
+) -> Response:
+    try:
+        triage.add_note(request.app.state.store, alert_id, p.name, text)
+    except triage.TriageError as exc:
+        return _back(alert_id, f"not saved: {exc}")
+    return _back(alert_id, "note added")
+
+
+@router.get("/accounts/{account_id:path}", response_class=HTMLResponse)
+def account_page(account_id: str, request: Request, p: Viewer) -> Response:
+    store = request.app.state.store
+    v = queries.account_view(store, account_id)
+    if v is None:
+        return render(request, "error.html", {"message": "no such account"}, status=404)
+    related = queries.related_accounts(store, account_id)
+    xs = [w["window_start"] for w in v["timeline"]]
+    markers = [
+        (a["window_start"], a["severity"], f"{a['severity']} {a['category']} alert {a['alert_id']}")
+        for a in v["alerts"]
+    ]
+    onset = min((a["window_start"] for a in v["alerts"]), default=None)
+    chart_list = []
+    for key, title, names in charts.SERIES:
+        feature, ys = charts.pick_series(v["timeline"], names)
+        chart_list.append(
+            {
+                "key": key,
+                "feature": feature,
+                "svg": charts.timeline_chart(key, title, xs if ys else [], ys, markers, onset),
+            }
+        )
+    now = time.time()
+    return render(
+        request,
+        "account.html",
+        {
+            "v": v,
+            "related": related,
+            "charts": chart_list,
+            "onset": onset,
+            "graph": charts.related_graph(account_id, related) if related else None,
+            "age": (v["last_seen"] - v["first_seen"]) if v["first_seen"] is not None else None,
+            "active_snoozes": [s for s in v["snoozes"] if s["until_epoch"] > now],
+        },
+    )
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request, p: Viewer, page: int = Query(1, ge=1), actor: str = ""
+) -> Response:
+    entries = queries.audit_entries(request.app.state.store, 100, (page - 1) * 100, actor)
+    return render(request, "audit.html", {"entries": entries, "page": page, "actor": actor})

@@ -1,0 +1,330 @@
+"""Read side of the console: the queue, one alert, one account, related accounts, audit."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Select, and_, desc, func, select
+
+from console.schema import (
+    SEVERITY_RANK,
+    account_links,
+    accounts,
+    alerts,
+    audit_log,
+    labels,
+    notes,
+    snapshots,
+    snoozes,
+)
+from console.store import SNAPSHOT_LISTS, AlertStore, to_epoch
+
+# A value shared by more accounts than this (a popular browser UA, a cloud NAT block) is
+# background, not evidence of a campaign.
+MAX_ACCOUNTS_PER_LINK = 50
+QUEUE_COLUMNS = (
+    alerts.c.alert_id,
+    alerts.c.account_id,
+    alerts.c.ts,
+    alerts.c.severity,
+    alerts.c.score,
+    alerts.c.category,
+    alerts.c.detector_names,
+    alerts.c.status,
+    alerts.c.assignee,
+    alerts.c.verdict,
+)
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    severity: str = ""
+    category: str = ""
+    detector: str = ""
+    status: str = ""
+    since: str = ""
+    until: str = ""
+    account: str = ""
+
+    def as_params(self) -> dict[str, str]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(q: Select, f: QueueFilter) -> Select:
+    if f.severity:
+        q = q.where(alerts.c.severity_rank >= SEVERITY_RANK.get(f.severity, 0))
+    if f.category:
+        q = q.where(alerts.c.category == f.category)
+    if f.detector:
+        q = q.where(alerts.c.detector_names.like(f"%,{_like_escape(f.detector)},%", escape="\\"))
+    if f.status:
+        q = q.where(alerts.c.status == f.status)
+    if f.since:
+        q = q.where(alerts.c.ts_epoch >= to_epoch(f.since))
+    if f.until:
+        q = q.where(alerts.c.ts_epoch <= to_epoch(f.until))
+    if f.account:
+        q = q.where(alerts.c.account_id.like(f"%{_like_escape(f.account)}%", escape="\\"))
+    return q
+
+
+def _queue_item(r: Any) -> dict:
+    d = dict(r._mapping)
+    d["detectors"] = [n for n in d.pop("detector_names").split(",") if n]
+    return d
+
+
+def queue(store: AlertStore, f: QueueFilter, page: int = 1, per_page: int = 50) -> dict:
+    """One page of the queue, most severe then most recent first, with per-category counts."""
+    page = max(1, page)
+    per_page = min(max(1, per_page), 500)
+    with store.engine.connect() as conn:
+        items = conn.execute(
+            _where(select(*QUEUE_COLUMNS), f)
+            .order_by(desc(alerts.c.severity_rank), desc(alerts.c.ts_epoch), alerts.c.alert_id)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        ).all()
+        total = conn.execute(_where(select(func.count()).select_from(alerts), f)).scalar_one()
+        # Counts ignore the category filter so the analyst sees where else to look.
+        by_cat = conn.execute(
+            _where(
+                select(alerts.c.category, func.count()).group_by(alerts.c.category),
+                replace(f, category=""),
+            )
+        ).all()
+    return {
+        "items": [_queue_item(r) for r in items],
+        "total": int(total),
+        "page": page,
+        "per_page": per_page,
+        "pages": max(1, -(-int(total) // per_page)),
+        "category_counts": dict(sorted(((c, int(n)) for c, n in by_cat), key=lambda x: -x[1])),
+    }
+
+
+def detector_names(store: AlertStore) -> list[str]:
+    """Detector names in the store, for the queue's filter menu (sampled from recent alerts)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(alerts.c.detector_names).order_by(desc(alerts.c.ts_epoch)).limit(2000)
+        ).scalars()
+        return sorted({n for r in rows for n in r.split(",") if n})
+
+
+def _rows(conn: Any, q: Select) -> list[dict]:
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def alert_detail(store: AlertStore, alert_id: str) -> dict | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).first()
+        if row is None:
+            return None
+        out = {
+            "alert": json.loads(row.payload),
+            "status": row.status,
+            "assignee": row.assignee,
+            "verdict": row.verdict,
+            "labels": _rows(
+                conn, select(labels).where(labels.c.alert_id == alert_id).order_by(labels.c.id)
+            ),
+            "notes": _rows(
+                conn, select(notes).where(notes.c.alert_id == alert_id).order_by(notes.c.id)
+            ),
+            "audit": _rows(
+                conn,
+                select(audit_log).where(audit_log.c.target == alert_id).order_by(audit_log.c.id),
+            ),
+        }
+    return out
+
+
+def account_view(store: AlertStore, account_id: str, max_windows: int = 2016) -> dict | None:
+    """Everything the account page shows; `max_windows` caps the timeline (a week of 5 min)."""
+    with store.engine.connect() as conn:
+        acct = conn.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
+        hist = _rows(
+            conn,
+            select(*QUEUE_COLUMNS, alerts.c.window_start, alerts.c.window_end)
+            .where(alerts.c.account_id == account_id)
+            .order_by(desc(alerts.c.ts_epoch)),
+        )
+        if acct is None and not hist:
+            return None
+        snaps = conn.execute(
+            select(snapshots)
+            .where(snapshots.c.account_id == account_id)
+            .order_by(desc(snapshots.c.window_start))
+            .limit(max_windows)
+        ).all()[::-1]
+        lab = _rows(
+            conn, select(labels).where(labels.c.account_id == account_id).order_by(labels.c.id)
+        )
+        nts = _rows(
+            conn, select(notes).where(notes.c.account_id == account_id).order_by(notes.c.id)
+        )
+        snz = _rows(
+            conn, select(snoozes).where(snoozes.c.account_id == account_id).order_by(snoozes.c.id)
+        )
+    seen: dict[str, Counter] = {k: Counter() for k in SNAPSHOT_LISTS}
+    timeline = []
+    for s in snaps:
+        for k in SNAPSHOT_LISTS:
+            seen[k].update(json.loads(getattr(s, k)))
+        timeline.append(
+            {
+                "window_start": s.window_start,
+                "window_end": s.window_end,
+                "features": json.loads(s.features),
+            }
+        )
+    for h in hist:
+        h["detectors"] = [n for n in h.pop("detector_names").split(",") if n]
+    return {
+        "account_id": account_id,
+        "plan": acct.plan if acct else "",
+        "first_seen": acct.first_seen if acct else None,
+        "last_seen": acct.last_seen if acct else None,
+        "seen": {k: seen[k].most_common() for k in SNAPSHOT_LISTS},
+        "timeline": timeline,
+        "alerts": hist,
+        "labels": lab,
+        "notes": nts,
+        "snoozes": snz,
+    }
+
+
+def related_accounts(store: AlertStore, account_id: str, limit: int = 50) -> list[dict]:
+    """Accounts sharing /24 blocks, user agents or prompt hashes, most shared evidence first."""
+    mine = account_links.alias("mine")
+    other = account_links.alias("other")
+    q = (
+        select(other.c.kind, other.c.value, other.c.account_id)
+        .join(mine, and_(mine.c.kind == other.c.kind, mine.c.value == other.c.value))
+        .where(mine.c.account_id == account_id, other.c.account_id != account_id)
+        .limit(20_000)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(q).all()
+        payloads = (
+            conn.execute(select(alerts.c.payload).where(alerts.c.account_id == account_id))
+            .scalars()
+            .all()
+        )
+    per_value: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for kind, value, other_id in rows:
+        per_value[(kind, value)].add(other_id)
+    shared: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for (kind, value), ids in per_value.items():
+        if len(ids) > MAX_ACCOUNTS_PER_LINK:
+            continue
+        for other_id in ids:
+            shared[other_id][kind].append(value)
+    engine_related = {r for p in payloads for r in json.loads(p).get("related_accounts", [])}
+    for other_id in engine_related - {account_id}:
+        shared[other_id].setdefault("engine", [])
+    if not shared:
+        return []
+    ids = list(shared)
+    with store.engine.connect() as conn:
+        alerted = conn.execute(
+            select(alerts.c.account_id, func.max(alerts.c.severity_rank), func.count())
+            .where(alerts.c.account_id.in_(ids[:5000]))
+            .group_by(alerts.c.account_id)
+        ).all()
+    alerted_map = {a: (rank, n) for a, rank, n in alerted}
+    out = []
+    for other_id, kinds in shared.items():
+        rank, n = alerted_map.get(other_id, (0, 0))
+        out.append(
+            {
+                "account_id": other_id,
+                "shared": {k: sorted(v)[:10] for k, v in kinds.items()},
+                "strength": sum(len(v) for v in kinds.values()) + (2 if "engine" in kinds else 0),
+                "alerts": int(n),
+                "max_severity": next((s for s, r in SEVERITY_RANK.items() if r == rank), None),
+            }
+        )
+    out.sort(key=lambda d: (-d["strength"], -d["alerts"], d["account_id"]))
+    return out[:limit]
+
+
+def audit_entries(
+    store: AlertStore, limit: int = 200, offset: int = 0, actor: str = ""
+) -> list[dict]:
+    q = select(audit_log).order_by(desc(audit_log.c.id)).limit(limit).offset(offset)
+    if actor:
+        q = q.where(audit_log.c.actor == actor)
+    with store.engine.connect() as conn:
+        rows = _rows(conn, q)
+    for r in rows:
+        r["detail"] = json.loads(r["detail"])
+    return rows
+
+
+def all_labels(store: AlertStore) -> list[dict]:
+    with store.engine.connect() as conn:
+        return _rows(conn, select(labels).order_by(labels.c.id))
+
+
+def queue_rows(store: AlertStore, f: QueueFilter, cap: int = 100_000) -> list[dict]:
+    """The whole filtered queue for CSV export, in queue order."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            _where(select(*QUEUE_COLUMNS), f)
+            .order_by(desc(alerts.c.severity_rank), desc(alerts.c.ts_epoch), alerts.c.alert_id)
+            .limit(cap)
+        ).all()
+    return [_queue_item(r) for r in rows]
+
+
+def case_file(store: AlertStore, account_id: str) -> dict | None:
+    """One account's case: alerts with reasons, verdicts, notes, snoozes and audit trail."""
+    view = account_view(store, account_id)
+    if view is None:
+        return None
+    ids = [a["alert_id"] for a in view["alerts"]]
+    with store.engine.connect() as conn:
+        payloads = (
+            conn.execute(
+                select(alerts.c.payload)
+                .where(alerts.c.account_id == account_id)
+                .order_by(alerts.c.ts_epoch)
+            )
+            .scalars()
+            .all()
+        )
+        trail = _rows(
+            conn,
+            select(audit_log)
+            .where(audit_log.c.target.in_([account_id, *ids]))
+            .order_by(audit_log.c.id),
+        )
+    for t in trail:
+        t["detail"] = json.loads(t["detail"])
+    return {
+        "format": "vigil-case/1",
+        "account": {k: view[k] for k in ("account_id", "plan", "first_seen", "last_seen", "seen")},
+        "alerts": [json.loads(p) for p in payloads],
+        "alert_status": {
+            a["alert_id"]: {
+                "status": a["status"],
+                "verdict": a["verdict"],
+                "assignee": a["assignee"],
+            }
+            for a in view["alerts"]
+        },
+        "labels": view["labels"],
+        "notes": view["notes"],
+        "snoozes": view["snoozes"],
+        "audit": trail,
+        "related_accounts": related_accounts(store, account_id),
+    }

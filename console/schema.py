@@ -1,0 +1,150 @@
+"""Tables of the alert store.
+
+The Alembic migrations under console/migrations/ create exactly these tables; a test
+compares the migrated database with this metadata so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+STATUSES = ("open", "acknowledged", "resolved")
+VERDICTS = ("misuse", "false_positive", "needs_info")
+# Evidence kinds that tie accounts together; values come from snapshot rows.
+LINK_KINDS = ("subnet", "user_agent", "prompt_hash")
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(200), primary_key=True),
+    Column("account_id", String(500), nullable=False),
+    Column("ts", String(40), nullable=False),
+    Column("ts_epoch", Float, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("severity_rank", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("category", String(64), nullable=False),
+    # ",name1,name2," so one LIKE finds alerts a detector took part in, on both dialects.
+    Column("detector_names", Text, nullable=False),
+    Column("window_start", Float, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("assignee", String(200), nullable=True),
+    Column("verdict", String(32), nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_alerts_queue", "severity_rank", "ts_epoch"),
+    Index("ix_alerts_account", "account_id", "ts_epoch"),
+    Index("ix_alerts_category", "category"),
+    Index("ix_alerts_status", "status"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(500), primary_key=True),
+    Column("plan", String(64), nullable=False, server_default=""),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("account_id", String(500), primary_key=True),
+    Column("window_start", Float, primary_key=True),
+    Column("window_end", Float, nullable=False),
+    Column("plan", String(64), nullable=False, server_default=""),
+    Column("features", Text, nullable=False),
+    Column("ips", Text, nullable=False),
+    Column("countries", Text, nullable=False),
+    Column("user_agents", Text, nullable=False),
+    Column("api_keys", Text, nullable=False),
+    Column("prompt_hashes", Text, nullable=False),
+    Column("subnets", Text, nullable=False),
+)
+
+account_links = Table(
+    "account_links",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(500), primary_key=True),
+    Column("account_id", String(500), primary_key=True),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Index("ix_account_links_account", "account_id"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(200), nullable=False),
+    Column("account_id", String(500), nullable=False),
+    Column("verdict", String(32), nullable=False),
+    Column("category", String(64), nullable=True),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("analyst", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_labels_account", "account_id"),
+    Index("ix_labels_alert", "alert_id"),
+)
+
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(500), nullable=False),
+    Column("alert_id", String(200), nullable=True),
+    Column("author", String(200), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_notes_account", "account_id"),
+)
+
+snoozes = Table(
+    "snoozes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(500), nullable=False),
+    Column("detector", String(200), nullable=False),
+    Column("until_epoch", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_snoozes_until", "until_epoch"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(500), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_audit_ts", "ts"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(300), nullable=False),
+    Column("token_hash", String(128), nullable=True),
+    Column("created_at", Float, nullable=False),
+)

@@ -1,0 +1,268 @@
+"""The alert store: one data-access layer over SQLite (WAL) or PostgreSQL.
+
+Runners write alerts and account snapshots through `AlertStore`; the console reads and
+triages through the same object. `open_store(url)` picks the dialect from the URL and
+brings the schema up to date with the shipped Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, case, create_engine, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from console.schema import (
+    SEVERITY_RANK,
+    account_links,
+    accounts,
+    alerts,
+    snapshots,
+    snoozes,
+)
+
+MIGRATIONS_INI = Path(__file__).with_name("alembic.ini")
+# Longer evidence values are cut to fit the column; they still match each other.
+LINK_VALUE_MAX_LEN = 500
+
+
+def normalize_url(url: str) -> str:
+    """A bare path means an SQLite file, so `--store data/vigil.db` works."""
+    if "://" in url:
+        return url
+    return f"sqlite:///{Path(url).expanduser().resolve()}"
+
+
+def to_epoch(ts: str | float | int) -> float:
+    if isinstance(ts, int | float):
+        return float(ts)
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the console read while a runner writes; the timeout rides out short locks.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(MIGRATIONS_INI))
+    cfg.set_main_option("script_location", str(MIGRATIONS_INI.with_name("migrations")))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _insert(engine: Engine, table: Any) -> Any:
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _jdump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def alert_row(alert: dict, now: float) -> dict:
+    window = alert.get("window") or {}
+    ts_epoch = to_epoch(alert["ts"])
+    names = [str(d["name"]) for d in alert.get("detectors", [])]
+    return {
+        "alert_id": str(alert["alert_id"]),
+        "account_id": str(alert["account_id"]),
+        "ts": str(alert["ts"]),
+        "ts_epoch": ts_epoch,
+        "severity": alert["severity"],
+        "severity_rank": SEVERITY_RANK.get(alert["severity"], 0),
+        "score": float(alert["score"]),
+        "category": str(alert["category"]),
+        "detector_names": "," + ",".join(names) + ",",
+        "window_start": to_epoch(window.get("start", ts_epoch)),
+        "window_end": to_epoch(window.get("end", ts_epoch)),
+        "payload": _jdump(alert),
+        "status": "open",
+        "updated_at": now,
+    }
+
+
+def snapshot_row(row: dict) -> dict:
+    return {
+        "account_id": str(row["account_id"]),
+        "window_start": to_epoch(row["window_start"]),
+        "window_end": to_epoch(row["window_end"]),
+        "plan": str(row.get("plan") or ""),
+        "features": _jdump({k: float(v) for k, v in (row.get("features") or {}).items()}),
+        **{k: _jdump(list(row.get(k) or [])) for k in SNAPSHOT_LISTS},
+    }
+
+
+SNAPSHOT_LISTS = ("ips", "countries", "user_agents", "api_keys", "prompt_hashes", "subnets")
+LINK_SOURCES = {"subnet": "subnets", "user_agent": "user_agents", "prompt_hash": "prompt_hashes"}
+
+
+class AlertStore:
+    """The sink runners write to, and the data the console reads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def insert(self, table: Any) -> Any:
+        return _insert(self.engine, table)
+
+    def write_alerts(self, items: list[dict]) -> int:
+        """Store alerts; an alert_id already stored is left as it is. Returns rows added."""
+        if not items:
+            return 0
+        now = time.time()
+        rows: dict[str, dict] = {}
+        for a in items:
+            rows.setdefault(str(a["alert_id"]), alert_row(a, now))
+        stmt = self.insert(alerts).on_conflict_do_nothing(index_elements=["alert_id"])
+        with self.engine.begin() as conn:
+            before = conn.execute(
+                select(alerts.c.alert_id).where(alerts.c.alert_id.in_(list(rows)))
+            ).scalars()
+            known = set(before)
+            conn.execute(stmt, list(rows.values()))
+        return len(set(rows) - known)
+
+    def write_snapshots(self, rows: list[dict]) -> None:
+        """Upsert account-window snapshots and the evidence that links accounts."""
+        if not rows:
+            return
+        snaps: dict[tuple[str, float], dict] = {}
+        accts: dict[str, dict] = {}
+        links: dict[tuple[str, str, str], dict] = {}
+        for raw in rows:
+            r = snapshot_row(raw)
+            snaps[(r["account_id"], r["window_start"])] = r
+            acct = accts.setdefault(
+                r["account_id"],
+                {
+                    "account_id": r["account_id"],
+                    "plan": r["plan"],
+                    "first_seen": r["window_start"],
+                    "last_seen": r["window_end"],
+                },
+            )
+            acct["first_seen"] = min(acct["first_seen"], r["window_start"])
+            if r["window_end"] >= acct["last_seen"]:
+                acct["last_seen"] = r["window_end"]
+                acct["plan"] = r["plan"] or acct["plan"]
+            for kind, field in LINK_SOURCES.items():
+                for value in raw.get(field) or []:
+                    value = str(value)[:LINK_VALUE_MAX_LEN]
+                    key = (kind, value, r["account_id"])
+                    link = links.setdefault(
+                        key,
+                        {
+                            "kind": kind,
+                            "value": value,
+                            "account_id": r["account_id"],
+                            "first_seen": r["window_start"],
+                            "last_seen": r["window_end"],
+                        },
+                    )
+                    link["first_seen"] = min(link["first_seen"], r["window_start"])
+                    link["last_seen"] = max(link["last_seen"], r["window_end"])
+        with self.engine.begin() as conn:
+            s = self.insert(snapshots)
+            conn.execute(
+                s.on_conflict_do_update(
+                    index_elements=["account_id", "window_start"],
+                    set_={
+                        c: s.excluded[c]
+                        for c in ("window_end", "plan", "features", *SNAPSHOT_LISTS)
+                    },
+                ),
+                list(snaps.values()),
+            )
+            a = self.insert(accounts)
+            conn.execute(
+                a.on_conflict_do_update(
+                    index_elements=["account_id"],
+                    set_={
+                        "first_seen": _least(accounts.c.first_seen, a.excluded.first_seen),
+                        "last_seen": _greatest(accounts.c.last_seen, a.excluded.last_seen),
+                        "plan": case(
+                            (a.excluded.last_seen >= accounts.c.last_seen, a.excluded.plan),
+                            else_=accounts.c.plan,
+                        ),
+                    },
+                ),
+                list(accts.values()),
+            )
+            if links:
+                k = self.insert(account_links)
+                conn.execute(
+                    k.on_conflict_do_update(
+                        index_elements=["kind", "value", "account_id"],
+                        set_={
+                            "first_seen": _least(account_links.c.first_seen, k.excluded.first_seen),
+                            "last_seen": _greatest(account_links.c.last_seen, k.excluded.last_seen),
+                        },
+                    ),
+                    list(links.values()),
+                )
+
+    def active_snoozes(self, now_epoch: float) -> dict[tuple[str, str], float]:
+        """(account_id, detector) -> the latest `until` among snoozes still running."""
+        out: dict[tuple[str, str], float] = {}
+        q = select(snoozes.c.account_id, snoozes.c.detector, snoozes.c.until_epoch).where(
+            snoozes.c.until_epoch > now_epoch
+        )
+        with self.engine.connect() as conn:
+            for account_id, detector, until in conn.execute(q):
+                key = (account_id, detector)
+                out[key] = max(until, out.get(key, 0.0))
+        return out
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> AlertStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _least(a: Any, b: Any) -> Any:
+    return case((a <= b, a), else_=b)
+
+
+def _greatest(a: Any, b: Any) -> Any:
+    return case((a >= b, a), else_=b)
+
+
+def open_store(url: str) -> AlertStore:
+    """Open (and migrate) the store named by `url`: sqlite:///path, a bare path, or postgresql+psycopg://..."""
+    engine = make_engine(url)
+    migrate(engine)
+    return AlertStore(engine)
