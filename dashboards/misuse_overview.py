@@ -1,0 +1,129 @@
+"""Misuse overview: what the on-call engineer opens first when paged about alert volume."""
+
+from __future__ import annotations
+
+from dashboards.grafana import (
+    console_link,
+    console_variable,
+    dashboard,
+    gauge,
+    rate,
+    sel,
+    standard_variables,
+    stat,
+    target,
+    text,
+    textbox_variable,
+    thresholds,
+    timeseries,
+)
+
+UID = "vigil-misuse-overview"
+ALERTS = f"sum({rate('vigil_alerts_total')})"
+WINDOWS = f"sum({rate('vigil_account_windows_scored_total')})"
+ACTIVE = f"sum({sel('vigil_active_accounts')})"
+BUDGET = f"{ALERTS} * 3600 / $alert_budget"
+
+BUDGET_STEPS = thresholds((None, "green"), (0.8, "orange"), (1.0, "red"))
+
+
+def build() -> dict:
+    console = [{"title": "Open the analyst console", "url": "${console_url}", "targetBlank": True}]
+    panels = [
+        stat(
+            "Alerts per minute",
+            "Misuse alerts emitted per minute over all selected workers.",
+            [target(f"{ALERTS} * 60", "alerts/min")],
+            "short",
+            links=console,
+        ),
+        stat(
+            "Share of scored account-windows alerted",
+            "Alerts divided by account-windows scored: how much of the traffic the "
+            "detectors flag. A sudden jump usually means a detector fault, not an attack.",
+            [target(f"{ALERTS} / {WINDOWS}", "alerted share")],
+            "percentunit",
+        ),
+        stat(
+            "Active accounts alerted per hour",
+            "Alerts per hour divided by accounts with live state: an upper bound on the "
+            "share of active accounts alerted, since one account can alert more than once.",
+            [target(f"{ALERTS} * 3600 / {ACTIVE}", "alerted per hour")],
+            "percentunit",
+        ),
+        gauge(
+            "Alert budget used",
+            "Current alert rate per hour against the hourly budget in the alert_budget "
+            "variable (the number of alerts the analysts can triage in an hour).",
+            [target(BUDGET, "budget used")],
+            "percentunit",
+            defaults={"min": 0, "max": 1.5, "thresholds": BUDGET_STEPS},
+        ),
+        timeseries(
+            "Alerts per minute by category and severity",
+            "Misuse alerts per minute, stacked by category and severity.",
+            [
+                target(
+                    f"sum by (category, severity) ({rate('vigil_alerts_total')}) * 60",
+                    "{{category}} / {{severity}}",
+                )
+            ],
+            "short",
+            stacked=True,
+            width=16,
+            links=console,
+        ),
+        text(
+            "Analyst console",
+            "Where analysts triage, snooze and label the alerts counted here.",
+            "Alerts are triaged in the **[Vigil analyst console](${console_url})**.\n\n"
+            "- [Open alert queue](${console_url}/alerts)\n"
+            "- Set the console address in the *Analyst console* variable above.",
+            width=8,
+            height=8,
+        ),
+        timeseries(
+            "Alert budget used over time",
+            "Hourly alert pace against the alert_budget variable; above 100% the queue "
+            "grows faster than analysts can work it.",
+            [target(BUDGET, "budget used")],
+            "percentunit",
+            defaults={"thresholds": BUDGET_STEPS},
+        ),
+        timeseries(
+            "Share of scored account-windows alerted over time",
+            "Alerts divided by account-windows scored, per selected worker set.",
+            [target(f"{ALERTS} / {WINDOWS}", "alerted share")],
+            "percentunit",
+        ),
+        timeseries(
+            "Alerts per minute by severity",
+            "Misuse alerts per minute by severity; critical and high page the analysts.",
+            [target(f"sum by (severity) ({rate('vigil_alerts_total')}) * 60", "{{severity}}")],
+            "short",
+        ),
+        timeseries(
+            "Alerts held back per minute",
+            "Alerts suppressed by per-account cooldown or an analyst's snooze, per minute.",
+            [target(f"sum by (cause) ({rate('vigil_alerts_suppressed_total')}) * 60", "{{cause}}")],
+            "short",
+        ),
+    ]
+    variables = [
+        *standard_variables(),
+        console_variable(),
+        textbox_variable(
+            "alert_budget",
+            "Alert budget per hour",
+            "120",
+            "Alerts per hour the analyst team can triage",
+        ),
+    ]
+    return dashboard(
+        UID,
+        "Vigil / Misuse overview",
+        "Misuse alert volume, its share of traffic and the analysts' alert budget.",
+        panels,
+        variables,
+        links=[console_link()],
+    )

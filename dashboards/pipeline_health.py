@@ -1,0 +1,157 @@
+"""Pipeline health: is Vigil keeping up with its input, and can it recover if restarted?"""
+
+from __future__ import annotations
+
+from dashboards.grafana import (
+    dashboard,
+    quantile,
+    rate,
+    sel,
+    standard_variables,
+    stat,
+    target,
+    thresholds,
+    timeseries,
+)
+
+UID = "vigil-pipeline-health"
+CHECKPOINT_STEPS = thresholds((None, "green"), (600, "orange"), (900, "red"))
+
+
+def _sum_rate(metric: str, by: str = "") -> str:
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} ({rate(metric)})"
+
+
+def build() -> dict:
+    panels = [
+        stat(
+            "Workers up",
+            "Scrape targets of the selected jobs that answered their last scrape.",
+            [target(f"sum({sel('up')})", "up")],
+            "short",
+            width=4,
+        ),
+        stat(
+            "Events in per second",
+            "Input records read per second, good or bad.",
+            [target(_sum_rate("vigil_events_read_total"), "read/s")],
+            "short",
+            width=5,
+        ),
+        stat(
+            "Dead-letter share",
+            "Share of input records rejected to the dead-letter sink.",
+            [
+                target(
+                    f"{_sum_rate('vigil_events_rejected_total')} / "
+                    f"{_sum_rate('vigil_events_read_total')}",
+                    "rejected share",
+                )
+            ],
+            "percentunit",
+            width=5,
+            defaults={"thresholds": thresholds((None, "green"), (0.02, "red"))},
+        ),
+        stat(
+            "Oldest checkpoint",
+            "Age of the oldest last-completed checkpoint among the selected workers.",
+            [target(f"max({sel('vigil_checkpoint_age_seconds')})", "age")],
+            "s",
+            width=5,
+            defaults={"thresholds": CHECKPOINT_STEPS},
+        ),
+        stat(
+            "Workers recovering",
+            "Workers restoring their state stores after a restart or rebalance.",
+            [target(f"sum({sel('vigil_recovery_in_progress')})", "recovering")],
+            "short",
+            width=5,
+        ),
+        timeseries(
+            "Events per second in and out",
+            "Records read (in), processed and dead-lettered (out), dropped as duplicates, "
+            "and consumed from Kafka by the workers.",
+            [
+                target(_sum_rate("vigil_events_read_total"), "read"),
+                target(_sum_rate("vigil_events_processed_total"), "processed"),
+                target(_sum_rate("vigil_events_rejected_total"), "dead-lettered"),
+                target(_sum_rate("vigil_events_duplicate_total"), "duplicates"),
+                target(_sum_rate("vigil_events_consumed_total"), "consumed from Kafka"),
+            ],
+            "short",
+        ),
+        timeseries(
+            "Consumer lag by partition",
+            "Records in each input partition not yet consumed by its worker.",
+            [
+                target(
+                    f"sum by (topic, partition) ({sel('vigil_consumer_lag')})",
+                    "{{topic}}/{{partition}}",
+                )
+            ],
+            "short",
+        ),
+        timeseries(
+            "Event-time lag",
+            "Wall clock minus the event time of the newest event in each batch: how far "
+            "behind real time detection runs.",
+            [
+                target(quantile(0.5, "vigil_event_time_lag_seconds"), "p50"),
+                target(quantile(0.99, "vigil_event_time_lag_seconds"), "p99"),
+                target(f"time() - max({sel('vigil_watermark_timestamp_seconds')})", "watermark"),
+            ],
+            "s",
+        ),
+        timeseries(
+            "Processing latency per batch",
+            "Wall time to process one batch of events, p50 and p99.",
+            [
+                target(quantile(0.5, "vigil_processing_latency_seconds"), "p50"),
+                target(quantile(0.99, "vigil_processing_latency_seconds"), "p99"),
+            ],
+            "s",
+        ),
+        timeseries(
+            "Dead-letter rate by reason",
+            "Rejected records per second, by the contract rule they broke.",
+            [target(_sum_rate("vigil_events_rejected_total", "reason"), "{{reason}}")],
+            "short",
+            stacked=True,
+        ),
+        timeseries(
+            "Workers and rebalances",
+            "Workers answering scrapes, and consumer-group rebalances per second.",
+            [
+                target(f"sum({sel('up')})", "workers up"),
+                target(_sum_rate("vigil_rebalances_total"), "rebalances/s"),
+            ],
+            "short",
+        ),
+        timeseries(
+            "Checkpoint age",
+            "Seconds since each worker's last completed checkpoint.",
+            [target(f"max by (instance) ({sel('vigil_checkpoint_age_seconds')})", "{{instance}}")],
+            "s",
+            defaults={"thresholds": CHECKPOINT_STEPS},
+        ),
+        timeseries(
+            "Active accounts",
+            "Accounts whose state is held in memory, per worker.",
+            [target(f"sum by (instance) ({sel('vigil_active_accounts')})", "{{instance}}")],
+            "short",
+        ),
+        timeseries(
+            "Evicted accounts per second",
+            "Idle accounts whose state was evicted to bound memory.",
+            [target(_sum_rate("vigil_accounts_evicted_total"), "evicted/s")],
+            "short",
+        ),
+    ]
+    return dashboard(
+        UID,
+        "Vigil / Pipeline health",
+        "Throughput, lag, latency, dead letters, workers and checkpoints of the Vigil pipeline.",
+        panels,
+        standard_variables(),
+    )
