@@ -1,0 +1,1 @@
+"""Numenta Anomaly Benchmark: scoring, a streaming harness and the `vigil eval nab` command."""
