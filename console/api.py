@@ -126,12 +126,14 @@ def api_login(body: LoginIn, request: Request) -> JSONResponse:
     from console.pages import login_attempt
 
     p = login_attempt(request, body.name, body.password, authenticate_password)
+    cookie, nonce = make_session(request.app.state.auth, p.name)
+    p = Principal(p.user, "session", nonce)
     resp = JSONResponse(
         {"user": p.name, "role": p.user.role, "csrf_token": csrf_token(request.app.state.auth, p)}
     )
     resp.set_cookie(
         SESSION_COOKIE,
-        make_session(request.app.state.auth, p.name),
+        cookie,
         httponly=True,
         samesite="lax",
         secure=request.app.state.auth.cookie_secure,

@@ -69,17 +69,12 @@ def _sign(secret: bytes, body: str) -> str:
     return _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
 
 
-def make_session(settings: AuthSettings, name: str) -> str:
-    body = _b64(
-        json.dumps(
-            {
-                "u": name,
-                "exp": int(time.time()) + settings.session_ttl_s,
-                "n": secrets.token_hex(16),
-            }
-        ).encode()
-    )
-    return f"{body}.{_sign(settings.secret, body)}"
+def make_session(settings: AuthSettings, name: str) -> tuple[str, str]:
+    """A signed session cookie for `name`, and the nonce its CSRF token is bound to."""
+    nonce = secrets.token_hex(16)
+    payload = {"u": name, "exp": int(time.time()) + settings.session_ttl_s, "n": nonce}
+    body = _b64(json.dumps(payload).encode())
+    return f"{body}.{_sign(settings.secret, body)}", nonce
 
 
 def read_session(settings: AuthSettings, cookie: str) -> tuple[str, str] | None:

@@ -96,7 +96,7 @@ def login_submit(
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(
         SESSION_COOKIE,
-        make_session(request.app.state.auth, p.name),
+        make_session(request.app.state.auth, p.name)[0],
         httponly=True,
         samesite="lax",
         secure=request.app.state.auth.cookie_secure,

@@ -87,7 +87,7 @@ def demo_dataset(
                     "pro",
                     {
                         "requests": rng.randint(20, 60),
-                        "tokens": rng.randint(4e3, 9e3),
+                        "tokens": rng.randint(4000, 9000),
                         "errors": rng.randint(0, 2),
                         "moderation_flags": 0,
                         "new_ips": 1 if i == 0 else 0,

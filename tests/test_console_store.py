@@ -1,0 +1,184 @@
+"""The alert store on SQLite and on a real PostgreSQL: sink writes, idempotence, triage."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from console import queries, triage
+from console.labels import FileLabelPublisher, read_labels
+from console.schema import metadata
+from console.store import AlertStore, open_store
+from tests.console_data import CAMPAIGN, KEY_LEAK, T0, demo_dataset
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path: Path) -> AlertStore:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    st = open_store(url)
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def filled(store: AlertStore) -> AlertStore:
+    alerts, snaps = demo_dataset()
+    store.write_alerts(alerts)
+    store.write_snapshots(snaps)
+    return store
+
+
+def test_migrations_create_exactly_the_schema(store: AlertStore) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        version = conn.execute(text("select version_num from alembic_version")).scalar_one()
+    assert diff == []
+    assert version == "0001"
+    assert set(inspect(store.engine).get_table_names()) >= set(metadata.tables)
+
+
+def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
+    with open_store(str(tmp_path / "plain-path.db")) as st, st.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+
+
+def test_writing_the_same_alerts_twice_adds_nothing(store: AlertStore) -> None:
+    alerts, snaps = demo_dataset()
+    assert store.write_alerts(alerts) == len(alerts)
+    store.write_snapshots(snaps)
+    assert store.write_alerts(alerts) == 0
+    store.write_snapshots(snaps)
+    # Duplicates inside one batch collapse too.
+    assert store.write_alerts(alerts[:3] + alerts[:3]) == 0
+    with store.engine.connect() as conn:
+        n_alerts = conn.execute(text("select count(*) from alerts")).scalar_one()
+        n_snaps = conn.execute(text("select count(*) from snapshots")).scalar_one()
+    assert n_alerts == len(alerts)
+    assert n_snaps == len(snaps)
+
+
+def test_rewrite_keeps_analyst_state(filled: AlertStore) -> None:
+    alerts, _ = demo_dataset()
+    aid = alerts[0]["alert_id"]
+    triage.set_status(filled, aid, "ana", "acknowledged")
+    filled.write_alerts(alerts)
+    assert queries.alert_detail(filled, aid)["status"] == "acknowledged"
+
+
+def test_queue_sorts_by_severity_then_recency_and_filters(filled: AlertStore) -> None:
+    q = queries.queue(filled, queries.QueueFilter(), page=1, per_page=500)
+    ranks = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+    keys = [(ranks[a["severity"]], a["ts"]) for a in q["items"]]
+    assert keys == sorted(keys, reverse=True)
+    assert q["items"][0]["severity"] == "critical"
+    assert sum(q["category_counts"].values()) == q["total"]
+
+    spam = queries.queue(filled, queries.QueueFilter(category="spam_campaign"))
+    assert {a["account_id"] for a in spam["items"]} == set(CAMPAIGN)
+    assert spam["category_counts"]["key_leak"] == 4  # counts ignore the category filter
+
+    geo = queries.queue(filled, queries.QueueFilter(detector="geo_velocity"))
+    assert geo["total"] == 4 and all(a["account_id"] == KEY_LEAK for a in geo["items"])
+    assert queries.queue(filled, queries.QueueFilter(detector="geo"))["total"] == 0
+
+    high = queries.queue(filled, queries.QueueFilter(severity="high"))
+    assert high["total"] == 4 + len(CAMPAIGN)
+    found = queries.queue(filled, queries.QueueFilter(account="spam-3"))
+    assert [a["account_id"] for a in found["items"]] == ["acct-spam-3"]
+    assert queries.queue(filled, queries.QueueFilter(account="%"))["total"] == 0
+
+    since = queries.queue(filled, queries.QueueFilter(since="2026-11-18T00:00:00Z"))
+    until = queries.queue(filled, queries.QueueFilter(until="2026-11-18T00:00:00Z"))
+    assert since["total"] + until["total"] == q["total"]
+
+    page2 = queries.queue(filled, queries.QueueFilter(), page=2, per_page=5)
+    assert [a["alert_id"] for a in page2["items"]] == [a["alert_id"] for a in q["items"][5:10]]
+
+
+def test_account_view_and_related_accounts(filled: AlertStore) -> None:
+    v = queries.account_view(filled, KEY_LEAK)
+    assert v["plan"] == "enterprise"
+    assert len(v["timeline"]) == 48
+    assert dict(v["seen"]["api_keys"]) == {"k-leak": 48}
+    assert "RU" in dict(v["seen"]["countries"])
+    assert v["first_seen"] == T0
+    related = queries.related_accounts(filled, "acct-spam-1")
+    ids = [r["account_id"] for r in related]
+    assert set(ids[:3]) == {"acct-spam-2", "acct-spam-3", "acct-spam-4"}
+    top = related[0]
+    assert {"subnet", "user_agent", "prompt_hash"} <= set(top["shared"])
+    # Normal accounts share nothing with the campaign.
+    assert not any(i.startswith("acct-normal") for i in ids)
+
+
+def test_verdict_labels_audits_and_snoozes(filled: AlertStore, tmp_path: Path) -> None:
+    alerts, _ = demo_dataset()
+    normal = next(a for a in alerts if a["account_id"].startswith("acct-normal"))
+    pub = FileLabelPublisher(tmp_path / "labels.jsonl")
+    with pytest.raises(triage.TriageError):
+        triage.record_verdict(
+            filled,
+            normal["alert_id"],
+            "ana",
+            triage.Verdict(
+                "false_positive",
+                snooze_detectors=("iforest",),
+                snooze_days=181,
+                snooze_reason="batch job",
+            ),
+        )
+    with pytest.raises(triage.TriageError):
+        triage.record_verdict(filled, normal["alert_id"], "ana", triage.Verdict("misuse"))
+    label = triage.record_verdict(
+        filled,
+        normal["alert_id"],
+        "ana",
+        triage.Verdict(
+            "false_positive",
+            note="nightly batch",
+            snooze_detectors=("iforest",),
+            snooze_days=30,
+            snooze_reason="known nightly batch job",
+        ),
+    )
+    pub.publish_label(label)
+    snoozed = filled.active_snoozes(time.time())
+    until = snoozed[(normal["account_id"], "iforest")]
+    assert 29.9 * 86_400 < until - time.time() <= 30 * 86_400
+    assert filled.active_snoozes(until + 1) == {}
+    d = queries.alert_detail(filled, normal["alert_id"])
+    assert d["verdict"] == "false_positive" and d["status"] == "resolved"
+    actions = [e["action"] for e in queries.audit_entries(filled)]
+    assert actions == ["snooze", "verdict"]
+    audit_snooze = queries.audit_entries(filled)[0]
+    assert audit_snooze["detail"]["reason"] == "known nightly batch job"
+    assert read_labels(tmp_path / "labels.jsonl")[0]["verdict"] == "false_positive"
+
+    triage.assign(filled, normal["alert_id"], "ana", "ana")
+    triage.add_note(filled, normal["alert_id"], "ana", "checked with the customer")
+    case = queries.case_file(filled, normal["account_id"])
+    assert case["labels"][0]["note"] == "nightly batch"
+    assert case["notes"][0]["text"] == "checked with the customer"
+    assert {e["action"] for e in case["audit"]} == {"verdict", "snooze", "assign", "note"}
+    assert case["alerts"][0]["alert_id"] == normal["alert_id"]
+
+
+def test_snapshot_upsert_tracks_account_lifetime(store: AlertStore) -> None:
+    _, snaps = demo_dataset()
+    leak = [s for s in snaps if s["account_id"] == KEY_LEAK]
+    store.write_snapshots(leak[10:20])
+    store.write_snapshots(leak[:5])
+    store.write_snapshots(leak[30:])
+    v = queries.account_view(store, KEY_LEAK)
+    assert v["first_seen"] == T0
+    assert v["last_seen"] == T0 + 48 * 300
+    assert len(v["timeline"]) == 5 + 10 + 18
