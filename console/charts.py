@@ -12,13 +12,14 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-# Chart name -> feature names to try, in order; the engine's snapshot rows name features.
+# Chart -> features to try, in order. "a*b" multiplies two features, so a rate per request
+# becomes a count per window (error_rate * requests = errors).
 SERIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("requests", "Requests", ("requests", "request_count")),
-    ("tokens", "Tokens", ("tokens", "total_tokens", "tokens_total")),
-    ("errors", "Errors", ("errors", "error_count", "errors_total")),
-    ("moderation", "Moderation flags", ("moderation_flags", "moderation_flagged", "flagged")),
-    ("new_ips", "New IPs", ("new_ips", "new_ip_count", "ips_new")),
+    ("requests", "Requests", ("requests",)),
+    ("tokens", "Tokens", ("tokens", "total_tokens")),
+    ("errors", "Errors", ("errors", "error_rate*requests")),
+    ("moderation", "Moderation flags", ("moderation_flags", "flagged_rate*requests")),
+    ("new_ips", "New IPs", ("new_ips",)),
 )
 SEVERITY_COLOURS = {"low": "#6b7280", "medium": "#d97706", "high": "#dc2626", "critical": "#7f1d1d"}
 
@@ -27,11 +28,21 @@ def hhmm(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%m-%d %H:%M")
 
 
+def _value(features: dict, name: str) -> float | None:
+    if "*" in name:
+        a, b = name.split("*", 1)
+        if a not in features or b not in features:
+            return None
+        return float(features[a] or 0.0) * float(features[b] or 0.0)
+    return float(features[name] or 0.0) if name in features else None
+
+
 def pick_series(timeline: list[dict], names: tuple[str, ...]) -> tuple[str, list[float]]:
-    """The first feature name present in any window, with its values (missing as 0)."""
+    """The first feature (or product) present in any window, with its values (missing as 0)."""
     for name in names:
-        if any(name in w["features"] for w in timeline):
-            return name, [float(w["features"].get(name, 0.0) or 0.0) for w in timeline]
+        values = [_value(w["features"], name) for w in timeline]
+        if any(v is not None for v in values):
+            return name.replace("*", " × "), [0.0 if v is None else v for v in values]
     return "", []
 
 
@@ -74,7 +85,8 @@ def timeline_chart(
         return Markup("".join(parts))
     x0, x1 = min(xs), max(xs)
     x1 = x1 if x1 > x0 else x0 + 1
-    ymax = max(max(ys), 1e-9)
+    # An all-zero series still gets a readable 0..1 axis.
+    ymax = max(ys) if max(ys) > 0 else 1.0
     top_tick = _nice(ymax)
 
     def px(x: float) -> float:
@@ -100,7 +112,7 @@ def timeline_chart(
         parts.append(
             f'<line class="onset" x1="{ox:.1f}" x2="{ox:.1f}" y1="{top}" y2="{top + ph}" '
             f'stroke="#ea580c" stroke-width="2" stroke-dasharray="4 3"/>'
-            f'<text x="{ox + 3:.1f}" y="{top + 10}" class="onset-label">onset</text>'
+            + _onset_label(ox, top, left + pw)
         )
     for when, severity, label in markers:
         if not x0 <= when <= x1:
@@ -115,6 +127,16 @@ def timeline_chart(
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _onset_label(ox: float, top: float, right_edge: float) -> str:
+    # Near the right edge the label goes on the line's left so it is not cut off.
+    if ox > right_edge - 40:
+        return (
+            f'<text x="{ox - 3:.1f}" y="{top + 10}" text-anchor="end" '
+            'class="onset-label">onset</text>'
+        )
+    return f'<text x="{ox + 3:.1f}" y="{top + 10}" class="onset-label">onset</text>'
 
 
 def _nice(v: float) -> float:

@@ -251,10 +251,21 @@ def account_page(account_id: str, request: Request, p: Viewer) -> Response:
             "charts": chart_list,
             "onset": onset,
             "graph": charts.related_graph(account_id, related) if related else None,
-            "age": (v["last_seen"] - v["first_seen"]) if v["first_seen"] is not None else None,
+            "age": _account_age(v),
             "active_snoozes": [s for s in v["snoozes"] if s["until_epoch"] > now],
         },
     )
+
+
+def _account_age(v: dict) -> float | None:
+    """Seconds since sign-up per the engine's latest snapshot, else the span seen here."""
+    for w in reversed(v["timeline"]):
+        days = w["features"].get("account_age_days")
+        if days is not None:
+            return float(days) * 86_400
+    if v["first_seen"] is None:
+        return None
+    return v["last_seen"] - v["first_seen"]
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -8,6 +8,7 @@ brings the schema up to date with the shipped Alembic migrations.
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import datetime
 from pathlib import Path
@@ -113,9 +114,19 @@ def snapshot_row(row: dict) -> dict:
         "window_start": to_epoch(row["window_start"]),
         "window_end": to_epoch(row["window_end"]),
         "plan": str(row.get("plan") or ""),
-        "features": _jdump({k: float(v) for k, v in (row.get("features") or {}).items()}),
+        "features": _jdump(_finite(row.get("features") or {})),
         **{k: _jdump(list(row.get(k) or [])) for k in SNAPSHOT_LISTS},
     }
+
+
+def _finite(features: dict) -> dict[str, float]:
+    # NaN and inf are not JSON; a feature the engine could not compute is left out.
+    out = {}
+    for k, v in features.items():
+        f = float(v)
+        if math.isfinite(f):
+            out[str(k)] = f
+    return out
 
 
 SNAPSHOT_LISTS = ("ips", "countries", "user_agents", "api_keys", "prompt_hashes", "subnets")
