@@ -47,6 +47,8 @@ _PARAMS = (
     "refractory",
     "damping",
     "warmup",
+    "rel_floor",
+    "z_cap",
 )
 
 
@@ -58,19 +60,21 @@ class SeriesDetector:
         self,
         n_metrics: int = 1,
         season_bins: int = 24,
-        alpha_season: float = 0.05,
+        alpha_season: float = 0.1,
         alpha_level: float = 0.05,
         alpha_stats: float = 0.001,
         alpha_smooth: float = 0.3,
         value_weight: float = 0.0,
         peak_decay: float = 0.995,
         peak_weight: float = 0.8,
-        z_half: float = 3.5,
+        z_half: float = 1.2,
         sharpness: float = 3.0,
         fire: float = 0.5,
-        refractory: int = 0,
+        refractory: int = 50,
         damping: float = 0.3,
         warmup: int = 30,
+        rel_floor: float = 1e-3,
+        z_cap: float = 1000.0,
     ) -> None:
         self.n_metrics = n_metrics
         self.season_bins = season_bins
@@ -87,6 +91,8 @@ class SeriesDetector:
         self.refractory = refractory
         self.damping = damping
         self.warmup = warmup
+        self.rel_floor = rel_floor
+        self.z_cap = z_cap
         self._s: dict[str, np.ndarray] = {}
         self._alloc(0)
 
@@ -174,11 +180,15 @@ class SeriesDetector:
 
         r_mean, r_var = s["r_mean"][slots], s["r_var"][slots]
         g_mean, g_var = s["g_mean"][slots], s["g_var"][slots]
-        z_res = np.abs(res - r_mean) / (np.sqrt(r_var) + 1e-6)
-        z_val = np.abs(x - g_mean) / (np.sqrt(g_var) + 1e-6)
+        # A spread floor relative to the series' magnitude keeps a constant series from
+        # turning the smallest wiggle into an infinite surprise.
+        floor = self.rel_floor * np.abs(g_mean) + 1e-9
+        z_res = np.abs(res - r_mean) / (np.sqrt(r_var) + floor)
+        z_val = np.abs(x - g_mean) / (np.sqrt(g_var) + floor)
         z = np.maximum(z_res, self.value_weight * z_val)
         scoring = (cnt >= self.warmup)[:, None]
-        z = np.where(scoring, z, 0.0)
+        # Capped so that one extreme step cannot mute the series for thousands of steps.
+        z = np.where(scoring, np.minimum(z, self.z_cap), 0.0)
 
         smooth = s["smooth"][slots]
         a_sm = 1.0 - (1.0 - self.alpha_smooth) ** kk

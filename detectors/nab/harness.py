@@ -86,7 +86,7 @@ def write_results(out_root: Path, series: Series, scores: np.ndarray, labels: np
         w = csv.writer(fh)
         w.writerow(["timestamp", "value", "anomaly_score", "label"])
         for t, v, s, lab in zip(stamps, series.values, scores, labels, strict=True):
-            w.writerow([t.replace("T", " "), repr(float(v)), f"{float(s):.6f}", int(lab)])
+            w.writerow([t.replace("T", " "), repr(float(v)), f"{float(s):.8f}", int(lab)])
 
 
 def read_results(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
