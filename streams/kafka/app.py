@@ -1,0 +1,222 @@
+"""The Faust application behind `vigil worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from streams.config import VigilConfig
+from streams.kafka.consumer import BatchTransport
+from streams.kafka.health import HealthInputs, evaluate
+from streams.kafka.metrics import WorkerMetrics
+from streams.kafka.processor import Processor, Topics
+from streams.kafka.settings import (
+    WorkerSettings,
+    broker_url,
+    ensure_data_dir,
+    faust_credentials,
+)
+
+log = logging.getLogger(__name__)
+
+
+class VigilApp(faust.App):
+    """Faust's App with the batch consumer and checkpoint hooks on rebalance and stop."""
+
+    processor: Processor | None = None
+    worker_metrics: WorkerMetrics | None = None
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+    async def _on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # Before Faust closes the revoked table partitions, so the state can still be written.
+        if self.processor is not None and not self.should_stop:
+            await self.processor.on_revoked(revoked)
+        await super()._on_partitions_revoked(revoked)
+
+    async def on_stop(self) -> None:
+        if self.processor is not None:
+            try:
+                await asyncio.wait_for(self.processor.checkpoint(), timeout=30)
+            except Exception:
+                log.exception("final checkpoint failed; the next owner resumes from the last one")
+        await super().on_stop()
+
+
+@dataclass
+class Worker:
+    app: VigilApp
+    processor: Processor
+    metrics: Any
+    worker_metrics: WorkerMetrics
+    topics: Topics
+
+
+def build_worker(
+    config: VigilConfig,
+    settings: WorkerSettings,
+    metrics: Any = None,
+    make_engine: Callable[[], Any] | None = None,
+) -> Worker:
+    from faust.sensors.prometheus import setup_prometheus_sensors
+
+    from streams.metrics import Metrics
+
+    kc = config.kafka
+    metrics = metrics or Metrics()
+    wm = WorkerMetrics(metrics.registry)
+    if make_engine is None:
+        from streams.engine import Engine
+
+        def make_engine() -> Any:
+            return Engine(config, metrics=metrics, emit_snapshots=True)
+
+    app = VigilApp(
+        kc.group_id,
+        broker=broker_url(kc),
+        broker_credentials=faust_credentials(kc),
+        store="rocksdb://",
+        datadir=str(ensure_data_dir(settings.data_dir)),
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee=kc.processing_guarantee,
+        topic_partitions=kc.partitions,
+        topic_replication_factor=kc.replication_factor,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=settings.max_poll_records,
+        consumer_max_fetch_size=settings.max_partition_fetch_bytes,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 5),
+        broker_commit_interval=settings.checkpoint_interval_s,
+        stream_recovery_delay=0.2,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+    )
+    topics = Topics(
+        input=kc.input_topic,
+        repartition=settings.repartition_topic(kc),
+        alerts=kc.alerts_topic,
+        dead_letters=kc.dead_letter_topic,
+        snapshots=kc.snapshots_topic,
+        audit=settings.audit_topic,
+    )
+    table = app.Table(
+        settings.state_table,
+        default=None,
+        partitions=kc.partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    source = app.topic(
+        topics.input,
+        topics.repartition,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=kc.partitions,
+    )
+
+    @app.agent(source, concurrency=1, name="vigil.input")
+    async def vigil_input(stream: Any) -> None:
+        # The batch consumer delivers these topics to the Processor; this agent exists so
+        # Faust subscribes to them and co-partitions them with the state table.
+        async for _ in stream:
+            raise RuntimeError("a record of the input topics took Faust's per-record path")
+
+    processor = Processor(
+        app,
+        table,
+        topics,
+        kc.partitions,
+        make_engine,
+        metrics,
+        wm,
+        settings.checkpoint_interval_s,
+        settings.dead_letter_max_bytes,
+        settings.repartition,
+    )
+    app.processor = processor
+    app.worker_metrics = wm
+    consumer = app.consumer
+    consumer.batch_topics = frozenset({topics.input, topics.repartition})
+    consumer.batch_handler = processor.on_batch
+
+    setup_prometheus_sensors(
+        app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"
+    )
+    _add_health(app, processor, wm, settings)
+    return Worker(app, processor, metrics, wm, topics)
+
+
+def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: WorkerSettings) -> None:
+    state: dict[str, Any] = {"recovery_since": None, "started": False}
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        wm.rebalances.inc()
+
+    @app.task
+    async def _started() -> None:
+        state["started"] = True
+
+    @app.timer(1.0)
+    async def _watch() -> None:
+        recovering = bool(app.tables.recovery.in_recovery)
+        now = time.monotonic()
+        if recovering and state["recovery_since"] is None:
+            state["recovery_since"] = now
+        elif not recovering and state["recovery_since"] is not None:
+            state["recovery_since"] = None
+        wm.recovery_in_progress.set(1 if recovering else 0)
+        if state["recovery_since"] is not None:
+            wm.recovery_seconds.set(now - state["recovery_since"])
+        # Quiet topics still get their state and offsets saved.
+        idle = now - processor.last_checkpoint >= s.checkpoint_interval_s
+        if not recovering and idle and any(p.dirty for p in processor.parts.values()):
+            await processor.checkpoint()
+
+    def inputs() -> HealthInputs:
+        lag = 0
+        for tp, pos in processor.positions.items():
+            if tp in app.consumer.assignment():
+                high = app.consumer.highwater(tp)
+                lag += max(0, (high or pos) - pos)
+        return HealthInputs(
+            now=time.monotonic(),
+            in_recovery=bool(app.tables.recovery.in_recovery),
+            recovery_since=state["recovery_since"],
+            last_progress=processor.last_progress,
+            lag=lag,
+            owned_partitions=len(processor.parts),
+            started=state["started"],
+        )
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        code, body = evaluate(inputs(), s.recovery_stuck_s, s.stall_s)
+        return web.json(body, status=code)
+
+
+def run_worker(config: VigilConfig, settings: WorkerSettings) -> None:
+    """Creates missing topics, then runs a worker until SIGTERM/SIGINT."""
+    from faust.worker import Worker as FaustWorker
+
+    from streams.kafka.topics import ensure_topics, topic_specs
+
+    ensure_topics(config.kafka, topic_specs(config.kafka, settings))
+    worker = build_worker(config, settings)
+    FaustWorker(
+        worker.app, loglevel=settings.loglevel, quiet=True, redirect_stdouts=False
+    ).execute_from_commandline()

@@ -1,0 +1,102 @@
+"""A Faust consumer that hands the input topic to Vigil in whole fetched batches.
+
+Faust delivers every record through its conductor one at a time: a ConsumerMessage, an
+Event, a queue hop and, in the drain loop, an `asyncio.wait` over two coroutines per record.
+On a local broker that caps a worker near 7k records/s while a bare aiokafka consumer drains
+the same topic at over 250k/s. Everything else Faust does (group membership, the table
+assignor, changelog recovery, standby replicas, commits) is untouched: only records of the
+input topics skip the per-record path, and they are committed from offsets that Vigil
+publishes after its own checkpoint, never from Faust's per-message acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+# Called with (tp, records) for the input topics; records are aiokafka ConsumerRecords.
+BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with a batch path for the topics in `batch_topics`."""
+
+    batch_topics: frozenset[str] = frozenset()
+    batch_handler: BatchHandler | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Next offset to commit per input partition, set only after a checkpoint.
+        self.ready_offsets: dict[TP, int] = {}
+
+    # -- commits -------------------------------------------------------------------
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        yield from super()._filter_tps_with_pending_acks(topics)
+        for tp in list(self.ready_offsets):
+            if tp not in self._acked and (topics is None or tp in topics or tp.topic in topics):
+                yield tp
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic in self.batch_topics:
+            return self.ready_offsets.get(tp)
+        return super()._new_offset(tp)
+
+    def forget(self, tps: set[TP]) -> None:
+        for tp in tps:
+            self.ready_offsets.pop(tp, None)
+
+    # -- fetching ------------------------------------------------------------------
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - long loop
+        callback = self.callback
+        stop_consumer = self._stopped.is_set
+        stop_fetcher = fetcher._stopped.is_set
+        batch_topics = self.batch_topics
+        handler = self.batch_handler
+        try:
+            while not (stop_consumer() or stop_fetcher()):
+                records, active = await self._wait_next_records(1.0)
+                await asyncio.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                generation = self.app.consumer_generation_id
+                for tp, batch in records.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation:
+                        # A rebalance started: the rest is fetched again after the seek
+                        # to committed offsets, by whichever worker owns it then.
+                        break
+                    if (
+                        active is not None
+                        and tp not in active
+                        and tp not in self._buffered_partitions
+                    ):
+                        continue
+                    if not batch:
+                        continue
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    if tp.topic in batch_topics and handler is not None:
+                        await handler(tp, batch)
+                        self._read_offset[tp] = batch[-1].offset
+                        continue
+                    for record in batch:
+                        message = self._to_message(tp, record)
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                        self._read_offset[tp] = record.offset
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+
+
+class BatchTransport(faust_aiokafka.Transport):
+    Consumer = BatchConsumer

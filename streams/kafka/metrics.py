@@ -1,0 +1,68 @@
+"""Metrics only a Kafka worker has, on the same registry as the engine's `Metrics`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumer_lag = Gauge(
+            "vigil_consumer_lag",
+            "Messages between the high watermark and the worker's position",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "vigil_rebalances", "Consumer group rebalances seen by this worker", registry=r
+        )
+        self.recovery_in_progress = Gauge(
+            "vigil_recovery_in_progress",
+            "1 while table state is being restored from changelogs",
+            registry=r,
+        )
+        self.recovery_seconds = Gauge(
+            "vigil_recovery_duration_seconds",
+            "Seconds the current (or last) table recovery has taken",
+            registry=r,
+        )
+        self.events_consumed = Counter(
+            "vigil_events_consumed",
+            "Input records taken off Kafka and handed to the engine or the dead-letter topic",
+            registry=r,
+        )
+        self.events_repartitioned = Counter(
+            "vigil_events_repartitioned",
+            "Input records forwarded to the partition that owns their account",
+            registry=r,
+        )
+        self.events_skipped = Counter(
+            "vigil_events_skipped_on_resume",
+            "Records already covered by the restored checkpoint and not applied again",
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            "vigil_batch_failures",
+            "Batches whose processing raised; their events were retried one by one",
+            registry=r,
+        )
+        self.checkpoint_seconds = Gauge(
+            "vigil_checkpoint_duration_seconds",
+            "Wall time of the last checkpoint (flush, state, flush, commit)",
+            registry=r,
+        )
+        self.checkpoint_bytes = Gauge(
+            "vigil_checkpoint_state_bytes",
+            "Size of the compressed engine state written at the last checkpoint",
+            ["partition"],
+            registry=r,
+        )
+        self.owned_partitions = Gauge(
+            "vigil_owned_partitions", "Input partitions this worker owns", registry=r
+        )

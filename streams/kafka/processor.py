@@ -1,0 +1,262 @@
+"""Runs fetched batches through one Engine per owned input partition.
+
+Each input partition p owns the accounts that hash to p, so it gets its own Engine, and the
+engine's whole state is checkpointed to a plain table entry for p whose changelog lives in
+partition p as well. On a rebalance Faust moves the changelog partition with the input
+partition, and the new owner rebuilds the Engine from it. Faust's windowed tables are not
+used: their windows are lost or wrong after a rebalance or restart.
+
+A checkpoint runs in this order: flush alerts, dead letters and snapshots; write engine state
+to the table; flush the changelog; only then publish the input offsets for commit. The
+checkpoint records the next offset it covers, so records between the last committed offset
+and the checkpoint are skipped on resume instead of being counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from faust.types import TP
+
+from streams.kafka import checkpoint
+from streams.kafka.routing import Router
+
+log = logging.getLogger(__name__)
+
+PROCESSING_ERROR = "processing_error"
+
+
+@dataclass
+class PartitionState:
+    partition: int
+    engine: Any
+    next_offsets: dict[str, int] = field(default_factory=dict)  # topic -> next to commit
+    dirty: bool = False
+
+
+@dataclass
+class Topics:
+    input: str
+    repartition: str
+    alerts: str
+    dead_letters: str
+    snapshots: str
+    audit: str = ""
+
+
+class Processor:
+    def __init__(
+        self,
+        app: Any,
+        table: Any,
+        topics: Topics,
+        partitions: int,
+        make_engine: Callable[[], Any],
+        metrics: Any,
+        worker_metrics: Any,
+        checkpoint_interval_s: float,
+        dead_letter_max_bytes: int,
+        repartition: bool,
+    ) -> None:
+        self.app = app
+        self.table = table
+        self.topics = topics
+        self.make_engine = make_engine
+        self.metrics = metrics
+        self.wm = worker_metrics
+        self.interval = checkpoint_interval_s
+        self.dl_max = dead_letter_max_bytes
+        self.router = Router(partitions) if repartition else None
+        self.parts: dict[int, PartitionState] = {}
+        self.lock = asyncio.Lock()
+        self.last_checkpoint = time.monotonic()
+        self.last_progress = time.monotonic()
+        self.positions: dict[TP, int] = {}
+        self.pending: list[Any] = []  # delivery futures since the last checkpoint
+
+    # -- batches ---------------------------------------------------------------------
+    async def on_batch(self, tp: TP, records: list) -> None:
+        async with self.lock:
+            if tp not in self.app.consumer.assignment():
+                return  # revoked while this batch waited for the lock
+            part = self.parts.get(tp.partition) or self._open(tp.partition)
+            # Below next_offsets: already in this engine's state, either from the restored
+            # checkpoint or applied before a rebalance seeked back to the committed offset.
+            first = part.next_offsets.get(tp.topic, 0)
+            if records[0].offset < first:
+                kept = [r for r in records if r.offset >= first]
+                self.wm.events_skipped.inc(len(records) - len(kept))
+            else:
+                kept = records
+            if kept:
+                local = kept
+                if self.router is not None and tp.topic == self.topics.input:
+                    local, foreign = self.router.split(kept, tp.partition)
+                    await self._forward(foreign)
+                if local:
+                    await self._apply(part, tp, local)
+                    await self._audit(tp, local)
+            end = records[-1].offset + 1
+            part.next_offsets[tp.topic] = end
+            part.dirty = True
+            self.positions[tp] = end
+            self.last_progress = time.monotonic()
+            self._update_lag(tp, end)
+            if time.monotonic() - self.last_checkpoint >= self.interval:
+                await self._checkpoint_locked()
+
+    async def _apply(self, part: PartitionState, tp: TP, records: list) -> None:
+        lines = [r.value if r.value is not None else b"" for r in records]
+        self.wm.events_consumed.inc(len(lines))
+        try:
+            out = part.engine.process_lines(lines)
+        except Exception:
+            # An exception must never ack a batch silently: isolate the bad events.
+            log.exception("batch of %d from %s failed; retrying one by one", len(lines), tp)
+            self.wm.batch_failures.inc()
+            await self._one_by_one(part, tp, lines)
+            return
+        await self._emit(out, tp)
+
+    async def _one_by_one(self, part: PartitionState, tp: TP, lines: list[bytes]) -> None:
+        for line in lines:
+            try:
+                out = part.engine.process_lines([line])
+            except Exception as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+                self.metrics.events_rejected.labels(PROCESSING_ERROR).inc()
+                await self._dead_letter(line, PROCESSING_ERROR, detail, tp)
+                continue
+            await self._emit(out, tp)
+
+    # -- outputs ---------------------------------------------------------------------
+    async def _send(
+        self, topic: str, key: bytes | None, value: bytes, headers=None, partition=None
+    ):
+        # Enqueue only; delivery is awaited at checkpoint time, not per record.
+        fut = await self.app.producer.send(topic, key, value, partition, None, headers)
+        self.pending.append(fut)
+
+    async def _emit(self, out: Any, tp: TP) -> None:
+        for alert in out.alerts:
+            await self._send(self.topics.alerts, alert.account_id.encode(), alert.to_json())
+        for dl in out.dead_letters:
+            await self._dead_letter(dl.raw, dl.reason, dl.detail, tp)
+        for snap in out.snapshots:
+            key = str(snap.get("account_id", "")).encode() or None
+            await self._send(self.topics.snapshots, key, orjson.dumps(snap, option=_NUMPY))
+
+    async def _dead_letter(self, raw: bytes, reason: str, detail: str, tp: TP) -> None:
+        truncated = len(raw) > self.dl_max
+        headers = [
+            ("vigil-reason", reason.encode()),
+            ("vigil-detail", detail[:2000].encode("utf-8", "replace")),
+            ("vigil-source-topic", tp.topic.encode()),
+            ("vigil-source-partition", str(tp.partition).encode()),
+            ("vigil-original-bytes", str(len(raw)).encode()),
+        ]
+        if truncated:
+            headers.append(("vigil-truncated", b"1"))
+        await self._send(self.topics.dead_letters, None, raw[: self.dl_max], headers)
+
+    async def _forward(self, foreign: list) -> None:
+        if not foreign:
+            return
+        owner = self.router.owner  # type: ignore[union-attr]
+        for account, r in foreign:
+            await self._send(
+                self.topics.repartition, account, r.value, list(r.headers or ()), owner(account)
+            )
+        self.wm.events_repartitioned.inc(len(foreign))
+
+    async def _audit(self, tp: TP, records: list) -> None:
+        if not self.topics.audit:
+            return
+        body = {
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offsets": [r.offset for r in records],
+        }
+        await self._send(self.topics.audit, None, orjson.dumps(body))
+
+    def _update_lag(self, tp: TP, position: int) -> None:
+        high = self.app.consumer.highwater(tp)
+        if high is not None:
+            self.wm.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+
+    # -- state -----------------------------------------------------------------------
+    def _open(self, partition: int) -> PartitionState:
+        engine = self.make_engine()
+        restored = checkpoint.read(self.table, self.topics.input, partition)
+        part = PartitionState(partition, engine)
+        if restored is not None:
+            state, manifest = restored
+            engine.load_state_dict(state)
+            part.next_offsets = dict(manifest.offsets)
+            log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)
+        self.parts[partition] = part
+        self.wm.owned_partitions.set(len(self.parts))
+        return part
+
+    async def checkpoint(self, partitions: set[int] | None = None) -> None:
+        async with self.lock:
+            await self._checkpoint_locked(partitions)
+
+    async def _checkpoint_locked(self, partitions: set[int] | None = None) -> None:
+        t0 = time.perf_counter()
+        producer = self.app.producer
+        await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards
+        await self._check_delivered()
+        written = []
+        for p, part in self.parts.items():
+            if not part.dirty or (partitions is not None and p not in partitions):
+                continue
+            size = checkpoint.write(
+                self.table, self.topics.input, p, part.engine.state_dict(), part.next_offsets
+            )
+            self.wm.checkpoint_bytes.labels(str(p)).set(size)
+            written.append(part)
+        await producer.flush()  # 2. changelog records of the state just written
+        consumer = self.app.consumer
+        for part in written:
+            part.dirty = False
+            for topic, off in part.next_offsets.items():
+                consumer.ready_offsets[TP(topic, part.partition)] = off
+        if written:
+            await consumer.commit()  # 3. input offsets, only now
+        self.last_checkpoint = time.monotonic()
+        self.metrics.last_checkpoint.set(time.time())
+        self.wm.checkpoint_seconds.set(time.perf_counter() - t0)
+
+    async def _check_delivered(self) -> None:
+        pending, self.pending = self.pending, []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            # Committing now would lose these outputs; crash and let the group replay.
+            raise RuntimeError(f"{len(failed)} output records were not delivered: {failed[0]!r}")
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        """Checkpoint and drop the engines of partitions this worker is losing."""
+        lost = {tp.partition for tp in revoked if tp.topic == self.topics.input}
+        if not lost:
+            return
+        async with self.lock:
+            try:
+                await self._checkpoint_locked(lost)
+            except Exception:
+                # The next owner resumes from the previous checkpoint: slower, not lossy.
+                log.exception("checkpoint on revoke failed")
+            for p in lost:
+                self.parts.pop(p, None)
+            self.app.consumer.forget({tp for tp in revoked})
+            self.wm.owned_partitions.set(len(self.parts))
+
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY

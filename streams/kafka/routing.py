@@ -1,0 +1,71 @@
+"""Which partition an account belongs to, and finding the account in a raw event cheaply.
+
+Per-account state lives with the partition its account hashes to, using the Java client's
+default partitioner (murmur2), which kafka-python and aiokafka share. Records produced with
+another key, no key, or another partitioner (librdkafka's default is CRC32) are forwarded to
+the owning partition of the repartition topic.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+_MARK = b'"account_id":"'
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class Router:
+    """Maps account ids to partitions with a cache; accounts repeat, hashing is slow."""
+
+    def __init__(self, partitions: int, cache_limit: int = 1_000_000) -> None:
+        self.partitions = partitions
+        self._cache: dict[bytes, int] = {}
+        self._limit = cache_limit
+
+    def owner(self, account: bytes) -> int:
+        p = self._cache.get(account)
+        if p is None:
+            p = partition_for(account, self.partitions)
+            if len(self._cache) >= self._limit:
+                self._cache.clear()
+            self._cache[account] = p
+        return p
+
+    def split(self, records: list, partition: int) -> tuple[list, list[tuple[bytes, object]]]:
+        """Records that belong here, and (account, record) pairs that belong elsewhere.
+
+        Anything whose account cannot be read stays here, so the engine dead-letters it.
+        """
+        local: list = []
+        foreign: list[tuple[bytes, object]] = []
+        owner = self.owner
+        for r in records:
+            account = account_of(r.value)
+            if account is None or owner(account) == partition:
+                local.append(r)
+            else:
+                foreign.append((account, r))
+        return local, foreign
+
+
+def account_of(value: bytes | None) -> bytes | None:
+    """The account_id of a raw JSON event, or None when it has none that we can read."""
+    if not value:
+        return None
+    i = value.find(_MARK)
+    if i >= 0:
+        start = i + len(_MARK)
+        end = value.find(b'"', start)
+        if end > start and value.find(b"\\", start, end) < 0:
+            return value[start:end]
+    # Unusual spacing or escapes: take the slow, exact path.
+    try:
+        d = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    acct = d.get("account_id") if type(d) is dict else None
+    return acct.encode() if type(acct) is str and acct else None

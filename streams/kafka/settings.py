@@ -1,0 +1,79 @@
+"""Worker settings that are not part of the shared config, and client options from it."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streams.config import KafkaConfig
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    data_dir: Path = Path("data/worker")  # RocksDB table stores
+    web_port: int = 6066  # /metrics and /health
+    web_host: str = "127.0.0.1"
+    checkpoint_interval_s: float = 5.0
+    # One fetch round-trip to the consumer thread carries this many records at most.
+    max_poll_records: int = 10_000
+    max_partition_fetch_bytes: int = 4 * 1024 * 1024
+    repartition: bool = True  # forward records not keyed/partitioned by account
+    dead_letter_max_bytes: int = 900 * 1024  # raw payload kept in a dead letter
+    # A crashed worker's partitions move to the others after this long.
+    session_timeout_s: float = 10.0
+    recovery_stuck_s: float = 120.0  # /health turns 503 after this long in recovery
+    stall_s: float = 60.0  # ... or after this long with lag and no progress
+    audit_topic: str = ""  # when set, one record per processed batch: partition/offset range
+    state_table: str = "engine-state"
+    loglevel: str = "WARNING"
+
+    def repartition_topic(self, cfg: KafkaConfig) -> str:
+        return f"{cfg.input_topic}-by-account"
+
+
+def broker_url(cfg: KafkaConfig) -> str:
+    return ";".join(f"kafka://{s.strip()}" for s in cfg.bootstrap_servers.split(",") if s.strip())
+
+
+def faust_credentials(cfg: KafkaConfig) -> Any:
+    """Faust's credentials object for the configured security protocol, or None."""
+    import faust
+
+    proto = cfg.security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    context = None
+    if proto in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=cfg.ssl_cafile or None)
+    if proto == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=cfg.sasl_username,
+        password=cfg.sasl_password,
+        mechanism=cfg.sasl_mechanism or "PLAIN",
+        ssl_context=context,
+    )
+
+
+def kafka_python_options(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection options for kafka-python clients (produce, tail, admin)."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()],
+        "security_protocol": cfg.security_protocol,
+    }
+    if cfg.security_protocol.startswith("SASL"):
+        opts.update(
+            sasl_mechanism=cfg.sasl_mechanism or "PLAIN",
+            sasl_plain_username=cfg.sasl_username,
+            sasl_plain_password=cfg.sasl_password,
+        )
+    if cfg.security_protocol in ("SSL", "SASL_SSL") and cfg.ssl_cafile:
+        opts["ssl_cafile"] = cfg.ssl_cafile
+    return opts
+
+
+def ensure_data_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,73 @@
+"""Creates Vigil's topics when they are missing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.config import KafkaConfig
+from streams.kafka.settings import WorkerSettings, kafka_python_options
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: tuple[tuple[str, str], ...] = ()
+
+
+def topic_specs(cfg: KafkaConfig, settings: WorkerSettings) -> list[TopicSpec]:
+    n = cfg.partitions
+    specs = [
+        TopicSpec(cfg.input_topic, n),
+        TopicSpec(settings.repartition_topic(cfg), n),
+        TopicSpec(cfg.alerts_topic, n),
+        TopicSpec(cfg.dead_letter_topic, n),
+        # The console reads the latest snapshot per account; older ones can go.
+        TopicSpec(cfg.snapshots_topic, n, (("cleanup.policy", "compact"),)),
+    ]
+    if settings.audit_topic:
+        specs.append(TopicSpec(settings.audit_topic, 1))
+    return specs
+
+
+def ensure_topics(cfg: KafkaConfig, specs: list[TopicSpec]) -> list[str]:
+    """Creates the missing topics; returns the names it created.
+
+    An existing input topic with a partition count other than the configured one is an
+    error: per-account state is placed by partition, so the counts must agree.
+    """
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(client_id="vigil-admin", **kafka_python_options(cfg))
+    try:
+        existing = {
+            t.get("topic", t.get("name")): len(t["partitions"])
+            for t in admin.describe_topics([s.name for s in specs if s.name in admin.list_topics()])
+        }
+        missing = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        for s in missing:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            s.name,
+                            num_partitions=s.partitions,
+                            replication_factor=cfg.replication_factor,
+                            topic_configs=dict(s.config),
+                        )
+                    ]
+                )
+                created.append(s.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+        have = existing.get(cfg.input_topic)
+        if have is not None and have != cfg.partitions:
+            raise ValueError(
+                f"topic {cfg.input_topic} has {have} partitions but kafka.partitions is "
+                f"{cfg.partitions}; set kafka.partitions to {have}"
+            )
+        return created
+    finally:
+        admin.close()
