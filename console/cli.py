@@ -39,6 +39,20 @@ def default_labels_file(url: str) -> Path | None:
     return Path(full.removeprefix("sqlite:///")).with_name("analyst-labels.jsonl")
 
 
+def _kafka_security(k) -> dict:  # type: ignore[no-untyped-def]
+    """kafka-python client arguments for the [kafka] security settings."""
+    out: dict = {"security_protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        out |= {
+            "sasl_mechanism": k.sasl_mechanism,
+            "sasl_plain_username": k.sasl_username,
+            "sasl_plain_password": k.sasl_password,
+        }
+    if k.ssl_cafile:
+        out["ssl_cafile"] = k.ssl_cafile
+    return out
+
+
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     users_app = typer.Typer(help="Manage console users.", no_args_is_help=True)
     app.add_typer(users_app, name="console-user")
@@ -81,17 +95,8 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         publisher: LabelPublisher | None = None
         if labels_kafka:
             k = cfg.kafka
-            extra = {"security_protocol": k.security_protocol}
-            if k.sasl_mechanism:
-                extra |= {
-                    "sasl_mechanism": k.sasl_mechanism,
-                    "sasl_plain_username": k.sasl_username,
-                    "sasl_plain_password": k.sasl_password,
-                }
-            if k.ssl_cafile:
-                extra["ssl_cafile"] = k.ssl_cafile
             publisher = KafkaLabelPublisher(
-                k.bootstrap_servers, k.labels_topic, k.snoozes_topic, **extra
+                k.bootstrap_servers, k.labels_topic, k.snoozes_topic, **_kafka_security(k)
             )
         else:
             path = labels_file or default_labels_file(url)
@@ -121,6 +126,41 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             )
         typer.echo(f"console on http://{host}:{port}/ (store {st.engine.url!r})")
         uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=False)
+
+    @app.command("store-sink")
+    def store_sink(
+        store: StoreOpt = "",
+        group_id: Annotated[str, typer.Option(help="consumer group")] = "vigil-store-sink",
+        config: ConfigOpt = None,
+    ) -> None:
+        """Copy the Kafka alert and snapshot topics into the store (for the console)."""
+        import signal
+        import threading
+
+        from console.kafka_sink import consume
+        from console.store import open_store
+        from streams.cli import load_cli_config
+
+        cfg = load_cli_config(config)
+        k = cfg.kafka
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        with open_store(_store_url(store, config)) as st:
+            typer.echo(f"copying {k.alerts_topic} and {k.snapshots_topic} into the store")
+            stats = consume(
+                st,
+                k.bootstrap_servers,
+                k.alerts_topic,
+                k.snapshots_topic,
+                group_id,
+                stop,
+                **_kafka_security(k),
+            )
+        typer.echo(
+            f"stored {stats.alerts} alerts ({stats.new_alerts} new), "
+            f"{stats.snapshots} snapshots; {stats.bad_records} bad records"
+        )
 
     @users_app.command("add")
     def user_add(

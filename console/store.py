@@ -120,9 +120,12 @@ def snapshot_row(row: dict) -> dict:
 
 
 def _finite(features: dict) -> dict[str, float]:
-    # NaN and inf are not JSON; a feature the engine could not compute is left out.
+    # NaN and inf are not JSON (orjson sends them as null); a feature the engine could not
+    # compute is left out.
     out = {}
     for k, v in features.items():
+        if v is None:
+            continue
         f = float(v)
         if math.isfinite(f):
             out[str(k)] = f
