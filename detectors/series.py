@@ -1,25 +1,27 @@
 """Online anomaly scoring for many time series at once.
 
 Each slot is one series (one account's metrics, or one NAB file). State is a fixed set
-of floats per slot, held in numpy arrays, so memory per series is constant and a batch
-of many series is scored with array operations rather than a Python loop.
+of numbers per slot, held in three numpy arrays indexed by slot, so memory per series is
+constant (about 200 bytes for one metric) and a batch of many series is scored with a
+few dozen array operations instead of a Python loop.
 
 Per metric a point is judged in four steps:
 
-1. Expectation. A time-of-day profile (`season_bins` running means, one per slice of the
-   day) predicts the value; a slice not yet seen falls back to the series' running level.
-   With no daily rhythm the profile simply tracks the recent level.
-2. Surprise. The residual is turned into a z-score against the long-run mean and spread
-   of the series' own residuals, and the value itself into a z-score against the
-   long-run distribution of values; the larger (the latter down-weighted) wins.
-3. Smoothing and novelty. The surprise is averaged over a few steps, then the decayed
-   peak of recent surprise is partly subtracted, so a level shift or a burst reports
-   when it starts rather than on every step it lasts.
-4. Calibration. The result is squashed into [0, 1] with 0.5 at `z_half`; after a score
-   reaches `fire` the slot's scores are damped for `refractory` steps.
+1. Expectation. A time-of-day profile (`season_bins` running means, one per slice of
+   the day) predicts the value; a slice not seen yet falls back to the running level.
+   Without a daily rhythm the profile simply follows the recent level.
+2. Surprise. The residual becomes a z-score against the long-run mean and spread of the
+   series' own residuals (`alpha_stats` sets that memory), optionally joined by a
+   z-score of the value against its long-run distribution (`value_weight`).
+3. Novelty. The surprise is averaged over a few steps (`alpha_smooth`), then part of
+   its recent decayed peak is subtracted (`peak_weight`, `peak_decay`): a burst or a
+   level shift is reported when it starts, not on every step it lasts, and a series that
+   is always jumpy stops alarming on jumps of its usual size.
+4. Calibration. The result is squashed into [0, 1] with 0.5 at `z_half`. After a score
+   reaches `fire`, the slot's scores are multiplied by `damping` for `refractory` steps.
 
-Gaps (absent windows) are read from `ts`: decays advance by the number of typical steps
-that passed, so a quiet hour counts as an hour, not as one step.
+Gaps (absent windows) are read from `ts`: decays advance by the number of usual steps
+that passed, so a silent hour ages the state by an hour rather than by one step.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from typing import Any
 import numpy as np
 
 _DAY = 86400.0
-_SLOT_FIELDS = ("n", "t0", "last_ts", "step", "cool")
-_METRIC_FIELDS = ("lvl", "r_mean", "r_var", "g_mean", "g_var", "smooth", "peak")
+# Columns of the per-slot array and of the per-slot, per-metric array.
+_N, _LAST, _STEP, _COOL = range(4)
+_LVL, _RMEAN, _RVAR, _GMEAN, _GVAR, _SMOOTH, _PEAK = range(7)
 _PARAMS = (
     "n_metrics",
     "season_bins",
@@ -76,8 +79,8 @@ class SeriesDetector:
         rel_floor: float = 1e-3,
         z_cap: float = 1000.0,
     ) -> None:
-        self.n_metrics = n_metrics
-        self.season_bins = season_bins
+        self.n_metrics = int(n_metrics)
+        self.season_bins = int(season_bins)
         self.alpha_season = alpha_season
         self.alpha_level = alpha_level
         self.alpha_stats = alpha_stats
@@ -88,25 +91,20 @@ class SeriesDetector:
         self.z_half = z_half
         self.sharpness = sharpness
         self.fire = fire
-        self.refractory = refractory
+        self.refractory = int(refractory)
         self.damping = damping
-        self.warmup = warmup
+        self.warmup = int(warmup)
         self.rel_floor = rel_floor
         self.z_cap = z_cap
-        self._s: dict[str, np.ndarray] = {}
-        self._alloc(0)
+        self._slot = np.zeros((0, 4))
+        self._metric = np.zeros((0, 7, self.n_metrics))
+        # NaN marks a slice of the day not seen yet.
+        self._season = np.zeros((0, self.n_metrics, self.season_bins), dtype=np.float32)
 
     # ----- state -----------------------------------------------------------------
-    def _alloc(self, cap: int) -> None:
-        m, b = self.n_metrics, self.season_bins
-        self._s = {f: np.zeros(cap) for f in _SLOT_FIELDS}
-        self._s.update({f: np.zeros((cap, m)) for f in _METRIC_FIELDS})
-        # NaN marks a slice of the day not seen yet.
-        self._s["season"] = np.full((cap, m, b), np.nan, dtype=np.float32)
-
     @property
     def capacity(self) -> int:
-        return self._s["n"].shape[0]
+        return self._slot.shape[0]
 
     def params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _PARAMS}
@@ -116,32 +114,52 @@ class SeriesDetector:
         if n_slots <= have:
             return
         new = max(n_slots, 2 * have, 64)
-        for k, arr in self._s.items():
-            fill = np.nan if k == "season" else 0
-            grown = np.full((new,) + arr.shape[1:], fill, dtype=arr.dtype)
-            grown[:have] = arr
-            self._s[k] = grown
+
+        def grow(arr: np.ndarray, fill: float) -> np.ndarray:
+            out = np.full((new,) + arr.shape[1:], fill, dtype=arr.dtype)
+            out[:have] = arr
+            return out
+
+        self._slot = grow(self._slot, 0.0)
+        self._metric = grow(self._metric, 0.0)
+        self._season = grow(self._season, np.nan)
 
     def reset_slots(self, slots: np.ndarray) -> None:
-        for k, arr in self._s.items():
-            arr[slots] = np.nan if k == "season" else 0
+        self._slot[slots] = 0.0
+        self._metric[slots] = 0.0
+        self._season[slots] = np.nan
 
     def state_dict(self) -> dict[str, Any]:
-        return {"params": self.params(), **{k: v.copy() for k, v in self._s.items()}}
+        return {
+            "params": self.params(),
+            "slot": self._slot.copy(),
+            "metric": self._metric.copy(),
+            "season": self._season.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._s = {k: np.array(state[k], dtype=v.dtype, copy=True) for k, v in self._s.items()}
+        self._slot = np.array(state["slot"], dtype=np.float64)
+        self._metric = np.array(state["metric"], dtype=np.float64)
+        self._season = np.array(state["season"], dtype=np.float32)
 
     def get_slot_state(self, slot: int) -> dict[str, Any]:
-        return {k: v[slot].copy() for k, v in self._s.items()}
+        return {
+            "n": int(self._slot[slot, _N]),
+            "step": float(self._slot[slot, _STEP]),
+            "slot": self._slot[slot].copy(),
+            "metric": self._metric[slot].copy(),
+            "season": self._season[slot].copy(),
+        }
 
     def set_slot_state(self, slot: int, state: dict[str, Any]) -> None:
         self.ensure_capacity(slot + 1)
-        for k, v in self._s.items():
-            v[slot] = state[k]
+        self._slot[slot] = state["slot"]
+        self._metric[slot] = state["metric"]
+        self._season[slot] = state["season"]
 
     def state_bytes_per_slot(self) -> int:
-        return int(sum(v.dtype.itemsize * int(np.prod(v.shape[1:])) for v in self._s.values()))
+        arrays = (self._slot, self._metric, self._season)
+        return int(sum(a.dtype.itemsize * int(np.prod(a.shape[1:])) for a in arrays))
 
     # ----- scoring ---------------------------------------------------------------
     def score_learn(self, slots: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -157,75 +175,68 @@ class SeriesDetector:
         if n == 0:
             return np.zeros((0, self.n_metrics))
         self.ensure_capacity(int(slots.max()) + 1)
-        s = self._s
-        cnt, last, step = s["n"][slots], s["last_ts"][slots], s["step"][slots]
+        sl = self._slot[slots]  # (n, 4) copies; written back once at the end
+        mt = self._metric[slots]  # (n, 7, m)
+        cnt, step, cool = sl[:, _N], sl[:, _STEP], sl[:, _COOL]
         first = cnt == 0
-        t0 = np.where(first, ts, s["t0"][slots])
 
-        # Steps elapsed since the last point, in units of the series' usual step; the
-        # usual step is learnt slowly and ignores long gaps.
-        dt = np.where(first, 0.0, ts - last)
+        # Steps elapsed since the last point, in units of the series' usual step. The
+        # usual step is learnt slowly and long gaps barely move it.
+        dt = np.where(first, 0.0, ts - sl[:, _LAST])
         step = np.where((step == 0) & (dt > 0), dt, step)
         k = np.where(step > 0, np.clip(dt / np.maximum(step, 1e-9), 1.0, 1e6), 1.0)
-        upd = (dt > 0) & ~first
-        step = np.where(upd, step + 0.01 * (np.minimum(dt, 4.0 * step) - step), step)
+        step = np.where((dt > 0) & ~first, step + 0.01 * (np.minimum(dt, 4.0 * step) - step), step)
         kk = k[:, None]
 
-        lvl = np.where(first[:, None], x, s["lvl"][slots])
+        lvl = np.where(first[:, None], x, mt[:, _LVL])
         bins = ((ts % _DAY) * (self.season_bins / _DAY)).astype(np.int64) % self.season_bins
-        sea = s["season"][slots, :, bins].astype(np.float64)  # (n, m)
+        sea = self._season[slots, :, bins].astype(np.float64)  # (n, m)
         seen = ~np.isnan(sea)
-        pred = np.where(seen, sea, lvl)
-        res = x - pred
+        res = x - np.where(seen, sea, lvl)
 
-        r_mean, r_var = s["r_mean"][slots], s["r_var"][slots]
-        g_mean, g_var = s["g_mean"][slots], s["g_var"][slots]
+        r_mean, r_var = mt[:, _RMEAN], mt[:, _RVAR]
+        g_mean, g_var = mt[:, _GMEAN], mt[:, _GVAR]
         # A spread floor relative to the series' magnitude keeps a constant series from
-        # turning the smallest wiggle into an infinite surprise.
+        # turning the smallest wiggle into an unbounded surprise.
         floor = self.rel_floor * np.abs(g_mean) + 1e-9
-        z_res = np.abs(res - r_mean) / (np.sqrt(r_var) + floor)
-        z_val = np.abs(x - g_mean) / (np.sqrt(g_var) + floor)
-        z = np.maximum(z_res, self.value_weight * z_val)
+        z = np.abs(res - r_mean) / (np.sqrt(r_var) + floor)
+        if self.value_weight > 0:
+            z_val = np.abs(x - g_mean) / (np.sqrt(g_var) + floor)
+            z = np.maximum(z, self.value_weight * z_val)
         scoring = (cnt >= self.warmup)[:, None]
         # Capped so that one extreme step cannot mute the series for thousands of steps.
         z = np.where(scoring, np.minimum(z, self.z_cap), 0.0)
 
-        smooth = s["smooth"][slots]
-        a_sm = 1.0 - (1.0 - self.alpha_smooth) ** kk
-        smooth = smooth + a_sm * (z - smooth)
-        peak = s["peak"][slots] * self.peak_decay**kk
+        smooth = mt[:, _SMOOTH]
+        smooth = smooth + (1.0 - (1.0 - self.alpha_smooth) ** kk) * (z - smooth)
+        peak = mt[:, _PEAK] * self.peak_decay**kk
         novel = np.maximum(smooth - self.peak_weight * peak, 0.0)
         peak = np.maximum(peak, smooth)
 
         zp = novel**self.sharpness
         score = zp / (zp + self.z_half**self.sharpness)
-        cool = s["cool"][slots]
         score = np.where((cool > 0)[:, None], score * self.damping, score)
         fired = np.any(score >= self.fire, axis=1)
         cool = np.where(fired, float(self.refractory), np.maximum(cool - k, 0.0))
 
         # ----- learn -----
-        a_st = np.maximum(self.alpha_stats, 1.0 / (cnt + 1.0))[:, None]
+        a = np.maximum(self.alpha_stats, 1.0 / (cnt + 1.0))[:, None]
         d = res - r_mean
-        r_mean = r_mean + a_st * d
-        r_var = (1.0 - a_st) * (r_var + a_st * d * d)
+        mt[:, _RMEAN] = r_mean + a * d
+        mt[:, _RVAR] = (1.0 - a) * (r_var + a * d * d)
         d = x - g_mean
-        g_mean = g_mean + a_st * d
-        g_var = (1.0 - a_st) * (g_var + a_st * d * d)
-        lvl = lvl + (1.0 - (1.0 - self.alpha_level) ** kk) * (x - lvl)
+        mt[:, _GMEAN] = g_mean + a * d
+        mt[:, _GVAR] = (1.0 - a) * (g_var + a * d * d)
+        mt[:, _LVL] = lvl + (1.0 - (1.0 - self.alpha_level) ** kk) * (x - lvl)
+        mt[:, _SMOOTH] = smooth
+        mt[:, _PEAK] = peak
         new_sea = np.where(seen, sea + self.alpha_season * (x - sea), x)
-        s["season"][slots, :, bins] = new_sea.astype(np.float32)
+        self._season[slots, :, bins] = new_sea.astype(np.float32)
 
-        s["n"][slots] = cnt + 1
-        s["t0"][slots] = t0
-        s["last_ts"][slots] = ts
-        s["step"][slots] = step
-        s["cool"][slots] = cool
-        s["lvl"][slots] = lvl
-        s["r_mean"][slots] = r_mean
-        s["r_var"][slots] = r_var
-        s["g_mean"][slots] = g_mean
-        s["g_var"][slots] = g_var
-        s["smooth"][slots] = smooth
-        s["peak"][slots] = peak
+        sl[:, _N] = cnt + 1
+        sl[:, _LAST] = ts
+        sl[:, _STEP] = step
+        sl[:, _COOL] = cool
+        self._slot[slots] = sl
+        self._metric[slots] = mt
         return score
