@@ -14,8 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console.auth import CSRF_COOKIE, AuthError, AuthSettings, LoginLimiter
+from console.auth import CSRF_COOKIE, AuthSettings, LoginLimiter
 from console.labels import LabelPublisher, NullPublisher
 from console.store import AlertStore
 
@@ -53,8 +54,16 @@ def fmt_age(seconds: float | None) -> str:
     return f"{days} d {rem // 3600} h" if days else f"{rem // 3600} h {rem % 3600 // 60} min"
 
 
+def fmt_num(value: object) -> str:
+    """Numbers from events for display; anything else (None, text) as it is."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.4g}"
+    return "–" if value is None else str(value)
+
+
 def make_templates() -> Jinja2Templates:
     t = Jinja2Templates(directory=str(HERE / "templates"))
+    t.env.filters["num"] = fmt_num
     t.env.globals.update(
         account_url=account_url,
         alert_url=alert_url,
@@ -116,8 +125,8 @@ def create_app(
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    @app.exception_handler(AuthError)
-    async def auth_error(request: Request, exc: AuthError) -> Response:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         wants_html = not request.url.path.startswith(
             ("/api", "/export", "/cases")
         ) and "text/html" in request.headers.get("accept", "")
@@ -130,8 +139,11 @@ def create_app(
                 "error.html",
                 {"message": exc.detail, "user": None},
                 status_code=exc.status_code,
+                headers=exc.headers,
             )
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api.router)

@@ -262,3 +262,12 @@ def test_login_page_sets_session_and_redirects_only_locally(client: TestClient) 
     page = client.get("/alerts")
     assert page.status_code == 200
     assert re.search(r'name="csrf_token" value="[^"]+"', page.text)
+
+
+def test_bad_filter_values_are_reported_not_crashed(client: TestClient) -> None:
+    login(client, "vic")
+    assert client.get("/api/alerts", params={"since": "yesterday"}).status_code == 422
+    page = client.get("/alerts", params={"until": "soon"}, headers={"accept": "text/html"})
+    assert page.status_code == 422 and "RFC3339" in page.text
+    assert client.get("/alerts/no-such-alert").status_code == 404
+    assert client.get("/api/accounts/nobody").status_code == 404
