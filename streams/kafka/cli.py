@@ -1,7 +1,5 @@
 """Kafka commands for the `vigil` CLI: worker, produce, alerts tail."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -30,6 +30,8 @@ from streams.kafka.routing import Router
 log = logging.getLogger(__name__)
 
 PROCESSING_ERROR = "processing_error"
+EMPTY_REASON = "malformed_json"
+EMPTY_DETAIL = "empty record value (no JSON object)"
 
 
 @dataclass
@@ -112,8 +114,17 @@ class Processor:
                 await self._checkpoint_locked()
 
     async def _apply(self, part: PartitionState, tp: TP, records: list) -> None:
-        lines = [r.value if r.value is not None else b"" for r in records]
-        self.wm.events_consumed.inc(len(lines))
+        self.wm.events_consumed.inc(len(records))
+        lines = [r.value for r in records if r.value and not r.value.isspace()]
+        if len(lines) != len(records):
+            # The decoder skips blank lines as file padding; on a topic they are records
+            # (tombstones, empty sends) and must be accounted for.
+            for r in records:
+                if not r.value or r.value.isspace():
+                    self.metrics.events_rejected.labels(EMPTY_REASON).inc()
+                    await self._dead_letter(r.value or b"", EMPTY_REASON, EMPTY_DETAIL, tp)
+            if not lines:
+                return
         try:
             out = part.engine.process_lines(lines)
         except Exception:
