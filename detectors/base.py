@@ -71,6 +71,10 @@ class Detector(Protocol):
         """Update state with rows already scored."""
         ...
 
+    def score_learn(self, batch: FeatureBatch) -> np.ndarray:
+        """Score, then learn the same rows: what a runner calls on each closed window."""
+        ...
+
     def explain(self, batch: FeatureBatch, i: int) -> Explanation:
         """Why row i scored as it did, in words a person can check."""
         ...
@@ -80,6 +84,15 @@ class Detector(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ScoreThenLearn:
+    """Mixin: the plain prequential order, for detectors with nothing to share between them."""
+
+    def score_learn(self, batch: FeatureBatch) -> np.ndarray:
+        scores = self.score(batch)  # type: ignore[attr-defined]
+        self.learn(batch)  # type: ignore[attr-defined]
+        return scores
 
 
 def clone(det: Detector) -> Detector:

@@ -7,9 +7,11 @@ come only from small closed sets (reasons, severities, categories, detectors).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -18,11 +20,55 @@ from prometheus_client import (
     Info,
     start_http_server,
 )
+from prometheus_client.core import HistogramMetricFamily
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 LAG_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
 SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
+
+
+class ScoreHistograms:
+    """vigil_detector_score: one histogram per detector, observed a whole array at a time.
+
+    A window scores thousands of account-windows per detector; observing them one by one
+    through prometheus_client would cost more than scoring them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bounds = np.array(SCORE_BUCKETS)
+        self._counts: dict[str, np.ndarray] = {}
+        self._sums: dict[str, float] = {}
+
+    def observe_many(self, detector: str, values: np.ndarray) -> None:
+        idx = np.searchsorted(self._bounds, values, side="left")
+        add = np.bincount(idx, minlength=len(self._bounds) + 1)
+        with self._lock:
+            if detector not in self._counts:
+                self._counts[detector] = np.zeros(len(self._bounds) + 1, dtype=np.int64)
+                self._sums[detector] = 0.0
+            self._counts[detector] += add
+            self._sums[detector] += float(np.sum(values))
+
+    def collect(self):
+        fam = HistogramMetricFamily(
+            "vigil_detector_score",
+            "Distribution of each detector's score over account-windows",
+            labels=["detector"],
+        )
+        with self._lock:
+            for det, counts in self._counts.items():
+                cum = np.cumsum(counts)
+                buckets = [
+                    (repr(float(b)), int(c)) for b, c in zip(self._bounds, cum, strict=False)
+                ]
+                buckets.append(("+Inf", int(cum[-1])))
+                fam.add_metric([det], buckets, self._sums[det])
+        yield fam
+
+    def describe(self):
+        return []
 
 
 @dataclass
@@ -82,13 +128,8 @@ class Metrics:
         self.accounts_evicted = Counter(
             "vigil_accounts_evicted", "Idle accounts whose state was evicted", registry=r
         )
-        self.detector_score = Histogram(
-            "vigil_detector_score",
-            "Distribution of each detector's score over account-windows",
-            ["detector"],
-            buckets=SCORE_BUCKETS,
-            registry=r,
-        )
+        self.detector_score = ScoreHistograms()
+        r.register(self.detector_score)
         self.classifier_latency = Histogram(
             "vigil_classifier_inference_seconds",
             "ONNX classifier inference time per batch",

@@ -1,0 +1,122 @@
+"""The ONNX classifier over the account feature vector.
+
+A scikit-learn model trained on labelled account-windows, exported with skl2onnx and run
+with onnxruntime: one session per process, one call per closed window. Its model card
+carries the class names, the feature order and benign reference values that turn the
+model's inputs into reasons a person can read.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from detectors.base import Explanation, FeatureBatch, ScoreThenLearn
+from streams.alerts import Reason
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "artifacts" / "classifier.onnx"
+
+TEXT = {
+    "content_filter_rate": "{v:.0%} of requests content-filtered vs {b:.1%} usual",
+    "auth_fail_rate": "{v:.0%} of requests failed auth (401) vs {b:.1%} usual",
+    "flagged_rate": "{v:.0%} of requests flagged by moderation vs {b:.1%} usual",
+    "moderation_mean": "mean moderation score {v:.2f} vs {b:.2f} usual",
+    "distinct_countries": "requests from {v:.0f} countries in 5 min vs {b:.0f} usual",
+    "new_ips": "{v:.0f} new IPs in 5 min vs {b:.0f} usual",
+    "distinct_ips": "{v:.0f} distinct IPs in 5 min vs {b:.0f} usual",
+    "requests": "{v:,.0f} requests in 5 min vs {b:,.0f} usual",
+    "tokens": "{v:,.0f} tokens in 5 min vs {b:,.0f} usual",
+    "tokens_per_request": "{v:,.0f} tokens per request vs {b:,.0f} usual",
+    "completion_ratio": "completion/prompt ratio {v:.1f} vs {b:.1f} usual",
+    "length_rate": "{v:.0%} of completions cut at max length vs {b:.0%} usual",
+    "interarrival_cv": "machine-regular timing (inter-arrival CV {v:.2f} vs {b:.2f} usual)",
+    "prompt_repeat_rate": "{v:.0%} of prompts repeated vs {b:.0%} usual",
+    "new_user_agents": "{v:.0f} new user agents in 5 min",
+}
+LOW_IS_ODD = {"interarrival_cv"}
+
+
+class ClassifierDetector(ScoreThenLearn):
+    name = "classifier"
+
+    def __init__(self, model_path: str = "", intra_op_threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.model_path = model_path
+        self.intra_op_threads = intra_op_threads
+        path = Path(model_path) if model_path else DEFAULT_MODEL
+        card_path = path.with_suffix(".card.json")
+        self.card: dict[str, Any] = orjson.loads(card_path.read_bytes())
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        self.session = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self.features: list[str] = self.card["features"]
+        self.classes: list[str] = self.card["classes"]
+        self.version = self.card["version"]
+        self._input = self.session.get_inputs()[0].name
+        self._prob_out = [o.name for o in self.session.get_outputs() if "prob" in o.name][0]
+        self._benign = self.classes.index("benign")
+        ref = self.card["reference"]
+        self._median = np.array([ref[f]["median"] for f in self.features])
+        self._p99 = np.array([ref[f]["p99"] for f in self.features])
+        self._cache: tuple[int, np.ndarray] | None = None
+        self.last_inference_s = 0.0
+
+    def params(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "intra_op_threads": self.intra_op_threads}
+
+    def matrix(self, batch: FeatureBatch) -> np.ndarray:
+        return np.nan_to_num(
+            np.stack([batch.col(f) for f in self.features], axis=1).astype(np.float32), nan=0.0
+        )
+
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        if len(X) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        t = time.perf_counter()
+        (p,) = self.session.run([self._prob_out], {self._input: X})
+        self.last_inference_s = time.perf_counter() - t
+        return p
+
+    def score(self, batch: FeatureBatch) -> np.ndarray:
+        p = self.probabilities(self.matrix(batch))
+        self._cache = (id(batch), p)
+        return np.clip(1.0 - p[:, self._benign], 0.0, 1.0).astype(np.float64)
+
+    def learn(self, batch: FeatureBatch) -> None:
+        return None  # trained offline by `vigil train`
+
+    def explain(self, batch: FeatureBatch, i: int) -> Explanation:
+        if self._cache and self._cache[0] == id(batch):
+            p = self._cache[1][i]
+        else:
+            p = self.probabilities(self.matrix(batch.take(np.array([i]))))[0]
+        q = p.copy()
+        q[self._benign] = -1
+        category = self.classes[int(np.argmax(q))]
+        x = self.matrix(batch.take(np.array([i])))[0]
+        spread = np.maximum(self._p99 - self._median, 1e-6)
+        dev = (x - self._median) / spread
+        reasons = []
+        for j in np.argsort(-np.abs(dev)):
+            f = self.features[j]
+            odd = x[j] < self._median[j] * 0.3 if f in LOW_IS_ODD else x[j] > self._p99[j]
+            if f not in TEXT or not odd:
+                continue
+            text = TEXT[f].format(v=float(x[j]), b=float(self._median[j]))
+            reasons.append(Reason(f, float(x[j]), float(self._median[j]), text))
+            if len(reasons) == 3:
+                break
+        return Explanation(category, reasons)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None

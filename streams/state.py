@@ -1,0 +1,154 @@
+"""Per-account state as a struct of numpy arrays indexed by slot.
+
+Memory per account is fixed (about 1 KB): small rings of recently seen IPs, /24 blocks,
+countries and user agents, an hour-of-day activity profile, and a few scalars. Idle accounts
+are evicted after a TTL, and the table never holds more than `max_accounts`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+RINGS = {"ip": 32, "subnet": 16, "country": 8, "ua": 8}
+PLAN_CODES = {"": 0, "free": 1, "payg": 2, "enterprise": 3}
+_SCALARS = {
+    "last_seen": np.float64,
+    "first_seen": np.float64,
+    "created": np.float64,
+    "windows": np.int32,
+    "plan": np.int8,
+    "last_alert": np.float64,
+    "last_severity": np.int8,
+}
+
+
+class AccountTable:
+    def __init__(self, capacity: int = 1024) -> None:
+        self.index: dict[str, int] = {}
+        self.ids: list[str | None] = []
+        self.free: list[int] = []
+        self.capacity = 0
+        self.arrays: dict[str, np.ndarray] = {}
+        self._grow(capacity)
+
+    def _alloc(self, name: str, shape: tuple[int, ...], dtype: Any) -> None:
+        old = self.arrays.get(name)
+        fill = np.nan if np.dtype(dtype).kind == "f" else 0
+        new = np.full(shape, fill, dtype=dtype)
+        if old is not None:
+            new[: old.shape[0]] = old
+        self.arrays[name] = new
+
+    def _grow(self, capacity: int) -> None:
+        for name, dtype in _SCALARS.items():
+            self._alloc(name, (capacity,), dtype)
+        for ring, k in RINGS.items():
+            self._alloc(f"{ring}_ring", (capacity, k), np.uint64)
+            self._alloc(f"{ring}_ptr", (capacity,), np.int32)
+        self._alloc("hours", (capacity, 24), np.float32)
+        self.ids.extend([None] * (capacity - self.capacity))
+        self.free.extend(range(capacity - 1, self.capacity - 1, -1))
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.__dict__["arrays"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def slots_for(self, account_ids: list[str]) -> np.ndarray:
+        """Slots for these accounts, allocating slots for accounts not yet held."""
+        get = self.index.get
+        slots = [get(a, -1) for a in account_ids]
+        if -1 in slots:
+            for i, s in enumerate(slots):
+                if s == -1:
+                    a = account_ids[i]
+                    s = self.index.get(a, -1)
+                    if s == -1:
+                        s = self._new_slot(a)
+                    slots[i] = s
+        return np.array(slots, dtype=np.int64)
+
+    def _new_slot(self, account_id: str) -> int:
+        if not self.free:
+            self._grow(self.capacity * 2)
+        s = self.free.pop()
+        self.index[account_id] = s
+        self.ids[s] = account_id
+        for name, dtype in _SCALARS.items():
+            self.arrays[name][s] = np.nan if np.dtype(dtype).kind == "f" else 0
+        for ring in RINGS:
+            self.arrays[f"{ring}_ring"][s] = 0
+            self.arrays[f"{ring}_ptr"][s] = 0
+        self.arrays["hours"][s] = 0
+        return s
+
+    def evict(self, now: float, ttl: float, max_accounts: int) -> np.ndarray:
+        """Free slots of accounts idle longer than ttl, or the stalest past max_accounts."""
+        held = np.fromiter(self.index.values(), dtype=np.int64, count=len(self.index))
+        if len(held) == 0:
+            return held
+        last = self.last_seen[held]
+        stale = held[last < now - ttl]
+        if len(held) - len(stale) > max_accounts:
+            alive = held[last >= now - ttl]
+            order = np.argsort(self.last_seen[alive])
+            stale = np.concatenate([stale, alive[order[: len(alive) - max_accounts]]])
+        for s in stale.tolist():
+            a = self.ids[s]
+            del self.index[a]
+            self.ids[s] = None
+            self.free.append(s)
+        return stale
+
+    def ring_members(self, ring: str, slots: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Whether each code is already in its account's ring."""
+        return (self.arrays[f"{ring}_ring"][slots] == codes[:, None]).any(axis=1)
+
+    def ring_add(self, ring: str, slots: np.ndarray, codes: np.ndarray) -> None:
+        """Append codes to their accounts' rings, oldest entries overwritten first."""
+        if len(slots) == 0:
+            return
+        k = RINGS[ring]
+        order = np.argsort(slots, kind="stable")
+        s, c = slots[order], codes[order]
+        start = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+        rank = np.arange(len(s)) - np.repeat(start, np.diff(np.r_[start, len(s)]))
+        ptr = self.arrays[f"{ring}_ptr"]
+        pos = (ptr[s] + rank) % k
+        self.arrays[f"{ring}_ring"][s, pos] = c
+        counts = np.diff(np.r_[start, len(s)])
+        ptr[s[start]] = (ptr[s[start]] + counts) % k
+
+    # Per-account export and import, so a runner can keep accounts in a keyed store.
+    def export_account(self, account_id: str) -> dict[str, Any] | None:
+        s = self.index.get(account_id)
+        if s is None:
+            return None
+        return {name: arr[s].copy() for name, arr in self.arrays.items()}
+
+    def import_account(self, account_id: str, row: dict[str, Any]) -> int:
+        s = self.index.get(account_id)
+        if s is None:
+            s = self._new_slot(account_id)
+        for name, value in row.items():
+            self.arrays[name][s] = value
+        return s
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"index": dict(self.index), "capacity": self.capacity, "arrays": self.arrays}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__init__(state["capacity"])
+        self.arrays = {k: v.copy() for k, v in state["arrays"].items()}
+        self.index = dict(state["index"])
+        for a, s in self.index.items():
+            self.ids[s] = a
+        used = set(self.index.values())
+        self.free = [s for s in range(self.capacity - 1, -1, -1) if s not in used]
