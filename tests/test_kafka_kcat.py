@@ -1,0 +1,82 @@
+"""An independent client: kcat (librdkafka) writes events and reads the resulting alert.
+
+librdkafka partitions keys with CRC32, not the Java client's murmur2, so its records can
+land outside the partition that owns their account; the worker forwards those itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from tests.plugins.kafka import T0, event, watermark_pushers
+
+
+def _kcat() -> str:
+    path = shutil.which("kcat") or shutil.which("kafkacat")
+    if path is None:
+        pytest.fail(
+            "kcat is needed: `sudo apt-get install -y kcat` (macOS: `brew install kcat`)",
+            pytrace=False,
+        )
+    return path
+
+
+def test_kcat_events_in_alert_out(kafka_env):
+    kcat = _kcat()
+    env = kafka_env
+    env.write_config(partitions=4)
+    env.create_topics()
+    worker = env.start_worker("w")
+
+    acct = "acct_kcat_free"
+    # Five requests of 60k tokens in one window on the free plan: over the 200k quota.
+    events = [
+        event(acct, T0 + 30 * i, f"kc-{i}", plan="free", prompt_tokens=60_000) for i in range(5)
+    ]
+    events += watermark_pushers(4, T0 + 3600, tag="kc-end")
+    payload = b"".join(orjson.loads(e)["account_id"].encode() + b"|" + e + b"\n" for e in events)
+    subprocess.run(
+        [kcat, "-b", env.bootstrap, "-t", env.topic("input"), "-P", "-K", "|"],
+        input=payload,
+        check=True,
+        timeout=60,
+    )
+
+    deadline = time.monotonic() + 60
+    alerts: list[dict] = []
+    while time.monotonic() < deadline and not alerts:
+        out = subprocess.run(
+            [
+                kcat,
+                "-b",
+                env.bootstrap,
+                "-t",
+                env.topic("alerts"),
+                "-C",
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%k\t%s\n",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        alerts = [
+            {"key": k.decode(), **orjson.loads(v)}
+            for k, v in (ln.split(b"\t", 1) for ln in out.splitlines() if ln)
+        ]
+        time.sleep(0.5)
+    assert alerts, worker.log()[-3000:]
+    mine = [a for a in alerts if a["account_id"] == acct]
+    assert mine and all(a["key"] == acct for a in mine)
+    assert mine[0]["category"] == "free_tier_farming"
+    assert mine[0]["window"]["start"].startswith("2026-10-01T00:00")
+    assert worker.metric_sum("vigil_events_consumed_total") == len(events)
