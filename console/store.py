@@ -7,14 +7,13 @@ brings the schema up to date with the shipped Alembic migrations.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, case, create_engine, event, select
+import orjson
+from sqlalchemy import Connection, Engine, case, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from console.schema import (
@@ -83,7 +82,7 @@ def _insert(engine: Engine, table: Any) -> Any:
 
 
 def _jdump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def alert_row(alert: dict, now: float) -> dict:
@@ -114,22 +113,10 @@ def snapshot_row(row: dict) -> dict:
         "window_start": to_epoch(row["window_start"]),
         "window_end": to_epoch(row["window_end"]),
         "plan": str(row.get("plan") or ""),
-        "features": _jdump(_finite(row.get("features") or {})),
+        # orjson writes NaN/inf as null, which the console reads as "not computed".
+        "features": _jdump(row.get("features") or {}),
         **{k: _jdump(list(row.get(k) or [])) for k in SNAPSHOT_LISTS},
     }
-
-
-def _finite(features: dict) -> dict[str, float]:
-    # NaN and inf are not JSON (orjson sends them as null); a feature the engine could not
-    # compute is left out.
-    out = {}
-    for k, v in features.items():
-        if v is None:
-            continue
-        f = float(v)
-        if math.isfinite(f):
-            out[str(k)] = f
-    return out
 
 
 SNAPSHOT_LISTS = ("ips", "countries", "user_agents", "api_keys", "prompt_hashes", "subnets")
@@ -141,6 +128,31 @@ class AlertStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        s = self.insert(snapshots)
+        self._upsert_snapshot = s.on_conflict_do_update(
+            index_elements=["account_id", "window_start"],
+            set_={c: s.excluded[c] for c in ("window_end", "plan", "features", *SNAPSHOT_LISTS)},
+        )
+        a = self.insert(accounts)
+        self._upsert_account = a.on_conflict_do_update(
+            index_elements=["account_id"],
+            set_={
+                "first_seen": _least(accounts.c.first_seen, a.excluded.first_seen),
+                "last_seen": _greatest(accounts.c.last_seen, a.excluded.last_seen),
+                "plan": case(
+                    (a.excluded.last_seen >= accounts.c.last_seen, a.excluded.plan),
+                    else_=accounts.c.plan,
+                ),
+            },
+        )
+        k = self.insert(account_links)
+        self._upsert_link = k.on_conflict_do_update(
+            index_elements=["kind", "value", "account_id"],
+            set_={
+                "first_seen": _least(account_links.c.first_seen, k.excluded.first_seen),
+                "last_seen": _greatest(account_links.c.last_seen, k.excluded.last_seen),
+            },
+        )
 
     @property
     def dialect(self) -> str:
@@ -171,79 +183,47 @@ class AlertStore:
         if not rows:
             return
         snaps: dict[tuple[str, float], dict] = {}
-        accts: dict[str, dict] = {}
-        links: dict[tuple[str, str, str], dict] = {}
+        accts: dict[str, list] = {}  # account -> [plan, first_seen, last_seen]
+        links: dict[tuple[str, str, str], list[float]] = {}  # -> [first_seen, last_seen]
         for raw in rows:
             r = snapshot_row(raw)
-            snaps[(r["account_id"], r["window_start"])] = r
-            acct = accts.setdefault(
-                r["account_id"],
-                {
-                    "account_id": r["account_id"],
-                    "plan": r["plan"],
-                    "first_seen": r["window_start"],
-                    "last_seen": r["window_end"],
-                },
-            )
-            acct["first_seen"] = min(acct["first_seen"], r["window_start"])
-            if r["window_end"] >= acct["last_seen"]:
-                acct["last_seen"] = r["window_end"]
-                acct["plan"] = r["plan"] or acct["plan"]
+            acct_id, start, end = r["account_id"], r["window_start"], r["window_end"]
+            snaps[(acct_id, start)] = r
+            acct = accts.get(acct_id)
+            if acct is None:
+                accts[acct_id] = [r["plan"], start, end]
+            else:
+                acct[1] = min(acct[1], start)
+                if end >= acct[2]:
+                    acct[2] = end
+                    acct[0] = r["plan"] or acct[0]
             for kind, field in LINK_SOURCES.items():
-                for value in raw.get(field) or []:
-                    value = str(value)[:LINK_VALUE_MAX_LEN]
-                    key = (kind, value, r["account_id"])
-                    link = links.setdefault(
-                        key,
-                        {
-                            "kind": kind,
-                            "value": value,
-                            "account_id": r["account_id"],
-                            "first_seen": r["window_start"],
-                            "last_seen": r["window_end"],
-                        },
-                    )
-                    link["first_seen"] = min(link["first_seen"], r["window_start"])
-                    link["last_seen"] = max(link["last_seen"], r["window_end"])
+                for value in raw.get(field) or ():
+                    key = (kind, str(value)[:LINK_VALUE_MAX_LEN], acct_id)
+                    seen = links.get(key)
+                    if seen is None:
+                        links[key] = [start, end]
+                    else:
+                        seen[0] = min(seen[0], start)
+                        seen[1] = max(seen[1], end)
         with self.engine.begin() as conn:
-            s = self.insert(snapshots)
-            conn.execute(
-                s.on_conflict_do_update(
-                    index_elements=["account_id", "window_start"],
-                    set_={
-                        c: s.excluded[c]
-                        for c in ("window_end", "plan", "features", *SNAPSHOT_LISTS)
-                    },
-                ),
-                list(snaps.values()),
+            _bulk(conn, self._upsert_snapshot, list(snaps.values()))
+            _bulk(
+                conn,
+                self._upsert_account,
+                [
+                    {"account_id": a, "plan": p, "first_seen": f, "last_seen": last}
+                    for a, (p, f, last) in accts.items()
+                ],
             )
-            a = self.insert(accounts)
-            conn.execute(
-                a.on_conflict_do_update(
-                    index_elements=["account_id"],
-                    set_={
-                        "first_seen": _least(accounts.c.first_seen, a.excluded.first_seen),
-                        "last_seen": _greatest(accounts.c.last_seen, a.excluded.last_seen),
-                        "plan": case(
-                            (a.excluded.last_seen >= accounts.c.last_seen, a.excluded.plan),
-                            else_=accounts.c.plan,
-                        ),
-                    },
-                ),
-                list(accts.values()),
+            _bulk(
+                conn,
+                self._upsert_link,
+                [
+                    {"kind": k, "value": v, "account_id": a, "first_seen": f, "last_seen": last}
+                    for (k, v, a), (f, last) in links.items()
+                ],
             )
-            if links:
-                k = self.insert(account_links)
-                conn.execute(
-                    k.on_conflict_do_update(
-                        index_elements=["kind", "value", "account_id"],
-                        set_={
-                            "first_seen": _least(account_links.c.first_seen, k.excluded.first_seen),
-                            "last_seen": _greatest(account_links.c.last_seen, k.excluded.last_seen),
-                        },
-                    ),
-                    list(links.values()),
-                )
 
     def active_snoozes(self, now_epoch: float) -> dict[tuple[str, str], float]:
         """(account_id, detector) -> the latest `until` among snoozes still running."""
@@ -265,6 +245,19 @@ class AlertStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bulk(conn: Connection, stmt: Any, rows: list[dict]) -> None:
+    """executemany straight on the driver: snapshot batches are large, and building
+    SQLAlchemy parameters row by row costs more than the database work."""
+    if not rows:
+        return
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    if compiled.positional:
+        order = compiled.positiontup
+        conn.exec_driver_sql(compiled.string, [tuple(r[k] for k in order) for r in rows])
+    else:
+        conn.exec_driver_sql(compiled.string, rows)
 
 
 def _least(a: Any, b: Any) -> Any:

@@ -182,3 +182,11 @@ def test_snapshot_upsert_tracks_account_lifetime(store: AlertStore) -> None:
     assert v["first_seen"] == T0
     assert v["last_seen"] == T0 + 48 * 300
     assert len(v["timeline"]) == 5 + 10 + 18
+
+
+def test_features_the_engine_could_not_compute_read_as_missing(store: AlertStore) -> None:
+    _, snaps = demo_dataset(windows=2, normal_accounts=1)
+    row = dict(snaps[0], features={"requests": float("nan"), "tokens": 5.0})
+    store.write_snapshots([row])
+    (window,) = queries.account_view(store, row["account_id"])["timeline"]
+    assert window["features"] == {"requests": None, "tokens": 5.0}
