@@ -57,12 +57,21 @@ def login_attempt(request: Request, name: str, password: str, check) -> Principa
         raise HTTPException(
             429, "too many failed sign-ins; try again later", headers={"Retry-After": str(wait)}
         )
-    user = check(request.app.state.store, name, password)
+    store = request.app.state.store
+    user = check(store, name, password)
+    client = request.client.host if request.client else ""
     if user is None:
         limiter.fail(keys)
+        _audit_login(store, name[:200], "login_failed", client)
         raise AuthError(401, "wrong user name or password")
     limiter.reset([keys[1]])
+    _audit_login(store, user.name, "login", client)
     return Principal(user, "session", "")
+
+
+def _audit_login(store, name: str, action: str, client: str) -> None:  # type: ignore[no-untyped-def]
+    with store.engine.begin() as conn:
+        triage.audit(conn, name, action, name, {"client": client})
 
 
 def _safe_next(target: str) -> str:

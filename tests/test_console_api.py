@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from console import queries
 from console.app import create_app
 from console.auth import SESSION_COOKIE, AuthSettings
 from console.labels import FileLabelPublisher, read_labels
@@ -166,7 +167,7 @@ def test_trusted_proxy_header(store: AlertStore, labels_path: Path) -> None:
     assert via_proxy.get("/api/me", headers=vic).json()["role"] == "viewer"
 
 
-def test_login_attempts_are_rate_limited(client: TestClient) -> None:
+def test_login_attempts_are_rate_limited(client: TestClient, store: AlertStore) -> None:
     for _ in range(5):
         r = client.post("/api/session", json={"name": "ana", "password": "wrong-password"})
         assert r.status_code == 401
@@ -174,6 +175,8 @@ def test_login_attempts_are_rate_limited(client: TestClient) -> None:
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
     page = client.post("/login", data={"name": "ana", "password": PASSWORD})
     assert page.status_code == 429 and "too many" in page.text
+    actions = [e["action"] for e in queries.audit_entries(store)]
+    assert actions == ["login_failed"] * 5  # refused attempts never reach the password check
 
 
 def test_snooze_rules(client: TestClient) -> None:
