@@ -21,9 +21,14 @@ HINTS = {
 }
 # What the pipeline must page or warn about; each needs a rule.
 REQUIRED_ALERTS = {
-    "VigilConsumptionStalled", "VigilConsumerLagGrowing", "VigilDeadLetterRateHigh",
-    "VigilAlertStorm", "VigilAlertsStopped", "VigilModelNotLoaded", "VigilCheckpointTooOld",
-}  # fmt: skip
+    "VigilConsumptionStalled",
+    "VigilConsumerLagGrowing",
+    "VigilDeadLetterRateHigh",
+    "VigilAlertStorm",
+    "VigilAlertsStopped",
+    "VigilModelNotLoaded",
+    "VigilCheckpointTooOld",
+}
 
 
 def tool(name: str) -> str:

@@ -2,9 +2,9 @@
 scraped from a running `vigil replay` (plus the Kafka worker's own metrics).
 
 The replay runs on generated data with misuse, malformed lines and duplicates in it, so
-the alert, dead-letter and detector series all carry real values. Metrics that only a
-Kafka worker has (consumer lag, rebalances, recovery, records consumed) come from a
-process serving the worker's metrics module, scraped as job `vigil-worker`.
+the alert, dead-letter and detector series all carry real values. The same events go
+through a real `vigil worker` on a real Kafka broker, scraped as job `vigil-worker`, for the
+metrics only a worker has (consumer lag, rebalances, recovery, records consumed).
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.plugins.kafka import KafkaEnv, WorkerProc
 from tests.plugins.prometheus import (
     PrometheusServer,
     free_port,
@@ -35,10 +35,15 @@ from tests.plugins.prometheus import (
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
-VIGIL = [sys.executable, "-m", "streams.cli"]
+# The installed console script; `python -m streams.cli` would register no commands.
+VIGIL = [str(Path(sys.executable).with_name("vigil"))]
 # Only a Kafka worker exports these; replay has no consumer group.
-WORKER_ONLY = ("vigil_consumer_lag", "vigil_rebalances_total", "vigil_recovery_in_progress",
-               "vigil_events_consumed_total")  # fmt: skip
+WORKER_ONLY = (
+    "vigil_consumer_lag",
+    "vigil_rebalances_total",
+    "vigil_recovery_in_progress",
+    "vigil_events_consumed_total",
+)
 SELECTOR = re.compile(r"\b(vigil_[a-z0-9_]+|up)\b(\{[^}]*\})?")
 # What Grafana puts in for the variables: "All" is `.+`; the rate window spans the run.
 GRAFANA_VALUES = {"$__rate_interval": "5m", "$job": ".+", "$instance": ".+", "$detector": ".+"}
@@ -105,26 +110,6 @@ def scrape(port: int) -> dict[str, float]:
     }
 
 
-def serve_worker_metrics(port: int, stop: threading.Event) -> None:
-    """The worker-only metrics, moving like a live consumer's, on their own endpoint."""
-    from streams.kafka.metrics import WorkerMetrics
-
-    worker = WorkerMetrics(CollectorRegistry())
-    start_http_server(port, addr="127.0.0.1", registry=worker.registry)
-    worker.rebalances.inc()
-    worker.recovery_in_progress.set(0)
-
-    def run() -> None:
-        lag = 0
-        while not stop.wait(0.2):
-            worker.events_consumed.inc(50)
-            lag = (lag + 7) % 300
-            for partition in range(3):
-                worker.consumer_lag.labels("api-usage", str(partition)).set(lag + partition)
-
-    threading.Thread(target=run, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def events_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     out = tmp_path_factory.mktemp("generated")
@@ -137,12 +122,25 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def prom(tmp_path_factory: pytest.TempPathFactory, events_file) -> Iterator[PrometheusServer]:
+def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaEnv]:
+    env = KafkaEnv(kafka_bootstrap, f"obs{uuid.uuid4().hex[:8]}", tmp_path_factory.mktemp("kafka"))
+    env.write_config(partitions=3)
+    env.create_topics()
+    env.start_worker("obs")
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def prom(
+    tmp_path_factory: pytest.TempPathFactory, events_file, worker: KafkaEnv
+) -> Iterator[PrometheusServer]:
     path, lines = events_file
     work = tmp_path_factory.mktemp("scrape")
-    replay_port, worker_port = free_port(), free_port()
-    stop = threading.Event()
-    serve_worker_metrics(worker_port, stop)
+    replay_port = free_port()
+    worker_port = worker.workers[0].port
     server = start_prometheus(
         work / "prometheus",
         {
@@ -153,19 +151,33 @@ def prom(tmp_path_factory: pytest.TempPathFactory, events_file) -> Iterator[Prom
     )
     log = (work / "replay.log").open("wb")
     replay = subprocess.Popen(
-        [*VIGIL, "replay", str(path), "--alerts", str(work / "alerts.jsonl"),
-         "--dead-letters", str(work / "dead-letters.jsonl"),
-         "--metrics-port", str(replay_port), "--hold"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            *VIGIL,
+            "replay",
+            str(path),
+            "--alerts",
+            str(work / "alerts.jsonl"),
+            "--dead-letters",
+            str(work / "dead-letters.jsonl"),
+            "--metrics-port",
+            str(replay_port),
+            "--hold",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
+        with gzip.open(path, "rb") as fh:
+            worker.produce([line.rstrip(b"\n") for line in fh])
         wait_for_replay(replay, replay_port, lines, work / "replay.log")
+        wait_for_worker(worker.workers[0], lines)
         # The final values must be scraped and the rules evaluated on them.
         server.wait_for(f'vigil_events_read_total{{job="vigil-replay"}} >= {lines}', 30)
+        server.wait_for(f'vigil_events_consumed_total{{job="vigil-worker"}} >= {lines}', 30)
         server.wait_scrapes(3)
         yield server
     finally:
-        stop.set()
         replay.terminate()
         try:
             replay.wait(timeout=15)
@@ -173,6 +185,17 @@ def prom(tmp_path_factory: pytest.TempPathFactory, events_file) -> Iterator[Prom
             replay.kill()
         log.close()
         stop_prometheus(server)
+
+
+def wait_for_worker(proc: WorkerProc, lines: int) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            pytest.fail(f"worker exited:\n{proc.log()[-3000:]}")
+        if proc.metric_sum("vigil_events_consumed_total") >= lines:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"worker did not consume {lines} records in 300 s:\n{proc.log()[-3000:]}")
 
 
 def wait_for_replay(proc: subprocess.Popen, port: int, lines: int, log: Path) -> None:
@@ -202,16 +225,27 @@ def test_variable_query_returns_series(prom: PrometheusServer, where: str, expr:
     assert prom.query(expr), f"{where}: no series for {expr}"
 
 
-def test_engine_panels_are_backed_by_the_replay(prom: PrometheusServer) -> None:
-    """Every panel query not about Kafka gets its data from the real replay alone."""
+@pytest.mark.parametrize("job", ["vigil-replay", "vigil-worker"])
+def test_panels_work_for_each_runner_alone(prom: PrometheusServer, job: str) -> None:
+    """Replay and worker each back every panel on their own; replay has no Kafka metrics."""
     empty = []
     for where, expr in panel_targets():
-        if worker_only(expr) or "up{" in expr:
+        if job == "vigil-replay" and (worker_only(expr) or "up{" in expr):
             continue
-        only_replay = expr.replace('job=~".+"', 'job="vigil-replay"')
-        if not prom.query(only_replay):
+        if not prom.query(expr.replace('job=~".+"', f'job="{job}"')):
             empty.append(where)
-    assert not empty, f"no replay data for {empty}"
+    assert not empty, f"no {job} data for {empty}"
+
+
+def test_every_scraped_metric_is_documented(prom: PrometheusServer) -> None:
+    def base(name: str) -> str:
+        return re.sub(r"_(bucket|sum|count|created|total|info)$", "", name)
+
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    documented = {base(n) for n in re.findall(r"^\| `(vigil_[a-z0-9_]+)`", doc, re.M)}
+    scraped = {base(n) for n in prom.api("label/__name__/values") if n.startswith("vigil_")}
+    assert scraped - documented == set(), "scraped but not in docs/metrics.md"
+    assert documented - scraped == set(), "documented but never scraped"
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r.get("alert") or r["record"])
@@ -220,11 +254,7 @@ def test_rule_evaluates_on_scraped_data(prom: PrometheusServer, rule: dict) -> N
     prom.query(rule["expr"])  # raises when Prometheus cannot parse or run it
     for match in SELECTOR.finditer(rule["expr"]):
         assert prom.query(match.group(0)), f"{name}: {match.group(0)} has no series"
-    loaded = {
-        r["name"]: r
-        for group in prom.api("rules")["groups"]
-        for r in group["rules"]
-    }  # fmt: skip
+    loaded = {r["name"]: r for group in prom.api("rules")["groups"] for r in group["rules"]}
     assert name in loaded, f"{name} not loaded by Prometheus"
     assert loaded[name]["health"] == "ok", loaded[name].get("lastError")
 
