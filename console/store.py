@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def snapshot_row(row: dict) -> dict:
         "plan": str(row.get("plan") or ""),
         # orjson writes NaN/inf as null, which the console reads as "not computed".
         "features": _jdump(row.get("features") or {}),
-        **{k: _jdump(list(row.get(k) or [])) for k in SNAPSHOT_LISTS},
+        **{k: _jdump(row.get(k) or ()) for k in SNAPSHOT_LISTS},
     }
 
 
@@ -254,8 +255,8 @@ def _bulk(conn: Connection, stmt: Any, rows: list[dict]) -> None:
         return
     compiled = stmt.compile(dialect=conn.dialect, column_keys=list(rows[0]))
     if compiled.positional:
-        order = compiled.positiontup
-        conn.exec_driver_sql(compiled.string, [tuple(r[k] for k in order) for r in rows])
+        pick = itemgetter(*compiled.positiontup)
+        conn.exec_driver_sql(compiled.string, [pick(r) for r in rows])
     else:
         conn.exec_driver_sql(compiled.string, rows)
 
