@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dashboards.grafana import (
+    console_data_link,
+    console_link,
+    console_variable,
     dashboard,
     heatmap,
     quantile,
@@ -58,6 +61,14 @@ def build() -> dict:
             [target(f"sum by (detector) ({rate('vigil_alerts_total')}) * 60", "{{detector}}")],
             "short",
             stacked=True,
+            defaults={
+                "links": [
+                    console_data_link(
+                        "Open this detector's alerts in the console",
+                        "detector=${__field.labels.detector}",
+                    )
+                ]
+            },
         ),
         table(
             "Model versions",
@@ -129,6 +140,7 @@ def build() -> dict:
             "detector",
             f"label_values({sel('vigil_detector_score_count')}, detector)",
         ),
+        console_variable(),
     ]
     return dashboard(
         UID,
@@ -136,4 +148,5 @@ def build() -> dict:
         "Detector score distributions, alerts per detector, and classifier versions and speed.",
         panels,
         variables,
+        links=[console_link()],
     )

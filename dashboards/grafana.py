@@ -251,9 +251,14 @@ def console_variable() -> dict:
     return textbox_variable(
         "console_url",
         "Analyst console",
-        "http://localhost:8000",
+        "http://localhost:8080",
         "Base URL of the Vigil analyst console that links open",
     )
+
+
+def console_data_link(title: str, query: str) -> dict:
+    """A link from a series to the console's alert queue, filtered by the series' labels."""
+    return {"title": title, "url": f"${{console_url}}/alerts?{query}", "targetBlank": True}
 
 
 def console_link() -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dashboards.grafana import (
+    console_data_link,
     console_link,
     console_variable,
     dashboard,
@@ -72,6 +73,14 @@ def build() -> dict:
             stacked=True,
             width=16,
             links=console,
+            defaults={
+                "links": [
+                    console_data_link(
+                        "Open these alerts in the console",
+                        "category=${__field.labels.category}&severity=${__field.labels.severity}",
+                    )
+                ]
+            },
         ),
         text(
             "Analyst console",
@@ -101,6 +110,13 @@ def build() -> dict:
             "Misuse alerts per minute by severity; critical and high page the analysts.",
             [target(f"sum by (severity) ({rate('vigil_alerts_total')}) * 60", "{{severity}}")],
             "short",
+            defaults={
+                "links": [
+                    console_data_link(
+                        "Open these alerts in the console", "severity=${__field.labels.severity}"
+                    )
+                ]
+            },
         ),
         timeseries(
             "Alerts held back per minute",

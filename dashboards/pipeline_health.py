@@ -121,10 +121,15 @@ def build() -> dict:
         ),
         timeseries(
             "Workers and rebalances",
-            "Workers answering scrapes, and consumer-group rebalances per second.",
+            "Workers answering scrapes, consumer-group rebalances per second, and the input "
+            "partitions each worker owns.",
             [
                 target(f"sum({sel('up')})", "workers up"),
                 target(_sum_rate("vigil_rebalances_total"), "rebalances/s"),
+                target(
+                    f"sum by (instance) ({sel('vigil_owned_partitions')})",
+                    "{{instance}} partitions",
+                ),
             ],
             "short",
         ),

@@ -43,6 +43,7 @@ WORKER_ONLY = (
     "vigil_rebalances_total",
     "vigil_recovery_in_progress",
     "vigil_events_consumed_total",
+    "vigil_owned_partitions",
 )
 SELECTOR = re.compile(r"\b(vigil_[a-z0-9_]+|up)\b(\{[^}]*\})?")
 # What Grafana puts in for the variables: "All" is `.+`; the rate window spans the run.
@@ -272,9 +273,22 @@ def test_alerts_and_dead_letters_carry_real_labels(prom: PrometheusServer) -> No
 
 
 def test_no_per_account_or_per_ip_labels(prom: PrometheusServer) -> None:
-    match = {"match[]": '{__name__=~"vigil_.+"}'}
+    """Across everything both runners export, Faust's own metrics included."""
+    match = {"match[]": '{job=~"vigil-.+"}'}
     labels = set(prom.api("labels", **match))
-    assert not labels & {"account", "account_id", "ip", "api_key_id", "key", "user", "prompt_hash"}
+    forbidden = {"account", "account_id", "ip", "api_key_id", "key", "user", "prompt_hash"}
+    assert not labels & forbidden
     for label in labels - {"__name__", "job", "instance"}:
         values = prom.api(f"label/{label}/values", **match)
         assert len(values) <= 64, f"label {label} has {len(values)} values"
+
+
+def test_model_alert_follows_the_scraped_state(prom: PrometheusServer) -> None:
+    """VigilModelNotLoaded is pending exactly where the scraped model failed to load."""
+    loaded = prom.query("min by (job, instance) (vigil_model_loaded)")
+    alerts = prom.query('ALERTS{alertname="VigilModelNotLoaded"}')
+    pending = {(a["metric"]["job"], a["metric"]["instance"]) for a in alerts}
+    assert loaded
+    for series in loaded:
+        key = (series["metric"]["job"], series["metric"]["instance"])
+        assert (key in pending) == (float(series["value"][1]) == 0), key
