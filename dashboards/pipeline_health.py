@@ -15,6 +15,8 @@ from dashboards.grafana import (
 )
 
 UID = "vigil-pipeline-health"
+# `up` exists for every scrape job; "All" jobs must not count Prometheus or Alertmanager.
+WORKERS_UP = "sum(" + sel("up", 'job=~"vigil-.+"') + ")"
 CHECKPOINT_STEPS = thresholds((None, "green"), (600, "orange"), (900, "red"))
 
 
@@ -27,8 +29,8 @@ def build() -> dict:
     panels = [
         stat(
             "Workers up",
-            "Scrape targets of the selected jobs that answered their last scrape.",
-            [target(f"sum({sel('up')})", "up")],
+            "Vigil scrape targets (jobs named vigil-*) that answered their last scrape.",
+            [target(WORKERS_UP, "up")],
             "short",
             width=4,
         ),
@@ -124,7 +126,7 @@ def build() -> dict:
             "Workers answering scrapes, consumer-group rebalances per second, and the input "
             "partitions each worker owns.",
             [
-                target(f"sum({sel('up')})", "workers up"),
+                target(WORKERS_UP, "workers up"),
                 target(_sum_rate("vigil_rebalances_total"), "rebalances/s"),
                 target(
                     f"sum by (instance) ({sel('vigil_owned_partitions')})",
