@@ -238,15 +238,34 @@ def test_panels_work_for_each_runner_alone(prom: PrometheusServer, job: str) -> 
     assert not empty, f"no {job} data for {empty}"
 
 
-def test_every_scraped_metric_is_documented(prom: PrometheusServer) -> None:
-    def base(name: str) -> str:
-        return re.sub(r"_(bucket|sum|count|created|total|info)$", "", name)
+def metric_base(name: str) -> str:
+    return re.sub(r"_(bucket|sum|count|created|total|info)$", "", name)
 
+
+def documented_metrics(section: str = "") -> set[str]:
     doc = (REPO / "docs" / "metrics.md").read_text()
-    documented = {base(n) for n in re.findall(r"^\| `(vigil_[a-z0-9_]+)`", doc, re.M)}
-    scraped = {base(n) for n in prom.api("label/__name__/values") if n.startswith("vigil_")}
+    if section:
+        doc = doc.split(section, 1)[1].split("\n## ", 1)[0]
+    return {metric_base(n) for n in re.findall(r"^\| `(vigil_[a-z0-9_]+)`", doc, re.M)}
+
+
+def scraped_metrics(prom: PrometheusServer, job: str = "") -> set[str]:
+    match = {"match[]": f'{{job="{job}"}}'} if job else {}
+    names = prom.api("label/__name__/values", **match)
+    return {metric_base(n) for n in names if n.startswith("vigil_")}
+
+
+def test_every_scraped_metric_is_documented(prom: PrometheusServer) -> None:
+    documented, scraped = documented_metrics(), scraped_metrics(prom)
     assert scraped - documented == set(), "scraped but not in docs/metrics.md"
     assert documented - scraped == set(), "documented but never scraped"
+
+
+def test_replay_and_worker_export_the_same_engine_metrics(prom: PrometheusServer) -> None:
+    replay, worker = scraped_metrics(prom, "vigil-replay"), scraped_metrics(prom, "vigil-worker")
+    assert replay == documented_metrics("## Engine metrics")
+    assert worker - replay == documented_metrics("## Kafka worker metrics")
+    assert replay <= worker
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r.get("alert") or r["record"])
