@@ -37,7 +37,8 @@ def build() -> dict:
                     fmt="heatmap",
                 )
             ],
-            width=12,
+            # Full width: Grafana splits the row between the repeated copies.
+            width=24,
             repeat="detector",
             repeatDirection="h",
             maxPerRow=2,
