@@ -1,4 +1,4 @@
-"""Checks dashboards against the rules of Grafana's dashboard linter, plus our own.
+"""Checks dashboards against the default rules of Grafana's dashboard linter, plus our own.
 
 The rule names follow github.com/grafana/dashboard-linter so a finding reads the same in
 either tool; the Go linter runs too wherever it is installed (see docs/observability.md).
@@ -29,6 +29,7 @@ RANGE_FUNCS = re.compile(r"\b(rate|irate|increase)\s*\(")
 RANGE = re.compile(r"\[([^\]]+)\]")
 # Our metric names all start with vigil_; `up` comes from Prometheus itself.
 SELECTOR = re.compile(r"\b(vigil_[a-z0-9_]+|up)\b(\{[^}]*\})?")
+COUNTER_FUNC = re.compile(r"\b(rate|irate|increase)\s*\(\s*$")
 LABEL_VALUES = re.compile(r"^label_values\((.+),\s*([a-zA-Z_][a-zA-Z0-9_]*)\)$")
 
 
@@ -107,6 +108,8 @@ def _lint_panel(panel: dict, add) -> None:
         uid = (panel.get("datasource") or {}).get("uid")
         if uid not in ("$datasource", "${datasource}"):
             add("panel-datasource-rule", where, "must use the $datasource variable")
+    if kind in UNIT_PANELS and not panel.get("targets"):
+        add("panel-no-targets-rule", where, "has no queries")
     defaults = panel.get("fieldConfig", {}).get("defaults", {})
     if kind in UNIT_PANELS and not defaults.get("mappings"):
         unit = defaults.get("unit")
@@ -129,6 +132,10 @@ def _lint_target(expr: str, where: str, add) -> None:
             add("target-rate-interval-rule", where, f"{match.group(1)}() must use $__rate_interval")
     for match in SELECTOR.finditer(expr):
         matchers = match.group(2) or ""
+        if match.group(1).endswith("_total") and not (
+            COUNTER_FUNC.search(expr[: match.start()]) and expr[match.end() :].lstrip()[:1] == "["
+        ):
+            add("target-counter-agg-rule", where, f"{match.group(1)} outside rate/irate/increase")
         if 'job=~"$job"' not in matchers:
             add("target-job-rule", where, f'{match.group(1)} lacks job=~"$job"')
         if 'instance=~"$instance"' not in matchers:

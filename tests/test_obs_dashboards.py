@@ -91,6 +91,11 @@ def test_lint_rules_catch_common_mistakes() -> None:
     board["templating"]["list"] = [
         v for v in board["templating"]["list"] if v["name"] != "instance"
     ]
+    other = next(p for p in panels(board) if p["type"] == "stat")
+    other["targets"] = []
+    third = next(p for p in panels(board) if p["type"] == "timeseries" and p is not victim)
+    third["targets"][0]["expr"] = 'sum(vigil_events_read_total{job=~"$job"})'
+
     rules = {f.rule for f in lint(board)}
     assert rules >= {
         "panel-datasource-rule",
@@ -101,6 +106,8 @@ def test_lint_rules_catch_common_mistakes() -> None:
         "target-instance-rule",
         "template-instance-rule",
         "no-hardcoded-datasource",
+        "panel-no-targets-rule",
+        "target-counter-agg-rule",
     }
 
 
