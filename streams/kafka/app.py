@@ -77,7 +77,7 @@ def build_worker(
         from streams.engine import Engine
 
         def make_engine() -> Any:
-            return Engine(config, metrics=metrics, emit_snapshots=True)
+            return Engine(config, metrics=metrics, emit_snapshots=settings.emit_snapshots)
 
     app = VigilApp(
         kc.group_id,

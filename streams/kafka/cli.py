@@ -22,6 +22,9 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         audit_topic: Annotated[
             str, typer.Option(help="Also write processed offsets per batch here")
         ] = "",
+        snapshots: Annotated[
+            bool, typer.Option(help="Write account feature snapshots for the console")
+        ] = True,
         loglevel: Annotated[str, typer.Option()] = "WARNING",
     ) -> None:
         """Consume events from Kafka, run the engine, produce alerts."""
@@ -35,6 +38,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             checkpoint_interval_s=checkpoint_interval,
             session_timeout_s=session_timeout,
             audit_topic=audit_topic,
+            emit_snapshots=snapshots,
             loglevel=loglevel,
         )
         try:

@@ -1,0 +1,289 @@
+"""Kafka worker throughput and latency against a local Apache Kafka, side by side.
+
+One run, one broker, one generated corpus:
+  1. a bare aiokafka consumer drains the input topic, decoding each record with orjson;
+  2. one `vigil worker` process drains the same records (fresh group): events/s end to end;
+  3. a fresh worker is fed at 50% of that rate; latency from producing the event that
+     closes a window to the alert for that window appearing on the alert topic.
+
+Uses VIGIL_KAFKA_BOOTSTRAP when set, else starts a private broker with deploy/kafka.
+    .venv/bin/python bench/bench_kafka.py [--accounts 400] [--hours 24] [--guarantee ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streams.kafka.produce import read_lines  # noqa: E402
+from streams.kafka.routing import account_of, partition_for  # noqa: E402
+from tests.plugins.kafka import KafkaBroker, free_port, free_port_pair  # noqa: E402
+
+PARTITIONS = 8
+LATENESS_S = 60.0
+
+
+def start_broker(scratch: Path) -> tuple[str, KafkaBroker | None]:
+    if os.environ.get("VIGIL_KAFKA_BOOTSTRAP"):
+        return os.environ["VIGIL_KAFKA_BOOTSTRAP"], None
+    port = free_port_pair()
+    broker = KafkaBroker(f"127.0.0.1:{port}", port, scratch / "kafka")
+    broker.start()
+    return broker.bootstrap, broker
+
+
+def write_config(path: Path, bootstrap: str, prefix: str, guarantee: str, group: str = "") -> Path:
+    path.write_text(
+        f"""[kafka]
+bootstrap_servers = "{bootstrap}"
+input_topic = "{prefix}-usage"
+alerts_topic = "{prefix}-alerts"
+dead_letter_topic = "{prefix}-dead"
+snapshots_topic = "{prefix}-snapshots"
+group_id = "{prefix}-vigil{group}"
+partitions = {PARTITIONS}
+processing_guarantee = "{guarantee}"
+"""
+    )
+    return path
+
+
+def create_topics(cfg_path: Path) -> None:
+    from streams.config import load_config
+    from streams.kafka.settings import WorkerSettings
+    from streams.kafka.topics import ensure_topics, topic_specs
+
+    cfg = load_config(cfg_path)
+    ensure_topics(cfg.kafka, topic_specs(cfg.kafka, WorkerSettings()))
+
+
+async def fill(bootstrap: str, topic: str, lines: list[bytes], rate: float = 0.0) -> list:
+    """Sends lines keyed by account; returns (partition, ts, send_wall) per line."""
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024)
+    await p.start()
+    sent = []
+    t0 = time.perf_counter()
+    try:
+        for i, line in enumerate(lines):
+            key = account_of(line)
+            part = partition_for(key, PARTITIONS) if key else 0
+            await p.send(topic, line, key=key, partition=part)
+            sent.append((part, _ts(line), time.time()))
+            if rate and i % 100 == 0:
+                ahead = i / rate - (time.perf_counter() - t0)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await p.flush()
+    finally:
+        await p.stop()
+    return sent
+
+
+def _ts(line: bytes) -> float:
+    try:
+        ts = orjson.loads(line)["ts"]
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except Exception:
+        return float("nan")
+
+
+async def bare_drain(bootstrap: str, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await c.start()
+    got, bad, t0 = 0, 0, None
+    try:
+        while got < n:
+            batch = await c.getmany(timeout_ms=1000, max_records=20_000)
+            if batch and t0 is None:
+                t0 = time.perf_counter()
+            for records in batch.values():
+                for r in records:
+                    try:
+                        orjson.loads(r.value)
+                    except orjson.JSONDecodeError:
+                        bad += 1  # the corpus carries a few poison lines on purpose
+                got += len(records)
+    finally:
+        await c.stop()
+    return n / (time.perf_counter() - t0)
+
+
+def start_worker(cfg_path: Path, data: Path, extra: tuple = ()) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    log = (data.parent / f"{data.name}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.kafka", "worker", "--config", str(cfg_path),
+         "--data-dir", str(data), "--web-port", str(port), *extra],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, port
+        except OSError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"worker did not become healthy; log in {log.name}")
+
+
+def consumed(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("vigil_events_consumed_total "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def worker_rate(cfg_path: Path, data: Path, n: int, extra: tuple = ()) -> float:
+    proc, port = start_worker(cfg_path, data, extra)
+    try:
+        first = None
+        while True:
+            c = consumed(port)
+            now = time.perf_counter()
+            if c > 0 and first is None:
+                first = (now, c)
+            if c >= n:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError("worker exited")
+            time.sleep(0.05)
+        return (c - first[1]) / (now - first[0])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def read_alerts(bootstrap: str, topic: str, idle_s: float = 5.0) -> list:
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                      auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    out, last = [], time.monotonic()
+    while time.monotonic() - last < idle_s:
+        for records in c.poll(timeout_ms=300).values():
+            out.extend(records)
+            last = time.monotonic()
+    c.close()
+    return out
+
+
+def close_times(sent: list) -> dict[int, list[tuple[float, float]]]:
+    """Per partition: (watermark, wall time) at each send, watermark non-decreasing."""
+    out: dict[int, list[tuple[float, float]]] = {p: [] for p in range(PARTITIONS)}
+    high = {p: float("-inf") for p in range(PARTITIONS)}
+    for part, ts, wall in sent:
+        if ts == ts and ts > high[part]:
+            high[part] = ts
+            out[part].append((ts - LATENESS_S, wall))
+    return out
+
+
+def latencies(alerts: list, sent: list) -> list[float]:
+    import bisect
+
+    closes = close_times(sent)
+    lat = []
+    for rec in alerts:
+        a = orjson.loads(rec.value)
+        end = datetime.fromisoformat(a["window"]["end"].replace("Z", "+00:00")).timestamp()
+        part = partition_for(a["account_id"].encode(), PARTITIONS)
+        marks = closes[part]
+        i = bisect.bisect_left([m for m, _ in marks], end)
+        if i < len(marks):
+            lat.append(rec.timestamp / 1000 - marks[i][1])
+    return lat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    # Dense in event time, like production: per-window costs are spread over many events.
+    ap.add_argument("--accounts", type=int, default=3000)
+    ap.add_argument("--hours", type=float, default=4)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--guarantee", default="at_least_once")
+    args = ap.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="vigil-bench-kafka-"))
+    bootstrap, broker = start_broker(scratch)
+    try:
+        vigil = str(Path(sys.executable).parent / "vigil")
+        gen = scratch / "gen"
+        subprocess.run([vigil, "generate", "--accounts", str(args.accounts), "--hours",
+                        str(args.hours), "--seed", str(args.seed), "--out", str(gen)],
+                       check=True, capture_output=True)  # fmt: skip
+        lines = list(read_lines(gen / "events.jsonl.gz"))
+        n = len(lines)
+        tag = f"b{int(time.time())}"
+
+        cfg = write_config(scratch / "a.toml", bootstrap, tag + "a", args.guarantee)
+        create_topics(cfg)
+        asyncio.run(fill(bootstrap, f"{tag}a-usage", lines))
+        bare = [asyncio.run(bare_drain(bootstrap, f"{tag}a-usage", n)) for _ in range(3)]
+        vig = worker_rate(cfg, scratch / "worker-a", n)
+        bare_med = statistics.median(bare)
+        # The same drain without console snapshots: shows what the snapshots cost.
+        cfg_s = write_config(scratch / "s.toml", bootstrap, tag + "a", args.guarantee, "s")
+        vig_nosnap = worker_rate(cfg_s, scratch / "worker-s", n, ("--no-snapshots",))
+
+        cfg_b = write_config(scratch / "b.toml", bootstrap, tag + "b", args.guarantee)
+        create_topics(cfg_b)
+        proc, _ = start_worker(cfg_b, scratch / "worker-b")
+        try:
+            rate = vig / 2
+            sent = asyncio.run(fill(bootstrap, f"{tag}b-usage", lines, rate=rate))
+            alerts = read_alerts(bootstrap, f"{tag}b-alerts")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        lat = sorted(latencies(alerts, sent))
+
+        print(f"corpus: {n} events, {args.accounts} accounts, {args.hours} h, "
+              f"{PARTITIONS} partitions, guarantee {args.guarantee}")  # fmt: skip
+        print(f"bare aiokafka drain (median of 3): {bare_med:12,.0f} events/s  {bare}")
+        print(f"vigil worker, end to end:          {vig:12,.0f} events/s")
+        print(f"ratio worker / bare:               {vig / bare_med:12.2f}  (target >= 0.50)")
+        print(f"vigil worker, --no-snapshots:      {vig_nosnap:12,.0f} events/s  "
+              f"ratio {vig_nosnap / bare_med:.2f}")  # fmt: skip
+        if lat:
+            p50 = lat[len(lat) // 2]
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            print(f"alert latency at {rate:,.0f} events/s (50%): p50 {p50 * 1000:.0f} ms, "
+                  f"p99 {p99 * 1000:.0f} ms over {len(lat)} alerts")  # fmt: skip
+        else:
+            print("alert latency: no alerts raised")
+    finally:
+        if broker is not None:
+            broker.stop(wipe=True)
+
+
+if __name__ == "__main__":
+    main()
