@@ -12,7 +12,10 @@ Per metric a point is judged in four steps:
    Without a daily rhythm the profile simply follows the recent level.
 2. Surprise. The residual becomes a z-score against the long-run mean and spread of the
    series' own residuals (`alpha_stats` sets that memory), optionally joined by a
-   z-score of the value against its long-run distribution (`value_weight`).
+   z-score of the value against its long-run distribution (`value_weight`). The spread
+   has a floor: `rel_floor` times the series' magnitude, plus `abs_floor` in the
+   metric's own units. NAB's files come in arbitrary units, so there it is 0; for
+   log1p-transformed counts, 0.5 keeps a first-ever single error from looking infinite.
 3. Novelty. The surprise is averaged over a few steps (`alpha_smooth`), then part of
    its recent decayed peak is subtracted (`peak_weight`, `peak_decay`): a burst or a
    level shift is reported when it starts, not on every step it lasts, and a series that
@@ -52,6 +55,7 @@ _PARAMS = (
     "warmup",
     "rel_floor",
     "z_cap",
+    "abs_floor",
 )
 
 
@@ -78,6 +82,7 @@ class SeriesDetector:
         warmup: int = 30,
         rel_floor: float = 1e-3,
         z_cap: float = 1000.0,
+        abs_floor: float = 0.0,
     ) -> None:
         self.n_metrics = int(n_metrics)
         self.season_bins = int(season_bins)
@@ -96,6 +101,7 @@ class SeriesDetector:
         self.warmup = int(warmup)
         self.rel_floor = rel_floor
         self.z_cap = z_cap
+        self.abs_floor = abs_floor
         self._slot = np.zeros((0, 4))
         self._metric = np.zeros((0, 7, self.n_metrics))
         # NaN marks a slice of the day not seen yet.
@@ -198,7 +204,7 @@ class SeriesDetector:
         g_mean, g_var = mt[:, _GMEAN], mt[:, _GVAR]
         # A spread floor relative to the series' magnitude keeps a constant series from
         # turning the smallest wiggle into an unbounded surprise.
-        floor = self.rel_floor * np.abs(g_mean) + 1e-9
+        floor = self.rel_floor * np.abs(g_mean) + self.abs_floor + 1e-9
         z = np.abs(res - r_mean) / (np.sqrt(r_var) + floor)
         if self.value_weight > 0:
             z_val = np.abs(x - g_mean) / (np.sqrt(g_var) + floor)

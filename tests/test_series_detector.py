@@ -142,3 +142,16 @@ def test_params_rebuild_an_equivalent_detector():
     clone = SeriesDetector(**det.params())
     assert clone.params() == det.params()
     assert det.params()["n_metrics"] == 3
+
+
+def test_absolute_floor_keeps_a_first_single_event_in_proportion():
+    # A count metric that is always zero, then one event (log1p units, as the engine feeds).
+    x = np.zeros(400)
+    x[350] = np.log1p(1.0)
+    bare = feed(SeriesDetector(), x)[:, 0]
+    floored = feed(SeriesDetector(abs_floor=0.5), x)[:, 0]
+    assert bare[350] >= 0.5  # unit-free: any change from a constant is extreme
+    assert floored[350] < 0.5
+    # A real jump still clears the floor.
+    x[380] = np.log1p(200.0)
+    assert feed(SeriesDetector(abs_floor=0.5), x)[380, 0] >= 0.5
