@@ -30,6 +30,10 @@ PINNED = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]*\d[A-Za-z0-9._-]*|@sha256:[
 FLOATING_TAGS = {"latest", "stable", "main", "edge", "nightly"}
 
 
+def k8s(kind: str, name: str) -> dict:
+    return next(d for d in K8S if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
 def images(node) -> list[str]:
     if isinstance(node, dict):
         found = [node["image"]] if isinstance(node.get("image"), str) else []
@@ -162,7 +166,7 @@ def test_k8s_has_every_kind() -> None:
 
 
 def test_statefulset_wiring() -> None:
-    sts = next(d for d in K8S if d["kind"] == "StatefulSet")
+    sts = k8s("StatefulSet", "vigil-worker")
     spec = sts["spec"]
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
@@ -177,17 +181,37 @@ def test_statefulset_wiring() -> None:
     assert all(("Secret", name) in by_kind for name in secrets) and secrets
     labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
-    service = next(d for d in K8S if d["kind"] == "Service")
+    service = k8s("Service", "vigil-worker")
     assert spec["serviceName"] == service["metadata"]["name"] == "vigil-worker"
     assert service["spec"]["selector"].items() <= labels.items()
     port_name = service["spec"]["ports"][0]["name"]
     assert port_name in {p["name"] for p in container["ports"]}
-    assert not flags_of(container["args"]) - cli_flags("worker")
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [d for d in K8S if d["kind"] in ("StatefulSet", "Deployment")],
+    ids=lambda d: d["metadata"]["name"],
+)
+def test_k8s_commands_exist_in_the_cli(workload: dict) -> None:
+    pod = workload["spec"]["template"]["spec"]
+    labels = workload["spec"]["template"]["metadata"]["labels"]
+    assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    by_kind = {(d["kind"], d["metadata"]["name"]) for d in K8S}
+    for volume in pod.get("volumes", []):
+        if "configMap" in volume:
+            assert ("ConfigMap", volume["configMap"]["name"]) in by_kind
+    for container in pod["containers"]:
+        args = container["args"]
+        missing = flags_of(args) - cli_flags(args[0])
+        assert not missing, f"vigil {args[0]} has no {sorted(missing)}"
+        for ref in container.get("envFrom", []):
+            assert ("Secret", ref["secretRef"]["name"]) in by_kind
 
 
 def test_servicemonitor_selects_the_worker_service() -> None:
     monitor = next(d for d in K8S if d["kind"] in ("ServiceMonitor", "PodMonitor"))
-    service = next(d for d in K8S if d["kind"] == "Service")
+    service = k8s("Service", "vigil-worker")
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
