@@ -22,9 +22,10 @@ from console.schema import (
 )
 from console.store import SNAPSHOT_LISTS, AlertStore, to_epoch
 
-# A value shared by more accounts than this (a popular browser UA, a cloud NAT block) is
-# background, not evidence of a campaign.
-MAX_ACCOUNTS_PER_LINK = 50
+# A value shared by more accounts than this is background, not evidence of a campaign: an
+# SDK's default user agent is common even among a few hundred accounts, a /24 less so, and
+# an identical prompt from many accounts is still telling.
+MAX_ACCOUNTS_PER_LINK = {"user_agent": 10, "subnet": 25, "prompt_hash": 50}
 QUEUE_COLUMNS = (
     alerts.c.alert_id,
     alerts.c.account_id,
@@ -202,7 +203,7 @@ def account_view(store: AlertStore, account_id: str, max_windows: int = 2016) ->
     }
 
 
-def related_accounts(store: AlertStore, account_id: str, limit: int = 50) -> list[dict]:
+def related_accounts(store: AlertStore, account_id: str, limit: int = 30) -> list[dict]:
     """Accounts sharing /24 blocks, user agents or prompt hashes, most shared evidence first."""
     mine = account_links.alias("mine")
     other = account_links.alias("other")
@@ -224,7 +225,7 @@ def related_accounts(store: AlertStore, account_id: str, limit: int = 50) -> lis
         per_value[(kind, value)].add(other_id)
     shared: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for (kind, value), ids in per_value.items():
-        if len(ids) > MAX_ACCOUNTS_PER_LINK:
+        if len(ids) > MAX_ACCOUNTS_PER_LINK.get(kind, 10):
             continue
         for other_id in ids:
             shared[other_id][kind].append(value)

@@ -118,6 +118,8 @@ def test_account_view_and_related_accounts(filled: AlertStore) -> None:
     assert {"subnet", "user_agent", "prompt_hash"} <= set(top["shared"])
     # Normal accounts share nothing with the campaign.
     assert not any(i.startswith("acct-normal") for i in ids)
+    # Twelve accounts on the same SDK user agent is background, not a campaign.
+    assert queries.related_accounts(filled, "acct-normal-000") == []
 
 
 def test_verdict_labels_audits_and_snoozes(filled: AlertStore, tmp_path: Path) -> None:
