@@ -18,6 +18,9 @@ from detectors.series import SeriesDetector
 from streams.alerts import Reason
 
 METRICS = ("requests", "tokens", "errors", "new_ips", "content_filtered")
+# A rise must also be clear of count noise: above avg + 3 sqrt(avg) + this floor. Without
+# it, 6 requests after a usual 1.3 reads as a 4x surge.
+NOISE_FLOOR = np.array([5.0, 5000.0, 5.0, 3.0, 5.0])
 LABELS = {
     "requests": "requests/5 min",
     "tokens": "tokens/5 min",
@@ -65,7 +68,8 @@ class BaselineDetector:
         values = metric_values(batch)
         self._ensure(batch.slots)
         avg = self._avg[batch.slots]
-        rising = np.isnan(avg) | (values > avg)
+        base = np.nan_to_num(avg, nan=0.0)
+        rising = values > base + 3 * np.sqrt(base) + NOISE_FLOOR
         return (np.where(rising, raw, 0.0)).max(axis=1) if len(batch) else np.zeros(0)
 
     def score_learn(self, batch: FeatureBatch) -> np.ndarray:

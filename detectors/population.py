@@ -15,6 +15,9 @@ from river import anomaly
 
 from detectors.base import Explanation, FeatureBatch
 
+BINS = 1000
+HIST_DECAY = 0.999  # per window: the reference is the last few thousand windows
+
 # feature -> upper end of its log1p range; rates are already in [0, 1].
 SCALES = {
     "requests": 8.0,
@@ -54,6 +57,7 @@ class PopulationDetector:
         self.n_trees, self.height, self.window_size, self.seed = n_trees, height, window_size, seed
         self.min_requests, self.learn_every = min_requests, learn_every
         self._tick = 0
+        self._hist = np.zeros(BINS)
         self.model = anomaly.HalfSpaceTrees(
             n_trees=n_trees, height=height, window_size=window_size, seed=seed
         )
@@ -84,12 +88,30 @@ class PopulationDetector:
         # of requests (most of them, and too few to be odd) are not scored.
         return np.flatnonzero(np.nan_to_num(batch.col("requests")) >= self.min_requests)
 
-    def score(self, batch: FeatureBatch) -> np.ndarray:
-        out = np.zeros(len(batch))
+    def raw_scores(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         idx = self._active(batch)
         if self._seen < self.window_size or len(idx) == 0:
-            return out  # the trees hold no mass until a window is learned
-        out[idx] = [self.model.score_one(x) for x in self._vectors(batch.take(idx))]
+            return idx, np.zeros(0)  # the trees hold no mass until a window is learned
+        return idx, np.array([self.model.score_one(x) for x in self._vectors(batch.take(idx))])
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Raw HalfSpaceTrees scores crowd into a narrow band; rank them against recent ones.
+
+        The score is 0 below the recent 98th percentile and reaches 1 at the top, so it reads
+        as "rarer than nearly every account-window seen lately".
+        """
+        total = self._hist.sum()
+        if total < self.window_size:
+            return np.zeros_like(raw)
+        cdf = np.cumsum(self._hist) / total
+        rank = cdf[np.clip((raw * BINS).astype(int), 0, BINS - 1)]
+        return np.clip((rank - 0.98) / 0.02, 0.0, 1.0)
+
+    def score(self, batch: FeatureBatch) -> np.ndarray:
+        out = np.zeros(len(batch))
+        idx, raw = self.raw_scores(batch)
+        if len(raw):
+            out[idx] = self.calibrate(raw)
         return out
 
     def learn(self, batch: FeatureBatch) -> None:
@@ -102,15 +124,23 @@ class PopulationDetector:
         self._seen += len(picks)
 
     def score_learn(self, batch: FeatureBatch) -> np.ndarray:
-        scores = self.score(batch)
+        out = np.zeros(len(batch))
+        idx, raw = self.raw_scores(batch)
+        if len(raw):
+            out[idx] = self.calibrate(raw)
+            self._hist *= HIST_DECAY
+            self._hist += np.bincount(
+                np.clip((raw * BINS).astype(int), 0, BINS - 1), minlength=BINS
+            )
         self.learn(batch)
-        return scores
+        return out
 
     def explain(self, batch: FeatureBatch, i: int) -> Explanation:
         return Explanation(None, [])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "seen": self._seen, "tick": self._tick}
+        return {"model": self.model, "seen": self._seen, "tick": self._tick, "hist": self._hist}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model, self._seen, self._tick = state["model"], state["seen"], state["tick"]
+        self._hist = state["hist"].copy()

@@ -71,14 +71,16 @@ class CampaignState:
         gid: np.ndarray,
         order: np.ndarray,
         account_ids: list[str],
-        sources: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]],
+        sources: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
         X: np.ndarray,
         col: dict[str, int],
+        coder,
     ) -> list[dict[str, Any] | None]:
         """Record this window's keys, write the four signal columns of X, return evidence.
 
-        sources: kind -> (codes per event, display names per event or None, which events
-        count), all in the original event order; `order` sorts them by account group.
+        sources: kind -> (per-process codes per event, the values themselves, which events
+        count), all in the original event order; `order` sorts them by account group. The
+        indexes are checkpointed, so they are keyed by stable codes of the distinct values.
         """
         from streams.features import unique_pairs
 
@@ -91,8 +93,8 @@ class CampaignState:
             sel = np.flatnonzero(u & (c != 0))
             first = sel[unique_pairs(gid[sel], c[sel])]
             groups = gid[first].tolist()
-            keys = c[first].tolist()
-            shown = names[order][first].tolist() if names is not None else None
+            shown = names[order][first].tolist()
+            keys = coder.stable(shown).tolist()
             idx = self.index[kind]
             members, label = idx.members, idx.names
             cap = idx.max_accounts
@@ -100,7 +102,7 @@ class CampaignState:
                 m = members.get(k)
                 if m is None:
                     members[k] = {account_ids[g]: window_end}
-                    label[k] = shown[j] if shown is not None else f"{k:016x}"
+                    label[k] = shown[j]
                 elif len(m) < cap or account_ids[g] in m:
                     m[account_ids[g]] = window_end
             counts = [0] * n

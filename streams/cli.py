@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -61,7 +60,3 @@ def main() -> None:
 
     _register_plugins()
     app(prog_name="vigil")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

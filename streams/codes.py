@@ -1,8 +1,9 @@
-"""Stable 64-bit codes for strings (IPs, user agents, prompt hashes...).
+"""64-bit codes for strings (IPs, user agents, prompt hashes...).
 
-Codes must be the same in every process, since they are kept in checkpointed state, so
-Python's salted `hash()` will not do. Hashing is done once per distinct string per batch,
-with a bounded cache for strings that keep coming back.
+Two kinds. `fast` codes come from Python's own string hash: cheap, but salted per process,
+so they only group values within one window. `stable` codes are the same in every process
+and are what checkpointed state (history rings, campaign indexes) holds; they are computed
+only for the few distinct values that reach state, with a bounded cache.
 """
 
 from __future__ import annotations
@@ -25,17 +26,22 @@ class Coder:
         self._codes: dict[str, int] = {}
         self._subnets: dict[str, str] = {}
 
-    def codes(self, col: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def fast(col: np.ndarray) -> np.ndarray:
+        """Per-process codes; the empty string (absent) hashes to 0 in CPython."""
+        return np.fromiter(map(hash, col.tolist()), dtype=np.int64, count=len(col)).view(np.uint64)
+
+    def stable(self, values: list[str]) -> np.ndarray:
         cache = self._codes
-        values = col.tolist()
-        missing = set(values).difference(cache)
-        if missing:
-            if len(cache) + len(missing) > _CACHE_LIMIT:
-                cache.clear()
-                missing = set(values)
-            for s in missing:
-                cache[s] = stable_code(s)
-        return np.fromiter(map(cache.__getitem__, values), dtype=np.uint64, count=len(values))
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        out = np.empty(len(values), dtype=np.uint64)
+        for i, v in enumerate(values):
+            c = cache.get(v)
+            if c is None:
+                c = cache[v] = stable_code(v)
+            out[i] = c
+        return out
 
     def subnets(self, ips: np.ndarray) -> np.ndarray:
         """The /24 (IPv4) or /48 (IPv6) block of each IP, as strings."""

@@ -184,16 +184,16 @@ class Engine:
         rest = np.flatnonzero(~ready)
         self.pending = [events.take(rest)] if len(rest) else []
         self.closed_until = boundary
-        if not ready.any():
+        if len(rest) == len(events):
             return out
-        events = events.take(np.flatnonzero(ready))
         w = self.cfg.engine.window_s
-        widx = np.floor(events.ts / w).astype(np.int64)
+        ridx = np.flatnonzero(ready)
+        widx = np.floor(events.ts[ridx] / w).astype(np.int64)
         order = np.argsort(widx, kind="stable")
-        widx = widx[order]
+        events, widx = events.take(ridx[order]), widx[order]  # one copy, sorted by window
         cuts = np.r_[0, np.flatnonzero(np.diff(widx)) + 1, len(widx)]
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            sub = events.take(order[a:b])
+            sub = events.slice(a, b)
             start = float(widx[a] * w)
             try:
                 out.extend(self._close_window(sub, start, start + w))

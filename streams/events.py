@@ -112,6 +112,11 @@ class EventBatch:
         raw = [self.raw[i] for i in idx] if self.raw is not None else None
         return EventBatch(**cols, raw=raw)
 
+    def slice(self, a: int, b: int) -> EventBatch:
+        """Rows a..b as views, without copying columns."""
+        cols = {c: getattr(self, c)[a:b] for c in COLUMNS}
+        return EventBatch(**cols, raw=self.raw[a:b] if self.raw is not None else None)
+
     @staticmethod
     def concat(batches: list[EventBatch]) -> EventBatch:
         if len(batches) == 1:
@@ -306,7 +311,7 @@ def _decode_split(
         out.extend(_LIST_DECODER.decode(b"[" + b",".join(lines) + b"]"))
         raws.extend(lines)
         return
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         if len(lines) > 1:
             mid = len(lines) // 2
             _decode_split(lines[:mid], out, raws, dead)

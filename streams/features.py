@@ -159,9 +159,15 @@ def _interarrival_cv(g: Groups, ts: np.ndarray) -> np.ndarray:
 
 
 def _new_counts(
-    g: Groups, table: AccountTable, ring: str, codes: np.ndarray
+    g: Groups, table: AccountTable, ring: str, codes: np.ndarray, values: np.ndarray, coder: Coder
 ) -> tuple[np.ndarray, np.ndarray]:
-    pg, pv, distinct = g.distinct(codes)
+    c = codes[g.order]
+    first = unique_pairs(g.gid, c)
+    first = first[c[first] != 0]
+    pg = g.gid[first]
+    distinct = np.bincount(pg, minlength=len(g.start))
+    # History is checkpointed, so it holds stable codes, computed for distinct pairs only.
+    pv = coder.stable(values[g.order[first]].tolist())
     pslots = g.slots[pg]
     member = table.ring_members(ring, pslots, pv)
     new = np.bincount(pg[~member], minlength=len(g.start))
@@ -204,26 +210,25 @@ def window_features(
     X[:, COL["flagged_rate"]] = g.sum(ev.flagged.astype(float)) / req
     X[:, COL["moderation_mean"]] = g.sum(np.nan_to_num(ev.moderation)) / req
 
-    ip_codes = coder.codes(ev.ip)
+    ip_codes = coder.fast(ev.ip)
     subnet_str = coder.subnets(ev.ip)
-    subnet_codes = coder.codes(subnet_str)
-    country_codes = coder.codes(ev.country)
-    ua_codes = coder.codes(ev.user_agent)
-    for ring, codes, dname, nname in (
-        ("ip", ip_codes, "distinct_ips", "new_ips"),
-        ("subnet", subnet_codes, "distinct_subnets", "new_subnets"),
-        ("country", country_codes, "distinct_countries", "new_countries"),
-        ("ua", ua_codes, "distinct_user_agents", "new_user_agents"),
+    subnet_codes = coder.fast(subnet_str)
+    ua_codes = coder.fast(ev.user_agent)
+    for ring, codes, values, dname, nname in (
+        ("ip", ip_codes, ev.ip, "distinct_ips", "new_ips"),
+        ("subnet", subnet_codes, subnet_str, "distinct_subnets", "new_subnets"),
+        ("country", coder.fast(ev.country), ev.country, "distinct_countries", "new_countries"),
+        ("ua", ua_codes, ev.user_agent, "distinct_user_agents", "new_user_agents"),
     ):
-        distinct, new = _new_counts(g, table, ring, codes)
+        distinct, new = _new_counts(g, table, ring, codes, values, coder)
         X[:, COL[dname]] = distinct
         # An account's first window has no history to be new against.
         X[:, COL[nname]] = np.where(table.windows[g.slots] > 0, new, 0)
-    X[:, COL["distinct_keys"]] = g.distinct(coder.codes(ev.api_key_id))[2]
-    model_codes = coder.codes(ev.model)
+    X[:, COL["distinct_keys"]] = g.distinct(coder.fast(ev.api_key_id))[2]
+    model_codes = coder.fast(ev.model)
     X[:, COL["distinct_models"]] = g.distinct(model_codes)[2]
     X[:, COL["model_entropy"]] = _entropy(g, model_codes)
-    ph = coder.codes(ev.prompt_hash)
+    ph = coder.fast(ev.prompt_hash)
     with_hash = g.sum((ph != 0).astype(float))
     X[:, COL["prompt_repeat_rate"]] = np.where(
         with_hash > 0, 1.0 - g.distinct(ph)[2] / np.maximum(with_hash, 1.0), 0.0
@@ -237,7 +242,9 @@ def window_features(
     share = prof[g.gid, hour] / np.maximum(total[g.gid], 1.0)
     off = (share < 1 / 48) & (total[g.gid] >= 50)
     X[:, COL["off_hours_share"]] = np.bincount(g.gid, weights=off, minlength=n) / req
-    np.add.at(table.hours, (g.slots[g.gid], hour), 1.0)
+    hkey = g.gid * 24 + hour
+    uniq, cnt = np.unique(hkey, return_counts=True)
+    table.hours[g.slots[uniq // 24], uniq % 24] += cnt
     full = table.hours[g.slots].sum(axis=1) > 5000
     if full.any():
         table.hours[g.slots[full]] *= 0.5
@@ -268,11 +275,12 @@ def window_features(
         sources={
             "subnet": (subnet_codes, subnet_str, young_event),
             "ua": (ua_codes, ev.user_agent, young_event),
-            "prompt": (ph, None, _repeated(ph)),
+            "prompt": (ph, ev.prompt_hash, _repeated(ph)),
             "ip": (ip_codes, ev.ip, st == 401),
         },
         X=X,
         col=COL,
+        coder=coder,
     )
     batch = FeatureBatch(
         X=X,

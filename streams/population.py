@@ -109,6 +109,8 @@ def poisson_times(
     rng: np.random.Generator, t0: float, t1: float, rate_fn, peak: float
 ) -> np.ndarray:
     """Event times of a non-homogeneous Poisson process by thinning."""
+    if t1 <= t0:
+        return np.empty(0)  # e.g. an account created after the period ends
     n = rng.poisson(peak * (t1 - t0))
     if n == 0:
         return np.empty(0)

@@ -28,17 +28,29 @@ def open_input(path: str) -> BinaryIO:
 
 
 def read_batches(fh: BinaryIO, size: int = BATCH_LINES) -> Iterator[list[bytes]]:
+    """Batches of non-blank lines, read in large chunks rather than line by line."""
     buf: list[bytes] = []
-    for line in fh:
-        line = line.rstrip(b"\r\n")
-        if not line.strip():
-            continue  # blank lines are separators, not events
-        buf.append(line)
-        if len(buf) >= size:
-            yield buf
-            buf = []
+    tail = b""
+    while True:
+        chunk = fh.read(1 << 20)
+        if not chunk:
+            break
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        buf.extend(lines)
+        while len(buf) >= size:
+            yield _clean(buf[:size])
+            buf = buf[size:]
+    if tail:
+        buf.append(tail)
     if buf:
-        yield buf
+        yield _clean(buf)
+
+
+def _clean(lines: list[bytes]) -> list[bytes]:
+    # Blank lines are separators, not events; CRLF files lose their CR.
+    out = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+    return [ln for ln in out if ln.strip()]
 
 
 @dataclass

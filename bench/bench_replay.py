@@ -1,0 +1,58 @@
+"""`vigil replay` throughput on ~1M generated events, in one process.
+
+Reports the median of several full runs of the engine (decode, features, every detector,
+fusion) and, measured in the same run, decoding alone, so the ratio shows where time goes.
+
+    python bench/bench_replay.py [--accounts 2800] [--hours 24] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import median_time  # noqa: E402
+from models.dataset import generated  # noqa: E402
+from streams.engine import Engine  # noqa: E402
+from streams.events import decode_lines  # noqa: E402
+from streams.replay import BATCH_LINES  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--accounts", type=int, default=2800)
+    ap.add_argument("--hours", type=float, default=24)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=Path("data/bench"))
+    args = ap.parse_args()
+    events, _ = generated(args.data, args.accounts, args.hours, seed=4242)
+    lines = [ln for ln in gzip.decompress(events.read_bytes()).split(b"\n") if ln]
+    batches = [lines[i : i + BATCH_LINES] for i in range(0, len(lines), BATCH_LINES)]
+    n = len(lines)
+
+    def full() -> None:
+        eng = Engine()
+        for b in batches:
+            eng.process_lines(b)
+        eng.flush()
+
+    def decode_only() -> None:
+        for b in batches:
+            decode_lines(b, now_ts=2e9)
+
+    d_med, _ = median_time(decode_only, args.repeats)
+    f_med, f_all = median_time(full, args.repeats)
+    print(f"events: {n:,} ({args.accounts} accounts x {args.hours:g} h), repeats: {args.repeats}")
+    print(f"decode only      : {n / d_med:>10,.0f} events/s (median {d_med:.2f} s)")
+    print(
+        f"vigil replay core: {n / f_med:>10,.0f} events/s (median {f_med:.2f} s, runs {[round(t, 2) for t in f_all]})"
+    )
+    print(f"decode share of full run: {d_med / f_med:.0%}")
+
+
+if __name__ == "__main__":
+    main()
