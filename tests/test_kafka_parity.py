@@ -155,7 +155,9 @@ def test_four_partitions_match_replay_on_per_account_evidence(kafka_env, corpus,
             f"\nparity, 4 partitions: replay {len(r)} account/category pairs, worker "
             f"{len(w)}, in both {len(r & w)}, differing: {sorted(differ)}"
         )
-    # Splitting cross-account evidence four ways loses campaign alerts (recall), but must
-    # not invent alerts that a single engine would not raise (precision).
-    assert len(w - r) <= 1, sorted(w - r)
+    # Splitting cross-account evidence four ways loses campaign alerts (recall) and can
+    # relabel an account whose campaign evidence is gone (its next-best category), but it
+    # must not alert on accounts that a single engine leaves alone (precision).
+    extra_accounts = {a for a, _ in w} - {a for a, _ in r}
+    assert len(extra_accounts) <= 1, sorted(extra_accounts)
     assert len(r & w) >= 0.5 * len(r), sorted(differ)
