@@ -81,6 +81,7 @@ class Processor:
         self.last_progress = time.monotonic()
         self.positions: dict[TP, int] = {}
         self.pending: list[Any] = []  # delivery futures since the last checkpoint
+        self.snapshots: dict[str, dict] = {}  # latest per account since the last checkpoint
 
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: list) -> None:
@@ -160,8 +161,9 @@ class Processor:
         for dl in out.dead_letters:
             await self._dead_letter(dl.raw, dl.reason, dl.detail, tp)
         for snap in out.snapshots:
-            key = str(snap.get("account_id", "")).encode() or None
-            await self._send(self.topics.snapshots, key, orjson.dumps(snap, option=_NUMPY))
+            # The topic is compacted: only the latest snapshot per account survives, so
+            # only the latest is sent, at the next checkpoint.
+            self.snapshots[str(snap.get("account_id", ""))] = snap
 
     async def _dead_letter(self, raw: bytes, reason: str, detail: str, tp: TP) -> None:
         truncated = len(raw) > self.dl_max
@@ -222,6 +224,10 @@ class Processor:
     async def _checkpoint_locked(self, partitions: set[int] | None = None) -> None:
         t0 = time.perf_counter()
         producer = self.app.producer
+        snaps, self.snapshots = self.snapshots, {}
+        for account, snap in snaps.items():
+            value = orjson.dumps(snap, option=_NUMPY)
+            await self._send(self.topics.snapshots, account.encode() or None, value)
         await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards
         await self._check_delivered()
         written = []
