@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := data/demo
 
-.PHONY: demo test lint format bench kafka-up kafka-down train eval clean
+.PHONY: demo test lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,18 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+console: $(STAMP)
+	$(BIN)/vigil console --store $(DEMO)/vigil.db
+
+dashboards: $(STAMP)
+	$(BIN)/python -m dashboards.build
+
+obs-up:
+	docker compose -f deploy/docker-compose.yml up -d --build
+
+obs-down:
+	docker compose -f deploy/docker-compose.yml down
 
 kafka-up:
 	deploy/kafka/kafka-up.sh

@@ -35,13 +35,14 @@ class Coder:
         cache = self._codes
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        out = np.empty(len(values), dtype=np.uint64)
-        for i, v in enumerate(values):
-            c = cache.get(v)
-            if c is None:
-                c = cache[v] = stable_code(v)
-            out[i] = c
-        return out
+        get = cache.get
+        codes = [get(v) for v in values]
+        if None in codes:
+            for i, c in enumerate(codes):
+                if c is None:
+                    v = values[i]
+                    codes[i] = cache[v] = stable_code(v)
+        return np.array(codes, dtype=np.uint64)
 
     def subnets(self, ips: np.ndarray) -> np.ndarray:
         """The /24 (IPv4) or /48 (IPv6) block of each IP, as strings."""

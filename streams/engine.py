@@ -201,7 +201,8 @@ class Engine:
                 log.exception("window %s failed", rfc3339(start))
                 detail = f"{type(exc).__name__}: {exc}"
                 out.dead_letters += [
-                    DeadLetter(r, "processing_error", detail) for r in sub.raw or []
+                    DeadLetter(r, "processing_error", detail)
+                    for r in (sub.raw if sub.raw is not None else [])
                 ]
         return out
 

@@ -102,15 +102,14 @@ class EventBatch:
     moderation: np.ndarray  # highest category score, NaN when absent
     finish_reason: np.ndarray
     prompt_hash: np.ndarray
-    raw: list[bytes] | None = None  # kept so a later stage can dead-letter an event
+    raw: np.ndarray | None = None  # object array of the lines, to dead-letter an event later
 
     def __len__(self) -> int:
         return len(self.ts)
 
     def take(self, idx: np.ndarray) -> EventBatch:
         cols = {c: getattr(self, c)[idx] for c in COLUMNS}
-        raw = [self.raw[i] for i in idx] if self.raw is not None else None
-        return EventBatch(**cols, raw=raw)
+        return EventBatch(**cols, raw=self.raw[idx] if self.raw is not None else None)
 
     def slice(self, a: int, b: int) -> EventBatch:
         """Rows a..b as views, without copying columns."""
@@ -123,7 +122,7 @@ class EventBatch:
             return batches[0]
         cols = {c: np.concatenate([getattr(b, c) for b in batches]) for c in COLUMNS}
         raws = [b.raw for b in batches]
-        raw = None if any(r is None for r in raws) else [x for r in raws for x in r]
+        raw = None if any(r is None for r in raws) else np.concatenate(raws)
         return EventBatch(**cols, raw=raw)
 
 
@@ -243,36 +242,49 @@ def _decode_one(line: bytes, max_future_ts: float) -> tuple:
 
 
 class _Event(msgspec.Struct, gc=False):
-    """The contract as a msgspec type: the C decoder checks types and required fields."""
+    """The contract as a msgspec type: the C decoder checks types and required fields.
+
+    Optional fields carry their defaults here so the fast path needs no None checks; an
+    explicit JSON null goes to the slow path, which treats it as absent.
+    """
 
     event_id: Annotated[str, msgspec.Meta(min_length=1)]
     ts: Annotated[datetime, msgspec.Meta(tz=True)] | float
     account_id: Annotated[str, msgspec.Meta(min_length=1)]
     endpoint: str
-    api_key_id: str | None = None
-    model: str | None = None
-    prompt_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    completion_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    status: int | None = None
-    latency_ms: float | None = None
-    ip: str | None = None
-    country: str | None = None
-    user_agent: str | None = None
-    plan: str | None = None
-    account_created: Annotated[datetime, msgspec.Meta(tz=True)] | float | None = None
-    flagged: bool | None = None
+    api_key_id: str = ""
+    model: str = ""
+    prompt_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    completion_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    status: int = 200
+    latency_ms: float = float("nan")
+    ip: str = ""
+    country: str = ""
+    user_agent: str = ""
+    plan: str = ""
+    # Kept as given: it repeats for every event of an account, so it is parsed once per value.
+    account_created: str | float | None = None
+    flagged: bool = False
     moderation: dict[str, float] | None = None
-    finish_reason: str | None = None
-    prompt_hash: str | None = None
+    finish_reason: str = ""
+    prompt_hash: str = ""
 
 
 _LIST_DECODER = msgspec.json.Decoder(list[_Event])
+_CREATED: dict[str | float | None, float] = {}
 
 
-def _epoch(v: datetime | float | None) -> float:
-    if v is None:
-        return np.nan
-    return v.timestamp() if type(v) is datetime else float(v)
+def _created(values: list) -> list[float]:
+    cache = _CREATED
+    if len(cache) > 500_000:
+        cache.clear()
+    out = []
+    for v in values:
+        t = cache.get(v)
+        if t is None:
+            t = cache[v] = np.nan if v is None else _parse_ts(v, "account_created")
+        out.append(t)
+    return out
 
 
 def _columns(es: list[_Event]) -> dict[str, list]:
@@ -283,21 +295,21 @@ def _columns(es: list[_Event]) -> dict[str, list]:
         "ts": [e.ts.timestamp() if type(e.ts) is dt else e.ts for e in es],
         "account_id": [e.account_id for e in es],
         "endpoint": [e.endpoint for e in es],
-        "api_key_id": [e.api_key_id or "" for e in es],
-        "model": [e.model or "" for e in es],
-        "prompt_tokens": [e.prompt_tokens or 0 for e in es],
-        "completion_tokens": [e.completion_tokens or 0 for e in es],
-        "status": [200 if e.status is None else e.status for e in es],
-        "latency_ms": [np.nan if e.latency_ms is None else e.latency_ms for e in es],
-        "ip": [e.ip or "" for e in es],
-        "country": [e.country or "" for e in es],
-        "user_agent": [e.user_agent or "" for e in es],
-        "plan": [e.plan or "" for e in es],
-        "account_created": [_epoch(e.account_created) for e in es],
-        "flagged": [bool(e.flagged) for e in es],
+        "api_key_id": [e.api_key_id for e in es],
+        "model": [e.model for e in es],
+        "prompt_tokens": [e.prompt_tokens for e in es],
+        "completion_tokens": [e.completion_tokens for e in es],
+        "status": [e.status for e in es],
+        "latency_ms": [e.latency_ms for e in es],
+        "ip": [e.ip for e in es],
+        "country": [e.country for e in es],
+        "user_agent": [e.user_agent for e in es],
+        "plan": [e.plan for e in es],
+        "account_created": _created([e.account_created for e in es]),
+        "flagged": [e.flagged for e in es],
         "moderation": [max(e.moderation.values()) if e.moderation else np.nan for e in es],
-        "finish_reason": [e.finish_reason or "" for e in es],
-        "prompt_hash": [e.prompt_hash or "" for e in es],
+        "finish_reason": [e.finish_reason for e in es],
+        "prompt_hash": [e.prompt_hash for e in es],
     }
 
 
@@ -320,9 +332,10 @@ def _decode_split(
     ln = lines[0]
     try:
         _decode_one(ln, np.inf)
-        # The strict decoder and the contract disagree only if this is reached; the
-        # contract (`_decode_one`) is the one documented, so the event is accepted.
-        out.append(msgspec.convert(orjson.loads(ln), _Event, strict=False))
+        # Valid by the contract but not by the fast decoder: explicit nulls for optional
+        # fields, or an account_created the cache parses. Drop the nulls and convert.
+        d = {k: v for k, v in orjson.loads(ln).items() if v is not None}
+        out.append(msgspec.convert(d, _Event, strict=False))
         raws.append(ln)
     except Reject as r:
         dead.append(DeadLetter(ln, r.reason, r.detail))
@@ -370,6 +383,13 @@ def decode_lines(
     return batch, dead
 
 
+def _object_array(items: list) -> np.ndarray:
+    # np.array would try to make a bytes array of a list of bytes; this keeps the objects.
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
 def _build(rows: list[tuple], raws: list[bytes] | None) -> EventBatch:
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
     return _from_columns(cols, raws)
@@ -387,6 +407,6 @@ def _from_columns(cols: list, raws: list[bytes] | None) -> EventBatch:
         account_created=np.array(c["account_created"], dtype=np.float64),
         flagged=np.array(c["flagged"], dtype=bool),
         moderation=np.array(c["moderation"], dtype=np.float64),
-        raw=raws,
+        raw=_object_array(raws) if raws is not None else None,
         **obj,
     )

@@ -32,6 +32,9 @@ FEATURES = (
     "length_rate",
     "flagged_rate",
     "moderation_mean",
+    "content_filtered",
+    "flagged_requests",
+    "auth_failures",
     "distinct_ips",
     "distinct_subnets",
     "distinct_countries",
@@ -198,16 +201,21 @@ def window_features(
     X[:, COL["tokens"]] = pt + ct
     X[:, COL["tokens_per_request"]] = (pt + ct) / req
     X[:, COL["completion_ratio"]] = ct / np.maximum(pt, 1.0)
-    price = np.array([MODEL_PRICE.get(m, DEFAULT_PRICE) for m in ev.model.tolist()])
+    models = ev.model.tolist()
+    prices = {m: MODEL_PRICE.get(m, DEFAULT_PRICE) for m in set(models)}
+    price = np.fromiter(map(prices.__getitem__, models), dtype=np.float64, count=len(models))
     X[:, COL["cost_usd"]] = g.sum(price * (ev.prompt_tokens + ev.completion_tokens) / 1000.0)
     st = ev.status
     X[:, COL["error_rate"]] = g.sum(((st >= 400) & (st != 401) & (st != 429)).astype(float)) / req
-    X[:, COL["auth_fail_rate"]] = g.sum((st == 401).astype(float)) / req
+    X[:, COL["auth_failures"]] = g.sum((st == 401).astype(float))
+    X[:, COL["auth_fail_rate"]] = X[:, COL["auth_failures"]] / req
     X[:, COL["rate_limited_rate"]] = g.sum((st == 429).astype(float)) / req
     fin = ev.finish_reason
-    X[:, COL["content_filter_rate"]] = g.sum((fin == "content_filter").astype(float)) / req
+    X[:, COL["content_filtered"]] = g.sum((fin == "content_filter").astype(float))
+    X[:, COL["content_filter_rate"]] = X[:, COL["content_filtered"]] / req
     X[:, COL["length_rate"]] = g.sum((fin == "length").astype(float)) / req
-    X[:, COL["flagged_rate"]] = g.sum(ev.flagged.astype(float)) / req
+    X[:, COL["flagged_requests"]] = g.sum(ev.flagged.astype(float))
+    X[:, COL["flagged_rate"]] = X[:, COL["flagged_requests"]] / req
     X[:, COL["moderation_mean"]] = g.sum(np.nan_to_num(ev.moderation)) / req
 
     ip_codes = coder.fast(ev.ip)

@@ -20,6 +20,7 @@ from streams.state import AccountTable
 
 PRIMARY = ("classifier", "rules", "campaign")
 UNSUPERVISED = ("baseline", "population")
+DECLARATIVE = ("rules", "campaign")  # evidence-based: they fire on small windows too
 SEV_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
@@ -29,14 +30,21 @@ class FusionResult:
     suppressed: dict[str, int]
 
 
-def fuse_scores(scores: dict[str, np.ndarray], n: int) -> np.ndarray:
+def fuse_scores(
+    scores: dict[str, np.ndarray], n: int, enough: np.ndarray | None = None
+) -> np.ndarray:
+    """The fused score per row. `enough` marks rows with enough requests for the
+    statistical detectors (classifier, baseline, population) to speak on their own: one
+    content-filtered request out of two is a rate of 50% and means nothing."""
+    enough = np.ones(n, dtype=bool) if enough is None else enough
     primary = np.zeros(n)
     for name in PRIMARY:
         if name in scores:
-            primary = np.maximum(primary, scores[name])
+            s = scores[name] if name in DECLARATIVE else np.where(enough, scores[name], 0.0)
+            primary = np.maximum(primary, s)
     if all(name in scores for name in UNSUPERVISED):
         agree = np.minimum(scores["baseline"], scores["population"]) * 0.9
-        primary = np.maximum(primary, agree)
+        primary = np.maximum(primary, np.where(enough, agree, 0.0))
     return primary
 
 
@@ -76,7 +84,7 @@ def fuse(
                     if scores[name][i] >= cfg.alert_threshold:
                         suppressed["snooze"] += 1
                     scores[name][i] = 0.0
-    fused = fuse_scores(scores, n)
+    fused = fuse_scores(scores, n, batch.col("requests") >= cfg.min_requests)
     alerts: list[Alert] = []
     for i in np.flatnonzero(fused >= cfg.alert_threshold).tolist():
         slot = int(batch.slots[i])
@@ -88,10 +96,10 @@ def fuse(
         score = min(1.0, float(fused[i]) + 0.05 * max(agreeing - 1, 0))
         sev = severity_of(score, cfg)
         last = table.last_alert[slot]
-        if not np.isnan(last) and ts - last < cfg.cooldown_s:
-            if SEV_RANK[sev] <= int(table.arrays["last_severity"][slot]):
-                suppressed["cooldown"] += 1
-                continue
+        in_cooldown = not np.isnan(last) and ts - last < cfg.cooldown_s
+        if in_cooldown and SEV_RANK[sev] <= int(table.arrays["last_severity"][slot]):
+            suppressed["cooldown"] += 1
+            continue
         table.last_alert[slot] = ts
         table.arrays["last_severity"][slot] = SEV_RANK[sev]
         acct = str(batch.account_ids[i])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import signal
 import sys
@@ -101,10 +102,8 @@ def run_replay(
         typer.echo("input done; still serving /metrics until interrupted (Ctrl-C)", err=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
 
 
 def _print_summary(summary, engine: Engine, alerts_path, dead_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pytest
 
@@ -51,6 +52,14 @@ def test_accepts_both_timestamp_forms_and_ignores_unknown_fields() -> None:
     )
     assert dead == []
     assert batch.ts.tolist() == [T0, T0 + 5.5]
+
+
+def test_explicit_nulls_mean_absent() -> None:
+    raw = line(ip=None, status=None, flagged=None, moderation=None, account_created=None)
+    batch, dead = decode_lines([raw, line()], now_ts=NOW)
+    assert dead == []
+    assert batch.ip.tolist()[0] == "" and batch.status.tolist()[0] == 200
+    assert np.isnan(batch.account_created[0]) and not batch.flagged[0]
 
 
 def test_optional_fields_default() -> None:
