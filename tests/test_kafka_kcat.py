@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 
 import orjson
 import pytest
 
-from tests.plugins.kafka import T0, event, watermark_pushers
+from tests.plugins.kafka import REPO, T0, event, watermark_pushers
 
 
 def _kcat() -> str:
@@ -80,3 +81,27 @@ def test_kcat_events_in_alert_out(kafka_env):
     assert mine[0]["category"] == "free_tier_farming"
     assert mine[0]["window"]["start"].startswith("2026-10-01T00:00")
     assert worker.metric_sum("vigil_events_consumed_total") == len(events)
+
+    # `vigil alerts tail` reads the same alert back.
+    tail = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.kafka",
+            "alerts",
+            "tail",
+            "--from-beginning",
+            "--max",
+            str(len(alerts)),
+            "--timeout",
+            "20",
+            "--config",
+            str(env.config_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    tailed = [orjson.loads(x) for x in tail.splitlines() if x]
+    assert {a["alert_id"] for a in tailed} == {a["alert_id"] for a in alerts}
