@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -20,6 +21,48 @@ from models.dataset import generated  # noqa: E402
 from streams.engine import Engine  # noqa: E402
 from streams.events import decode_lines  # noqa: E402
 from streams.replay import BATCH_LINES  # noqa: E402
+
+
+def breakdown(batches: list[list[bytes]]) -> None:
+    """CPU time per stage and per detector, from one instrumented run."""
+    import streams.engine as E
+
+    spent: dict[str, float] = {}
+    rows = [0]
+
+    def timed(key, fn):
+        def run(*a, **k):
+            t = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[key] = spent.get(key, 0.0) + time.process_time() - t
+
+        return run
+
+    originals = (E.decode_lines, E.window_features, E.fuse)
+    E.decode_lines = timed("decode", E.decode_lines)
+    E.window_features = timed("features", E.window_features)
+    E.fuse = timed("fusion", E.fuse)
+    try:
+        eng = Engine()
+        for name, det in eng.detectors.items():
+            det.score_learn = timed(name, det.score_learn)
+        eng.on_features = lambda b: rows.__setitem__(0, rows[0] + len(b))
+        t = time.process_time()
+        for b in batches:
+            eng.process_lines(b)
+        eng.flush()
+        total = time.process_time() - t
+    finally:
+        E.decode_lines, E.window_features, E.fuse = originals
+    n = sum(len(b) for b in batches)
+    print(f"cpu per stage ({n:,} events, {rows[0]:,} account-windows scored):")
+    for key, v in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(
+            f"  {key:<11} {v:6.2f} s  {v / n * 1e6:5.2f} us/event  {v / rows[0] * 1e6:7.2f} us/account-window"
+        )
+    print(f"  {'other':<11} {total - sum(spent.values()):6.2f} s")
 
 
 def main() -> None:
@@ -44,6 +87,7 @@ def main() -> None:
         for b in batches:
             decode_lines(b, now_ts=2e9)
 
+    breakdown(batches)
     d_med, _ = median_time(decode_only, args.repeats)
     f_med, f_all = median_time(full, args.repeats)
     print(f"events: {n:,} ({args.accounts} accounts x {args.hours:g} h), repeats: {args.repeats}")

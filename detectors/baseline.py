@@ -18,6 +18,7 @@ from detectors.series import SeriesDetector
 from streams.alerts import Reason
 
 METRICS = ("requests", "tokens", "errors", "new_ips", "content_filtered")
+SERIES_DEFAULTS = {"abs_floor": 0.5}
 # A rise must also be clear of count noise: above avg + 3 sqrt(avg) + this floor. Without
 # it, 6 requests after a usual 1.3 reads as a 4x surge.
 NOISE_FLOOR = np.array([5.0, 5000.0, 5.0, 3.0, 5.0])
@@ -50,7 +51,9 @@ class BaselineDetector:
     version = "1"
 
     def __init__(self, series_params: dict[str, Any] | None = None, avg_alpha: float = 0.1) -> None:
-        self.series_params = dict(series_params or {})
+        # Metrics go in as log1p counts; a floor of 0.5 on their spread keeps a quiet
+        # account's first error or first new IP from reading as an extreme spike.
+        self.series_params = dict(series_params if series_params is not None else SERIES_DEFAULTS)
         self.avg_alpha = avg_alpha
         self.series = SeriesDetector(n_metrics=len(METRICS), **self.series_params)
         self._avg = np.zeros((0, len(METRICS)))

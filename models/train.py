@@ -45,20 +45,37 @@ class TrainConfig:
     cache: Path = field(default_factory=lambda: Path("data/train"))
 
 
+HARD_NEGATIVE = (
+    "content_filtered",
+    "flagged_requests",
+    "auth_failures",
+    "new_ips",
+    "new_countries",
+)
+
+
 def _sample(
     ds: Dataset, benign_rows: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    benign = np.flatnonzero(ds.y == "benign")
-    misuse = np.flatnonzero(ds.y != "benign")
-    pick = rng.choice(benign, size=min(benign_rows, len(benign)), replace=False)
-    idx = np.sort(np.concatenate([pick, misuse]))
+    """Every misuse row; every benign row with any risk signal; a random sample of the rest.
+
+    Benign windows with a stray content-filter hit, a failed login or a new IP are rare
+    and are exactly where false alarms come from, so none of them is left out.
+    """
+    benign = ds.y == "benign"
+    cols = [FEATURES.index(f) for f in HARD_NEGATIVE]
+    hard = benign & (ds.X[:, cols] > 0).any(axis=1)
+    plain = np.flatnonzero(benign & ~hard)
+    pick = rng.choice(plain, size=min(benign_rows, len(plain)), replace=False)
+    idx = np.sort(np.concatenate([pick, np.flatnonzero(hard), np.flatnonzero(~benign)]))
     return ds.X[idx], ds.y[idx]
 
 
 def _weights(y: np.ndarray) -> np.ndarray:
-    # Each class weighs as much as benign in total, so rare scenarios are not ignored.
+    # Square-root balancing: rare scenarios count more, but not so much that the model
+    # trades many false alarms for one more caught window.
     classes, counts = np.unique(y, return_counts=True)
-    per = dict(zip(classes.tolist(), (counts.max() / counts).tolist(), strict=True))
+    per = dict(zip(classes.tolist(), np.sqrt(counts.max() / counts).tolist(), strict=True))
     return np.array([per[c] for c in y.tolist()])
 
 
@@ -100,9 +117,9 @@ def train(cfg: TrainConfig, out_dir: Path = ARTIFACTS, log=print) -> dict:
     for seed in cfg.seeds:
         log(f"generating and featurising seed {seed} ({cfg.accounts} accounts, {cfg.hours:g} h)")
         parts.append(features_of(*generated(cfg.cache, cfg.accounts, cfg.hours, seed)))
-    X = np.vstack([_sample(p, cfg.benign_rows // len(parts), rng)[0] for p in parts])
-    rng = np.random.default_rng(cfg.random_state)
-    y = np.concatenate([_sample(p, cfg.benign_rows // len(parts), rng)[1] for p in parts])
+    sampled = [_sample(p, cfg.benign_rows // len(parts), rng) for p in parts]
+    X = np.vstack([x for x, _ in sampled])
+    y = np.concatenate([lab for _, lab in sampled])
     log(
         f"training on {len(y):,} account-windows: "
         + ", ".join(f"{c} {int(np.sum(y == c))}" for c in CLASSES)
@@ -199,8 +216,10 @@ and run with onnxruntime {card["versions"]["onnxruntime"]} (CPU provider, one ca
 
 **Training data**: `vigil generate` corpora, seeds {td["generator_seeds"]}, {td["accounts_per_seed"]}
 accounts x {td["hours"]:g} h each. A window is labelled with the account's scenario when it overlaps
-the account's misuse activity, else benign. Benign rows are subsampled to {td["benign_rows_sampled"]:,};
-classes are weighted to equal total weight. Rows: {td["rows"]}.
+the account's misuse activity, else benign. Every benign window with a risk signal
+(a content-filtered, flagged or 401 request, a new IP or country) is kept as a hard
+negative; the other benign windows are sampled down to {td["benign_rows_sampled"]:,}.
+Classes are weighted by the square root of their rarity. Rows: {td["rows"]}.
 
 **Held-out evaluation** (window level, seed {card["holdout"]["seed"]}, {card["holdout"]["rows"]:,} windows):
 

@@ -19,6 +19,13 @@ class ScenarioStats:
     detected: int = 0
     right_category: int = 0
     ttd_s: list[float] = field(default_factory=list)
+    # Accounts alerted with this category, and how many of them really are this scenario.
+    alerted_as: int = 0
+    alerted_as_right: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.alerted_as_right / self.alerted_as if self.alerted_as else float("nan")
 
     @property
     def recall(self) -> float:
@@ -61,6 +68,7 @@ class Quality:
                 k: {
                     "accounts": s.accounts,
                     "recall": s.recall,
+                    "precision": s.precision,
                     "category_accuracy": s.right_category / max(s.detected, 1),
                     "median_ttd_s": float(np.median(s.ttd_s)) if s.ttd_s else None,
                 }
@@ -102,6 +110,12 @@ def score_alerts(alerts: list[Alert], labels: dict) -> Quality:
             st.right_category += any(a.category == lab["label"] for a in after)
         elif mine:
             benign_alerted += 1  # alerted, but only before the misuse began
+    for acct, mine in by_account.items():
+        truth = accounts.get(acct, {}).get("label", "benign")
+        for cat in {a.category for a in mine}:
+            if cat in scenarios:
+                scenarios[cat].alerted_as += 1
+                scenarios[cat].alerted_as_right += cat == truth
     return Quality(scenarios, benign, benign_alerted, misuse_alerted, days, len(alerts))
 
 
@@ -126,11 +140,19 @@ def evaluate_scenarios(
 
 
 def print_report(q: Quality, echo=print) -> None:
-    echo(f"{'scenario':<22}{'accounts':>9}{'recall':>8}{'category':>10}{'median TTD':>12}")
+    echo(
+        f"{'scenario':<22}{'accounts':>9}{'recall':>8}{'precision':>11}{'category':>10}"
+        f"{'median TTD':>12}"
+    )
     for name, s in sorted(q.scenarios.items()):
         ttd = f"{np.median(s.ttd_s) / 60:.1f} min" if s.ttd_s else "-"
         cat = s.right_category / max(s.detected, 1)
-        echo(f"{name:<22}{s.accounts:>9}{s.recall:>8.2f}{cat:>10.2f}{ttd:>12}")
+        echo(f"{name:<22}{s.accounts:>9}{s.recall:>8.2f}{s.precision:>11.2f}{cat:>10.2f}{ttd:>12}")
+    echo(
+        "recall: share of the scenario's accounts alerted after onset; precision: share of "
+        "accounts alerted with that category that are that scenario; category: share of "
+        "detected accounts whose alerts name the scenario"
+    )
     echo(
         f"account-level precision {q.precision:.3f} at misuse base rate {q.base_rate:.2%}; "
         f"benign accounts alerted {q.benign_alerted}/{q.benign_accounts} "
