@@ -44,15 +44,26 @@ class ClassifierDetector(ScoreThenLearn):
     name = "classifier"
 
     def __init__(self, model_path: str = "", intra_op_threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.model_path = model_path
         self.intra_op_threads = intra_op_threads
-        path = Path(model_path) if model_path else DEFAULT_MODEL
+        self._load()
+
+    # An onnxruntime session cannot be pickled; a pickled classifier is its parameters,
+    # and the session is opened again from the model file.
+    def __getstate__(self) -> dict[str, Any]:
+        return self.params()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+
+        path = Path(self.model_path) if self.model_path else DEFAULT_MODEL
         card_path = path.with_suffix(".card.json")
         self.card: dict[str, Any] = orjson.loads(card_path.read_bytes())
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads
+        opts.intra_op_num_threads = self.intra_op_threads
         self.session = ort.InferenceSession(
             str(path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
