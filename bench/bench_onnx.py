@@ -54,12 +54,18 @@ def main() -> None:
         f"model {clf.version}; providers {clf.session.get_providers()}; max |p_onnx - p_sklearn| = {diff:.2e}"
     )
     print(
-        f"{'batch':>6} {'sklearn s/call':>15} {'onnx s/call':>13} {'speed-up':>9} {'onnx rows/s':>12}"
+        f"{'batch':>6} {'threads':>8} {'sklearn s/call':>15} {'onnx s/call':>13} "
+        f"{'speed-up':>9} {'onnx rows/s':>12}"
     )
-    for batch in (1, 1000):
-        s = per_call(skl.predict_proba, X, batch, args.repeats)
-        o = per_call(clf.probabilities, X, batch, args.repeats)
-        print(f"{batch:>6} {s:>15.6f} {o:>13.6f} {s / o:>8.1f}x {batch / o:>12,.0f}")
+    for threads in (1, 2):
+        if args.providers == "CPUExecutionProvider":
+            clf = ClassifierDetector(intra_op_threads=threads)
+        for batch in (1, 1000):
+            s = per_call(skl.predict_proba, X, batch, args.repeats)
+            o = per_call(clf.probabilities, X, batch, args.repeats)
+            print(
+                f"{batch:>6} {threads:>8} {s:>15.6f} {o:>13.6f} {s / o:>8.1f}x {batch / o:>12,.0f}"
+            )
 
 
 if __name__ == "__main__":
