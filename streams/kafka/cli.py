@@ -16,6 +16,9 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     def worker(
         config: ConfigOpt = None,
         data_dir: Annotated[Path, typer.Option(help="Table state (RocksDB)")] = Path("data/worker"),
+        web_host: Annotated[
+            str, typer.Option(help="Address of /metrics and /health; 0.0.0.0 in a container")
+        ] = "127.0.0.1",
         web_port: Annotated[int, typer.Option(help="Port of /metrics and /health")] = 6066,
         checkpoint_interval: Annotated[float, typer.Option(help="Seconds")] = 5.0,
         session_timeout: Annotated[float, typer.Option(help="Group session, seconds")] = 10.0,
@@ -34,6 +37,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         cfg = load_cli_config(config)
         settings = WorkerSettings(
             data_dir=data_dir,
+            web_host=web_host,
             web_port=web_port,
             checkpoint_interval_s=checkpoint_interval,
             session_timeout_s=session_timeout,
