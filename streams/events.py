@@ -357,11 +357,15 @@ def decode_lines(
     are what the dead-letter sink records.
     """
     dead: list[DeadLetter] = []
-    good = [ln for ln in lines if len(ln) <= max_line_bytes]
+    # An empty record would vanish inside the joined array ("[a,]" bisects to "[]"), so
+    # empty and oversized lines are set aside before decoding.
+    good = [ln for ln in lines if len(ln) <= max_line_bytes and ln.strip()]
     if len(good) != len(lines):
         for ln in lines:
             if len(ln) > max_line_bytes:
                 dead.append(DeadLetter(ln, "too_large", f"{len(ln)} bytes > {max_line_bytes}"))
+            elif not ln.strip():
+                dead.append(DeadLetter(ln, "malformed_json", "empty record"))
     decoded: list[_Event] = []
     raws: list[bytes] = []
     _decode_split(good, decoded, raws, dead)

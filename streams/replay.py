@@ -28,7 +28,7 @@ def open_input(path: str) -> BinaryIO:
 
 
 def read_batches(fh: BinaryIO, size: int = BATCH_LINES) -> Iterator[list[bytes]]:
-    """Batches of non-blank lines, read in large chunks rather than line by line."""
+    """Batches of lines, read in large chunks rather than line by line."""
     buf: list[bytes] = []
     tail = b""
     while True:
@@ -48,9 +48,9 @@ def read_batches(fh: BinaryIO, size: int = BATCH_LINES) -> Iterator[list[bytes]]
 
 
 def _clean(lines: list[bytes]) -> list[bytes]:
-    # Blank lines are separators, not events; CRLF files lose their CR.
-    out = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
-    return [ln for ln in out if ln.strip()]
+    # CRLF files lose their CR. Blank lines are kept: the contract dead-letters them as
+    # empty records, so nothing in the input goes uncounted.
+    return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
 
 
 @dataclass

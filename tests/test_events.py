@@ -46,6 +46,15 @@ def test_bad_event_is_dead_lettered_with_reason(raw: bytes, reason: str) -> None
     assert dead[0].detail
 
 
+@pytest.mark.parametrize("empty", [b"", b"   ", b"\t"])
+def test_empty_record_is_dead_lettered_not_dropped(empty: bytes) -> None:
+    """Regression: an empty record inside a batch decoded as nothing and vanished."""
+    for lines in ([empty], [line(), empty], [empty, line(), line()]):
+        batch, dead = decode_lines(lines, now_ts=NOW)
+        assert len(batch) + len(dead) == len(lines)
+        assert [(d.reason, d.detail) for d in dead] == [("malformed_json", "empty record")]
+
+
 def test_accepts_both_timestamp_forms_and_ignores_unknown_fields() -> None:
     batch, dead = decode_lines(
         [line(ts="2026-10-01T02:00:00+02:00"), line(ts=T0 + 5.5, extra={"x": 1})], now_ts=NOW
