@@ -92,9 +92,14 @@ class CampaignState:
             c, u = codes[order], use[order]
             sel = np.flatnonzero(u & (c != 0))
             first = sel[unique_pairs(gid[sel], c[sel])]
+            stable = coder.stable(names[order][first].tolist())
+            # Insertion order decides which accounts a full key keeps: make it independent
+            # of the per-process hash that found the pairs.
+            o = np.lexsort((stable, gid[first]))
+            first = first[o]
             groups = gid[first].tolist()
             shown = names[order][first].tolist()
-            keys = coder.stable(shown).tolist()
+            keys = stable[o].tolist()
             idx = self.index[kind]
             members, label = idx.members, idx.names
             cap = idx.max_accounts

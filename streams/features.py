@@ -142,7 +142,9 @@ def _entropy(g: Groups, codes: np.ndarray) -> np.ndarray:
     _, first, counts = np.unique(key, return_index=True, return_counts=True)
     pg = g.gid[first]
     p = counts / g.size[pg]
-    return np.bincount(pg, weights=-p * np.log2(p), minlength=len(g.start))
+    # Sum in an order that does not depend on the per-process string hash.
+    o = np.lexsort((p, pg))
+    return np.bincount(pg[o], weights=(-p * np.log2(p))[o], minlength=len(g.start))
 
 
 def _interarrival_cv(g: Groups, ts: np.ndarray) -> np.ndarray:
@@ -169,8 +171,11 @@ def _new_counts(
     first = first[c[first] != 0]
     pg = g.gid[first]
     distinct = np.bincount(pg, minlength=len(g.start))
-    # History is checkpointed, so it holds stable codes, computed for distinct pairs only.
+    # History is checkpointed, so it holds stable codes, computed for distinct pairs only,
+    # and is filled in an order that does not depend on the per-process string hash.
     pv = coder.stable(values[g.order[first]].tolist())
+    o = np.lexsort((pv, pg))
+    pg, pv = pg[o], pv[o]
     pslots = g.slots[pg]
     member = table.ring_members(ring, pslots, pv)
     new = np.bincount(pg[~member], minlength=len(g.start))
