@@ -85,28 +85,31 @@ class Groups:
     def sum(self, values: np.ndarray) -> np.ndarray:
         return np.add.reduceat(values[self.order], self.start) if len(self.start) else values[:0]
 
-    def distinct(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Distinct (group, code) pairs, and the count of distinct codes per group."""
+    def distinct(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct (group, present code) pairs, as indices into the sorted events, and
+        the count of distinct codes per group."""
         c = codes[self.order]
         first = unique_pairs(self.gid, c)
-        g, v = self.gid[first], c[first]
-        nz = v != 0
-        counts = np.bincount(g[nz], minlength=len(self.start))
-        return g[nz], v[nz], counts
+        first = first[c[first] != 0]
+        return first, np.bincount(self.gid[first], minlength=len(self.start))
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def unique_pairs(gid: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Index of the first occurrence of each distinct (group, code) pair.
+def pair_key(gid: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """One 64-bit key per (group, code) pair.
 
     Codes are 64-bit hashes, so mixing the group into them gives a one-dimensional key that
     sorts far faster than a two-column unique; a collision would need a 64-bit coincidence.
     """
     with np.errstate(over="ignore"):
-        key = codes ^ ((gid.astype(np.uint64) + np.uint64(1)) * _MIX)
-    return np.unique(key, return_index=True)[1]
+        return codes ^ ((gid.astype(np.uint64) + np.uint64(1)) * _MIX)
+
+
+def unique_pairs(gid: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct (group, code) pair."""
+    return np.unique(pair_key(gid, codes), return_index=True)[1]
 
 
 def group_by_account(slots: np.ndarray, ts: np.ndarray) -> Groups:
@@ -136,9 +139,7 @@ def _unsort(g: Groups) -> np.ndarray:
 
 
 def _entropy(g: Groups, codes: np.ndarray) -> np.ndarray:
-    c = codes[g.order]
-    with np.errstate(over="ignore"):
-        key = c ^ ((g.gid.astype(np.uint64) + np.uint64(1)) * _MIX)
+    key = pair_key(g.gid, codes[g.order])
     _, first, counts = np.unique(key, return_index=True, return_counts=True)
     pg = g.gid[first]
     p = counts / g.size[pg]
@@ -166,11 +167,8 @@ def _interarrival_cv(g: Groups, ts: np.ndarray) -> np.ndarray:
 def _new_counts(
     g: Groups, table: AccountTable, ring: str, codes: np.ndarray, values: np.ndarray, coder: Coder
 ) -> tuple[np.ndarray, np.ndarray]:
-    c = codes[g.order]
-    first = unique_pairs(g.gid, c)
-    first = first[c[first] != 0]
+    first, distinct = g.distinct(codes)
     pg = g.gid[first]
-    distinct = np.bincount(pg, minlength=len(g.start))
     # History is checkpointed, so it holds stable codes, computed for distinct pairs only,
     # and is filled in an order that does not depend on the per-process string hash.
     pv = coder.stable(values[g.order[first]].tolist())
@@ -237,14 +235,14 @@ def window_features(
         X[:, COL[dname]] = distinct
         # An account's first window has no history to be new against.
         X[:, COL[nname]] = np.where(table.windows[g.slots] > 0, new, 0)
-    X[:, COL["distinct_keys"]] = g.distinct(coder.fast(ev.api_key_id))[2]
+    X[:, COL["distinct_keys"]] = g.distinct(coder.fast(ev.api_key_id))[1]
     model_codes = coder.fast(ev.model)
-    X[:, COL["distinct_models"]] = g.distinct(model_codes)[2]
+    X[:, COL["distinct_models"]] = g.distinct(model_codes)[1]
     X[:, COL["model_entropy"]] = _entropy(g, model_codes)
     ph = coder.fast(ev.prompt_hash)
     with_hash = g.sum((ph != 0).astype(float))
     X[:, COL["prompt_repeat_rate"]] = np.where(
-        with_hash > 0, 1.0 - g.distinct(ph)[2] / np.maximum(with_hash, 1.0), 0.0
+        with_hash > 0, 1.0 - g.distinct(ph)[1] / np.maximum(with_hash, 1.0), 0.0
     )
     X[:, COL["interarrival_cv"]] = _interarrival_cv(g, ev.ts)
 
