@@ -8,6 +8,7 @@ a person can see the campaign.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ class KeyIndex:
         self.max_keys = max_keys
         self.max_accounts = max_accounts
         self.members: dict[int, dict[str, float]] = {}
-        self.names: dict[int, str] = {}
+        self.names: dict[int, str] = {}  # text of keys shown as evidence
 
     def accounts(self, key: int, now: float, limit: int = 25) -> list[str]:
         m = self.members.get(key, {})
@@ -43,12 +44,12 @@ class KeyIndex:
                 del m[a]
             if not m:
                 del self.members[key]
-                del self.names[key]
+                self.names.pop(key, None)
         if len(self.members) > self.max_keys:
             by_age = sorted(self.members, key=lambda k: max(self.members[k].values()))
             for key in by_age[: len(self.members) - self.max_keys]:
                 del self.members[key]
-                del self.names[key]
+                self.names.pop(key, None)
 
 
 SIGNALS = (
@@ -57,6 +58,8 @@ SIGNALS = (
     ("prompt_shared_accounts", "prompt", "accounts send the same prompt {key}"),
     ("ip_auth_fail_accounts", "ip", "accounts failed auth from IP {key}"),
 )
+# The event field whose text names a key of each signal.
+FIELD = {"subnet": "subnet", "ua": "user_agent", "prompt": "prompt_hash", "ip": "ip"}
 MIN_GROUP = 3
 
 
@@ -71,16 +74,16 @@ class CampaignState:
         gid: np.ndarray,
         order: np.ndarray,
         account_ids: list[str],
-        sources: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+        sources: dict[str, tuple[np.ndarray, np.ndarray]],
+        texts: Callable[[np.ndarray, str], list[str]],
         X: np.ndarray,
         col: dict[str, int],
-        coder,
     ) -> list[dict[str, Any] | None]:
         """Record this window's keys, write the four signal columns of X, return evidence.
 
-        sources: kind -> (per-process codes per event, the values themselves, which events
-        count), all in the original event order; `order` sorts them by account group. The
-        indexes are checkpointed, so they are keyed by stable codes of the distinct values.
+        sources: kind -> (code per event, which events count), in the original event order;
+        `order` sorts them by account group. `texts(rows, field)` reads the strings behind
+        codes, which only keys shown as evidence need.
         """
         from streams.features import unique_pairs
 
@@ -88,40 +91,41 @@ class CampaignState:
         evidence: list[dict[str, Any] | None] = [None] * n
         best = [0] * n
         for feature, kind, text in SIGNALS:
-            codes, names, use = sources[kind]
+            codes, use = sources[kind]
             c, u = codes[order], use[order]
             sel = np.flatnonzero(u & (c != 0))
             first = sel[unique_pairs(gid[sel], c[sel])]
-            stable = coder.stable(names[order][first].tolist())
-            # Insertion order decides which accounts a full key keeps: make it independent
-            # of the per-process hash that found the pairs.
-            o = np.lexsort((stable, gid[first]))
+            # Insertion order decides which accounts a full key keeps: by code, not by
+            # arrival, so that replays and restores agree.
+            o = np.lexsort((c[first], gid[first]))
             first = first[o]
             groups = gid[first].tolist()
-            shown = names[order][first].tolist()
-            keys = stable[o].tolist()
+            keys = c[first].tolist()
             idx = self.index[kind]
-            members, label = idx.members, idx.names
+            members = idx.members
             cap = idx.max_accounts
-            for j, (g, k) in enumerate(zip(groups, keys, strict=True)):
+            for g, k in zip(groups, keys, strict=True):
                 m = members.get(k)
                 if m is None:
                     members[k] = {account_ids[g]: window_end}
-                    label[k] = shown[j]
                 elif len(m) < cap or account_ids[g] in m:
                     m[account_ids[g]] = window_end
             counts = [0] * n
             top = [0] * n
-            for g, k in zip(groups, keys, strict=True):
+            top_row = [0] * n
+            for j, (g, k) in enumerate(zip(groups, keys, strict=True)):
                 c_k = len(members[k])
                 if c_k > counts[g]:
-                    counts[g], top[g] = c_k, k
+                    counts[g], top[g], top_row[g] = c_k, k, j
             X[:, col[feature]] = counts
             for g in range(n):
                 if counts[g] >= MIN_GROUP and counts[g] > best[g]:
                     best[g] = counts[g]
                     key = top[g]
-                    name = label.get(key, "")
+                    name = idx.names.get(key)
+                    if name is None:
+                        row = order[first[top_row[g]]]
+                        name = idx.names[key] = texts(np.array([row]), FIELD[kind])[0]
                     evidence[g] = {
                         "signal": feature,
                         "key": name,

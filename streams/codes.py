@@ -1,61 +1,24 @@
-"""64-bit codes for strings (IPs, user agents, prompt hashes...).
+"""64-bit codes for strings (account ids, IPs, user agents, prompt hashes...).
 
-Two kinds. `fast` codes come from Python's own string hash: cheap, but salted per process,
-so they only group values within one window. `stable` codes are the same in every process
-and are what checkpointed state (history rings, campaign indexes) holds; they are computed
-only for the few distinct values that reach state, with a bounded cache.
+The compiled decoder writes them and `code` computes the same value for one string: a
+fixed hash of its UTF-8 bytes, so codes are equal in every process and can be kept in
+checkpointed state. 0 stands for an absent (empty) value. A collision between two of the
+values one account or one campaign index holds would need a 64-bit coincidence; the hash
+is not keyed, so it is not meant to resist values crafted to collide.
 """
 
 from __future__ import annotations
 
-from hashlib import blake2b
+from streams._decode import code
 
-import numpy as np
+# Checkpoints record it: state written with other codes must not be mixed with these.
+CODES_VERSION = 2
 
-_CACHE_LIMIT = 500_000
-
-
-def stable_code(s: str) -> int:
-    if not s:
-        return 0  # 0 means "absent" everywhere
-    return int.from_bytes(blake2b(s.encode("utf-8", "surrogatepass"), digest_size=8).digest()) | 1
-
-
-class Coder:
-    def __init__(self) -> None:
-        self._codes: dict[str, int] = {}
-        self._subnets: dict[str, str] = {}
-
-    @staticmethod
-    def fast(col: np.ndarray) -> np.ndarray:
-        """Per-process codes; the empty string (absent) hashes to 0 in CPython."""
-        return np.fromiter(map(hash, col.tolist()), dtype=np.int64, count=len(col)).view(np.uint64)
-
-    def stable(self, values: list[str]) -> np.ndarray:
-        cache = self._codes
-        if len(cache) > _CACHE_LIMIT:
-            cache.clear()
-        get = cache.get
-        codes = [get(v) for v in values]
-        if None in codes:
-            for i, c in enumerate(codes):
-                if c is None:
-                    v = values[i]
-                    codes[i] = cache[v] = stable_code(v)
-        return np.array(codes, dtype=np.uint64)
-
-    def subnets(self, ips: np.ndarray) -> np.ndarray:
-        """The /24 (IPv4) or /48 (IPv6) block of each IP, as strings."""
-        cache = self._subnets
-        values = ips.tolist()
-        for ip in set(values).difference(cache):
-            if len(cache) > _CACHE_LIMIT:
-                cache.clear()
-            cache[ip] = subnet_of(ip)
-        return np.array([cache[v] for v in values], dtype=object)
+__all__ = ["CODES_VERSION", "code", "subnet_of"]
 
 
 def subnet_of(ip: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) block of an IP; _decode.c spells it the same way."""
     if not ip:
         return ""
     if "." in ip and ":" not in ip:

@@ -22,7 +22,7 @@ from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
 from streams.alerts import Alert, rfc3339
 from streams.campaign import CampaignState
-from streams.codes import Coder
+from streams.codes import CODES_VERSION
 from streams.config import VigilConfig
 from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.features import FEATURES, window_features
@@ -93,11 +93,10 @@ class Engine:
         self.campaign = CampaignState(
             self.cfg.engine.campaign_horizon_s, self.cfg.engine.campaign_max_keys
         )
-        self.coder = Coder()
         self.pending: list[EventBatch] = []
         self.max_ts = -np.inf
         self.closed_until = -np.inf  # every window ending at or before this is closed
-        self._seen_ids: tuple[set[str], set[str]] = (set(), set())
+        self._seen_ids: tuple[set[int], set[int]] = (set(), set())  # event id codes
         self._seen_gen_end = -np.inf
         self._windows_closed = 0
         clf = self.detectors.get("classifier")
@@ -110,9 +109,7 @@ class Engine:
     def process_lines(self, lines: list[bytes]) -> Output:
         t0 = time.perf_counter()
         e = self.cfg.engine
-        batch, dead = decode_lines(
-            lines, self.clock(), e.max_future_s, e.max_line_bytes, keep_raw=True
-        )
+        batch, dead = decode_lines(lines, self.clock(), e.max_future_s, e.max_line_bytes)
         self.metrics.events_read.inc(len(lines))
         out = Output(dead_letters=dead)
         out.extend(self.process_events(batch))
@@ -129,9 +126,10 @@ class Engine:
         late = batch.ts < self.closed_until
         if late.any():
             for i in np.flatnonzero(late).tolist():
-                raw = batch.raw[i] if batch.raw is not None else b""
                 out.dead_letters.append(
-                    DeadLetter(raw, "too_late", f"ts {rfc3339(batch.ts[i])} is in a closed window")
+                    DeadLetter(
+                        batch.raw[i], "too_late", f"ts {rfc3339(batch.ts[i])} is in a closed window"
+                    )
                 )
             batch = batch.take(np.flatnonzero(~late))
         if len(batch):
@@ -200,14 +198,11 @@ class Engine:
             except Exception as exc:  # one bad window must not stop the stream or lose events
                 log.exception("window %s failed", rfc3339(start))
                 detail = f"{type(exc).__name__}: {exc}"
-                out.dead_letters += [
-                    DeadLetter(r, "processing_error", detail)
-                    for r in (sub.raw if sub.raw is not None else [])
-                ]
+                out.dead_letters += [DeadLetter(r, "processing_error", detail) for r in sub.raw]
         return out
 
     def _close_window(self, ev: EventBatch, start: float, end: float) -> Output:
-        batch, groups = window_features(ev, start, end, self.table, self.campaign, self.coder)
+        batch, groups = window_features(ev, start, end, self.table, self.campaign)
         if self.on_features is not None:
             self.on_features(batch)
         scores: dict[str, np.ndarray] = {}
@@ -252,6 +247,7 @@ class Engine:
     def state_dict(self) -> dict[str, Any]:
         return {
             "features": FEATURES,
+            "codes": CODES_VERSION,
             "table": self.table.state_dict(),
             "campaign": self.campaign.state_dict(),
             "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
@@ -266,6 +262,8 @@ class Engine:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if tuple(state["features"]) != FEATURES:
             raise ValueError("checkpoint was written with a different feature set")
+        if state.get("codes") != CODES_VERSION:
+            raise ValueError("checkpoint was written with a different string coding")
         self.table.load_state_dict(state["table"])
         self.campaign.load_state_dict(state["campaign"])
         for k, d in self.detectors.items():

@@ -13,9 +13,10 @@ import numpy as np
 
 from detectors.base import FeatureBatch
 from streams.campaign import CampaignState
-from streams.codes import Coder
+from streams.codes import code
+from streams.contract import FINISH_CODES, PLAN_CODES
 from streams.events import EventBatch
-from streams.state import PLAN_CODES, AccountTable
+from streams.state import AccountTable
 
 FEATURES = (
     "requests",
@@ -68,6 +69,7 @@ MODEL_PRICE = {
     "image-gen-2": 0.04,
 }
 DEFAULT_PRICE = 0.003
+_PRICE_BY_CODE = {code(m): p for m, p in MODEL_PRICE.items()}
 NEW_ACCOUNT_DAYS = 2.0
 PLAN_NAMES = {v: k for k, v in PLAN_CODES.items()}
 
@@ -165,20 +167,22 @@ def _interarrival_cv(g: Groups, ts: np.ndarray) -> np.ndarray:
 
 
 def _new_counts(
-    g: Groups, table: AccountTable, ring: str, codes: np.ndarray, values: np.ndarray, coder: Coder
+    g: Groups, table: AccountTable, ring: str, codes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     first, distinct = g.distinct(codes)
     pg = g.gid[first]
-    # History is checkpointed, so it holds stable codes, computed for distinct pairs only,
-    # and is filled in an order that does not depend on the per-process string hash.
-    pv = coder.stable(values[g.order[first]].tolist())
-    o = np.lexsort((pv, pg))
-    pg, pv = pg[o], pv[o]
+    pv = codes[g.order[first]]
     pslots = g.slots[pg]
     member = table.ring_members(ring, pslots, pv)
     new = np.bincount(pg[~member], minlength=len(g.start))
     table.ring_add(ring, pslots[~member], pv[~member])
     return distinct, new
+
+
+def _prices(models: np.ndarray) -> np.ndarray:
+    uniq, inv = np.unique(models, return_inverse=True)
+    per = [_PRICE_BY_CODE.get(c, DEFAULT_PRICE) for c in uniq.tolist()]
+    return np.array(per, dtype=np.float64)[inv]
 
 
 def window_features(
@@ -187,10 +191,9 @@ def window_features(
     window_end: float,
     table: AccountTable,
     campaign: CampaignState,
-    coder: Coder,
 ) -> tuple[FeatureBatch, Groups]:
     """Features for every account active in one window; updates account history."""
-    slots = table.slots_for(ev.account_id.tolist())
+    slots = table.slots_for(ev.account_id, lambda rows: ev.texts(rows, "account_id"))
     g = group_by_account(slots, ev.ts)
     n = len(g.start)
     X = np.zeros((n, len(FEATURES)))
@@ -204,9 +207,7 @@ def window_features(
     X[:, COL["tokens"]] = pt + ct
     X[:, COL["tokens_per_request"]] = (pt + ct) / req
     X[:, COL["completion_ratio"]] = ct / np.maximum(pt, 1.0)
-    models = ev.model.tolist()
-    prices = {m: MODEL_PRICE.get(m, DEFAULT_PRICE) for m in set(models)}
-    price = np.fromiter(map(prices.__getitem__, models), dtype=np.float64, count=len(models))
+    price = _prices(ev.model)
     X[:, COL["cost_usd"]] = g.sum(price * (ev.prompt_tokens + ev.completion_tokens) / 1000.0)
     st = ev.status
     X[:, COL["error_rate"]] = g.sum(((st >= 400) & (st != 401) & (st != 429)).astype(float)) / req
@@ -214,32 +215,27 @@ def window_features(
     X[:, COL["auth_fail_rate"]] = X[:, COL["auth_failures"]] / req
     X[:, COL["rate_limited_rate"]] = g.sum((st == 429).astype(float)) / req
     fin = ev.finish_reason
-    X[:, COL["content_filtered"]] = g.sum((fin == "content_filter").astype(float))
+    X[:, COL["content_filtered"]] = g.sum((fin == FINISH_CODES["content_filter"]).astype(float))
     X[:, COL["content_filter_rate"]] = X[:, COL["content_filtered"]] / req
-    X[:, COL["length_rate"]] = g.sum((fin == "length").astype(float)) / req
+    X[:, COL["length_rate"]] = g.sum((fin == FINISH_CODES["length"]).astype(float)) / req
     X[:, COL["flagged_requests"]] = g.sum(ev.flagged.astype(float))
     X[:, COL["flagged_rate"]] = X[:, COL["flagged_requests"]] / req
     X[:, COL["moderation_mean"]] = g.sum(np.nan_to_num(ev.moderation)) / req
 
-    ip_codes = coder.fast(ev.ip)
-    subnet_str = coder.subnets(ev.ip)
-    subnet_codes = coder.fast(subnet_str)
-    ua_codes = coder.fast(ev.user_agent)
-    for ring, codes, values, dname, nname in (
-        ("ip", ip_codes, ev.ip, "distinct_ips", "new_ips"),
-        ("subnet", subnet_codes, subnet_str, "distinct_subnets", "new_subnets"),
-        ("country", coder.fast(ev.country), ev.country, "distinct_countries", "new_countries"),
-        ("ua", ua_codes, ev.user_agent, "distinct_user_agents", "new_user_agents"),
+    for ring, codes, dname, nname in (
+        ("ip", ev.ip, "distinct_ips", "new_ips"),
+        ("subnet", ev.subnet, "distinct_subnets", "new_subnets"),
+        ("country", ev.country, "distinct_countries", "new_countries"),
+        ("ua", ev.user_agent, "distinct_user_agents", "new_user_agents"),
     ):
-        distinct, new = _new_counts(g, table, ring, codes, values, coder)
+        distinct, new = _new_counts(g, table, ring, codes)
         X[:, COL[dname]] = distinct
         # An account's first window has no history to be new against.
         X[:, COL[nname]] = np.where(table.windows[g.slots] > 0, new, 0)
-    X[:, COL["distinct_keys"]] = g.distinct(coder.fast(ev.api_key_id))[1]
-    model_codes = coder.fast(ev.model)
-    X[:, COL["distinct_models"]] = g.distinct(model_codes)[1]
-    X[:, COL["model_entropy"]] = _entropy(g, model_codes)
-    ph = coder.fast(ev.prompt_hash)
+    X[:, COL["distinct_keys"]] = g.distinct(ev.api_key_id)[1]
+    X[:, COL["distinct_models"]] = g.distinct(ev.model)[1]
+    X[:, COL["model_entropy"]] = _entropy(g, ev.model)
+    ph = ev.prompt_hash
     with_hash = g.sum((ph != 0).astype(float))
     X[:, COL["prompt_repeat_rate"]] = np.where(
         with_hash > 0, 1.0 - g.distinct(ph)[1] / np.maximum(with_hash, 1.0), 0.0
@@ -262,7 +258,7 @@ def window_features(
 
     # Account scalars: plan, creation time, history length.
     last = g.start + g.size - 1
-    plan_codes = np.array([PLAN_CODES.get(p, 0) for p in ev.plan[o[last]].tolist()], np.int8)
+    plan_codes = ev.plan[o[last]].astype(np.int8)
     created = np.fmax.reduceat(ev.account_created[o], g.start) if n else np.empty(0)
     s = g.slots
     first = np.isnan(table.first_seen[s])
@@ -284,14 +280,14 @@ def window_features(
         order=o,
         account_ids=[table.ids[x] for x in s],
         sources={
-            "subnet": (subnet_codes, subnet_str, young_event),
-            "ua": (ua_codes, ev.user_agent, young_event),
-            "prompt": (ph, ev.prompt_hash, _repeated(ph)),
-            "ip": (ip_codes, ev.ip, st == 401),
+            "subnet": (ev.subnet, young_event),
+            "ua": (ev.user_agent, young_event),
+            "prompt": (ph, _repeated(ph)),
+            "ip": (ev.ip, st == 401),
         },
+        texts=ev.texts,
         X=X,
         col=COL,
-        coder=coder,
     )
     batch = FeatureBatch(
         X=X,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import queue
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,29 +30,65 @@ def open_input(path: str) -> BinaryIO:
 
 
 def read_batches(fh: BinaryIO, size: int = BATCH_LINES) -> Iterator[list[bytes]]:
-    """Batches of lines, read in large chunks rather than line by line."""
+    """Batches of lines, read in large chunks rather than line by line.
+
+    CRLF files lose their CR. Blank lines are kept: the contract dead-letters them as
+    empty records, so nothing in the input goes uncounted.
+    """
     buf: list[bytes] = []
     tail = b""
     while True:
         chunk = fh.read(1 << 20)
         if not chunk:
             break
-        lines = (tail + chunk).split(b"\n")
+        data = tail + chunk
+        lines = data.split(b"\n")
         tail = lines.pop()
+        if b"\r" in data:
+            lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
         buf.extend(lines)
         while len(buf) >= size:
-            yield _clean(buf[:size])
+            yield buf[:size]
             buf = buf[size:]
     if tail:
-        buf.append(tail)
+        buf.append(tail[:-1] if tail.endswith(b"\r") else tail)
     if buf:
-        yield _clean(buf)
+        yield buf
 
 
-def _clean(lines: list[bytes]) -> list[bytes]:
-    # CRLF files lose their CR. Blank lines are kept: the contract dead-letters them as
-    # empty records, so nothing in the input goes uncounted.
-    return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+def prefetch(batches: Iterator[list[bytes]], depth: int = 4) -> Iterator[list[bytes]]:
+    """Read ahead in a thread. Decompression releases the GIL, so on a second core it
+    overlaps the engine instead of adding to it; an error there is raised here."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for b in batches:
+                if not put(b):
+                    return
+            put(end)
+        except BaseException as exc:  # handed to the reading side, which raises it
+            put(exc)
+
+    threading.Thread(target=run, name="vigil-reader", daemon=True).start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
 
 
 @dataclass
@@ -74,7 +112,7 @@ def replay(
 
     summary = ReplaySummary()
     t0 = time.perf_counter()
-    for lines in read_batches(fh):
+    for lines in prefetch(read_batches(fh)):
         out = engine.process_lines(lines)
         summary.lines += len(lines)
         _account(summary, out)

@@ -7,12 +7,12 @@ are evicted after a TTL, and the table never holds more than `max_accounts`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 RINGS = {"ip": 32, "subnet": 16, "country": 8, "ua": 8}
-PLAN_CODES = {"": 0, "free": 1, "payg": 2, "enterprise": 3}
 _SCALARS = {
     "last_seen": np.float64,
     "first_seen": np.float64,
@@ -26,8 +26,9 @@ _SCALARS = {
 
 class AccountTable:
     def __init__(self, capacity: int = 1024) -> None:
-        self.index: dict[str, int] = {}
-        self.ids: list[str | None] = []
+        self.index: dict[int, int] = {}  # account code -> slot
+        self.ids: list[str | None] = []  # account id of each slot
+        self.codes: list[int] = []  # account code of each slot
         self.free: list[int] = []
         self.capacity = 0
         self.arrays: dict[str, np.ndarray] = {}
@@ -49,6 +50,7 @@ class AccountTable:
             self._alloc(f"{ring}_ptr", (capacity,), np.int32)
         self._alloc("hours", (capacity, 24), np.float32)
         self.ids.extend([None] * (capacity - self.capacity))
+        self.codes.extend([0] * (capacity - self.capacity))
         self.free.extend(range(capacity - 1, self.capacity - 1, -1))
         self.capacity = capacity
 
@@ -61,26 +63,27 @@ class AccountTable:
         except KeyError:
             raise AttributeError(name) from None
 
-    def slots_for(self, account_ids: list[str]) -> np.ndarray:
-        """Slots for these accounts, allocating slots for accounts not yet held."""
-        get = self.index.get
-        slots = [get(a, -1) for a in account_ids]
-        if -1 in slots:
-            for i, s in enumerate(slots):
-                if s == -1:
-                    a = account_ids[i]
-                    s = self.index.get(a, -1)
-                    if s == -1:
-                        s = self._new_slot(a)
-                    slots[i] = s
-        return np.array(slots, dtype=np.int64)
+    def slots_for(self, codes: np.ndarray, names: Callable[[np.ndarray], list[str]]) -> np.ndarray:
+        """Slots for these account codes, allocating slots for accounts not yet held.
 
-    def _new_slot(self, account_id: str) -> int:
+        `names(rows)` gives the account ids of some rows; it is called only for new accounts.
+        """
+        uniq, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+        get = self.index.get
+        slots = [get(c, -1) for c in uniq.tolist()]
+        if -1 in slots:
+            new = [j for j, s in enumerate(slots) if s == -1]
+            for j, name in zip(new, names(first[new]), strict=True):
+                slots[j] = self._new_slot(int(uniq[j]), name)
+        return np.array(slots, dtype=np.int64)[inv]
+
+    def _new_slot(self, account_code: int, account_id: str) -> int:
         if not self.free:
             self._grow(self.capacity * 2)
         s = self.free.pop()
-        self.index[account_id] = s
+        self.index[account_code] = s
         self.ids[s] = account_id
+        self.codes[s] = account_code
         for name, dtype in _SCALARS.items():
             self.arrays[name][s] = np.nan if np.dtype(dtype).kind == "f" else 0
         for ring in RINGS:
@@ -101,8 +104,7 @@ class AccountTable:
             order = np.argsort(self.last_seen[alive])
             stale = np.concatenate([stale, alive[order[: len(alive) - max_accounts]]])
         for s in stale.tolist():
-            a = self.ids[s]
-            del self.index[a]
+            del self.index[self.codes[s]]
             self.ids[s] = None
             self.free.append(s)
         return stale
@@ -126,29 +128,21 @@ class AccountTable:
         counts = np.diff(np.r_[start, len(s)])
         ptr[s[start]] = (ptr[s[start]] + counts) % k
 
-    # Per-account export and import, so a runner can keep accounts in a keyed store.
-    def export_account(self, account_id: str) -> dict[str, Any] | None:
-        s = self.index.get(account_id)
-        if s is None:
-            return None
-        return {name: arr[s].copy() for name, arr in self.arrays.items()}
-
-    def import_account(self, account_id: str, row: dict[str, Any]) -> int:
-        s = self.index.get(account_id)
-        if s is None:
-            s = self._new_slot(account_id)
-        for name, value in row.items():
-            self.arrays[name][s] = value
-        return s
-
     def state_dict(self) -> dict[str, Any]:
-        return {"index": dict(self.index), "capacity": self.capacity, "arrays": self.arrays}
+        ids = {s: self.ids[s] for s in self.index.values()}
+        return {
+            "index": dict(self.index),
+            "ids": ids,
+            "capacity": self.capacity,
+            "arrays": self.arrays,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.__init__(state["capacity"])
         self.arrays = {k: v.copy() for k, v in state["arrays"].items()}
         self.index = dict(state["index"])
-        for a, s in self.index.items():
-            self.ids[s] = a
+        for c, s in self.index.items():
+            self.ids[s] = state["ids"][s]
+            self.codes[s] = c
         used = set(self.index.values())
         self.free = [s for s in range(self.capacity - 1, -1, -1) if s not in used]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 
 from streams.alerts import CATEGORIES, SEVERITIES, Alert
 from streams.config import VigilConfig
@@ -71,6 +72,27 @@ def test_checkpoint_restore_gives_the_same_alerts(small_corpus) -> None:
     second.load_state_dict(pickle.loads(state))
     after = _run(second, batches[half:])
     assert [a.alert_id for a in before + after] == [a.alert_id for a in whole]
+
+
+def test_checkpoint_with_other_string_codes_is_refused(small_corpus) -> None:
+    """History rings hold string codes: a checkpoint coded otherwise would silently make
+    every IP look new, so loading it must fail loudly."""
+    eng = Engine()
+    _run(eng, _lines(small_corpus[0])[:3], flush=False)
+    state = eng.state_dict()
+    state["codes"] = state["codes"] - 1
+    with pytest.raises(ValueError, match="string coding"):
+        Engine().load_state_dict(state)
+
+
+def test_eviction_frees_slots_by_code_and_reuses_them(small_corpus) -> None:
+    eng = Engine()
+    _run(eng, _lines(small_corpus[0])[:3], flush=False)
+    held = len(eng.table)
+    freed = eng.table.evict(now=2e10, ttl=1.0, max_accounts=10**6)
+    assert len(freed) == held and len(eng.table) == 0
+    state = eng.state_dict()
+    Engine().load_state_dict(state)  # an empty table round-trips too
 
 
 def test_a_failing_detector_dead_letters_its_window_and_the_stream_goes_on() -> None:

@@ -67,7 +67,7 @@ def test_explicit_nulls_mean_absent() -> None:
     raw = line(ip=None, status=None, flagged=None, moderation=None, account_created=None)
     batch, dead = decode_lines([raw, line()], now_ts=NOW)
     assert dead == []
-    assert batch.ip.tolist()[0] == "" and batch.status.tolist()[0] == 200
+    assert batch.ip.tolist()[0] == 0 and batch.status.tolist()[0] == 200
     assert np.isnan(batch.account_created[0]) and not batch.flagged[0]
 
 
@@ -77,7 +77,7 @@ def test_optional_fields_default() -> None:
     assert dead == []
     assert batch.status.tolist() == [200]
     assert batch.prompt_tokens.tolist() == [0]
-    assert batch.ip.tolist() == [""]
+    assert batch.ip.tolist() == [0]
 
 
 def _engine(**engine_over) -> Engine:
