@@ -93,8 +93,12 @@ def test_every_compose_mount_exists() -> None:
 def test_dockerfile_copies_existing_paths() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     context = DEPLOY / COMPOSE["services"]["worker-0"]["build"]["context"]
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
     for line in dockerfile.splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("COPY --from="):
+            stage = line.split()[1].removeprefix("--from=")
+            assert stage in stages, f"{line}: no build stage {stage}"
+        elif line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (context / source).exists(), f"COPY {source}: missing"
     assert re.search(r"^FROM python:3\.11\.\d+-slim-bookworm$", dockerfile, re.M)
