@@ -6,6 +6,7 @@
  * nulls, odd timestamps, duplicate keys, wrong types, malformed JSON) is marked for that
  * slower path, which also gives every reject its reason. Nothing is judged here.
  */
+#define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -604,10 +605,72 @@ static PyObject *code(PyObject *self, PyObject *arg) {
     return NULL;
 }
 
+/* ---- routing ------------------------------------------------------------------------ */
+/* Kafka's default partitioner hash (the Java client's murmur2, shared by kafka-python and
+ * aiokafka). */
+static uint32_t murmur2(const unsigned char *d, Py_ssize_t n) {
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)n;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t k = (uint32_t)d[i] | (uint32_t)d[i + 1] << 8 | (uint32_t)d[i + 2] << 16 |
+                     (uint32_t)d[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (n & 3) {
+    case 3: h ^= (uint32_t)d[i + 2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)d[i + 1] << 8; /* fall through */
+    case 1: h ^= d[i]; h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+/* partitions(values, n) -> bytes of int32: the partition of each record's account as the
+ * default partitioner places it; -1 for an empty record, -2 where the account is not in
+ * the plain form '"account_id":"..."' and the caller must parse the record. */
+static PyObject *partitions(PyObject *self, PyObject *args) {
+    PyObject *values;
+    int parts;
+    static const char mark[] = "\"account_id\":\"";
+    const Py_ssize_t mlen = sizeof mark - 1;
+    if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &values, &parts)) return NULL;
+    if (parts < 1) {
+        PyErr_SetString(PyExc_ValueError, "partitions must be >= 1");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 4);
+    if (!out) return NULL;
+    int32_t *o = (int32_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        if (v == Py_None || (PyBytes_Check(v) && PyBytes_GET_SIZE(v) == 0)) { o[i] = -1; continue; }
+        if (!PyBytes_Check(v)) { o[i] = -2; continue; }
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(v);
+        Py_ssize_t len = PyBytes_GET_SIZE(v);
+        const unsigned char *at = memmem(p, (size_t)len, mark, (size_t)mlen);
+        o[i] = -2;
+        if (!at) continue;
+        const unsigned char *a = at + mlen, *e = p + len;
+        const unsigned char *q = memchr(a, '"', (size_t)(e - a));
+        if (!q || q == a || memchr(a, '\\', (size_t)(q - a))) continue;
+        o[i] = (int32_t)((murmur2(a, q - a) & 0x7fffffff) % (uint32_t)parts);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "Decode JSON lines into numeric column buffers."},
     {"code", code, METH_O, "The 64-bit code of a string (0 for the empty string)."},
     {"texts", texts, METH_VARARGS, "One string field of some lines, None where unsure."},
+    {"partitions", partitions, METH_VARARGS, "The partition of each record's account."},
     {NULL, NULL, 0, NULL},
 };
 

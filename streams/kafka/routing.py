@@ -8,8 +8,11 @@ the owning partition of the repartition topic.
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 from aiokafka.partitioner import murmur2
+
+from streams import _decode
 
 _MARK = b'"account_id":"'
 
@@ -39,11 +42,20 @@ class Router:
         """Records that belong here, and (account, record) pairs that belong elsewhere.
 
         Anything whose account cannot be read stays here, so the engine dead-letters it.
+        The compiled decoder places the plain records; only the others are read here.
         """
+        where = np.frombuffer(
+            _decode.partitions([r.value for r in records], self.partitions), np.int32
+        )
+        if ((where == partition) | (where == -1)).all():
+            return records, []
         local: list = []
         foreign: list[tuple[bytes, object]] = []
         owner = self.owner
-        for r in records:
+        for r, w in zip(records, where.tolist(), strict=True):
+            if w == partition or w == -1:
+                local.append(r)
+                continue
             account = account_of(r.value)
             if account is None or owner(account) == partition:
                 local.append(r)
