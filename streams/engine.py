@@ -28,7 +28,7 @@ from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.features import FEATURES, window_features
 from streams.fusion import fuse
 from streams.metrics import Metrics
-from streams.snapshots import snapshots_for
+from streams.snapshots import WindowSnapshots
 from streams.state import AccountTable
 
 log = logging.getLogger("vigil.engine")
@@ -39,7 +39,7 @@ SnoozeSource = Any  # callable(now_epoch) -> {(account_id, detector): until_epoc
 class Output:
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    snapshots: list[dict] = field(default_factory=list)
+    snapshots: list[WindowSnapshots] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         self.alerts += other.alerts
@@ -231,7 +231,7 @@ class Engine:
         if self._windows_closed % 12 == 0:
             self._evict(end)
         self.metrics.active_accounts.set(len(self.table))
-        snaps = snapshots_for(batch, groups, ev) if self.emit_snapshots else []
+        snaps = [WindowSnapshots(batch, groups, ev)] if self.emit_snapshots else []
         return Output(alerts=result.alerts, snapshots=snaps)
 
     def _evict(self, now: float) -> None:

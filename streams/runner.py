@@ -18,6 +18,7 @@ from streams.engine import Engine, Output
 from streams.metrics import Metrics
 from streams.replay import open_input, replay
 from streams.sinks import FileSink
+from streams.snapshots import materialise
 
 
 def store_url(value: str) -> str:
@@ -67,7 +68,7 @@ def run_replay(
             if out.alerts:
                 db.write_alerts([a.to_dict() for a in out.alerts])
             if out.snapshots:
-                db.write_snapshots(out.snapshots)
+                db.write_snapshots(materialise(out.snapshots))
         if labels_path:
             collected.extend(out.alerts)
 

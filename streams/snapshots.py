@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from detectors.base import FeatureBatch
@@ -32,32 +34,75 @@ def _first_distinct(groups: Groups, codes: np.ndarray) -> tuple[np.ndarray, np.n
     return g[keep], groups.order[first[keep]]
 
 
-def snapshots_for(batch: FeatureBatch, groups: Groups, ev: EventBatch) -> list[dict]:
-    """One snapshot per account-window: the features plus a few of the values behind them,
-    read back from the raw lines."""
-    n = len(batch.account_ids)
-    raw = ev.raw.tolist()
-    lists: dict[str, list[list[str]]] = {}
-    for key, field in LISTS.items():
-        g, rows = _first_distinct(groups, getattr(ev, field))
-        values = line_texts(raw, rows.tolist(), field)
-        out: list[list[str]] = [[] for _ in range(n)]
-        # Groups run in order, so each group's values are one run.
-        bounds = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1, len(g)].tolist() if len(g) else []
-        for a, b in zip(bounds[:-1], bounds[1:], strict=False):
-            out[int(g[a])] = sorted({v for v in values[a:b] if v})
-        lists[key] = out
-    snaps = []
-    names = batch.columns
-    for i, feats in enumerate(batch.X.tolist()):
-        snap = {
-            "account_id": str(batch.account_ids[i]),
-            "window_start": rfc3339(batch.window_start[i]),
-            "window_end": rfc3339(batch.window_end[i]),
-            "plan": str(batch.plans[i]),
-            "features": dict(zip(names, feats, strict=True)),
-        }
-        for key in LISTS:
-            snap[key] = lists[key][i]
-        snaps.append(snap)
-    return snaps
+@dataclass(frozen=True)
+class WindowSnapshots:
+    """One closed window's account snapshots, made into dicts only when asked for.
+
+    A Kafka worker sends only each account's latest snapshot per checkpoint, so most are
+    never materialised; `vigil replay --store` asks for all of them.
+    """
+
+    batch: FeatureBatch
+    groups: Groups
+    events: EventBatch
+
+    def __len__(self) -> int:
+        return len(self.batch.account_ids)
+
+    def rows(self, which: list[int] | None = None) -> list[dict]:
+        """Snapshots of account-windows `which` (all by default): the features plus a few
+        of the values behind them, read back from the raw lines."""
+        b, groups, ev = self.batch, self.groups, self.events
+        which = list(range(len(self))) if which is None else which
+        wanted = np.zeros(len(self), dtype=bool)
+        wanted[which] = True
+        raw = ev.raw.tolist()
+        lists: dict[str, dict[int, list[str]]] = {}
+        for key, field in LISTS.items():
+            g, rows = _first_distinct(groups, getattr(ev, field))
+            sel = wanted[g]
+            g, rows = g[sel], rows[sel]
+            values = line_texts(raw, rows.tolist(), field)
+            out: dict[int, list[str]] = {}
+            # Groups run in order, so each group's values are one run; the codes were
+            # distinct and present, so the strings are too.
+            bounds = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1, len(g)].tolist()
+            gl = g.tolist()
+            for a, z in zip(bounds[:-1], bounds[1:], strict=False):
+                out[gl[a]] = sorted(values[a:z]) if z - a > 1 else values[a:z]
+            lists[key] = out
+        names = b.columns
+        # One closed window: every row has the same bounds.
+        start, end = (rfc3339(b.window_start[0]), rfc3339(b.window_end[0])) if len(b) else ("", "")
+        accounts, plans, X = b.account_ids.tolist(), b.plans.tolist(), b.X[which].tolist()
+        snaps = []
+        for i, feats in zip(which, X, strict=True):
+            snap = {
+                "account_id": str(accounts[i]),
+                "window_start": start,
+                "window_end": end,
+                "plan": str(plans[i]),
+                "features": dict(zip(names, feats, strict=True)),
+            }
+            for key in LISTS:
+                snap[key] = lists[key].get(i, [])
+            snaps.append(snap)
+        return snaps
+
+
+def materialise(windows: list[WindowSnapshots]) -> list[dict]:
+    return [s for w in windows for s in w.rows()]
+
+
+def latest(picks: dict[str, tuple[WindowSnapshots, int]]) -> list[tuple[str, dict]]:
+    """Materialise the picked (window, row) of each account, one pass per window."""
+    by_window: dict[int, tuple[WindowSnapshots, list[str], list[int]]] = {}
+    for account, (w, i) in picks.items():
+        _, accounts, rows = by_window.setdefault(id(w), (w, [], []))
+        accounts.append(account)
+        rows.append(i)
+    return [
+        pair
+        for w, accounts, rows in by_window.values()
+        for pair in zip(accounts, w.rows(rows), strict=True)
+    ]

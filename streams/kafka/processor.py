@@ -26,6 +26,7 @@ from faust.types import TP
 
 from streams.kafka import checkpoint
 from streams.kafka.routing import Router
+from streams.snapshots import WindowSnapshots, latest
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class Processor:
         self.last_progress = time.monotonic()
         self.positions: dict[TP, int] = {}
         self.pending: list[Any] = []  # delivery futures since the last checkpoint
-        self.snapshots: dict[str, dict] = {}  # latest per account since the last checkpoint
+        # Latest (window, row) per account since the last checkpoint, made into a dict then.
+        self.snapshots: dict[str, tuple[WindowSnapshots, int]] = {}
 
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: list) -> None:
@@ -160,10 +162,11 @@ class Processor:
             await self._send(self.topics.alerts, alert.account_id.encode(), alert.to_json())
         for dl in out.dead_letters:
             await self._dead_letter(dl.raw, dl.reason, dl.detail, tp)
-        for snap in out.snapshots:
+        for w in out.snapshots:
             # The topic is compacted: only the latest snapshot per account survives, so
-            # only the latest is sent, at the next checkpoint.
-            self.snapshots[str(snap.get("account_id", ""))] = snap
+            # only the latest is built and sent, at the next checkpoint.
+            for i, account in enumerate(w.batch.account_ids.tolist()):
+                self.snapshots[account] = (w, i)
 
     async def _dead_letter(self, raw: bytes, reason: str, detail: str, tp: TP) -> None:
         truncated = len(raw) > self.dl_max
@@ -225,7 +228,7 @@ class Processor:
         t0 = time.perf_counter()
         producer = self.app.producer
         snaps, self.snapshots = self.snapshots, {}
-        for account, snap in snaps.items():
+        for account, snap in latest(snaps):
             value = orjson.dumps(snap, option=_NUMPY)
             await self._send(self.topics.snapshots, account.encode() or None, value)
         await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards

@@ -1,0 +1,75 @@
+"""Account snapshots: built only when asked for, and showing the values behind the codes."""
+
+from __future__ import annotations
+
+import gzip
+from collections import defaultdict
+
+import orjson
+
+from streams.codes import subnet_of
+from streams.engine import Engine
+from streams.snapshots import LIST_LIMIT, latest, materialise
+
+LIST_FIELDS = (
+    ("ips", "ip"),
+    ("countries", "country"),
+    ("user_agents", "user_agent"),
+    ("api_keys", "api_key_id"),
+    ("prompt_hashes", "prompt_hash"),
+)
+
+
+def _windows(events_path, n_batches: int = 12):
+    lines = [ln for ln in gzip.decompress(events_path.read_bytes()).split(b"\n") if ln]
+    eng = Engine(emit_snapshots=True)
+    windows = []
+    for i in range(0, min(len(lines), 4096 * n_batches), 4096):
+        windows += eng.process_lines(lines[i : i + 4096]).snapshots
+    return lines, windows
+
+
+def test_snapshot_lists_are_the_values_seen_in_the_window(small_corpus) -> None:
+    lines, windows = _windows(small_corpus[0])
+    sent: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for ln in lines[: 4096 * 12]:
+        e = orjson.loads(ln)
+        for key, field in LIST_FIELDS:
+            if e.get(field):
+                sent[e["account_id"]][key].add(e[field])
+    snaps = materialise(windows)
+    assert len(snaps) > 100
+    for snap in snaps:
+        assert snap["window_start"] < snap["window_end"]
+        for key, _ in LIST_FIELDS:
+            values = snap[key]
+            assert values == sorted(values) and len(values) <= LIST_LIMIT and all(values)
+            # Every listed value was really sent by that account.
+            assert set(values) <= sent[snap["account_id"]][key], key
+        if len(snap["ips"]) < LIST_LIMIT:
+            assert snap["subnets"] == sorted({subnet_of(ip) for ip in snap["ips"]})
+        assert (
+            snap["features"]["distinct_ips"] == len(snap["ips"]) or len(snap["ips"]) == LIST_LIMIT
+        )
+
+
+def test_rows_on_demand_equal_the_full_build(small_corpus) -> None:
+    _, windows = _windows(small_corpus[0], n_batches=4)
+    w = next(w for w in windows if len(w) > 5)
+    everything = w.rows()
+    assert len(everything) == len(w)
+    assert w.rows([4, 1]) == [everything[4], everything[1]]
+
+
+def test_latest_keeps_one_snapshot_per_account_from_its_last_window(small_corpus) -> None:
+    _, windows = _windows(small_corpus[0], n_batches=4)
+    picks = {}
+    for w in windows:
+        for i, acct in enumerate(w.batch.account_ids.tolist()):
+            picks[acct] = (w, i)
+    out = dict(latest(picks))
+    assert set(out) == set(picks)
+    for acct, snap in out.items():
+        w, i = picks[acct]
+        assert snap == w.rows([i])[0]
+        assert snap["account_id"] == acct
