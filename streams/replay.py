@@ -29,18 +29,24 @@ def open_input(path: str) -> BinaryIO:
     return open(p, "rb", buffering=1 << 20)
 
 
-def read_batches(fh: BinaryIO, size: int = BATCH_LINES) -> Iterator[list[bytes]]:
+def read_chunks(fh: BinaryIO, size: int = 4 << 20) -> Iterator[bytes]:
+    while chunk := fh.read(size):
+        yield chunk
+
+
+def read_batches(
+    fh: BinaryIO, size: int = BATCH_LINES, read_ahead: bool = False
+) -> Iterator[list[bytes]]:
     """Batches of lines, read in large chunks rather than line by line.
 
-    CRLF files lose their CR. Blank lines are kept: the contract dead-letters them as
-    empty records, so nothing in the input goes uncounted.
+    With `read_ahead`, a thread reads (and inflates) the next chunks meanwhile; splitting
+    stays here, so that thread rarely holds the GIL. CRLF files lose their CR. Blank lines
+    are kept: the contract dead-letters them as empty records, so nothing goes uncounted.
     """
+    chunks = prefetch(read_chunks(fh)) if read_ahead else read_chunks(fh)
     buf: list[bytes] = []
     tail = b""
-    while True:
-        chunk = fh.read(1 << 20)
-        if not chunk:
-            break
+    for chunk in chunks:
         data = tail + chunk
         lines = data.split(b"\n")
         tail = lines.pop()
@@ -56,9 +62,10 @@ def read_batches(fh: BinaryIO, size: int = BATCH_LINES) -> Iterator[list[bytes]]
         yield buf
 
 
-def prefetch(batches: Iterator[list[bytes]], depth: int = 4) -> Iterator[list[bytes]]:
-    """Read ahead in a thread. Decompression releases the GIL, so on a second core it
-    overlaps the engine instead of adding to it; an error there is raised here."""
+def prefetch(items: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """Run an iterator ahead in a thread. Reading and inflating release the GIL, so on a
+    second core they overlap the engine instead of adding to it; an error there is raised
+    here."""
     q: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
     end = object()
@@ -74,7 +81,7 @@ def prefetch(batches: Iterator[list[bytes]], depth: int = 4) -> Iterator[list[by
 
     def run() -> None:
         try:
-            for b in batches:
+            for b in items:
                 if not put(b):
                     return
             put(end)
@@ -112,7 +119,7 @@ def replay(
 
     summary = ReplaySummary()
     t0 = time.perf_counter()
-    for lines in prefetch(read_batches(fh)):
+    for lines in read_batches(fh, read_ahead=True):
         out = engine.process_lines(lines)
         summary.lines += len(lines)
         _account(summary, out)

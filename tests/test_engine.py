@@ -132,3 +132,14 @@ def test_model_failure_is_visible_and_other_detectors_run(tmp_path) -> None:
     assert "classifier" not in eng.detectors
     assert eng.metrics.model_loaded._value.get() == 0
     assert set(build_detectors(VigilConfig())) >= {"rules", "baseline", "campaign", "classifier"}
+
+
+def test_read_ahead_gives_the_same_batches_and_raises_reader_errors(small_corpus, tmp_path) -> None:
+    events = small_corpus[0]
+    with open_input(str(events)) as a, open_input(str(events)) as b:
+        assert list(read_batches(a, 1000, read_ahead=True)) == list(read_batches(b, 1000))
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(events.read_bytes()[: len(events.read_bytes()) // 2])
+    with open_input(str(broken)) as fh, pytest.raises(EOFError):
+        for _ in read_batches(fh, 1000, read_ahead=True):
+            pass
