@@ -15,6 +15,15 @@ import numpy as np
 
 from streams.alerts import Reason
 
+_BIG = float(np.finfo(np.float64).max)
+
+
+def fill_nan(x: np.ndarray, nan: float = 0.0) -> np.ndarray:
+    """np.nan_to_num without its overhead, which dominates on the small arrays of one
+    window: NaN becomes `nan`, then infinities the largest finite values."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.minimum(np.maximum(np.where(np.isnan(x), nan, x), -_BIG), _BIG)
+
 
 @dataclass
 class FeatureBatch:

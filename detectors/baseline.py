@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Explanation, FeatureBatch
+from detectors.base import Explanation, FeatureBatch, fill_nan
 from detectors.series import SeriesDetector
 from streams.alerts import Reason
 
@@ -71,7 +71,7 @@ class BaselineDetector:
         values = metric_values(batch)
         self._ensure(batch.slots)
         avg = self._avg[batch.slots]
-        base = np.nan_to_num(avg, nan=0.0)
+        base = fill_nan(avg, nan=0.0)
         rising = values > base + 3 * np.sqrt(base) + NOISE_FLOOR
         return (np.where(rising, raw, 0.0)).max(axis=1) if len(batch) else np.zeros(0)
 

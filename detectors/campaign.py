@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Explanation, FeatureBatch, ScoreThenLearn
+from detectors.base import Explanation, FeatureBatch, ScoreThenLearn, fill_nan
 from streams.alerts import Reason
 
 
 def _ramp(count: np.ndarray, start: float, full: float) -> np.ndarray:
     """0 below `start` accounts, rising to 1 at `full` accounts."""
-    return np.clip((np.nan_to_num(count) - start + 1) / (full - start + 1), 0.0, 1.0)
+    return np.clip((fill_nan(count) - start + 1) / (full - start + 1), 0.0, 1.0)
 
 
 class CampaignDetector(ScoreThenLearn):
@@ -33,15 +33,15 @@ class CampaignDetector(ScoreThenLearn):
     def _parts(self, batch: FeatureBatch) -> dict[str, np.ndarray]:
         lo, hi = self.min_group, self.full_group
         young = batch.col("account_age_days") < 2.0
-        fails = np.nan_to_num(batch.col("auth_fail_rate"))
-        mod = np.nan_to_num(batch.col("moderation_mean"))
+        fails = fill_nan(batch.col("auth_fail_rate"))
+        mod = fill_nan(batch.col("moderation_mean"))
         return {
             "credential_stuffing": _ramp(batch.col("ip_auth_fail_accounts"), lo, hi)
             * (fails >= 0.3),
             "spam_campaign": _ramp(batch.col("prompt_shared_accounts"), lo, hi) * (mod >= 0.15),
             "free_tier_farming": _ramp(batch.col("subnet_new_accounts"), lo, hi)
             * young
-            * (np.nan_to_num(batch.col("tokens_per_request")) >= 1000),
+            * (fill_nan(batch.col("tokens_per_request")) >= 1000),
             "campaign": _ramp(batch.col("subnet_new_accounts"), lo, hi)
             * _ramp(batch.col("ua_new_accounts"), lo, hi)
             * young

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from river import anomaly
 
-from detectors.base import Explanation, FeatureBatch
+from detectors.base import Explanation, FeatureBatch, fill_nan
 
 BINS = 1000
 HIST_DECAY = 0.999  # per window: the reference is the last few thousand windows
@@ -39,6 +39,9 @@ SCALES = {
     "interarrival_cv": 1.5,
     "model_entropy": 2.5,
 }
+_NAMES = list(SCALES)
+_TOPS = np.array([top or 0.0 for top in SCALES.values()])
+_LOG = _TOPS > 0
 
 
 class PopulationDetector:
@@ -74,19 +77,14 @@ class PopulationDetector:
         }
 
     def _vectors(self, batch: FeatureBatch) -> list[dict[str, float]]:
-        cols = []
-        for name, top in SCALES.items():
-            v = np.nan_to_num(batch.col(name), nan=0.0)
-            v = np.log1p(np.maximum(v, 0)) / top if top else v
-            cols.append(np.clip(v, 0.0, 1.0))
-        M = np.stack(cols, axis=1) if cols else np.zeros((len(batch), 0))
-        names = list(SCALES)
-        return [dict(zip(names, row, strict=True)) for row in M.tolist()]
+        M = fill_nan(np.stack([batch.col(name) for name in _NAMES], axis=1))
+        M[:, _LOG] = np.log1p(np.maximum(M[:, _LOG], 0.0)) / _TOPS[_LOG]
+        return [dict(zip(_NAMES, row, strict=True)) for row in np.clip(M, 0.0, 1.0).tolist()]
 
     def _active(self, batch: FeatureBatch) -> np.ndarray:
         # Each tree walk costs tens of microseconds in Python, so windows with a handful
         # of requests (most of them, and too few to be odd) are not scored.
-        return np.flatnonzero(np.nan_to_num(batch.col("requests")) >= self.min_requests)
+        return np.flatnonzero(fill_nan(batch.col("requests")) >= self.min_requests)
 
     def raw_scores(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         idx = self._active(batch)

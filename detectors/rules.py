@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Explanation, FeatureBatch, ScoreThenLearn
+from detectors.base import Explanation, FeatureBatch, ScoreThenLearn, fill_nan
 from streams.alerts import Reason
 from streams.config import DEFAULT_RULES, RuleConfig
 
@@ -29,9 +29,7 @@ class RulesDetector(ScoreThenLearn):
         out = np.zeros((len(batch), len(self.rules)), dtype=bool)
         for j, r in enumerate(self.rules):
             v = batch.col(r.feature)
-            hit = OPS[r.op](
-                np.nan_to_num(v, nan=-np.inf if r.op[0] == ">" else np.inf), r.threshold
-            )
+            hit = OPS[r.op](fill_nan(v, nan=-np.inf if r.op[0] == ">" else np.inf), r.threshold)
             if r.plans:
                 hit &= np.isin(batch.plans, r.plans)
             out[:, j] = hit

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector
+from detectors.base import Detector, fill_nan
 from detectors.baseline import BaselineDetector
 from detectors.campaign import CampaignDetector
 from detectors.population import PopulationDetector
@@ -207,7 +207,7 @@ class Engine:
             self.on_features(batch)
         scores: dict[str, np.ndarray] = {}
         for name, det in self.detectors.items():
-            s = np.clip(np.nan_to_num(det.score_learn(batch)), 0.0, 1.0)
+            s = np.clip(fill_nan(det.score_learn(batch)), 0.0, 1.0)
             scores[name] = s
             self.metrics.detector_score.observe_many(name, s)
         clf = self.detectors.get("classifier")

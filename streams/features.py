@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import FeatureBatch
+from detectors.base import FeatureBatch, fill_nan
 from streams.campaign import CampaignState
 from streams.codes import code
 from streams.contract import FINISH_CODES, PLAN_CODES
@@ -220,7 +220,7 @@ def window_features(
     X[:, COL["length_rate"]] = g.sum((fin == FINISH_CODES["length"]).astype(float)) / req
     X[:, COL["flagged_requests"]] = g.sum(ev.flagged.astype(float))
     X[:, COL["flagged_rate"]] = X[:, COL["flagged_requests"]] / req
-    X[:, COL["moderation_mean"]] = g.sum(np.nan_to_num(ev.moderation)) / req
+    X[:, COL["moderation_mean"]] = g.sum(fill_nan(ev.moderation)) / req
 
     for ring, codes, dname, nname in (
         ("ip", ev.ip, "distinct_ips", "new_ips"),

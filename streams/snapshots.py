@@ -9,7 +9,7 @@ import numpy as np
 from detectors.base import FeatureBatch
 from streams.alerts import rfc3339
 from streams.events import EventBatch, line_texts
-from streams.features import Groups
+from streams.features import Groups, unique_pairs
 
 LIST_LIMIT = 10
 # Snapshot list -> event field.
@@ -23,15 +23,30 @@ LISTS = {
 }
 
 
-def _first_distinct(groups: Groups, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per group, the first LIST_LIMIT distinct present codes in time order: (group, row)."""
-    first, _ = groups.distinct(codes)
-    first.sort()  # sorted events run by account, then time
-    g = groups.gid[first]
+def _first_distinct(
+    gid: np.ndarray, rows: np.ndarray, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the first LIST_LIMIT distinct present codes in time order: (group, row).
+
+    gid and rows are the group and event row of events sorted by account, then time.
+    """
+    c = codes[rows]
+    first = unique_pairs(gid, c)
+    first = first[c[first] != 0]
+    first.sort()
+    g = gid[first]
     starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1] if len(g) else g
     rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
     keep = rank < LIST_LIMIT
-    return g[keep], groups.order[first[keep]]
+    return g[keep], rows[first[keep]]
+
+
+def _events_of(groups: Groups, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group, event row) of the sorted events of groups `which` (ascending)."""
+    sizes = groups.size[which]
+    pos = np.repeat(groups.start[which] - np.cumsum(np.r_[0, sizes[:-1]]), sizes)
+    pos += np.arange(int(sizes.sum()))
+    return groups.gid[pos], groups.order[pos]
 
 
 @dataclass(frozen=True)
@@ -54,14 +69,14 @@ class WindowSnapshots:
         of the values behind them, read back from the raw lines."""
         b, groups, ev = self.batch, self.groups, self.events
         which = list(range(len(self))) if which is None else which
-        wanted = np.zeros(len(self), dtype=bool)
-        wanted[which] = True
+        if len(which) == len(self):
+            gid, order = groups.gid, groups.order
+        else:  # a few accounts: look only at their events
+            gid, order = _events_of(groups, np.unique(np.asarray(which, dtype=np.int64)))
         raw = ev.raw.tolist()
         lists: dict[str, dict[int, list[str]]] = {}
         for key, field in LISTS.items():
-            g, rows = _first_distinct(groups, getattr(ev, field))
-            sel = wanted[g]
-            g, rows = g[sel], rows[sel]
+            g, rows = _first_distinct(gid, order, getattr(ev, field))
             values = line_texts(raw, rows.tolist(), field)
             out: dict[int, list[str]] = {}
             # Groups run in order, so each group's values are one run; the codes were
