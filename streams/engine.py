@@ -254,7 +254,10 @@ class Engine:
             "pending": EventBatch.concat(self.pending) if self.pending else empty_batch(),
             "max_ts": self.max_ts,
             "closed_until": self.closed_until,
-            "seen_ids": self._seen_ids,
+            # As arrays: pickling a set of a million ints costs far more.
+            "seen_ids": tuple(
+                np.fromiter(ids, dtype=np.uint64, count=len(ids)) for ids in self._seen_ids
+            ),
             "seen_gen_end": self._seen_gen_end,
             "windows_closed": self._windows_closed,
         }
@@ -273,6 +276,7 @@ class Engine:
         self.pending = [pending] if len(pending) else []
         self.max_ts = state["max_ts"]
         self.closed_until = state["closed_until"]
-        self._seen_ids = state["seen_ids"]
+        cur, prev = state["seen_ids"]
+        self._seen_ids = (set(cur.tolist()), set(prev.tolist()))
         self._seen_gen_end = state["seen_gen_end"]
         self._windows_closed = state["windows_closed"]
