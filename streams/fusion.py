@@ -90,7 +90,6 @@ def fuse(
         slot = int(batch.slots[i])
         ts = float(batch.window_end[i])
         det_scores = {k: float(v[i]) for k, v in scores.items()}
-        category, reasons, related = _explain(batch, i, det_scores, detectors)
         # Several detectors agreeing makes an alert more severe than any one of them.
         agreeing = sum(1 for v in det_scores.values() if v >= cfg.alert_threshold)
         score = min(1.0, float(fused[i]) + 0.05 * max(agreeing - 1, 0))
@@ -100,6 +99,8 @@ def fuse(
         if in_cooldown and SEV_RANK[sev] <= int(table.arrays["last_severity"][slot]):
             suppressed["cooldown"] += 1
             continue
+        # Only now: an ongoing incident re-scores every window, and explaining is costly.
+        category, reasons, related = _explain(batch, i, det_scores, detectors)
         table.last_alert[slot] = ts
         table.arrays["last_severity"][slot] = SEV_RANK[sev]
         acct = str(batch.account_ids[i])
