@@ -36,17 +36,31 @@ def test_kcat_events_in_alert_out(kafka_env):
 
     acct = "acct_kcat_free"
     # Five requests of 60k tokens in one window on the free plan: over the 200k quota.
-    events = [
+    requests = [
         event(acct, T0 + 30 * i, f"kc-{i}", plan="free", prompt_tokens=60_000) for i in range(5)
     ]
-    events += watermark_pushers(4, T0 + 3600, tag="kc-end")
-    payload = b"".join(orjson.loads(e)["account_id"].encode() + b"|" + e + b"\n" for e in events)
-    subprocess.run(
-        [kcat, "-b", env.bootstrap, "-t", env.topic("input"), "-P", "-K", "|"],
-        input=payload,
-        check=True,
-        timeout=60,
-    )
+    pushers = watermark_pushers(4, T0 + 3600, tag="kc-end")
+    events = requests + pushers
+
+    def kcat_produce(lines: list[bytes]) -> None:
+        payload = b"".join(orjson.loads(e)["account_id"].encode() + b"|" + e + b"\n" for e in lines)
+        subprocess.run(
+            [kcat, "-b", env.bootstrap, "-t", env.topic("input"), "-P", "-K", "|"],
+            input=payload,
+            check=True,
+            timeout=60,
+        )
+
+    # CRC32 puts the requests and the pusher meant for their owner's partition on two
+    # other input partitions, and both are forwarded to the owner. Sent together, the
+    # pusher can get there first and close the window, and the requests are then
+    # dead-lettered as too late: the pushers go out once the requests are in the engine.
+    kcat_produce(requests)
+    deadline = time.monotonic() + 60
+    while worker.metric_sum("vigil_events_consumed_total") < len(requests):
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        time.sleep(0.3)
+    kcat_produce(pushers)
 
     deadline = time.monotonic() + 60
     alerts: list[dict] = []

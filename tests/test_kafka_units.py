@@ -1,17 +1,28 @@
-"""Pure parts of the Kafka runtime: partitioning, account extraction, health, checkpoints."""
+"""Parts of the Kafka runtime that run without a broker: partitioning, account extraction,
+health, checkpoints, and the consumer's and processor's rebalance bookkeeping."""
 
 from __future__ import annotations
 
+import asyncio
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
 from streams.kafka import checkpoint
+from streams.kafka.consumer import BatchConsumer
 from streams.kafka.health import HealthInputs, evaluate
+from streams.kafka.metrics import WorkerMetrics
+from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
+from streams.metrics import Metrics
 
 
 @pytest.mark.parametrize("key", [b"acct_000001", b"a", b"", "ünïcode".encode(), b"x" * 97])
@@ -110,3 +121,122 @@ def test_state_blob_round_trip():
     m = checkpoint.Manifest(3, 2, {"t": 10, "t-by-account": 4}, 999)
     assert checkpoint.Manifest.from_bytes(m.to_bytes()) == m
     assert checkpoint.chunk_key(5, 3, 1) != checkpoint.chunk_key(5, 4, 1)
+
+
+# -- rebalance bookkeeping -----------------------------------------------------------------
+
+IN, REP, LOG = "t-usage", "t-usage-by-account", "t-engine-state-changelog"
+
+
+def test_seek_to_committed_also_positions_input_partitions_without_a_commit(monkeypatch):
+    # What aiokafka's seek_to_committed reports: it seeks only offsets above 0, so after a
+    # rebalance in which the drain loop discarded fetched records, partitions 0 and 1 and
+    # the repartition partition would stay past those records.
+    committed = {TP(IN, 0): None, TP(IN, 1): 0, TP(IN, 2): 57, TP(REP, 0): None, TP(LOG, 0): None}
+
+    async def client_seek_to_committed(self: Any) -> dict:
+        return committed
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_to_committed", client_seek_to_committed)
+    sought: list[TP] = []
+
+    class Thread:
+        async def seek_to_beginning(self, *tps: TP) -> None:
+            sought.extend(tps)
+
+    consumer = object.__new__(BatchConsumer)
+    consumer.batch_topics = frozenset({IN, REP})
+    consumer._thread = Thread()
+    assert asyncio.run(consumer.seek_to_committed()) == committed
+    # Changelog partitions are left to Faust's recovery, which seeks them itself.
+    assert sorted(sought) == [TP(IN, 0), TP(IN, 1), TP(REP, 0)]
+
+
+@dataclass
+class FakeRecord:
+    offset: int
+    value: bytes = b'{"account_id": "acct_1"}'
+    headers: list = field(default_factory=list)
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def process_lines(self, lines: list[bytes]) -> Any:
+        self.lines += lines
+        return SimpleNamespace(alerts=[], dead_letters=[], snapshots=[])
+
+    def state_dict(self) -> dict:
+        return {"lines": list(self.lines)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lines = list(state["lines"])
+
+
+class FakeConsumer:
+    def __init__(self, assignment: set[TP]) -> None:
+        self.tps = assignment
+        self.ready_offsets: dict[TP, int] = {}
+
+    def assignment(self) -> set[TP]:
+        return self.tps
+
+    def highwater(self, tp: TP) -> int | None:
+        return None
+
+    async def commit(self) -> bool:
+        return True
+
+    def forget(self, tps: set[TP]) -> None:
+        for tp in tps:
+            self.ready_offsets.pop(tp, None)
+
+
+class FakeProducer:
+    async def send(self, *args: Any) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def flush(self) -> None:
+        return None
+
+
+def _processor(assignment: set[TP]) -> tuple[Processor, Callable[[], float | None]]:
+    metrics = Metrics()
+    wm = WorkerMetrics(metrics.registry)
+    app = SimpleNamespace(consumer=FakeConsumer(assignment), producer=FakeProducer())
+    topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots")
+    proc = Processor(app, {}, topics, 4, FakeEngine, metrics, wm, 60.0, 1000, False)
+    return proc, lambda: metrics.registry.get_sample_value("vigil_owned_partitions")
+
+
+def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, owned = _processor(assignment)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        # Owned from the assignment on, before any batch: an idle partition counts too.
+        assert owned() == 4 and not proc.parts
+        await proc.on_batch(TP(IN, 1), [FakeRecord(0), FakeRecord(1)])
+        assert proc.parts[1].engine.lines and proc.parts[1].next_offsets == {IN: 2}
+
+        # Revoked: checkpointed, dropped and no longer owned, although the client still
+        # lists the partition as assigned until the group's next assignment.
+        await proc.on_revoked({TP(t, 1) for t in (IN, REP, LOG)})
+        assert owned() == 3 and 1 not in proc.parts
+        restored = checkpoint.read(proc.table, IN, 1)
+        assert restored is not None and restored[1].offsets == {IN: 2}
+        # A batch that waited for the lock during the revoke must not reopen the engine.
+        await proc.on_batch(TP(IN, 1), [FakeRecord(2)])
+        assert 1 not in proc.parts
+
+        # Assigned again: the engine resumes from the checkpoint on its next batch.
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), [FakeRecord(1), FakeRecord(2)])
+        assert proc.parts[1].next_offsets == {IN: 3}
+        assert len(proc.parts[1].engine.lines) == 3  # offset 1 skipped as already applied
+
+    asyncio.run(scenario())

@@ -42,6 +42,13 @@ class VigilApp(faust.App):
             await self.processor.on_revoked(revoked)
         await super()._on_partitions_revoked(revoked)
 
+    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # Ownership follows the assignment itself: a partition with nothing new to read
+        # gets no batch, so counting engines would miss it after every rebalance.
+        if self.processor is not None and not self.should_stop:
+            self.processor.on_assigned(assigned)
+        await super()._on_partitions_assigned(assigned, generation_id)
+
     async def on_stop(self) -> None:
         if self.processor is not None:
             try:
@@ -199,7 +206,7 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
             recovery_since=state["recovery_since"],
             last_progress=processor.last_progress,
             lag=lag,
-            owned_partitions=len(processor.parts),
+            owned_partitions=len(processor.assigned),
             started=state["started"],
         )
 

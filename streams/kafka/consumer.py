@@ -7,12 +7,17 @@ the same topic at over 250k/s. Everything else Faust does (group membership, the
 assignor, changelog recovery, standby replicas, commits) is untouched: only records of the
 input topics skip the per-record path, and they are committed from offsets that Vigil
 publishes after its own checkpoint, never from Faust's per-message acks.
+
+Like Faust's own `getmany`, the drain loop discards records fetched while a rebalance is
+under way (flow stopped, partition paused or revoked). The client's position has already
+moved past them, so they are read again only because every assignment ends with Faust's
+`perform_seek`; `seek_to_committed` below makes that seek cover every input partition.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -49,6 +54,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp in tps:
             self.ready_offsets.pop(tp, None)
 
+    # -- positions -----------------------------------------------------------------
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seeks every assigned partition to its committed offset, input partitions too.
+
+        aiokafka seeks only partitions whose committed offset is above 0 and leaves the
+        others where the last fetch left them. An input partition with no commit yet (a new
+        group, or one whose first checkpoint has not committed) would then skip for good
+        any records the drain loop discarded during the rebalance. The worker resets to
+        the earliest offset (app.py), so such partitions go back to the beginning: records
+        below a restored checkpoint are skipped by the Processor, not counted twice.
+        """
+        committed = await super().seek_to_committed()
+        unpositioned = [
+            tp for tp, off in committed.items() if tp.topic in self.batch_topics and not off
+        ]
+        if unpositioned:
+            await self._thread.seek_to_beginning(*unpositioned)
+        return committed
+
     # -- fetching ------------------------------------------------------------------
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - long loop
         callback = self.callback
@@ -66,13 +90,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 for tp, batch in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation:
                         # A rebalance started: the rest is fetched again after the seek
-                        # to committed offsets, by whichever worker owns it then.
+                        # that ends the next assignment, by whichever worker owns it then.
                         break
                     if (
                         active is not None
                         and tp not in active
                         and tp not in self._buffered_partitions
                     ):
+                        # Paused for recovery after the fetch returned: likewise read
+                        # again after the seek that ends the assignment.
                         continue
                     if not batch:
                         continue

@@ -3,8 +3,12 @@
 Each input partition p owns the accounts that hash to p, so it gets its own Engine, and the
 engine's whole state is checkpointed to a plain table entry for p whose changelog lives in
 partition p as well. On a rebalance Faust moves the changelog partition with the input
-partition, and the new owner rebuilds the Engine from it. Faust's windowed tables are not
-used: their windows are lost or wrong after a rebalance or restart.
+partition, and the new owner rebuilds the Engine from it before that partition's first
+batch. Faust's windowed tables are not used: their windows are lost or wrong after a
+rebalance or restart.
+
+Ownership is the assignment, not the set of engines: a partition assigned to this worker
+but with nothing new to read has no engine yet and is still owned (`assigned`).
 
 A checkpoint runs in this order: flush alerts, dead letters and snapshots; write engine state
 to the table; flush the changelog; only then publish the input offsets for commit. The
@@ -77,6 +81,9 @@ class Processor:
         self.dl_max = dead_letter_max_bytes
         self.router = Router(partitions) if repartition else None
         self.parts: dict[int, PartitionState] = {}
+        # Input partitions of the current assignment: set when partitions are assigned,
+        # shrunk when they are revoked. Engines open lazily, on a partition's first batch.
+        self.assigned: set[int] = set()
         self.lock = asyncio.Lock()
         self.last_checkpoint = time.monotonic()
         self.last_progress = time.monotonic()
@@ -88,8 +95,13 @@ class Processor:
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: list) -> None:
         async with self.lock:
-            if tp not in self.app.consumer.assignment():
-                return  # revoked while this batch waited for the lock
+            if tp.partition not in self.assigned or tp not in self.app.consumer.assignment():
+                # Revoked while this batch waited for the lock. The client's assignment
+                # still lists the partition until the group's next assignment, so only
+                # `assigned` tells that its engine was already checkpointed and dropped:
+                # reopening it here would leave a stale engine behind. The records are
+                # fetched again once the partition is positioned after the rebalance.
+                return
             part = self.parts.get(tp.partition) or self._open(tp.partition)
             # Below next_offsets: already in this engine's state, either from the restored
             # checkpoint or applied before a rebalance seeked back to the committed offset.
@@ -217,7 +229,6 @@ class Processor:
             part.next_offsets = dict(manifest.offsets)
             log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)
         self.parts[partition] = part
-        self.wm.owned_partitions.set(len(self.parts))
         return part
 
     async def checkpoint(self, partitions: set[int] | None = None) -> None:
@@ -262,6 +273,11 @@ class Processor:
             # Committing now would lose these outputs; crash and let the group replay.
             raise RuntimeError(f"{len(failed)} output records were not delivered: {failed[0]!r}")
 
+    def on_assigned(self, assigned: set[TP]) -> None:
+        """Records the input partitions of a new assignment, before their recovery starts."""
+        self.assigned = {tp.partition for tp in assigned if tp.topic == self.topics.input}
+        self.wm.owned_partitions.set(len(self.assigned))
+
     async def on_revoked(self, revoked: set[TP]) -> None:
         """Checkpoint and drop the engines of partitions this worker is losing."""
         lost = {tp.partition for tp in revoked if tp.topic == self.topics.input}
@@ -275,8 +291,10 @@ class Processor:
                 log.exception("checkpoint on revoke failed")
             for p in lost:
                 self.parts.pop(p, None)
+            # Batches still waiting for the lock are refused from here on (on_batch).
+            self.assigned -= lost
+            self.wm.owned_partitions.set(len(self.assigned))
             self.app.consumer.forget({tp for tp in revoked})
-            self.wm.owned_partitions.set(len(self.parts))
 
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
