@@ -81,7 +81,8 @@ class WindowSnapshots:
             out: dict[int, list[str]] = {}
             # Groups run in order, so each group's values are one run; the codes were
             # distinct and present, so the strings are too.
-            bounds = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1, len(g)].tolist()
+            cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
+            bounds = np.r_[0, cuts, len(g)].tolist() if len(g) else []
             gl = g.tolist()
             for a, z in zip(bounds[:-1], bounds[1:], strict=False):
                 out[gl[a]] = sorted(values[a:z]) if z - a > 1 else values[a:z]

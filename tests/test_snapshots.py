@@ -73,3 +73,20 @@ def test_latest_keeps_one_snapshot_per_account_from_its_last_window(small_corpus
         w, i = picks[acct]
         assert snap == w.rows([i])[0]
         assert snap["account_id"] == acct
+
+
+def test_accounts_without_optional_fields_get_empty_lists() -> None:
+    """Regression: a window whose accounts sent no IP (or no other listed field) made the
+    snapshot build fail, and with it the Kafka worker's checkpoint."""
+    from tests.events_util import T0, line
+
+    bare = [
+        line(ip=..., user_agent=..., api_key_id=..., country=..., prompt_hash=..., ts=T0 + i)
+        for i in range(5)
+    ]
+    eng = Engine(emit_snapshots=True)
+    windows = eng.process_lines(bare).snapshots + eng.flush().snapshots
+    (snap,) = materialise(windows)
+    assert snap["ips"] == snap["subnets"] == snap["user_agents"] == snap["api_keys"] == []
+    assert snap["features"]["requests"] == 5
+    assert latest({"acct_a": (windows[0], 0)}) == [("acct_a", snap)]

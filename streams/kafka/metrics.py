@@ -52,6 +52,11 @@ class WorkerMetrics:
             "Batches whose processing raised; their events were retried one by one",
             registry=r,
         )
+        self.snapshot_failures = Counter(
+            "vigil_snapshot_failures",
+            "Checkpoints whose console snapshots could not be built and were skipped",
+            registry=r,
+        )
         self.checkpoint_seconds = Gauge(
             "vigil_checkpoint_duration_seconds",
             "Wall time of the last checkpoint (flush, state, flush, commit)",

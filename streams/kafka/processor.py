@@ -239,7 +239,15 @@ class Processor:
         t0 = time.perf_counter()
         producer = self.app.producer
         snaps, self.snapshots = self.snapshots, {}
-        for account, snap in latest(snaps):
+        try:
+            built = latest(snaps)
+        except Exception:
+            # Snapshots only feed the console: losing one checkpoint's worth must not stop
+            # detection, and the next window brings fresh ones.
+            log.exception("building %d console snapshots failed; skipped", len(snaps))
+            self.wm.snapshot_failures.inc()
+            built = []
+        for account, snap in built:
             value = orjson.dumps(snap, option=_NUMPY)
             await self._send(self.topics.snapshots, account.encode() or None, value)
         await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards
