@@ -4,6 +4,7 @@ health, checkpoints, and the consumer's and processor's rebalance bookkeeping.""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,13 @@ def test_account_of_fast_and_slow_paths():
     assert account_of(b"[1, 2]") is None
     assert account_of(b"") is None
     assert account_of(None) is None
+
+
+def _run(coro: Any) -> Any:
+    """asyncio.run in a thread of its own: earlier tests in the same session (the browser
+    tests' sync API) can leave an event loop running in the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 @dataclass
@@ -147,7 +155,7 @@ def test_seek_to_committed_also_positions_input_partitions_without_a_commit(monk
     consumer = object.__new__(BatchConsumer)
     consumer.batch_topics = frozenset({IN, REP})
     consumer._thread = Thread()
-    assert asyncio.run(consumer.seek_to_committed()) == committed
+    assert _run(consumer.seek_to_committed()) == committed
     # Changelog partitions are left to Faust's recovery, which seeks them itself.
     assert sorted(sought) == [TP(IN, 0), TP(IN, 1), TP(REP, 0)]
 
@@ -239,4 +247,4 @@ def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
         assert proc.parts[1].next_offsets == {IN: 3}
         assert len(proc.parts[1].engine.lines) == 3  # offset 1 skipped as already applied
 
-    asyncio.run(scenario())
+    _run(scenario())
