@@ -2,7 +2,7 @@
  *
  * Every string field becomes a 64-bit code (a hash that is the same in every process), so
  * a batch carries no Python object per field. The parser accepts only what it can decode
- * exactly as the reference decoder in streams/events.py would; anything else (escapes,
+ * exactly as the reference decoder in streams/contract.py would; anything else (escapes,
  * nulls, odd timestamps, duplicate keys, wrong types, malformed JSON) is marked for that
  * slower path, which also gives every reject its reason. Nothing is judged here.
  */
@@ -172,28 +172,50 @@ static cur number(cur p, cur e, int *is_int) {
     return q;
 }
 
+/* Every object is walked the same way: open it, then per member read the key up to its
+ * value, read or skip the value, and step to the next member or past the end. */
+
+/* At an opening bracket: the first member's position; *done when the container is empty
+ * (then the position after it). */
+static cur open_container(cur p, cur e, unsigned char open, unsigned char close, int *done) {
+    if (p >= e || *p != open) return NULL;
+    p = ws(p + 1, e);
+    *done = p < e && *p == close;
+    return *done ? p + 1 : p;
+}
+
+/* A member's key, from its opening quote through the colon: the position of its value. */
+static cur member_key(cur p, cur e, cur *s, Py_ssize_t *n, int *esc) {
+    if (p >= e || *p != '"' || !(p = string(p, e, s, n, esc))) return NULL;
+    p = ws(p, e);
+    if (p >= e || *p != ':') return NULL;
+    return ws(p + 1, e);
+}
+
+/* After a value: the next member's position, or with *done the position after the
+ * container. */
+static cur next_member(cur p, cur e, unsigned char close, int *done) {
+    p = ws(p, e);
+    if (p >= e) return NULL;
+    *done = *p == close;
+    if (*done) return p + 1;
+    return *p == ',' ? ws(p + 1, e) : NULL;
+}
+
 static cur skip_value(cur p, cur e, int depth);
 
 static cur skip_container(cur p, cur e, int depth, unsigned char close) {
-    p = ws(p + 1, e);
-    if (p < e && *p == close) return p + 1;
-    for (;;) {
-        if (close == '}') {
-            cur s;
-            Py_ssize_t n;
-            int esc;
-            if (p >= e || *p != '"' || !(p = string(p, e, &s, &n, &esc))) return NULL;
-            p = ws(p, e);
-            if (p >= e || *p != ':') return NULL;
-            p = ws(p + 1, e);
-        }
+    int done;
+    if (!(p = open_container(p, e, close == '}' ? '{' : '[', close, &done))) return NULL;
+    while (!done) {
+        cur s;
+        Py_ssize_t n;
+        int esc;
+        if (close == '}' && !(p = member_key(p, e, &s, &n, &esc))) return NULL;
         if (!(p = skip_value(p, e, depth + 1))) return NULL;
-        p = ws(p, e);
-        if (p >= e) return NULL;
-        if (*p == close) return p + 1;
-        if (*p != ',') return NULL;
-        p = ws(p + 1, e);
+        if (!(p = next_member(p, e, close, &done))) return NULL;
     }
+    return p;
 }
 
 static cur skip_value(cur p, cur e, int depth) {
@@ -362,30 +384,24 @@ static cur moderation_max(cur p, cur e, double *out) {
     Py_ssize_t lens[MAX_KEYS];
     int nkeys = 0;
     double best = Py_NAN;
-    if (p >= e || *p != '{') return NULL;
-    p = ws(p + 1, e);
-    if (p < e && *p == '}') { *out = best; return p + 1; }
-    for (;;) {
+    int done;
+    if (!(p = open_container(p, e, '{', '}', &done))) return NULL;
+    while (!done) {
         cur s;
         Py_ssize_t n;
         int esc;
         double v;
-        if (p >= e || *p != '"' || !(p = string(p, e, &s, &n, &esc)) || esc) return NULL;
-        if (nkeys == MAX_KEYS) return NULL;
+        if (!(p = member_key(p, e, &s, &n, &esc)) || esc || nkeys == MAX_KEYS) return NULL;
         for (int k = 0; k < nkeys; k++)
             if (lens[k] == n && !memcmp(keys[k], s, (size_t)n)) return NULL;
         keys[nkeys] = s;
         lens[nkeys++] = n;
-        p = ws(p, e);
-        if (p >= e || *p != ':') return NULL;
-        p = ws(p + 1, e);
         if (!(p = read_double(p, e, &v))) return NULL;
         if (nkeys == 1 || v > best) best = v;
-        p = ws(p, e);
-        if (p < e && *p == '}') { *out = best; return p + 1; }
-        if (p >= e || *p != ',') return NULL;
-        p = ws(p + 1, e);
+        if (!(p = next_member(p, e, '}', &done))) return NULL;
     }
+    *out = best;
+    return p;
 }
 
 static void defaults(Columns *c, Py_ssize_t i) {
@@ -405,20 +421,15 @@ static void defaults(Columns *c, Py_ssize_t i) {
 static int event(cur p, cur e, Columns *c, Py_ssize_t i) {
     Py_ssize_t n = c->n;
     uint32_t seen = 0;
+    int done;
     defaults(c, i);
-    p = ws(p, e);
-    if (p >= e || *p != '{') return -1;
-    p = ws(p + 1, e);
-    if (p < e && *p == '}') return -1;
-    for (;;) {
+    if (!(p = open_container(ws(p, e), e, '{', '}', &done)) || done) return -1;
+    while (!done) {
         cur s;
         Py_ssize_t sn;
         int esc;
-        if (p >= e || *p != '"' || !(p = string(p, e, &s, &sn, &esc))) return -1;
+        if (!(p = member_key(p, e, &s, &sn, &esc))) return -1;
         int f = esc ? X_UNKNOWN : field_of(s, sn);
-        p = ws(p, e);
-        if (p >= e || *p != ':') return -1;
-        p = ws(p + 1, e);
         if (f != X_UNKNOWN) {
             if (seen & (1u << f)) return -1;  /* a repeated field: the slow path decides */
             seen |= 1u << f;
@@ -460,14 +471,9 @@ static int event(cur p, cur e, Columns *c, Py_ssize_t i) {
             if (f == X_IP && subnet_code(s, sn, &c->codes[K_SUBNET * n + i])) return -1;
         }
         }
-        if (!p) return -1;
-        p = ws(p, e);
-        if (p >= e) return -1;
-        if (*p == '}') break;
-        if (*p != ',') return -1;
-        p = ws(p + 1, e);
+        if (!p || !(p = next_member(p, e, '}', &done))) return -1;
     }
-    if (ws(p + 1, e) != e) return -1;
+    if (ws(p, e) != e) return -1;
     const uint32_t required = 1u << X_EVENT | 1u << X_TS | 1u << X_ACCOUNT | 1u << X_ENDPOINT;
     return (seen & required) == required ? 0 : -1;
 }
@@ -515,19 +521,14 @@ fail:
 /* The string value of one top-level field of a line: "" when absent or not a string, NULL
  * (no exception set) when only a full JSON parse can tell (escapes, odd lines). */
 static PyObject *field_text(cur p, cur e, const char *name, Py_ssize_t name_len) {
-    p = ws(p, e);
-    if (p >= e || *p != '{') return NULL;
-    p = ws(p + 1, e);
-    if (p < e && *p == '}') return PyUnicode_FromStringAndSize("", 0);
+    int done;
     PyObject *found = NULL;
-    for (;;) {
+    if (!(p = open_container(ws(p, e), e, '{', '}', &done))) return NULL;
+    while (!done) {
         cur s, v;
         Py_ssize_t sn, vn;
         int esc, vesc;
-        if (p >= e || *p != '"' || !(p = string(p, e, &s, &sn, &esc)) || esc) goto slow;
-        p = ws(p, e);
-        if (p >= e || *p != ':') goto slow;
-        p = ws(p + 1, e);
+        if (!(p = member_key(p, e, &s, &sn, &esc)) || esc) goto slow;
         if (sn == name_len && !memcmp(s, name, (size_t)sn)) {
             if (found) goto slow;  /* repeated: the last one wins in a full parse */
             if (p < e && *p == '"') {
@@ -541,13 +542,9 @@ static PyObject *field_text(cur p, cur e, const char *name, Py_ssize_t name_len)
         } else if (!(p = skip_value(p, e, 0))) {
             goto slow;
         }
-        p = ws(p, e);
-        if (p >= e) goto slow;
-        if (*p == '}') break;
-        if (*p != ',') goto slow;
-        p = ws(p + 1, e);
+        if (!(p = next_member(p, e, '}', &done))) goto slow;
     }
-    if (ws(p + 1, e) != e) goto slow;
+    if (ws(p, e) != e) goto slow;
     return found ? found : PyUnicode_FromStringAndSize("", 0);
 slow:
     Py_XDECREF(found);

@@ -156,9 +156,17 @@ def check(line: bytes) -> None:
             raise Reject("wrong_type", "moderation: expected an object of scores")
         if not all(type(x) is float or type(x) is int for x in mod.values()):
             raise Reject("wrong_type", "moderation: scores must be numbers")
-    for key in ("api_key_id", "model", "ip", "country", "user_agent", "plan", "finish_reason"):
+    for key in (
+        "api_key_id",
+        "model",
+        "ip",
+        "country",
+        "user_agent",
+        "plan",
+        "finish_reason",
+        "prompt_hash",
+    ):
         _opt(d, key, str, "")
-    _opt(d, "prompt_hash", str, "")
 
 
 def decode_event(line: bytes) -> Event:
