@@ -107,6 +107,8 @@ def generate(
         if progress:
             progress(i + 1, accounts)
     for inc in incidents:
+        if not len(inc.traffic.ts):
+            continue  # a throw-away account created after the end of a short span
         add(inc.traffic, inc.account)
         labels[inc.account.account_id] = {
             "label": inc.scenario,

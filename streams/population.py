@@ -149,12 +149,12 @@ def benign_traffic(rng: np.random.Generator, acct: Account, t0: float, t1: float
 
     ts = poisson_times(rng, max(t0, acct.created), t1, rate, max(peak, 1e-9))
     if rng.random() < 0.12:  # a batch job: 4-15x the usual rate for 15-60 minutes
-        b0 = float(rng.uniform(t0, t1 - 3600))
+        b0 = float(rng.uniform(t0, max(t0, t1 - 3600)))
         dur = float(rng.uniform(900, 3600))
         burst_rate = max(acct.base_rate * float(rng.uniform(4, 15)), 20 / dur)
         ts = np.sort(np.concatenate([ts, rng.uniform(b0, b0 + dur, rng.poisson(burst_rate * dur))]))
     if acct.plan != "enterprise" and rng.random() < 0.05:  # cron-like client, once a minute
-        c0 = float(rng.uniform(t0, t1 - 7200))
+        c0 = float(rng.uniform(t0, max(t0, t1 - 7200)))
         cron = np.arange(c0, min(c0 + float(rng.uniform(3600, 14400)), t1), 60.0)
         ts = np.sort(np.concatenate([ts, cron + rng.normal(0, 0.5, len(cron))]))
     n = len(ts)

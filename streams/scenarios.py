@@ -44,7 +44,8 @@ class Incident:
 
 
 def _uniform_times(rng: np.random.Generator, t0: float, t1: float, rate: float) -> np.ndarray:
-    return np.sort(rng.uniform(t0, t1, rng.poisson(rate * max(t1 - t0, 0.0))))
+    # An account that starts after the end of a short span sends nothing, not an error.
+    return np.sort(rng.uniform(t0, max(t0, t1), rng.poisson(rate * max(t1 - t0, 0.0))))
 
 
 def key_leak(rng: np.random.Generator, acct: Account, onset: float, t1: float) -> Traffic:
@@ -235,8 +236,12 @@ def plan_incidents(
     incidents: list[Incident] = []
     next_idx = n
 
+    # Misuse starts after at least two hours of normal traffic, or, in shorter spans,
+    # early enough to leave it 45 minutes to show.
+    lead = min(2.0, hours - 0.75)
+
     def onset_time() -> float:
-        return start + float(rng.uniform(2.0, max(2.5, hours - 3.0))) * 3600
+        return start + float(rng.uniform(lead, max(lead + 0.5, hours - 3.0))) * 3600
 
     for fn, name in (
         (key_leak, "key_leak"),

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -248,3 +251,22 @@ def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
         assert len(proc.parts[1].engine.lines) == 3  # offset 1 skipped as already applied
 
     _run(scenario())
+
+
+def test_worker_logging_stays_at_its_level():
+    # Regression: Faust's terminal spinner set the root logger to DEBUG, so every debug
+    # call in aiokafka's send and fetch paths built a LogRecord, a few percent of the
+    # worker's time. Run in a child: Faust's logging setup replaces the root handlers.
+    code = """
+import logging
+from streams.config import VigilConfig
+from streams.kafka.app import build_worker, faust_worker
+from streams.kafka.settings import WorkerSettings
+s = WorkerSettings()
+faust_worker(build_worker(VigilConfig(), s).app, s)._setup_logging()
+print(logging.getLogger("aiokafka.producer.producer").getEffectiveLevel())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert int(out.stdout.split()[-1]) == logging.WARNING
