@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -205,7 +206,11 @@ class FakeConsumer:
 
 
 class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
     async def send(self, *args: Any) -> asyncio.Future:
+        self.sent.append(args)
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut
@@ -214,12 +219,16 @@ class FakeProducer:
         return None
 
 
-def _processor(assignment: set[TP]) -> tuple[Processor, Callable[[], float | None]]:
+def _processor(
+    assignment: set[TP], snapshot_interval_s: float = 0.0
+) -> tuple[Processor, Callable[[], float | None]]:
     metrics = Metrics()
     wm = WorkerMetrics(metrics.registry)
     app = SimpleNamespace(consumer=FakeConsumer(assignment), producer=FakeProducer())
     topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots")
-    proc = Processor(app, {}, topics, 4, FakeEngine, metrics, wm, 60.0, 1000, False)
+    proc = Processor(
+        app, {}, topics, 4, FakeEngine, metrics, wm, 60.0, 1000, False, snapshot_interval_s
+    )
     return proc, lambda: metrics.registry.get_sample_value("vigil_owned_partitions")
 
 
@@ -270,3 +279,35 @@ print(logging.getLogger("aiokafka.producer.producer").getEffectiveLevel())
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert int(out.stdout.split()[-1]) == logging.WARNING
+
+
+def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch):
+    # Built from the picks as they stand when sent: one record per account, latest pick.
+    monkeypatch.setattr(
+        "streams.kafka.processor.latest",
+        lambda picks: [(a, {"account_id": a, "row": i}) for a, (_, i) in picks.items()],
+    )
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment, snapshot_interval_s=3600.0)
+    sent = proc.app.producer.sent
+
+    def snapshots_sent() -> list[tuple[bytes, int]]:
+        return [(a[1], orjson.loads(a[2])["row"]) for a in sent if a[0] == "t-snapshots"]
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        proc.snapshots = {"acct_1": (None, 1), "acct_2": (None, 2)}
+        await proc.checkpoint()  # within the interval: kept for later
+        assert snapshots_sent() == [] and len(proc.snapshots) == 2
+        proc.snapshots["acct_1"] = (None, 7)  # a newer window replaces the older pick
+        await proc.checkpoint({1})  # partitions leaving: everything pending goes out
+        assert sorted(snapshots_sent()) == [(b"acct_1", 7), (b"acct_2", 2)]
+        proc.snapshots = {"acct_3": (None, 3)}
+        proc.last_snapshots -= 3600.0  # the interval has passed
+        await proc.checkpoint()
+        assert (b"acct_3", 3) in snapshots_sent() and not proc.snapshots
+        proc.snapshots = {"acct_4": (None, 4)}
+        await proc.checkpoint(final=True)  # stopping: nothing stays behind
+        assert (b"acct_4", 4) in snapshots_sent()
+
+    _run(scenario())

@@ -23,6 +23,7 @@ from streams.kafka.settings import (
     ensure_data_dir,
     faust_credentials,
 )
+from streams.process import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class VigilApp(faust.App):
     async def on_stop(self) -> None:
         if self.processor is not None:
             try:
-                await asyncio.wait_for(self.processor.checkpoint(), timeout=30)
+                await asyncio.wait_for(self.processor.checkpoint(final=True), timeout=30)
             except Exception:
                 log.exception("final checkpoint failed; the next owner resumes from the last one")
         await super().on_stop()
@@ -153,6 +154,7 @@ def build_worker(
         settings.checkpoint_interval_s,
         settings.dead_letter_max_bytes,
         settings.repartition,
+        settings.snapshot_interval_s,
     )
     app.processor = processor
     app.worker_metrics = wm
@@ -221,6 +223,7 @@ def run_worker(config: VigilConfig, settings: WorkerSettings) -> None:
     from streams.kafka.topics import ensure_topics, topic_specs
 
     ensure_topics(config.kafka, topic_specs(config.kafka, settings))
+    tune_gc()
     faust_worker(build_worker(config, settings).app, settings).execute_from_commandline()
 
 

@@ -20,7 +20,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             str, typer.Option(help="Address of /metrics and /health; 0.0.0.0 in a container")
         ] = "127.0.0.1",
         web_port: Annotated[int, typer.Option(help="Port of /metrics and /health")] = 6066,
-        checkpoint_interval: Annotated[float, typer.Option(help="Seconds")] = 5.0,
+        checkpoint_interval: Annotated[float, typer.Option(min=0.1, help="Seconds")] = 5.0,
         session_timeout: Annotated[float, typer.Option(help="Group session, seconds")] = 10.0,
         audit_topic: Annotated[
             str, typer.Option(help="Also write processed offsets per batch here")
@@ -28,6 +28,10 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         snapshots: Annotated[
             bool, typer.Option(help="Write account feature snapshots for the console")
         ] = True,
+        snapshot_interval: Annotated[
+            float,
+            typer.Option(min=0.0, help="Seconds between sends of each account's latest snapshot"),
+        ] = 30.0,
         loglevel: Annotated[str, typer.Option()] = "WARNING",
     ) -> None:
         """Consume events from Kafka, run the engine, produce alerts."""
@@ -43,6 +47,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             session_timeout_s=session_timeout,
             audit_topic=audit_topic,
             emit_snapshots=snapshots,
+            snapshot_interval_s=snapshot_interval,
             loglevel=loglevel,
         )
         try:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,7 @@ class Processor:
         checkpoint_interval_s: float,
         dead_letter_max_bytes: int,
         repartition: bool,
+        snapshot_interval_s: float = 0.0,
     ) -> None:
         self.app = app
         self.table = table
@@ -78,6 +80,8 @@ class Processor:
         self.metrics = metrics
         self.wm = worker_metrics
         self.interval = checkpoint_interval_s
+        self.snapshot_interval = snapshot_interval_s
+        self.last_snapshots = time.monotonic()
         self.dl_max = dead_letter_max_bytes
         self.router = Router(partitions) if repartition else None
         self.parts: dict[int, PartitionState] = {}
@@ -89,8 +93,10 @@ class Processor:
         self.last_progress = time.monotonic()
         self.positions: dict[TP, int] = {}
         self.pending: list[Any] = []  # delivery futures since the last checkpoint
-        # Latest (window, row) per account since the last checkpoint, made into a dict then.
+        # Latest (window, row) per account since snapshots were last sent; made into dicts
+        # and sent at the first checkpoint after `snapshot_interval`.
         self.snapshots: dict[str, tuple[WindowSnapshots, int]] = {}
+        self.encoder = ThreadPoolExecutor(2, thread_name_prefix="vigil-checkpoint")
 
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: list) -> None:
@@ -231,13 +237,56 @@ class Processor:
         self.parts[partition] = part
         return part
 
-    async def checkpoint(self, partitions: set[int] | None = None) -> None:
+    async def checkpoint(self, partitions: set[int] | None = None, final: bool = False) -> None:
         async with self.lock:
-            await self._checkpoint_locked(partitions)
+            await self._checkpoint_locked(partitions, final)
 
-    async def _checkpoint_locked(self, partitions: set[int] | None = None) -> None:
+    async def _checkpoint_locked(
+        self, partitions: set[int] | None = None, final: bool = False
+    ) -> None:
         t0 = time.perf_counter()
         producer = self.app.producer
+        now = time.monotonic()
+        # Snapshots wait for their own interval, except when partitions leave this worker.
+        if final or partitions is not None or now - self.last_snapshots >= self.snapshot_interval:
+            await self._send_snapshots()
+            self.last_snapshots = now
+        await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards
+        await self._check_delivered()
+        written = [
+            part
+            for p, part in self.parts.items()
+            if part.dirty and (partitions is None or p in partitions)
+        ]
+        # Encoded side by side in threads: compression releases the GIL, so the second
+        # core does part of it. Engines are not touched meanwhile: the lock is held.
+        loop = asyncio.get_running_loop()
+        blobs = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    self.encoder, checkpoint.encode_state, part.engine.state_dict()
+                )
+                for part in written
+            )
+        )
+        for part, blob in zip(written, blobs, strict=True):
+            size = checkpoint.write(
+                self.table, self.topics.input, part.partition, blob, part.next_offsets
+            )
+            self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
+        await producer.flush()  # 2. changelog records of the state just written
+        consumer = self.app.consumer
+        for part in written:
+            part.dirty = False
+            for topic, off in part.next_offsets.items():
+                consumer.ready_offsets[TP(topic, part.partition)] = off
+        if written:
+            await consumer.commit()  # 3. input offsets, only now
+        self.last_checkpoint = time.monotonic()
+        self.metrics.last_checkpoint.set(time.time())
+        self.wm.checkpoint_seconds.set(time.perf_counter() - t0)
+
+    async def _send_snapshots(self) -> None:
         snaps, self.snapshots = self.snapshots, {}
         try:
             built = latest(snaps)
@@ -250,28 +299,6 @@ class Processor:
         for account, snap in built:
             value = orjson.dumps(snap, option=_NUMPY)
             await self._send(self.topics.snapshots, account.encode() or None, value)
-        await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards
-        await self._check_delivered()
-        written = []
-        for p, part in self.parts.items():
-            if not part.dirty or (partitions is not None and p not in partitions):
-                continue
-            size = checkpoint.write(
-                self.table, self.topics.input, p, part.engine.state_dict(), part.next_offsets
-            )
-            self.wm.checkpoint_bytes.labels(str(p)).set(size)
-            written.append(part)
-        await producer.flush()  # 2. changelog records of the state just written
-        consumer = self.app.consumer
-        for part in written:
-            part.dirty = False
-            for topic, off in part.next_offsets.items():
-                consumer.ready_offsets[TP(topic, part.partition)] = off
-        if written:
-            await consumer.commit()  # 3. input offsets, only now
-        self.last_checkpoint = time.monotonic()
-        self.metrics.last_checkpoint.set(time.time())
-        self.wm.checkpoint_seconds.set(time.perf_counter() - t0)
 
     async def _check_delivered(self) -> None:
         pending, self.pending = self.pending, []

@@ -20,8 +20,11 @@ class WorkerSettings:
     max_poll_records: int = 10_000
     max_partition_fetch_bytes: int = 4 * 1024 * 1024
     repartition: bool = True  # forward records not keyed/partitioned by account
-    # Per account-window feature snapshots for the console; about half the engine's cost.
+    # Per account-window feature snapshots for the console.
     emit_snapshots: bool = True
+    # Snapshots go out at the first checkpoint after this long: the latest per account.
+    # A live stream closes a window every few minutes, so this only thins out a backlog.
+    snapshot_interval_s: float = 30.0
     dead_letter_max_bytes: int = 900 * 1024  # raw payload kept in a dead letter
     # A crashed worker's partitions move to the others after this long.
     session_timeout_s: float = 10.0
