@@ -1,13 +1,16 @@
 """Kafka worker throughput and latency against a local Apache Kafka, side by side.
 
 One run, one broker, one generated corpus:
-  1. a bare aiokafka consumer drains the input topic, decoding each record with orjson;
-  2. one `vigil worker` process drains the same records (fresh group): events/s end to end;
-  3. a fresh worker is fed at 50% of that rate; latency from producing the event that
-     closes a window to the alert for that window appearing on the alert topic.
+  1. in each of --rounds rounds, a bare aiokafka consumer drains the input topic, decoding
+     each record with orjson, then one `vigil worker` process per variant (default, console
+     snapshots at every checkpoint, no snapshots) drains the same records in a fresh
+     group: events/s end to end, and the ratio to that round's bare drain;
+  2. a fresh worker is fed at 50% of the median rate; latency from producing the event
+     that closes a window to the alert for that window appearing on the alert topic.
 
 Uses VIGIL_KAFKA_BOOTSTRAP when set, else starts a private broker with deploy/kafka.
-    .venv/bin/python bench/bench_kafka.py [--accounts 400] [--hours 24] [--guarantee ...]
+    .venv/bin/python bench/bench_kafka.py [--accounts 20000] [--hours 1] [--rounds 3]
+                                          [--guarantee at_least_once|exactly_once]
 """
 
 from __future__ import annotations
