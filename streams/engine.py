@@ -99,6 +99,10 @@ class Engine:
         self._seen_ids: tuple[set[int], set[int]] = (set(), set())  # event id codes
         self._seen_gen_end = -np.inf
         self._windows_closed = 0
+        # Raw lines and times of events buffered since the last `take_journal()`, kept only
+        # when a runner checkpoints the open windows incrementally (the Kafka worker).
+        self.journal_pending = False
+        self._journal: list[tuple[np.ndarray, np.ndarray]] = []
         clf = self.detectors.get("classifier")
         self.model_version = getattr(clf, "version", "none")
         self.metrics.detector_info.info(
@@ -134,6 +138,8 @@ class Engine:
             batch = batch.take(np.flatnonzero(~late))
         if len(batch):
             self.pending.append(batch)
+            if self.journal_pending:
+                self._journal.append((batch.raw, batch.ts))
             self.max_ts = max(self.max_ts, float(batch.ts.max()))
             self.metrics.event_time_lag.observe(max(self.clock() - self.max_ts, 0.0))
         watermark = self.max_ts - self.cfg.engine.allowed_lateness_s
@@ -244,14 +250,45 @@ class Engine:
             self.metrics.accounts_evicted.inc(len(freed))
 
     # ---- state -------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def take_journal(self) -> tuple[list[bytes], float]:
+        """Raw lines of the events buffered since the last call that are still open.
+
+        With `state_dict(pending=False)` and `restore_pending`, a checkpoint stores each
+        buffered event once instead of every open event at every checkpoint: a live stream
+        keeps minutes of events in open windows, and re-encoding them every few seconds
+        would cost more than processing them.
+        """
+        journal, self._journal = self._journal, []
+        out: list[bytes] = []
+        newest = -np.inf
+        for raw, ts in journal:
+            # Events of windows closed since are in the state already.
+            still_open = ts >= self.closed_until
+            out += raw[still_open].tolist()
+            if still_open.any():
+                newest = max(newest, float(ts[still_open].max()))
+        return out, newest
+
+    def restore_pending(self, lines: list[bytes]) -> None:
+        """Buffers again the open events among `lines` (journals since the checkpoint's
+        oldest open event), after `load_state_dict(...)` of a state without them."""
+        if not lines:
+            return
+        e = self.cfg.engine
+        batch, _ = decode_lines(lines, np.inf, e.max_future_s, e.max_line_bytes)
+        batch = batch.take(np.flatnonzero(batch.ts >= self.closed_until))
+        self.pending = [EventBatch.concat([*self.pending, batch])] if len(batch) else self.pending
+
+    def state_dict(self, pending: bool = True) -> dict[str, Any]:
         return {
             "features": FEATURES,
             "codes": CODES_VERSION,
             "table": self.table.state_dict(),
             "campaign": self.campaign.state_dict(),
             "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
-            "pending": EventBatch.concat(self.pending) if self.pending else empty_batch(),
+            "pending": (
+                EventBatch.concat(self.pending) if self.pending and pending else empty_batch()
+            ),
             "max_ts": self.max_ts,
             "closed_until": self.closed_until,
             # As arrays: pickling a set of a million ints costs far more.
@@ -274,6 +311,8 @@ class Engine:
                 d.load_state_dict(state["detectors"][k])
         pending = state["pending"]
         self.pending = [pending] if len(pending) else []
+        if self.journal_pending and len(pending):
+            self._journal.append((pending.raw, pending.ts))  # a state that carried them
         self.max_ts = state["max_ts"]
         self.closed_until = state["closed_until"]
         cur, prev = state["seen_ids"]

@@ -143,3 +143,40 @@ def test_read_ahead_gives_the_same_batches_and_raises_reader_errors(small_corpus
     with open_input(str(broken)) as fh, pytest.raises(EOFError):
         for _ in read_batches(fh, 1000, read_ahead=True):
             pass
+
+
+def test_journal_checkpoints_restore_the_open_windows(small_corpus) -> None:
+    """Checkpoints that store open events once, in journal segments, restore the same
+    engine: same alerts as one run, and segments of closed windows are dropped."""
+    from streams.kafka import checkpoint
+
+    batches = [b for big in _lines(small_corpus[0]) for b in (big[:2048], big[2048:]) if b]
+    whole = _run(Engine(), batches)
+    table: dict = {}
+
+    def save(engine: Engine) -> None:
+        lines, newest = engine.take_journal()
+        blob = checkpoint.encode_state(engine.state_dict(pending=False))
+        journal = checkpoint.encode_journal(lines)
+        checkpoint.write(table, "t", 0, blob, {}, journal, newest, engine.closed_until)
+
+    first = Engine()
+    first.journal_pending = True
+    half = len(batches) // 2
+    before: list[Alert] = []
+    for b in batches[:half]:
+        before += first.process_lines(b).alerts
+        save(first)
+    assert first.pending, "the test must stop with windows open"
+    state, manifest, journal = checkpoint.read(table, "t", 0)
+    assert len(state["pending"]) == 0 and len(journal) >= sum(len(p) for p in first.pending)
+    # Segments holding only closed windows were deleted, with their chunks.
+    assert len(manifest.segments) < half
+    assert sum(k.startswith(b"p0/s") for k in table) == sum(s[1] for s in manifest.segments)
+    second = Engine()
+    second.journal_pending = True
+    second.load_state_dict(state)
+    second.restore_pending(journal)
+    assert len(second.pending[0]) == sum(len(p) for p in first.pending)
+    after = _run(second, batches[half:])
+    assert [a.alert_id for a in before + after] == [a.alert_id for a in whole]

@@ -186,18 +186,31 @@ class FakeRecord:
 
 
 class FakeEngine:
+    """Keeps every line; none is ever closed, so all go through the journal."""
+
+    closed_until = float("-inf")
+
     def __init__(self) -> None:
         self.lines: list[bytes] = []
+        self.fresh: list[bytes] = []
 
     def process_lines(self, lines: list[bytes]) -> Any:
         self.lines += lines
+        self.fresh += lines
         return SimpleNamespace(alerts=[], dead_letters=[], snapshots=[])
 
-    def state_dict(self) -> dict:
-        return {"lines": list(self.lines)}
+    def take_journal(self) -> tuple[list[bytes], float]:
+        fresh, self.fresh = self.fresh, []
+        return fresh, 0.0
+
+    def state_dict(self, pending: bool = True) -> dict:
+        return {"lines": list(self.lines) if pending else []}
 
     def load_state_dict(self, state: dict) -> None:
         self.lines = list(state["lines"])
+
+    def restore_pending(self, lines: list[bytes]) -> None:
+        self.lines += lines
 
 
 class FakeConsumer:

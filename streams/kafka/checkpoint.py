@@ -30,6 +30,8 @@ class Manifest:
     chunks: int
     offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset covered
     size: int = 0
+    # Journal segments holding the open windows' events: [id, chunks, newest event time].
+    segments: list[list] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.__dict__)
@@ -37,7 +39,13 @@ class Manifest:
     @staticmethod
     def from_bytes(raw: bytes) -> Manifest:
         d = orjson.loads(raw)
-        return Manifest(d["generation"], d["chunks"], dict(d["offsets"]), d.get("size", 0))
+        return Manifest(
+            d["generation"],
+            d["chunks"],
+            dict(d["offsets"]),
+            d.get("size", 0),
+            [list(x) for x in d.get("segments", [])],
+        )
 
 
 # Blob layout: MAGIC, part count, (compressed flag, length) per part, then the parts. Part 0
@@ -83,12 +91,28 @@ def decode_state(blob: bytes) -> Any:
     return pickle.loads(parts[0], buffers=parts[1:])  # noqa: S301
 
 
+def encode_journal(lines: list[bytes]) -> bytes:
+    return zlib.compress(pickle.dumps(lines, protocol=5), 1) if lines else b""
+
+
+def decode_journal(blob: bytes) -> list[bytes]:
+    return pickle.loads(zlib.decompress(blob))  # noqa: S301 - our own changelog
+
+
 def manifest_key(partition: int) -> bytes:
     return f"p{partition}".encode()
 
 
 def chunk_key(partition: int, generation: int, index: int) -> bytes:
     return f"p{partition}/g{generation}/c{index}".encode()
+
+
+def segment_key(partition: int, segment: int, index: int) -> bytes:
+    return f"p{partition}/s{segment}/c{index}".encode()
+
+
+def _chunks(blob: bytes) -> list[bytes]:
+    return [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
 
 
 @dataclass
@@ -117,23 +141,52 @@ def in_partition(topic: str, partition: int) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def write(table: Any, source_topic: str, partition: int, blob: bytes, offsets: dict) -> int:
-    """Writes one checkpoint (an `encode_state` blob) for `partition`; returns its size."""
+def write(
+    table: Any,
+    source_topic: str,
+    partition: int,
+    blob: bytes,
+    offsets: dict,
+    journal: bytes = b"",
+    journal_newest: float = float("-inf"),
+    closed_until: float = float("-inf"),
+) -> int:
+    """Writes one checkpoint for `partition`; returns the bytes written.
+
+    `blob` is the `encode_state` of the engine without its open events; `journal`, their
+    `encode_journal` since the previous checkpoint, becomes a new segment. Segments whose
+    newest event is before `closed_until` hold only closed windows and are dropped.
+    """
     previous = read_manifest(table, source_topic, partition)
     generation = previous.generation + 1 if previous else 1
-    chunks = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
+    old_segments = previous.segments if previous else []
+    live = [s for s in old_segments if s[2] >= closed_until]
+    chunks = _chunks(blob)
     with in_partition(source_topic, partition):
         for i, chunk in enumerate(chunks):
             table[chunk_key(partition, generation, i)] = chunk
+        if journal:
+            parts = _chunks(journal)
+            for i, chunk in enumerate(parts):
+                table[segment_key(partition, generation, i)] = chunk
+            live.append([generation, len(parts), journal_newest])
         table[manifest_key(partition)] = Manifest(
-            generation, len(chunks), dict(offsets), len(blob)
+            generation, len(chunks), dict(offsets), len(blob), live
         ).to_bytes()
         if previous:
             for i in range(previous.chunks):
-                key = chunk_key(partition, previous.generation, i)
-                if key in table:
-                    del table[key]
-    return len(blob)
+                _delete(table, chunk_key(partition, previous.generation, i))
+        kept = {s[0] for s in live}
+        for seg, n, _ in old_segments:
+            if seg not in kept:
+                for i in range(n):
+                    _delete(table, segment_key(partition, seg, i))
+    return len(blob) + len(journal)
+
+
+def _delete(table: Any, key: bytes) -> None:
+    if key in table:
+        del table[key]
 
 
 def read_manifest(table: Any, source_topic: str, partition: int) -> Manifest | None:
@@ -142,19 +195,32 @@ def read_manifest(table: Any, source_topic: str, partition: int) -> Manifest | N
     return Manifest.from_bytes(raw) if raw else None
 
 
-def read(table: Any, source_topic: str, partition: int) -> tuple[Any, Manifest] | None:
-    """The latest complete checkpoint of `partition`, or None when it has none."""
+def read(table: Any, source_topic: str, partition: int) -> tuple[Any, Manifest, list] | None:
+    """The latest complete checkpoint of `partition` (state, manifest, journal lines of its
+    open windows), or None when it has none."""
     manifest = read_manifest(table, source_topic, partition)
     if manifest is None:
         return None
+    state = decode_state(_read_chunks(table, source_topic, partition, manifest, chunk_key,
+                                      manifest.generation, manifest.chunks))  # fmt: skip
+    lines: list[bytes] = []
+    for seg, n, _ in manifest.segments:
+        blob = _read_chunks(table, source_topic, partition, manifest, segment_key, seg, n)
+        lines += decode_journal(blob)
+    return state, manifest, lines
+
+
+def _read_chunks(
+    table: Any, source_topic: str, partition: int, manifest: Manifest, key, ident: int, n: int
+) -> bytes:
     parts = []
-    for i in range(manifest.chunks):
+    for i in range(n):
         with in_partition(source_topic, partition):
-            chunk = table.get(chunk_key(partition, manifest.generation, i))
+            chunk = table.get(key(partition, ident, i))
         if chunk is None:
             raise RuntimeError(
                 f"checkpoint of partition {partition} generation {manifest.generation} "
-                f"is missing chunk {i}; the changelog is incomplete"
+                f"is missing {key(partition, ident, i).decode()}; the changelog is incomplete"
             )
         parts.append(chunk)
-    return decode_state(b"".join(parts)), manifest
+    return b"".join(parts)

@@ -227,11 +227,13 @@ class Processor:
     # -- state -----------------------------------------------------------------------
     def _open(self, partition: int) -> PartitionState:
         engine = self.make_engine()
+        engine.journal_pending = True  # checkpoints store open events once (take_journal)
         restored = checkpoint.read(self.table, self.topics.input, partition)
         part = PartitionState(partition, engine)
         if restored is not None:
-            state, manifest = restored
+            state, manifest, journal = restored
             engine.load_state_dict(state)
+            engine.restore_pending(journal)
             part.next_offsets = dict(manifest.offsets)
             log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)
         self.parts[partition] = part
@@ -258,20 +260,30 @@ class Processor:
             for p, part in self.parts.items()
             if part.dirty and (partitions is None or p in partitions)
         ]
-        # Encoded side by side in threads: compression releases the GIL, so the second
-        # core does part of it. Engines are not touched meanwhile: the lock is held.
+        # The open windows' events go into journal segments, each event once, not into
+        # every state blob. Encoded side by side in threads: compression releases the GIL,
+        # so the second core does part of it. Engines are not touched meanwhile: the lock
+        # is held.
         loop = asyncio.get_running_loop()
+        journals = [part.engine.take_journal() for part in written]
         blobs = await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    self.encoder, checkpoint.encode_state, part.engine.state_dict()
+                    self.encoder, _encode, part.engine.state_dict(pending=False), lines
                 )
-                for part in written
+                for part, (lines, _) in zip(written, journals, strict=True)
             )
         )
-        for part, blob in zip(written, blobs, strict=True):
+        for part, (blob, journal), (_, newest) in zip(written, blobs, journals, strict=True):
             size = checkpoint.write(
-                self.table, self.topics.input, part.partition, blob, part.next_offsets
+                self.table,
+                self.topics.input,
+                part.partition,
+                blob,
+                part.next_offsets,
+                journal,
+                newest,
+                part.engine.closed_until,
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
         await producer.flush()  # 2. changelog records of the state just written
@@ -333,3 +345,7 @@ class Processor:
 
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _encode(state: Any, lines: list[bytes]) -> tuple[bytes, bytes]:
+    return checkpoint.encode_state(state), checkpoint.encode_journal(lines)
