@@ -13,6 +13,7 @@ BENCHES = (
     "bench_series.py",
     "bench_console.py",
     "bench_kafka.py",
+    "bench_checkpoint.py",
 )
 
 
