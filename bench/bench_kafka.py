@@ -255,8 +255,8 @@ def main() -> None:
         cfg = write_config(scratch / "a.toml", bootstrap, tag + "a", args.guarantee)
         create_topics(cfg)
         asyncio.run(fill(bootstrap, f"{tag}a-usage", lines))
-        # Rounds of bare drain, worker, worker without snapshots, each worker in a fresh
-        # group: the machine's speed drifts, so the three are compared round by round.
+        # Rounds of a bare drain and each worker variant, each worker in a fresh group: the
+        # machine's speed drifts, so they are compared round by round.
         # A run lasts less than the default 30 s snapshot interval, so the default worker
         # sends its snapshots only when it stops; the second variant sends them at every
         # checkpoint (5 s), which bounds what they cost while working off a backlog.

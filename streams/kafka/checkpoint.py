@@ -92,11 +92,8 @@ def decode_state(blob: bytes) -> Any:
 
 
 def encode_journal(lines: list[bytes]) -> bytes:
-    return zlib.compress(pickle.dumps(lines, protocol=5), 1) if lines else b""
-
-
-def decode_journal(blob: bytes) -> list[bytes]:
-    return pickle.loads(zlib.decompress(blob))  # noqa: S301 - our own changelog
+    """A journal segment's blob, in the state's format; empty when there is no segment."""
+    return encode_state(lines) if lines else b""
 
 
 def manifest_key(partition: int) -> bytes:
@@ -201,12 +198,14 @@ def read(table: Any, source_topic: str, partition: int) -> tuple[Any, Manifest, 
     manifest = read_manifest(table, source_topic, partition)
     if manifest is None:
         return None
-    state = decode_state(_read_chunks(table, source_topic, partition, manifest, chunk_key,
-                                      manifest.generation, manifest.chunks))  # fmt: skip
+    blob = _read_chunks(
+        table, source_topic, partition, manifest, chunk_key, manifest.generation, manifest.chunks
+    )
+    state = decode_state(blob)
     lines: list[bytes] = []
     for seg, n, _ in manifest.segments:
         blob = _read_chunks(table, source_topic, partition, manifest, segment_key, seg, n)
-        lines += decode_journal(blob)
+        lines += decode_state(blob)
     return state, manifest, lines
 
 
