@@ -12,7 +12,6 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +24,7 @@ from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
 from streams.kafka import checkpoint
 from streams.kafka.consumer import BatchConsumer
+from streams.kafka.fetch import Block
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
@@ -58,23 +58,19 @@ def _run(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-@dataclass
-class Rec:
-    value: bytes
-
-
 def test_router_keeps_unreadable_records_local():
     router = Router(8)
     mine = [a for a in (f"acct_{i}" for i in range(200)) if partition_for(a.encode(), 8) == 3]
     other = [a for a in (f"acct_{i}" for i in range(200)) if partition_for(a.encode(), 8) != 3]
-    recs = [
-        Rec(b'{"account_id":"%s"}' % mine[0].encode()),
-        Rec(b'{"account_id":"%s"}' % other[0].encode()),
-        Rec(b"{broken"),
+    values = [
+        b'{"account_id":"%s"}' % mine[0].encode(),
+        b'{"account_id":"%s"}' % other[0].encode(),
+        b"{broken",
     ]
+    recs = _block(values, headers=[(), (("h", b"1"),), ()])
     local, foreign = router.split(recs, 3)
-    assert local == [recs[0], recs[2]]
-    assert foreign == [(other[0].encode(), recs[1])]
+    assert local.values == [values[0], values[2]] and local.offsets == [0, 2]
+    assert foreign == [(other[0].encode(), values[1], (("h", b"1"),))]
     assert router.owner(other[0].encode()) == partition_for(other[0].encode(), 8)
 
 
@@ -86,17 +82,17 @@ def test_router_split_matches_reading_every_record():
         acct = "".join(rng.choice("ab_09\u00e9") for _ in range(rng.randint(1, 30)))
         sep = rng.choice([":", " : ", ":"])
         values.append(f'{{"ts":{i},"account_id"{sep}"{acct}","x":"y"}}'.encode())
-    recs = [Rec(v) for v in values]
+    recs = _block(values)
     for part in (0, 5):
         local, foreign = Router(8).split(recs, part)
         want_local, want_foreign = [], []
-        for r in recs:
-            a = account_of(r.value)
+        for v in values:
+            a = account_of(v)
             if a is None or partition_for(a, 8) == part:
-                want_local.append(r)
+                want_local.append(v)
             else:
-                want_foreign.append((a, r))
-        assert local == want_local and foreign == want_foreign
+                want_foreign.append((a, v, ()))
+        assert local.values == want_local and foreign == want_foreign
         assert foreign and local
 
 
@@ -178,11 +174,13 @@ def test_seek_to_committed_also_positions_input_partitions_without_a_commit(monk
     assert sorted(sought) == [TP(IN, 0), TP(IN, 1), TP(REP, 0)]
 
 
-@dataclass
-class FakeRecord:
-    offset: int
-    value: bytes = b'{"account_id": "acct_1"}'
-    headers: list = field(default_factory=list)
+def _block(values: list, headers: list | None = None, first: int = 0) -> Block:
+    n = len(values)
+    return Block(list(range(first, first + n)), [None] * n, values, headers or [()] * n)
+
+
+def _records(*offsets: int) -> Block:
+    return Block.of([Block([o], [None], [b'{"account_id": "acct_1"}'], [()]) for o in offsets])
 
 
 class FakeEngine:
@@ -267,7 +265,7 @@ def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
         proc.on_assigned(assignment)
         # Owned from the assignment on, before any batch: an idle partition counts too.
         assert owned() == 4 and not proc.parts
-        await proc.on_batch(TP(IN, 1), [FakeRecord(0), FakeRecord(1)])
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
         assert proc.parts[1].engine.lines and proc.parts[1].next_offsets == {IN: 2}
 
         # Revoked: checkpointed, dropped and no longer owned, although the client still
@@ -277,12 +275,12 @@ def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
         restored = checkpoint.read(proc.table, IN, 1)
         assert restored is not None and restored[1].offsets == {IN: 2}
         # A batch that waited for the lock during the revoke must not reopen the engine.
-        await proc.on_batch(TP(IN, 1), [FakeRecord(2)])
+        await proc.on_batch(TP(IN, 1), _records(2))
         assert 1 not in proc.parts
 
         # Assigned again: the engine resumes from the checkpoint on its next batch.
         proc.on_assigned(assignment)
-        await proc.on_batch(TP(IN, 1), [FakeRecord(1), FakeRecord(2)])
+        await proc.on_batch(TP(IN, 1), _records(1, 2))
         assert proc.parts[1].next_offsets == {IN: 3}
         assert len(proc.parts[1].engine.lines) == 3  # offset 1 skipped as already applied
 

@@ -13,6 +13,7 @@ import faust
 from faust.types import TP
 
 from streams.config import VigilConfig
+from streams.kafka import fetch
 from streams.kafka.consumer import BatchTransport
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
@@ -160,6 +161,7 @@ def build_worker(
     app.worker_metrics = wm
     consumer = app.consumer
     consumer.batch_topics = frozenset({topics.input, topics.repartition})
+    fetch.install(consumer.batch_topics)
     consumer.batch_handler = processor.on_batch
 
     setup_prometheus_sensors(

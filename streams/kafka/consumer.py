@@ -23,8 +23,10 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-# Called with (tp, records) for the input topics; records are aiokafka ConsumerRecords.
-BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
+from streams.kafka.fetch import Block
+
+# Called with (tp, records) for the input topics: all records fetched for tp, as columns.
+BatchHandler = Callable[[TP, Block], Awaitable[None]]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -104,8 +106,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     if tp.topic in batch_topics and handler is not None:
-                        await handler(tp, batch)
-                        self._read_offset[tp] = batch[-1].offset
+                        block = Block.of(batch)
+                        await handler(tp, block)
+                        self._read_offset[tp] = block.offsets[-1]
                         continue
                     for record in batch:
                         message = self._to_message(tp, record)

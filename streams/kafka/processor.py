@@ -30,7 +30,8 @@ import orjson
 from faust.types import TP
 
 from streams.kafka import checkpoint
-from streams.kafka.routing import Router
+from streams.kafka.fetch import Block
+from streams.kafka.routing import Forward, Router
 from streams.snapshots import WindowSnapshots, latest
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class Processor:
         self.encoder = ThreadPoolExecutor(2, thread_name_prefix="vigil-checkpoint")
 
     # -- batches ---------------------------------------------------------------------
-    async def on_batch(self, tp: TP, records: list) -> None:
+    async def on_batch(self, tp: TP, records: Block) -> None:
         async with self.lock:
             if tp.partition not in self.assigned or tp not in self.app.consumer.assignment():
                 # Revoked while this batch waited for the lock. The client's assignment
@@ -112,11 +113,9 @@ class Processor:
             # Below next_offsets: already in this engine's state, either from the restored
             # checkpoint or applied before a rebalance seeked back to the committed offset.
             first = part.next_offsets.get(tp.topic, 0)
-            if records[0].offset < first:
-                kept = [r for r in records if r.offset >= first]
+            kept = records.since(first)
+            if len(kept) < len(records):
                 self.wm.events_skipped.inc(len(records) - len(kept))
-            else:
-                kept = records
             if kept:
                 local = kept
                 if self.router is not None and tp.topic == self.topics.input:
@@ -125,7 +124,7 @@ class Processor:
                 if local:
                     await self._apply(part, tp, local)
                     await self._audit(tp, local)
-            end = records[-1].offset + 1
+            end = records.offsets[-1] + 1
             part.next_offsets[tp.topic] = end
             part.dirty = True
             self.positions[tp] = end
@@ -134,16 +133,16 @@ class Processor:
             if time.monotonic() - self.last_checkpoint >= self.interval:
                 await self._checkpoint_locked()
 
-    async def _apply(self, part: PartitionState, tp: TP, records: list) -> None:
+    async def _apply(self, part: PartitionState, tp: TP, records: Block) -> None:
         self.wm.events_consumed.inc(len(records))
-        lines = [r.value for r in records if r.value and not r.value.isspace()]
+        lines = [v for v in records.values if v and not v.isspace()]
         if len(lines) != len(records):
             # The decoder skips blank lines as file padding; on a topic they are records
             # (tombstones, empty sends) and must be accounted for.
-            for r in records:
-                if not r.value or r.value.isspace():
+            for v in records.values:
+                if not v or v.isspace():
                     self.metrics.events_rejected.labels(EMPTY_REASON).inc()
-                    await self._dead_letter(r.value or b"", EMPTY_REASON, EMPTY_DETAIL, tp)
+                    await self._dead_letter(v or b"", EMPTY_REASON, EMPTY_DETAIL, tp)
             if not lines:
                 return
         try:
@@ -199,24 +198,18 @@ class Processor:
             headers.append(("vigil-truncated", b"1"))
         await self._send(self.topics.dead_letters, None, raw[: self.dl_max], headers)
 
-    async def _forward(self, foreign: list) -> None:
+    async def _forward(self, foreign: list[Forward]) -> None:
         if not foreign:
             return
         owner = self.router.owner  # type: ignore[union-attr]
-        for account, r in foreign:
-            await self._send(
-                self.topics.repartition, account, r.value, list(r.headers or ()), owner(account)
-            )
+        for account, value, headers in foreign:
+            await self._send(self.topics.repartition, account, value, list(headers), owner(account))
         self.wm.events_repartitioned.inc(len(foreign))
 
-    async def _audit(self, tp: TP, records: list) -> None:
+    async def _audit(self, tp: TP, records: Block) -> None:
         if not self.topics.audit:
             return
-        body = {
-            "topic": tp.topic,
-            "partition": tp.partition,
-            "offsets": [r.offset for r in records],
-        }
+        body = {"topic": tp.topic, "partition": tp.partition, "offsets": records.offsets}
         await self._send(self.topics.audit, None, orjson.dumps(body))
 
     def _update_lag(self, tp: TP, position: int) -> None:

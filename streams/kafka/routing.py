@@ -13,6 +13,10 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from streams import _decode
+from streams.kafka.fetch import Block
+
+# A record for another partition: its account, raw value and headers.
+Forward = tuple[bytes, bytes, tuple]
 
 _MARK = b'"account_id":"'
 
@@ -38,30 +42,28 @@ class Router:
             self._cache[account] = p
         return p
 
-    def split(self, records: list, partition: int) -> tuple[list, list[tuple[bytes, object]]]:
-        """Records that belong here, and (account, record) pairs that belong elsewhere.
+    def split(self, block: Block, partition: int) -> tuple[Block, list[Forward]]:
+        """Records that belong here, and (account, value, headers) of those that do not.
 
         Anything whose account cannot be read stays here, so the engine dead-letters it.
         The compiled decoder places the plain records; only the others are read here.
         """
-        where = np.frombuffer(
-            _decode.partitions([r.value for r in records], self.partitions), np.int32
-        )
+        where = np.frombuffer(_decode.partitions(block.values, self.partitions), np.int32)
         if ((where == partition) | (where == -1)).all():
-            return records, []
-        local: list = []
-        foreign: list[tuple[bytes, object]] = []
+            return block, []
+        local: list[int] = []
+        foreign: list[Forward] = []
         owner = self.owner
-        for r, w in zip(records, where.tolist(), strict=True):
+        for i, (value, w) in enumerate(zip(block.values, where.tolist(), strict=True)):
             if w == partition or w == -1:
-                local.append(r)
+                local.append(i)
                 continue
-            account = account_of(r.value)
+            account = account_of(value)
             if account is None or owner(account) == partition:
-                local.append(r)
+                local.append(i)
             else:
-                foreign.append((account, r))
-        return local, foreign
+                foreign.append((account, value, block.headers[i]))
+        return block.take(local), foreign
 
 
 def account_of(value: bytes | None) -> bytes | None:
