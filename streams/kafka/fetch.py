@@ -73,14 +73,15 @@ class Block:
             if type(item) is Block:
                 out.extend(item)
             else:
-                out.append(item.offset, item.key, item.value, tuple(item.headers or ()))
+                out.append(item)
         return out
 
-    def append(self, offset: int, key: bytes | None, value: bytes | None, headers: tuple) -> None:
-        self.offsets.append(offset)
-        self.keys.append(key)
-        self.values.append(value)
-        self.headers.append(headers or _NO_HEADERS)
+    def append(self, record: Any) -> None:
+        """Adds one of aiokafka's records: a ConsumerRecord or a record of a batch."""
+        self.offsets.append(record.offset)
+        self.keys.append(record.key)
+        self.values.append(record.value)
+        self.headers.append(tuple(record.headers) if record.headers else _NO_HEADERS)
 
     def extend(self, other: Block) -> None:
         self.offsets.extend(other.offsets)
@@ -137,18 +138,18 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
         return block
 
     def _unpack_one(self, raw: memoryview, block: Block) -> int:
-        """Unpacks the first batch of `raw` with aiokafka's reader; returns its length."""
+        """Unpacks the first batch of `raw` with aiokafka's reader; returns its length.
+
+        The C walk declines only whole batches, so `raw` holds all of this one.
+        """
         size = 12 + int.from_bytes(raw[8:12], "big", signed=True)
-        records = MemoryRecords(bytes(raw[:size]))
-        batch = records.next_batch()
-        if batch is None:  # shorter than its header says: the end of the fetch
-            return len(raw)
+        batch = MemoryRecords(bytes(raw[:size])).next_batch()
         if self._check_crcs and not batch.validate_crc():
             raise errors.CorruptRecordException(f"Invalid CRC - {self._tp}")
         if not getattr(batch, "is_control_batch", False):
             for r in batch:
                 if r.offset >= self.next_fetch_offset:
-                    block.append(r.offset, r.key, r.value, tuple(r.headers or ()))
+                    block.append(r)
                     self.next_fetch_offset = r.offset + 1
         self.next_fetch_offset = max(self.next_fetch_offset, batch.next_offset)
         return size
