@@ -118,3 +118,27 @@ def test_block_since_and_take():
     b = Block([5, 6, 7], [None, b"k", None], [b"a", b"b", b"c"], [(), (), ()])
     assert b.since(6).offsets == [6, 7] and b.since(0) is b and len(b.since(8)) == 0
     assert b.take([0, 2]).values == [b"a", b"c"]
+
+
+def test_the_worker_s_fetch_wait_reaches_aiokafka_s_fetcher(kafka_bootstrap):
+    # Faust passes fetch_max_wait_ms=1500. With one fetch in flight per broker, a fetch of
+    # idle partitions then held the input partitions back for 1.5 s at a time.
+    import asyncio
+
+    from streams.config import KafkaConfig, VigilConfig
+    from streams.kafka.app import build_worker
+    from streams.kafka.settings import WorkerSettings
+
+    cfg = VigilConfig(kafka=KafkaConfig(bootstrap_servers=kafka_bootstrap))
+    worker = build_worker(cfg, WorkerSettings(fetch_max_wait_ms=123))
+
+    async def started_fetch_wait() -> int:
+        thread = worker.app.consumer._thread
+        consumer = thread._create_worker_consumer(worker.app.transport)
+        await consumer.start()
+        try:
+            return consumer._fetcher._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(started_fetch_wait()) == 123

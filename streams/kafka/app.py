@@ -161,6 +161,7 @@ def build_worker(
     app.worker_metrics = wm
     consumer = app.consumer
     consumer.batch_topics = frozenset({topics.input, topics.repartition})
+    consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
     fetch.install(consumer.batch_topics)
     consumer.batch_handler = processor.on_batch
 

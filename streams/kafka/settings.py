@@ -19,6 +19,9 @@ class WorkerSettings:
     # One fetch round-trip to the consumer thread carries this many records at most.
     max_poll_records: int = 10_000
     max_partition_fetch_bytes: int = 4 * 1024 * 1024
+    # Longest the broker holds a fetch for partitions with nothing new (consumer.py says
+    # why it matters): the Java client's default, not Faust's 1500.
+    fetch_max_wait_ms: int = 500
     repartition: bool = True  # forward records not keyed/partitioned by account
     # Per account-window feature snapshots for the console.
     emit_snapshots: bool = True
