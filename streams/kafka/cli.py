@@ -8,35 +8,40 @@ import typer
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     from streams.cli import ConfigOpt, fail, load_cli_config
+    from streams.kafka.settings import WorkerSettings
 
+    d = WorkerSettings()  # the option defaults below are the settings' own
     alerts_app = typer.Typer(help="Read alerts from Kafka.", no_args_is_help=True)
     app.add_typer(alerts_app, name="alerts")
 
     @app.command("worker")
     def worker(
         config: ConfigOpt = None,
-        data_dir: Annotated[Path, typer.Option(help="Table state (RocksDB)")] = Path("data/worker"),
+        data_dir: Annotated[Path, typer.Option(help="Table state (RocksDB)")] = d.data_dir,
         web_host: Annotated[
             str, typer.Option(help="Address of /metrics and /health; 0.0.0.0 in a container")
-        ] = "127.0.0.1",
-        web_port: Annotated[int, typer.Option(help="Port of /metrics and /health")] = 6066,
-        checkpoint_interval: Annotated[float, typer.Option(min=0.1, help="Seconds")] = 5.0,
-        session_timeout: Annotated[float, typer.Option(help="Group session, seconds")] = 10.0,
+        ] = d.web_host,
+        web_port: Annotated[int, typer.Option(help="Port of /metrics and /health")] = d.web_port,
+        checkpoint_interval: Annotated[
+            float, typer.Option(min=0.1, help="Seconds")
+        ] = d.checkpoint_interval_s,
+        session_timeout: Annotated[
+            float, typer.Option(help="Group session, seconds")
+        ] = d.session_timeout_s,
         audit_topic: Annotated[
             str, typer.Option(help="Also write processed offsets per batch here")
-        ] = "",
+        ] = d.audit_topic,
         snapshots: Annotated[
             bool, typer.Option(help="Write account feature snapshots for the console")
-        ] = True,
+        ] = d.emit_snapshots,
         snapshot_interval: Annotated[
             float,
             typer.Option(min=0.0, help="Seconds between sends of each account's latest snapshot"),
-        ] = 30.0,
-        loglevel: Annotated[str, typer.Option()] = "WARNING",
+        ] = d.snapshot_interval_s,
+        loglevel: Annotated[str, typer.Option()] = d.loglevel,
     ) -> None:
         """Consume events from Kafka, run the engine, produce alerts."""
         from streams.kafka.app import run_worker
-        from streams.kafka.settings import WorkerSettings
 
         cfg = load_cli_config(config)
         settings = WorkerSettings(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,8 @@ def broker_url(cfg: KafkaConfig) -> str:
 
 def faust_credentials(cfg: KafkaConfig) -> Any:
     """Faust's credentials object for the configured security protocol, or None."""
+    import ssl
+
     import faust
 
     proto = cfg.security_protocol
