@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 
 import pytest
 from aiokafka import errors
@@ -122,23 +124,29 @@ def test_block_since_and_take():
 
 def test_the_worker_s_fetch_wait_reaches_aiokafka_s_fetcher(kafka_bootstrap):
     # Faust passes fetch_max_wait_ms=1500. With one fetch in flight per broker, a fetch of
-    # idle partitions then held the input partitions back for 1.5 s at a time.
-    import asyncio
+    # idle partitions then held the input partitions back for 1.5 s at a time. Run in a
+    # child: the session's browser fixture keeps an event loop running in this thread.
+    code = f"""
+import asyncio
+from streams.config import KafkaConfig, VigilConfig
+from streams.kafka.app import build_worker
+from streams.kafka.settings import WorkerSettings
 
-    from streams.config import KafkaConfig, VigilConfig
-    from streams.kafka.app import build_worker
-    from streams.kafka.settings import WorkerSettings
+cfg = VigilConfig(kafka=KafkaConfig(bootstrap_servers="{kafka_bootstrap}"))
+worker = build_worker(cfg, WorkerSettings(fetch_max_wait_ms=123))
 
-    cfg = VigilConfig(kafka=KafkaConfig(bootstrap_servers=kafka_bootstrap))
-    worker = build_worker(cfg, WorkerSettings(fetch_max_wait_ms=123))
+async def started_fetch_wait():
+    thread = worker.app.consumer._thread
+    consumer = thread._create_worker_consumer(worker.app.transport)
+    await consumer.start()
+    try:
+        return consumer._fetcher._fetch_max_wait_ms
+    finally:
+        await consumer.stop()
 
-    async def started_fetch_wait() -> int:
-        thread = worker.app.consumer._thread
-        consumer = thread._create_worker_consumer(worker.app.transport)
-        await consumer.start()
-        try:
-            return consumer._fetcher._fetch_max_wait_ms
-        finally:
-            await consumer.stop()
-
-    assert asyncio.run(started_fetch_wait()) == 123
+print(asyncio.run(started_fetch_wait()))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert int(out.stdout.split()[-1]) == 123
