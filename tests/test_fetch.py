@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from aiokafka import errors
+from aiokafka import conn, errors
 from aiokafka.consumer import fetcher
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
@@ -106,14 +106,15 @@ def test_other_topics_keep_aiokafka_records():
 
 
 def test_install_swaps_aiokafka_s_fetch_objects():
-    original = (fetcher.PartitionRecords, fetcher.MemoryRecords)
+    original = (fetcher.PartitionRecords, fetcher.MemoryRecords, conn.READER_LIMIT)
     try:
         fetch.install(frozenset({"in"}))
         assert fetcher.PartitionRecords is BulkPartitionRecords
         assert fetcher.MemoryRecords is RawMemoryRecords
         assert "in" in BulkPartitionRecords.topics
+        assert conn.READER_LIMIT == fetch.READER_LIMIT
     finally:
-        fetcher.PartitionRecords, fetcher.MemoryRecords = original
+        fetcher.PartitionRecords, fetcher.MemoryRecords, conn.READER_LIMIT = original
 
 
 def test_block_since_and_take():
@@ -122,7 +123,7 @@ def test_block_since_and_take():
     assert b.take([0, 2]).values == [b"a", b"c"]
 
 
-def test_the_worker_s_fetch_wait_reaches_aiokafka_s_fetcher(kafka_bootstrap):
+def test_the_worker_s_fetch_settings_reach_aiokafka(kafka_bootstrap):
     # Faust passes fetch_max_wait_ms=1500. With one fetch in flight per broker, a fetch of
     # idle partitions then held the input partitions back for 1.5 s at a time. Run in a
     # child: the session's browser fixture keeps an event loop running in this thread.
@@ -140,13 +141,18 @@ async def started_fetch_wait():
     consumer = thread._create_worker_consumer(worker.app.transport)
     await consumer.start()
     try:
-        return consumer._fetcher._fetch_max_wait_ms
+        node = consumer._client.cluster.brokers().pop().nodeId
+        connection = await consumer._client._get_conn(node)
+        return consumer._fetcher._fetch_max_wait_ms, connection._reader._limit
     finally:
         await consumer.stop()
 
-print(asyncio.run(started_fetch_wait()))
+print(*asyncio.run(started_fetch_wait()))
 """
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    assert int(out.stdout.split()[-1]) == 123
+    wait, limit = map(int, out.stdout.split()[-2:])
+    assert wait == 123
+    # ... and its connections read whole fetch responses without pausing the socket.
+    assert limit == fetch.READER_LIMIT

@@ -12,7 +12,8 @@ aiokafka's own batch reader, one batch at a time. A fetch that carries aborted t
 under read_committed is left entirely to aiokafka, which knows which batches to skip.
 
 `install()` swaps two names inside `aiokafka.consumer.fetcher`, the only place that builds
-these objects; the pinned aiokafka version is tested against this in tests/test_fetch.py.
+these objects, and raises aiokafka's connection reader limit (READER_LIMIT below); the
+pinned aiokafka version is tested against both in tests/test_fetch.py.
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from aiokafka import errors
+from aiokafka import conn, errors
 from aiokafka.consumer import fetcher
 from aiokafka.record.memory_records import MemoryRecords
 
 from streams.kafka import _records
 
 _READ_COMMITTED = 1  # aiokafka's IsolationLevel.READ_COMMITTED
+# aiokafka reads each connection through an asyncio StreamReader whose limit, 64 KiB, pauses
+# the socket after every 128 KiB until the reader asks for more: for a fetch response of
+# 8 x 4 MiB, hundreds of extra event-loop turns in the consumer thread, each waiting for the
+# GIL the engines hold. The limit only decides when reading pauses; the buffer still holds
+# no more than the responses in flight.
+READER_LIMIT = 64 * 1024 * 1024
 _NO_HEADERS: tuple = ()
 
 
@@ -157,6 +164,7 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
 
 def install(topics: frozenset[str]) -> None:
     """Fetches of `topics` come back as Blocks from here on, in this process."""
+    conn.READER_LIMIT = max(conn.READER_LIMIT, READER_LIMIT)
     BulkPartitionRecords.topics = BulkPartitionRecords.topics | topics
     fetcher.PartitionRecords = BulkPartitionRecords  # type: ignore[misc]
     fetcher.MemoryRecords = RawMemoryRecords  # type: ignore[misc]
