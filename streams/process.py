@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 # Young collections after this many container allocations instead of CPython's 700.
 GC_THRESHOLDS = (100_000, 50, 100)
+# Seconds a thread may hold the GIL while another waits for it; CPython's default is 5 ms.
+SWITCH_INTERVAL_S = 0.02
 
 
 def tune_gc() -> None:
@@ -20,3 +23,16 @@ def tune_gc() -> None:
     replay`, one engine, showed no difference beyond noise and keeps the defaults.
     """
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def tune_threads() -> None:
+    """Lets the engines' thread hold the GIL for 20 ms instead of 5 ms at a stretch.
+
+    The worker's main thread runs the engines and is the bottleneck; the Kafka client's
+    thread fetches ahead and only needs the GIL in short bursts. At 5 ms it took the GIL
+    from the engines about every 5 ms during a fetch, and each handover costs the engines
+    their warm caches. Side by side over three rounds, 20 ms gave 85 161 events/s against
+    80 061 (the engines' own time 5.2 s against 5.8 s). Heartbeats and the web endpoints
+    wait at most that much longer, far inside their timeouts.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -22,6 +22,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
+from streams import process
 from streams.kafka import checkpoint
 from streams.kafka.consumer import BatchConsumer
 from streams.kafka.fetch import Block
@@ -336,3 +337,28 @@ def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch
         assert (b"acct_4", 4) in snapshots_sent()
 
     _run(scenario())
+
+
+def test_run_worker_tunes_the_process_before_faust_starts(kafka_bootstrap):
+    # The collector threshold and the GIL switch interval are process-wide, so they are
+    # checked in a child, at the moment Faust's worker would take over.
+    code = f"""
+import gc, sys
+import streams.kafka.app as app
+from streams.config import KafkaConfig, VigilConfig
+from streams.kafka.settings import WorkerSettings
+
+def started(*args, **kwargs):
+    print(sys.getswitchinterval(), gc.get_threshold()[0])
+    raise SystemExit(0)
+
+app.faust_worker = started
+cfg = VigilConfig(kafka=KafkaConfig(bootstrap_servers="{kafka_bootstrap}", input_topic="tune-in"))
+app.run_worker(cfg, WorkerSettings())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    interval, threshold = out.stdout.split()[-2:]
+    assert float(interval) == pytest.approx(process.SWITCH_INTERVAL_S)
+    assert int(threshold) == process.GC_THRESHOLDS[0]

@@ -24,7 +24,7 @@ from streams.kafka.settings import (
     ensure_data_dir,
     faust_credentials,
 )
-from streams.process import tune_gc
+from streams.process import tune_gc, tune_threads
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,7 @@ def run_worker(config: VigilConfig, settings: WorkerSettings) -> None:
 
     ensure_topics(config.kafka, topic_specs(config.kafka, settings))
     tune_gc()
+    tune_threads()
     faust_worker(build_worker(config, settings).app, settings).execute_from_commandline()
 
 
