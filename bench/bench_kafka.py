@@ -159,11 +159,16 @@ def start_worker(cfg_path: Path, data: Path, extra: tuple = ()) -> tuple[subproc
 
 
 def consumed(port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("vigil_events_consumed_total "):
-                return float(line.split()[1])
-    return 0.0
+    """Events the worker has taken in, from /health: polled every 50 ms, and /metrics costs
+    the worker about 13 ms of its main thread to render against 2 ms for /health."""
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            body = r.read()
+    except urllib.error.HTTPError as exc:  # 503 while starting or stalled: still a count
+        body = exc.read()
+    return float(orjson.loads(body).get("events_consumed", 0))
 
 
 def worker_rate(cfg_path: Path, data: Path, n: int, extra: tuple = ()) -> float:

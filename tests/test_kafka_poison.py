@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import orjson
+
 from tests.plugins.kafka import T0, event, watermark_pushers
 
 
@@ -57,5 +59,6 @@ def test_poison_records_are_dead_lettered_with_reasons(kafka_env):
     rejected = sum(v for k, v in m.items() if k.startswith("vigil_events_rejected_total"))
     assert rejected == len(poison)
     assert worker.alive()
-    code, _ = worker.get("/health")
+    code, body = worker.get("/health")
     assert code == 200
+    assert orjson.loads(body)["events_consumed"] == m["vigil_events_consumed_total"]

@@ -213,6 +213,7 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
             lag=lag,
             owned_partitions=len(processor.assigned),
             started=state["started"],
+            consumed=processor.consumed,
         )
 
     @app.page("/health")

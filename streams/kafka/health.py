@@ -14,6 +14,7 @@ class HealthInputs:
     lag: int  # messages behind on owned input partitions (known positions only)
     owned_partitions: int
     started: bool  # the Faust app finished starting
+    consumed: int = 0  # input records taken in since start, as vigil_events_consumed_total
 
 
 def evaluate(h: HealthInputs, recovery_stuck_s: float, stall_s: float) -> tuple[int, dict]:
@@ -21,6 +22,7 @@ def evaluate(h: HealthInputs, recovery_stuck_s: float, stall_s: float) -> tuple[
         "in_recovery": h.in_recovery,
         "lag": h.lag,
         "owned_partitions": h.owned_partitions,
+        "events_consumed": h.consumed,
         "seconds_since_progress": round(h.now - h.last_progress, 1),
     }
     if not h.started:

@@ -93,6 +93,7 @@ class Processor:
         self.last_checkpoint = time.monotonic()
         self.last_progress = time.monotonic()
         self.positions: dict[TP, int] = {}
+        self.consumed = 0  # for /health, which is cheaper to poll than /metrics
         self.pending: list[Any] = []  # delivery futures since the last checkpoint
         # Latest (window, row) per account since snapshots were last sent; made into dicts
         # and sent at the first checkpoint after `snapshot_interval`.
@@ -135,6 +136,7 @@ class Processor:
 
     async def _apply(self, part: PartitionState, tp: TP, records: Block) -> None:
         self.wm.events_consumed.inc(len(records))
+        self.consumed += len(records)
         lines = [v for v in records.values if v and not v.isspace()]
         if len(lines) != len(records):
             # The decoder skips blank lines as file padding; on a topic they are records
