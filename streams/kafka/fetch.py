@@ -163,7 +163,8 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
 
 
 def install(topics: frozenset[str]) -> None:
-    """Fetches of `topics` come back as Blocks from here on, in this process."""
+    """Fetches of `topics` come back as Blocks from here on, in this process, and every
+    aiokafka connection opened after this reads with READER_LIMIT."""
     conn.READER_LIMIT = max(conn.READER_LIMIT, READER_LIMIT)
     BulkPartitionRecords.topics = BulkPartitionRecords.topics | topics
     fetcher.PartitionRecords = BulkPartitionRecords  # type: ignore[misc]
