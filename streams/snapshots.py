@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,11 +74,14 @@ class WindowSnapshots:
             gid, order = groups.gid, groups.order
         else:  # a few accounts: look only at their events
             gid, order = _events_of(groups, np.unique(np.asarray(which, dtype=np.int64)))
-        raw = ev.raw.tolist()
+        firsts = {key: _first_distinct(gid, order, getattr(ev, f)) for key, f in LISTS.items()}
+        # Only the lines the lists are read from, not the window's every line: a few
+        # accounts of a large window are built at a time.
+        needed = np.unique(np.concatenate([rows for _, rows in firsts.values()]))
+        raw = ev.raw[needed].tolist()
         lists: dict[str, dict[int, list[str]]] = {}
-        for key, field in LISTS.items():
-            g, rows = _first_distinct(gid, order, getattr(ev, field))
-            values = line_texts(raw, rows.tolist(), field)
+        for key, (g, rows) in firsts.items():
+            values = line_texts(raw, np.searchsorted(needed, rows).tolist(), LISTS[key])
             out: dict[int, list[str]] = {}
             # Groups run in order, so each group's values are one run; the codes were
             # distinct and present, so the strings are too.
@@ -105,6 +109,20 @@ class WindowSnapshots:
             snaps.append(snap)
         return snaps
 
+    def subset(self, which: np.ndarray) -> WindowSnapshots:
+        """Rows `which` (ascending) as a window of their own, holding only their events:
+        row j of the result is row which[j] here."""
+        gid, rows = _events_of(self.groups, which)
+        sizes = self.groups.size[which]
+        groups = Groups(
+            order=np.arange(len(rows)),
+            gid=np.searchsorted(which, gid),
+            start=np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64),
+            size=sizes,
+            slots=self.groups.slots[which],
+        )
+        return WindowSnapshots(self.batch.take(which), groups, self.events.take(rows))
+
 
 def materialise(windows: list[WindowSnapshots]) -> list[dict]:
     return [s for w in windows for s in w.rows()]
@@ -122,3 +140,52 @@ def latest(picks: dict[str, tuple[WindowSnapshots, int]]) -> list[tuple[str, dic
         for w, accounts, rows in by_window.values()
         for pair in zip(accounts, w.rows(rows), strict=True)
     ]
+
+
+# Closed windows a LatestSnapshots holds on to: two per partition of an eight-partition
+# worker, whose partitions close their windows at about the same event time.
+MAX_WINDOWS = 16
+
+
+class LatestSnapshots:
+    """Each account's latest snapshot since the last `take`, built as late as possible.
+
+    A pick points into a closed window, and the window, with all its events, stays in
+    memory while any pick points into it. Between two sends, every 30 s by default, that
+    would be every window closed meanwhile: on a dense hour replayed in seconds, all of
+    them (100 MB more). Beyond `max_windows`, the oldest window's remaining picks (the
+    accounts not seen since) move to a copy holding only their events, and the window is
+    let go.
+    """
+
+    def __init__(self, max_windows: int = MAX_WINDOWS) -> None:
+        self.max_windows = max_windows
+        self.picks: dict[str, tuple[WindowSnapshots, int]] = {}
+        self.windows: deque[WindowSnapshots] = deque()
+
+    def __len__(self) -> int:
+        return len(self.picks)
+
+    def add(self, w: WindowSnapshots) -> None:
+        """Makes w's rows the latest of their accounts."""
+        for i, account in enumerate(w.batch.account_ids.tolist()):
+            self.picks[account] = (w, i)
+        self.windows.append(w)
+        while len(self.windows) > self.max_windows:
+            self._settle(self.windows.popleft())
+
+    def _settle(self, w: WindowSnapshots) -> None:
+        # Numpy takes of the few accounts not seen since, not dicts: a dict costs about
+        # 50 us, and most of these accounts come back in a later window anyway.
+        ids = w.batch.account_ids.tolist()
+        rows = [i for i, a in enumerate(ids) if (p := self.picks.get(a)) and p[0] is w]
+        if rows:
+            sub = w.subset(np.asarray(rows, dtype=np.int64))
+            for j, i in enumerate(rows):
+                self.picks[ids[i]] = (sub, j)
+
+    def take(self) -> list[tuple[str, dict]]:
+        """Every pick as (account, snapshot); the holder is empty afterwards, even if a
+        build raises."""
+        picks, self.picks, self.windows = self.picks, {}, deque()
+        return latest(picks)

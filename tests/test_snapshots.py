@@ -5,11 +5,12 @@ from __future__ import annotations
 import gzip
 from collections import defaultdict
 
+import numpy as np
 import orjson
 
 from streams.codes import subnet_of
 from streams.engine import Engine
-from streams.snapshots import LIST_LIMIT, latest, materialise
+from streams.snapshots import LIST_LIMIT, LatestSnapshots, latest, materialise
 
 LIST_FIELDS = (
     ("ips", "ip"),
@@ -73,6 +74,36 @@ def test_latest_keeps_one_snapshot_per_account_from_its_last_window(small_corpus
         w, i = picks[acct]
         assert snap == w.rows([i])[0]
         assert snap["account_id"] == acct
+
+
+def test_a_subset_holds_only_its_accounts_events_and_builds_the_same_rows(small_corpus) -> None:
+    _, windows = _windows(small_corpus[0], n_batches=4)
+    w = next(w for w in windows if len(w) > 20)
+    which = [2, 7, 8, len(w) - 1]
+    sub = w.subset(np.asarray(which))
+    assert sub.rows() == w.rows(which)
+    mine = set(w.batch.account_ids[which].tolist())
+    assert 0 < len(sub.events) < len(w.events)
+    assert {str(a) for a in sub.events.texts(range(len(sub.events)), "account_id")} == mine
+
+
+def test_the_latest_holder_lets_old_windows_go_and_sends_the_same(small_corpus) -> None:
+    _, windows = _windows(small_corpus[0])
+    assert len(windows) > 3
+    holder, picks = LatestSnapshots(max_windows=2), {}
+    for w in windows:
+        holder.add(w)
+        for i, acct in enumerate(w.batch.account_ids.tolist()):
+            picks[acct] = (w, i)
+        assert len(holder.windows) <= 2
+    # Accounts last seen in a window that was let go point into a smaller copy of it.
+    held = {id(w) for w, _ in holder.picks.values()}
+    assert held - {id(w) for w in windows}
+    assert sum(len(w.events) for w in windows) > 2 * sum(
+        len(w.events) for w in {id(w): w for w, _ in holder.picks.values()}.values()
+    )
+    assert sorted(holder.take()) == sorted(latest(picks))
+    assert len(holder) == 0 and not holder.windows
 
 
 def test_accounts_without_optional_fields_get_empty_lists() -> None:

@@ -32,7 +32,7 @@ from faust.types import TP
 from streams.kafka import checkpoint
 from streams.kafka.fetch import Block
 from streams.kafka.routing import Forward, Router
-from streams.snapshots import WindowSnapshots, latest
+from streams.snapshots import LatestSnapshots
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ class Processor:
         self.positions: dict[TP, int] = {}
         self.consumed = 0  # for /health, which is cheaper to poll than /metrics
         self.pending: list[Any] = []  # delivery futures since the last checkpoint
-        # Latest (window, row) per account since snapshots were last sent; made into dicts
-        # and sent at the first checkpoint after `snapshot_interval`.
-        self.snapshots: dict[str, tuple[WindowSnapshots, int]] = {}
+        # Latest snapshot per account since snapshots were last sent; sent at the first
+        # checkpoint after `snapshot_interval`.
+        self.snapshots = LatestSnapshots()
         self.encoder = ThreadPoolExecutor(2, thread_name_prefix="vigil-checkpoint")
 
     # -- batches ---------------------------------------------------------------------
@@ -184,8 +184,10 @@ class Processor:
         for w in out.snapshots:
             # The topic is compacted: only the latest snapshot per account survives, so
             # only the latest is built and sent, at the next checkpoint.
-            for i, account in enumerate(w.batch.account_ids.tolist()):
-                self.snapshots[account] = (w, i)
+            try:
+                self.snapshots.add(w)
+            except Exception:
+                self._snapshot_failure("holding")
 
     async def _dead_letter(self, raw: bytes, reason: str, detail: str, tp: TP) -> None:
         truncated = len(raw) > self.dl_max
@@ -294,18 +296,20 @@ class Processor:
         self.wm.checkpoint_seconds.set(time.perf_counter() - t0)
 
     async def _send_snapshots(self) -> None:
-        snaps, self.snapshots = self.snapshots, {}
         try:
-            built = latest(snaps)
+            built = self.snapshots.take()
         except Exception:
-            # Snapshots only feed the console: losing one checkpoint's worth must not stop
-            # detection, and the next window brings fresh ones.
-            log.exception("building %d console snapshots failed; skipped", len(snaps))
-            self.wm.snapshot_failures.inc()
+            self._snapshot_failure("sending")
             built = []
         for account, snap in built:
             value = orjson.dumps(snap, option=_NUMPY)
             await self._send(self.topics.snapshots, account.encode() or None, value)
+
+    def _snapshot_failure(self, when: str) -> None:
+        # Snapshots only feed the console: losing some must not stop detection, and the
+        # next window brings fresh ones.
+        log.exception("building console snapshots failed while %s; skipped", when)
+        self.wm.snapshot_failures.inc()
 
     async def _check_delivered(self) -> None:
         pending, self.pending = self.pending, []
