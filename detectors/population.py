@@ -14,6 +14,7 @@ import numpy as np
 from river import anomaly
 
 from detectors.base import Explanation, FeatureBatch, fill_nan
+from detectors.hst_batch import BatchScorer
 
 BINS = 1000
 HIST_DECAY = 0.999  # per window: the reference is the last few thousand windows
@@ -65,6 +66,7 @@ class PopulationDetector:
             n_trees=n_trees, height=height, window_size=window_size, seed=seed
         )
         self._seen = 0
+        self._scorer = BatchScorer()
 
     def params(self) -> dict[str, Any]:
         return {
@@ -76,21 +78,24 @@ class PopulationDetector:
             "learn_every": self.learn_every,
         }
 
-    def _vectors(self, batch: FeatureBatch) -> list[dict[str, float]]:
+    def _matrix(self, batch: FeatureBatch) -> np.ndarray:
         M = fill_nan(np.stack([batch.col(name) for name in _NAMES], axis=1))
         M[:, _LOG] = np.log1p(np.maximum(M[:, _LOG], 0.0)) / _TOPS[_LOG]
-        return [dict(zip(_NAMES, row, strict=True)) for row in np.clip(M, 0.0, 1.0).tolist()]
+        return np.clip(M, 0.0, 1.0)
+
+    def _vectors(self, batch: FeatureBatch) -> list[dict[str, float]]:
+        return [dict(zip(_NAMES, row, strict=True)) for row in self._matrix(batch).tolist()]
 
     def _active(self, batch: FeatureBatch) -> np.ndarray:
-        # Each tree walk costs tens of microseconds in Python, so windows with a handful
-        # of requests (most of them, and too few to be odd) are not scored.
+        # Learning walks the trees in Python, tens of microseconds a row, so windows with
+        # a handful of requests (most of them, and too few to be odd) are left out.
         return np.flatnonzero(fill_nan(batch.col("requests")) >= self.min_requests)
 
     def raw_scores(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         idx = self._active(batch)
         if self._seen < self.window_size or len(idx) == 0:
             return idx, np.zeros(0)  # the trees hold no mass until a window is learned
-        return idx, np.array([self.model.score_one(x) for x in self._vectors(batch.take(idx))])
+        return idx, self._scorer.scores(self.model, self._matrix(batch.take(idx)), _NAMES)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Raw HalfSpaceTrees scores crowd into a narrow band; rank them against recent ones.

@@ -135,3 +135,17 @@ def test_explanations_are_readable(make, windows) -> None:
     ex = det.explain(batch, int(np.argmax(s)))
     for r in ex.reasons:
         assert r.text and r.feature
+
+
+def test_the_population_detector_scores_as_river_would(windows) -> None:
+    # Its batch scorer walks river's trees with numpy (detectors/hst_batch.py).
+    det = PopulationDetector(window_size=50, min_requests=1, learn_every=1)
+    compared = 0
+    for batch, _ in windows:
+        idx, raw = det.raw_scores(batch)
+        if len(raw):
+            vectors = det._vectors(batch.take(idx))
+            assert np.array_equal(raw, [det.model.score_one(x) for x in vectors])
+            compared += len(raw)
+        det.score_learn(batch)
+    assert compared > 1000
