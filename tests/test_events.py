@@ -132,3 +132,33 @@ def test_duplicates_across_batches_processed_once() -> None:
     eng.flush()
     assert eng.metrics.events_processed._value.get() == 2
     assert eng.metrics.events_duplicate._value.get() == 1
+
+
+def test_a_duplicate_within_one_batch_keeps_the_first_copy() -> None:
+    seen = []
+    eng = Engine(VigilConfig(), detectors={}, clock=lambda: NOW, on_features=seen.append)
+    a = line(ts=T0 + 1, prompt_tokens=1)
+    resent = orjson.loads(a)
+    resent["prompt_tokens"] = 999  # same event id, different body: the second is dropped
+    eng.process_lines([a, line(ts=T0 + 2, prompt_tokens=2), orjson.dumps(resent), a])
+    eng.flush()
+    assert eng.metrics.events_duplicate._value.get() == 2
+    assert [b.col("prompt_tokens").tolist() for b in seen] == [[3.0]]
+
+
+def test_event_ids_are_remembered_for_a_horizon_then_forgotten() -> None:
+    eng = _engine(dedup_horizon_s=600)
+    first = line(ts=T0 + 1)
+    eng.process_lines([first])
+    eng.process_lines([line(ts=T0 + 500)])
+    # Reloaded from a checkpoint in between: the ids travel with the state.
+    restored = _engine(dedup_horizon_s=600)
+    restored.load_state_dict(eng.state_dict())
+    restored.process_lines([line(ts=T0 + 650)])  # a new generation: the first one is older
+    restored.process_lines([orjson.dumps({**orjson.loads(first), "ts": T0 + 651})])
+    assert restored.metrics.events_duplicate._value.get() == 1  # still remembered
+    # Generations turn at the batch after the one that passes their end.
+    restored.process_lines([line(ts=T0 + 1300)])
+    restored.process_lines([line(ts=T0 + 1310)])  # two generations on: forgotten
+    restored.process_lines([orjson.dumps({**orjson.loads(first), "ts": T0 + 1311})])
+    assert restored.metrics.events_duplicate._value.get() == 1
