@@ -272,9 +272,12 @@ def main() -> None:
         }
         bare: list[float] = []
         rates: dict[str, list[float]] = {k: [] for k in variants}
+        names = list(variants)
         for r in range(args.rounds):
             bare.append(asyncio.run(bare_drain(bootstrap, f"{tag}a-usage", n)))
-            for i, (name, extra) in enumerate(variants.items()):
+            # Each round starts with a different variant, so none always follows the drain.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                i, extra = names.index(name), variants[name]
                 group = f"r{r}v{i}"
                 cfg_v = write_config(
                     scratch / f"{group}.toml", bootstrap, tag + "a", args.guarantee, group
