@@ -1,6 +1,6 @@
 """Scores many rows at once with river's HalfSpaceTrees, equal to its `score_one`.
 
-`score_one` walks every tree in Python, tens of microseconds a row, and a closing window
+`score_one` walks every tree in Python, about 20 us a row, and a closing window
 scores thousands of account-windows. Here the trees are walked level by level for all rows
 at once with numpy. The trees stay river's: their splits are read once per build and their
 reference masses at every call, nothing is written back, and a test holds the scores equal

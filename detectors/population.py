@@ -87,7 +87,7 @@ class PopulationDetector:
         return [dict(zip(_NAMES, row, strict=True)) for row in self._matrix(batch).tolist()]
 
     def _active(self, batch: FeatureBatch) -> np.ndarray:
-        # Learning walks the trees in Python, tens of microseconds a row, so windows with
+        # Learning walks the trees in Python, about 12 us a row, so windows with
         # a handful of requests (most of them, and too few to be odd) are left out.
         return np.flatnonzero(fill_nan(batch.col("requests")) >= self.min_requests)
 
