@@ -276,8 +276,9 @@ def main() -> None:
         for r in range(args.rounds):
             bare.append(asyncio.run(bare_drain(bootstrap, f"{tag}a-usage", n)))
             # Each round starts with a different variant, so none always follows the drain.
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                i, extra = names.index(name), variants[name]
+            for k in range(len(names)):
+                i = (r + k) % len(names)
+                name, extra = names[i], variants[names[i]]
                 group = f"r{r}v{i}"
                 cfg_v = write_config(
                     scratch / f"{group}.toml", bootstrap, tag + "a", args.guarantee, group

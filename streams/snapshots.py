@@ -112,11 +112,11 @@ class WindowSnapshots:
     def subset(self, which: np.ndarray) -> WindowSnapshots:
         """Rows `which` (ascending) as a window of their own, holding only their events:
         row j of the result is row which[j] here."""
-        gid, rows = _events_of(self.groups, which)
+        _, rows = _events_of(self.groups, which)
         sizes = self.groups.size[which]
         groups = Groups(
             order=np.arange(len(rows)),
-            gid=np.searchsorted(which, gid),
+            gid=np.repeat(np.arange(len(which)), sizes),
             start=np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64),
             size=sizes,
             slots=self.groups.slots[which],
