@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import random
+import threading
+import time
 
 import numpy as np
 import orjson
@@ -168,6 +170,74 @@ def test_random_mutations() -> None:
     by_c = np.frombuffer(_decode.decode(lines, 65_536)[0], np.uint8) == 0
     assert by_c.sum() > len(fast) // 2, "most kept events should come from the fast path"
     assert_same(lines)
+
+
+def test_numbers_match_the_reference_decoder() -> None:
+    """Floats are parsed in C without the GIL, by a different routine than Python's: both
+    must round every JSON number to the same double, hard cases included."""
+    rng = random.Random(7)
+    texts = [
+        "5e-324",
+        "4.9406564584124654e-324",
+        "2.2250738585072011e-308",
+        "2.2250738585072012e-308",
+        "1.7976931348623157e308",
+        "1.7976931348623158e308",
+        "9007199254740993",
+        "0.1",
+        "1e-400",
+        "123456789012345678901234567890",
+        "0.30000000000000004",
+        "-0.0",
+        "1E+2",
+        "3.14159e-0",
+    ]
+    texts += [repr(rng.uniform(0, 1) * 10 ** rng.randint(-30, 30)) for _ in range(3000)]
+    texts += [
+        f"{rng.randrange(10**17)}.{rng.randrange(10**12):012d}e{rng.randint(-320, 300)}"
+        for _ in range(3000)
+    ]
+    lines = [
+        b'{"event_id":"e","ts":1790812800,"account_id":"a","endpoint":"x","latency_ms":%s,'
+        b'"moderation":{"h":%s}}' % (t.encode(), t.encode())
+        for t in texts
+    ]
+    fast, _ = decode_lines(lines, now_ts=NOW)
+    assert len(fast) > 5000
+    by_c = np.frombuffer(_decode.decode(lines, 65_536)[0], np.uint8) == 0
+    assert by_c.sum() > 5000, "the numbers should be decoded by the fast path"
+    assert_same(lines)
+
+
+def test_decoding_lets_other_threads_run() -> None:
+    """The walk over a batch runs without the GIL, so the Kafka consumer thread can unpack
+    the next fetch meanwhile. A thread that only counts must advance during the call."""
+    lines = [
+        line(event_id=f"e{i}", latency_ms=i / 7, moderation={"h": i / 13}) for i in range(150_000)
+    ]
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        time.sleep(0.05)
+        start = time.perf_counter()
+        _decode.decode(lines, 65_536)
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        t.join()
+    took = end - start
+    assert took > 0.02, "the batch is too small to tell"
+    # Only the middle half counts: the thread may hold the GIL for a switch interval on
+    # either side of the call.
+    inside = [x for x in ticks if start + took / 4 < x < end - took / 4]
+    assert len(inside) > 100, f"{len(inside)} ticks in the middle of {took:.3f} s of decoding"
 
 
 def test_codes_are_fixed() -> None:
