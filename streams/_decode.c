@@ -496,39 +496,77 @@ static int event(cur p, cur e, Columns *c, Py_ssize_t i) {
     return (seen & required) == required ? 0 : -1;
 }
 
+/* The bytes of a list's items, taken with the GIL so that a walk over them can run without
+ * it: the tuple keeps every item alive whatever happens to the list meanwhile, and bytes
+ * never change. A length of -1 marks None, -2 an item that is not bytes. */
+typedef struct {
+    PyObject *held;
+    cur *starts;
+    Py_ssize_t *lens;
+    Py_ssize_t n;
+} Held;
+
+static void held_free(Held *h) {
+    PyMem_Free(h->starts);
+    PyMem_Free(h->lens);
+    Py_CLEAR(h->held);
+}
+
+static int held_take(PyObject *list, Held *h) {
+    h->held = PyList_AsTuple(list);
+    h->starts = NULL;
+    h->lens = NULL;
+    if (!h->held) return -1;
+    h->n = PyTuple_GET_SIZE(h->held);
+    h->starts = PyMem_Malloc((h->n ? h->n : 1) * sizeof(cur));
+    h->lens = PyMem_Malloc((h->n ? h->n : 1) * sizeof(Py_ssize_t));
+    if (!h->starts || !h->lens) {
+        held_free(h);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < h->n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(h->held, i);
+        int is_bytes = PyBytes_Check(v);
+        h->starts[i] = is_bytes ? (cur)PyBytes_AS_STRING(v) : NULL;
+        h->lens[i] = is_bytes ? PyBytes_GET_SIZE(v) : v == Py_None ? -1 : -2;
+    }
+    return 0;
+}
+
 /* decode(lines, max_line_bytes) -> (status, codes, floats, ints, small) as bytearrays,
  * column-major: column k of a block holds rows k*n .. k*n+n-1.
  *
  * The walk over the lines runs without the GIL: in the worker it is a fifth of the engine
  * thread's time, and the Kafka consumer thread can unpack the next fetch meanwhile. It
- * reads only a tuple of the lines taken beforehand (bytes never change) and buffers no
- * other thread can see yet. */
+ * reads only the held lines and buffers no other thread can see yet. */
 static PyObject *decode(PyObject *self, PyObject *args) {
     PyObject *lines;
     Py_ssize_t max_bytes;
+    Held h;
     if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &lines, &max_bytes)) return NULL;
-    PyObject *held = PyList_AsTuple(lines);  /* the list may change while the GIL is free */
-    if (!held) return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(held);
+    if (held_take(lines, &h)) return NULL;
+    Py_ssize_t n = h.n;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (h.lens[i] < 0) {
+            PyErr_Format(PyExc_TypeError, "line %zd is %s, not bytes", i,
+                         Py_TYPE(PyTuple_GET_ITEM(h.held, i))->tp_name);
+            held_free(&h);
+            return NULL;
+        }
     PyObject *st = PyByteArray_FromStringAndSize(NULL, n);
     PyObject *codes = PyByteArray_FromStringAndSize(NULL, n * N_CODES * 8);
     PyObject *floats = PyByteArray_FromStringAndSize(NULL, n * N_FLOATS * 8);
     PyObject *ints = PyByteArray_FromStringAndSize(NULL, n * N_INTS * 8);
     PyObject *small = PyByteArray_FromStringAndSize(NULL, n * N_SMALL);
-    cur *starts = PyMem_Malloc((n ? n : 1) * sizeof(cur));
-    Py_ssize_t *lens = PyMem_Malloc((n ? n : 1) * sizeof(Py_ssize_t));
-    if (!st || !codes || !floats || !ints || !small || !starts || !lens) {
-        if (!PyErr_Occurred()) PyErr_NoMemory();
-        goto fail;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *ln = PyTuple_GET_ITEM(held, i);
-        if (!PyBytes_Check(ln)) {
-            PyErr_Format(PyExc_TypeError, "line %zd is %s, not bytes", i, Py_TYPE(ln)->tp_name);
-            goto fail;
-        }
-        starts[i] = (cur)PyBytes_AS_STRING(ln);
-        lens[i] = PyBytes_GET_SIZE(ln);
+    if (!st || !codes || !floats || !ints || !small) {
+        held_free(&h);
+        Py_XDECREF(st);
+        Py_XDECREF(codes);
+        Py_XDECREF(floats);
+        Py_XDECREF(ints);
+        Py_XDECREF(small);
+        return NULL;
     }
     Columns c = {(uint64_t *)PyByteArray_AS_STRING(codes), (double *)PyByteArray_AS_STRING(floats),
                  (int64_t *)PyByteArray_AS_STRING(ints), (uint8_t *)PyByteArray_AS_STRING(small),
@@ -536,28 +574,16 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     uint8_t *status = (uint8_t *)PyByteArray_AS_STRING(st);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
-        cur p = starts[i];
-        Py_ssize_t len = lens[i];
+        cur p = h.starts[i];
+        Py_ssize_t len = h.lens[i];
         if (len > max_bytes) status[i] = ST_TOO_LARGE;
         else if (ws(p, p + len) == p + len) status[i] = ST_EMPTY;
         else status[i] = event(p, p + len, &c, i) ? ST_SLOW : ST_OK;
         if (status[i] != ST_OK) defaults(&c, i);  /* the slow path fills or drops the row */
     }
     Py_END_ALLOW_THREADS
-    PyMem_Free(starts);
-    PyMem_Free(lens);
-    Py_DECREF(held);
+    held_free(&h);
     return Py_BuildValue("(NNNNN)", st, codes, floats, ints, small);
-fail:
-    PyMem_Free(starts);
-    PyMem_Free(lens);
-    Py_DECREF(held);
-    Py_XDECREF(st);
-    Py_XDECREF(codes);
-    Py_XDECREF(floats);
-    Py_XDECREF(ints);
-    Py_XDECREF(small);
-    return NULL;
 }
 
 /* The string value of one top-level field of a line: "" when absent or not a string, NULL
@@ -684,24 +710,30 @@ static PyObject *partitions(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "partitions must be >= 1");
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(values);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 4);
-    if (!out) return NULL;
+    Held h;
+    if (held_take(values, &h)) return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, h.n * 4);
+    if (!out) {
+        held_free(&h);
+        return NULL;
+    }
     int32_t *o = (int32_t *)PyBytes_AS_STRING(out);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = PyList_GET_ITEM(values, i);
-        if (v == Py_None || (PyBytes_Check(v) && PyBytes_GET_SIZE(v) == 0)) { o[i] = -1; continue; }
-        if (!PyBytes_Check(v)) { o[i] = -2; continue; }
-        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(v);
-        Py_ssize_t len = PyBytes_GET_SIZE(v);
-        const unsigned char *at = memmem(p, (size_t)len, mark, (size_t)mlen);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < h.n; i++) {
+        const unsigned char *p = h.starts[i];
+        Py_ssize_t len = h.lens[i];
+        if (len == -1 || len == 0) { o[i] = -1; continue; }
         o[i] = -2;
+        if (len < 0) continue;
+        const unsigned char *at = memmem(p, (size_t)len, mark, (size_t)mlen);
         if (!at) continue;
         const unsigned char *a = at + mlen, *e = p + len;
         const unsigned char *q = memchr(a, '"', (size_t)(e - a));
         if (!q || q == a || memchr(a, '\\', (size_t)(q - a))) continue;
         o[i] = (int32_t)((murmur2(a, q - a) & 0x7fffffff) % (uint32_t)parts);
     }
+    Py_END_ALLOW_THREADS
+    held_free(&h);
     return out;
 }
 
