@@ -185,6 +185,12 @@ def worker_rate(cfg_path: Path, data: Path, n: int, extra: tuple = ()) -> float:
             if proc.poll() is not None:
                 raise RuntimeError("worker exited")
             time.sleep(0.05)
+        if c == first[1]:
+            # The whole topic went between two readings: nothing to time a rate over.
+            raise RuntimeError(
+                f"the worker consumed all {n} events before its progress could be read "
+                "twice; the corpus is too small to time (raise --accounts or --hours)"
+            )
         return (c - first[1]) / (now - first[0])
     finally:
         proc.terminate()

@@ -28,6 +28,7 @@ from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.features import FEATURES, window_features
 from streams.fusion import fuse
 from streams.metrics import Metrics
+from streams.seen import IdSet, add_new
 from streams.snapshots import WindowSnapshots
 from streams.state import AccountTable
 
@@ -96,7 +97,7 @@ class Engine:
         self.pending: list[EventBatch] = []
         self.max_ts = -np.inf
         self.closed_until = -np.inf  # every window ending at or before this is closed
-        self._seen_ids: tuple[set[int], set[int]] = (set(), set())  # event id codes
+        self._seen_ids = (IdSet(), IdSet())  # event id codes: this generation, the last
         self._seen_gen_end = -np.inf
         self._windows_closed = 0
         # Raw lines and times of events buffered since the last `take_journal()`, kept only
@@ -154,26 +155,15 @@ class Engine:
 
     def _dedup(self, batch: EventBatch) -> EventBatch:
         cur, prev = self._seen_ids
-        ids = batch.event_id.tolist()
-        fresh = set(ids)
-        dups = 0
-        if len(fresh) == len(ids) and fresh.isdisjoint(cur) and fresh.isdisjoint(prev):
-            cur |= fresh  # the common case: no duplicate at all, decided with set operations
-        else:
-            keep = np.ones(len(batch), dtype=bool)
-            for i, eid in enumerate(ids):
-                if eid in cur or eid in prev:
-                    keep[i] = False
-                else:
-                    cur.add(eid)
-            dups = len(batch) - int(keep.sum())
+        keep = add_new(cur, prev, batch.event_id)
+        dups = len(batch) - int(np.count_nonzero(keep))
         if dups:
             self.metrics.events_duplicate.inc(dups)
             batch = batch.take(np.flatnonzero(keep))
         # Two generations of ids: every id is remembered for at least one horizon.
         if self.max_ts > self._seen_gen_end:
             if self._seen_gen_end > -np.inf:
-                self._seen_ids = (set(), cur)
+                self._seen_ids = (IdSet(), cur)
             self._seen_gen_end = self.max_ts + self.cfg.engine.dedup_horizon_s
         return batch
 
@@ -291,10 +281,7 @@ class Engine:
             ),
             "max_ts": self.max_ts,
             "closed_until": self.closed_until,
-            # As arrays: pickling a set of a million ints costs far more.
-            "seen_ids": tuple(
-                np.fromiter(ids, dtype=np.uint64, count=len(ids)) for ids in self._seen_ids
-            ),
+            "seen_ids": tuple(ids.ids() for ids in self._seen_ids),
             "seen_gen_end": self._seen_gen_end,
             "windows_closed": self._windows_closed,
         }
@@ -316,6 +303,6 @@ class Engine:
         self.max_ts = state["max_ts"]
         self.closed_until = state["closed_until"]
         cur, prev = state["seen_ids"]
-        self._seen_ids = (set(cur.tolist()), set(prev.tolist()))
+        self._seen_ids = (IdSet(cur), IdSet(prev))
         self._seen_gen_end = state["seen_gen_end"]
         self._windows_closed = state["windows_closed"]
