@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gzip
 import random
-import threading
-import time
 
 import numpy as np
 import orjson
@@ -21,6 +19,7 @@ from streams._decode import code
 from streams.codes import subnet_of
 from streams.events import COLUMNS, decode_lines, line_texts
 from tests.events_util import T0, line
+from tests.gil_util import assert_lets_threads_run
 
 NOW = T0 + 3600
 
@@ -220,29 +219,7 @@ def test_compiled_walks_let_other_threads_run(walk) -> None:
     lines = [
         line(event_id=f"e{i}", latency_ms=i / 7, moderation={"h": i / 13}) for i in range(150_000)
     ]
-    ticks: list[float] = []
-    stop = threading.Event()
-
-    def count() -> None:
-        while not stop.is_set():
-            ticks.append(time.perf_counter())
-
-    t = threading.Thread(target=count)
-    t.start()
-    try:
-        time.sleep(0.05)
-        start = time.perf_counter()
-        walk(lines)
-        end = time.perf_counter()
-    finally:
-        stop.set()
-        t.join()
-    took = end - start
-    assert took > 0.01, "the batch is too small to tell"
-    # Only the middle half counts: the thread may hold the GIL for a switch interval on
-    # either side of the call.
-    inside = [x for x in ticks if start + took / 4 < x < end - took / 4]
-    assert len(inside) > 100, f"{len(inside)} ticks in the middle of {took:.3f} s"
+    assert_lets_threads_run(lambda: walk(lines))
 
 
 def test_codes_are_fixed() -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pytest
 
 from streams import _seen
 from streams.seen import EMPTY, IdSet, add_new
+from tests.gil_util import assert_lets_threads_run
 
 
 def reference(batches: list[np.ndarray], prev: set[int]) -> tuple[list[list[bool]], set[int]]:
@@ -81,24 +79,4 @@ def test_lets_other_threads_run() -> None:
     ids = np.random.default_rng(1).integers(1, 2**63, size=1_500_000, dtype=np.uint64)
     s = IdSet()
     s.reserve(len(ids))
-    ticks: list[float] = []
-    stop = threading.Event()
-
-    def count() -> None:
-        while not stop.is_set():
-            ticks.append(time.perf_counter())
-
-    t = threading.Thread(target=count)
-    t.start()
-    try:
-        time.sleep(0.05)
-        start = time.perf_counter()
-        add_new(s, EMPTY, ids)
-        end = time.perf_counter()
-    finally:
-        stop.set()
-        t.join()
-    took = end - start
-    assert took > 0.01, "the batch is too small to tell"
-    inside = [x for x in ticks if start + took / 4 < x < end - took / 4]
-    assert len(inside) > 100, f"{len(inside)} ticks in the middle of {took:.3f} s"
+    assert_lets_threads_run(lambda: add_new(s, EMPTY, ids))
