@@ -391,3 +391,30 @@ app.run_worker(cfg, WorkerSettings())
     interval, threshold = out.stdout.split()[-2:]
     assert float(interval) == pytest.approx(process.SWITCH_INTERVAL_S)
     assert int(threshold) == process.GC_THRESHOLDS[0]
+
+
+def test_tombstones_are_dead_lettered_and_blank_values_reach_the_decoder():
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment)
+    good = b'{"account_id": "acct_1"}'
+
+    def rejected() -> float | None:
+        return proc.metrics.registry.get_sample_value(
+            "vigil_events_rejected_total", {"reason": "malformed_json"}
+        )
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 0), _block([good, None, b"", b" \n", None, good]))
+        # Blank values are bytes: the engine's decoder rejects them with a reason.
+        assert proc.parts[0].engine.lines == [good, b"", b" \n", good]
+        dead = [s for s in proc.app.producer.sent if s[0] == "t-dead"]
+        assert [(s[2], dict(s[5])["vigil-reason"]) for s in dead] == [
+            (b"", b"malformed_json"),
+            (b"", b"malformed_json"),
+        ]
+        assert rejected() == 2 and proc.consumed == 6
+        await proc.on_batch(TP(IN, 0), _block([None], first=6))  # only a tombstone
+        assert rejected() == 3 and len(proc.parts[0].engine.lines) == 4
+
+    _run(scenario())

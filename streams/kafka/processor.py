@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 PROCESSING_ERROR = "processing_error"
 EMPTY_REASON = "malformed_json"
-EMPTY_DETAIL = "empty record value (no JSON object)"
+EMPTY_DETAIL = "record with no value (a tombstone)"
 
 
 @dataclass
@@ -137,14 +137,14 @@ class Processor:
     async def _apply(self, part: PartitionState, tp: TP, records: Block) -> None:
         self.wm.events_consumed.inc(len(records))
         self.consumed += len(records)
-        lines = [v for v in records.values if v and not v.isspace()]
-        if len(lines) != len(records):
-            # The decoder skips blank lines as file padding; on a topic they are records
-            # (tombstones, empty sends) and must be accounted for.
-            for v in records.values:
-                if not v or v.isspace():
-                    self.metrics.events_rejected.labels(EMPTY_REASON).inc()
-                    await self._dead_letter(v or b"", EMPTY_REASON, EMPTY_DETAIL, tp)
+        lines = records.values
+        if None in lines:
+            # Tombstones carry no bytes for the decoder to judge (blank values it rejects
+            # itself), but they are records and must be accounted for.
+            for _ in range(lines.count(None)):
+                self.metrics.events_rejected.labels(EMPTY_REASON).inc()
+                await self._dead_letter(b"", EMPTY_REASON, EMPTY_DETAIL, tp)
+            lines = [v for v in lines if v is not None]
             if not lines:
                 return
         try:
