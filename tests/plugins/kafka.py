@@ -316,6 +316,19 @@ partitions = {partitions}
 
         return produce(iter(lines), self.config.kafka, topic or None, 0, key_by_account)
 
+    def committed(self, kind: str, partition: int) -> int:
+        """The workers' group's committed offset for one partition of a topic (-1: none)."""
+        from kafka import KafkaAdminClient, TopicPartition
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        group = self.config.kafka.group_id
+        try:
+            offsets = admin.list_group_offsets(group).get(group, {})
+        finally:
+            admin.close()
+        meta = offsets.get(TopicPartition(self.topic(kind), partition))
+        return meta.offset if meta is not None else -1
+
     def read(self, kind: str, until: int = 0, idle_s: float = 5.0, timeout_s: float = 120.0):
         """Records of a topic from the start: stops once `until` are read (0: when idle)."""
         import time
