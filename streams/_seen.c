@@ -20,11 +20,11 @@ static int shift_of(Py_ssize_t cap) {
     return 64 - bits;
 }
 
-static int contains(const uint64_t *t, uint64_t mask, int shift, uint64_t id) {
-    for (uint64_t i = first_slot(id, shift) & mask;; i = (i + 1) & mask) {
-        if (t[i] == id) return 1;
-        if (t[i] == 0) return 0;
-    }
+/* The slot holding id, or the empty slot where it would go (linear probing). */
+static uint64_t slot_of(const uint64_t *t, uint64_t mask, int shift, uint64_t id) {
+    uint64_t i = first_slot(id, shift) & mask;
+    while (t[i] != 0 && t[i] != id) i = (i + 1) & mask;
+    return i;
 }
 
 static int is_table(Py_buffer *b) {
@@ -60,9 +60,8 @@ static PyObject *add_new(PyObject *self, PyObject *args) {
         for (Py_ssize_t j = 0; j < n; j++) {
             uint64_t id = in[j];
             k[j] = id == 0;  /* not an id code: nothing to compare it with */
-            if (id == 0 || contains(p, pmask, pshift, id)) continue;
-            uint64_t i = first_slot(id, tshift) & tmask;
-            while (t[i] != 0 && t[i] != id) i = (i + 1) & tmask;
+            if (id == 0 || p[slot_of(p, pmask, pshift, id)] == id) continue;
+            uint64_t i = slot_of(t, tmask, tshift, id);
             if (t[i] == id) continue;
             t[i] = id;
             k[j] = 1;
