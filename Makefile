@@ -7,7 +7,7 @@ DEMO := data/demo
 
 .PHONY: demo test lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
 
-$(STAMP): pyproject.toml constraints.txt streams/_decode.c streams/kafka/_records.c
+$(STAMP): pyproject.toml constraints.txt streams/contract/_decode.c streams/kafka/_records.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'

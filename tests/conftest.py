@@ -19,7 +19,7 @@ pytest_plugins = [
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A small generated corpus with every misuse scenario: (events, labels)."""
-    from streams.generate import generate
+    from synth.generate import generate
 
     out = tmp_path_factory.mktemp("corpus")
     res = generate(out, accounts=300, hours=8, seed=11, bad_rate=0.0)

@@ -10,7 +10,7 @@ import orjson
 from detectors.classifier import DEFAULT_MODEL, ClassifierDetector
 from models.dataset import features_of
 from models.train import CLASSES
-from streams.features import FEATURES
+from streams.features.window import FEATURES
 
 
 def test_card_describes_the_engine_features() -> None:

@@ -12,14 +12,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from console.cli import default_labels_file, register
 from console.store import open_store
 from console.users import authenticate_password, authenticate_token
+from streams.cli.console import default_labels_file, register
 from tests.console_live import free_port
 
 # The same wiring `vigil` does for plugin modules, on an app of our own.
 LAUNCH = (
-    "import sys, typer; from console.cli import register; "
+    "import sys, typer; from streams.cli.console import register; "
     "app = typer.Typer(); ev = typer.Typer(); app.add_typer(ev, name='eval'); "
     "register(app, ev); app(sys.argv[1:], prog_name='vigil')"
 )

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "demo-analyst-pw"
 
 
-# `python -m streams.cli` would run a second copy of the module; call main() instead.
-LAUNCH = "import sys; from streams.cli import main; sys.argv[0] = 'vigil'; main()"
+# `python -m streams.cli.common` would run a second copy of the module; call main() instead.
+LAUNCH = "import sys; from streams.cli.main import main; sys.argv[0] = 'vigil'; main()"
 
 
 def _counts(db: Path) -> dict[str, int]:

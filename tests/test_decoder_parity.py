@@ -14,10 +14,10 @@ import numpy as np
 import orjson
 import pytest
 
-from streams import _decode
-from streams._decode import code
-from streams.codes import subnet_of
-from streams.events import COLUMNS, decode_lines, line_texts
+from streams.contract import _decode
+from streams.contract._decode import code
+from streams.contract.codes import subnet_of
+from streams.contract.events import COLUMNS, decode_lines, line_texts
 from tests.events_util import T0, line
 from tests.gil_util import assert_lets_threads_run
 

@@ -11,15 +11,16 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.base import Detector, FeatureBatch, clone
+from detectors.base import Detector, clone
 from detectors.baseline import BaselineDetector
 from detectors.campaign import CampaignDetector
 from detectors.classifier import ClassifierDetector
 from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
 from models.dataset import window_labels
-from streams.engine import Engine
-from streams.replay import open_input, replay
+from streams.core.batch import FeatureBatch
+from streams.engine.engine import Engine
+from streams.replay.reader import open_input, replay
 
 FACTORIES: dict[str, Callable[[], Detector]] = {
     "rules": RulesDetector,

@@ -14,8 +14,8 @@ import sys
 
 SCRIPT = """
 import hashlib, sys
-from streams.engine import Engine
-from streams.replay import open_input, replay
+from streams.engine.engine import Engine
+from streams.replay.reader import open_input, replay
 rows, alerts = [], []
 eng = Engine(on_features=lambda b: rows.append(b.X.tobytes() + b.account_ids.astype(str).tobytes()))
 with open_input(sys.argv[1]) as fh:

@@ -10,11 +10,11 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.alerts import CATEGORIES, SEVERITIES, Alert
-from streams.config import VigilConfig
-from streams.engine import Engine, build_detectors
-from streams.evaluate import score_alerts
-from streams.replay import open_input, read_batches
+from streams.core.alerts import CATEGORIES, SEVERITIES, Alert
+from streams.core.config import VigilConfig
+from streams.engine.engine import Engine, ModelError, build_detectors
+from streams.replay.reader import open_input, read_batches
+from synth.evaluate import score_alerts
 from tests.events_util import T0, line
 
 
@@ -126,12 +126,15 @@ def test_idle_accounts_are_evicted_and_state_is_bounded() -> None:
     assert eng.metrics.accounts_evicted._value.get() >= 200
 
 
-def test_model_failure_is_visible_and_other_detectors_run(tmp_path) -> None:
+def test_model_failure_stops_the_engine_unless_asked_to_run_without_it(tmp_path) -> None:
     cfg = dataclasses.replace(VigilConfig(), model_path=str(tmp_path / "missing.onnx"))
-    eng = Engine(cfg)
+    with pytest.raises(ModelError, match="missing.onnx"):
+        Engine(cfg)
+    eng = Engine(cfg, detectors=build_detectors(cfg, classifier=False))
     assert "classifier" not in eng.detectors
     assert eng.metrics.model_loaded._value.get() == 0
     assert set(build_detectors(VigilConfig())) >= {"rules", "baseline", "campaign", "classifier"}
+    assert Engine(VigilConfig()).metrics.model_loaded._value.get() == 1
 
 
 def test_read_ahead_gives_the_same_batches_and_raises_reader_errors(small_corpus, tmp_path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.alerts import Alert, rfc3339
-from streams.evaluate import score_alerts
+from streams.core.alerts import Alert, rfc3339
+from synth.evaluate import score_alerts
 from tests.events_util import T0
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.config import VigilConfig
-from streams.engine import Engine
-from streams.events import decode_lines
+from streams.contract.events import decode_lines
+from streams.core.config import VigilConfig
+from streams.engine.engine import Engine
 from tests.events_util import T0, line
 
 NOW = T0 + 3600

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.base import FeatureBatch
-from streams.config import VigilConfig
-from streams.engine import Engine
+from streams.core.batch import FeatureBatch
+from streams.core.config import VigilConfig
+from streams.engine.engine import Engine
 from tests.events_util import T0, line
 
 W = 300

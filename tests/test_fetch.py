@@ -129,7 +129,7 @@ def test_the_worker_s_fetch_settings_reach_aiokafka(kafka_bootstrap):
     # child: the session's browser fixture keeps an event loop running in this thread.
     code = f"""
 import asyncio
-from streams.config import KafkaConfig, VigilConfig
+from streams.core.config import KafkaConfig, VigilConfig
 from streams.kafka.app import build_worker
 from streams.kafka.settings import WorkerSettings
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from streams.generate import DEFAULT_START, generate
+from synth.generate import DEFAULT_START, generate
 
 
 @pytest.mark.parametrize("hours", [1.0, 1.5, 2.0])

@@ -22,7 +22,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from streams import process
+from streams.engine.metrics import Metrics
 from streams.kafka import checkpoint
 from streams.kafka.consumer import BatchConsumer
 from streams.kafka.fetch import Block
@@ -30,7 +30,7 @@ from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
-from streams.metrics import Metrics
+from streams.runtime import process
 
 
 @pytest.mark.parametrize("key", [b"acct_000001", b"a", b"", "ünïcode".encode(), b"x" * 97])
@@ -294,7 +294,7 @@ def test_worker_logging_stays_at_its_level():
     # worker's time. Run in a child: Faust's logging setup replaces the root handlers.
     code = """
 import logging
-from streams.config import VigilConfig
+from streams.core.config import VigilConfig
 from streams.kafka.app import build_worker, faust_worker
 from streams.kafka.settings import WorkerSettings
 s = WorkerSettings()
@@ -310,7 +310,7 @@ print(logging.getLogger("aiokafka.producer.producer").getEffectiveLevel())
 def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch):
     # Built from the picks as they stand when sent: one record per account, latest pick.
     monkeypatch.setattr(
-        "streams.snapshots.latest",
+        "streams.engine.snapshots.latest",
         lambda picks: [(a, {"account_id": a, "row": i}) for a, (_, i) in picks.items()],
     )
     assignment = {TP(IN, p) for p in range(4)}
@@ -374,7 +374,7 @@ def test_run_worker_tunes_the_process_before_faust_starts(kafka_bootstrap):
     code = f"""
 import gc, sys
 import streams.kafka.app as app
-from streams.config import KafkaConfig, VigilConfig
+from streams.core.config import KafkaConfig, VigilConfig
 from streams.kafka.settings import WorkerSettings
 
 def started(*args, **kwargs):

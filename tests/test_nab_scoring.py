@@ -196,7 +196,7 @@ def _write_corpus(root, rng):
 def _cli():
     import typer
 
-    from detectors.nab.cli import register
+    from streams.cli.nab import register
 
     app, eval_app = typer.Typer(), typer.Typer()
     app.add_typer(eval_app, name="eval")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.config import load_config
+from streams.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.metrics import Metrics
+from streams.engine.metrics import Metrics
 from tests.plugins.prometheus import PromQLError, free_port
 
 

@@ -35,7 +35,7 @@ from tests.plugins.prometheus import (
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
-# The installed console script; `python -m streams.cli` would register no commands.
+# The installed console script; `python -m streams.cli.common` would register no commands.
 VIGIL = [str(Path(sys.executable).with_name("vigil"))]
 # Only a Kafka worker exports these; replay has no consumer group.
 WORKER_ONLY = (

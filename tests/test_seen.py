@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams import _seen
-from streams.seen import EMPTY, IdSet, add_new
+from streams.contract import _seen
+from streams.contract.seen import EMPTY, IdSet, add_new
 from tests.gil_util import assert_lets_threads_run
 
 

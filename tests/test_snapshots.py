@@ -8,9 +8,9 @@ from collections import defaultdict
 import numpy as np
 import orjson
 
-from streams.codes import subnet_of
-from streams.engine import Engine
-from streams.snapshots import LIST_LIMIT, LatestSnapshots, latest, materialise
+from streams.contract.codes import subnet_of
+from streams.engine.engine import Engine
+from streams.engine.snapshots import LIST_LIMIT, LatestSnapshots, latest, materialise
 
 LIST_FIELDS = (
     ("ips", "ip"),

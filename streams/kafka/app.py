@@ -12,7 +12,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams.config import VigilConfig
+from streams.core.config import VigilConfig
 from streams.kafka import fetch
 from streams.kafka.consumer import BatchTransport
 from streams.kafka.health import HealthInputs, evaluate
@@ -24,7 +24,7 @@ from streams.kafka.settings import (
     ensure_data_dir,
     faust_credentials,
 )
-from streams.process import tune_gc, tune_threads
+from streams.runtime.process import tune_gc, tune_threads
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,13 @@ def build_worker(
 ) -> Worker:
     from faust.sensors.prometheus import setup_prometheus_sensors
 
-    from streams.metrics import Metrics
+    from streams.engine.metrics import Metrics
 
     kc = config.kafka
     metrics = metrics or Metrics()
     wm = WorkerMetrics(metrics.registry)
     if make_engine is None:
-        from streams.engine import Engine
+        from streams.engine.engine import Engine
 
         def make_engine() -> Any:
             return Engine(config, metrics=metrics, emit_snapshots=settings.emit_snapshots)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from streams.config import KafkaConfig
+from streams.core.config import KafkaConfig
 from streams.kafka.routing import account_of
 from streams.kafka.settings import kafka_python_options
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams.config import KafkaConfig
+from streams.core.config import KafkaConfig
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from streams.config import KafkaConfig
+from streams.core.config import KafkaConfig
 from streams.kafka.settings import kafka_python_options
 
 

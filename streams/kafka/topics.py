@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.config import KafkaConfig
+from streams.core.config import KafkaConfig
 from streams.kafka.settings import WorkerSettings, kafka_python_options
 
 

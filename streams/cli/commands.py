@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from streams.cli import ConfigOpt, app, eval_app, fail, load_cli_config
+from streams.cli.common import ConfigOpt, fail, load_cli_config
 
 
 def _progress(total: int | None, label: str):
@@ -18,7 +18,6 @@ def _progress(total: int | None, label: str):
     return Progress(*cols, transient=True, disable=not sys.stderr.isatty())
 
 
-@app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Output directory")],
     accounts: Annotated[int, typer.Option(min=10, help="Benign accounts")] = 2000,
@@ -27,7 +26,7 @@ def generate(
     bad_rate: Annotated[float, typer.Option(min=0.0, max=0.1, help="Share of bad lines")] = 1e-4,
 ) -> None:
     """Write OUT/events.jsonl.gz and OUT/labels.json (ground truth with onsets)."""
-    from streams.generate import generate as gen
+    from synth.generate import generate as gen
 
     with _progress(accounts, "generating") as bar:
         task = bar.add_task("gen", total=accounts)
@@ -45,7 +44,6 @@ def generate(
     )
 
 
-@app.command()
 def replay(
     path: Annotated[str, typer.Argument(help=".jsonl, .jsonl.gz or - for stdin")],
     alerts: Annotated[Path | None, typer.Option(help="Write alerts here (JSON Lines)")] = None,
@@ -65,20 +63,82 @@ def replay(
     state: Annotated[
         Path | None, typer.Option(help="Load engine state from here if present, save it at the end")
     ] = None,
+    without_classifier: Annotated[
+        bool,
+        typer.Option(
+            help="Run without the ONNX classifier instead of stopping when its model cannot be loaded"
+        ),
+    ] = False,
 ) -> None:
     """Process events in event-time order as fast as possible; print a summary."""
-    from streams.runner import run_replay
+    from streams.cli import checks
 
     cfg = load_cli_config(config)
     if hold and metrics_port is None:
         raise fail("--hold needs --metrics-port")
+    checks.input_file(path)
+    checks.output_file(alerts, "--alerts")
+    checks.output_file(dead_letters, "--dead-letters")
+    checks.output_file(state, "--state")
+    truth = checks.json_file(labels, "--labels")
+    url = store or cfg.store_url
+    url = checks.store_url(url, "--store" if store else "store_url") if url else None
+    detectors = build_checked_detectors(cfg, without_classifier)
+
+    from streams.replay.runner import ReplayJob, run_replay
+    from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile
+
+    sinks: list = []
+    if alerts:
+        sinks.append(AlertFile(alerts))
+    if dead_letters:
+        sinks.append(DeadLetterFile(dead_letters))
+    db = None
+    if url:
+        from console.sink import StoreSink
+        from console.store import open_store
+
+        db = open_store(url)
+        sinks.append(StoreSink(db))
+    collected: list = []
+    if truth is not None:
+        sinks.append(CallbackSink(lambda out: collected.extend(out.alerts)))
+    job = ReplayJob(
+        config=cfg,
+        path=path,
+        sinks=sinks,
+        metrics_port=metrics_port,
+        hold=hold,
+        state_path=state,
+        snoozes=db.active_snoozes if db else None,
+        snapshots=db is not None,
+        detectors=detectors,
+    )
     try:
-        run_replay(cfg, path, alerts, dead_letters, metrics_port, hold, store, labels, state)
+        run_replay(job)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
+    if alerts:
+        typer.echo(f"alerts written to {alerts}")
+    if dead_letters:
+        typer.echo(f"dead letters written to {dead_letters}")
+    if truth is not None:
+        from synth.evaluate import print_report, score_alerts
+
+        print_report(score_alerts(collected, truth), typer.echo)
 
 
-@app.command()
+def build_checked_detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped-def]
+    """The engine's detectors, built before the run so that a model that cannot be loaded
+    stops it with one line, unless the user asked to run without the classifier."""
+    from streams.engine.engine import ModelError, build_detectors
+
+    try:
+        return build_detectors(cfg, classifier=not without_classifier)
+    except ModelError as exc:
+        raise fail(f"{exc} (pass --without-classifier to run on the other detectors)") from None
+
+
 def train(
     out: Annotated[
         Path | None, typer.Option(help="Artifact directory (default: the shipped one)")
@@ -93,7 +153,6 @@ def train(
     run(TrainConfig(accounts=accounts, hours=hours), out or ARTIFACTS, log=typer.echo)
 
 
-@eval_app.command("scenarios")
 def eval_scenarios(
     seed: Annotated[int, typer.Option(help="Generator seed (not one used for training)")] = 9001,
     accounts: Annotated[int, typer.Option(min=200)] = 4000,
@@ -105,9 +164,16 @@ def eval_scenarios(
 ) -> None:
     """Recall, precision and time-to-detect per misuse scenario on held-out generated data."""
     from models.train import TrainConfig
-    from streams.evaluate import evaluate_scenarios, print_report
+    from synth.evaluate import evaluate_scenarios, print_report
 
     if seed in TrainConfig().seeds or seed == TrainConfig().holdout_seed:
         raise fail(f"seed {seed} is used to train the shipped model; pick another")
     cfg = load_cli_config(config)
     print_report(evaluate_scenarios(cfg, data, accounts, hours, seed))
+
+
+def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    app.command()(generate)
+    app.command()(replay)
+    app.command()(train)
+    eval_app.command("scenarios")(eval_scenarios)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from streams.population import Traffic, benign_traffic, make_account
-from streams.scenarios import plan_incidents
+from synth.scenarios import plan_incidents
+from synth.traffic import Traffic, benign_traffic, make_account
 
 DEFAULT_START = 1_790_812_800.0  # 2026-10-01T00:00:00Z
 BAD_LINES = (
@@ -162,3 +162,12 @@ def generate(
         )
     )
     return GenerateResult(len(events), len(labels), misuse, events_path, labels_path)
+
+
+def generated(cache: Path, accounts: int, hours: float, seed: int) -> tuple[Path, Path]:
+    """Generate (or reuse) a corpus; the seed makes it the same every time."""
+    d = cache / f"a{accounts}-h{hours:g}-s{seed}"
+    events, labels = d / "events.jsonl.gz", d / "labels.json"
+    if not (events.exists() and labels.exists()):
+        generate(d, accounts, hours, seed, bad_rate=0.0)
+    return events, labels

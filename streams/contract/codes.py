@@ -9,7 +9,7 @@ is not keyed, so it is not meant to resist values crafted to collide.
 
 from __future__ import annotations
 
-from streams._decode import code
+from streams.contract._decode import code
 
 # Checkpoints record it: state written with other codes must not be mixed with these.
 CODES_VERSION = 2

@@ -1,9 +1,9 @@
 """Raw JSON lines in, a columnar batch of accepted events and the dead letters out.
 
-Decoding is the hottest path in Vigil. The compiled decoder (`streams/_decode.c`) turns a
+Decoding is the hottest path in Vigil. The compiled decoder (`streams/contract/_decode.c`) turns a
 whole batch into numeric columns in one call: every string field becomes a 64-bit code,
 the same in every process, so no Python object is made per field. The few lines it cannot
-take exactly go one by one through the reference decoder in `streams/contract.py`, which
+take exactly go one by one through the reference decoder in `streams/contract/reference.py`, which
 also gives every reject its reason. The strings behind the codes are read back from the
 raw lines only where a person will see them (reasons, campaign evidence, snapshots).
 """
@@ -16,9 +16,9 @@ import msgspec
 import numpy as np
 import orjson
 
-from streams import _decode
-from streams.codes import subnet_of
-from streams.contract import (
+from streams.contract import _decode
+from streams.contract.codes import subnet_of
+from streams.contract.reference import (
     REJECT_REASONS,
     DeadLetter,
     Reject,

@@ -15,22 +15,23 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, fill_nan
+from detectors.base import Detector
 from detectors.baseline import BaselineDetector
 from detectors.campaign import CampaignDetector
 from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
-from streams.alerts import Alert, rfc3339
-from streams.campaign import CampaignState
-from streams.codes import CODES_VERSION
-from streams.config import VigilConfig
-from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
-from streams.features import FEATURES, window_features
-from streams.fusion import fuse
-from streams.metrics import Metrics
-from streams.seen import IdSet, add_new
-from streams.snapshots import WindowSnapshots
-from streams.state import AccountTable
+from streams.contract.codes import CODES_VERSION
+from streams.contract.events import DeadLetter, EventBatch, decode_lines, empty_batch
+from streams.contract.seen import IdSet, add_new
+from streams.core.alerts import Alert, rfc3339
+from streams.core.batch import fill_nan
+from streams.core.config import VigilConfig
+from streams.engine.metrics import Metrics
+from streams.engine.snapshots import WindowSnapshots
+from streams.features.campaign import CampaignState
+from streams.features.state import AccountTable
+from streams.features.window import FEATURES, window_features
+from streams.fusion.fuse import fuse
 
 log = logging.getLogger("vigil.engine")
 SnoozeSource = Any  # callable(now_epoch) -> {(account_id, detector): until_epoch}
@@ -48,25 +49,27 @@ class Output:
         self.snapshots += other.snapshots
 
 
-def build_detectors(cfg: VigilConfig, metrics: Metrics | None = None) -> dict[str, Detector]:
+class ModelError(RuntimeError):
+    """The classifier's model cannot be loaded; the message names the model and why."""
+
+
+def build_detectors(cfg: VigilConfig, classifier: bool = True) -> dict[str, Detector]:
+    """Every detector the config asks for. A classifier that cannot be loaded raises
+    ModelError: running silently without it would hide the failure."""
     dets: dict[str, Detector] = {
         "rules": RulesDetector(cfg.rules),
         "baseline": BaselineDetector(),
         "population": PopulationDetector(),
         "campaign": CampaignDetector(),
     }
-    try:
+    if classifier:
         from detectors.classifier import ClassifierDetector
 
-        clf = ClassifierDetector(cfg.model_path)
-        dets["classifier"] = clf
-        if metrics:
-            metrics.model_loaded.set(1)
-            metrics.model_info.info({"version": clf.version, "path": cfg.model_path or "default"})
-    except Exception as exc:  # the engine keeps running on the other detectors
-        log.error("classifier model failed to load: %s", exc)
-        if metrics:
-            metrics.model_loaded.set(0)
+        try:
+            dets["classifier"] = ClassifierDetector(cfg.model_path)
+        except Exception as exc:
+            where = cfg.model_path or "the shipped default"
+            raise ModelError(f"classifier model {where} cannot be loaded: {exc}") from None
     return dets
 
 
@@ -83,9 +86,7 @@ class Engine:
     ) -> None:
         self.cfg = config or VigilConfig()
         self.metrics = metrics or Metrics()
-        self.detectors = (
-            detectors if detectors is not None else build_detectors(self.cfg, self.metrics)
-        )
+        self.detectors = detectors if detectors is not None else build_detectors(self.cfg)
         self.snoozes = snoozes
         self.emit_snapshots = emit_snapshots
         self.clock = clock
@@ -106,6 +107,11 @@ class Engine:
         self._journal: list[tuple[np.ndarray, np.ndarray]] = []
         clf = self.detectors.get("classifier")
         self.model_version = getattr(clf, "version", "none")
+        self.metrics.model_loaded.set(1 if clf is not None else 0)
+        if clf is not None:
+            self.metrics.model_info.info(
+                {"version": self.model_version, "path": self.cfg.model_path or "default"}
+            )
         self.metrics.detector_info.info(
             {k: str(getattr(d, "version", "")) for k, d in self.detectors.items()}
         )

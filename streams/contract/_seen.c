@@ -2,8 +2,8 @@
  *
  * Deduplication asked a Python set about every event: about 250 ns an id, and in a worker
  * 8% of all the time the GIL was held. Here a whole batch is checked and inserted in one
- * call, without the GIL. Id codes are never 0 (streams/_decode.c makes every code odd), so
- * 0 marks an empty slot. streams/seen.py owns the tables and keeps them at most half full.
+ * call, without the GIL. Id codes are never 0 (streams/contract/_decode.c makes every code odd), so
+ * 0 marks an empty slot. streams/contract/seen.py owns the tables and keeps them at most half full.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from streams.alerts import Alert
-from streams.config import VigilConfig
+from streams.core.alerts import Alert
+from streams.core.config import VigilConfig
 
 
 @dataclass
@@ -124,9 +124,9 @@ def evaluate_scenarios(
 ) -> Quality:
     import time
 
-    from models.dataset import generated
-    from streams.engine import Engine
-    from streams.replay import open_input, replay
+    from streams.engine.engine import Engine
+    from streams.replay.reader import open_input, replay
+    from synth.generate import generated
 
     events, labels_path = generated(data, accounts, hours, seed)
     engine = Engine(cfg)

@@ -1,7 +1,7 @@
 """Event ids an engine has already seen, for deduplication within a horizon.
 
 A set of 64-bit id codes in a numpy array, checked and filled a batch at a time by
-`streams._seen` without the GIL. Tables stay at most half full, so a probe ends quickly;
+`streams.contract._seen` without the GIL. Tables stay at most half full, so a probe ends quickly;
 they grow to four times what they hold when a batch would pass that.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams import _seen
+from streams.contract import _seen
 
 _MIN_SLOTS = 1024
 

@@ -7,7 +7,7 @@ import typer
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
-    from streams.cli import ConfigOpt, fail, load_cli_config
+    from streams.cli.common import ConfigOpt, fail, load_cli_config
     from streams.kafka.settings import WorkerSettings
 
     d = WorkerSettings()  # the option defaults below are the settings' own

@@ -13,10 +13,11 @@ from hashlib import blake2b
 
 import numpy as np
 
-from detectors.base import Detector, FeatureBatch
-from streams.alerts import SEVERITIES, Alert, DetectorScore, Reason, rfc3339
-from streams.config import FusionConfig
-from streams.state import AccountTable
+from detectors.base import Detector
+from streams.core.alerts import SEVERITIES, Alert, DetectorScore, Reason, rfc3339
+from streams.core.batch import FeatureBatch
+from streams.core.config import FusionConfig
+from streams.features.state import AccountTable
 
 PRIMARY = ("classifier", "rules", "campaign")
 UNSUPERVISED = ("baseline", "population")

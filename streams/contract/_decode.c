@@ -2,7 +2,7 @@
  *
  * Every string field becomes a 64-bit code (a hash that is the same in every process), so
  * a batch carries no Python object per field. The parser accepts only what it can decode
- * exactly as the reference decoder in streams/contract.py would; anything else (escapes,
+ * exactly as the reference decoder in streams/contract/reference.py would; anything else (escapes,
  * nulls, odd timestamps, duplicate keys, wrong types, malformed JSON) is marked for that
  * slower path, which also gives every reject its reason. Nothing is judged here.
  */
@@ -17,7 +17,7 @@
 #include <xlocale.h>
 #endif
 
-/* Column order; streams/events.py holds the same lists. */
+/* Column order; streams/contract/events.py holds the same lists. */
 enum { K_EVENT, K_ACCOUNT, K_ENDPOINT, K_KEY, K_MODEL, K_IP, K_SUBNET, K_COUNTRY, K_UA,
        K_PROMPT, N_CODES };
 enum { F_TS, F_LATENCY, F_CREATED, F_MODERATION, N_FLOATS };
@@ -62,7 +62,7 @@ static uint64_t code_of(const unsigned char *p, Py_ssize_t n) {
     return fmix64(h) | 1;
 }
 
-/* The /24 (IPv4) or /48 (IPv6) block, spelled as streams.codes.subnet_of spells it. */
+/* The /24 (IPv4) or /48 (IPv6) block, spelled as streams.contract.codes.subnet_of spells it. */
 static int subnet_code(const unsigned char *p, Py_ssize_t n, uint64_t *out) {
     if (n == 0) { *out = 0; return 0; }
     int dot = 0, colon = 0;

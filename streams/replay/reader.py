@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from streams.engine import Engine, Output
+from streams.engine.engine import Engine, Output
 
 BATCH_LINES = 8192
 

@@ -1,6 +1,6 @@
 """The input contract, one line at a time: the reference decoder.
 
-The compiled fast path (`streams/_decode.c`) hands every line it cannot decode exactly to
+The compiled fast path (`streams/contract/_decode.c`) hands every line it cannot decode exactly to
 this module: malformed or odd JSON, escapes, explicit nulls, unusual timestamps. Here a
 line is either turned into one row of column values or rejected with the reason the
 dead-letter sink records. Tests run both paths on the same lines and compare them.
@@ -16,8 +16,8 @@ import msgspec
 import numpy as np
 import orjson
 
-from streams._decode import code
-from streams.codes import subnet_of
+from streams.contract._decode import code
+from streams.contract.codes import subnet_of
 
 # Small codes the fast path writes too; a change here must be made in _decode.c as well.
 PLAN_CODES = {"": 0, "free": 1, "payg": 2, "enterprise": 3}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.population import (
+from synth.traffic import (
     COUNTRIES,
     DAY,
     MODELS,

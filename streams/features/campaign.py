@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from streams.features.groups import unique_pairs
+
 
 class KeyIndex:
     """key code -> {account_id: last seen}, bounded in keys and accounts per key.
@@ -85,7 +87,6 @@ class CampaignState:
         `order` sorts them by account group. `texts(rows, field)` reads the strings behind
         codes, which only keys shown as evidence need.
         """
-        from streams.features import unique_pairs
 
         n = len(account_ids)
         evidence: list[dict[str, Any] | None] = [None] * n

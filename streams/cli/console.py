@@ -21,7 +21,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML con
 def _store_url(store: str, config: Path | None) -> str:
     if store:
         return store
-    from streams.cli import fail, load_cli_config
+    from streams.cli.common import fail, load_cli_config
 
     url = load_cli_config(config).store_url
     if not url:
@@ -87,7 +87,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         from console.auth import AuthSettings
         from console.labels import FileLabelPublisher, KafkaLabelPublisher, LabelPublisher
         from console.store import open_store
-        from streams.cli import load_cli_config
+        from streams.cli.common import load_cli_config
 
         cfg = load_cli_config(config)
         url = _store_url(store, config)
@@ -139,7 +139,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
 
         from console.kafka_sink import consume
         from console.store import open_store
-        from streams.cli import load_cli_config
+        from streams.cli.common import load_cli_config
 
         cfg = load_cli_config(config)
         k = cfg.kafka
@@ -175,7 +175,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         """Add a user, or change an existing user's role and password."""
         from console.store import open_store
         from console.users import add_user
-        from streams.cli import fail
+        from streams.cli.common import fail
 
         if password_stdin:
             password = sys.stdin.readline().rstrip("\n")
@@ -193,7 +193,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         """Issue an API token for a user (replaces the old one); printed once."""
         from console.store import open_store
         from console.users import issue_token
-        from streams.cli import fail
+        from streams.cli.common import fail
 
         with open_store(_store_url(store, config)) as st:
             try:
@@ -216,7 +216,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         """Remove a user."""
         from console.store import open_store
         from console.users import remove_user
-        from streams.cli import fail
+        from streams.cli.common import fail
 
         with open_store(_store_url(store, config)) as st:
             if not remove_user(st, name):

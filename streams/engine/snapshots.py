@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import FeatureBatch
-from streams.alerts import rfc3339
-from streams.events import EventBatch, line_texts
-from streams.features import Groups, unique_pairs
+from streams.contract.events import EventBatch, line_texts
+from streams.core.alerts import rfc3339
+from streams.core.batch import FeatureBatch
+from streams.features.groups import Groups, unique_pairs
 
 LIST_LIMIT = 10
 # Snapshot list -> event field.
