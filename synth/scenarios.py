@@ -232,6 +232,13 @@ def plan_incidents(
     n = len(accounts)
     per = max(1, round(n * 0.015 / 6.5))
     established = [a for a in accounts if a.created < start - 7 * DAY and a.plan != "free"]
+    stuffing_campaigns = max(1, round(per / 4))
+    need = 3 * per + 10 * stuffing_campaigns  # key leaks etc., then up to 10 per stuffing
+    if len(established) < need:
+        raise ValueError(
+            f"{n} accounts give {len(established)} established paid accounts; the misuse "
+            f"scenarios need {need}: generate more accounts"
+        )
     victims = list(rng.permutation(len(established)))
     incidents: list[Incident] = []
     next_idx = n
@@ -252,7 +259,7 @@ def plan_incidents(
             acct = established[victims.pop()]
             onset = onset_time()
             incidents.append(Incident(acct, fn(rng, acct, onset, t1), name, onset, None))
-    for c in range(max(1, round(per / 4))):
+    for c in range(stuffing_campaigns):
         onset = onset_time()
         targets = [established[victims.pop()] for _ in range(int(rng.integers(6, 11)))]
         for acct, tr in zip(targets, credential_stuffing(rng, targets, onset, t1), strict=True):

@@ -37,6 +37,12 @@ def output_file(path: Path | None, option: str) -> None:
         raise fail(f"{option} {path}: not writable")
 
 
+def output_dir(path: Path, option: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise fail(f"{option} {path} is a file; give a directory")
+    output_file(path / "x", option)
+
+
 def json_file(path: Path | None, option: str) -> object:
     if path is None:
         return None
@@ -56,3 +62,14 @@ def store_url(url: str, option: str = "--store") -> str:
     if problem:
         raise fail(f"{option} {url}: {problem}")
     return full
+
+
+def detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped-def]
+    """The engine's detectors, built before the run so that a model that cannot be loaded
+    stops it with one line, unless the user asked to run without the classifier."""
+    from streams.engine.engine import ModelError, build_detectors
+
+    try:
+        return build_detectors(cfg, classifier=not without_classifier)
+    except ModelError as exc:
+        raise fail(f"{exc} (pass --without-classifier to run on the other detectors)") from None

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from streams.cli import checks
 from streams.cli.common import ConfigOpt, fail, load_cli_config
 
 
@@ -20,7 +21,9 @@ def _progress(total: int | None, label: str):
 
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Output directory")],
-    accounts: Annotated[int, typer.Option(min=10, help="Benign accounts")] = 2000,
+    accounts: Annotated[
+        int, typer.Option(min=50, help="Benign accounts (misuse accounts come on top)")
+    ] = 2000,
     hours: Annotated[float, typer.Option(min=1.0, max=24 * 14, help="Hours of traffic")] = 24.0,
     seed: Annotated[int, typer.Option(help="Random seed")] = 7,
     bad_rate: Annotated[float, typer.Option(min=0.0, max=0.1, help="Share of bad lines")] = 1e-4,
@@ -28,16 +31,20 @@ def generate(
     """Write OUT/events.jsonl.gz and OUT/labels.json (ground truth with onsets)."""
     from synth.generate import generate as gen
 
+    checks.output_dir(out, "--out")
     with _progress(accounts, "generating") as bar:
         task = bar.add_task("gen", total=accounts)
-        res = gen(
-            out,
-            accounts,
-            hours,
-            seed,
-            bad_rate=bad_rate,
-            progress=lambda i, n: bar.update(task, completed=i),
-        )
+        try:
+            res = gen(
+                out,
+                accounts,
+                hours,
+                seed,
+                bad_rate=bad_rate,
+                progress=lambda i, n: bar.update(task, completed=i),
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
     typer.echo(
         f"wrote {res.events:,} events for {res.accounts:,} accounts "
         f"({res.misuse_accounts} misuse) to {res.events_path}; ground truth in {res.labels_path}"
@@ -71,8 +78,6 @@ def replay(
     ] = False,
 ) -> None:
     """Process events in event-time order as fast as possible; print a summary."""
-    from streams.cli import checks
-
     cfg = load_cli_config(config)
     if hold and metrics_port is None:
         raise fail("--hold needs --metrics-port")
@@ -83,7 +88,7 @@ def replay(
     truth = checks.json_file(labels, "--labels")
     url = store or cfg.store_url
     url = checks.store_url(url, "--store" if store else "store_url") if url else None
-    detectors = build_checked_detectors(cfg, without_classifier)
+    detectors = checks.detectors(cfg, without_classifier)
 
     from streams.replay.runner import ReplayJob, run_replay
     from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile
@@ -126,17 +131,6 @@ def replay(
         from synth.evaluate import print_report, score_alerts
 
         print_report(score_alerts(collected, truth), typer.echo)
-
-
-def build_checked_detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped-def]
-    """The engine's detectors, built before the run so that a model that cannot be loaded
-    stops it with one line, unless the user asked to run without the classifier."""
-    from streams.engine.engine import ModelError, build_detectors
-
-    try:
-        return build_detectors(cfg, classifier=not without_classifier)
-    except ModelError as exc:
-        raise fail(f"{exc} (pass --without-classifier to run on the other detectors)") from None
 
 
 def train(

@@ -61,7 +61,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     def console_cmd(
         store: StoreOpt = "",
         host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+        port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8080,
         labels_file: Annotated[
             Path | None, typer.Option(help="JSON Lines file that receives every verdict")
         ] = None,

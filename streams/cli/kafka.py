@@ -7,6 +7,7 @@ import typer
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    from streams.cli import checks
     from streams.cli.common import ConfigOpt, fail, load_cli_config
     from streams.kafka.settings import WorkerSettings
 
@@ -39,11 +40,18 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             typer.Option(min=0.0, help="Seconds between sends of each account's latest snapshot"),
         ] = d.snapshot_interval_s,
         loglevel: Annotated[str, typer.Option()] = d.loglevel,
+        without_classifier: Annotated[
+            bool,
+            typer.Option(
+                help="Run without the ONNX classifier instead of stopping when its model cannot be loaded"
+            ),
+        ] = False,
     ) -> None:
         """Consume events from Kafka, run the engine, produce alerts."""
         from streams.kafka.app import run_worker
 
         cfg = load_cli_config(config)
+        checks.detectors(cfg, without_classifier)  # a model that cannot load stops it here
         settings = WorkerSettings(
             data_dir=data_dir,
             web_host=web_host,
@@ -54,6 +62,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             emit_snapshots=snapshots,
             snapshot_interval_s=snapshot_interval,
             loglevel=loglevel,
+            classifier=not without_classifier,
         )
         try:
             run_worker(cfg, settings)

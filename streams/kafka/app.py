@@ -83,10 +83,15 @@ def build_worker(
     metrics = metrics or Metrics()
     wm = WorkerMetrics(metrics.registry)
     if make_engine is None:
-        from streams.engine.engine import Engine
+        from streams.engine.engine import Engine, build_detectors
 
         def make_engine() -> Any:
-            return Engine(config, metrics=metrics, emit_snapshots=settings.emit_snapshots)
+            return Engine(
+                config,
+                metrics=metrics,
+                detectors=build_detectors(config, classifier=settings.classifier),
+                emit_snapshots=settings.emit_snapshots,
+            )
 
     app = VigilApp(
         kc.group_id,

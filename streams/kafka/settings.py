@@ -35,6 +35,7 @@ class WorkerSettings:
     audit_topic: str = ""  # when set, one record per processed batch: partition/offset range
     state_table: str = "engine-state"
     loglevel: str = "WARNING"
+    classifier: bool = True  # False: run on the other detectors (asked for explicitly)
 
     def repartition_topic(self, cfg: KafkaConfig) -> str:
         return f"{cfg.input_topic}-by-account"
