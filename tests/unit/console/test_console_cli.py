@@ -68,7 +68,7 @@ def test_console_command_serves_the_app(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[3],
     )
     try:
         deadline = time.monotonic() + 30

@@ -32,7 +32,7 @@ from tests.plugins.prometheus import (
     stop_prometheus,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
 # The installed console script; `python -m streams.cli.common` would register no commands.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 
 import pytest
 from aiokafka import conn, errors
@@ -121,38 +119,3 @@ def test_block_since_and_take():
     b = Block([5, 6, 7], [None, b"k", None], [b"a", b"b", b"c"], [(), (), ()])
     assert b.since(6).offsets == [6, 7] and b.since(0) is b and len(b.since(8)) == 0
     assert b.take([0, 2]).values == [b"a", b"c"]
-
-
-def test_the_worker_s_fetch_settings_reach_aiokafka(kafka_bootstrap):
-    # Faust passes fetch_max_wait_ms=1500. With one fetch in flight per broker, a fetch of
-    # idle partitions then held the input partitions back for 1.5 s at a time. Run in a
-    # child: the session's browser fixture keeps an event loop running in this thread.
-    code = f"""
-import asyncio
-from streams.core.config import KafkaConfig, VigilConfig
-from streams.kafka.app import build_worker
-from streams.kafka.settings import WorkerSettings
-
-cfg = VigilConfig(kafka=KafkaConfig(bootstrap_servers="{kafka_bootstrap}"))
-worker = build_worker(cfg, WorkerSettings(fetch_max_wait_ms=123))
-
-async def started_fetch_wait():
-    thread = worker.app.consumer._thread
-    consumer = thread._create_worker_consumer(worker.app.transport)
-    await consumer.start()
-    try:
-        node = consumer._client.cluster.brokers().pop().nodeId
-        connection = await consumer._client._get_conn(node)
-        return consumer._fetcher._fetch_max_wait_ms, connection._reader._limit
-    finally:
-        await consumer.stop()
-
-print(*asyncio.run(started_fetch_wait()))
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    wait, limit = map(int, out.stdout.split()[-2:])
-    assert wait == 123
-    # ... and its connections read whole fetch responses without pausing the socket.
-    assert limit == fetch.READER_LIMIT

@@ -15,7 +15,7 @@ import yaml
 from dashboards import build
 from dashboards.lint import lint, panels
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 JSON_DIR = REPO / "dashboards" / "json"
 DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted(JSON_DIR.glob("*.json"))}
 LINTER_HINT = (

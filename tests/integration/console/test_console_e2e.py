@@ -24,7 +24,7 @@ from console.store import open_store
 from console.users import add_user
 from tests.console_live import serve
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 PASSWORD = "demo-analyst-pw"
 
 

@@ -30,7 +30,6 @@ from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
-from streams.runtime import process
 
 
 @pytest.mark.parametrize("key", [b"acct_000001", b"a", b"", "ünïcode".encode(), b"x" * 97])
@@ -366,31 +365,6 @@ def test_a_failing_snapshot_build_is_counted_and_detection_goes_on(monkeypatch):
         assert failures() == 2 and proc.consumed == 3
 
     _run(scenario())
-
-
-def test_run_worker_tunes_the_process_before_faust_starts(kafka_bootstrap):
-    # The collector threshold and the GIL switch interval are process-wide, so they are
-    # checked in a child, at the moment Faust's worker would take over.
-    code = f"""
-import gc, sys
-import streams.kafka.app as app
-from streams.core.config import KafkaConfig, VigilConfig
-from streams.kafka.settings import WorkerSettings
-
-def started(*args, **kwargs):
-    print(sys.getswitchinterval(), gc.get_threshold()[0])
-    raise SystemExit(0)
-
-app.faust_worker = started
-cfg = VigilConfig(kafka=KafkaConfig(bootstrap_servers="{kafka_bootstrap}", input_topic="tune-in"))
-app.run_worker(cfg, WorkerSettings())
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    interval, threshold = out.stdout.split()[-2:]
-    assert float(interval) == pytest.approx(process.SWITCH_INTERVAL_S)
-    assert int(threshold) == process.GC_THRESHOLDS[0]
 
 
 def test_tombstones_are_dead_lettered_and_blank_values_reach_the_decoder():
