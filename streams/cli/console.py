@@ -39,21 +39,9 @@ def default_labels_file(url: str) -> Path | None:
     return Path(full.removeprefix("sqlite:///")).with_name("analyst-labels.jsonl")
 
 
-def _kafka_security(k) -> dict:  # type: ignore[no-untyped-def]
-    """kafka-python client arguments for the [kafka] security settings."""
-    out: dict = {"security_protocol": k.security_protocol}
-    if k.sasl_mechanism:
-        out |= {
-            "sasl_mechanism": k.sasl_mechanism,
-            "sasl_plain_username": k.sasl_username,
-            "sasl_plain_password": k.sasl_password,
-        }
-    if k.ssl_cafile:
-        out["ssl_cafile"] = k.ssl_cafile
-    return out
-
-
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    from streams.runtime.kafka_client import security_options
+
     users_app = typer.Typer(help="Manage console users.", no_args_is_help=True)
     app.add_typer(users_app, name="console-user")
 
@@ -96,7 +84,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if labels_kafka:
             k = cfg.kafka
             publisher = KafkaLabelPublisher(
-                k.bootstrap_servers, k.labels_topic, k.snoozes_topic, **_kafka_security(k)
+                k.bootstrap_servers, k.labels_topic, k.snoozes_topic, **security_options(k)
             )
         else:
             path = labels_file or default_labels_file(url)
@@ -155,7 +143,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 k.snapshots_topic,
                 group_id,
                 stop,
-                **_kafka_security(k),
+                **security_options(k),
             )
         typer.echo(
             f"stored {stats.alerts} alerts ({stats.new_alerts} new), "

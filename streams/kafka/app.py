@@ -18,12 +18,8 @@ from streams.kafka.consumer import BatchTransport
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
-from streams.kafka.settings import (
-    WorkerSettings,
-    broker_url,
-    ensure_data_dir,
-    faust_credentials,
-)
+from streams.kafka.settings import WorkerSettings, ensure_data_dir
+from streams.runtime.kafka_client import broker_url, faust_credentials
 from streams.runtime.process import tune_gc, tune_threads
 
 log = logging.getLogger(__name__)

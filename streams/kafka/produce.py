@@ -10,7 +10,7 @@ from typing import Any
 
 from streams.core.config import KafkaConfig
 from streams.kafka.routing import account_of
-from streams.kafka.settings import kafka_python_options
+from streams.runtime.kafka_client import kafka_python_options
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import orjson
 
 from streams.core.config import KafkaConfig
-from streams.kafka.settings import kafka_python_options
+from streams.runtime.kafka_client import kafka_python_options
 
 
 def summary(alert: dict) -> str:
