@@ -67,9 +67,12 @@ def store_url(url: str, option: str = "--store") -> str:
 def detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped-def]
     """The engine's detectors, built before the run so that a model that cannot be loaded
     stops it with one line, unless the user asked to run without the classifier."""
+    from streams.core.config import ConfigError
     from streams.engine.engine import ModelError, build_detectors
 
     try:
         return build_detectors(cfg, classifier=not without_classifier)
     except ModelError as exc:
         raise fail(f"{exc} (pass --without-classifier to run on the other detectors)") from None
+    except ConfigError as exc:
+        raise fail(str(exc)) from None

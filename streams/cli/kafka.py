@@ -1,5 +1,6 @@
 """Kafka commands for the `vigil` CLI: worker, produce, alerts tail."""
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -9,37 +10,36 @@ import typer
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     from streams.cli import checks
     from streams.cli.common import ConfigOpt, fail, load_cli_config
-    from streams.kafka.settings import WorkerSettings
 
-    d = WorkerSettings()  # the option defaults below are the settings' own
     alerts_app = typer.Typer(help="Read alerts from Kafka.", no_args_is_help=True)
     app.add_typer(alerts_app, name="alerts")
 
     @app.command("worker")
     def worker(
         config: ConfigOpt = None,
-        data_dir: Annotated[Path, typer.Option(help="Table state (RocksDB)")] = d.data_dir,
+        data_dir: Annotated[Path | None, typer.Option(help="Table state (RocksDB)")] = None,
         web_host: Annotated[
-            str, typer.Option(help="Address of /metrics and /health; 0.0.0.0 in a container")
-        ] = d.web_host,
-        web_port: Annotated[int, typer.Option(help="Port of /metrics and /health")] = d.web_port,
-        checkpoint_interval: Annotated[
-            float, typer.Option(min=0.1, help="Seconds")
-        ] = d.checkpoint_interval_s,
+            str | None,
+            typer.Option(help="Address of /metrics and /health; 0.0.0.0 in a container"),
+        ] = None,
+        web_port: Annotated[
+            int | None, typer.Option(min=1, max=65535, help="Port of /metrics and /health")
+        ] = None,
+        checkpoint_interval: Annotated[float | None, typer.Option(min=0.1, help="Seconds")] = None,
         session_timeout: Annotated[
-            float, typer.Option(help="Group session, seconds")
-        ] = d.session_timeout_s,
+            float | None, typer.Option(min=0.1, help="Group session, seconds")
+        ] = None,
         audit_topic: Annotated[
-            str, typer.Option(help="Also write processed offsets per batch here")
-        ] = d.audit_topic,
+            str | None, typer.Option(help="Also write processed offsets per batch here")
+        ] = None,
         snapshots: Annotated[
-            bool, typer.Option(help="Write account feature snapshots for the console")
-        ] = d.emit_snapshots,
+            bool | None, typer.Option(help="Write account feature snapshots for the console")
+        ] = None,
         snapshot_interval: Annotated[
-            float,
+            float | None,
             typer.Option(min=0.0, help="Seconds between sends of each account's latest snapshot"),
-        ] = d.snapshot_interval_s,
-        loglevel: Annotated[str, typer.Option()] = d.loglevel,
+        ] = None,
+        loglevel: Annotated[str | None, typer.Option()] = None,
         without_classifier: Annotated[
             bool,
             typer.Option(
@@ -47,22 +47,27 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             ),
         ] = False,
     ) -> None:
-        """Consume events from Kafka, run the engine, produce alerts."""
+        """Consume events from Kafka, run the engine, produce alerts. Unset options come
+        from the config's [worker] table."""
         from streams.kafka.app import run_worker
 
         cfg = load_cli_config(config)
         checks.detectors(cfg, without_classifier)  # a model that cannot load stops it here
-        settings = WorkerSettings(
-            data_dir=data_dir,
-            web_host=web_host,
-            web_port=web_port,
-            checkpoint_interval_s=checkpoint_interval,
-            session_timeout_s=session_timeout,
-            audit_topic=audit_topic,
-            emit_snapshots=snapshots,
-            snapshot_interval_s=snapshot_interval,
-            loglevel=loglevel,
-            classifier=not without_classifier,
+        flags = {
+            "data_dir": data_dir,
+            "web_host": web_host,
+            "web_port": web_port,
+            "checkpoint_interval_s": checkpoint_interval,
+            "session_timeout_s": session_timeout,
+            "audit_topic": audit_topic,
+            "emit_snapshots": snapshots,
+            "snapshot_interval_s": snapshot_interval,
+            "loglevel": loglevel,
+        }
+        settings = dataclasses.replace(
+            cfg.worker,
+            **{k: v for k, v in flags.items() if v is not None},
+            classifier=cfg.worker.classifier and not without_classifier,
         )
         try:
             run_worker(cfg, settings)

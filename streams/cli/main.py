@@ -39,8 +39,9 @@ def _tidy(cmd: Any, ctx: Any) -> None:
             p.metavar = p.metavar or p.name.upper()
             label = None
         elif getattr(p, "is_flag", False):
-            p.secondary_opts = []
-            p.show_default = False
+            if p.default is False:  # an off-by-default switch needs no --no- twin
+                p.secondary_opts = []
+                p.show_default = False
             label = None
         else:
             kind = p.display_type(ctx).strip("<>") if hasattr(p, "display_type") else "text"

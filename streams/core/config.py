@@ -109,11 +109,87 @@ class KafkaConfig:
 
 
 @dataclass(frozen=True)
+class BaselineParams:
+    """The per-account baseline: one online series detector per metric."""
+
+    avg_alpha: float = 0.1  # smoothing of the usual value shown in reasons
+    series: dict[str, float] = field(default_factory=lambda: {"abs_floor": 0.5})
+
+
+@dataclass(frozen=True)
+class PopulationParams:
+    """river HalfSpaceTrees over scaled account-window vectors."""
+
+    n_trees: int = 10
+    height: int = 8
+    window_size: int = 250
+    seed: int = 42
+    min_requests: int = 5
+    learn_every: int = 4
+
+
+@dataclass(frozen=True)
+class CampaignParams:
+    min_group: int = 3  # accounts sharing a value before it counts at all
+    full_group: int = 6  # ... and before it counts fully
+
+
+@dataclass(frozen=True)
+class ClassifierParams:
+    enabled: bool = True
+    intra_op_threads: int = 1
+
+
+@dataclass(frozen=True)
+class DetectorsConfig:
+    baseline: BaselineParams = field(default_factory=BaselineParams)
+    population: PopulationParams = field(default_factory=PopulationParams)
+    campaign: CampaignParams = field(default_factory=CampaignParams)
+    classifier: ClassifierParams = field(default_factory=ClassifierParams)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """`[worker]`: how one `vigil worker` process runs; its command-line flags override."""
+
+    data_dir: Path = Path("data/worker")  # RocksDB table stores
+    web_port: int = 6066  # /metrics and /health
+    web_host: str = "127.0.0.1"
+    checkpoint_interval_s: float = 5.0
+    # One fetch round-trip to the consumer thread carries this many records at most.
+    max_poll_records: int = 10_000
+    max_partition_fetch_bytes: int = 4 * 1024 * 1024
+    # Longest the broker holds a fetch for partitions with nothing new (consumer.py says
+    # why it matters): the Java client's default, not Faust's 1500.
+    fetch_max_wait_ms: int = 500
+    repartition: bool = True  # forward records not keyed/partitioned by account
+    # Per account-window feature snapshots for the console.
+    emit_snapshots: bool = True
+    # Snapshots go out at the first checkpoint after this long: the latest per account.
+    # A live stream closes a window every few minutes, so this only thins out a backlog.
+    snapshot_interval_s: float = 30.0
+    dead_letter_max_bytes: int = 900 * 1024  # raw payload kept in a dead letter
+    # A crashed worker's partitions move to the others after this long.
+    session_timeout_s: float = 10.0
+    recovery_stuck_s: float = 120.0  # /health turns 503 after this long in recovery
+    stall_s: float = 60.0  # ... or after this long with lag and no progress
+    audit_topic: str = ""  # when set, one record per processed batch: partition/offset range
+    state_table: str = "engine-state"
+    loglevel: str = "WARNING"
+    classifier: bool = True  # False: run on the other detectors (asked for explicitly)
+
+    def repartition_topic(self, cfg: KafkaConfig) -> str:
+        return f"{cfg.input_topic}-by-account"
+
+
+@dataclass(frozen=True)
 class VigilConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     rules: tuple[RuleConfig, ...] = DEFAULT_RULES
+    detectors: DetectorsConfig = field(default_factory=DetectorsConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
     model_path: str = ""  # empty: the shipped default model
     store_url: str = ""  # empty: no alert store
 
@@ -151,6 +227,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is not None:
             raise ConfigError(f"{where}: expected nothing")
         return None
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if tp is Path and isinstance(value, str | Path):
+        return Path(value)
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if tp in (int, str, bool) and type(value) is tp:
@@ -204,6 +287,13 @@ def validate(cfg: VigilConfig) -> None:
         raise ConfigError("fusion.alert_threshold: must be between 0 and 1")
     if list(f.severity_thresholds) != sorted(f.severity_thresholds):
         raise ConfigError("fusion.severity_thresholds: must be increasing")
+    _validate_detectors(cfg.detectors)
+    w = cfg.worker
+    for name in ("checkpoint_interval_s", "session_timeout_s", "max_poll_records"):
+        if getattr(w, name) <= 0:
+            raise ConfigError(f"worker.{name}: must be > 0")
+    if not 1 <= w.web_port <= 65535:
+        raise ConfigError(f"worker.web_port: {w.web_port} is not a port (1-65535)")
     if cfg.kafka.partitions < 1 or cfg.kafka.replication_factor < 1:
         raise ConfigError("kafka.partitions and kafka.replication_factor: must be >= 1")
     seen: set[str] = set()
@@ -211,6 +301,20 @@ def validate(cfg: VigilConfig) -> None:
         if r.name in seen:
             raise ConfigError(f"rules: duplicate rule name {r.name!r}")
         seen.add(r.name)
+
+
+def _validate_detectors(d: DetectorsConfig) -> None:
+    if not 0 < d.baseline.avg_alpha <= 1:
+        raise ConfigError("detectors.baseline.avg_alpha: must be in (0, 1]")
+    p = d.population
+    for name in ("n_trees", "height", "window_size", "learn_every"):
+        if getattr(p, name) < 1:
+            raise ConfigError(f"detectors.population.{name}: must be >= 1")
+    c = d.campaign
+    if not 2 <= c.min_group <= c.full_group:
+        raise ConfigError("detectors.campaign: need 2 <= min_group <= full_group")
+    if d.classifier.intra_op_threads < 1:
+        raise ConfigError("detectors.classifier.intra_op_threads: must be >= 1")
 
 
 ENV_OVERRIDES = {

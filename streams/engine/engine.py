@@ -8,6 +8,7 @@ scored by every detector, and fused into alerts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from streams.contract.events import DeadLetter, EventBatch, decode_lines, empty_
 from streams.contract.seen import IdSet, add_new
 from streams.core.alerts import Alert, rfc3339
 from streams.core.batch import fill_nan
-from streams.core.config import VigilConfig
+from streams.core.config import ConfigError, VigilConfig
 from streams.engine.metrics import Metrics
 from streams.engine.snapshots import WindowSnapshots
 from streams.features.campaign import CampaignState
@@ -54,19 +55,28 @@ class ModelError(RuntimeError):
 
 
 def build_detectors(cfg: VigilConfig, classifier: bool = True) -> dict[str, Detector]:
-    """Every detector the config asks for. A classifier that cannot be loaded raises
-    ModelError: running silently without it would hide the failure."""
-    dets: dict[str, Detector] = {
-        "rules": RulesDetector(cfg.rules),
-        "baseline": BaselineDetector(),
-        "population": PopulationDetector(),
-        "campaign": CampaignDetector(),
-    }
-    if classifier:
+    """Every detector the config asks for, with its `[detectors.NAME]` parameters. A
+    classifier that cannot be loaded raises ModelError: running silently without it would
+    hide the failure."""
+    d = cfg.detectors
+    try:
+        dets: dict[str, Detector] = {
+            "rules": RulesDetector(cfg.rules),
+            "baseline": BaselineDetector(
+                series_params=dict(d.baseline.series), avg_alpha=d.baseline.avg_alpha
+            ),
+            "population": PopulationDetector(**dataclasses.asdict(d.population)),
+            "campaign": CampaignDetector(**dataclasses.asdict(d.campaign)),
+        }
+    except (TypeError, ValueError) as exc:  # e.g. a series parameter the detector lacks
+        raise ConfigError(f"detectors: {exc}") from None
+    if classifier and d.classifier.enabled:
         from detectors.classifier import ClassifierDetector
 
         try:
-            dets["classifier"] = ClassifierDetector(cfg.model_path)
+            dets["classifier"] = ClassifierDetector(
+                cfg.model_path, intra_op_threads=d.classifier.intra_op_threads
+            )
         except Exception as exc:
             where = cfg.model_path or "the shipped default"
             raise ModelError(f"classifier model {where} cannot be loaded: {exc}") from None

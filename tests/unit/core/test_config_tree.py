@@ -1,0 +1,60 @@
+"""One config tree: [engine], [fusion], [[rules]], [detectors.NAME], [kafka], [worker]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.core.config import ConfigError, config_from_dict, load_config
+from streams.engine.engine import build_detectors
+
+
+def test_detector_parameters_reach_the_detectors() -> None:
+    cfg = config_from_dict(
+        {
+            "detectors": {
+                "population": {"n_trees": 4, "height": 5},
+                "campaign": {"min_group": 4, "full_group": 9},
+                "baseline": {"avg_alpha": 0.2},
+                "classifier": {"enabled": False},
+            }
+        }
+    )
+    dets = build_detectors(cfg)
+    assert dets["population"].params()["n_trees"] == 4
+    assert dets["population"].params()["height"] == 5
+    assert dets["campaign"].params() == {"min_group": 4, "full_group": 9}
+    assert dets["baseline"].params()["avg_alpha"] == 0.2
+    assert "classifier" not in dets
+
+
+def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
+    p = tmp_path / "vigil.toml"
+    p.write_text('[worker]\ndata_dir = "/var/lib/vigil"\nweb_port = 7000\nemit_snapshots = false\n')
+    w = load_config(p).worker
+    assert (w.data_dir, w.web_port, w.emit_snapshots) == (Path("/var/lib/vigil"), 7000, False)
+    with pytest.raises(ConfigError, match="worker.web_port"):
+        config_from_dict({"worker": {"web_port": 70000}})
+
+
+@pytest.mark.parametrize(
+    ("data", "names"),
+    [
+        ({"detectors": {"population": {"trees": 3}}}, "detectors.population: unknown key(s) trees"),
+        ({"detectors": {"nope": {}}}, "detectors: unknown key(s) nope"),
+        ({"worker": {"datadir": "x"}}, "worker: unknown key(s) datadir"),
+        ({"detectors": {"campaign": {"min_group": 5, "full_group": 3}}}, "detectors.campaign"),
+        ({"detectors": {"baseline": {"avg_alpha": 0}}}, "detectors.baseline.avg_alpha"),
+        ({"detectors": {"baseline": {"series": {"abs_floor": "x"}}}}, "detectors.baseline.series"),
+    ],
+)
+def test_unknown_or_bad_keys_are_named(data: dict, names: str) -> None:
+    with pytest.raises(ConfigError, match=names.replace("(", r"\(").replace(")", r"\)")):
+        config_from_dict(data)
+
+
+def test_a_series_parameter_the_detector_lacks_is_a_config_error() -> None:
+    cfg = config_from_dict({"detectors": {"baseline": {"series": {"no_such_knob": 1.0}}}})
+    with pytest.raises(ConfigError, match="detectors"):
+        build_detectors(cfg, classifier=False)
