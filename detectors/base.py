@@ -41,7 +41,13 @@ class Detector(Protocol):
         ...
 
     def explain(self, batch: FeatureBatch, i: int) -> Explanation:
-        """Why row i scored as it did, in words a person can check."""
+        """Why row i of a batch already scored scored as it did, in words a person can
+        check. Everything it needs comes from the batch: a detector that explains against
+        its state before learning leaves that in `batch.context` under its own name."""
+        ...
+
+    def forget(self, accounts: np.ndarray) -> None:
+        """Drop what is kept about these accounts (uint64 codes): the engine evicted them."""
         ...
 
     def params(self) -> dict[str, Any]: ...
@@ -49,6 +55,13 @@ class Detector(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class NoAccountState:
+    """Mixin for detectors that keep nothing per account."""
+
+    def forget(self, accounts: np.ndarray) -> None:
+        return None
 
 
 class ScoreThenLearn:

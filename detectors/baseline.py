@@ -17,7 +17,9 @@ from detectors.base import Explanation
 from detectors.series import SeriesDetector
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch, fill_nan
+from streams.core.rows import AccountRows
 
+USUAL = "baseline.usual"  # batch.context key: each row's usual values before its window
 METRICS = ("requests", "tokens", "errors", "new_ips", "content_filtered")
 SERIES_DEFAULTS = {"abs_floor": 0.5}
 # A rise must also be clear of count noise: above avg + 3 sqrt(avg) + this floor. Without
@@ -57,32 +59,34 @@ class BaselineDetector:
         self.series_params = dict(series_params if series_params is not None else SERIES_DEFAULTS)
         self.avg_alpha = avg_alpha
         self.series = SeriesDetector(n_metrics=len(METRICS), **self.series_params)
+        self.rows = AccountRows()  # this detector's own row per account
         self._avg = np.zeros((0, len(METRICS)))
 
     def params(self) -> dict[str, Any]:
         return {"series_params": self.series_params, "avg_alpha": self.avg_alpha}
 
-    def _ensure(self, slots: np.ndarray) -> None:
-        need = int(slots.max()) + 1 if len(slots) else 0
-        if need > self._avg.shape[0]:
-            grow = max(need, 2 * self._avg.shape[0], 64) - self._avg.shape[0]
+    def _rows(self, batch: FeatureBatch) -> np.ndarray:
+        rows = self.rows.rows(batch.accounts)
+        have = self._avg.shape[0]
+        if self.rows.size > have:
+            grow = max(self.rows.size, 2 * have, 64) - have
             self._avg = np.vstack([self._avg, np.full((grow, len(METRICS)), np.nan)])
+        return rows
 
-    def _combine(self, batch: FeatureBatch, raw: np.ndarray) -> np.ndarray:
-        values = metric_values(batch)
-        self._ensure(batch.slots)
-        avg = self._avg[batch.slots]
+    def _combine(self, values: np.ndarray, avg: np.ndarray, raw: np.ndarray) -> np.ndarray:
         base = fill_nan(avg, nan=0.0)
         rising = values > base + 3 * np.sqrt(base) + NOISE_FLOOR
-        return (np.where(rising, raw, 0.0)).max(axis=1) if len(batch) else np.zeros(0)
+        return (np.where(rising, raw, 0.0)).max(axis=1) if len(values) else np.zeros(0)
 
     def score_learn(self, batch: FeatureBatch) -> np.ndarray:
+        rows = self._rows(batch)
         values = metric_values(batch)
-        raw = self.series.score_learn(batch.slots, batch.window_end, np.log1p(values))
-        scores = self._combine(batch, raw)
-        # Reasons compare against the baseline as it was before this window was learned.
-        self._before = (id(batch), self._avg[batch.slots].copy())
-        self._learn_avg(batch.slots, values)
+        raw = self.series.score_learn(rows, batch.window_end, np.log1p(values))
+        avg = self._avg[rows]
+        scores = self._combine(values, avg, raw)
+        # Reasons compare against the usual values as they were before this window.
+        batch.context[USUAL] = avg
+        self._avg[rows] = np.where(np.isnan(avg), values, avg + self.avg_alpha * (values - avg))
         return scores
 
     def score(self, batch: FeatureBatch) -> np.ndarray:
@@ -92,16 +96,10 @@ class BaselineDetector:
     def learn(self, batch: FeatureBatch) -> None:
         self.score_learn(batch)
 
-    def _learn_avg(self, slots: np.ndarray, values: np.ndarray) -> None:
-        self._ensure(slots)
-        avg = self._avg[slots]
-        self._avg[slots] = np.where(np.isnan(avg), values, avg + self.avg_alpha * (values - avg))
-
     def explain(self, batch: FeatureBatch, i: int) -> Explanation:
         values = metric_values(batch)[i]
-        self._ensure(batch.slots)
-        before = getattr(self, "_before", None)
-        avg = before[1][i] if before and before[0] == id(batch) else self._avg[batch.slots[i]]
+        usual = batch.context.get(USUAL)
+        avg = usual[i] if usual is not None else self._usual_now(int(batch.accounts[i]))
         reasons = []
         for j, m in enumerate(METRICS):
             base = float(avg[j]) if not np.isnan(avg[j]) else 0.0
@@ -111,14 +109,25 @@ class BaselineDetector:
                 reasons.append(Reason(m, v, base, text))
         return Explanation(None, reasons)
 
-    def reset_slots(self, slots: np.ndarray) -> None:
-        self.series.reset_slots(slots)
-        self._ensure(slots)
-        self._avg[slots] = np.nan
+    def _usual_now(self, account: int) -> np.ndarray:
+        """For a batch not scored yet: the account's usual values as they stand."""
+        r = self.rows.index.get(account)
+        return self._avg[r] if r is not None else np.full(len(METRICS), np.nan)
+
+    def forget(self, accounts: np.ndarray) -> None:
+        freed = self.rows.forget(accounts)
+        if len(freed):
+            self.series.reset_slots(freed)
+            self._avg[freed] = np.nan
 
     def state_dict(self) -> dict[str, Any]:
-        return {"series": self.series.state_dict(), "avg": self._avg.copy()}
+        return {
+            "series": self.series.state_dict(),
+            "avg": self._avg.copy(),
+            "rows": self.rows.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.series.load_state_dict(state["series"])
         self._avg = state["avg"].copy()
+        self.rows.load_state_dict(state["rows"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Explanation, ScoreThenLearn
+from detectors.base import Explanation, NoAccountState, ScoreThenLearn
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch, fill_nan
 
@@ -21,7 +21,7 @@ def _ramp(count: np.ndarray, start: float, full: float) -> np.ndarray:
     return np.clip((fill_nan(count) - start + 1) / (full - start + 1), 0.0, 1.0)
 
 
-class CampaignDetector(ScoreThenLearn):
+class CampaignDetector(NoAccountState, ScoreThenLearn):
     name = "campaign"
     version = "1"
 

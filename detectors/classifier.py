@@ -8,14 +8,13 @@ model's inputs into reasons a person can read.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
-from detectors.base import Explanation, ScoreThenLearn
+from detectors.base import Explanation, NoAccountState, ScoreThenLearn
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch
 
@@ -41,7 +40,10 @@ TEXT = {
 LOW_IS_ODD = {"interarrival_cv"}
 
 
-class ClassifierDetector(ScoreThenLearn):
+PROBABILITIES = "classifier.probabilities"
+
+
+class ClassifierDetector(NoAccountState, ScoreThenLearn):
     name = "classifier"
 
     def __init__(self, model_path: str = "", intra_op_threads: int = 1) -> None:
@@ -77,8 +79,6 @@ class ClassifierDetector(ScoreThenLearn):
         ref = self.card["reference"]
         self._median = np.array([ref[f]["median"] for f in self.features])
         self._p99 = np.array([ref[f]["p99"] for f in self.features])
-        self._cache: tuple[int, np.ndarray] | None = None
-        self.last_inference_s = 0.0
 
     def params(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "intra_op_threads": self.intra_op_threads}
@@ -91,22 +91,20 @@ class ClassifierDetector(ScoreThenLearn):
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         if len(X) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        t = time.perf_counter()
         (p,) = self.session.run([self._prob_out], {self._input: X})
-        self.last_inference_s = time.perf_counter() - t
         return p
 
     def score(self, batch: FeatureBatch) -> np.ndarray:
         p = self.probabilities(self.matrix(batch))
-        self._cache = (id(batch), p)
+        batch.context[PROBABILITIES] = p  # what explain() reads back for the rows that alert
         return np.clip(1.0 - p[:, self._benign], 0.0, 1.0).astype(np.float64)
 
     def learn(self, batch: FeatureBatch) -> None:
         return None  # trained offline by `vigil train`
 
     def explain(self, batch: FeatureBatch, i: int) -> Explanation:
-        if self._cache and self._cache[0] == id(batch):
-            p = self._cache[1][i]
+        if PROBABILITIES in batch.context:
+            p = batch.context[PROBABILITIES][i]
         else:
             p = self.probabilities(self.matrix(batch.take(np.array([i]))))[0]
         q = p.copy()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from river import anomaly
 
-from detectors.base import Explanation
+from detectors.base import Explanation, NoAccountState
 from detectors.hst_batch import BatchScorer
 from streams.core.batch import FeatureBatch, fill_nan
 
@@ -46,7 +46,7 @@ _TOPS = np.array([top or 0.0 for top in SCALES.values()])
 _LOG = _TOPS > 0
 
 
-class PopulationDetector:
+class PopulationDetector(NoAccountState):
     name = "population"
     version = "1"
 

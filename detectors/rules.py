@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Explanation, ScoreThenLearn
+from detectors.base import Explanation, NoAccountState, ScoreThenLearn
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch, fill_nan
 from streams.core.config import DEFAULT_RULES, RuleConfig
@@ -15,7 +15,7 @@ from streams.core.config import DEFAULT_RULES, RuleConfig
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
-class RulesDetector(ScoreThenLearn):
+class RulesDetector(NoAccountState, ScoreThenLearn):
     name = "rules"
     version = "1"
 

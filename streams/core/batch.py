@@ -24,7 +24,7 @@ class FeatureBatch:
     X: np.ndarray  # float64, shape (n, len(columns))
     columns: tuple[str, ...]
     account_ids: np.ndarray  # object (str)
-    slots: np.ndarray  # int64: the account's slot in the engine's state table
+    accounts: np.ndarray  # uint64: the account's code, the key of any per-account state
     window_start: np.ndarray  # float64 epoch seconds
     window_end: np.ndarray  # float64 epoch seconds
     plans: np.ndarray  # object (str)
@@ -45,7 +45,7 @@ class FeatureBatch:
             X=self.X[idx],
             columns=self.columns,
             account_ids=self.account_ids[idx],
-            slots=self.slots[idx],
+            accounts=self.accounts[idx],
             window_start=self.window_start[idx],
             window_end=self.window_end[idx],
             plans=self.plans[idx],

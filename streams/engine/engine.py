@@ -32,9 +32,12 @@ from streams.engine.snapshots import WindowSnapshots
 from streams.features.campaign import CampaignState
 from streams.features.state import AccountTable
 from streams.features.window import FEATURES, window_features
+from streams.fusion.cooldowns import Cooldowns
 from streams.fusion.fuse import fuse
 
 log = logging.getLogger("vigil.engine")
+# 2: fusion keeps its cooldowns, detectors key their state by account code.
+STATE_FORMAT = 2
 SnoozeSource = Any  # callable(now_epoch) -> {(account_id, detector): until_epoch}
 
 
@@ -102,6 +105,7 @@ class Engine:
         self.clock = clock
         self.on_features = on_features  # called with each window's FeatureBatch (training)
         self.table = AccountTable()
+        self.cooldowns = Cooldowns()  # fusion's state
         self.campaign = CampaignState(
             self.cfg.engine.campaign_horizon_s, self.cfg.engine.campaign_max_keys
         )
@@ -219,16 +223,22 @@ class Engine:
             self.on_features(batch)
         scores: dict[str, np.ndarray] = {}
         for name, det in self.detectors.items():
+            t0 = time.perf_counter()
             s = np.clip(fill_nan(det.score_learn(batch)), 0.0, 1.0)
+            if name == "classifier":  # the one detector with a latency of its own to watch
+                self.metrics.classifier_latency.observe(time.perf_counter() - t0)
+                self.metrics.classifier_batch.observe(len(batch))
             scores[name] = s
             self.metrics.detector_score.observe_many(name, s)
-        clf = self.detectors.get("classifier")
-        if clf is not None:
-            self.metrics.classifier_latency.observe(getattr(clf, "last_inference_s", 0.0))
-            self.metrics.classifier_batch.observe(len(batch))
         snoozed = self.snoozes(end) if self.snoozes else None
         result = fuse(
-            batch, scores, self.detectors, self.table, self.cfg.fusion, self.model_version, snoozed
+            batch,
+            scores,
+            self.detectors,
+            self.cooldowns,
+            self.cfg.fusion,
+            self.model_version,
+            snoozed,
         )
         for cause, k in result.suppressed.items():
             if k:
@@ -248,12 +258,12 @@ class Engine:
 
     def _evict(self, now: float) -> None:
         e = self.cfg.engine
-        freed = self.table.evict(now, e.account_ttl_s, e.max_accounts)
-        if len(freed):
-            base = self.detectors.get("baseline")
-            if isinstance(base, BaselineDetector):
-                base.reset_slots(freed)
-            self.metrics.accounts_evicted.inc(len(freed))
+        gone = self.table.evict(now, e.account_ttl_s, e.max_accounts)
+        if len(gone):
+            for det in self.detectors.values():
+                det.forget(gone)
+            self.cooldowns.forget(gone)
+            self.metrics.accounts_evicted.inc(len(gone))
 
     # ---- state -------------------------------------------------------------------------
     def take_journal(self) -> tuple[list[bytes], float]:
@@ -287,11 +297,13 @@ class Engine:
 
     def state_dict(self, pending: bool = True) -> dict[str, Any]:
         return {
+            "format": STATE_FORMAT,
             "features": FEATURES,
             "codes": CODES_VERSION,
             "table": self.table.state_dict(),
             "campaign": self.campaign.state_dict(),
             "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
+            "fusion": self.cooldowns.state_dict(),
             "pending": (
                 EventBatch.concat(self.pending) if self.pending and pending else empty_batch()
             ),
@@ -303,6 +315,11 @@ class Engine:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"checkpoint has state format {state.get('format', 1)}, this build reads "
+                f"{STATE_FORMAT}: start from an empty state or replay the history again"
+            )
         if tuple(state["features"]) != FEATURES:
             raise ValueError("checkpoint was written with a different feature set")
         if state.get("codes") != CODES_VERSION:
@@ -312,6 +329,7 @@ class Engine:
         for k, d in self.detectors.items():
             if k in state["detectors"]:
                 d.load_state_dict(state["detectors"][k])
+        self.cooldowns.load_state_dict(state["fusion"])
         pending = state["pending"]
         self.pending = [pending] if len(pending) else []
         if self.journal_pending and len(pending):

@@ -19,8 +19,6 @@ _SCALARS = {
     "created": np.float64,
     "windows": np.int32,
     "plan": np.int8,
-    "last_alert": np.float64,
-    "last_severity": np.int8,
 }
 
 
@@ -63,6 +61,9 @@ class AccountTable:
         except KeyError:
             raise AttributeError(name) from None
 
+    def codes_of(self, slots: np.ndarray) -> np.ndarray:
+        return np.array([self.codes[s] for s in slots.tolist()], dtype=np.uint64)
+
     def slots_for(self, codes: np.ndarray, names: Callable[[np.ndarray], list[str]]) -> np.ndarray:
         """Slots for these account codes, allocating slots for accounts not yet held.
 
@@ -93,21 +94,23 @@ class AccountTable:
         return s
 
     def evict(self, now: float, ttl: float, max_accounts: int) -> np.ndarray:
-        """Free slots of accounts idle longer than ttl, or the stalest past max_accounts."""
+        """Free the slots of accounts idle longer than ttl, or the stalest past max_accounts;
+        returns the evicted accounts' codes, for the stages that keep state of their own."""
         held = np.fromiter(self.index.values(), dtype=np.int64, count=len(self.index))
         if len(held) == 0:
-            return held
+            return np.empty(0, dtype=np.uint64)
         last = self.last_seen[held]
         stale = held[last < now - ttl]
         if len(held) - len(stale) > max_accounts:
             alive = held[last >= now - ttl]
             order = np.argsort(self.last_seen[alive])
             stale = np.concatenate([stale, alive[order[: len(alive) - max_accounts]]])
+        codes = self.codes_of(stale)
         for s in stale.tolist():
             del self.index[self.codes[s]]
             self.ids[s] = None
             self.free.append(s)
-        return stale
+        return codes
 
     def ring_members(self, ring: str, slots: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Whether each code is already in its account's ring."""

@@ -243,7 +243,7 @@ def window_features(
         X=X,
         columns=FEATURES,
         account_ids=np.array([table.ids[x] for x in s], dtype=object),
-        slots=s,
+        accounts=table.codes_of(s),
         window_start=np.full(n, window_start),
         window_end=np.full(n, window_end),
         plans=np.array([PLAN_NAMES[c] for c in plan_codes.tolist()], dtype=object),

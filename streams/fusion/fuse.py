@@ -17,7 +17,7 @@ from detectors.base import Detector
 from streams.core.alerts import SEVERITIES, Alert, DetectorScore, Reason, rfc3339
 from streams.core.batch import FeatureBatch
 from streams.core.config import FusionConfig
-from streams.features.state import AccountTable
+from streams.fusion.cooldowns import Cooldowns
 
 PRIMARY = ("classifier", "rules", "campaign")
 UNSUPERVISED = ("baseline", "population")
@@ -69,7 +69,7 @@ def fuse(
     batch: FeatureBatch,
     scores: dict[str, np.ndarray],
     detectors: dict[str, Detector],
-    table: AccountTable,
+    cooldowns: Cooldowns,
     cfg: FusionConfig,
     model_version: str,
     snoozed: dict[tuple[str, str], float] | None = None,
@@ -88,22 +88,19 @@ def fuse(
     fused = fuse_scores(scores, n, batch.col("requests") >= cfg.min_requests)
     alerts: list[Alert] = []
     for i in np.flatnonzero(fused >= cfg.alert_threshold).tolist():
-        slot = int(batch.slots[i])
+        account = int(batch.accounts[i])
         ts = float(batch.window_end[i])
         det_scores = {k: float(v[i]) for k, v in scores.items()}
         # Several detectors agreeing makes an alert more severe than any one of them.
         agreeing = sum(1 for v in det_scores.values() if v >= cfg.alert_threshold)
         score = min(1.0, float(fused[i]) + 0.05 * max(agreeing - 1, 0))
         sev = severity_of(score, cfg)
-        last = table.last_alert[slot]
-        in_cooldown = not np.isnan(last) and ts - last < cfg.cooldown_s
-        if in_cooldown and SEV_RANK[sev] <= int(table.arrays["last_severity"][slot]):
+        if cooldowns.suppresses(account, ts, SEV_RANK[sev], cfg.cooldown_s):
             suppressed["cooldown"] += 1
             continue
         # Only now: an ongoing incident re-scores every window, and explaining is costly.
         category, reasons, related = _explain(batch, i, det_scores, detectors)
-        table.last_alert[slot] = ts
-        table.arrays["last_severity"][slot] = SEV_RANK[sev]
+        cooldowns.record(account, ts, SEV_RANK[sev])
         acct = str(batch.account_ids[i])
         alerts.append(
             Alert(
