@@ -123,6 +123,12 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
             reasons.append(Reason(f, float(x[j]), float(self._median[j]), text))
             if len(reasons) == 3:
                 break
+        if not reasons:  # nothing past its 99th percentile: name the furthest feature
+            j = next((j for j in np.argsort(-np.abs(dev)) if self.features[j] in TEXT), None)
+            if j is not None:
+                f = self.features[j]
+                text = TEXT[f].format(v=float(x[j]), b=float(self._median[j]))
+                reasons.append(Reason(f, float(x[j]), float(self._median[j]), text))
         return Explanation(category, reasons)
 
     def state_dict(self) -> dict[str, Any]:

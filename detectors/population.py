@@ -15,6 +15,7 @@ from river import anomaly
 
 from detectors.base import Explanation, NoAccountState
 from detectors.hst_batch import BatchScorer
+from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch, fill_nan
 
 BINS = 1000
@@ -68,6 +69,10 @@ class PopulationDetector(NoAccountState):
         )
         self._seen = 0
         self._scorer = BatchScorer()
+        # What the population usually looks like, per scaled feature: a decayed mean of the
+        # rows learned, for explanations only (scores come from the trees).
+        self._usual_sum = np.zeros(len(_NAMES))
+        self._usual_weight = 0.0
 
     def params(self) -> dict[str, Any]:
         return {
@@ -126,6 +131,10 @@ class PopulationDetector(NoAccountState):
         for x in self._vectors(batch.take(picks)) if len(picks) else []:
             self.model.learn_one(x)
         self._seen += len(picks)
+        if len(picks):
+            M = self._matrix(batch.take(picks))
+            self._usual_sum = self._usual_sum * HIST_DECAY + M.sum(axis=0)
+            self._usual_weight = self._usual_weight * HIST_DECAY + len(M)
 
     def score_learn(self, batch: FeatureBatch) -> np.ndarray:
         out = np.zeros(len(batch))
@@ -140,11 +149,37 @@ class PopulationDetector(NoAccountState):
         return out
 
     def explain(self, batch: FeatureBatch, i: int) -> Explanation:
-        return Explanation(None, [])
+        """The features on which this row stands furthest from the population's usual
+        account-window, in their own units (at most three, each a clear step away)."""
+        if self._usual_weight <= 0:
+            return Explanation(None, [])
+        usual = self._usual_sum / self._usual_weight
+        x = self._matrix(batch.take(np.array([i])))[0]
+        gap = np.abs(x - usual)
+        reasons = []
+        for j in np.argsort(-gap)[:3]:
+            if gap[j] < 0.15:  # of the feature's scaled range: closer is not unusual
+                break
+            name = _NAMES[j]
+            value = float(fill_nan(batch.col(name)[i : i + 1])[0])
+            typical = float(np.expm1(usual[j] * _TOPS[j]) if _LOG[j] else usual[j])
+            text = (
+                f"{name.replace('_', ' ')} {value:,.3g} vs {typical:,.3g} typical across accounts"
+            )
+            reasons.append(Reason(name, value, typical, text))
+        return Explanation(None, reasons)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "seen": self._seen, "tick": self._tick, "hist": self._hist}
+        return {
+            "model": self.model,
+            "seen": self._seen,
+            "tick": self._tick,
+            "hist": self._hist,
+            "usual": (self._usual_sum, self._usual_weight),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model, self._seen, self._tick = state["model"], state["seen"], state["tick"]
         self._hist = state["hist"].copy()
+        total, weight = state["usual"]
+        self._usual_sum, self._usual_weight = total.copy(), float(weight)

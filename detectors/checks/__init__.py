@@ -148,6 +148,7 @@ CHECKS: tuple[Callable[[Make, Windows], None], ...] = (
     check_score_is_pure,
     check_new_and_missing_features,
     check_forget,
+    check_explanations_name_their_evidence,
 )
 
 
