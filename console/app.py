@@ -18,8 +18,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console.auth import CSRF_COOKIE, AuthSettings, LoginLimiter
+from console.auth import CSRF_COOKIE, AuthSettings
 from console.labels import LabelPublisher, NullPublisher
+from console.limiter import LoginLimiter
 from console.messages import flash_text
 from console.store import AlertStore
 

@@ -22,12 +22,9 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
 
-from console.limiter import LoginLimiter
 from console.sessions import read_session
 from console.store import AlertStore
 from console.users import ROLES, User, authenticate_token, get_user
-
-__all__ = ["LoginLimiter"]  # re-exported: the app builds its limiter from here
 
 SESSION_COOKIE = "vigil_session"
 CSRF_COOKIE = "vigil_csrf"

@@ -16,7 +16,6 @@ from console.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     AuthError,
-    LoginLimiter,
     Principal,
     check_csrf,
     csrf_token,
@@ -25,6 +24,7 @@ from console.auth import (
     login_csrf_token,
     login_nonce,
 )
+from console.limiter import LoginLimiter
 from console.messages import flash_code
 from console.schema import SEVERITY_RANK, STATUSES, VERDICTS
 from console.sessions import create_session, end_session
@@ -149,9 +149,9 @@ def login_submit(
     name: Annotated[str, Form()],
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/alerts",
-    csrf_token: Annotated[str, Form()] = "",
+    login_token: Annotated[str, Form(alias="csrf_token")] = "",
 ) -> Response:
-    if not login_csrf_ok(request, csrf_token):
+    if not login_csrf_ok(request, login_token):
         # Checked before the password, so a cross-site form cannot even spend a guess.
         return login_page(request, next, "the sign-in form expired; please try again", 403)
     try:
