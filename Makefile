@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := data/demo
 
-.PHONY: demo test lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
+.PHONY: demo test test-unit lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
 
-$(STAMP): pyproject.toml constraints.txt streams/_decode.c streams/kafka/_records.c
+$(STAMP): pyproject.toml constraints.txt streams/contract/_decode.c streams/kafka/_records.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
@@ -23,11 +23,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# The inner loop: no services, under a minute.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import median_time  # noqa: E402
-from models.dataset import generated  # noqa: E402
-from streams.config import VigilConfig  # noqa: E402
-from streams.engine import Engine  # noqa: E402
+from streams.core.config import VigilConfig  # noqa: E402
+from streams.engine.engine import Engine  # noqa: E402
 from streams.kafka import checkpoint  # noqa: E402
+from synth.generate import generated  # noqa: E402
 
 START = 1_790_812_800.0  # a window boundary
 INTERVAL_S = 5.0

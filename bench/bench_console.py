@@ -28,7 +28,7 @@ from console.app import create_app  # noqa: E402
 from console.auth import AuthSettings  # noqa: E402
 from console.store import open_store  # noqa: E402
 from console.users import add_user  # noqa: E402
-from streams.alerts import CATEGORIES, rfc3339  # noqa: E402
+from streams.core.alerts import CATEGORIES, rfc3339  # noqa: E402
 from tests.console_live import serve  # noqa: E402
 
 TARGET_MS = 300.0

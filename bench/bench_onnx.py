@@ -19,7 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from detectors.classifier import DEFAULT_MODEL, ClassifierDetector  # noqa: E402
-from models.dataset import features_of, generated  # noqa: E402
+from models.dataset import features_of  # noqa: E402
+from synth.generate import generated  # noqa: E402
 
 
 def per_call(fn, X: np.ndarray, batch: int, repeats: int) -> float:

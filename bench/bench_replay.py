@@ -20,16 +20,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import median_time  # noqa: E402
-from models.dataset import generated  # noqa: E402
-from streams.engine import Engine  # noqa: E402
-from streams.events import decode_lines  # noqa: E402
-from streams.replay import BATCH_LINES, open_input, replay  # noqa: E402
-from streams.sinks import FileSink  # noqa: E402
+from streams.contract.events import decode_lines  # noqa: E402
+from streams.engine.engine import Engine  # noqa: E402
+from streams.replay.reader import BATCH_LINES, open_input, replay  # noqa: E402
+from streams.runtime.sinks import FileSink  # noqa: E402
+from synth.generate import generated  # noqa: E402
 
 
 def breakdown(batches: list[list[bytes]]) -> None:
     """CPU time per stage and per detector, from one instrumented run."""
-    import streams.engine as E
+    import streams.engine.engine as E
 
     spent: dict[str, float] = {}
     rows = [0]

@@ -19,6 +19,7 @@ from console.auth import (
     require_analyst,
     require_viewer,
 )
+from console.login import login_attempt, set_session_cookie, start_session
 from console.schema import SEVERITY_RANK, STATUSES
 from console.users import authenticate_password
 
@@ -131,8 +132,6 @@ def run_action(fn, *args) -> None:  # type: ignore[no-untyped-def]
 
 @router.post("/api/session", tags=["auth"], summary="Password login; sets the session cookie")
 def api_login(body: LoginIn, request: Request) -> JSONResponse:
-    from console.pages import login_attempt, set_session_cookie, start_session
-
     p = login_attempt(request, body.name, body.password, authenticate_password)
     p, cookie = start_session(request, p)
     resp = JSONResponse(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -23,6 +23,7 @@ from console.labels import LabelPublisher, NullPublisher
 from console.limiter import LoginLimiter
 from console.messages import flash_text
 from console.store import AlertStore
+from console.urls import account_url, alert_url, case_url
 
 HERE = Path(__file__).parent
 # Scripts are never needed: the pages are plain HTML forms and inline SVG, so a payload
@@ -31,18 +32,6 @@ CSP = (
     "default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-def account_url(account_id: str) -> str:
-    return "/accounts/" + quote(account_id, safe="")
-
-
-def alert_url(alert_id: str) -> str:
-    return "/alerts/" + quote(alert_id, safe="")
-
-
-def case_url(account_id: str) -> str:
-    return "/cases/" + quote(account_id, safe="")
 
 
 def fmt_ts(epoch: float | None) -> str:

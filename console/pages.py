@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console import charts, queries, triage
 from console.api import Analyst, Filter, Viewer, apply_verdict, detector_table, run_action
-from console.app import alert_url
 from console.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -24,18 +23,15 @@ from console.auth import (
     login_csrf_token,
     login_nonce,
 )
-from console.limiter import LoginLimiter
+from console.login import MAX_NAME_CHARS, login_attempt, set_session_cookie, start_session
 from console.messages import flash_code
 from console.schema import SEVERITY_RANK, STATUSES, VERDICTS
-from console.sessions import create_session, end_session
+from console.sessions import end_session
 from console.store import to_epoch
+from console.urls import alert_url
 from console.users import authenticate_password
 
 router = APIRouter(include_in_schema=False)
-# No user name is longer (add_user refuses it) and no sane password is; longer ones are
-# counted as failures without spending a password hash on them.
-MAX_NAME_CHARS = 200
-MAX_PASSWORD_CHARS = 1024
 MAX_NEXT_CHARS = 2000
 # The last page anyone can reach: keeps OFFSET far inside a 64-bit integer.
 MAX_PAGE = 1_000_000
@@ -60,45 +56,6 @@ def render(request: Request, name: str, ctx: dict, status: int = 200) -> HTMLRes
     return request.app.state.templates.TemplateResponse(
         request, name, {**base, **ctx}, status_code=status
     )
-
-
-def login_attempt(request: Request, name: str, password: str, check) -> Principal:  # type: ignore[no-untyped-def]
-    """Check a password under the limiter; the attempt is booked before the hash runs."""
-    limiter: LoginLimiter = request.app.state.limiter
-    client = request.client.host if request.client else ""
-    keys = [limiter.key("ip", client), limiter.key("user", name)]
-    ticket, wait = limiter.acquire(keys)
-    if ticket is None:
-        raise HTTPException(
-            429, "too many failed sign-ins; try again later", headers={"Retry-After": str(wait)}
-        )
-    store = request.app.state.store
-    fits = len(name) <= MAX_NAME_CHARS and len(password) <= MAX_PASSWORD_CHARS
-    user = check(store, name, password) if fits else None
-    if user is None:
-        _audit_login(store, name[:MAX_NAME_CHARS], "login_failed", client)
-        raise AuthError(401, "wrong user name or password")
-    limiter.succeed(ticket)
-    _audit_login(store, user.name, "login", client)
-    return Principal(user, "session", "")
-
-
-def start_session(request: Request, p: Principal) -> tuple[Principal, str]:
-    """Store a new session for `p`: the principal with its CSRF nonce, and the cookie."""
-    auth = request.app.state.auth
-    cookie, nonce = create_session(request.app.state.store, auth.secret, p.name, auth.session_ttl_s)
-    return Principal(p.user, "session", nonce), cookie
-
-
-def set_session_cookie(request: Request, resp: Response, cookie: str) -> None:
-    secure = request.app.state.auth.cookie_secure
-    resp.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax", secure=secure)
-    resp.delete_cookie(LOGIN_COOKIE)  # the pre-session nonce has done its job
-
-
-def _audit_login(store, name: str, action: str, client: str) -> None:  # type: ignore[no-untyped-def]
-    with store.engine.begin() as conn:
-        triage.audit(conn, name, action, name, {"client": client})
 
 
 def _safe_next(target: str) -> str:

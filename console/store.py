@@ -54,6 +54,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot name a store, or None: checked before a run starts."""
+    scheme = normalize_url(url).split("://", 1)[0]
+    if scheme not in SCHEMES:
+        return f"unsupported store {scheme!r}; use sqlite:///PATH, a file path or postgresql://..."
+    if scheme == "sqlite":
+        path = normalize_url(url).split("///", 1)[-1]
+        if path and path != ":memory:" and Path(path).is_dir():
+            return "is a directory; give the database file"
+    return None
+
+
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Explanation, FeatureBatch, fill_nan
+from detectors.base import Explanation
 from detectors.series import SeriesDetector
-from streams.alerts import Reason
+from streams.core.alerts import Reason
+from streams.core.batch import FeatureBatch, fill_nan
 
 METRICS = ("requests", "tokens", "errors", "new_ips", "content_filtered")
 SERIES_DEFAULTS = {"abs_floor": 0.5}

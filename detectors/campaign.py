@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Explanation, FeatureBatch, ScoreThenLearn, fill_nan
-from streams.alerts import Reason
+from detectors.base import Explanation, ScoreThenLearn
+from streams.core.alerts import Reason
+from streams.core.batch import FeatureBatch, fill_nan
 
 
 def _ramp(count: np.ndarray, start: float, full: float) -> np.ndarray:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from detectors.base import Explanation, FeatureBatch, ScoreThenLearn
-from streams.alerts import Reason
+from detectors.base import Explanation, ScoreThenLearn
+from streams.core.alerts import Reason
+from streams.core.batch import FeatureBatch
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "artifacts" / "classifier.onnx"
 

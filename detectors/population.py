@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from river import anomaly
 
-from detectors.base import Explanation, FeatureBatch, fill_nan
+from detectors.base import Explanation
 from detectors.hst_batch import BatchScorer
+from streams.core.batch import FeatureBatch, fill_nan
 
 BINS = 1000
 HIST_DECAY = 0.999  # per window: the reference is the last few thousand windows

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Explanation, FeatureBatch, ScoreThenLearn, fill_nan
-from streams.alerts import Reason
-from streams.config import DEFAULT_RULES, RuleConfig
+from detectors.base import Explanation, ScoreThenLearn
+from streams.core.alerts import Reason
+from streams.core.batch import FeatureBatch, fill_nan
+from streams.core.config import DEFAULT_RULES, RuleConfig
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 

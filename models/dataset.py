@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from detectors.base import FeatureBatch
-from streams.config import VigilConfig
-from streams.engine import Engine
-from streams.features import FEATURES
-from streams.generate import generate
-from streams.replay import open_input, replay
+from streams.core.batch import FeatureBatch
+from streams.core.config import VigilConfig
+from streams.engine.engine import Engine
+from streams.features.window import FEATURES
+from streams.replay.reader import open_input, replay
 
 
 @dataclass
@@ -55,12 +54,3 @@ def features_of(events: Path, labels: Path, config: VigilConfig | None = None) -
         account_ids=np.concatenate([p[2] for p in parts]),
         window_end=np.concatenate([p[3] for p in parts]),
     )
-
-
-def generated(cache: Path, accounts: int, hours: float, seed: int) -> tuple[Path, Path]:
-    """Generate (or reuse) a corpus; the seed makes it the same every time."""
-    d = cache / f"a{accounts}-h{hours:g}-s{seed}"
-    events, labels = d / "events.jsonl.gz", d / "labels.json"
-    if not (events.exists() and labels.exists()):
-        generate(d, accounts, hours, seed, bad_rate=0.0)
-    return events, labels

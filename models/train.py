@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from models.dataset import Dataset, features_of, generated
-from streams.features import FEATURES
+from models.dataset import Dataset, features_of
+from streams.features.window import FEATURES
+from synth.generate import generated
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CLASSES = (

@@ -16,10 +16,42 @@ pytest_plugins = [
 ]
 
 
+# Fixtures that start a real service: a test in tests/unit may not ask for any of them.
+SERVICE_FIXTURES = {
+    "kafka_broker",
+    "kafka_bootstrap",
+    "kafka_env",
+    "restartable_kafka",
+    "postgres_server",
+    "postgres_url",
+    "browser",
+    "page",
+    "prometheus_binary",
+    "prometheus_factory",
+    "console_live",
+}
+TIERS = ("unit", "integration")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, from its folder; a unit test using a service is an error."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = Path(item.path).relative_to(root).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit or tests/integration")
+        item.add_marker(getattr(pytest.mark, tier))
+        used = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if tier == "unit" and used:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {', '.join(sorted(used))}: move it to tests/integration"
+            )
+
+
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A small generated corpus with every misuse scenario: (events, labels)."""
-    from streams.generate import generate
+    from synth.generate import generate
 
     out = tmp_path_factory.mktemp("corpus")
     res = generate(out, accounts=300, hours=8, seed=11, bad_rate=0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from streams.alerts import rfc3339
+from streams.core.alerts import rfc3339
 
 T0 = 1_795_000_000.0  # a fixed Monday, so runs are repeatable
 WINDOW = 300.0

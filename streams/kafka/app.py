@@ -12,19 +12,15 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams.config import VigilConfig
+from streams.core.config import VigilConfig
 from streams.kafka import fetch
 from streams.kafka.consumer import BatchTransport
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
-from streams.kafka.settings import (
-    WorkerSettings,
-    broker_url,
-    ensure_data_dir,
-    faust_credentials,
-)
-from streams.process import tune_gc, tune_threads
+from streams.kafka.settings import WorkerSettings, ensure_data_dir
+from streams.runtime.kafka_client import broker_url, faust_credentials
+from streams.runtime.process import tune_gc, tune_threads
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +73,21 @@ def build_worker(
 ) -> Worker:
     from faust.sensors.prometheus import setup_prometheus_sensors
 
-    from streams.metrics import Metrics
+    from streams.engine.metrics import Metrics
 
     kc = config.kafka
     metrics = metrics or Metrics()
     wm = WorkerMetrics(metrics.registry)
     if make_engine is None:
-        from streams.engine import Engine
+        from streams.engine.engine import Engine, build_detectors
 
         def make_engine() -> Any:
-            return Engine(config, metrics=metrics, emit_snapshots=settings.emit_snapshots)
+            return Engine(
+                config,
+                metrics=metrics,
+                detectors=build_detectors(config, classifier=settings.classifier),
+                emit_snapshots=settings.emit_snapshots,
+            )
 
     app = VigilApp(
         kc.group_id,

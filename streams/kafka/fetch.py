@@ -13,7 +13,7 @@ under read_committed is left entirely to aiokafka, which knows which batches to 
 
 `install()` swaps two names inside `aiokafka.consumer.fetcher`, the only place that builds
 these objects, and raises aiokafka's connection reader limit (READER_LIMIT below); the
-pinned aiokafka version is tested against both in tests/test_fetch.py.
+pinned aiokafka version is tested against both in tests/unit/kafka/test_fetch.py.
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ from typing import Any
 import orjson
 from faust.types import TP
 
+from streams.engine.snapshots import LatestSnapshots
 from streams.kafka import checkpoint
 from streams.kafka.fetch import Block
 from streams.kafka.routing import Forward, Router
-from streams.snapshots import LatestSnapshots
 
 log = logging.getLogger(__name__)
 

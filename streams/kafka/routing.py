@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 from aiokafka.partitioner import murmur2
 
-from streams import _decode
+from streams.contract import _decode
 from streams.kafka.fetch import Block
 
 # A record for another partition: its account, raw value and headers.

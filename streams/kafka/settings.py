@@ -1,12 +1,11 @@
-"""Worker settings that are not part of the shared config, and client options from it."""
+"""Worker settings that are not part of the shared config."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from streams.config import KafkaConfig
+from streams.core.config import KafkaConfig
 
 
 @dataclass(frozen=True)
@@ -35,52 +34,10 @@ class WorkerSettings:
     audit_topic: str = ""  # when set, one record per processed batch: partition/offset range
     state_table: str = "engine-state"
     loglevel: str = "WARNING"
+    classifier: bool = True  # False: run on the other detectors (asked for explicitly)
 
     def repartition_topic(self, cfg: KafkaConfig) -> str:
         return f"{cfg.input_topic}-by-account"
-
-
-def broker_url(cfg: KafkaConfig) -> str:
-    return ";".join(f"kafka://{s.strip()}" for s in cfg.bootstrap_servers.split(",") if s.strip())
-
-
-def faust_credentials(cfg: KafkaConfig) -> Any:
-    """Faust's credentials object for the configured security protocol, or None."""
-    import ssl
-
-    import faust
-
-    proto = cfg.security_protocol
-    if proto == "PLAINTEXT":
-        return None
-    context = None
-    if proto in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=cfg.ssl_cafile or None)
-    if proto == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=cfg.sasl_username,
-        password=cfg.sasl_password,
-        mechanism=cfg.sasl_mechanism or "PLAIN",
-        ssl_context=context,
-    )
-
-
-def kafka_python_options(cfg: KafkaConfig) -> dict[str, Any]:
-    """Connection options for kafka-python clients (produce, tail, admin)."""
-    opts: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()],
-        "security_protocol": cfg.security_protocol,
-    }
-    if cfg.security_protocol.startswith("SASL"):
-        opts.update(
-            sasl_mechanism=cfg.sasl_mechanism or "PLAIN",
-            sasl_plain_username=cfg.sasl_username,
-            sasl_plain_password=cfg.sasl_password,
-        )
-    if cfg.security_protocol in ("SSL", "SASL_SSL") and cfg.ssl_cafile:
-        opts["ssl_cafile"] = cfg.ssl_cafile
-    return opts
 
 
 def ensure_data_dir(path: Path) -> Path:

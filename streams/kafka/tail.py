@@ -8,8 +8,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from streams.config import KafkaConfig
-from streams.kafka.settings import kafka_python_options
+from streams.core.config import KafkaConfig
+from streams.runtime.kafka_client import kafka_python_options
 
 
 def summary(alert: dict) -> str:

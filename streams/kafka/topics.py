@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.config import KafkaConfig
-from streams.kafka.settings import WorkerSettings, kafka_python_options
+from streams.core.config import KafkaConfig
+from streams.kafka.settings import WorkerSettings
+from streams.runtime.kafka_client import kafka_python_options
 
 
 @dataclass(frozen=True)

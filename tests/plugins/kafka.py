@@ -235,7 +235,7 @@ partitions = {partitions}
 
     @property
     def config(self):
-        from streams.config import load_config
+        from streams.core.config import load_config
 
         return load_config(self.config_path)
 

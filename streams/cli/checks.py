@@ -1,0 +1,75 @@
+"""Arguments checked before any work starts: each problem is one line that names it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+
+from streams.cli.common import fail
+
+
+def input_file(path: str) -> None:
+    if path == "-":
+        return
+    p = Path(path)
+    if not p.exists():
+        raise fail(f"input {path} does not exist")
+    if p.is_dir():
+        raise fail(f"input {path} is a directory; give a .jsonl or .jsonl.gz file, or - for stdin")
+    if not os.access(p, os.R_OK):
+        raise fail(f"input {path}: not readable")
+
+
+def output_file(path: Path | None, option: str) -> None:
+    """A file the run will write: not a directory, in a folder that exists or can be made."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise fail(f"{option} {path} is a directory; give a file path")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise fail(f"{option} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise fail(f"{option} {path}: not writable")
+
+
+def output_dir(path: Path, option: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise fail(f"{option} {path} is a file; give a directory")
+    output_file(path / "x", option)
+
+
+def json_file(path: Path | None, option: str) -> object:
+    if path is None:
+        return None
+    if not path.is_file():
+        raise fail(f"{option} {path} does not exist")
+    try:
+        return orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise fail(f"{option} {path} is not JSON: {exc}") from None
+
+
+def store_url(url: str, option: str = "--store") -> str:
+    from console.store import normalize_url, url_problem
+
+    full = normalize_url(url)
+    problem = url_problem(full)
+    if problem:
+        raise fail(f"{option} {url}: {problem}")
+    return full
+
+
+def detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped-def]
+    """The engine's detectors, built before the run so that a model that cannot be loaded
+    stops it with one line, unless the user asked to run without the classifier."""
+    from streams.engine.engine import ModelError, build_detectors
+
+    try:
+        return build_detectors(cfg, classifier=not without_classifier)
+    except ModelError as exc:
+        raise fail(f"{exc} (pass --without-classifier to run on the other detectors)") from None

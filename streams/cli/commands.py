@@ -1,0 +1,173 @@
+"""The core commands: generate, replay, train, eval scenarios."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streams.cli import checks
+from streams.cli.common import ConfigOpt, fail, load_cli_config
+
+
+def _progress(total: int | None, label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    cols = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*cols, transient=True, disable=not sys.stderr.isatty())
+
+
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Output directory")],
+    accounts: Annotated[
+        int, typer.Option(min=50, help="Benign accounts (misuse accounts come on top)")
+    ] = 2000,
+    hours: Annotated[float, typer.Option(min=1.0, max=24 * 14, help="Hours of traffic")] = 24.0,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 7,
+    bad_rate: Annotated[float, typer.Option(min=0.0, max=0.1, help="Share of bad lines")] = 1e-4,
+) -> None:
+    """Write OUT/events.jsonl.gz and OUT/labels.json (ground truth with onsets)."""
+    from synth.generate import generate as gen
+
+    checks.output_dir(out, "--out")
+    with _progress(accounts, "generating") as bar:
+        task = bar.add_task("gen", total=accounts)
+        try:
+            res = gen(
+                out,
+                accounts,
+                hours,
+                seed,
+                bad_rate=bad_rate,
+                progress=lambda i, n: bar.update(task, completed=i),
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    typer.echo(
+        f"wrote {res.events:,} events for {res.accounts:,} accounts "
+        f"({res.misuse_accounts} misuse) to {res.events_path}; ground truth in {res.labels_path}"
+    )
+
+
+def replay(
+    path: Annotated[str, typer.Argument(help=".jsonl, .jsonl.gz or - for stdin")],
+    alerts: Annotated[Path | None, typer.Option(help="Write alerts here (JSON Lines)")] = None,
+    dead_letters: Annotated[Path | None, typer.Option(help="Write rejected events here")] = None,
+    config: ConfigOpt = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Serve /metrics")
+    ] = None,
+    hold: Annotated[bool, typer.Option(help="Keep serving /metrics after the input ends")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Alert store URL (sqlite:///... or postgresql://...), or a path"),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Ground truth: print quality against it")
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="Load engine state from here if present, save it at the end")
+    ] = None,
+    without_classifier: Annotated[
+        bool,
+        typer.Option(
+            help="Run without the ONNX classifier instead of stopping when its model cannot be loaded"
+        ),
+    ] = False,
+) -> None:
+    """Process events in event-time order as fast as possible; print a summary."""
+    cfg = load_cli_config(config)
+    if hold and metrics_port is None:
+        raise fail("--hold needs --metrics-port")
+    checks.input_file(path)
+    checks.output_file(alerts, "--alerts")
+    checks.output_file(dead_letters, "--dead-letters")
+    checks.output_file(state, "--state")
+    truth = checks.json_file(labels, "--labels")
+    url = store or cfg.store_url
+    url = checks.store_url(url, "--store" if store else "store_url") if url else None
+    detectors = checks.detectors(cfg, without_classifier)
+
+    from streams.replay.runner import ReplayJob, run_replay
+    from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile
+
+    sinks: list = []
+    if alerts:
+        sinks.append(AlertFile(alerts))
+    if dead_letters:
+        sinks.append(DeadLetterFile(dead_letters))
+    db = None
+    if url:
+        from console.sink import StoreSink
+        from console.store import open_store
+
+        db = open_store(url)
+        sinks.append(StoreSink(db))
+    collected: list = []
+    if truth is not None:
+        sinks.append(CallbackSink(lambda out: collected.extend(out.alerts)))
+    job = ReplayJob(
+        config=cfg,
+        path=path,
+        sinks=sinks,
+        metrics_port=metrics_port,
+        hold=hold,
+        state_path=state,
+        snoozes=db.active_snoozes if db else None,
+        snapshots=db is not None,
+        detectors=detectors,
+    )
+    try:
+        run_replay(job)
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if alerts:
+        typer.echo(f"alerts written to {alerts}")
+    if dead_letters:
+        typer.echo(f"dead letters written to {dead_letters}")
+    if truth is not None:
+        from synth.evaluate import print_report, score_alerts
+
+        print_report(score_alerts(collected, truth), typer.echo)
+
+
+def train(
+    out: Annotated[
+        Path | None, typer.Option(help="Artifact directory (default: the shipped one)")
+    ] = None,
+    accounts: Annotated[int, typer.Option(min=200)] = 2000,
+    hours: Annotated[float, typer.Option(min=6)] = 24.0,
+) -> None:
+    """Build the default classifier from generated data, export it to ONNX, write its card."""
+    from models.train import ARTIFACTS, TrainConfig
+    from models.train import train as run
+
+    run(TrainConfig(accounts=accounts, hours=hours), out or ARTIFACTS, log=typer.echo)
+
+
+def eval_scenarios(
+    seed: Annotated[int, typer.Option(help="Generator seed (not one used for training)")] = 9001,
+    accounts: Annotated[int, typer.Option(min=200)] = 4000,
+    hours: Annotated[float, typer.Option(min=6)] = 24.0,
+    config: ConfigOpt = None,
+    data: Annotated[Path, typer.Option(help="Where generated corpora are cached")] = Path(
+        "data/eval"
+    ),
+) -> None:
+    """Recall, precision and time-to-detect per misuse scenario on held-out generated data."""
+    from models.train import TrainConfig
+    from synth.evaluate import evaluate_scenarios, print_report
+
+    if seed in TrainConfig().seeds or seed == TrainConfig().holdout_seed:
+        raise fail(f"seed {seed} is used to train the shipped model; pick another")
+    cfg = load_cli_config(config)
+    print_report(evaluate_scenarios(cfg, data, accounts, hours, seed))
+
+
+def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    app.command()(generate)
+    app.command()(replay)
+    app.command()(train)
+    eval_app.command("scenarios")(eval_scenarios)

@@ -1,0 +1,27 @@
+"""What every `vigil` command shares: the config option, one-line failures, config loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file", show_default=False, metavar="FILE"),
+]
+
+
+def fail(msg: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def load_cli_config(path: Path | None):
+    from streams.core.config import ConfigError, from_env, load_config
+
+    try:
+        return from_env(load_config(path))
+    except ConfigError as exc:
+        raise fail(str(exc)) from None

@@ -1,0 +1,108 @@
+"""Kafka commands for the `vigil` CLI: worker, produce, alerts tail."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    from streams.cli import checks
+    from streams.cli.common import ConfigOpt, fail, load_cli_config
+    from streams.kafka.settings import WorkerSettings
+
+    d = WorkerSettings()  # the option defaults below are the settings' own
+    alerts_app = typer.Typer(help="Read alerts from Kafka.", no_args_is_help=True)
+    app.add_typer(alerts_app, name="alerts")
+
+    @app.command("worker")
+    def worker(
+        config: ConfigOpt = None,
+        data_dir: Annotated[Path, typer.Option(help="Table state (RocksDB)")] = d.data_dir,
+        web_host: Annotated[
+            str, typer.Option(help="Address of /metrics and /health; 0.0.0.0 in a container")
+        ] = d.web_host,
+        web_port: Annotated[int, typer.Option(help="Port of /metrics and /health")] = d.web_port,
+        checkpoint_interval: Annotated[
+            float, typer.Option(min=0.1, help="Seconds")
+        ] = d.checkpoint_interval_s,
+        session_timeout: Annotated[
+            float, typer.Option(help="Group session, seconds")
+        ] = d.session_timeout_s,
+        audit_topic: Annotated[
+            str, typer.Option(help="Also write processed offsets per batch here")
+        ] = d.audit_topic,
+        snapshots: Annotated[
+            bool, typer.Option(help="Write account feature snapshots for the console")
+        ] = d.emit_snapshots,
+        snapshot_interval: Annotated[
+            float,
+            typer.Option(min=0.0, help="Seconds between sends of each account's latest snapshot"),
+        ] = d.snapshot_interval_s,
+        loglevel: Annotated[str, typer.Option()] = d.loglevel,
+        without_classifier: Annotated[
+            bool,
+            typer.Option(
+                help="Run without the ONNX classifier instead of stopping when its model cannot be loaded"
+            ),
+        ] = False,
+    ) -> None:
+        """Consume events from Kafka, run the engine, produce alerts."""
+        from streams.kafka.app import run_worker
+
+        cfg = load_cli_config(config)
+        checks.detectors(cfg, without_classifier)  # a model that cannot load stops it here
+        settings = WorkerSettings(
+            data_dir=data_dir,
+            web_host=web_host,
+            web_port=web_port,
+            checkpoint_interval_s=checkpoint_interval,
+            session_timeout_s=session_timeout,
+            audit_topic=audit_topic,
+            emit_snapshots=snapshots,
+            snapshot_interval_s=snapshot_interval,
+            loglevel=loglevel,
+            classifier=not without_classifier,
+        )
+        try:
+            run_worker(cfg, settings)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+
+    @app.command("produce")
+    def produce(
+        file: Annotated[Path, typer.Argument(help="events .jsonl or .jsonl.gz")],
+        rate: Annotated[
+            float, typer.Option(help="Events per second; 0: as fast as possible")
+        ] = 0.0,
+        topic: Annotated[str, typer.Option(help="Default: kafka.input_topic")] = "",
+        no_key: Annotated[bool, typer.Option(help="Send without a key")] = False,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Replay an events file into the input topic."""
+        import time
+
+        from streams.kafka.produce import produce as run
+        from streams.kafka.produce import read_lines
+
+        if not file.is_file():
+            raise fail(f"{file} does not exist")
+        cfg = load_cli_config(config)
+        t0 = time.perf_counter()
+        n = run(read_lines(file), cfg.kafka, topic or None, rate, key_by_account=not no_key)
+        dt = time.perf_counter() - t0
+        typer.echo(f"produced {n} events to {topic or cfg.kafka.input_topic} in {dt:.1f}s")
+
+    @alerts_app.command("tail")
+    def alerts_tail(
+        from_beginning: Annotated[bool, typer.Option(help="Start at the oldest alert")] = False,
+        max_alerts: Annotated[int, typer.Option("--max", help="Stop after N alerts")] = 0,
+        timeout: Annotated[float, typer.Option(help="Stop after N idle seconds")] = 0.0,
+        summary: Annotated[bool, typer.Option(help="One short line per alert")] = False,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Follow the alert topic."""
+        from streams.kafka.tail import tail
+
+        cfg = load_cli_config(config)
+        tail(cfg.kafka, from_beginning, max_alerts, timeout, as_json=not summary)

@@ -1,0 +1,100 @@
+"""The `vigil` command: the one composition root that wires runners, the console and models.
+
+Heavy imports (faust, onnxruntime, sqlalchemy) happen inside each command, so `vigil --help`
+stays fast. Each module in COMMANDS adds its commands through `register(app, eval_app)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from importlib.metadata import version
+from typing import Any
+
+import typer
+
+COMMANDS = (
+    "streams.cli.commands",
+    "streams.cli.kafka",
+    "streams.cli.console",
+    "streams.cli.nab",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vigil {version('vigil')}")
+        raise typer.Exit()
+
+
+METAVARS = {"int": "N", "int range": "N", "float": "X", "float range": "X", "str": "TEXT"}
+
+
+def _tidy(cmd: Any, ctx: Any) -> None:
+    """Plain option help: switches are single flags (`--hold`, not `--hold / --no-hold`
+    with a `<bool>` type), and values get a short uppercase metavar. Typer carries its own
+    copy of click, so this goes by attributes rather than by click's classes."""
+    for p in cmd.params:
+        if getattr(p, "param_type_name", "") == "argument":
+            p.metavar = p.metavar or p.name.upper()
+            label = None
+        elif getattr(p, "is_flag", False):
+            p.secondary_opts = []
+            p.show_default = False
+            label = None
+        else:
+            kind = p.display_type(ctx).strip("<>") if hasattr(p, "display_type") else "text"
+            label = p.metavar or METAVARS.get(kind, kind.upper())
+            p.metavar = label
+        # typer's rich help prints its own type label; show ours (or none for a flag).
+        p.display_type_rich = lambda ctx, label=label: label
+    helper = cmd.get_help_option(ctx)  # made once per command and kept
+    if helper is not None:
+        helper.display_type_rich = lambda ctx: None
+    if hasattr(cmd, "list_commands"):
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            if sub is not None:
+                _tidy(sub, ctx)
+
+
+def build() -> typer.Typer:
+    app = typer.Typer(
+        help="Vigil: streaming misuse detection for AI API platforms.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback()
+    def root(
+        _version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Print the version and exit"
+        ),
+    ) -> None:
+        """Vigil: streaming misuse detection for AI API platforms."""
+
+    eval_app = typer.Typer(help="Evaluate detectors.", no_args_is_help=True)
+    app.add_typer(eval_app, name="eval")
+    for mod in COMMANDS:
+        importlib.import_module(mod).register(app, eval_app)
+    return app
+
+
+def command() -> Any:
+    cmd = typer.main.get_command(build())
+    _tidy(cmd, cmd.context_class(cmd, info_name="vigil"))
+    return cmd
+
+
+def main() -> None:
+    """Usage errors are one line naming the problem, as every other error here is."""
+    try:
+        rv = command().main(prog_name="vigil", standalone_mode=False)
+    except Exception as exc:
+        if not hasattr(exc, "format_message"):  # a bug, not a usage error: keep its traceback
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        typer.secho(f"error: {where}{exc.format_message()}", err=True, fg=typer.colors.RED)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,763 @@
+/* The fast path of the input contract: JSON lines straight into numeric columns.
+ *
+ * Every string field becomes a 64-bit code (a hash that is the same in every process), so
+ * a batch carries no Python object per field. The parser accepts only what it can decode
+ * exactly as the reference decoder in streams/contract/reference.py would; anything else (escapes,
+ * nulls, odd timestamps, duplicate keys, wrong types, malformed JSON) is marked for that
+ * slower path, which also gives every reject its reason. Nothing is judged here.
+ */
+#define _GNU_SOURCE /* memmem */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <locale.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__APPLE__)
+#include <xlocale.h>
+#endif
+
+/* Column order; streams/contract/events.py holds the same lists. */
+enum { K_EVENT, K_ACCOUNT, K_ENDPOINT, K_KEY, K_MODEL, K_IP, K_SUBNET, K_COUNTRY, K_UA,
+       K_PROMPT, N_CODES };
+enum { F_TS, F_LATENCY, F_CREATED, F_MODERATION, N_FLOATS };
+enum { I_PROMPT, I_COMPLETION, I_STATUS, N_INTS };
+enum { B_FLAGGED, B_PLAN, B_FINISH, N_SMALL };
+enum { ST_OK = 0, ST_SLOW = 1, ST_TOO_LARGE = 2, ST_EMPTY = 3 };
+
+/* ---- the code of a string ------------------------------------------------------------ */
+static inline uint64_t load64(const unsigned char *p) {
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+           (uint64_t)p[7] << 56;
+}
+
+static inline uint64_t fmix64(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* 8 bytes at a time, little-endian whatever the host; 0 is kept for "absent". */
+static uint64_t code_of(const unsigned char *p, Py_ssize_t n) {
+    if (n == 0) return 0;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)n * 0x87c37b91114253d5ULL);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w = load64(p + i) * 0x4cf5ad432745937fULL;
+        w ^= w >> 31;
+        h = (h ^ w) * 0x9fb21c651e98df25ULL;
+        h ^= h >> 29;
+    }
+    if (i < n) {
+        unsigned char tail[8] = {0};
+        memcpy(tail, p + i, (size_t)(n - i));
+        uint64_t w = load64(tail) * 0x4cf5ad432745937fULL;
+        w ^= w >> 31;
+        h = (h ^ w) * 0x9fb21c651e98df25ULL;
+    }
+    return fmix64(h) | 1;
+}
+
+/* The /24 (IPv4) or /48 (IPv6) block, spelled as streams.contract.codes.subnet_of spells it. */
+static int subnet_code(const unsigned char *p, Py_ssize_t n, uint64_t *out) {
+    if (n == 0) { *out = 0; return 0; }
+    int dot = 0, colon = 0;
+    Py_ssize_t last_dot = -1, third_colon = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] == '.') { dot = 1; last_dot = i; }
+        else if (p[i] == ':' && ++colon == 3) third_colon = i;
+    }
+    unsigned char buf[256];
+    Py_ssize_t k;
+    const char *suffix;
+    if (dot && !colon) { k = last_dot; suffix = ".0/24"; }
+    else { k = third_colon; suffix = "::/48"; }
+    if (k + 5 > (Py_ssize_t)sizeof buf) return -1;
+    memcpy(buf, p, (size_t)k);
+    memcpy(buf + k, suffix, 5);
+    *out = code_of(buf, k + 5);
+    return 0;
+}
+
+/* ---- JSON scanning; each returns NULL where the line must take the slow path ------- */
+typedef const unsigned char *cur;
+
+static inline cur ws(cur p, cur e) {
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+static inline int hexd(unsigned char c) {
+    return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'f');
+}
+
+/* One UTF-8 sequence at p (lead byte >= 0x80); its length, or 0 if invalid. */
+static int utf8_len(cur p, cur e) {
+    unsigned char c = p[0];
+    int n;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; }
+    else return 0;
+    if (e - p < n) return 0;
+    for (int i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
+    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
+    return n;
+}
+
+/* A string starting at its opening quote. Sets [*s, *n) to its raw content and *esc when
+ * it holds escapes (validated, not decoded). Returns the position after the closing quote. */
+static cur string(cur p, cur e, cur *s, Py_ssize_t *n, int *esc) {
+    cur q = p + 1;
+    *esc = 0;
+    while (q < e) {
+        unsigned char c = *q;
+        if (c == '"') {
+            *s = p + 1;
+            *n = q - (p + 1);
+            return q + 1;
+        }
+        if (c == '\\') {
+            *esc = 1;
+            if (q + 1 >= e) return NULL;
+            unsigned char x = q[1];
+            if (x == 'u') {
+                if (e - q < 6 || !hexd(q[2]) || !hexd(q[3]) || !hexd(q[4]) || !hexd(q[5]))
+                    return NULL;
+                q += 6;
+            } else if (strchr("\"\\/bfnrt", x) && x) {
+                q += 2;
+            } else {
+                return NULL;
+            }
+        } else if (c < 0x20) {
+            return NULL;
+        } else if (c < 0x80) {
+            q++;
+        } else {
+            int k = utf8_len(q, e);
+            if (!k) return NULL;
+            q += k;
+        }
+    }
+    return NULL;
+}
+
+/* A JSON number; *is_int when it has no fraction or exponent. */
+static cur number(cur p, cur e, int *is_int) {
+    cur q = p;
+    *is_int = 1;
+    if (q < e && *q == '-') q++;
+    if (q >= e) return NULL;
+    if (*q == '0') q++;
+    else if (*q >= '1' && *q <= '9') while (q < e && *q >= '0' && *q <= '9') q++;
+    else return NULL;
+    if (q < e && *q == '.') {
+        *is_int = 0;
+        q++;
+        if (q >= e || *q < '0' || *q > '9') return NULL;
+        while (q < e && *q >= '0' && *q <= '9') q++;
+    }
+    if (q < e && (*q == 'e' || *q == 'E')) {
+        *is_int = 0;
+        q++;
+        if (q < e && (*q == '+' || *q == '-')) q++;
+        if (q >= e || *q < '0' || *q > '9') return NULL;
+        while (q < e && *q >= '0' && *q <= '9') q++;
+    }
+    return q;
+}
+
+/* Every object is walked the same way: open it, then per member read the key up to its
+ * value, read or skip the value, and step to the next member or past the end. */
+
+/* At an opening bracket: the first member's position; *done when the container is empty
+ * (then the position after it). */
+static cur open_container(cur p, cur e, unsigned char open, unsigned char close, int *done) {
+    if (p >= e || *p != open) return NULL;
+    p = ws(p + 1, e);
+    *done = p < e && *p == close;
+    return *done ? p + 1 : p;
+}
+
+/* A member's key, from its opening quote through the colon: the position of its value. */
+static cur member_key(cur p, cur e, cur *s, Py_ssize_t *n, int *esc) {
+    if (p >= e || *p != '"' || !(p = string(p, e, s, n, esc))) return NULL;
+    p = ws(p, e);
+    if (p >= e || *p != ':') return NULL;
+    return ws(p + 1, e);
+}
+
+/* After a value: the next member's position, or with *done the position after the
+ * container. */
+static cur next_member(cur p, cur e, unsigned char close, int *done) {
+    p = ws(p, e);
+    if (p >= e) return NULL;
+    *done = *p == close;
+    if (*done) return p + 1;
+    return *p == ',' ? ws(p + 1, e) : NULL;
+}
+
+static cur skip_value(cur p, cur e, int depth);
+
+static cur skip_container(cur p, cur e, int depth, unsigned char close) {
+    int done;
+    if (!(p = open_container(p, e, close == '}' ? '{' : '[', close, &done))) return NULL;
+    while (!done) {
+        cur s;
+        Py_ssize_t n;
+        int esc;
+        if (close == '}' && !(p = member_key(p, e, &s, &n, &esc))) return NULL;
+        if (!(p = skip_value(p, e, depth + 1))) return NULL;
+        if (!(p = next_member(p, e, close, &done))) return NULL;
+    }
+    return p;
+}
+
+static cur skip_value(cur p, cur e, int depth) {
+    if (p >= e || depth > 64) return NULL;
+    cur s;
+    Py_ssize_t n;
+    int esc, is_int;
+    switch (*p) {
+    case '"': return string(p, e, &s, &n, &esc);
+    case '{': return skip_container(p, e, depth, '}');
+    case '[': return skip_container(p, e, depth, ']');
+    case 't': return (e - p >= 4 && !memcmp(p, "true", 4)) ? p + 4 : NULL;
+    case 'f': return (e - p >= 5 && !memcmp(p, "false", 5)) ? p + 5 : NULL;
+    case 'n': return (e - p >= 4 && !memcmp(p, "null", 4)) ? p + 4 : NULL;
+    default: return number(p, e, &is_int);
+    }
+}
+
+/* Numbers are parsed with the GIL released, so not with PyOS_string_to_double (its
+ * allocator needs the GIL). strtod_l in the "C" locale is correctly rounded as well, so both
+ * give the same double for every JSON number. Where it is missing, the row takes the slow
+ * path instead. */
+#if defined(__GLIBC__) || defined(__APPLE__)
+static locale_t c_locale;
+#define HAVE_STRTOD_L 1
+#endif
+
+static cur read_double(cur p, cur e, double *out) {
+    int is_int;
+    cur q = number(p, e, &is_int);
+    if (!q) return NULL;
+#ifdef HAVE_STRTOD_L
+    char buf[64];
+    if (!c_locale || q - p >= (Py_ssize_t)sizeof buf) return NULL;
+    memcpy(buf, p, (size_t)(q - p));
+    buf[q - p] = 0;
+    char *end;
+    double v = strtod_l(buf, &end, c_locale);
+    if (end != buf + (q - p) || v > 1.7e308 || v < -1.7e308) return NULL;
+    *out = v;
+    return q;
+#else
+    (void)out;
+    return NULL;
+#endif
+}
+
+static cur read_int(cur p, cur e, int64_t *out) {
+    int is_int;
+    cur q = number(p, e, &is_int);
+    if (!q || !is_int || q - p > 18) return NULL;  /* 18 digits never overflow int64 */
+    int neg = *p == '-';
+    int64_t v = 0;
+    for (cur d = p + neg; d < q; d++) v = v * 10 + (*d - '0');
+    *out = neg ? -v : v;
+    return q;
+}
+
+/* ---- RFC 3339 timestamps ------------------------------------------------------------ */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const unsigned char *p, int n) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM|-HH:MM) only; other forms take the slow path. */
+static int rfc3339(const unsigned char *s, Py_ssize_t n, double *out) {
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (n < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
+        return -1;
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+    int h = digits(s + 11, 2), mi = digits(s + 14, 2), se = digits(s + 17, 2);
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        se < 0 || se > 59)
+        return -1;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap)) return -1;
+    Py_ssize_t i = 19;
+    int64_t us = 0;
+    if (s[i] == '.') {
+        int k = 0;
+        i++;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            if (++k > 6) return -1;
+            us = us * 10 + (s[i++] - '0');
+        }
+        if (k == 0) return -1;
+        for (; k < 6; k++) us *= 10;
+    }
+    int64_t off = 0;
+    if (i < n && s[i] == 'Z') {
+        i++;
+    } else if (i < n && (s[i] == '+' || s[i] == '-')) {
+        if (n - i != 6 || s[i + 3] != ':') return -1;
+        int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
+        if (oh < 0 || oh > 23 || om < 0 || om > 59) return -1;
+        off = (int64_t)(oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
+        i += 6;
+    } else {
+        return -1;
+    }
+    if (i != n) return -1;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
+    /* As datetime.timestamp() computes it: whole microseconds, then one division. */
+    *out = (double)(secs * 1000000 + us) / 1e6;
+    return 0;
+}
+
+static cur read_time(cur p, cur e, double *out) {
+    if (p < e && *p == '"') {
+        cur s;
+        Py_ssize_t n;
+        int esc;
+        cur q = string(p, e, &s, &n, &esc);
+        if (!q || esc || rfc3339(s, n, out)) return NULL;
+        return q;
+    }
+    return read_double(p, e, out);
+}
+
+/* ---- one event ---------------------------------------------------------------------- */
+enum { X_EVENT, X_TS, X_ACCOUNT, X_ENDPOINT, X_KEY, X_MODEL, X_PT, X_CT, X_STATUS, X_LAT,
+       X_IP, X_COUNTRY, X_UA, X_PLAN, X_CREATED, X_FLAGGED, X_MOD, X_FINISH, X_PROMPT,
+       X_UNKNOWN };
+
+#define KEY(lit, id) if (n == sizeof(lit) - 1 && !memcmp(s, lit, n)) return id
+static int field_of(cur s, Py_ssize_t n) {
+    KEY("ts", X_TS); KEY("ip", X_IP); KEY("plan", X_PLAN); KEY("model", X_MODEL);
+    KEY("status", X_STATUS); KEY("country", X_COUNTRY); KEY("flagged", X_FLAGGED);
+    KEY("event_id", X_EVENT); KEY("endpoint", X_ENDPOINT); KEY("account_id", X_ACCOUNT);
+    KEY("api_key_id", X_KEY); KEY("latency_ms", X_LAT); KEY("user_agent", X_UA);
+    KEY("moderation", X_MOD); KEY("prompt_hash", X_PROMPT); KEY("prompt_tokens", X_PT);
+    KEY("finish_reason", X_FINISH); KEY("account_created", X_CREATED);
+    KEY("completion_tokens", X_CT);
+    return X_UNKNOWN;
+}
+
+static int small_code(cur s, Py_ssize_t n, int finish) {
+    if (finish) {
+        if (n == 0) return 0;
+        KEY("stop", 1); KEY("length", 2); KEY("content_filter", 3); KEY("tool_calls", 4);
+        return 5;
+    }
+    KEY("free", 1); KEY("payg", 2); KEY("enterprise", 3);
+    return 0;
+}
+#undef KEY
+
+typedef struct {
+    uint64_t *codes;
+    double *floats;
+    int64_t *ints;
+    uint8_t *small;
+    Py_ssize_t n;
+} Columns;
+
+static const int CODE_OF_FIELD[X_UNKNOWN] = {
+    [X_EVENT] = K_EVENT, [X_ACCOUNT] = K_ACCOUNT, [X_ENDPOINT] = K_ENDPOINT, [X_KEY] = K_KEY,
+    [X_MODEL] = K_MODEL, [X_IP] = K_IP, [X_COUNTRY] = K_COUNTRY, [X_UA] = K_UA,
+    [X_PROMPT] = K_PROMPT};
+
+/* The highest category score. A repeated category goes to the slow path: there the last
+ * value wins, as in any JSON object decoded to a dict. */
+static cur moderation_max(cur p, cur e, double *out) {
+    enum { MAX_KEYS = 32 };
+    cur keys[MAX_KEYS];
+    Py_ssize_t lens[MAX_KEYS];
+    int nkeys = 0;
+    double best = Py_NAN;
+    int done;
+    if (!(p = open_container(p, e, '{', '}', &done))) return NULL;
+    while (!done) {
+        cur s;
+        Py_ssize_t n;
+        int esc;
+        double v;
+        if (!(p = member_key(p, e, &s, &n, &esc)) || esc || nkeys == MAX_KEYS) return NULL;
+        for (int k = 0; k < nkeys; k++)
+            if (lens[k] == n && !memcmp(keys[k], s, (size_t)n)) return NULL;
+        keys[nkeys] = s;
+        lens[nkeys++] = n;
+        if (!(p = read_double(p, e, &v))) return NULL;
+        if (nkeys == 1 || v > best) best = v;
+        if (!(p = next_member(p, e, '}', &done))) return NULL;
+    }
+    *out = best;
+    return p;
+}
+
+static void defaults(Columns *c, Py_ssize_t i) {
+    Py_ssize_t n = c->n;
+    for (int k = 0; k < N_CODES; k++) c->codes[k * n + i] = 0;
+    c->floats[F_TS * n + i] = 0;
+    c->floats[F_LATENCY * n + i] = Py_NAN;
+    c->floats[F_CREATED * n + i] = Py_NAN;
+    c->floats[F_MODERATION * n + i] = Py_NAN;
+    c->ints[I_PROMPT * n + i] = 0;
+    c->ints[I_COMPLETION * n + i] = 0;
+    c->ints[I_STATUS * n + i] = 200;
+    for (int k = 0; k < N_SMALL; k++) c->small[k * n + i] = 0;
+}
+
+/* Decodes line i into the columns; 0 when done, -1 when it must take the slow path. */
+static int event(cur p, cur e, Columns *c, Py_ssize_t i) {
+    Py_ssize_t n = c->n;
+    uint32_t seen = 0;
+    int done;
+    defaults(c, i);
+    if (!(p = open_container(ws(p, e), e, '{', '}', &done)) || done) return -1;
+    while (!done) {
+        cur s;
+        Py_ssize_t sn;
+        int esc;
+        if (!(p = member_key(p, e, &s, &sn, &esc))) return -1;
+        int f = esc ? X_UNKNOWN : field_of(s, sn);
+        if (f != X_UNKNOWN) {
+            if (seen & (1u << f)) return -1;  /* a repeated field: the slow path decides */
+            seen |= 1u << f;
+        }
+        switch (f) {
+        case X_UNKNOWN:
+            /* An escaped key may spell a known field; only the slow path can tell. */
+            if (esc) return -1;
+            p = skip_value(p, e, 0);
+            break;
+        case X_TS: p = read_time(p, e, &c->floats[F_TS * n + i]); break;
+        case X_CREATED: p = read_time(p, e, &c->floats[F_CREATED * n + i]); break;
+        case X_LAT: p = read_double(p, e, &c->floats[F_LATENCY * n + i]); break;
+        case X_MOD: p = moderation_max(p, e, &c->floats[F_MODERATION * n + i]); break;
+        case X_PT: case X_CT: {
+            /* A minus sign, even on "-0", is for the slow path to judge. */
+            int64_t v;
+            if (p >= e || *p == '-' || !(p = read_int(p, e, &v))) return -1;
+            c->ints[(f == X_PT ? I_PROMPT : I_COMPLETION) * n + i] = v;
+            break;
+        }
+        case X_STATUS: {
+            int64_t v;
+            p = read_int(p, e, &v);
+            if (p) c->ints[I_STATUS * n + i] = v;
+            break;
+        }
+        case X_FLAGGED:
+            if (e - p >= 4 && !memcmp(p, "true", 4)) { c->small[B_FLAGGED * n + i] = 1; p += 4; }
+            else if (e - p >= 5 && !memcmp(p, "false", 5)) p += 5;
+            else return -1;
+            break;
+        default: {  /* the string fields */
+            if (p >= e || *p != '"' || !(p = string(p, e, &s, &sn, &esc)) || esc) return -1;
+            if (f == X_PLAN) { c->small[B_PLAN * n + i] = (uint8_t)small_code(s, sn, 0); break; }
+            if (f == X_FINISH) { c->small[B_FINISH * n + i] = (uint8_t)small_code(s, sn, 1); break; }
+            if ((f == X_EVENT || f == X_ACCOUNT) && sn == 0) return -1;
+            c->codes[CODE_OF_FIELD[f] * n + i] = code_of(s, sn);
+            if (f == X_IP && subnet_code(s, sn, &c->codes[K_SUBNET * n + i])) return -1;
+        }
+        }
+        if (!p || !(p = next_member(p, e, '}', &done))) return -1;
+    }
+    if (ws(p, e) != e) return -1;
+    const uint32_t required = 1u << X_EVENT | 1u << X_TS | 1u << X_ACCOUNT | 1u << X_ENDPOINT;
+    return (seen & required) == required ? 0 : -1;
+}
+
+/* The bytes of a list's items, taken with the GIL so that a walk over them can run without
+ * it: the tuple keeps every item alive whatever happens to the list meanwhile, and bytes
+ * never change. A length of -1 marks None, -2 an item that is not bytes. */
+typedef struct {
+    PyObject *held;
+    cur *starts;
+    Py_ssize_t *lens;
+    Py_ssize_t n;
+} Held;
+
+static void held_free(Held *h) {
+    PyMem_Free(h->starts);
+    PyMem_Free(h->lens);
+    Py_CLEAR(h->held);
+}
+
+static int held_take(PyObject *list, Held *h) {
+    h->held = PyList_AsTuple(list);
+    h->starts = NULL;
+    h->lens = NULL;
+    if (!h->held) return -1;
+    h->n = PyTuple_GET_SIZE(h->held);
+    h->starts = PyMem_Malloc((h->n ? h->n : 1) * sizeof(cur));
+    h->lens = PyMem_Malloc((h->n ? h->n : 1) * sizeof(Py_ssize_t));
+    if (!h->starts || !h->lens) {
+        held_free(h);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < h->n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(h->held, i);
+        int is_bytes = PyBytes_Check(v);
+        h->starts[i] = is_bytes ? (cur)PyBytes_AS_STRING(v) : NULL;
+        h->lens[i] = is_bytes ? PyBytes_GET_SIZE(v) : v == Py_None ? -1 : -2;
+    }
+    return 0;
+}
+
+/* decode(lines, max_line_bytes) -> (status, codes, floats, ints, small) as bytearrays,
+ * column-major: column k of a block holds rows k*n .. k*n+n-1.
+ *
+ * The walk over the lines runs without the GIL: in the worker it is a fifth of the engine
+ * thread's time, and the Kafka consumer thread can unpack the next fetch meanwhile. It
+ * reads only the held lines and buffers no other thread can see yet. */
+static PyObject *decode(PyObject *self, PyObject *args) {
+    PyObject *lines;
+    Py_ssize_t max_bytes;
+    Held h;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &lines, &max_bytes)) return NULL;
+    if (held_take(lines, &h)) return NULL;
+    Py_ssize_t n = h.n;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (h.lens[i] < 0) {
+            PyErr_Format(PyExc_TypeError, "line %zd is %s, not bytes", i,
+                         Py_TYPE(PyTuple_GET_ITEM(h.held, i))->tp_name);
+            held_free(&h);
+            return NULL;
+        }
+    PyObject *st = PyByteArray_FromStringAndSize(NULL, n);
+    PyObject *codes = PyByteArray_FromStringAndSize(NULL, n * N_CODES * 8);
+    PyObject *floats = PyByteArray_FromStringAndSize(NULL, n * N_FLOATS * 8);
+    PyObject *ints = PyByteArray_FromStringAndSize(NULL, n * N_INTS * 8);
+    PyObject *small = PyByteArray_FromStringAndSize(NULL, n * N_SMALL);
+    if (!st || !codes || !floats || !ints || !small) {
+        held_free(&h);
+        Py_XDECREF(st);
+        Py_XDECREF(codes);
+        Py_XDECREF(floats);
+        Py_XDECREF(ints);
+        Py_XDECREF(small);
+        return NULL;
+    }
+    Columns c = {(uint64_t *)PyByteArray_AS_STRING(codes), (double *)PyByteArray_AS_STRING(floats),
+                 (int64_t *)PyByteArray_AS_STRING(ints), (uint8_t *)PyByteArray_AS_STRING(small),
+                 n};
+    uint8_t *status = (uint8_t *)PyByteArray_AS_STRING(st);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        cur p = h.starts[i];
+        Py_ssize_t len = h.lens[i];
+        if (len > max_bytes) status[i] = ST_TOO_LARGE;
+        else if (ws(p, p + len) == p + len) status[i] = ST_EMPTY;
+        else status[i] = event(p, p + len, &c, i) ? ST_SLOW : ST_OK;
+        if (status[i] != ST_OK) defaults(&c, i);  /* the slow path fills or drops the row */
+    }
+    Py_END_ALLOW_THREADS
+    held_free(&h);
+    return Py_BuildValue("(NNNNN)", st, codes, floats, ints, small);
+}
+
+/* The string value of one top-level field of a line: "" when absent or not a string, NULL
+ * (no exception set) when only a full JSON parse can tell (escapes, odd lines). */
+static PyObject *field_text(cur p, cur e, const char *name, Py_ssize_t name_len) {
+    int done;
+    PyObject *found = NULL;
+    if (!(p = open_container(ws(p, e), e, '{', '}', &done))) return NULL;
+    while (!done) {
+        cur s, v;
+        Py_ssize_t sn, vn;
+        int esc, vesc;
+        if (!(p = member_key(p, e, &s, &sn, &esc)) || esc) goto slow;
+        if (sn == name_len && !memcmp(s, name, (size_t)sn)) {
+            if (found) goto slow;  /* repeated: the last one wins in a full parse */
+            if (p < e && *p == '"') {
+                if (!(p = string(p, e, &v, &vn, &vesc)) || vesc) goto slow;
+                found = PyUnicode_DecodeUTF8((const char *)v, vn, NULL);
+            } else {
+                if (!(p = skip_value(p, e, 0))) goto slow;
+                found = PyUnicode_FromStringAndSize("", 0);
+            }
+            if (!found) { PyErr_Clear(); goto slow; }
+        } else if (!(p = skip_value(p, e, 0))) {
+            goto slow;
+        }
+        if (!(p = next_member(p, e, '}', &done))) goto slow;
+    }
+    if (ws(p, e) != e) goto slow;
+    return found ? found : PyUnicode_FromStringAndSize("", 0);
+slow:
+    Py_XDECREF(found);
+    return NULL;
+}
+
+/* texts(lines, rows, field) -> list: the field's string in each of lines[rows], "" when
+ * absent, None where the caller must parse the line itself. */
+static PyObject *texts(PyObject *self, PyObject *args) {
+    PyObject *lines, *rows;
+    const char *name;
+    Py_ssize_t name_len;
+    if (!PyArg_ParseTuple(args, "O!O!s#", &PyList_Type, &lines, &PyList_Type, &rows, &name,
+                          &name_len))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows), nl = PyList_GET_SIZE(lines);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t r = PyLong_AsSsize_t(PyList_GET_ITEM(rows, i));
+        if (r == -1 && PyErr_Occurred()) goto fail;
+        if (r < 0 || r >= nl) {
+            PyErr_Format(PyExc_IndexError, "row %zd out of range", r);
+            goto fail;
+        }
+        PyObject *ln = PyList_GET_ITEM(lines, r);
+        PyObject *t = NULL;
+        if (PyBytes_Check(ln)) {
+            cur p = (cur)PyBytes_AS_STRING(ln);
+            t = field_text(p, p + PyBytes_GET_SIZE(ln), name, name_len);
+        }
+        if (!t) {
+            t = Py_None;
+            Py_INCREF(t);
+        }
+        PyList_SET_ITEM(out, i, t);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *code(PyObject *self, PyObject *arg) {
+    if (PyUnicode_Check(arg)) {
+        PyObject *b = PyUnicode_AsEncodedString(arg, "utf-8", "surrogatepass");
+        if (!b) return NULL;
+        uint64_t h = code_of((cur)PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+        Py_DECREF(b);
+        return PyLong_FromUnsignedLongLong(h);
+    }
+    if (PyBytes_Check(arg))
+        return PyLong_FromUnsignedLongLong(code_of((cur)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
+    PyErr_Format(PyExc_TypeError, "code() takes str or bytes, not %s", Py_TYPE(arg)->tp_name);
+    return NULL;
+}
+
+/* ---- routing ------------------------------------------------------------------------ */
+/* Kafka's default partitioner hash (the Java client's murmur2, shared by kafka-python and
+ * aiokafka). */
+static uint32_t murmur2(const unsigned char *d, Py_ssize_t n) {
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)n;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t k = (uint32_t)d[i] | (uint32_t)d[i + 1] << 8 | (uint32_t)d[i + 2] << 16 |
+                     (uint32_t)d[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (n & 3) {
+    case 3: h ^= (uint32_t)d[i + 2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)d[i + 1] << 8; /* fall through */
+    case 1: h ^= d[i]; h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+/* partitions(values, n) -> bytes of int32: the partition of each record's account as the
+ * default partitioner places it; -1 for an empty record, -2 where the account is not in
+ * the plain form '"account_id":"..."' and the caller must parse the record. */
+static PyObject *partitions(PyObject *self, PyObject *args) {
+    PyObject *values;
+    int parts;
+    static const char mark[] = "\"account_id\":\"";
+    const Py_ssize_t mlen = sizeof mark - 1;
+    if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &values, &parts)) return NULL;
+    if (parts < 1) {
+        PyErr_SetString(PyExc_ValueError, "partitions must be >= 1");
+        return NULL;
+    }
+    Held h;
+    if (held_take(values, &h)) return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, h.n * 4);
+    if (!out) {
+        held_free(&h);
+        return NULL;
+    }
+    int32_t *o = (int32_t *)PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < h.n; i++) {
+        const unsigned char *p = h.starts[i];
+        Py_ssize_t len = h.lens[i];
+        if (len == -1 || len == 0) { o[i] = -1; continue; }
+        o[i] = -2;
+        if (len < 0) continue;
+        const unsigned char *at = memmem(p, (size_t)len, mark, (size_t)mlen);
+        if (!at) continue;
+        const unsigned char *a = at + mlen, *e = p + len;
+        const unsigned char *q = memchr(a, '"', (size_t)(e - a));
+        if (!q || q == a || memchr(a, '\\', (size_t)(q - a))) continue;
+        o[i] = (int32_t)((murmur2(a, q - a) & 0x7fffffff) % (uint32_t)parts);
+    }
+    Py_END_ALLOW_THREADS
+    held_free(&h);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", decode, METH_VARARGS, "Decode JSON lines into numeric column buffers."},
+    {"code", code, METH_O, "The 64-bit code of a string (0 for the empty string)."},
+    {"texts", texts, METH_VARARGS, "One string field of some lines, None where unsure."},
+    {"partitions", partitions, METH_VARARGS, "The partition of each record's account."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_decode", .m_size = -1, .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__decode(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+#ifdef HAVE_STRTOD_L
+    if (!c_locale) c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+#endif
+    if (PyModule_AddIntConstant(m, "N_CODES", N_CODES) || PyModule_AddIntConstant(m, "N_FLOATS", N_FLOATS) ||
+        PyModule_AddIntConstant(m, "N_INTS", N_INTS) || PyModule_AddIntConstant(m, "N_SMALL", N_SMALL)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,221 @@
+"""Raw JSON lines in, a columnar batch of accepted events and the dead letters out.
+
+Decoding is the hottest path in Vigil. The compiled decoder (`streams/contract/_decode.c`) turns a
+whole batch into numeric columns in one call: every string field becomes a 64-bit code,
+the same in every process, so no Python object is made per field. The few lines it cannot
+take exactly go one by one through the reference decoder in `streams/contract/reference.py`, which
+also gives every reject its reason. The strings behind the codes are read back from the
+raw lines only where a person will see them (reasons, campaign evidence, snapshots).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import msgspec
+import numpy as np
+import orjson
+
+from streams.contract import _decode
+from streams.contract.codes import subnet_of
+from streams.contract.reference import (
+    REJECT_REASONS,
+    DeadLetter,
+    Reject,
+    decode_event,
+    row,
+)
+
+__all__ = ["REJECT_REASONS", "DeadLetter", "EventBatch", "decode_lines", "line_texts"]
+
+MAX_LINE_BYTES = 65_536
+# Block layout of the compiled decoder's output (the enums at the top of _decode.c).
+CODE_COLUMNS = (
+    "event_id",
+    "account_id",
+    "endpoint",
+    "api_key_id",
+    "model",
+    "ip",
+    "subnet",
+    "country",
+    "user_agent",
+    "prompt_hash",
+)
+FLOAT_COLUMNS = ("ts", "latency_ms", "account_created", "moderation")
+INT_COLUMNS = ("prompt_tokens", "completion_tokens", "status")
+SMALL_COLUMNS = ("flagged", "plan", "finish_reason")
+_OK, _SLOW, _TOO_LARGE, _EMPTY = range(4)
+# Columns whose codes stand for strings a person may need to read back.
+TEXT_FIELDS = frozenset(CODE_COLUMNS) - {"subnet"}
+
+
+@dataclass
+class EventBatch:
+    """Accepted events, one numpy column per field.
+
+    String fields hold 64-bit codes (0 when absent), `subnet` the code of the IP's /24 or
+    /48 block, `plan` and `finish_reason` the small codes of contract.PLAN_CODES and
+    FINISH_CODES, and `raw` the original lines, from which `texts` reads strings back.
+    """
+
+    event_id: np.ndarray
+    account_id: np.ndarray
+    endpoint: np.ndarray
+    api_key_id: np.ndarray
+    model: np.ndarray
+    ip: np.ndarray
+    subnet: np.ndarray
+    country: np.ndarray
+    user_agent: np.ndarray
+    prompt_hash: np.ndarray
+    ts: np.ndarray
+    latency_ms: np.ndarray
+    account_created: np.ndarray
+    moderation: np.ndarray  # highest category score, NaN when absent
+    prompt_tokens: np.ndarray
+    completion_tokens: np.ndarray
+    status: np.ndarray
+    flagged: np.ndarray
+    plan: np.ndarray
+    finish_reason: np.ndarray
+    raw: np.ndarray  # object array of the lines as read
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def _map(self, fn) -> EventBatch:
+        return EventBatch(**{c: fn(getattr(self, c)) for c in COLUMNS})
+
+    def take(self, idx: np.ndarray) -> EventBatch:
+        return self._map(lambda a: a[idx])
+
+    def slice(self, a: int, b: int) -> EventBatch:
+        """Rows a..b as views, without copying columns."""
+        return self._map(lambda col: col[a:b])
+
+    @staticmethod
+    def concat(batches: list[EventBatch]) -> EventBatch:
+        if len(batches) == 1:
+            return batches[0]
+        return EventBatch(**{c: np.concatenate([getattr(b, c) for b in batches]) for c in COLUMNS})
+
+    def texts(self, idx: np.ndarray | list[int], field: str) -> list[str]:
+        """The strings behind one code column at rows idx, read back from the raw lines."""
+        lines = self.raw[np.asarray(idx, dtype=np.int64)].tolist()
+        return line_texts(lines, list(range(len(lines))), field)
+
+
+def _parsed_text(line: bytes, key: str) -> str:
+    try:
+        d = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        # orjson is stricter than the contract about a few escapes (lone surrogates).
+        try:
+            d = msgspec.structs.asdict(decode_event(line))
+        except Reject:
+            return ""
+    v = d.get(key) if type(d) is dict else None
+    return v if type(v) is str else ""
+
+
+def line_texts(lines: list[bytes], rows: list[int], field: str) -> list[str]:
+    """One string field of lines[rows]: "" where absent or not a string.
+
+    The compiled scanner reads most lines; the rest (escapes, odd JSON) are parsed whole.
+    `subnet` is the block of the line's IP.
+    """
+    key = "ip" if field == "subnet" else field
+    if key not in TEXT_FIELDS:
+        raise ValueError(f"{field} has no text")
+    out = _decode.texts(lines, rows, key)
+    if None in out:
+        for i, v in enumerate(out):
+            if v is None:
+                out[i] = _parsed_text(lines[rows[i]], key)
+    return [subnet_of(v) for v in out] if field == "subnet" else out
+
+
+COLUMNS = tuple(f.name for f in fields(EventBatch))
+
+
+def empty_batch() -> EventBatch:
+    return decode_lines([], now_ts=0.0)[0]
+
+
+def _object_array(items: list) -> np.ndarray:
+    # np.array would try to make a bytes array of a list of bytes; this keeps the objects.
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def decode_lines(
+    lines: list[bytes],
+    now_ts: float,
+    max_future_s: float = 86_400,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    fast: bool = True,
+) -> tuple[EventBatch, list[DeadLetter]]:
+    """Decode a batch of raw lines. `now_ts` bounds how far in the future ts may be.
+
+    `fast=False` sends every line through the reference decoder; tests compare the two.
+    """
+    n = len(lines)
+    status_b, codes_b, floats_b, ints_b, small_b = _decode.decode(lines, max_line_bytes)
+    status = np.frombuffer(status_b, np.uint8)
+    codes = np.frombuffer(codes_b, np.uint64).reshape(len(CODE_COLUMNS), n)
+    floats = np.frombuffer(floats_b, np.float64).reshape(len(FLOAT_COLUMNS), n)
+    ints = np.frombuffer(ints_b, np.int64).reshape(len(INT_COLUMNS), n)
+    small = np.frombuffer(small_b, np.uint8).reshape(len(SMALL_COLUMNS), n)
+    if not fast:
+        status = np.where(status == _OK, _SLOW, status).astype(np.uint8)
+    dead: list[DeadLetter] = []
+    keep = None
+    if status.any():
+        keep = np.ones(n, dtype=bool)
+        for i in np.flatnonzero(status).tolist():
+            ln = lines[i]
+            s = status[i]
+            if s == _TOO_LARGE:
+                dead.append(DeadLetter(ln, "too_large", f"{len(ln)} bytes > {max_line_bytes}"))
+                keep[i] = False
+                continue
+            if s == _EMPTY:
+                dead.append(DeadLetter(ln, "malformed_json", "empty record"))
+                keep[i] = False
+                continue
+            try:
+                c, f, k, m = row(decode_event(ln))
+                codes[:, i], floats[:, i], ints[:, i], small[:, i] = c, f, k, m
+            except Reject as r:
+                dead.append(DeadLetter(ln, r.reason, r.detail))
+                keep[i] = False
+            except OverflowError:
+                dead.append(DeadLetter(ln, "wrong_type", "an integer field is out of range"))
+                keep[i] = False
+    future = floats[0] > now_ts + max_future_s
+    if future.any():
+        for i in np.flatnonzero(future & (keep if keep is not None else True)).tolist():
+            dead.append(
+                DeadLetter(
+                    lines[i],
+                    "future_timestamp",
+                    f"ts {floats[0, i]:.0f} is over {max_future_s:.0f} s ahead",
+                )
+            )
+        keep = ~future if keep is None else keep & ~future
+    cols: dict[str, np.ndarray] = {}
+    for block, names in (
+        (codes, CODE_COLUMNS),
+        (floats, FLOAT_COLUMNS),
+        (ints, INT_COLUMNS),
+        (small, SMALL_COLUMNS),
+    ):
+        cols.update(zip(names, block, strict=True))
+    cols["flagged"] = cols["flagged"].view(bool)
+    cols["raw"] = _object_array(lines)
+    batch = EventBatch(**cols)
+    if keep is not None:
+        batch = batch.take(np.flatnonzero(keep))
+    return batch, dead

@@ -1,0 +1,149 @@
+"""Fusion: detector scores -> alerts with a severity, a category and readable reasons.
+
+The classifier, the rules and the campaign detector can each raise an alert alone. The
+two unsupervised detectors (the account's own baseline and the population model) raise
+an "anomaly" alert only when both agree, since either alone fires on benign bursts. An
+ongoing incident alerts once per cooldown unless it gets worse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from hashlib import blake2b
+
+import numpy as np
+
+from detectors.base import Detector
+from streams.core.alerts import SEVERITIES, Alert, DetectorScore, Reason, rfc3339
+from streams.core.batch import FeatureBatch
+from streams.core.config import FusionConfig
+from streams.features.state import AccountTable
+
+PRIMARY = ("classifier", "rules", "campaign")
+UNSUPERVISED = ("baseline", "population")
+DECLARATIVE = ("rules", "campaign")  # evidence-based: they fire on small windows too
+SEV_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+@dataclass
+class FusionResult:
+    alerts: list[Alert]
+    suppressed: dict[str, int]
+
+
+def fuse_scores(
+    scores: dict[str, np.ndarray], n: int, enough: np.ndarray | None = None
+) -> np.ndarray:
+    """The fused score per row. `enough` marks rows with enough requests for the
+    statistical detectors (classifier, baseline, population) to speak on their own: one
+    content-filtered request out of two is a rate of 50% and means nothing."""
+    enough = np.ones(n, dtype=bool) if enough is None else enough
+    primary = np.zeros(n)
+    for name in PRIMARY:
+        if name in scores:
+            s = scores[name] if name in DECLARATIVE else np.where(enough, scores[name], 0.0)
+            primary = np.maximum(primary, s)
+    if all(name in scores for name in UNSUPERVISED):
+        agree = np.minimum(scores["baseline"], scores["population"]) * 0.9
+        primary = np.maximum(primary, np.where(enough, agree, 0.0))
+    return primary
+
+
+def severity_of(score: float, cfg: FusionConfig) -> str:
+    medium, high, critical = cfg.severity_thresholds
+    if score >= critical:
+        return "critical"
+    if score >= high:
+        return "high"
+    if score >= medium:
+        return "medium"
+    return "low"
+
+
+def alert_id(account_id: str, window_end: float, category: str) -> str:
+    h = blake2b(f"{account_id}|{window_end:.0f}|{category}".encode(), digest_size=12)
+    return h.hexdigest()
+
+
+def fuse(
+    batch: FeatureBatch,
+    scores: dict[str, np.ndarray],
+    detectors: dict[str, Detector],
+    table: AccountTable,
+    cfg: FusionConfig,
+    model_version: str,
+    snoozed: dict[tuple[str, str], float] | None = None,
+) -> FusionResult:
+    n = len(batch)
+    suppressed = {"cooldown": 0, "snooze": 0}
+    if snoozed:
+        scores = {k: v.copy() for k, v in scores.items()}
+        for i, acct in enumerate(batch.account_ids.tolist()):
+            for name in scores:
+                until = snoozed.get((acct, name))
+                if until is not None and until > batch.window_end[i]:
+                    if scores[name][i] >= cfg.alert_threshold:
+                        suppressed["snooze"] += 1
+                    scores[name][i] = 0.0
+    fused = fuse_scores(scores, n, batch.col("requests") >= cfg.min_requests)
+    alerts: list[Alert] = []
+    for i in np.flatnonzero(fused >= cfg.alert_threshold).tolist():
+        slot = int(batch.slots[i])
+        ts = float(batch.window_end[i])
+        det_scores = {k: float(v[i]) for k, v in scores.items()}
+        # Several detectors agreeing makes an alert more severe than any one of them.
+        agreeing = sum(1 for v in det_scores.values() if v >= cfg.alert_threshold)
+        score = min(1.0, float(fused[i]) + 0.05 * max(agreeing - 1, 0))
+        sev = severity_of(score, cfg)
+        last = table.last_alert[slot]
+        in_cooldown = not np.isnan(last) and ts - last < cfg.cooldown_s
+        if in_cooldown and SEV_RANK[sev] <= int(table.arrays["last_severity"][slot]):
+            suppressed["cooldown"] += 1
+            continue
+        # Only now: an ongoing incident re-scores every window, and explaining is costly.
+        category, reasons, related = _explain(batch, i, det_scores, detectors)
+        table.last_alert[slot] = ts
+        table.arrays["last_severity"][slot] = SEV_RANK[sev]
+        acct = str(batch.account_ids[i])
+        alerts.append(
+            Alert(
+                alert_id=alert_id(acct, ts, category),
+                account_id=acct,
+                ts=rfc3339(ts),
+                severity=sev,  # type: ignore[arg-type]
+                score=round(score, 4),
+                category=category,
+                detectors=[
+                    DetectorScore(k, round(v, 4))
+                    for k, v in sorted(det_scores.items(), key=lambda kv: -kv[1])
+                ],
+                reasons=reasons,
+                window={"start": rfc3339(batch.window_start[i]), "end": rfc3339(ts)},
+                model_version=model_version,
+                related_accounts=[a for a in related if a != acct],
+            )
+        )
+    return FusionResult(alerts, suppressed)
+
+
+def _explain(
+    batch: FeatureBatch, i: int, det_scores: dict[str, float], detectors: dict[str, Detector]
+) -> tuple[str, list[Reason], list[str]]:
+    category = None
+    reasons: list[Reason] = []
+    seen: set[str] = set()
+    for name, s in sorted(det_scores.items(), key=lambda kv: -kv[1]):
+        if s < 0.3 or name not in detectors:
+            continue
+        ex = detectors[name].explain(batch, i)
+        if category is None and ex.category:
+            category = ex.category
+        for r in ex.reasons:
+            if r.feature not in seen:
+                seen.add(r.feature)
+                reasons.append(r)
+    ev = batch.context.get("campaign", [None] * len(batch))[i]
+    related = list(ev["accounts"]) if ev else []
+    if not reasons:
+        reasons.append(Reason("score", max(det_scores.values()), None, "unusual account-window"))
+    return category or "anomaly", reasons[:6], related

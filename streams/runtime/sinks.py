@@ -1,0 +1,72 @@
+"""Where the engine's output goes: one small protocol, and the file sinks.
+
+Both runners hand each `Output` of the engine to a list of sinks in order, then close
+them. The console's store, the alert topic and a webhook are sinks of the same shape,
+wired by the command line, so the runners never import what they write to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from streams.engine.engine import Output
+
+
+@runtime_checkable
+class Sink(Protocol):
+    def write(self, out: Output) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileSink:
+    """JSON Lines, appended and flushed per batch so a crash loses no written line."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+
+    def write(self, lines: list[bytes]) -> None:
+        if lines:
+            self._fh.write(b"\n".join(lines) + b"\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class AlertFile:
+    def __init__(self, path: Path) -> None:
+        self._file = FileSink(path)
+
+    def write(self, out: Output) -> None:
+        self._file.write([a.to_json() for a in out.alerts])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class DeadLetterFile:
+    def __init__(self, path: Path) -> None:
+        self._file = FileSink(path)
+
+    def write(self, out: Output) -> None:
+        self._file.write([d.to_json() for d in out.dead_letters])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class CallbackSink:
+    """Any function of an Output, e.g. to collect alerts for a quality report."""
+
+    def __init__(self, fn: Callable[[Output], None]) -> None:
+        self._fn = fn
+
+    def write(self, out: Output) -> None:
+        self._fn(out)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,93 @@
+"""Each way a new user can hold the command wrong gives one line that names the problem,
+exit status 2, and no traceback; inputs are checked before any work starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+VIGIL = [sys.executable, "-m", "streams"]
+
+
+def _vigil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*VIGIL, *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert "Traceback" not in err, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    for w in words:
+        assert w in lines[0], err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("replay", "{tmp}"), ("is a directory",)),
+        (("replay", "-", "--alerts", "{tmp}"), ("--alerts", "is a directory")),
+        (("replay", "-", "--dead-letters", "{tmp}"), ("--dead-letters", "is a directory")),
+        (("replay", "-", "--state", "{tmp}"), ("--state", "is a directory")),
+        (("replay", "-", "--store", "mysql://db/vigil"), ("--store", "unsupported store")),
+        (("replay", "-", "--store", "{tmp}"), ("--store", "is a directory")),
+        (("replay", "-", "--labels", "{tmp}/missing.json"), ("--labels", "does not exist")),
+        (("replay", "-", "--metrics-port", "99999"), ("--metrics-port",)),
+        (("console", "--store", "{tmp}/c.db", "--port", "99999"), ("--port",)),
+        (("generate", "--out", "{tmp}/g", "--accounts", "10"), ("--accounts",)),
+        (("generate", "--out", "{tmp}/g", "--accounts", "20"), ("--accounts",)),
+        (("generate", "--out", "{file}"), ("--out", "is a file")),
+        (("replay",), ("PATH",)),
+        (("no-such-command",), ("no-such-command",)),
+    ],
+)
+def test_bad_arguments_give_one_line(tmp_path: Path, args: tuple[str, ...], words) -> None:
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    r = _vigil(*(a.format(tmp=tmp_path, file=f) for a in args))
+    _one_line_error(r, *words)
+
+
+def test_labels_are_checked_before_the_input_is_read(tmp_path: Path) -> None:
+    # A big input that would take a while: the missing labels file must stop it at once.
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'{"event_id":"e","ts":1,"account_id":"a","endpoint":"x"}\n' * 10)
+    alerts = tmp_path / "alerts.jsonl"
+    r = _vigil("replay", str(events), "--alerts", str(alerts), "--labels", str(tmp_path / "no"))
+    _one_line_error(r, "--labels")
+    assert not alerts.exists()  # nothing was processed
+
+
+def test_a_model_that_cannot_load_stops_the_run_unless_asked(tmp_path: Path) -> None:
+    env = {"VIGIL_MODEL_PATH": str(tmp_path / "missing.onnx")}
+    alerts = tmp_path / "alerts.jsonl"
+    r = _vigil("replay", "-", "--alerts", str(alerts), env=env)
+    _one_line_error(r, "missing.onnx", "--without-classifier")
+    assert not alerts.exists()
+    r = _vigil("worker", env=env)
+    _one_line_error(r, "missing.onnx")
+    r = _vigil("replay", "-", "--without-classifier", env=env)
+    assert r.returncode == 0, r.stderr
+
+
+def test_version_and_plain_option_help() -> None:
+    r = _vigil("--version")
+    assert r.returncode == 0 and r.stdout.decode().startswith("vigil ")
+    r = subprocess.run(
+        [*VIGIL, "replay", "--help"], capture_output=True, env={**os.environ, "COLUMNS": "120"}
+    )
+    out = r.stdout.decode()
+    assert r.returncode == 0 and "--hold" in out
+    assert "<bool>" not in out
+    assert "--no-hold" not in out and "<str>" not in out and "<path>" not in out

@@ -1,0 +1,121 @@
+"""The C walk of record batches must give what aiokafka's own reader gives."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from aiokafka import conn, errors
+from aiokafka.consumer import fetcher
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.structs import TopicPartition
+
+from streams.kafka import _records, fetch
+from streams.kafka.fetch import Block, BulkPartitionRecords, RawMemoryRecords
+
+TP = TopicPartition("in", 0)
+
+
+def _batch(base: int, rows: list, compression: int = 0, control: bool = False) -> bytes:
+    b = DefaultRecordBatchBuilder(
+        magic=2, compression_type=compression, is_transactional=0, producer_id=-1,
+        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20,
+    )  # fmt: skip
+    for i, (key, value, headers) in enumerate(rows):
+        assert b.append(i, timestamp=None, key=key, value=value, headers=headers) is not None
+    raw = bytes(b.build())
+    raw = struct.pack(">q", base) + raw[8:]
+    if control:  # set the control bit, then fix the CRC over attributes onward
+        attrs = struct.unpack(">h", raw[21:23])[0] | 0x20
+        raw = raw[:21] + struct.pack(">h", attrs) + raw[23:]
+        raw = raw[:17] + struct.pack(">I", _records.crc32c(raw[21:])) + raw[21:]
+    return raw
+
+
+def _rows(n: int, start: int = 0) -> list:
+    out = []
+    for i in range(start, start + n):
+        key = None if i % 3 == 0 else f"k{i}".encode()
+        value = None if i % 7 == 0 else b'{"account_id":"a%d","x":"%s"}' % (i, b"y" * i)
+        headers = [("h", b"v%d" % i), ("n", None)] if i % 5 == 0 else []
+        out.append((key, value, headers))
+    return out
+
+
+def _reference(raw: bytes, fetch_offset: int) -> Block:
+    pr = fetcher.PartitionRecords(TP, MemoryRecords(raw), [], fetch_offset, None, None, True, 0)
+    return Block.of(list(pr))
+
+
+def _bulk(raw: bytes, fetch_offset: int) -> tuple[Block, int]:
+    BulkPartitionRecords.topics = frozenset({TP.topic})
+    pr = BulkPartitionRecords(TP, RawMemoryRecords(raw), [], fetch_offset, None, None, True, 0)
+    return Block.of(list(pr)), pr.next_fetch_offset
+
+
+def test_crc32c_matches_the_standard_check_value():
+    assert _records.crc32c(b"123456789") == 0xE3069283
+
+
+def test_walk_matches_aiokafka_on_plain_compressed_and_control_batches():
+    batches = [
+        (0, _batch(0, _rows(40))),
+        (40, _batch(40, _rows(1, 40), control=True)),
+        (41, _batch(41, _rows(30, 41), compression=1)),  # gzip: aiokafka's reader unpacks it
+        (71, _batch(71, _rows(25, 71))),
+    ]
+    # A fetch starts with the batch holding its offset, so it may skip that batch's head.
+    for start in (0, 17, 41, 55, 90):
+        raw = b"".join(b for i, (base, b) in enumerate(batches) if _holds(batches, i, start))
+        want = _reference(raw, start)
+        got, next_offset = _bulk(raw, start)
+        assert got == want
+        assert got.offsets == [o for o in range(start, 96) if o != 40]  # control skipped
+        assert next_offset == 96
+
+
+def _holds(batches: list, i: int, start: int) -> bool:
+    """Whether batch i is in a fetch from `start`: it or a later one holds that offset."""
+    end = batches[i + 1][0] if i + 1 < len(batches) else 96
+    return end > start
+
+
+def test_a_partial_batch_at_the_end_is_left_for_the_next_fetch():
+    whole = _batch(0, _rows(10)) + _batch(10, _rows(10, 10))
+    got, next_offset = _bulk(whole[:-7], 0)
+    assert got.offsets == list(range(10)) and next_offset == 10
+
+
+def test_a_bad_crc_raises_as_aiokafka_does():
+    raw = bytearray(_batch(0, _rows(5)))
+    raw[-3] ^= 0xFF
+    with pytest.raises(errors.CorruptRecordException):
+        _bulk(bytes(raw), 0)
+    with pytest.raises(errors.CorruptRecordException):
+        _reference(bytes(raw), 0)
+
+
+def test_other_topics_keep_aiokafka_records():
+    BulkPartitionRecords.topics = frozenset({"elsewhere"})
+    raw = _batch(0, _rows(3))
+    pr = BulkPartitionRecords(TP, RawMemoryRecords(raw), [], 0, None, None, True, 0)
+    assert [r.offset for r in pr] == [0, 1, 2]
+
+
+def test_install_swaps_aiokafka_s_fetch_objects():
+    original = (fetcher.PartitionRecords, fetcher.MemoryRecords, conn.READER_LIMIT)
+    try:
+        fetch.install(frozenset({"in"}))
+        assert fetcher.PartitionRecords is BulkPartitionRecords
+        assert fetcher.MemoryRecords is RawMemoryRecords
+        assert "in" in BulkPartitionRecords.topics
+        assert conn.READER_LIMIT == fetch.READER_LIMIT
+    finally:
+        fetcher.PartitionRecords, fetcher.MemoryRecords, conn.READER_LIMIT = original
+
+
+def test_block_since_and_take():
+    b = Block([5, 6, 7], [None, b"k", None], [b"a", b"b", b"c"], [(), (), ()])
+    assert b.since(6).offsets == [6, 7] and b.since(0) is b and len(b.since(8)) == 0
+    assert b.take([0, 2]).values == [b"a", b"c"]

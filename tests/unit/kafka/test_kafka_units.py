@@ -1,0 +1,394 @@
+"""Parts of the Kafka runtime that run without a broker: partitioning, account extraction,
+health, checkpoints, and the consumer's and processor's rebalance bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import pickle
+import random
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from kafka.partitioner.default import murmur2 as kafka_python_murmur2
+
+from streams.engine.metrics import Metrics
+from streams.kafka import checkpoint
+from streams.kafka.consumer import BatchConsumer
+from streams.kafka.fetch import Block
+from streams.kafka.health import HealthInputs, evaluate
+from streams.kafka.metrics import WorkerMetrics
+from streams.kafka.processor import Processor, Topics
+from streams.kafka.routing import Router, account_of, partition_for
+
+
+@pytest.mark.parametrize("key", [b"acct_000001", b"a", b"", "ünïcode".encode(), b"x" * 97])
+def test_partition_matches_kafka_python_default_partitioner(key):
+    # kafka-python's murmur2 is a separate implementation of the Java client's hash.
+    for n in (1, 4, 8, 12):
+        assert partition_for(key, n) == (kafka_python_murmur2(key) & 0x7FFFFFFF) % n
+
+
+def test_account_of_fast_and_slow_paths():
+    assert account_of(b'{"ts": 1, "account_id":"acct_7", "x": 2}') == b"acct_7"
+    assert account_of(b'{"account_id" : "acct_8"}') == b"acct_8"  # spacing: slow path
+    assert account_of(b'{"account_id":"a\\"b"}') == b'a"b'  # escape: slow path
+    assert account_of(b'{"account_id": 42}') is None
+    assert account_of(b'{"account_id": ""}') is None
+    assert account_of(b"not json") is None
+    assert account_of(b"[1, 2]") is None
+    assert account_of(b"") is None
+    assert account_of(None) is None
+
+
+def _run(coro: Any) -> Any:
+    """asyncio.run in a thread of its own: earlier tests in the same session (the browser
+    tests' sync API) can leave an event loop running in the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def test_router_keeps_unreadable_records_local():
+    router = Router(8)
+    mine = [a for a in (f"acct_{i}" for i in range(200)) if partition_for(a.encode(), 8) == 3]
+    other = [a for a in (f"acct_{i}" for i in range(200)) if partition_for(a.encode(), 8) != 3]
+    values = [
+        b'{"account_id":"%s"}' % mine[0].encode(),
+        b'{"account_id":"%s"}' % other[0].encode(),
+        b"{broken",
+    ]
+    recs = _block(values, headers=[(), (("h", b"1"),), ()])
+    local, foreign = router.split(recs, 3)
+    assert local.values == [values[0], values[2]] and local.offsets == [0, 2]
+    assert foreign == [(other[0].encode(), values[1], (("h", b"1"),))]
+    assert router.owner(other[0].encode()) == partition_for(other[0].encode(), 8)
+
+
+def test_router_split_matches_reading_every_record():
+    """The compiled placement must agree with account_of + partition_for, record by record."""
+    rng = random.Random(7)
+    values = [None, b"", b"{broken", b'{"account_id": 42}', b'{"account_id":"a\\"b"}']
+    for i in range(3000):
+        acct = "".join(rng.choice("ab_09\u00e9") for _ in range(rng.randint(1, 30)))
+        sep = rng.choice([":", " : ", ":"])
+        values.append(f'{{"ts":{i},"account_id"{sep}"{acct}","x":"y"}}'.encode())
+    recs = _block(values)
+    for part in (0, 5):
+        local, foreign = Router(8).split(recs, part)
+        want_local, want_foreign = [], []
+        for v in values:
+            a = account_of(v)
+            if a is None or partition_for(a, 8) == part:
+                want_local.append(v)
+            else:
+                want_foreign.append((a, v, ()))
+        assert local.values == want_local and foreign == want_foreign
+        assert foreign and local
+
+
+def _h(**kw) -> HealthInputs:
+    base = dict(
+        now=1000.0,
+        in_recovery=False,
+        recovery_since=None,
+        last_progress=999.0,
+        lag=0,
+        owned_partitions=4,
+        started=True,
+    )
+    return HealthInputs(**{**base, **kw})
+
+
+def test_health_states():
+    assert evaluate(_h(), 120, 60)[0] == 200
+    assert evaluate(_h(started=False), 120, 60)[0] == 503
+    code, body = evaluate(_h(in_recovery=True, recovery_since=950.0), 120, 60)
+    assert (code, body["status"]) == (200, "recovering")
+    code, body = evaluate(_h(in_recovery=True, recovery_since=800.0), 120, 60)
+    assert (code, body["status"]) == (503, "recovery_stuck")
+    assert "200s" in body["reason"]
+    # Idle with nothing to read is healthy; idle with a backlog is a stall.
+    assert evaluate(_h(last_progress=500.0, lag=0), 120, 60)[0] == 200
+    code, body = evaluate(_h(last_progress=500.0, lag=12), 120, 60)
+    assert (code, body["status"]) == (503, "stalled")
+
+
+def test_state_blob_round_trip():
+    rng = np.random.default_rng(0)
+    state = {
+        "arr": np.arange(10_000.0),  # compresses
+        "ids": rng.integers(0, 2**63, 10_000, dtype=np.uint64),  # does not
+        "sets": ({"a"}, {"b"}),
+        "x": -np.inf,
+    }
+    blob = checkpoint.encode_state(state)
+    back = checkpoint.decode_state(blob)
+    assert np.array_equal(back["arr"], state["arr"]) and np.array_equal(back["ids"], state["ids"])
+    assert back["sets"] == state["sets"] and back["x"] == -np.inf
+    back["arr"][0] = 5.0  # engines update restored arrays in place
+    assert len(blob) < 80_000 + 20_000  # the ids stay raw, the range is deflated
+    # Checkpoints written before buffers went out of band still load.
+    legacy = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    assert np.array_equal(checkpoint.decode_state(legacy)["ids"], state["ids"])
+    m = checkpoint.Manifest(3, 2, {"t": 10, "t-by-account": 4}, 999)
+    assert checkpoint.Manifest.from_bytes(m.to_bytes()) == m
+    assert checkpoint.chunk_key(5, 3, 1) != checkpoint.chunk_key(5, 4, 1)
+
+
+# -- rebalance bookkeeping -----------------------------------------------------------------
+
+IN, REP, LOG = "t-usage", "t-usage-by-account", "t-engine-state-changelog"
+
+
+def test_seek_to_committed_also_positions_input_partitions_without_a_commit(monkeypatch):
+    # What aiokafka's seek_to_committed reports: it seeks only offsets above 0, so after a
+    # rebalance in which the drain loop discarded fetched records, partitions 0 and 1 and
+    # the repartition partition would stay past those records.
+    committed = {TP(IN, 0): None, TP(IN, 1): 0, TP(IN, 2): 57, TP(REP, 0): None, TP(LOG, 0): None}
+
+    async def client_seek_to_committed(self: Any) -> dict:
+        return committed
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_to_committed", client_seek_to_committed)
+    sought: list[TP] = []
+
+    class Thread:
+        async def seek_to_beginning(self, *tps: TP) -> None:
+            sought.extend(tps)
+
+    consumer = object.__new__(BatchConsumer)
+    consumer.batch_topics = frozenset({IN, REP})
+    consumer._thread = Thread()
+    assert _run(consumer.seek_to_committed()) == committed
+    # Changelog partitions are left to Faust's recovery, which seeks them itself.
+    assert sorted(sought) == [TP(IN, 0), TP(IN, 1), TP(REP, 0)]
+
+
+def _block(values: list, headers: list | None = None, first: int = 0) -> Block:
+    n = len(values)
+    return Block(list(range(first, first + n)), [None] * n, values, headers or [()] * n)
+
+
+def _records(*offsets: int) -> Block:
+    return Block.of([Block([o], [None], [b'{"account_id": "acct_1"}'], [()]) for o in offsets])
+
+
+class FakeEngine:
+    """Keeps every line; none is ever closed, so all go through the journal."""
+
+    closed_until = float("-inf")
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.fresh: list[bytes] = []
+
+    def process_lines(self, lines: list[bytes]) -> Any:
+        self.lines += lines
+        self.fresh += lines
+        return SimpleNamespace(alerts=[], dead_letters=[], snapshots=[])
+
+    def take_journal(self) -> tuple[list[bytes], float]:
+        fresh, self.fresh = self.fresh, []
+        return fresh, 0.0
+
+    def state_dict(self, pending: bool = True) -> dict:
+        return {"lines": list(self.lines) if pending else []}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lines = list(state["lines"])
+
+    def restore_pending(self, lines: list[bytes]) -> None:
+        self.lines += lines
+
+
+class FakeConsumer:
+    def __init__(self, assignment: set[TP]) -> None:
+        self.tps = assignment
+        self.ready_offsets: dict[TP, int] = {}
+
+    def assignment(self) -> set[TP]:
+        return self.tps
+
+    def highwater(self, tp: TP) -> int | None:
+        return None
+
+    async def commit(self) -> bool:
+        return True
+
+    def forget(self, tps: set[TP]) -> None:
+        for tp in tps:
+            self.ready_offsets.pop(tp, None)
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    async def send(self, *args: Any) -> asyncio.Future:
+        self.sent.append(args)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def flush(self) -> None:
+        return None
+
+
+def _processor(
+    assignment: set[TP], snapshot_interval_s: float = 0.0
+) -> tuple[Processor, Callable[[], float | None]]:
+    metrics = Metrics()
+    wm = WorkerMetrics(metrics.registry)
+    app = SimpleNamespace(consumer=FakeConsumer(assignment), producer=FakeProducer())
+    topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots")
+    proc = Processor(
+        app, {}, topics, 4, FakeEngine, metrics, wm, 60.0, 1000, False, snapshot_interval_s
+    )
+    return proc, lambda: metrics.registry.get_sample_value("vigil_owned_partitions")
+
+
+def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, owned = _processor(assignment)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        # Owned from the assignment on, before any batch: an idle partition counts too.
+        assert owned() == 4 and not proc.parts
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        assert proc.parts[1].engine.lines and proc.parts[1].next_offsets == {IN: 2}
+
+        # Revoked: checkpointed, dropped and no longer owned, although the client still
+        # lists the partition as assigned until the group's next assignment.
+        await proc.on_revoked({TP(t, 1) for t in (IN, REP, LOG)})
+        assert owned() == 3 and 1 not in proc.parts
+        restored = checkpoint.read(proc.table, IN, 1)
+        assert restored is not None and restored[1].offsets == {IN: 2}
+        # A batch that waited for the lock during the revoke must not reopen the engine.
+        await proc.on_batch(TP(IN, 1), _records(2))
+        assert 1 not in proc.parts
+
+        # Assigned again: the engine resumes from the checkpoint on its next batch.
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(1, 2))
+        assert proc.parts[1].next_offsets == {IN: 3}
+        assert len(proc.parts[1].engine.lines) == 3  # offset 1 skipped as already applied
+
+    _run(scenario())
+
+
+def test_worker_logging_stays_at_its_level():
+    # Regression: Faust's terminal spinner set the root logger to DEBUG, so every debug
+    # call in aiokafka's send and fetch paths built a LogRecord, a few percent of the
+    # worker's time. Run in a child: Faust's logging setup replaces the root handlers.
+    code = """
+import logging
+from streams.core.config import VigilConfig
+from streams.kafka.app import build_worker, faust_worker
+from streams.kafka.settings import WorkerSettings
+s = WorkerSettings()
+faust_worker(build_worker(VigilConfig(), s).app, s)._setup_logging()
+print(logging.getLogger("aiokafka.producer.producer").getEffectiveLevel())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert int(out.stdout.split()[-1]) == logging.WARNING
+
+
+def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch):
+    # Built from the picks as they stand when sent: one record per account, latest pick.
+    monkeypatch.setattr(
+        "streams.engine.snapshots.latest",
+        lambda picks: [(a, {"account_id": a, "row": i}) for a, (_, i) in picks.items()],
+    )
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment, snapshot_interval_s=3600.0)
+    sent = proc.app.producer.sent
+
+    def snapshots_sent() -> list[tuple[bytes, int]]:
+        return [(a[1], orjson.loads(a[2])["row"]) for a in sent if a[0] == "t-snapshots"]
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        proc.snapshots.picks = {"acct_1": (None, 1), "acct_2": (None, 2)}
+        await proc.checkpoint()  # within the interval: kept for later
+        assert snapshots_sent() == [] and len(proc.snapshots) == 2
+        proc.snapshots.picks["acct_1"] = (None, 7)  # a newer window replaces the older pick
+        await proc.checkpoint({1})  # partitions leaving: everything pending goes out
+        assert sorted(snapshots_sent()) == [(b"acct_1", 7), (b"acct_2", 2)]
+        proc.snapshots.picks = {"acct_3": (None, 3)}
+        proc.last_snapshots -= 3600.0  # the interval has passed
+        await proc.checkpoint()
+        assert (b"acct_3", 3) in snapshots_sent() and not proc.snapshots
+        proc.snapshots.picks = {"acct_4": (None, 4)}
+        await proc.checkpoint(final=True)  # stopping: nothing stays behind
+        assert (b"acct_4", 4) in snapshots_sent()
+
+    _run(scenario())
+
+
+def test_a_failing_snapshot_build_is_counted_and_detection_goes_on(monkeypatch):
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment)
+
+    def failures() -> float | None:
+        return proc.metrics.registry.get_sample_value("vigil_snapshot_failures_total")
+
+    class Broken:
+        def rows(self, which):
+            raise ValueError("no such field")
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 0), _records(0, 1))
+        proc.snapshots.picks = {"acct_1": (Broken(), 0)}
+        await proc.checkpoint()
+        assert failures() == 1 and len(proc.snapshots) == 0
+        assert proc.app.consumer.ready_offsets[TP(IN, 0)] == 2  # the checkpoint went on
+        # Holding a window that cannot be read is counted too, and the batch still counts.
+        monkeypatch.setattr(
+            FakeEngine, "process_lines",
+            lambda self, lines: SimpleNamespace(alerts=[], dead_letters=[], snapshots=[None]),
+        )  # fmt: skip
+        await proc.on_batch(TP(IN, 0), _records(2))
+        assert failures() == 2 and proc.consumed == 3
+
+    _run(scenario())
+
+
+def test_tombstones_are_dead_lettered_and_blank_values_reach_the_decoder():
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment)
+    good = b'{"account_id": "acct_1"}'
+
+    def rejected() -> float | None:
+        return proc.metrics.registry.get_sample_value(
+            "vigil_events_rejected_total", {"reason": "malformed_json"}
+        )
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 0), _block([good, None, b"", b" \n", None, good]))
+        # Blank values are bytes: the engine's decoder rejects them with a reason.
+        assert proc.parts[0].engine.lines == [good, b"", b" \n", good]
+        dead = [s for s in proc.app.producer.sent if s[0] == "t-dead"]
+        assert [(s[2], dict(s[5])["vigil-reason"]) for s in dead] == [
+            (b"", b"malformed_json"),
+            (b"", b"malformed_json"),
+        ]
+        assert rejected() == 2 and proc.consumed == 6
+        await proc.on_batch(TP(IN, 0), _block([None], first=6))  # only a tombstone
+        assert rejected() == 3 and len(proc.parts[0].engine.lines) == 4
+
+    _run(scenario())
