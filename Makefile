@@ -54,7 +54,12 @@ console: $(STAMP)
 dashboards: $(STAMP)
 	$(BIN)/python -m dashboards.build
 
-obs-up:
+# The stack has no default passwords; the first `make obs-up` writes random ones here.
+deploy/.env:
+	umask 077 && $(PY) -c "import secrets; [print(f'{k}={secrets.token_hex(32)}') for k in ('VIGIL_DB_PASSWORD', 'VIGIL_CONSOLE_SECRET', 'GRAFANA_ADMIN_PASSWORD')]" > $@
+	@echo "wrote random passwords to $@ (Grafana admin password: GRAFANA_ADMIN_PASSWORD there)"
+
+obs-up: deploy/.env
 	docker compose -f deploy/docker-compose.yml up -d --build
 
 obs-down:

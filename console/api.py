@@ -14,18 +14,24 @@ from pydantic import BaseModel, Field
 
 from console import queries, triage
 from console.auth import (
-    SESSION_COOKIE,
     Principal,
     csrf_token,
-    make_session,
     require_analyst,
     require_viewer,
 )
+from console.login import login_attempt, set_session_cookie, start_session
+from console.schema import SEVERITY_RANK, STATUSES
 from console.users import authenticate_password
 
 router = APIRouter()
 Viewer = Annotated[Principal, Depends(require_viewer)]
 Analyst = Annotated[Principal, Depends(require_analyst)]
+# Bounds on what a URL may ask for: page numbers keep OFFSET inside a 64-bit integer, and
+# search text stays short enough to index.
+MAX_PAGE = 1_000_000
+MAX_OFFSET = 1_000_000_000
+MAX_TEXT = 500
+Text = Annotated[str, Query(max_length=MAX_TEXT)]
 
 
 class VerdictIn(BaseModel):
@@ -57,23 +63,26 @@ class LoginIn(BaseModel):
 
 
 def queue_filter(
-    severity: str = "",
-    category: str = "",
-    detector: str = "",
-    status: str = "",
-    since: str = "",
-    until: str = "",
-    account: str = "",
+    severity: Text = "",
+    category: Text = "",
+    detector: Text = "",
+    status: Text = "",
+    since: Text = "",
+    until: Text = "",
+    account: Text = "",
 ) -> queries.QueueFilter:
-    f = queries.QueueFilter(severity, category, detector, status, since, until, account)
+    if severity and severity not in SEVERITY_RANK:
+        raise HTTPException(422, "severity must be one of " + ", ".join(SEVERITY_RANK))
+    if status and status not in STATUSES:
+        raise HTTPException(422, "status must be one of " + ", ".join(STATUSES))
     try:
         if since:
             queries.to_epoch(since)
         if until:
             queries.to_epoch(until)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise HTTPException(422, "since/until must be RFC3339 times") from None
-    return f
+    return queries.QueueFilter(severity, category, detector, status, since, until, account)
 
 
 Filter = Annotated[queries.QueueFilter, Depends(queue_filter)]
@@ -123,21 +132,12 @@ def run_action(fn, *args) -> None:  # type: ignore[no-untyped-def]
 
 @router.post("/api/session", tags=["auth"], summary="Password login; sets the session cookie")
 def api_login(body: LoginIn, request: Request) -> JSONResponse:
-    from console.pages import login_attempt
-
     p = login_attempt(request, body.name, body.password, authenticate_password)
-    cookie, nonce = make_session(request.app.state.auth, p.name)
-    p = Principal(p.user, "session", nonce)
+    p, cookie = start_session(request, p)
     resp = JSONResponse(
         {"user": p.name, "role": p.user.role, "csrf_token": csrf_token(request.app.state.auth, p)}
     )
-    resp.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        httponly=True,
-        samesite="lax",
-        secure=request.app.state.auth.cookie_secure,
-    )
+    set_session_cookie(request, resp, cookie)
     return resp
 
 
@@ -156,7 +156,7 @@ def list_alerts(
     p: Viewer,
     request: Request,
     f: Filter,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
     per_page: int = Query(50, ge=1, le=500),
 ) -> dict:
     return queries.queue(request.app.state.store, f, page, per_page)
@@ -234,8 +234,8 @@ def get_audit(
     p: Viewer,
     request: Request,
     limit: int = Query(200, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
-    actor: str = "",
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    actor: Text = "",
 ) -> list[dict]:
     return queries.audit_entries(request.app.state.store, limit, offset, actor)
 

@@ -8,17 +8,22 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console.auth import CSRF_COOKIE, AuthSettings, LoginLimiter
+from console.auth import CSRF_COOKIE, AuthSettings
 from console.labels import LabelPublisher, NullPublisher
+from console.limiter import LoginLimiter
+from console.messages import flash_text
 from console.store import AlertStore
+from console.urls import account_url, alert_url, case_url
 
 HERE = Path(__file__).parent
 # Scripts are never needed: the pages are plain HTML forms and inline SVG, so a payload
@@ -27,18 +32,6 @@ CSP = (
     "default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-def account_url(account_id: str) -> str:
-    return "/accounts/" + quote(account_id, safe="")
-
-
-def alert_url(alert_id: str) -> str:
-    return "/alerts/" + quote(alert_id, safe="")
-
-
-def case_url(account_id: str) -> str:
-    return "/cases/" + quote(account_id, safe="")
 
 
 def fmt_ts(epoch: float | None) -> str:
@@ -70,6 +63,7 @@ def make_templates() -> Jinja2Templates:
         case_url=case_url,
         fmt_ts=fmt_ts,
         fmt_age=fmt_age,
+        flash_text=flash_text,
         urlencode=urlencode,
     )
     return t
@@ -84,7 +78,12 @@ def create_app(
 ) -> FastAPI:
     from console import api, pages
 
+    # No /docs or /redoc: FastAPI would serve them with Swagger UI and ReDoc scripts from a
+    # CDN, unpinned and without integrity checks, on the console's own origin. The schema
+    # stays at /openapi.json for any OpenAPI viewer the reader trusts.
     app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
         title="Vigil console",
         version="1",
         description="Alert queue, account investigation and verdicts. Every page has a JSON "
@@ -95,7 +94,9 @@ def create_app(
     app.state.auth = auth or AuthSettings()
     app.state.publisher = publisher or NullPublisher()
     app.state.limiter = LoginLimiter(
-        app.state.auth.login_max_failures, app.state.auth.login_window_s
+        app.state.auth.login_max_failures,
+        app.state.auth.login_window_s,
+        app.state.auth.login_max_keys,
     )
     app.state.templates = make_templates()
     app.state.default_threshold = default_threshold
@@ -117,8 +118,7 @@ def create_app(
                 samesite="strict",
                 secure=app.state.auth.cookie_secure,
             )
-        if not request.url.path.startswith(("/docs", "/redoc")):
-            response.headers["Content-Security-Policy"] = CSP
+        response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
@@ -144,6 +144,18 @@ def create_app(
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api"):
+            return await request_validation_exception_handler(request, exc)
+        # Pages get one fixed line naming the fields (names of ours: only string locations
+        # are kept); the values sent are not echoed back.
+        fields = sorted(
+            {e["loc"][-1] for e in exc.errors() if e.get("loc") and isinstance(e["loc"][-1], str)}
+        )
+        detail = "invalid value for " + ", ".join(fields) if fields else "invalid request"
+        return await http_error(request, StarletteHTTPException(422, detail))
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api.router)

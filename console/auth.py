@@ -1,6 +1,9 @@
 """Who is asking: session cookies, API tokens, a trusted proxy header; roles and CSRF.
 
-- Password login sets an HMAC-signed session cookie (HttpOnly, SameSite=Lax).
+- Password login creates a server-side session (console/sessions.py) and sets its signed
+  cookie (HttpOnly, SameSite=Lax); logout and a password change revoke it.
+- The login form carries its own CSRF token, bound to a pre-session cookie, so another
+  site cannot sign a browser in to an account of the attacker's (login CSRF).
 - `Authorization: Bearer <token>` authenticates API clients; no cookie, so no CSRF risk.
 - Behind an authenticating proxy, a configured header names the user, honoured only from
   the proxy's own addresses.
@@ -13,20 +16,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
+import re
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
 
+from console.sessions import read_session
 from console.store import AlertStore
 from console.users import ROLES, User, authenticate_token, get_user
 
 SESSION_COOKIE = "vigil_session"
 CSRF_COOKIE = "vigil_csrf"
+LOGIN_COOKIE = "vigil_login"
+_NONCE = re.compile(r"[0-9a-f]{32}")
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -40,6 +43,7 @@ class AuthSettings:
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     login_max_failures: int = 5
     login_window_s: int = 300
+    login_max_keys: int = 10_000  # limiter memory bound: addresses and names tracked
 
 
 @dataclass(frozen=True)
@@ -61,34 +65,8 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _sign(secret: bytes, body: str) -> str:
     return _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-
-
-def make_session(settings: AuthSettings, name: str) -> tuple[str, str]:
-    """A signed session cookie for `name`, and the nonce its CSRF token is bound to."""
-    nonce = secrets.token_hex(16)
-    payload = {"u": name, "exp": int(time.time()) + settings.session_ttl_s, "n": nonce}
-    body = _b64(json.dumps(payload).encode())
-    return f"{body}.{_sign(settings.secret, body)}", nonce
-
-
-def read_session(settings: AuthSettings, cookie: str) -> tuple[str, str] | None:
-    """(user name, nonce) from a valid, unexpired session cookie."""
-    body, _, sig = cookie.partition(".")
-    if not body or not hmac.compare_digest(sig, _sign(settings.secret, body)):
-        return None
-    try:
-        data = json.loads(_unb64(body))
-    except ValueError:
-        return None
-    if int(data.get("exp", 0)) < time.time():
-        return None
-    return str(data["u"]), str(data["n"])
 
 
 def csrf_token(settings: AuthSettings, p: Principal) -> str:
@@ -121,12 +99,30 @@ def identify(request: Request) -> Principal | None:
             return Principal(user, "proxy", nonce)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        found = read_session(settings, cookie)
-        if found:
-            user = get_user(store, found[0])
-            if user is not None:
-                return Principal(user, "session", found[1])
+        found = read_session(store, settings.secret, cookie)
+        if found is not None:
+            return Principal(User(found.user_name, found.role), "session", found.csrf_nonce)
     return None
+
+
+def login_nonce(request: Request) -> tuple[str, bool]:
+    """The browser's pre-session nonce from its cookie, or a fresh one: (nonce, is_new)."""
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if _NONCE.fullmatch(nonce):
+        return nonce, False
+    return secrets.token_hex(16), True
+
+
+def login_csrf_token(settings: AuthSettings, nonce: str) -> str:
+    return _sign(settings.secret, f"login:{nonce}")
+
+
+def login_csrf_ok(request: Request, sent: str) -> bool:
+    """True if the login form's token matches the nonce cookie this browser holds."""
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not _NONCE.fullmatch(nonce) or not sent:
+        return False
+    return hmac.compare_digest(sent, login_csrf_token(request.app.state.auth, nonce))
 
 
 async def check_csrf(request: Request, p: Principal) -> None:
@@ -156,41 +152,3 @@ async def require_analyst(request: Request) -> Principal:
     if not p.user.can_write:
         raise AuthError(403, "the analyst role is needed for this")
     return p
-
-
-class LoginLimiter:
-    """Counts failed logins per client address and per user name in a sliding window."""
-
-    def __init__(self, max_failures: int, window_s: int) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._fails: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails[key]
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
-
-    def retry_after(self, keys: list[str]) -> int:
-        """Seconds to wait if any key is over the limit, else 0."""
-        now = time.time()
-        with self._lock:
-            waits = [
-                int(q[0] + self.window_s - now) + 1
-                for q in (self._recent(k, now) for k in keys)
-                if len(q) >= self.max_failures
-            ]
-        return max(waits, default=0)
-
-    def fail(self, keys: list[str]) -> None:
-        now = time.time()
-        with self._lock:
-            for k in keys:
-                self._recent(k, now).append(now)
-
-    def reset(self, keys: list[str]) -> None:
-        with self._lock:
-            for k in keys:
-                self._fails.pop(k, None)

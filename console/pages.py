@@ -11,21 +11,30 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console import charts, queries, triage
 from console.api import Analyst, Filter, Viewer, apply_verdict, detector_table, run_action
-from console.app import alert_url
 from console.auth import (
+    LOGIN_COOKIE,
     SESSION_COOKIE,
     AuthError,
     Principal,
     check_csrf,
     csrf_token,
     identify,
-    make_session,
+    login_csrf_ok,
+    login_csrf_token,
+    login_nonce,
 )
+from console.login import MAX_NAME_CHARS, login_attempt, set_session_cookie, start_session
+from console.messages import flash_code
 from console.schema import SEVERITY_RANK, STATUSES, VERDICTS
+from console.sessions import end_session
 from console.store import to_epoch
+from console.urls import alert_url
 from console.users import authenticate_password
 
 router = APIRouter(include_in_schema=False)
+MAX_NEXT_CHARS = 2000
+# The last page anyone can reach: keeps OFFSET far inside a 64-bit integer.
+MAX_PAGE = 1_000_000
 CATEGORIES = (
     "key_leak",
     "distillation",
@@ -49,41 +58,46 @@ def render(request: Request, name: str, ctx: dict, status: int = 200) -> HTMLRes
     )
 
 
-def login_attempt(request: Request, name: str, password: str, check) -> Principal:  # type: ignore[no-untyped-def]
-    limiter = request.app.state.limiter
-    keys = [f"ip:{request.client.host if request.client else ''}", f"user:{name}"]
-    wait = limiter.retry_after(keys)
-    if wait:
-        raise HTTPException(
-            429, "too many failed sign-ins; try again later", headers={"Retry-After": str(wait)}
-        )
-    store = request.app.state.store
-    user = check(store, name, password)
-    client = request.client.host if request.client else ""
-    if user is None:
-        limiter.fail(keys)
-        _audit_login(store, name[:200], "login_failed", client)
-        raise AuthError(401, "wrong user name or password")
-    limiter.reset([keys[1]])
-    _audit_login(store, user.name, "login", client)
-    return Principal(user, "session", "")
-
-
-def _audit_login(store, name: str, action: str, client: str) -> None:  # type: ignore[no-untyped-def]
-    with store.engine.begin() as conn:
-        triage.audit(conn, name, action, name, {"client": client})
-
-
 def _safe_next(target: str) -> str:
     # Only same-site paths, so the login form cannot bounce a user to another site.
-    return target if target.startswith("/") and not target.startswith("//") else "/alerts"
+    # Browsers read a backslash as a slash, so "/\\evil.example" would be "//evil.example".
+    ok = (
+        target.startswith("/")
+        and not target.startswith("//")
+        and len(target) <= MAX_NEXT_CHARS
+        and "\\" not in target
+        and target.isprintable()
+    )
+    return target if ok else "/alerts"
+
+
+def login_page(request: Request, next: str, error: str = "", status: int = 200) -> Response:
+    """The sign-in form, with a CSRF token bound to this browser's pre-session cookie."""
+    nonce, fresh = login_nonce(request)
+    ctx = {
+        "next": _safe_next(next),
+        "error": error,
+        "login_csrf": login_csrf_token(request.app.state.auth, nonce),
+    }
+    resp = render(request, "login.html", ctx, status=status)
+    if fresh:
+        resp.set_cookie(
+            LOGIN_COOKIE,
+            nonce,
+            httponly=True,
+            samesite="strict",
+            secure=request.app.state.auth.cookie_secure,
+        )
+    return resp
 
 
 @router.get("/login")
-def login_form(request: Request, next: str = "/alerts") -> Response:
+def login_form(
+    request: Request, next: Annotated[str, Query(max_length=MAX_NEXT_CHARS)] = "/alerts"
+) -> Response:
     if identify(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return render(request, "login.html", {"next": _safe_next(next), "error": ""})
+    return login_page(request, next)
 
 
 @router.post("/login")
@@ -92,30 +106,28 @@ def login_submit(
     name: Annotated[str, Form()],
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/alerts",
+    login_token: Annotated[str, Form(alias="csrf_token")] = "",
 ) -> Response:
+    if not login_csrf_ok(request, login_token):
+        # Checked before the password, so a cross-site form cannot even spend a guess.
+        return login_page(request, next, "the sign-in form expired; please try again", 403)
     try:
         p = login_attempt(request, name, password, authenticate_password)
     except (AuthError, HTTPException) as exc:
-        return render(
-            request,
-            "login.html",
-            {"next": _safe_next(next), "error": exc.detail},
-            status=exc.status_code,
-        )
+        return login_page(request, next, str(exc.detail), exc.status_code)
+    _, cookie = start_session(request, p)
     resp = RedirectResponse(_safe_next(next), status_code=303)
-    resp.set_cookie(
-        SESSION_COOKIE,
-        make_session(request.app.state.auth, p.name)[0],
-        httponly=True,
-        samesite="lax",
-        secure=request.app.state.auth.cookie_secure,
-    )
+    set_session_cookie(request, resp, cookie)
     return resp
 
 
 @router.post("/logout")
 async def logout(request: Request, p: Viewer) -> Response:
     await check_csrf(request, p)
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    if p.via == "session" and cookie:
+        # The row goes, so the old cookie is dead even if someone kept a copy.
+        end_session(request.app.state.store, request.app.state.auth.secret, cookie)
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE)
     return resp
@@ -127,7 +139,9 @@ def home() -> Response:
 
 
 @router.get("/alerts", response_class=HTMLResponse)
-def queue_page(request: Request, p: Viewer, f: Filter, page: int = Query(1, ge=1)) -> Response:
+def queue_page(
+    request: Request, p: Viewer, f: Filter, page: int = Query(1, ge=1, le=MAX_PAGE)
+) -> Response:
     store = request.app.state.store
     result = queries.queue(store, f, page, 50)
     return render(
@@ -169,9 +183,17 @@ def alert_page(alert_id: str, request: Request, p: Viewer) -> Response:
     )
 
 
-def _back(alert_id: str, msg: str = "") -> RedirectResponse:
-    suffix = "?" + urlencode({"msg": msg}) if msg else ""
-    return RedirectResponse(alert_url(alert_id) + suffix, status_code=303)
+def _back(alert_id: str, code: str) -> RedirectResponse:
+    # Only a fixed message code travels in the URL; the page looks its text up, so a link
+    # with ?msg=anything shows nothing (console/messages.py).
+    return RedirectResponse(
+        alert_url(alert_id) + "?" + urlencode({"msg": flash_code(code)}), status_code=303
+    )
+
+
+def _not_saved(detail: object) -> HTTPException:
+    # The reason comes from the analyst's own form post, never from a URL.
+    return HTTPException(422, f"not saved: {detail}")
 
 
 @router.post("/alerts/{alert_id:path}/verdict")
@@ -195,8 +217,8 @@ def verdict_form(
     except HTTPException as exc:
         if exc.status_code == 404:
             raise
-        return _back(alert_id, f"not saved: {exc.detail}")
-    return _back(alert_id, "verdict saved")
+        raise _not_saved(exc.detail) from None
+    return _back(alert_id, "verdict_saved")
 
 
 @router.post("/alerts/{alert_id:path}/status")
@@ -204,7 +226,7 @@ def status_form(
     alert_id: str, request: Request, p: Analyst, status: Annotated[str, Form()]
 ) -> Response:
     run_action(triage.set_status, request.app.state.store, alert_id, p.name, status)
-    return _back(alert_id, "status changed")
+    return _back(alert_id, "status_changed")
 
 
 @router.post("/alerts/{alert_id:path}/assign")
@@ -213,7 +235,7 @@ def assign_form(
 ) -> Response:
     who = p.name if action == "me" else None
     run_action(triage.assign, request.app.state.store, alert_id, p.name, who)
-    return _back(alert_id, "assigned to you" if who else "unassigned")
+    return _back(alert_id, "assigned" if who else "unassigned")
 
 
 @router.post("/alerts/{alert_id:path}/notes")
@@ -223,8 +245,8 @@ def note_form(
     try:
         triage.add_note(request.app.state.store, alert_id, p.name, text)
     except triage.TriageError as exc:
-        return _back(alert_id, f"not saved: {exc}")
-    return _back(alert_id, "note added")
+        raise _not_saved(exc) from None
+    return _back(alert_id, "note_added")
 
 
 @router.get("/accounts/{account_id:path}", response_class=HTMLResponse)
@@ -279,7 +301,10 @@ def _account_age(v: dict) -> float | None:
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(
-    request: Request, p: Viewer, page: int = Query(1, ge=1), actor: str = ""
+    request: Request,
+    p: Viewer,
+    page: int = Query(1, ge=1, le=MAX_PAGE),
+    actor: str = Query("", max_length=MAX_NAME_CHARS),
 ) -> Response:
     entries = queries.audit_entries(request.app.state.store, 100, (page - 1) * 100, actor)
     return render(request, "audit.html", {"entries": entries, "page": page, "actor": actor})

@@ -148,3 +148,18 @@ users = Table(
     Column("token_hash", String(128), nullable=True),
     Column("created_at", Float, nullable=False),
 )
+
+# Server-side sign-in sessions. The cookie carries a random token; only its SHA-256 is
+# stored, so a copy of the database cannot be replayed as cookies. Deleting a row signs
+# that browser out at once (logout, password change, user removal).
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(200), nullable=False),
+    Column("csrf_nonce", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_sessions_user", "user_name"),
+    Index("ix_sessions_expires", "expires_at"),
+)

@@ -89,7 +89,9 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_INI.with_name("migrations")))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        # "heads": migrations written on parallel branches apply side by side until a
+        # merge revision joins them, instead of failing on more than one head.
+        command.upgrade(cfg, "heads")
 
 
 def _insert(engine: Engine, table: Any) -> Any:

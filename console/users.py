@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select, update
 
 from console.schema import users
+from console.sessions import revoke_user_sessions
 from console.store import AlertStore
 
 ROLES = ("viewer", "analyst")
@@ -61,12 +62,16 @@ def add_user(store: AlertStore, name: str, role: str, password: str) -> None:
         exists = conn.execute(select(users.c.name).where(users.c.name == name)).first()
         if exists:
             conn.execute(update(users).where(users.c.name == name).values(**row))
+            # A new password (or role) signs the user out everywhere, in the same
+            # transaction, so a stolen session does not outlive the password change.
+            revoke_user_sessions(conn, name)
         else:
             conn.execute(insert(users).values(name=name, created_at=time.time(), **row))
 
 
 def remove_user(store: AlertStore, name: str) -> bool:
     with store.engine.begin() as conn:
+        revoke_user_sessions(conn, name)
         return conn.execute(delete(users).where(users.c.name == name)).rowcount > 0
 
 

@@ -74,11 +74,19 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         from console.app import create_app
         from console.auth import AuthSettings
         from console.labels import FileLabelPublisher, KafkaLabelPublisher, LabelPublisher
+        from console.startup import SECRET_ENV, StartupError, check_store_url, console_secret
         from console.store import open_store
-        from streams.cli.common import load_cli_config
+        from streams.cli.common import fail, load_cli_config
 
         cfg = load_cli_config(config)
         url = _store_url(store, config)
+        # Checked before anything opens or listens: a deployment that kept a placeholder
+        # fails here with one line, instead of serving sessions signed with a known key.
+        try:
+            secret = console_secret(os.environ.get(SECRET_ENV), host)
+            check_store_url(url)
+        except StartupError as exc:
+            raise fail(str(exc)) from None
         st = open_store(url)
         publisher: LabelPublisher | None = None
         if labels_kafka:
@@ -91,15 +99,12 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             if path is not None:
                 publisher = FileLabelPublisher(path)
                 typer.echo(f"verdicts are appended to {path}")
-        # A fixed secret keeps sessions valid across restarts; otherwise one per process.
-        secret = os.environ.get("VIGIL_CONSOLE_SECRET", "")
         auth_kwargs: dict = {
+            "secret": secret,
             "cookie_secure": secure_cookies,
             "trusted_header": trusted_header,
             "trusted_role_header": trusted_role_header,
         }
-        if secret:
-            auth_kwargs["secret"] = secret.encode()
         if trusted_proxy:
             auth_kwargs["trusted_proxies"] = tuple(trusted_proxy)
         web = create_app(

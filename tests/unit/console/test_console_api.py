@@ -59,6 +59,14 @@ def login(client: TestClient, name: str) -> str:
     return r.json()["csrf_token"]
 
 
+def form_login(client: TestClient, name: str, password: str, next: str = "/alerts"):  # type: ignore[no-untyped-def]
+    """Sign in through the HTML form as a browser does: fetch it first for its CSRF token."""
+    form = client.get("/login", params={"next": next})
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    data = {"name": name, "password": password, "next": next, "csrf_token": token}
+    return client.post("/login", data=data, follow_redirects=False)
+
+
 def first_alert(client: TestClient, category: str) -> str:
     return client.get("/api/alerts", params={"category": category}).json()["items"][0]["alert_id"]
 
@@ -173,7 +181,7 @@ def test_login_attempts_are_rate_limited(client: TestClient, store: AlertStore) 
         assert r.status_code == 401
     r = client.post("/api/session", json={"name": "ana", "password": PASSWORD})
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
-    page = client.post("/login", data={"name": "ana", "password": PASSWORD})
+    page = form_login(client, "ana", PASSWORD)
     assert page.status_code == 429 and "too many" in page.text
     actions = [e["action"] for e in queries.audit_entries(store)]
     assert actions == ["login_failed"] * 5  # refused attempts never reach the password check
@@ -256,11 +264,7 @@ def test_openapi_documents_the_api(client: TestClient) -> None:
 
 
 def test_login_page_sets_session_and_redirects_only_locally(client: TestClient) -> None:
-    r = client.post(
-        "/login",
-        data={"name": "ana", "password": PASSWORD, "next": "//evil.example/"},
-        follow_redirects=False,
-    )
+    r = form_login(client, "ana", PASSWORD, next="//evil.example/")
     assert r.status_code == 303 and r.headers["location"] == "/alerts"
     page = client.get("/alerts")
     assert page.status_code == 200
