@@ -81,20 +81,7 @@ Filter = Annotated[queries.QueueFilter, Depends(queue_filter)]
 
 def detector_table(request: Request, alert: dict) -> list[dict]:
     """Each detector's score beside the threshold it is judged against."""
-    thresholds = request.app.state.thresholds
-    default = request.app.state.default_threshold
-    rows = []
-    for d in alert.get("detectors", []):
-        t = float(d.get("threshold", thresholds.get(d["name"], default)))
-        rows.append(
-            {
-                "name": d["name"],
-                "score": float(d["score"]),
-                "threshold": t,
-                "over": float(d["score"]) >= t,
-            }
-        )
-    return rows
+    return request.app.state.detector_thresholds.table(alert)
 
 
 def apply_verdict(request: Request, p: Principal, alert_id: str, v: triage.Verdict) -> dict:
@@ -159,7 +146,8 @@ def list_alerts(
     page: int = Query(1, ge=1),
     per_page: int = Query(50, ge=1, le=500),
 ) -> dict:
-    return queries.queue(request.app.state.store, f, page, per_page)
+    th = request.app.state.detector_thresholds
+    return queries.queue(request.app.state.store, f, page, per_page, th)
 
 
 @router.get("/api/alerts/{alert_id:path}", tags=["alerts"], summary="One alert with its case")
@@ -245,12 +233,6 @@ def get_labels(p: Viewer, request: Request) -> list[dict]:
     return queries.all_labels(request.app.state.store)
 
 
-@router.get("/api/snoozes", tags=["labels"], summary="Snoozes still running")
-def get_snoozes(p: Viewer, request: Request) -> list[dict]:
-    active = request.app.state.store.active_snoozes(time.time())
-    return [{"account_id": a, "detector": d, "until_epoch": u} for (a, d), u in active.items()]
-
-
 def _csv(rows: list[dict], columns: list[str], filename: str) -> Response:
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -272,7 +254,7 @@ def _cell(v: object) -> str:
 
 @router.get("/export/alerts.csv", tags=["export"], summary="The filtered queue as CSV")
 def export_queue(p: Viewer, request: Request, f: Filter) -> Response:
-    rows = queries.queue_rows(request.app.state.store, f)
+    rows = queries.queue_rows(request.app.state.store, f, request.app.state.detector_thresholds)
     cols = [
         "alert_id",
         "account_id",

@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import Select, and_, desc, func, select
 
+from console.contrib import Thresholds
 from console.schema import (
     SEVERITY_RANK,
     account_links,
     accounts,
+    alert_detectors,
     alerts,
     audit_log,
     labels,
@@ -37,6 +39,7 @@ QUEUE_COLUMNS = (
     alerts.c.status,
     alerts.c.assignee,
     alerts.c.verdict,
+    alerts.c.payload,
 )
 
 
@@ -58,13 +61,14 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(q: Select, f: QueueFilter) -> Select:
+def _where(q: Select, f: QueueFilter, th: Thresholds | None = None) -> Select:
     if f.severity:
         q = q.where(alerts.c.severity_rank >= SEVERITY_RANK.get(f.severity, 0))
     if f.category:
         q = q.where(alerts.c.category == f.category)
     if f.detector:
-        q = q.where(alerts.c.detector_names.like(f"%,{_like_escape(f.detector)},%", escape="\\"))
+        # Only alerts the detector contributed to (score at or above its threshold).
+        q = q.where((th or Thresholds()).alert_has(f.detector))
     if f.status:
         q = q.where(alerts.c.status == f.status)
     if f.since:
@@ -76,33 +80,42 @@ def _where(q: Select, f: QueueFilter) -> Select:
     return q
 
 
-def _queue_item(r: Any) -> dict:
+def _queue_item(r: Any, th: Thresholds) -> dict:
     d = dict(r._mapping)
-    d["detectors"] = [n for n in d.pop("detector_names").split(",") if n]
+    d.pop("detector_names")
+    d["detectors"] = [x["name"] for x in th.contributed(json.loads(d.pop("payload")))]
     return d
 
 
-def queue(store: AlertStore, f: QueueFilter, page: int = 1, per_page: int = 50) -> dict:
+def queue(
+    store: AlertStore,
+    f: QueueFilter,
+    page: int = 1,
+    per_page: int = 50,
+    th: Thresholds | None = None,
+) -> dict:
     """One page of the queue, most severe then most recent first, with per-category counts."""
+    th = th or Thresholds()
     page = max(1, page)
     per_page = min(max(1, per_page), 500)
     with store.engine.connect() as conn:
         items = conn.execute(
-            _where(select(*QUEUE_COLUMNS), f)
+            _where(select(*QUEUE_COLUMNS), f, th)
             .order_by(desc(alerts.c.severity_rank), desc(alerts.c.ts_epoch), alerts.c.alert_id)
             .limit(per_page)
             .offset((page - 1) * per_page)
         ).all()
-        total = conn.execute(_where(select(func.count()).select_from(alerts), f)).scalar_one()
+        total = conn.execute(_where(select(func.count()).select_from(alerts), f, th)).scalar_one()
         # Counts ignore the category filter so the analyst sees where else to look.
         by_cat = conn.execute(
             _where(
                 select(alerts.c.category, func.count()).group_by(alerts.c.category),
                 replace(f, category=""),
+                th,
             )
         ).all()
     return {
-        "items": [_queue_item(r) for r in items],
+        "items": [_queue_item(r, th) for r in items],
         "total": int(total),
         "page": page,
         "per_page": per_page,
@@ -114,10 +127,7 @@ def queue(store: AlertStore, f: QueueFilter, page: int = 1, per_page: int = 50) 
 def detector_names(store: AlertStore) -> list[str]:
     """Detector names in the store, for the queue's filter menu (sampled from recent alerts)."""
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(alerts.c.detector_names).order_by(desc(alerts.c.ts_epoch)).limit(2000)
-        ).scalars()
-        return sorted({n for r in rows for n in r.split(",") if n})
+        return sorted(conn.execute(select(alert_detectors.c.detector).distinct()).scalars())
 
 
 def _rows(conn: Any, q: Select) -> list[dict]:
@@ -134,6 +144,8 @@ def alert_detail(store: AlertStore, alert_id: str) -> dict | None:
             "status": row.status,
             "assignee": row.assignee,
             "verdict": row.verdict,
+            "case_id": row.case_id,
+            "arrived_at": row.arrived_at,
             "labels": _rows(
                 conn, select(labels).where(labels.c.alert_id == alert_id).order_by(labels.c.id)
             ),
@@ -148,7 +160,9 @@ def alert_detail(store: AlertStore, alert_id: str) -> dict | None:
     return out
 
 
-def account_view(store: AlertStore, account_id: str, max_windows: int = 2016) -> dict | None:
+def account_view(
+    store: AlertStore, account_id: str, max_windows: int = 2016, th: Thresholds | None = None
+) -> dict | None:
     """Everything the account page shows; `max_windows` caps the timeline (a week of 5 min)."""
     with store.engine.connect() as conn:
         acct = conn.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
@@ -188,7 +202,10 @@ def account_view(store: AlertStore, account_id: str, max_windows: int = 2016) ->
             }
         )
     for h in hist:
-        h["detectors"] = [n for n in h.pop("detector_names").split(",") if n]
+        h.pop("detector_names")
+        h["detectors"] = [
+            x["name"] for x in (th or Thresholds()).contributed(json.loads(h.pop("payload")))
+        ]
     return {
         "account_id": account_id,
         "plan": acct.plan if acct else "",
@@ -276,15 +293,18 @@ def all_labels(store: AlertStore) -> list[dict]:
         return _rows(conn, select(labels).order_by(labels.c.id))
 
 
-def queue_rows(store: AlertStore, f: QueueFilter, cap: int = 100_000) -> list[dict]:
+def queue_rows(
+    store: AlertStore, f: QueueFilter, th: Thresholds | None = None, cap: int = 100_000
+) -> list[dict]:
     """The whole filtered queue for CSV export, in queue order."""
+    th = th or Thresholds()
     with store.engine.connect() as conn:
         rows = conn.execute(
-            _where(select(*QUEUE_COLUMNS), f)
+            _where(select(*QUEUE_COLUMNS), f, th)
             .order_by(desc(alerts.c.severity_rank), desc(alerts.c.ts_epoch), alerts.c.alert_id)
             .limit(cap)
         ).all()
-    return [_queue_item(r) for r in rows]
+    return [_queue_item(r, th) for r in rows]
 
 
 def case_file(store: AlertStore, account_id: str) -> dict | None:

@@ -42,7 +42,7 @@ def test_migrations_create_exactly_the_schema(store: AlertStore) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(text("select version_num from alembic_version")).scalar_one()
     assert diff == []
-    assert version == "0001"
+    assert version == "0002"
     assert set(inspect(store.engine).get_table_names()) >= set(metadata.tables)
 
 
