@@ -160,8 +160,9 @@ def test_verdict_labels_audits_and_snoozes(filled: AlertStore, tmp_path: Path) -
     d = queries.alert_detail(filled, normal["alert_id"])
     assert d["verdict"] == "false_positive" and d["status"] == "resolved"
     actions = [e["action"] for e in queries.audit_entries(filled)]
-    assert actions == ["snooze", "verdict"]
-    audit_snooze = queries.audit_entries(filled)[0]
+    # The account's only alert is resolved, so its case closes too, audited on the case.
+    assert actions == ["case_status", "snooze", "verdict"]
+    audit_snooze = queries.audit_entries(filled)[1]
     assert audit_snooze["detail"]["reason"] == "known nightly batch job"
     assert read_labels(tmp_path / "labels.jsonl")[0]["verdict"] == "false_positive"
 
