@@ -82,7 +82,9 @@ def fmt_wait(seconds: float | None) -> str:
 
 
 def fmt_minutes(minutes: float) -> str:
-    return fmt_wait(minutes * 60)
+    """An SLA length: 15 min, 1 h, 4 h, 1 d."""
+    text = fmt_wait(minutes * 60)
+    return text.removesuffix(" 0 min").removesuffix(" 0 h")
 
 
 def fmt_num(value: object) -> str:

@@ -166,6 +166,7 @@ def _case_ctx(
             f"{a['severity']} {a['category']} on {a['account_id']}",
         )
         for a in d["alerts"]
+        if since is None or a["window_start"] >= since
     ]
     title = "Requests per window, every account of the case on one time axis"
     age = None if c["oldest_arrival"] is None else max(0.0, _now() - c["oldest_arrival"])

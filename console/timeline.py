@@ -131,9 +131,10 @@ def shared_axis_chart(
     height: int = 220,
 ) -> Markup:
     """Several accounts' activity on one time axis; markers are (time, severity, account, label)."""
-    left, right, top, bottom = 52, 150, 20, 24
+    left, right, top, bottom = 52, 150, 34, 24
     pw, ph = width - left - right, height - top - bottom
-    xs_all = [x for xs, _ in series.values() for x in xs]
+    # Alerts widen the axis too, so none falls outside it for lack of snapshots.
+    xs_all = [x for xs, _ in series.values() for x in xs] + [m[0] for m in markers if series]
     parts = [
         f'<svg class="chart shared" data-series-count="{len(series)}" viewBox="0 0 {width} {height}" '
         f'width="100%" role="img" aria-label="{escape(title)}">',

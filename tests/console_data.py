@@ -239,7 +239,7 @@ def storm_dataset(windows: int = 48) -> tuple[list[dict], list[dict]]:
                     i,
                     "free",
                     {
-                        "requests": 200 + 10 * idx if active else 0,
+                        "requests": 200 + 10 * idx + (i * 37 + idx * 11) % 60 if active else 0,
                         "tokens": 40_000 if active else 0,
                         "errors": 0,
                         "moderation_flags": 6 if active else 0,
@@ -258,7 +258,7 @@ def storm_dataset(windows: int = 48) -> tuple[list[dict], list[dict]]:
             alerts.append(
                 _alert(
                     acct,
-                    32 + idx + n * 4,
+                    30 + idx // 2 + n * 5,
                     "critical" if n == 2 else "high",
                     0.93,
                     "spam_campaign",

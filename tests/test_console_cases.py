@@ -80,7 +80,9 @@ def test_case_verdict_covers_every_alert_and_new_alerts_reopen(storm: AlertStore
     # Every member alert has its own audit row.
     verdicts = audit_targets(storm, "verdict")
     assert all(verdicts[a["alert_id"]] == 1 for a in detail["alerts"])
-    assert cid not in {c["case_id"] for c in casequeries.case_queue(storm, CaseFilter(), TH)["items"]}
+    assert cid not in {
+        c["case_id"] for c in casequeries.case_queue(storm, CaseFilter(), TH)["items"]
+    }
 
     # A new alert on a member joins the closed case and reopens it, saying why.
     alerts, _ = storm_dataset()
@@ -157,9 +159,13 @@ def test_bulk_by_filter_and_on_alerts_is_audited_per_alert(storm: AlertStore) ->
     res = caseactions.on_alerts(storm, "ana", two, snooze, TH)
     # The contributing detectors of those alerts, once per account and detector.
     assert {s["detector"] for s in res.snoozes} == {"iforest", "baseline", "geo_velocity"}
-    assert {(KEY_LEAK, d) for d in ("iforest", "baseline")} <= set(storm.active_snoozes(time.time()))
+    assert {(KEY_LEAK, d) for d in ("iforest", "baseline")} <= set(
+        storm.active_snoozes(time.time())
+    )
     with pytest.raises(triage.TriageError, match="reason"):
-        caseactions.on_alerts(storm, "ana", two, caseactions.BulkRequest("snooze", snooze_days=7), TH)
+        caseactions.on_alerts(
+            storm, "ana", two, caseactions.BulkRequest("snooze", snooze_days=7), TH
+        )
 
 
 @pytest.mark.parametrize(
@@ -229,7 +235,9 @@ def test_stores_from_before_cases_are_upgraded(tmp_path: Path) -> None:
     cols = list(rows[0])
     with engine.begin() as conn:
         conn.execute(
-            text(f"insert into alerts ({', '.join(cols)}) values ({', '.join(':' + c for c in cols)})"),
+            text(
+                f"insert into alerts ({', '.join(cols)}) values ({', '.join(':' + c for c in cols)})"
+            ),
             rows,
         )
     engine.dispose()
