@@ -27,7 +27,26 @@ from console.store import SNAPSHOT_LISTS, AlertStore, to_epoch
 # A value shared by more accounts than this is background, not evidence of a campaign: an
 # SDK's default user agent is common even among a few hundred accounts, a /24 less so, and
 # an identical prompt from many accounts is still telling.
-MAX_ACCOUNTS_PER_LINK = {"user_agent": 10, "subnet": 25, "prompt_hash": 50}
+MAX_ACCOUNTS_PER_LINK = {
+    "user_agent": 10,
+    "subnet": 25,
+    "ip": 25,
+    "prompt_hash": 50,
+    "api_key": 50,
+}
+# In a large store a value on more than this share of all accounts is background too.
+COMMON_SHARE = 0.02
+MIN_COMMON = 10
+# What one shared value of each kind is worth: a shared key or prompt is hard to explain
+# away, a shared /24 less so, a user agent is what an SDK sends by default.
+EVIDENCE_WEIGHTS = {
+    "engine": 6.0,
+    "api_key": 5.0,
+    "prompt_hash": 3.0,
+    "ip": 3.0,
+    "subnet": 2.0,
+    "user_agent": 1.0,
+}
 QUEUE_COLUMNS = (
     alerts.c.alert_id,
     alerts.c.account_id,
@@ -220,8 +239,23 @@ def account_view(
     }
 
 
-def related_accounts(store: AlertStore, account_id: str, limit: int = 30) -> list[dict]:
-    """Accounts sharing /24 blocks, user agents or prompt hashes, most shared evidence first."""
+def common_limit(kind: str, total_accounts: int, share: float = COMMON_SHARE) -> int:
+    """How many accounts may share a value before it is background: the kind's cap, lowered
+    to `share` of all accounts in a large store (never below MIN_COMMON)."""
+    cap = MAX_ACCOUNTS_PER_LINK.get(kind, 10)
+    return min(cap, max(MIN_COMMON, int(share * total_accounts)))
+
+
+def related_accounts(
+    store: AlertStore, account_id: str, limit: int = 30, share: float = COMMON_SHARE
+) -> list[dict]:
+    """Accounts sharing evidence with this one, strongest evidence first.
+
+    Each shared value adds its kind's weight (a key or a prompt outweighs a /24, which
+    outweighs a user agent); the engine's own campaign link adds the most. A value seen on
+    more accounts than `common_limit` is background: it is listed as weak and adds nothing,
+    and an account tied only by such values is not listed at all.
+    """
     mine = account_links.alias("mine")
     other = account_links.alias("other")
     q = (
@@ -237,15 +271,17 @@ def related_accounts(store: AlertStore, account_id: str, limit: int = 30) -> lis
             .scalars()
             .all()
         )
+        total = conn.execute(select(func.count()).select_from(accounts)).scalar_one()
     per_value: dict[tuple[str, str], set[str]] = defaultdict(set)
     for kind, value, other_id in rows:
         per_value[(kind, value)].add(other_id)
     shared: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    weak: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for (kind, value), ids in per_value.items():
-        if len(ids) > MAX_ACCOUNTS_PER_LINK.get(kind, 10):
-            continue
+        # +1: this account holds the value too.
+        common = len(ids) + 1 > common_limit(kind, int(total), share)
         for other_id in ids:
-            shared[other_id][kind].append(value)
+            (weak if common else shared)[other_id][kind].append(value)
     engine_related = {r for p in payloads for r in json.loads(p).get("related_accounts", [])}
     for other_id in engine_related - {account_id}:
         shared[other_id].setdefault("engine", [])
@@ -266,13 +302,23 @@ def related_accounts(store: AlertStore, account_id: str, limit: int = 30) -> lis
             {
                 "account_id": other_id,
                 "shared": {k: sorted(v)[:10] for k, v in kinds.items()},
-                "strength": sum(len(v) for v in kinds.values()) + (2 if "engine" in kinds else 0),
+                "weak": {k: sorted(v)[:5] for k, v in weak.get(other_id, {}).items()},
+                "strength": evidence_strength(kinds),
                 "alerts": int(n),
                 "max_severity": next((s for s, r in SEVERITY_RANK.items() if r == rank), None),
             }
         )
     out.sort(key=lambda d: (-d["strength"], -d["alerts"], d["account_id"]))
     return out[:limit]
+
+
+def evidence_strength(kinds: dict[str, list[str]]) -> float:
+    """Weighted evidence; a few values of a kind count, many do not count many times over."""
+    score = 0.0
+    for kind, values in kinds.items():
+        w = EVIDENCE_WEIGHTS.get(kind, 1.0)
+        score += w if kind == "engine" else w * min(len(values), 3)
+    return score
 
 
 def audit_entries(

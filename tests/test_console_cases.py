@@ -251,3 +251,45 @@ def test_stores_from_before_cases_are_upgraded(tmp_path: Path) -> None:
         assert n == sum(len(a["detectors"]) for a in alerts)
         assert arrived == 1_700_000_000.0
         assert json.loads(json.dumps(q["detector_counts"]))["geo_velocity"] == 4
+
+
+def test_related_accounts_rank_by_evidence_and_demote_common_values(storm: AlertStore) -> None:
+    _, snaps = demo_dataset(windows=2, normal_accounts=0)
+    template = next(s for s in snaps if s["account_id"] == CAMPAIGN[0])
+    # Eleven unrelated accounts on the campaign's user agent make it a common value, and one
+    # more account shares a key id with the campaign's first member.
+    extra = [
+        dict(
+            template,
+            account_id=f"acct-sdk-{k:02d}",
+            user_agents=["spambot/1.0"],
+            ips=[f"198.18.{k}.1"],
+            subnets=[f"198.18.{k}.0/24"],
+            prompt_hashes=[f"ph-sdk-{k}"],
+            api_keys=[f"k-sdk-{k}"],
+        )
+        for k in range(11)
+    ]
+    extra.append(
+        dict(
+            template,
+            account_id="acct-key-twin",
+            user_agents=["other/1"],
+            ips=["198.19.0.1"],
+            subnets=["198.19.0.0/24"],
+            prompt_hashes=["ph-twin"],
+            api_keys=["k-spam-0"],
+        )
+    )
+    storm.write_snapshots(extra)
+    related = queries.related_accounts(storm, CAMPAIGN[0])
+    ids = [r["account_id"] for r in related]
+    assert set(ids[:3]) == set(CAMPAIGN[1:])
+    assert "user_agent" in related[0]["weak"] and "user_agent" not in related[0]["shared"]
+    # Tied only by a common user agent: not listed at all.
+    assert not any(i.startswith("acct-sdk-") for i in ids)
+    # A shared key is strong evidence on its own, above a lone /24 or user agent.
+    twin = next(r for r in related if r["account_id"] == "acct-key-twin")
+    assert twin["shared"] == {"api_key": ["k-spam-0"]}
+    assert twin["strength"] == queries.EVIDENCE_WEIGHTS["api_key"]
+    assert queries.evidence_strength({"user_agent": ["a"]}) < twin["strength"]
