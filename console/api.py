@@ -213,7 +213,9 @@ def get_account(account_id: str, p: Viewer, request: Request) -> dict:
     v = queries.account_view(store, account_id)
     if v is None:
         raise HTTPException(404, f"no account {account_id!r}")
-    v["related"] = queries.related_accounts(store, account_id)
+    v["related"] = queries.related_accounts(
+        store, account_id, share=request.app.state.common_link_share
+    )
     return v
 
 

@@ -119,6 +119,7 @@ def create_app(
     default_threshold: float = 0.5,
     thresholds: dict[str, float] | None = None,
     sla_minutes: dict[str, float] | None = None,
+    common_link_share: float = 0.02,
 ) -> FastAPI:
     from console import api, caseapi, casepages, pages
     from console.casequeries import DEFAULT_SLA_MINUTES
@@ -142,6 +143,7 @@ def create_app(
     app.state.thresholds = dict(thresholds or {})
     app.state.detector_thresholds = Thresholds(default_threshold, dict(thresholds or {}))
     app.state.sla_minutes = {**DEFAULT_SLA_MINUTES, **(sla_minutes or {})}
+    app.state.common_link_share = common_link_share
 
     @app.middleware("http")
     async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]

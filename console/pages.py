@@ -255,7 +255,7 @@ def account_page(account_id: str, request: Request, p: Viewer, range: str = "all
     v = queries.account_view(store, account_id, th=request.app.state.detector_thresholds)
     if v is None:
         return render(request, "error.html", {"message": "no such account"}, status=404)
-    related = queries.related_accounts(store, account_id)
+    related = queries.related_accounts(store, account_id, share=request.app.state.common_link_share)
     chart_list, onset = account_charts(v, range)
     now = time.time()
     return render(
