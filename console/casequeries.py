@@ -252,10 +252,9 @@ def _case_detectors(conn: Any, ids: list[int], th: Thresholds) -> dict[int, list
     if not ids:
         return {}
     q = (
-        select(alerts.c.case_id, alert_detectors.c.detector, func.count())
-        .join(alert_detectors, alert_detectors.c.alert_id == alerts.c.alert_id)
-        .where(alerts.c.case_id.in_(ids), th.contributed_clause())
-        .group_by(alerts.c.case_id, alert_detectors.c.detector)
+        select(alert_detectors.c.case_id, alert_detectors.c.detector, func.count())
+        .where(alert_detectors.c.case_id.in_(ids), th.contributed_clause())
+        .group_by(alert_detectors.c.case_id, alert_detectors.c.detector)
     )
     out: dict[int, list[tuple[str, int]]] = {}
     for cid, det, n in conn.execute(q):
@@ -268,18 +267,19 @@ def _case_detectors(conn: Any, ids: list[int], th: Thresholds) -> dict[int, list
 def detector_counts(conn: Any, f: CaseFilter, th: Thresholds) -> dict[str, int]:
     """Alerts in the view per detector that contributed to them (the detector filter left out,
     so each count is what choosing that detector would cover)."""
-    conds = _alert_where(f, th, with_detector=False)
     in_view = select(cases.c.case_id).where(cases.c.status.in_(_view_statuses(f.view)))
     if f.severity:
         in_view = in_view.where(cases.c.severity_rank >= SEVERITY_RANK[f.severity])
     if f.assignee:
         in_view = in_view.where(cases.c.assignee == f.assignee)
-    q = (
-        select(alert_detectors.c.detector, func.count())
-        .join(alerts, alerts.c.alert_id == alert_detectors.c.alert_id)
-        .where(th.contributed_clause(), alerts.c.case_id.in_(in_view), *conds)
-        .group_by(alert_detectors.c.detector)
+    q = select(alert_detectors.c.detector, func.count()).where(
+        th.contributed_clause(), alert_detectors.c.case_id.in_(in_view)
     )
+    conds = _alert_where(f, th, with_detector=False)
+    if conds:
+        # Only then join the alerts: a plain view counts from alert_detectors alone.
+        q = q.join(alerts, alerts.c.alert_id == alert_detectors.c.alert_id).where(*conds)
+    q = q.group_by(alert_detectors.c.detector)
     return dict(sorted(((d, int(n)) for d, n in conn.execute(q)), key=lambda x: (-x[1], x[0])))
 
 

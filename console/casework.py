@@ -16,7 +16,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 
-from console.schema import ACTIVE_CASE_STATUSES, alerts, audit_log, case_accounts, cases
+from console.schema import (
+    ACTIVE_CASE_STATUSES,
+    alert_detectors,
+    alerts,
+    audit_log,
+    case_accounts,
+    cases,
+)
 
 SYSTEM_ACTOR = "vigil"
 
@@ -89,6 +96,9 @@ class _Grouper:
     def _merge(self, src: int, dst: int) -> None:
         """Move an open case's alerts into `dst`; the emptied case is marked merged."""
         self.conn.execute(update(alerts).where(alerts.c.case_id == src).values(case_id=dst))
+        self.conn.execute(
+            update(alert_detectors).where(alert_detectors.c.case_id == src).values(case_id=dst)
+        )
         self.conn.execute(
             update(case_accounts).where(case_accounts.c.case_id == src).values(case_id=dst)
         )
@@ -190,6 +200,12 @@ def group_alerts(conn: Connection, items: list[dict], now: float) -> set[int]:
     conn.execute(
         update(alerts)
         .where(alerts.c.alert_id == bindparam("b_alert_id"))
+        .values(case_id=bindparam("b_case_id")),
+        placed,
+    )
+    conn.execute(
+        update(alert_detectors)
+        .where(alert_detectors.c.alert_id == bindparam("b_alert_id"))
         .values(case_id=bindparam("b_case_id")),
         placed,
     )

@@ -66,11 +66,14 @@ class Thresholds:
 
 
 def detector_rows(alert: dict) -> list[dict]:
-    """alert_detectors rows for one alert payload (the first entry wins for a repeated name)."""
+    """alert_detectors rows for one alert payload (the first entry wins for a repeated name).
+
+    Detectors that scored 0 get no row: thresholds are above 0, so they contributed to
+    nothing, and fusion lists every detector on every alert."""
     out: dict[str, dict] = {}
     for d in alert.get("detectors", []):
         name = str(d["name"])
-        if name in out:
+        if name in out or float(d["score"]) <= 0:
             continue
         t = d.get("threshold")
         out[name] = {

@@ -71,7 +71,12 @@ alert_detectors = Table(
     Column("score", Float, nullable=False),
     # The alert's own threshold for this detector, when the engine sent one.
     Column("threshold", Float, nullable=True),
+    # The alert's case, copied here so per-detector counts over a queue view need no join
+    # with the alerts table (kept in step by console.casework, the only code that moves
+    # alerts between cases).
+    Column("case_id", Integer, nullable=True),
     Index("ix_alert_detectors_detector", "detector", "score"),
+    Index("ix_alert_detectors_case", "case_id", "detector"),
 )
 
 cases = Table(

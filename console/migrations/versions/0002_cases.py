@@ -38,8 +38,10 @@ def upgrade() -> None:
         sa.Column("detector", sa.String(200), primary_key=True),
         sa.Column("score", sa.Float, nullable=False),
         sa.Column("threshold", sa.Float, nullable=True),
+        sa.Column("case_id", sa.Integer, nullable=True),
     )
     op.create_index("ix_alert_detectors_detector", "alert_detectors", ["detector", "score"])
+    op.create_index("ix_alert_detectors_case", "alert_detectors", ["case_id", "detector"])
     op.create_table(
         "cases",
         sa.Column("case_id", sa.Integer, primary_key=True, autoincrement=True),
@@ -96,7 +98,8 @@ def _backfill() -> None:
         seen = set()
         for d in json.loads(payload).get("detectors", []):
             name = str(d["name"])
-            if name in seen:
+            # A detector that scored 0 contributed to nothing (thresholds are above 0).
+            if name in seen or float(d["score"]) <= 0:
                 continue
             seen.add(name)
             t = d.get("threshold")
