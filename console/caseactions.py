@@ -80,6 +80,19 @@ def after_alert_change(conn: Connection, case_id: int | None, actor: str) -> Non
         return
     casework.refresh(conn, {case_id})
     row = conn.execute(select(cases).where(cases.c.case_id == case_id)).first()
+    if row is not None and row.status == "closed" and row.open_alerts:
+        # An alert of a closed case was set back to open: the case is open again.
+        reason = f"reopened by {actor}: an alert of the case was set back to open"
+        _set_case(
+            conn,
+            actor,
+            case_id,
+            {"what": "status", "from": "closed", "to": "open", "reason": reason},
+            status="open",
+            verdict=None,
+            reopen_reason=reason,
+        )
+        return
     if row is None or row.status not in ACTIVE_CASE_STATUSES or row.open_alerts:
         return
     last = conn.execute(

@@ -191,6 +191,9 @@ def _case_ctx(
         "verdicts": VERDICTS,
         "statuses": CASE_STATUSES,
         "contributing": dets,
+        "other_detectors": sorted(
+            {x["name"] for a in d["alerts"] for x in a["detector_table"]} - set(dets)
+        ),
         "max_snooze": triage.MAX_SNOOZE_DAYS,
         "bulk_choices": BULK_CHOICES,
         "form_error": "",

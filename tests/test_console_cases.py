@@ -293,3 +293,13 @@ def test_related_accounts_rank_by_evidence_and_demote_common_values(storm: Alert
     assert twin["shared"] == {"api_key": ["k-spam-0"]}
     assert twin["strength"] == queries.EVIDENCE_WEIGHTS["api_key"]
     assert queries.evidence_strength({"user_agent": ["a"]}) < twin["strength"]
+
+
+def test_reopening_an_alert_reopens_its_closed_case(storm: AlertStore) -> None:
+    cid = cases_by_title(storm)[KEY_LEAK]["case_id"]
+    caseactions.on_cases(storm, "ana", [cid], caseactions.BulkRequest("close"), TH)
+    detail = casequeries.case_detail(storm, cid, TH)
+    assert detail["case"]["status"] == "closed"
+    triage.set_status(storm, detail["alerts"][0]["alert_id"], "ana", "open")
+    case = casequeries.case_detail(storm, cid, TH)["case"]
+    assert case["status"] == "open" and "set back to open" in case["reopen_reason"]
