@@ -97,9 +97,11 @@ def axes_svg(
         )
     for t, label in time_ticks(x0, x1):
         x = left + (t - x0) / max(x1 - x0, 1.0) * pw
+        # A label at either edge is anchored inside so it is not cut off.
+        anchor = "end" if x > left + pw - 16 else "start" if x < left + 16 else "middle"
         parts.append(
             f'<line class="xtick" x1="{x:.1f}" x2="{x:.1f}" y1="{top + ph}" y2="{top + ph + 4}"/>'
-            f'<text x="{x:.1f}" y="{top + ph + 15}" text-anchor="middle" class="tick">{label}</text>'
+            f'<text x="{x:.1f}" y="{top + ph + 15}" text-anchor="{anchor}" class="tick">{label}</text>'
         )
     return parts
 
