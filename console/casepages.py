@@ -6,12 +6,13 @@ again with its input kept and the reason as an error (status 422), never as a su
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from console import caseactions, casequeries, charts, snoozectl, timeline, triage
+from console import caseactions, casequeries, snoozectl, timeline, triage
 from console.api import Analyst, Viewer
 from console.app import case_page_url
 from console.caseapi import RawCaseFilter, publish, thresholds
@@ -169,7 +170,7 @@ def _case_ctx(
         if since is None or a["window_start"] >= since
     ]
     title = "Requests per window, every account of the case on one time axis"
-    age = None if c["oldest_arrival"] is None else max(0.0, _now() - c["oldest_arrival"])
+    age = None if c["oldest_arrival"] is None else max(0.0, time.time() - c["oldest_arrival"])
     sla = request.app.state.sla_minutes
     dets = sorted({x["name"] for a in d["alerts"] for x in a["contributed"]})
     return {
@@ -202,16 +203,16 @@ def _case_ctx(
     }
 
 
-def _now() -> float:
-    import time
-
-    return time.time()
-
-
 @router.get("/case/{case_id}", response_class=HTMLResponse)
 def case_page(
-    request: Request, p: Viewer, case_id: int, f: RawCaseFilter, range: str = "all"
+    request: Request, p: Viewer, case_id: str, f: RawCaseFilter, range: str = "all"
 ) -> Response:
+    if not case_id.isdigit():
+        return render(request, "error.html", {"message": f"no case {case_id!r}"}, status=404)
+    return _case_page(request, int(case_id), f, range)
+
+
+def _case_page(request: Request, case_id: int, f: CaseFilter, range: str) -> Response:
     try:
         f = f.check()
     except FilterError:
@@ -392,27 +393,3 @@ async def snooze_lift_form(snooze_id: int, request: Request, p: Analyst) -> Resp
     return RedirectResponse(
         "/snoozes?" + urlencode({"msg": f"lifted snooze {snooze_id}"}), status_code=303
     )
-
-
-def account_charts(v: dict, rng: str) -> tuple[list[dict], float | None]:
-    """The account page's charts over the chosen range; returns them and the onset."""
-    rng = timeline.parse_range(rng)
-    since = timeline.cut([w["window_start"] for w in v["timeline"]], rng)
-    windows = [w for w in v["timeline"] if since is None or w["window_start"] >= since]
-    xs = [w["window_start"] for w in windows]
-    markers = [
-        (a["window_start"], a["severity"], f"{a['severity']} {a['category']} alert {a['alert_id']}")
-        for a in v["alerts"]
-    ]
-    onset = min((a["window_start"] for a in v["alerts"]), default=None)
-    out = []
-    for key, title, names in charts.SERIES:
-        feature, ys = charts.pick_series(windows, names)
-        out.append(
-            {
-                "key": key,
-                "feature": feature,
-                "svg": charts.timeline_chart(key, title, xs if ys else [], ys, markers, onset),
-            }
-        )
-    return out, onset

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-from console.timeline import axes_svg, marker_svg, onset_svg
+from console.timeline import axes_svg, cut, marker_svg, onset_svg, parse_range
 
 # Chart -> features to try, in order. "a*b" multiplies two features, so a rate per request
 # becomes a count per window (error_rate * requests = errors).
@@ -159,3 +159,27 @@ def related_graph(center: str, related: list[dict], size: int = 360) -> Markup:
         f"{escape(label)}</text></svg>"
     )
     return Markup("".join(parts))
+
+
+def account_charts(v: dict, rng: str) -> tuple[list[dict], float | None]:
+    """The account page's charts over the chosen range; returns them and the onset."""
+    rng = parse_range(rng)
+    since = cut([w["window_start"] for w in v["timeline"]], rng)
+    windows = [w for w in v["timeline"] if since is None or w["window_start"] >= since]
+    xs = [w["window_start"] for w in windows]
+    markers = [
+        (a["window_start"], a["severity"], f"{a['severity']} {a['category']} alert {a['alert_id']}")
+        for a in v["alerts"]
+    ]
+    onset = min((a["window_start"] for a in v["alerts"]), default=None)
+    out = []
+    for key, title, names in SERIES:
+        feature, ys = pick_series(windows, names)
+        out.append(
+            {
+                "key": key,
+                "feature": feature,
+                "svg": timeline_chart(key, title, xs if ys else [], ys, markers, onset),
+            }
+        )
+    return out, onset

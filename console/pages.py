@@ -247,7 +247,6 @@ def note_form(
 
 @router.get("/accounts/{account_id:path}", response_class=HTMLResponse)
 def account_page(account_id: str, request: Request, p: Viewer, range: str = "all") -> Response:
-    from console.casepages import account_charts
     from console.casequeries import case_of_account
     from console.timeline import RANGE_LABELS, parse_range
 
@@ -256,7 +255,7 @@ def account_page(account_id: str, request: Request, p: Viewer, range: str = "all
     if v is None:
         return render(request, "error.html", {"message": "no such account"}, status=404)
     related = queries.related_accounts(store, account_id, share=request.app.state.common_link_share)
-    chart_list, onset = account_charts(v, range)
+    chart_list, onset = charts.account_charts(v, range)
     now = time.time()
     return render(
         request,
