@@ -90,20 +90,7 @@ Filter = Annotated[queries.QueueFilter, Depends(queue_filter)]
 
 def detector_table(request: Request, alert: dict) -> list[dict]:
     """Each detector's score beside the threshold it is judged against."""
-    thresholds = request.app.state.thresholds
-    default = request.app.state.default_threshold
-    rows = []
-    for d in alert.get("detectors", []):
-        t = float(d.get("threshold", thresholds.get(d["name"], default)))
-        rows.append(
-            {
-                "name": d["name"],
-                "score": float(d["score"]),
-                "threshold": t,
-                "over": float(d["score"]) >= t,
-            }
-        )
-    return rows
+    return request.app.state.detector_thresholds.table(alert)
 
 
 def apply_verdict(request: Request, p: Principal, alert_id: str, v: triage.Verdict) -> dict:
@@ -159,7 +146,8 @@ def list_alerts(
     page: int = Query(1, ge=1, le=MAX_PAGE),
     per_page: int = Query(50, ge=1, le=500),
 ) -> dict:
-    return queries.queue(request.app.state.store, f, page, per_page)
+    th = request.app.state.detector_thresholds
+    return queries.queue(request.app.state.store, f, page, per_page, th)
 
 
 @router.get("/api/alerts/{alert_id:path}", tags=["alerts"], summary="One alert with its case")
@@ -225,7 +213,9 @@ def get_account(account_id: str, p: Viewer, request: Request) -> dict:
     v = queries.account_view(store, account_id)
     if v is None:
         raise HTTPException(404, f"no account {account_id!r}")
-    v["related"] = queries.related_accounts(store, account_id)
+    v["related"] = queries.related_accounts(
+        store, account_id, share=request.app.state.common_link_share
+    )
     return v
 
 
@@ -243,12 +233,6 @@ def get_audit(
 @router.get("/api/labels", tags=["labels"], summary="Every verdict given")
 def get_labels(p: Viewer, request: Request) -> list[dict]:
     return queries.all_labels(request.app.state.store)
-
-
-@router.get("/api/snoozes", tags=["labels"], summary="Snoozes still running")
-def get_snoozes(p: Viewer, request: Request) -> list[dict]:
-    active = request.app.state.store.active_snoozes(time.time())
-    return [{"account_id": a, "detector": d, "until_epoch": u} for (a, d), u in active.items()]
 
 
 def _csv(rows: list[dict], columns: list[str], filename: str) -> Response:
@@ -272,7 +256,7 @@ def _cell(v: object) -> str:
 
 @router.get("/export/alerts.csv", tags=["export"], summary="The filtered queue as CSV")
 def export_queue(p: Viewer, request: Request, f: Filter) -> Response:
-    rows = queries.queue_rows(request.app.state.store, f)
+    rows = queries.queue_rows(request.app.state.store, f, request.app.state.detector_thresholds)
     cols = [
         "alert_id",
         "account_id",

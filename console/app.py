@@ -23,13 +23,14 @@ from console.labels import LabelPublisher, NullPublisher
 from console.limiter import LoginLimiter
 from console.messages import flash_text
 from console.store import AlertStore
-from console.urls import account_url, alert_url, case_url
+from console.urls import account_url, alert_url, case_page_url, case_url, search_url
 
 HERE = Path(__file__).parent
-# Scripts are never needed: the pages are plain HTML forms and inline SVG, so a payload
-# that slipped past escaping still could not run.
+# The only script is the same-origin keyboard helper (/static/keys.js); no inline script and
+# no other origin, so a payload that slipped past escaping still could not run. Every page
+# works without it: plain HTML forms and inline SVG.
 CSP = (
-    "default-src 'none'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
@@ -47,6 +48,26 @@ def fmt_age(seconds: float | None) -> str:
     return f"{days} d {rem // 3600} h" if days else f"{rem // 3600} h {rem % 3600 // 60} min"
 
 
+def fmt_wait(seconds: float | None) -> str:
+    """A waiting time, short: 42 min, 3 h 5 min, 2 d 4 h."""
+    if seconds is None:
+        return "–"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def fmt_minutes(minutes: float) -> str:
+    """An SLA length: 15 min, 1 h, 4 h, 1 d."""
+    text = fmt_wait(minutes * 60)
+    return text.removesuffix(" 0 min").removesuffix(" 0 h")
+
+
 def fmt_num(value: object) -> str:
     """Numbers from events for display; anything else (None, text) as it is."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -61,9 +82,13 @@ def make_templates() -> Jinja2Templates:
         account_url=account_url,
         alert_url=alert_url,
         case_url=case_url,
+        case_page_url=case_page_url,
+        search_url=search_url,
         fmt_ts=fmt_ts,
         fmt_age=fmt_age,
         flash_text=flash_text,
+        fmt_wait=fmt_wait,
+        fmt_minutes=fmt_minutes,
         urlencode=urlencode,
     )
     return t
@@ -75,8 +100,12 @@ def create_app(
     publisher: LabelPublisher | None = None,
     default_threshold: float = 0.5,
     thresholds: dict[str, float] | None = None,
+    sla_minutes: dict[str, float] | None = None,
+    common_link_share: float = 0.02,
 ) -> FastAPI:
-    from console import api, pages
+    from console import api, caseapi, casepages, pages
+    from console.casequeries import DEFAULT_SLA_MINUTES
+    from console.contrib import Thresholds
 
     # No /docs or /redoc: FastAPI would serve them with Swagger UI and ReDoc scripts from a
     # CDN, unpinned and without integrity checks, on the console's own origin. The schema
@@ -101,6 +130,9 @@ def create_app(
     app.state.templates = make_templates()
     app.state.default_threshold = default_threshold
     app.state.thresholds = dict(thresholds or {})
+    app.state.detector_thresholds = Thresholds(default_threshold, dict(thresholds or {}))
+    app.state.sla_minutes = {**DEFAULT_SLA_MINUTES, **(sla_minutes or {})}
+    app.state.common_link_share = common_link_share
 
     @app.middleware("http")
     async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -158,7 +190,9 @@ def create_app(
         return await http_error(request, StarletteHTTPException(422, detail))
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(caseapi.router)
     app.include_router(api.router)
+    app.include_router(casepages.router)
     app.include_router(pages.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
+from console.timeline import axes_svg, cut, marker_svg, onset_svg, parse_range
+
 # Chart -> features to try, in order. "a*b" multiplies two features, so a rate per request
 # becomes a count per window (error_rate * requests = errors).
 SERIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -62,13 +64,13 @@ def timeline_chart(
     markers: list[tuple[float, str, str]],
     onset: float | None,
     width: int = 720,
-    height: int = 130,
+    height: int = 150,
 ) -> Markup:
     """A step-free line chart of one feature, with alert markers and the onset line.
 
     `markers` are (epoch, severity, label) for each alert on the account.
     """
-    left, right, top, bottom = 48, 8, 18, 20
+    left, right, top, bottom = 48, 8, 22, 22
     pw, ph = width - left - right, height - top - bottom
     parts = [
         f'<svg class="chart" data-series="{escape(key)}" data-points="{len(ys)}" '
@@ -97,46 +99,19 @@ def timeline_chart(
 
     pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys, strict=True))
     base = f"{px(xs[-1]):.1f},{top + ph} {px(xs[0]):.1f},{top + ph}"
+    parts += axes_svg(x0, x1, top_tick, left, top, pw, ph)
+    if onset is not None and x0 <= onset <= x1:
+        parts.append(onset_svg(px(onset), top, ph, left + pw))
     parts += [
-        f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" class="tick">'
-        f"{_fmt(top_tick)}</text>",
-        f'<text x="{left - 4}" y="{top + ph}" text-anchor="end" class="tick">0</text>',
-        f'<text x="{left}" y="{height - 4}" class="tick">{hhmm(x0)}</text>',
-        f'<text x="{left + pw}" y="{height - 4}" text-anchor="end" class="tick">{hhmm(x1)}</text>',
         f'<polygon points="{pts} {base}" fill="#bfdbfe" opacity="0.6"/>',
         f'<polyline class="series" points="{pts}" fill="none" stroke="#1d4ed8" '
         f'stroke-width="1.5"/>',
     ]
-    if onset is not None and x0 <= onset <= x1:
-        ox = px(onset)
-        parts.append(
-            f'<line class="onset" x1="{ox:.1f}" x2="{ox:.1f}" y1="{top}" y2="{top + ph}" '
-            f'stroke="#ea580c" stroke-width="2" stroke-dasharray="4 3"/>'
-            + _onset_label(ox, top, left + pw)
-        )
     for when, severity, label in markers:
-        if not x0 <= when <= x1:
-            continue
-        mx = px(when)
-        colour = SEVERITY_COLOURS.get(severity, "#dc2626")
-        parts.append(
-            f'<g class="alert-marker"><title>{escape(label)}</title>'
-            f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + ph}" stroke="{colour}" '
-            f'stroke-width="1.2" opacity="0.8"/>'
-            f'<circle cx="{mx:.1f}" cy="{top + 3}" r="3" fill="{colour}"/></g>'
-        )
+        if x0 <= when <= x1:
+            parts.append(marker_svg(px(when), top, ph, severity, label))
     parts.append("</svg>")
     return Markup("".join(parts))
-
-
-def _onset_label(ox: float, top: float, right_edge: float) -> str:
-    # Near the right edge the label goes on the line's left so it is not cut off.
-    if ox > right_edge - 40:
-        return (
-            f'<text x="{ox - 3:.1f}" y="{top + 10}" text-anchor="end" '
-            'class="onset-label">onset</text>'
-        )
-    return f'<text x="{ox + 3:.1f}" y="{top + 10}" class="onset-label">onset</text>'
 
 
 def _nice(v: float) -> float:
@@ -184,3 +159,27 @@ def related_graph(center: str, related: list[dict], size: int = 360) -> Markup:
         f"{escape(label)}</text></svg>"
     )
     return Markup("".join(parts))
+
+
+def account_charts(v: dict, rng: str) -> tuple[list[dict], float | None]:
+    """The account page's charts over the chosen range; returns them and the onset."""
+    rng = parse_range(rng)
+    since = cut([w["window_start"] for w in v["timeline"]], rng)
+    windows = [w for w in v["timeline"] if since is None or w["window_start"] >= since]
+    xs = [w["window_start"] for w in windows]
+    markers = [
+        (a["window_start"], a["severity"], f"{a['severity']} {a['category']} alert {a['alert_id']}")
+        for a in v["alerts"]
+    ]
+    onset = min((a["window_start"] for a in v["alerts"]), default=None)
+    out = []
+    for key, title, names in SERIES:
+        feature, ys = pick_series(windows, names)
+        out.append(
+            {
+                "key": key,
+                "feature": feature,
+                "svg": timeline_chart(key, title, xs if ys else [], ys, markers, onset),
+            }
+        )
+    return out, onset

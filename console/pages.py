@@ -135,7 +135,7 @@ async def logout(request: Request, p: Viewer) -> Response:
 
 @router.get("/")
 def home() -> Response:
-    return RedirectResponse("/alerts", status_code=303)
+    return RedirectResponse("/queue", status_code=303)
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -161,6 +161,12 @@ def queue_page(
 
 @router.get("/alerts/{alert_id:path}", response_class=HTMLResponse)
 def alert_page(alert_id: str, request: Request, p: Viewer) -> Response:
+    return _alert_view(request, alert_id)
+
+
+def _alert_view(
+    request: Request, alert_id: str, error: str = "", form: dict | None = None, status: int = 200
+) -> Response:
     d = queries.alert_detail(request.app.state.store, alert_id)
     if d is None:
         return render(request, "error.html", {"message": "no such alert"}, status=404)
@@ -179,7 +185,11 @@ def alert_page(alert_id: str, request: Request, p: Viewer) -> Response:
             "verdicts": VERDICTS,
             "statuses": STATUSES,
             "max_snooze": triage.MAX_SNOOZE_DAYS,
+            "case_id": d.get("case_id"),
+            "form_error": error,
+            "form": form or {},
         },
+        status=status,
     )
 
 
@@ -189,11 +199,6 @@ def _back(alert_id: str, code: str) -> RedirectResponse:
     return RedirectResponse(
         alert_url(alert_id) + "?" + urlencode({"msg": flash_code(code)}), status_code=303
     )
-
-
-def _not_saved(detail: object) -> HTTPException:
-    # The reason comes from the analyst's own form post, never from a URL.
-    return HTTPException(422, f"not saved: {detail}")
 
 
 @router.post("/alerts/{alert_id:path}/verdict")
@@ -217,7 +222,15 @@ def verdict_form(
     except HTTPException as exc:
         if exc.status_code == 404:
             raise
-        raise _not_saved(exc.detail) from None
+        form = {
+            "verdict": verdict,
+            "category": category,
+            "note": note,
+            "snooze": list(snoozed),
+            "snooze_days": str(snooze_days),
+            "snooze_reason": snooze_reason,
+        }
+        return _alert_view(request, alert_id, f"not saved: {exc.detail}", form, 422)
     return _back(alert_id, "verdict_saved")
 
 
@@ -245,33 +258,21 @@ def note_form(
     try:
         triage.add_note(request.app.state.store, alert_id, p.name, text)
     except triage.TriageError as exc:
-        raise _not_saved(exc) from None
+        return _alert_view(request, alert_id, f"note not saved: {exc}", {"text": text}, 422)
     return _back(alert_id, "note_added")
 
 
 @router.get("/accounts/{account_id:path}", response_class=HTMLResponse)
-def account_page(account_id: str, request: Request, p: Viewer) -> Response:
+def account_page(account_id: str, request: Request, p: Viewer, range: str = "all") -> Response:
+    from console.casequeries import case_of_account
+    from console.timeline import RANGE_LABELS, parse_range
+
     store = request.app.state.store
-    v = queries.account_view(store, account_id)
+    v = queries.account_view(store, account_id, th=request.app.state.detector_thresholds)
     if v is None:
         return render(request, "error.html", {"message": "no such account"}, status=404)
-    related = queries.related_accounts(store, account_id)
-    xs = [w["window_start"] for w in v["timeline"]]
-    markers = [
-        (a["window_start"], a["severity"], f"{a['severity']} {a['category']} alert {a['alert_id']}")
-        for a in v["alerts"]
-    ]
-    onset = min((a["window_start"] for a in v["alerts"]), default=None)
-    chart_list = []
-    for key, title, names in charts.SERIES:
-        feature, ys = charts.pick_series(v["timeline"], names)
-        chart_list.append(
-            {
-                "key": key,
-                "feature": feature,
-                "svg": charts.timeline_chart(key, title, xs if ys else [], ys, markers, onset),
-            }
-        )
+    related = queries.related_accounts(store, account_id, share=request.app.state.common_link_share)
+    chart_list, onset = charts.account_charts(v, range)
     now = time.time()
     return render(
         request,
@@ -281,6 +282,9 @@ def account_page(account_id: str, request: Request, p: Viewer) -> Response:
             "related": related,
             "charts": chart_list,
             "onset": onset,
+            "range": parse_range(range),
+            "ranges": RANGE_LABELS,
+            "case_id": case_of_account(store, account_id),
             "graph": charts.related_graph(account_id, related) if related else None,
             "age": _account_age(v),
             "active_snoozes": [s for s in v["snoozes"] if s["until_epoch"] > now],

@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import Select, and_, desc, func, select
 
+from console.contrib import Thresholds
 from console.schema import (
     SEVERITY_RANK,
     account_links,
     accounts,
+    alert_detectors,
     alerts,
     audit_log,
     labels,
@@ -25,7 +27,26 @@ from console.store import SNAPSHOT_LISTS, AlertStore, to_epoch
 # A value shared by more accounts than this is background, not evidence of a campaign: an
 # SDK's default user agent is common even among a few hundred accounts, a /24 less so, and
 # an identical prompt from many accounts is still telling.
-MAX_ACCOUNTS_PER_LINK = {"user_agent": 10, "subnet": 25, "prompt_hash": 50}
+MAX_ACCOUNTS_PER_LINK = {
+    "user_agent": 10,
+    "subnet": 25,
+    "ip": 25,
+    "prompt_hash": 50,
+    "api_key": 50,
+}
+# In a large store a value on more than this share of all accounts is background too.
+COMMON_SHARE = 0.02
+MIN_COMMON = 10
+# What one shared value of each kind is worth: a shared key or prompt is hard to explain
+# away, a shared /24 less so, a user agent is what an SDK sends by default.
+EVIDENCE_WEIGHTS = {
+    "engine": 6.0,
+    "api_key": 5.0,
+    "prompt_hash": 3.0,
+    "ip": 3.0,
+    "subnet": 2.0,
+    "user_agent": 1.0,
+}
 QUEUE_COLUMNS = (
     alerts.c.alert_id,
     alerts.c.account_id,
@@ -37,6 +58,7 @@ QUEUE_COLUMNS = (
     alerts.c.status,
     alerts.c.assignee,
     alerts.c.verdict,
+    alerts.c.payload,
 )
 
 
@@ -58,13 +80,14 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(q: Select, f: QueueFilter) -> Select:
+def _where(q: Select, f: QueueFilter, th: Thresholds | None = None) -> Select:
     if f.severity:
         q = q.where(alerts.c.severity_rank >= SEVERITY_RANK.get(f.severity, 0))
     if f.category:
         q = q.where(alerts.c.category == f.category)
     if f.detector:
-        q = q.where(alerts.c.detector_names.like(f"%,{_like_escape(f.detector)},%", escape="\\"))
+        # Only alerts the detector contributed to (score at or above its threshold).
+        q = q.where((th or Thresholds()).alert_has(f.detector))
     if f.status:
         q = q.where(alerts.c.status == f.status)
     if f.since:
@@ -76,33 +99,42 @@ def _where(q: Select, f: QueueFilter) -> Select:
     return q
 
 
-def _queue_item(r: Any) -> dict:
+def _queue_item(r: Any, th: Thresholds) -> dict:
     d = dict(r._mapping)
-    d["detectors"] = [n for n in d.pop("detector_names").split(",") if n]
+    d.pop("detector_names")
+    d["detectors"] = [x["name"] for x in th.contributed(json.loads(d.pop("payload")))]
     return d
 
 
-def queue(store: AlertStore, f: QueueFilter, page: int = 1, per_page: int = 50) -> dict:
+def queue(
+    store: AlertStore,
+    f: QueueFilter,
+    page: int = 1,
+    per_page: int = 50,
+    th: Thresholds | None = None,
+) -> dict:
     """One page of the queue, most severe then most recent first, with per-category counts."""
+    th = th or Thresholds()
     page = max(1, page)
     per_page = min(max(1, per_page), 500)
     with store.engine.connect() as conn:
         items = conn.execute(
-            _where(select(*QUEUE_COLUMNS), f)
+            _where(select(*QUEUE_COLUMNS), f, th)
             .order_by(desc(alerts.c.severity_rank), desc(alerts.c.ts_epoch), alerts.c.alert_id)
             .limit(per_page)
             .offset((page - 1) * per_page)
         ).all()
-        total = conn.execute(_where(select(func.count()).select_from(alerts), f)).scalar_one()
+        total = conn.execute(_where(select(func.count()).select_from(alerts), f, th)).scalar_one()
         # Counts ignore the category filter so the analyst sees where else to look.
         by_cat = conn.execute(
             _where(
                 select(alerts.c.category, func.count()).group_by(alerts.c.category),
                 replace(f, category=""),
+                th,
             )
         ).all()
     return {
-        "items": [_queue_item(r) for r in items],
+        "items": [_queue_item(r, th) for r in items],
         "total": int(total),
         "page": page,
         "per_page": per_page,
@@ -114,10 +146,7 @@ def queue(store: AlertStore, f: QueueFilter, page: int = 1, per_page: int = 50) 
 def detector_names(store: AlertStore) -> list[str]:
     """Detector names in the store, for the queue's filter menu (sampled from recent alerts)."""
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(alerts.c.detector_names).order_by(desc(alerts.c.ts_epoch)).limit(2000)
-        ).scalars()
-        return sorted({n for r in rows for n in r.split(",") if n})
+        return sorted(conn.execute(select(alert_detectors.c.detector).distinct()).scalars())
 
 
 def _rows(conn: Any, q: Select) -> list[dict]:
@@ -134,6 +163,8 @@ def alert_detail(store: AlertStore, alert_id: str) -> dict | None:
             "status": row.status,
             "assignee": row.assignee,
             "verdict": row.verdict,
+            "case_id": row.case_id,
+            "arrived_at": row.arrived_at,
             "labels": _rows(
                 conn, select(labels).where(labels.c.alert_id == alert_id).order_by(labels.c.id)
             ),
@@ -148,7 +179,9 @@ def alert_detail(store: AlertStore, alert_id: str) -> dict | None:
     return out
 
 
-def account_view(store: AlertStore, account_id: str, max_windows: int = 2016) -> dict | None:
+def account_view(
+    store: AlertStore, account_id: str, max_windows: int = 2016, th: Thresholds | None = None
+) -> dict | None:
     """Everything the account page shows; `max_windows` caps the timeline (a week of 5 min)."""
     with store.engine.connect() as conn:
         acct = conn.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
@@ -188,7 +221,10 @@ def account_view(store: AlertStore, account_id: str, max_windows: int = 2016) ->
             }
         )
     for h in hist:
-        h["detectors"] = [n for n in h.pop("detector_names").split(",") if n]
+        h.pop("detector_names")
+        h["detectors"] = [
+            x["name"] for x in (th or Thresholds()).contributed(json.loads(h.pop("payload")))
+        ]
     return {
         "account_id": account_id,
         "plan": acct.plan if acct else "",
@@ -203,8 +239,23 @@ def account_view(store: AlertStore, account_id: str, max_windows: int = 2016) ->
     }
 
 
-def related_accounts(store: AlertStore, account_id: str, limit: int = 30) -> list[dict]:
-    """Accounts sharing /24 blocks, user agents or prompt hashes, most shared evidence first."""
+def common_limit(kind: str, total_accounts: int, share: float = COMMON_SHARE) -> int:
+    """How many accounts may share a value before it is background: the kind's cap, lowered
+    to `share` of all accounts in a large store (never below MIN_COMMON)."""
+    cap = MAX_ACCOUNTS_PER_LINK.get(kind, 10)
+    return min(cap, max(MIN_COMMON, int(share * total_accounts)))
+
+
+def related_accounts(
+    store: AlertStore, account_id: str, limit: int = 30, share: float = COMMON_SHARE
+) -> list[dict]:
+    """Accounts sharing evidence with this one, strongest evidence first.
+
+    Each shared value adds its kind's weight (a key or a prompt outweighs a /24, which
+    outweighs a user agent); the engine's own campaign link adds the most. A value seen on
+    more accounts than `common_limit` is background: it is listed as weak and adds nothing,
+    and an account tied only by such values is not listed at all.
+    """
     mine = account_links.alias("mine")
     other = account_links.alias("other")
     q = (
@@ -220,15 +271,17 @@ def related_accounts(store: AlertStore, account_id: str, limit: int = 30) -> lis
             .scalars()
             .all()
         )
+        total = conn.execute(select(func.count()).select_from(accounts)).scalar_one()
     per_value: dict[tuple[str, str], set[str]] = defaultdict(set)
     for kind, value, other_id in rows:
         per_value[(kind, value)].add(other_id)
     shared: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    weak: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for (kind, value), ids in per_value.items():
-        if len(ids) > MAX_ACCOUNTS_PER_LINK.get(kind, 10):
-            continue
+        # +1: this account holds the value too.
+        common = len(ids) + 1 > common_limit(kind, int(total), share)
         for other_id in ids:
-            shared[other_id][kind].append(value)
+            (weak if common else shared)[other_id][kind].append(value)
     engine_related = {r for p in payloads for r in json.loads(p).get("related_accounts", [])}
     for other_id in engine_related - {account_id}:
         shared[other_id].setdefault("engine", [])
@@ -249,13 +302,23 @@ def related_accounts(store: AlertStore, account_id: str, limit: int = 30) -> lis
             {
                 "account_id": other_id,
                 "shared": {k: sorted(v)[:10] for k, v in kinds.items()},
-                "strength": sum(len(v) for v in kinds.values()) + (2 if "engine" in kinds else 0),
+                "weak": {k: sorted(v)[:5] for k, v in weak.get(other_id, {}).items()},
+                "strength": evidence_strength(kinds),
                 "alerts": int(n),
                 "max_severity": next((s for s, r in SEVERITY_RANK.items() if r == rank), None),
             }
         )
     out.sort(key=lambda d: (-d["strength"], -d["alerts"], d["account_id"]))
     return out[:limit]
+
+
+def evidence_strength(kinds: dict[str, list[str]]) -> float:
+    """Weighted evidence; a few values of a kind count, many do not count many times over."""
+    score = 0.0
+    for kind, values in kinds.items():
+        w = EVIDENCE_WEIGHTS.get(kind, 1.0)
+        score += w if kind == "engine" else w * min(len(values), 3)
+    return score
 
 
 def audit_entries(
@@ -276,15 +339,18 @@ def all_labels(store: AlertStore) -> list[dict]:
         return _rows(conn, select(labels).order_by(labels.c.id))
 
 
-def queue_rows(store: AlertStore, f: QueueFilter, cap: int = 100_000) -> list[dict]:
+def queue_rows(
+    store: AlertStore, f: QueueFilter, th: Thresholds | None = None, cap: int = 100_000
+) -> list[dict]:
     """The whole filtered queue for CSV export, in queue order."""
+    th = th or Thresholds()
     with store.engine.connect() as conn:
         rows = conn.execute(
-            _where(select(*QUEUE_COLUMNS), f)
+            _where(select(*QUEUE_COLUMNS), f, th)
             .order_by(desc(alerts.c.severity_rank), desc(alerts.c.ts_epoch), alerts.c.alert_id)
             .limit(cap)
         ).all()
-    return [_queue_item(r) for r in rows]
+    return [_queue_item(r, th) for r in rows]
 
 
 def case_file(store: AlertStore, account_id: str) -> dict | None:

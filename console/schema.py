@@ -21,9 +21,15 @@ metadata = MetaData()
 
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 STATUSES = ("open", "acknowledged", "resolved")
+# A case's life: open -> in_review / waiting -> closed (with a verdict). "merged" marks an
+# account case whose alerts moved into a campaign case; it never shows in the queue.
+CASE_STATUSES = ("open", "in_review", "waiting", "closed")
+ACTIVE_CASE_STATUSES = ("open", "in_review", "waiting")
 VERDICTS = ("misuse", "false_positive", "needs_info")
 # Evidence kinds that tie accounts together; values come from snapshot rows.
 LINK_KINDS = ("subnet", "user_agent", "prompt_hash")
+# Also indexed, for search only: an IP or key id finds its accounts.
+SEARCH_KINDS = ("ip", "subnet", "api_key", "user_agent", "prompt_hash")
 
 alerts = Table(
     "alerts",
@@ -45,10 +51,68 @@ alerts = Table(
     Column("assignee", String(200), nullable=True),
     Column("verdict", String(32), nullable=True),
     Column("updated_at", Float, nullable=False),
+    # Processing time: when the store received the alert (its age in the queue), not event time.
+    Column("arrived_at", Float, nullable=True),
+    Column("case_id", Integer, nullable=True),
     Index("ix_alerts_queue", "severity_rank", "ts_epoch"),
     Index("ix_alerts_account", "account_id", "ts_epoch"),
     Index("ix_alerts_category", "category"),
     Index("ix_alerts_status", "status"),
+    Index("ix_alerts_case", "case_id"),
+)
+
+# One row per (alert, detector) so "which detectors contributed" is a query on score against
+# threshold, decided when read (the console's thresholds), not a substring of a name list.
+alert_detectors = Table(
+    "alert_detectors",
+    metadata,
+    Column("alert_id", String(200), primary_key=True),
+    Column("detector", String(200), primary_key=True),
+    Column("score", Float, nullable=False),
+    # The alert's own threshold for this detector, when the engine sent one.
+    Column("threshold", Float, nullable=True),
+    # The alert's case, copied here so per-detector counts over a queue view need no join
+    # with the alerts table (kept in step by console.casework, the only code that moves
+    # alerts between cases).
+    Column("case_id", Integer, nullable=True),
+    Index("ix_alert_detectors_detector", "detector", "score"),
+    Index("ix_alert_detectors_case", "case_id", "detector"),
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # account | campaign
+    Column("title", String(500), nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("verdict", String(32), nullable=True),
+    Column("category", String(64), nullable=True),
+    Column("assignee", String(200), nullable=True),
+    Column("reopen_reason", Text, nullable=True),
+    Column("merged_into", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # Kept up to date from the case's alerts so the queue is one indexed scan of this table.
+    Column("severity_rank", Integer, nullable=False, server_default="0"),
+    Column("score", Float, nullable=False, server_default="0"),
+    Column("oldest_arrival", Float, nullable=True),
+    Column("last_ts", Float, nullable=True),
+    Column("alert_count", Integer, nullable=False, server_default="0"),
+    Column("open_alerts", Integer, nullable=False, server_default="0"),
+    Column("account_count", Integer, nullable=False, server_default="0"),
+    Column("main_category", String(64), nullable=True),
+    Index("ix_cases_queue", "status", "severity_rank", "score"),
+    Index("ix_cases_assignee", "assignee"),
+)
+
+# The case an account's next alert joins: its own, or the campaign case it was pulled into.
+case_accounts = Table(
+    "case_accounts",
+    metadata,
+    Column("account_id", String(500), primary_key=True),
+    Column("case_id", Integer, nullable=False),
+    Index("ix_case_accounts_case", "case_id"),
 )
 
 accounts = Table(
@@ -108,6 +172,7 @@ notes = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", String(500), nullable=False),
     Column("alert_id", String(200), nullable=True),
+    Column("case_id", Integer, nullable=True),
     Column("author", String(200), nullable=False),
     Column("text", Text, nullable=False),
     Column("created_at", Float, nullable=False),
@@ -124,6 +189,8 @@ snoozes = Table(
     Column("reason", Text, nullable=False),
     Column("created_by", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("lifted_at", Float, nullable=True),
+    Column("lifted_by", String(200), nullable=True),
     Index("ix_snoozes_until", "until_epoch"),
 )
 

@@ -17,10 +17,13 @@ import orjson
 from sqlalchemy import Connection, Engine, case, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from console import casework
+from console.contrib import detector_rows
 from console.schema import (
     SEVERITY_RANK,
     account_links,
     accounts,
+    alert_detectors,
     alerts,
     snapshots,
     snoozes,
@@ -122,6 +125,7 @@ def alert_row(alert: dict, now: float) -> dict:
         "payload": _jdump(alert),
         "status": "open",
         "updated_at": now,
+        "arrived_at": now,
     }
 
 
@@ -138,7 +142,14 @@ def snapshot_row(row: dict) -> dict:
 
 
 SNAPSHOT_LISTS = ("ips", "countries", "user_agents", "api_keys", "prompt_hashes", "subnets")
-LINK_SOURCES = {"subnet": "subnets", "user_agent": "user_agents", "prompt_hash": "prompt_hashes"}
+LINK_SOURCES = {
+    "subnet": "subnets",
+    "user_agent": "user_agents",
+    "prompt_hash": "prompt_hashes",
+    # Indexed for search, not for relating accounts (see queries.related_accounts).
+    "ip": "ips",
+    "api_key": "api_keys",
+}
 
 
 class AlertStore:
@@ -185,16 +196,26 @@ class AlertStore:
             return 0
         now = time.time()
         rows: dict[str, dict] = {}
+        payloads: dict[str, dict] = {}
         for a in items:
             rows.setdefault(str(a["alert_id"]), alert_row(a, now))
+            payloads.setdefault(str(a["alert_id"]), a)
         stmt = self.insert(alerts).on_conflict_do_nothing(index_elements=["alert_id"])
         with self.engine.begin() as conn:
             before = conn.execute(
                 select(alerts.c.alert_id).where(alerts.c.alert_id.in_(list(rows)))
             ).scalars()
             known = set(before)
-            conn.execute(stmt, list(rows.values()))
-        return len(set(rows) - known)
+            new = [k for k in rows if k not in known]
+            if not new:
+                return 0
+            conn.execute(stmt, [rows[k] for k in new])
+            dets = [d for k in new for d in detector_rows(payloads[k])]
+            if dets:
+                conn.execute(alert_detectors.insert(), dets)
+            # Only alerts new to the store join cases: a replayed alert keeps its case.
+            casework.group_alerts(conn, [payloads[k] for k in new], now)
+        return len(new)
 
     def write_snapshots(self, rows: list[dict]) -> None:
         """Upsert account-window snapshots and the evidence that links accounts."""
@@ -290,4 +311,5 @@ def open_store(url: str) -> AlertStore:
     """Open (and migrate) the store named by `url`: sqlite:///path, a bare path, or postgresql+psycopg://..."""
     engine = make_engine(url)
     migrate(engine)
+    casework.assign_unassigned(engine)
     return AlertStore(engine)

@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from console.schema import STATUSES, VERDICTS, alerts, audit_log, labels, notes, snoozes
+from console import casestate
+from console.audit import audit
+from console.schema import STATUSES, VERDICTS, alerts, labels, notes, snoozes
 from console.store import AlertStore
 
 MAX_SNOOZE_DAYS = 180
@@ -38,18 +40,6 @@ class Verdict:
     snooze_reason: str = ""
 
 
-def audit(conn: Connection, actor: str, action: str, target: str, detail: dict) -> None:
-    conn.execute(
-        insert(audit_log).values(
-            ts=time.time(),
-            actor=actor,
-            action=action,
-            target=target,
-            detail=json.dumps(detail, ensure_ascii=False, sort_keys=True),
-        )
-    )
-
-
 def _alert(conn: Connection, alert_id: str) -> Any:
     row = conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).first()
     if row is None:
@@ -57,8 +47,7 @@ def _alert(conn: Connection, alert_id: str) -> Any:
     return row
 
 
-def record_verdict(store: AlertStore, alert_id: str, actor: str, v: Verdict) -> dict:
-    """Label an alert; returns the label as published for retraining."""
+def check_verdict(v: Verdict) -> None:
     if v.verdict not in VERDICTS:
         raise TriageError(f"verdict must be one of {', '.join(VERDICTS)}")
     if v.verdict == "misuse" and not v.category:
@@ -71,74 +60,56 @@ def record_verdict(store: AlertStore, alert_id: str, actor: str, v: Verdict) -> 
         raise TriageError(f"snooze period must be 1 to {MAX_SNOOZE_DAYS} days")
     if v.snooze_detectors and not v.snooze_reason.strip():
         raise TriageError("a snooze needs a reason")
-    now = time.time()
+
+
+def record_verdict(store: AlertStore, alert_id: str, actor: str, v: Verdict) -> dict:
+    """Label an alert; returns the label as published for retraining."""
+    check_verdict(v)
     with store.engine.begin() as conn:
         row = _alert(conn, alert_id)
-        payload = json.loads(row.payload)
-        known = {d["name"] for d in payload.get("detectors", [])}
-        unknown = sorted(set(v.snooze_detectors) - known)
-        if unknown:
-            raise TriageError(f"alert has no detector(s) {', '.join(unknown)}")
-        category = v.category if v.verdict == "misuse" else None
-        label_id = conn.execute(
-            insert(labels).values(
-                alert_id=alert_id,
-                account_id=row.account_id,
-                verdict=v.verdict,
-                category=category,
-                note=v.note,
-                analyst=actor,
-                created_at=now,
-            )
-        ).inserted_primary_key[0]
-        # A verdict closes the case unless the analyst asked for more information.
-        status = "acknowledged" if v.verdict == "needs_info" else "resolved"
-        conn.execute(
-            update(alerts)
-            .where(alerts.c.alert_id == alert_id)
-            .values(verdict=v.verdict, status=status, updated_at=now)
+        label = verdict_on(conn, row, actor, v, time.time())
+        casestate.after_alert_change(conn, row.case_id, actor)
+    return label
+
+
+def verdict_on(conn: Connection, row: Any, actor: str, v: Verdict, now: float) -> dict:
+    """One alert's verdict inside the caller's transaction: label, status, audit, snoozes."""
+    alert_id = row.alert_id
+    payload = json.loads(row.payload)
+    known = {d["name"] for d in payload.get("detectors", [])}
+    unknown = sorted(set(v.snooze_detectors) - known)
+    if unknown:
+        raise TriageError(f"alert has no detector(s) {', '.join(unknown)}")
+    category = v.category if v.verdict == "misuse" else None
+    label_id = conn.execute(
+        insert(labels).values(
+            alert_id=alert_id,
+            account_id=row.account_id,
+            verdict=v.verdict,
+            category=category,
+            note=v.note,
+            analyst=actor,
+            created_at=now,
         )
-        audit(
-            conn,
-            actor,
-            "verdict",
-            alert_id,
-            {"verdict": v.verdict, "category": category, "note": v.note, "status": status},
-        )
-        snoozed = []
-        for det in v.snooze_detectors:
-            until = now + v.snooze_days * 86_400
-            conn.execute(
-                insert(snoozes).values(
-                    account_id=row.account_id,
-                    detector=det,
-                    until_epoch=until,
-                    reason=v.snooze_reason,
-                    created_by=actor,
-                    created_at=now,
-                )
-            )
-            snoozed.append(
-                {
-                    "account_id": row.account_id,
-                    "detector": det,
-                    "until_epoch": until,
-                    "reason": v.snooze_reason,
-                }
-            )
-            audit(
-                conn,
-                actor,
-                "snooze",
-                row.account_id,
-                {
-                    "detector": det,
-                    "days": v.snooze_days,
-                    "until_epoch": until,
-                    "reason": v.snooze_reason,
-                    "alert_id": alert_id,
-                },
-            )
+    ).inserted_primary_key[0]
+    # A verdict closes the case unless the analyst asked for more information.
+    status = "acknowledged" if v.verdict == "needs_info" else "resolved"
+    conn.execute(
+        update(alerts)
+        .where(alerts.c.alert_id == alert_id)
+        .values(verdict=v.verdict, status=status, updated_at=now)
+    )
+    audit(
+        conn,
+        actor,
+        "verdict",
+        alert_id,
+        {"verdict": v.verdict, "category": category, "note": v.note, "status": status},
+    )
+    snoozed = [
+        add_snooze(conn, actor, row.account_id, det, v.snooze_days, v.snooze_reason, now, alert_id)
+        for det in v.snooze_detectors
+    ]
     return {
         "label_id": int(label_id),
         "alert_id": alert_id,
@@ -156,6 +127,36 @@ def record_verdict(store: AlertStore, alert_id: str, actor: str, v: Verdict) -> 
     }
 
 
+def add_snooze(
+    conn: Connection,
+    actor: str,
+    account_id: str,
+    detector: str,
+    days: int,
+    reason: str,
+    now: float,
+    alert_id: str | None = None,
+) -> dict:
+    """Store and audit one snooze; returns it as published to the workers."""
+    until = now + days * 86_400
+    snooze_id = conn.execute(
+        insert(snoozes).values(
+            account_id=account_id,
+            detector=detector,
+            until_epoch=until,
+            reason=reason,
+            created_by=actor,
+            created_at=now,
+        )
+    ).inserted_primary_key[0]
+    detail = {"detector": detector, "days": days, "until_epoch": until, "reason": reason}
+    if alert_id is not None:
+        detail["alert_id"] = alert_id
+    detail["snooze_id"] = int(snooze_id)
+    audit(conn, actor, "snooze", account_id, detail)
+    return {"account_id": account_id, "detector": detector, "until_epoch": until, "reason": reason}
+
+
 def set_status(store: AlertStore, alert_id: str, actor: str, status: str) -> None:
     if status not in STATUSES:
         raise TriageError(f"status must be one of {', '.join(STATUSES)}")
@@ -167,6 +168,7 @@ def set_status(store: AlertStore, alert_id: str, actor: str, status: str) -> Non
             .values(status=status, updated_at=time.time())
         )
         audit(conn, actor, "status", alert_id, {"from": row.status, "to": status})
+        casestate.after_alert_change(conn, row.case_id, actor)
 
 
 def assign(store: AlertStore, alert_id: str, actor: str, assignee: str | None) -> None:

@@ -219,3 +219,52 @@ def demo_dataset(
             )
         )
     return alerts, snaps
+
+
+STORM = tuple(f"acct-storm-{k:02d}" for k in range(10))
+FIVE = ("population", "classifier", "rules", "baseline", "campaign")
+
+
+def storm_dataset(windows: int = 48) -> tuple[list[dict], list[dict]]:
+    """demo_dataset plus an alert storm: a ten-account spam campaign with three alerts per
+    account, each listing all five detectors as fusion does, most of them at 0."""
+    alerts, snaps = demo_dataset(windows)
+    prompts = [f"ph-storm-{k}" for k in range(4)]
+    for idx, acct in enumerate(STORM):
+        for i in range(windows):
+            active = i >= 30
+            snaps.append(
+                _snapshot(
+                    acct,
+                    i,
+                    "free",
+                    {
+                        "requests": 200 + 10 * idx + (i * 37 + idx * 11) % 60 if active else 0,
+                        "tokens": 40_000 if active else 0,
+                        "errors": 0,
+                        "moderation_flags": 6 if active else 0,
+                        "new_ips": 1 if i == 30 else 0,
+                    },
+                    [f"192.0.2.{20 + idx}"],
+                    ["PL"],
+                    ["python-requests/2.32"] if active else [],
+                    prompts if active else [],
+                    f"k-storm-{idx}",
+                )
+            )
+        for n in range(3):
+            scores = {"campaign": 0.96, "classifier": 0.62 if n == 0 else 0.3}
+            scores.update({d: 0.0 for d in FIVE if d not in scores})
+            alerts.append(
+                _alert(
+                    acct,
+                    30 + idx // 2 + n * 5,
+                    "critical" if n == 2 else "high",
+                    0.93,
+                    "spam_campaign",
+                    scores,
+                    [("shared_prompt_accounts", 10, 1, "the same prompts from 10 accounts")],
+                    [c for c in STORM if c != acct],
+                )
+            )
+    return alerts, snaps

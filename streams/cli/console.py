@@ -108,7 +108,14 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if trusted_proxy:
             auth_kwargs["trusted_proxies"] = tuple(trusted_proxy)
         web = create_app(
-            st, AuthSettings(**auth_kwargs), publisher, default_threshold=cfg.fusion.alert_threshold
+            st,
+            AuthSettings(**auth_kwargs),
+            publisher,
+            default_threshold=cfg.fusion.alert_threshold,
+            sla_minutes=dict(
+                zip(("low", "medium", "high", "critical"), cfg.console.sla_minutes, strict=True)
+            ),
+            common_link_share=cfg.console.common_link_share,
         )
         from console.users import list_users
 

@@ -89,6 +89,16 @@ class FusionConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The analyst console's queue settings (`[console]` in the config file)."""
+
+    # Minutes a case may wait for an analyst, per severity: low, medium, high, critical.
+    sla_minutes: tuple[float, float, float, float] = (1440.0, 240.0, 60.0, 15.0)
+    # A value (user agent, /24, ...) on more than this share of accounts is background.
+    common_link_share: float = 0.02
+
+
+@dataclass(frozen=True)
 class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     input_topic: str = "api-usage"
@@ -192,6 +202,7 @@ class VigilConfig:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     model_path: str = ""  # empty: the shipped default model
     store_url: str = ""  # empty: no alert store
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -274,6 +285,11 @@ def load_config(path: str | Path | None) -> VigilConfig:
 
 
 def validate(cfg: VigilConfig) -> None:
+    c = cfg.console
+    if any(m <= 0 for m in c.sla_minutes):
+        raise ConfigError("console.sla_minutes: every SLA must be > 0 minutes")
+    if not 0 < c.common_link_share <= 1:
+        raise ConfigError("console.common_link_share: must be in (0, 1]")
     e = cfg.engine
     if e.window_s <= 0 or 86_400 % e.window_s:
         raise ConfigError(f"engine.window_s: {e.window_s} must be > 0 and divide a day")

@@ -43,9 +43,9 @@ def test_migrations_create_exactly_the_schema(store: AlertStore) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         versions = set(conn.execute(text("select version_num from alembic_version")).scalars())
     assert diff == []
-    # Every head is applied (parallel branches may add one each until a merge joins them).
+    # One chain: 0001, cases (0002), sessions (0003).
     scripts = ScriptDirectory(str(MIGRATIONS_INI.with_name("migrations")))
-    assert versions == set(scripts.get_heads()) and "0002_sessions" in versions
+    assert versions == set(scripts.get_heads()) == {"0003"}
     assert set(inspect(store.engine).get_table_names()) >= set(metadata.tables)
 
 
@@ -163,8 +163,9 @@ def test_verdict_labels_audits_and_snoozes(filled: AlertStore, tmp_path: Path) -
     d = queries.alert_detail(filled, normal["alert_id"])
     assert d["verdict"] == "false_positive" and d["status"] == "resolved"
     actions = [e["action"] for e in queries.audit_entries(filled)]
-    assert actions == ["snooze", "verdict"]
-    audit_snooze = queries.audit_entries(filled)[0]
+    # The account's only alert is resolved, so its case closes too, audited on the case.
+    assert actions == ["case_status", "snooze", "verdict"]
+    audit_snooze = queries.audit_entries(filled)[1]
     assert audit_snooze["detail"]["reason"] == "known nightly batch job"
     assert read_labels(tmp_path / "labels.jsonl")[0]["verdict"] == "false_positive"
 

@@ -215,9 +215,16 @@ def test_attacker_controlled_fields_are_escaped(client: TestClient) -> None:
     assert r.status_code == 200
     assert "<script>" not in r.text
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in r.text
-    assert "script-src 'none'" in r.headers["content-security-policy"]
+    # Only the console's own keyboard script may run: no inline script, no other origin.
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp
     queue = client.get("/alerts", params={"category": "anomaly"})
     assert "<script>" not in queue.text and "&lt;script&gt;" in queue.text
+    cases = client.get("/queue", params={"q": "pwned"})
+    assert "<script>" not in cases.text and "&lt;script&gt;" in cases.text
+    case_id = client.get("/api/cases", params={"q": "pwned"}).json()["items"][0]["case_id"]
+    case = client.get(f"/case/{case_id}")
+    assert XSS not in case.text and "&lt;script&gt;" in case.text
     aid = client.get("/api/alerts", params={"account": "pwned"}).json()["items"][0]["alert_id"]
     detail = client.get(f"/alerts/{aid}")
     assert XSS not in detail.text and "&lt;script&gt;" in detail.text
