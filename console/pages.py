@@ -30,21 +30,13 @@ from console.sessions import end_session
 from console.store import to_epoch
 from console.urls import alert_url
 from console.users import authenticate_password
+from streams.core.alerts import CATEGORIES as ALERT_CATEGORIES
 
 router = APIRouter(include_in_schema=False)
 MAX_NEXT_CHARS = 2000
 # The last page anyone can reach: keeps OFFSET far inside a 64-bit integer.
 MAX_PAGE = 1_000_000
-CATEGORIES = (
-    "key_leak",
-    "distillation",
-    "spam_campaign",
-    "jailbreak_probing",
-    "credential_stuffing",
-    "free_tier_farming",
-    "anomaly",
-    "other",
-)
+CATEGORIES = (*ALERT_CATEGORIES, "other")
 
 
 def render(request: Request, name: str, ctx: dict, status: int = 200) -> HTMLResponse:

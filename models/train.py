@@ -17,19 +17,12 @@ import numpy as np
 import orjson
 
 from models.dataset import Dataset, features_of
+from streams.core.alerts import MISUSE_CATEGORIES
 from streams.features.window import FEATURES
 from synth.generate import generated
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CLASSES = (
-    "benign",
-    "key_leak",
-    "distillation",
-    "spam_campaign",
-    "jailbreak_probing",
-    "credential_stuffing",
-    "free_tier_farming",
-)
+CLASSES = ("benign", *MISUSE_CATEGORIES)
 
 
 @dataclass(frozen=True)

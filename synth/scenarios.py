@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streams.core.alerts import MISUSE_CATEGORIES
 from synth.traffic import (
     COUNTRIES,
     DAY,
@@ -18,14 +19,7 @@ from synth.traffic import (
     make_account,
 )
 
-SCENARIOS = (
-    "key_leak",
-    "distillation",
-    "spam_campaign",
-    "jailbreak_probing",
-    "credential_stuffing",
-    "free_tier_farming",
-)
+SCENARIOS = MISUSE_CATEGORIES
 ATTACK_UAS = (
     "curl/8.5.0",
     "python-requests/2.31.0",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -74,7 +73,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         from console.app import create_app
         from console.auth import AuthSettings
         from console.labels import FileLabelPublisher, KafkaLabelPublisher, LabelPublisher
-        from console.startup import SECRET_ENV, StartupError, check_store_url, console_secret
+        from console.startup import StartupError, check_store_url, console_secret
         from console.store import open_store
         from streams.cli.common import fail, load_cli_config
 
@@ -83,7 +82,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         # Checked before anything opens or listens: a deployment that kept a placeholder
         # fails here with one line, instead of serving sessions signed with a known key.
         try:
-            secret = console_secret(os.environ.get(SECRET_ENV), host)
+            secret = console_secret(cfg.console.secret, host)
             check_store_url(url)
         except StartupError as exc:
             raise fail(str(exc)) from None

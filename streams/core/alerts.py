@@ -19,6 +19,8 @@ CATEGORIES: tuple[str, ...] = (
     "free_tier_farming",
     "anomaly",
 )
+# What a labelled incident can be: every category but the unsupervised "anomaly".
+MISUSE_CATEGORIES: tuple[str, ...] = tuple(c for c in CATEGORIES if c != "anomaly")
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,8 @@ class ConsoleConfig:
     sla_minutes: tuple[float, float, float, float] = (1440.0, 240.0, 60.0, 15.0)
     # A value (user agent, /24, ...) on more than this share of accounts is background.
     common_link_share: float = 0.02
+    # Signs session cookies; from VIGIL_CONSOLE_SECRET. None: one per process (loopback only).
+    secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -342,6 +344,7 @@ ENV_OVERRIDES = {
     "VIGIL_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
     "VIGIL_STORE_URL": (None, "store_url"),
     "VIGIL_MODEL_PATH": (None, "model_path"),
+    "VIGIL_CONSOLE_SECRET": ("console", "secret"),
 }
 
 
