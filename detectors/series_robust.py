@@ -98,7 +98,9 @@ class RobustSeriesDetector(SeriesDetector):
         z_raw = np.abs(res - mt[:, _RMEAN]) / (spread + floor)
         # Divide only: a level below the reference (light tails) leaves z as it is, and
         # tail_ref = inf switches the burstiness model off.
-        z = z_raw * np.minimum(1.0, self.tail_ref / np.exp(mt[:, _TAIL]))
+        z = z_raw
+        if math.isfinite(self.tail_ref):
+            z = z_raw * (self.tail_ref / np.maximum(mt[:, _TAIL], self.tail_ref))
         scoring = (cnt >= self.warmup)[:, None]
         return np.where(scoring, np.minimum(z, self.z_cap), 0.0), z_raw
 
@@ -120,7 +122,8 @@ class RobustSeriesDetector(SeriesDetector):
         cnt, cool = sl[:, _N], sl[:, _COOL]
         first = cnt == 0
         k, step = self._steps(sl, ts, first)
-        kk = k[:, None]
+        # Steady streams advance one usual step per call: scalar decays then, not n powers.
+        kk = 1.0 if bool(np.all(k == 1.0)) else k[:, None]
 
         lvl = np.where(first[:, None], x, mt[:, _LVL])
         mt[:, _LVL] = lvl
@@ -162,7 +165,7 @@ class RobustSeriesDetector(SeriesDetector):
         x: np.ndarray,
         res: np.ndarray,
         cnt: np.ndarray,
-        kk: np.ndarray,
+        kk: np.ndarray | float,
         z_raw: np.ndarray,
     ) -> np.ndarray:
         """Update level, residual centre and spread, and the tail quantile. Returns the value
@@ -174,21 +177,24 @@ class RobustSeriesDetector(SeriesDetector):
         d = res - mt[:, _RMEAN]
         # Bounded once the spread is learnt: while warming up every deviation counts fully.
         warm = (cnt >= self.warmup)[:, None]
-        bound = self.clip * (
-            np.sqrt(var) + self.rel_floor * np.abs(mt[:, _LVL]) + self.abs_floor + 1e-9
-        )
-        bounded = np.where(warm, np.clip(d, -bound, bound), d)
-        xb = x - (d - bounded)
+        if math.isinf(self.clip):
+            bounded, xb = d, x
+        else:
+            spread = np.sqrt(var) + self.rel_floor * np.abs(mt[:, _LVL]) + self.abs_floor + 1e-9
+            bound = self.clip * spread
+            bounded = np.where(warm, np.clip(d, -bound, bound), d)
+            xb = x - (d - bounded)
         mt[:, _RMEAN] = mt[:, _RMEAN] + a * bounded
         mt[:, _RVAR] = (1.0 - a) * (var + a * bounded * bounded)
         lvl = mt[:, _LVL]
         mt[:, _LVL] = lvl + (1.0 - (1.0 - self.alpha_level) ** kk) * (xb - lvl)
-        # The tail level rises by tail_rate on an exceedance and falls by tail_rate * p /
-        # (1 - p) otherwise, so it settles where the surprise exceeds it a share p of steps.
+        # The tail level's log rises by tail_rate on an exceedance and falls by tail_rate * p
+        # / (1 - p) otherwise, so it settles where the surprise exceeds it a share p of steps.
         # A fresh slot starts at the reference, where it has no effect yet.
-        start = np.log(min(self.tail_ref, _TAIL_START_MAX))
-        log_tail = np.where(cnt[:, None] == 0, start, mt[:, _TAIL])
-        hit = z_raw > np.exp(log_tail)
-        up, down = self.tail_rate, self.tail_rate * self.tail_p / (1.0 - self.tail_p)
-        mt[:, _TAIL] = np.where(warm, log_tail + np.where(hit, up, -down), log_tail)
+        tail = np.where(cnt[:, None] == 0, min(self.tail_ref, _TAIL_START_MAX), mt[:, _TAIL])
+        hit = z_raw > tail
+        # Multiplicative steps (constant factors) keep the update free of exp and log.
+        up = math.exp(self.tail_rate)
+        down = math.exp(-self.tail_rate * self.tail_p / (1.0 - self.tail_p))
+        mt[:, _TAIL] = np.where(warm, tail * np.where(hit, up, down), tail)
         return xb

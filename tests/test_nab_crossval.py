@@ -89,6 +89,8 @@ def test_cross_validation_reports_every_fold_and_their_mean(corpus):
         assert f.n_test_windows == 2
         # A clear spike per file: each held-out category is found well above the null.
         assert f.held_out[0].score > 50
+    # Pooling the held-out files of every fold scores all six labelled windows at once.
+    assert len(rep.pooled) == 3 and rep.pooled[0].tp + rep.pooled[0].fn == 6
     mean = rep.mean_held_out()
     assert mean[0] == pytest.approx(np.mean([f.held_out[0].score for f in rep.folds]))
     for name, value in rep.defaults.items():
