@@ -1,28 +1,30 @@
 """Online anomaly scoring for many series, robust to heavy tails and bursts.
 
-`RobustSeriesDetector` keeps the interface and the state layout of `SeriesDetector` (one
-row of numbers per slot, a batch of slots scored with a few dozen array operations) and
-changes how a residual becomes a surprise, because the plain z-score against a running
-variance fires too often on bursty counts and heavy-tailed machine metrics:
+`RobustSeriesDetector` keeps the interface and the per-slot state layout of
+`SeriesDetector` (numbers per slot in numpy arrays, a batch of slots scored with a few
+dozen array operations) and adds what the plain z-score against a running variance lacks
+on bursty counts and heavy-tailed machine metrics:
 
 1. Expectation, as before: a time-of-day profile of running means, falling back to the
    running level for a slice not seen yet.
-2. Robust spread. The spread of the residuals is a running mean absolute deviation, and
-   each update is bounded: a deviation counts for at most `clip` spreads. One burst can
-   then neither blow the spread up (which would hide the next real incident) nor, on its
-   own, shift it much; a lasting change in noise still moves it within `1/alpha_stats`
-   steps.
+2. Spread: the running mean and variance of the residuals, as before, with a longer
+   memory (`alpha_stats`). Optionally every update (spread, level, time-of-day slice) is
+   bounded to `clip` spreads, so one absurd reading can neither blow the spread up and
+   hide the next incident nor bend the profile; a lasting change still gets there, a
+   bounded step at a time. Off by default: leave-one-category-out tuning on NAB never
+   chose it (docs/nab.md).
 3. Per-series burstiness. Each series tracks, online, the level its own surprise exceeds
-   with probability `tail_p` (a stochastic quantile, updated in log space at rate
-   `tail_rate`). Where that level is above what Gaussian noise would give (`tail_ref`),
-   the surprise is divided by the excess: a series whose usual bursts reach 8 spreads needs
-   well over 8 to alarm, while a series with light tails keeps its scale. The quantile
-   only divides, never multiplies, so a near-constant series is not made touchier.
+   in a share `tail_p` of steps (a stochastic quantile whose log moves by `tail_rate`).
+   Where that level is above what Gaussian noise would give (`tail_ref`), the surprise is
+   divided by the excess: a series whose usual bursts reach 8 spreads needs well over 8 to
+   alarm, while a light-tailed series keeps its scale. It only divides, never multiplies,
+   so a near-constant series is not made touchier.
 4. Novelty and calibration, as before: a short average of the surprise minus part of its
    decayed recent peak, squashed into [0, 1], with a refractory damping after a firing.
 
-Every point is scored against the state before it, then learnt. Gaps in `ts` advance the
-decays by the number of usual steps that passed.
+The plain detector's value z-score (`value_weight`) is gone, and with it two rows of
+state. Every point is scored against the state before it, then learnt. Gaps in `ts`
+advance the decays by the number of usual steps that passed.
 """
 
 from __future__ import annotations
@@ -91,8 +93,11 @@ class RobustSeriesDetector(SeriesDetector):
         step = np.where((dt > 0) & ~first, step + 0.01 * (np.minimum(dt, 4.0 * step) - step), step)
         return k, step
 
-    def _surprise(self, mt: np.ndarray, res: np.ndarray, cnt: np.ndarray) -> np.ndarray:
-        """Robust z of the residual, divided by the series' excess burstiness."""
+    def _surprise(
+        self, mt: np.ndarray, res: np.ndarray, cnt: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(z of the residual divided by the series' excess burstiness, for scoring; z as is,
+        for learning the burstiness)."""
         spread = np.sqrt(mt[:, _RVAR])
         floor = self.rel_floor * np.abs(mt[:, _LVL]) + self.abs_floor + 1e-9
         z_raw = np.abs(res - mt[:, _RMEAN]) / (spread + floor)

@@ -124,3 +124,12 @@ def test_gaps_and_heavy_tails_keep_scores_finite_and_in_range():
     ts[1500:] += 10 * 3600
     sc = feed(RobustSeriesDetector(), x, ts)
     assert np.all(np.isfinite(sc)) and np.all((sc >= 0) & (sc <= 1))
+
+
+def test_a_plain_detector_state_is_refused_in_one_line():
+    from detectors.series import SeriesDetector
+
+    plain = SeriesDetector()
+    feed(plain, np.ones(50))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="saved by another series detector"):
+        RobustSeriesDetector().load_state_dict(plain.state_dict())
