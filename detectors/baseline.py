@@ -1,7 +1,7 @@
 """Deviation from the account's own history, per metric.
 
-Each account's per-window metrics form time series scored online by SeriesDetector (the
-same detector `vigil eval nab` measures). Only rises count as suspicious: an account going
+Each account's per-window metrics form time series scored online by RobustSeriesDetector
+(the same detector `vigil eval nab` and `vigil eval nab-cv` measure). Only rises count as suspicious: an account going
 quiet is not misuse. A light per-account average is kept beside it to put a baseline figure
 in the reasons a person reads.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from detectors.base import Explanation
-from detectors.series import SeriesDetector
+from detectors.series_robust import RobustSeriesDetector
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch, fill_nan
 from streams.core.rows import AccountRows
@@ -51,14 +51,14 @@ def metric_values(batch: FeatureBatch) -> np.ndarray:
 
 class BaselineDetector:
     name = "baseline"
-    version = "1"
+    version = "2"
 
     def __init__(self, series_params: dict[str, Any] | None = None, avg_alpha: float = 0.1) -> None:
         # Metrics go in as log1p counts; a floor of 0.5 on their spread keeps a quiet
         # account's first error or first new IP from reading as an extreme spike.
         self.series_params = dict(series_params if series_params is not None else SERIES_DEFAULTS)
         self.avg_alpha = avg_alpha
-        self.series = SeriesDetector(n_metrics=len(METRICS), **self.series_params)
+        self.series = RobustSeriesDetector(n_metrics=len(METRICS), **self.series_params)
         self.rows = AccountRows()  # this detector's own row per account
         self._avg = np.zeros((0, len(METRICS)))
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-DETECTORS = ("series",)
+DETECTORS = ("series_robust", "series")
 
 
 def _parse_params(items: list[str] | None) -> dict[str, float | int]:
@@ -28,9 +28,16 @@ def _default_sibling(data: Path, rel: str) -> Path | None:
 
 def make_detector(name: str, params: dict):
     if name == "series":
-        from detectors.series import SeriesDetector
-
-        return SeriesDetector(n_metrics=1, **params)
+        from detectors.series import SeriesDetector as cls
+    elif name == "series_robust":
+        from detectors.series_robust import RobustSeriesDetector as cls
+    else:
+        cls = None
+    if cls is not None:
+        try:
+            return cls(**{"n_metrics": 1, **params})
+        except TypeError as exc:
+            raise typer.BadParameter(f"bad detector parameter: {exc}") from None
     raise typer.BadParameter(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
 
 
@@ -47,7 +54,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         profiles: Annotated[
             Path | None, typer.Option(help="profiles.json (default: DATA/../profiles.json)")
         ] = None,
-        detector: Annotated[str, typer.Option(help="Detector name")] = "series",
+        detector: Annotated[str, typer.Option(help="Detector name")] = "series_robust",
         param: Annotated[
             list[str] | None, typer.Option("--param", "-p", help="Detector parameter KEY=VALUE")
         ] = None,
@@ -89,3 +96,48 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if labels is None:
             raise typer.BadParameter("--labels is required (no DATA/../labels/ found)")
         sweep_table(data, labels, profiles, factor or [0.5, 0.75, 1.5, 2.0])
+
+    @eval_app.command("nab-cv")
+    def nab_cv(
+        data: Annotated[Path, typer.Option(help="Folder of input CSVs, one folder per category")],
+        out: Annotated[
+            Path | None, typer.Option(help="Write cv.json and cv.txt with every fold here")
+        ] = None,
+        labels: Annotated[
+            Path | None, typer.Option(help="combined_windows.json (default: DATA/../labels/)")
+        ] = None,
+        profiles: Annotated[
+            Path | None, typer.Option(help="profiles.json (default: DATA/../profiles.json)")
+        ] = None,
+        detector: Annotated[str, typer.Option(help="Detector name")] = "series_robust",
+        rounds: Annotated[int, typer.Option(min=1, help="Coordinate-search rounds")] = 2,
+        param: Annotated[
+            list[str] | None,
+            typer.Option("--param", "-p", help="Starting value KEY=VALUE (not searched)"),
+        ] = None,
+    ) -> None:
+        """Leave one category out: tune on the others, score it; every fold and the mean."""
+        from detectors.nab.crossval import run_cv_command
+
+        labels = labels or _default_sibling(data, "labels/combined_windows.json")
+        profiles = profiles or _default_sibling(data, "profiles.json")
+        if labels is None:
+            raise typer.BadParameter("--labels is required (no DATA/../labels/ found)")
+        if detector not in DETECTORS:
+            raise typer.BadParameter(
+                f"unknown detector {detector!r}; known: {', '.join(DETECTORS)}"
+            )
+        given = _parse_params(param)
+        start = make_detector(detector, given).params()
+        start.pop("n_metrics", None)
+        run_cv_command(
+            data,
+            labels,
+            profiles,
+            lambda p: make_detector(detector, p),
+            start,
+            detector,
+            rounds,
+            out,
+            frozenset(given),
+        )
