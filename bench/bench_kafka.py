@@ -141,7 +141,7 @@ def start_worker(cfg_path: Path, data: Path, extra: tuple = ()) -> tuple[subproc
     port = free_port()
     log = (data.parent / f"{data.name}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.kafka", "worker", "--config", str(cfg_path),
+        [sys.executable, "-m", "streams", "worker", "--config", str(cfg_path),
          "--data-dir", str(data), "--web-port", str(port), *extra],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

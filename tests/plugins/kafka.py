@@ -267,7 +267,7 @@ partitions = {partitions}
         cmd = [
             sys.executable,
             "-m",
-            "streams.kafka",
+            "streams",
             "worker",
             "--config",
             str(self.config_path),

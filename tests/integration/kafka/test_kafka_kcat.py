@@ -101,7 +101,7 @@ def test_kcat_events_in_alert_out(kafka_env):
         [
             sys.executable,
             "-m",
-            "streams.kafka",
+            "streams",
             "alerts",
             "tail",
             "--from-beginning",
@@ -119,3 +119,32 @@ def test_kcat_events_in_alert_out(kafka_env):
     ).stdout
     tailed = [orjson.loads(x) for x in tail.splitlines() if x]
     assert {a["alert_id"] for a in tailed} == {a["alert_id"] for a in alerts}
+
+
+def test_every_compression_codec_is_read(kafka_env):
+    # A producer may compress its batches with any codec Kafka knows; librdkafka's kcat
+    # writes each one. A codec the worker cannot read used to stop it on the first batch.
+    kcat = _kcat()
+    env = kafka_env
+    env.write_config(partitions=2)
+    env.create_topics()
+    worker = env.start_worker("w")
+    total = 0
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        lines = [
+            event(f"acct_{codec}_{i % 5}", T0 + i, f"{codec}-{i}", prompt_tokens=10)
+            for i in range(200)
+        ]
+        subprocess.run(
+            [kcat, "-b", env.bootstrap, "-t", env.topic("input"), "-P", "-z", codec],
+            input=b"\n".join(lines) + b"\n",
+            check=True,
+            timeout=60,
+        )
+        total += len(lines)
+        deadline = time.monotonic() + 60
+        while worker.metric_sum("vigil_events_consumed_total") < total:
+            assert worker.alive(), f"{codec}: the worker stopped\n" + worker.log()[-3000:]
+            assert time.monotonic() < deadline, f"{codec}\n" + worker.log()[-3000:]
+            time.sleep(0.3)
+    assert worker.metric_sum("vigil_events_consumed_total") == total

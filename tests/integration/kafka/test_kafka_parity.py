@@ -82,7 +82,7 @@ def _run_worker(env: KafkaEnv, events: Path, partitions: int) -> list[dict]:
         [
             sys.executable,
             "-m",
-            "streams.kafka",
+            "streams",
             "produce",
             str(events),
             "--config",
