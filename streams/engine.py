@@ -22,7 +22,7 @@ from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
 from streams.alerts import Alert, rfc3339
 from streams.campaign import CampaignState
-from streams.codes import CODES_VERSION
+from streams.codes import CODES_VERSION, key_fingerprint, use_key
 from streams.config import VigilConfig
 from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.features import FEATURES, window_features
@@ -82,6 +82,8 @@ class Engine:
         on_features=None,
     ) -> None:
         self.cfg = config or VigilConfig()
+        # Codes are keyed process-wide: every engine of a process shares the key.
+        use_key(self.cfg.engine.hash_key)
         self.metrics = metrics or Metrics()
         self.detectors = (
             detectors if detectors is not None else build_detectors(self.cfg, self.metrics)
@@ -273,6 +275,7 @@ class Engine:
         return {
             "features": FEATURES,
             "codes": CODES_VERSION,
+            "hash_key": key_fingerprint(),
             "table": self.table.state_dict(),
             "campaign": self.campaign.state_dict(),
             "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
@@ -291,6 +294,12 @@ class Engine:
             raise ValueError("checkpoint was written with a different feature set")
         if state.get("codes") != CODES_VERSION:
             raise ValueError("checkpoint was written with a different string coding")
+        if state.get("hash_key") != key_fingerprint():
+            raise ValueError(
+                f"checkpoint was written under another hash key (fingerprint "
+                f"{state.get('hash_key')}, this process {key_fingerprint()}): "
+                "set engine.hash_key / VIGIL_HASH_KEY to the key it was written with"
+            )
         self.table.load_state_dict(state["table"])
         self.campaign.load_state_dict(state["campaign"])
         for k, d in self.detectors.items():
