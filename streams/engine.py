@@ -200,7 +200,10 @@ class Engine:
         return out
 
     def _close_window(self, ev: EventBatch, start: float, end: float) -> Output:
+        moved = self.table.collisions
         batch, groups = window_features(ev, start, end, self.table, self.campaign)
+        if self.table.collisions > moved:  # streams/identity.py kept two accounts apart
+            self.metrics.account_collisions.inc(self.table.collisions - moved)
         if self.on_features is not None:
             self.on_features(batch)
         scores: dict[str, np.ndarray] = {}

@@ -71,6 +71,7 @@ def test_an_attackers_colliding_account_does_not_alert_in_the_victims_name(weak_
     assert farming and {a.account_id for a in farming} == {"forged_account"}
     table = engine.table
     assert table.collisions == 1 and len(table) == 2
+    assert engine.metrics.registry.get_sample_value("vigil_account_code_collisions_total") == 1
     victim = table.ids.index("acct_000141")
     assert table.plan[victim] == 3  # enterprise
     ips = decode_lines([line(ip="198.51.100.7")], now_ts=T0)[0].ip[0]
