@@ -1,10 +1,12 @@
 /* The fast path of the input contract: JSON lines straight into numeric columns.
  *
- * Every string field becomes a 64-bit code (a hash that is the same in every process), so
- * a batch carries no Python object per field. The parser accepts only what it can decode
- * exactly as the reference decoder in streams/contract.py would; anything else (escapes,
- * nulls, odd timestamps, duplicate keys, wrong types, malformed JSON) is marked for that
- * slower path, which also gives every reject its reason. Nothing is judged here.
+ * Every string field becomes a 64-bit code (SipHash-2-4 under the deployment's key, the
+ * same in every process given that key), so a batch carries no Python object per field.
+ * The parser accepts only what it can decode exactly as the reference decoder in
+ * streams/contract.py would; anything else (escapes, nulls, odd timestamps, duplicate
+ * keys, wrong types, malformed JSON, lines beyond the contract's depth, width or length
+ * limits) is marked for that slower path, which also gives every reject its reason.
+ * Nothing is judged here.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -1,10 +1,10 @@
 """Raw JSON lines in, a columnar batch of accepted events and the dead letters out.
 
 Decoding is the hottest path in Vigil. The compiled decoder (`streams/_decode.c`) turns a
-whole batch into numeric columns in one call: every string field becomes a 64-bit code,
-the same in every process, so no Python object is made per field. The few lines it cannot
-take exactly go one by one through the reference decoder in `streams/contract.py`, which
-also gives every reject its reason. The strings behind the codes are read back from the
+whole batch into numeric columns in one call: every string field becomes a 64-bit keyed
+code, the same in every process given the same key, so no Python object is made per
+field. The few lines it cannot take exactly go one by one through the reference decoder
+in `streams/contract.py`, which also gives every reject its reason. The strings behind the codes are read back from the
 raw lines only where a person will see them (reasons, campaign evidence, snapshots).
 """
 
@@ -55,9 +55,9 @@ TEXT_FIELDS = frozenset(CODE_COLUMNS) - {"subnet", "account_check"}
 class EventBatch:
     """Accepted events, one numpy column per field.
 
-    String fields hold 64-bit keyed codes (0 when absent), `subnet` the code of the IP's /24 or
-    /48 block, `plan` and `finish_reason` the small codes of contract.PLAN_CODES and
-    FINISH_CODES, and `raw` the original lines, from which `texts` reads strings back.
+    String fields hold 64-bit keyed codes (0 when absent), `subnet` the code of the IP's
+    /24 or /48 block, `plan` and `finish_reason` the small codes of contract.PLAN_CODES
+    and FINISH_CODES, and `raw` the original lines, from which `texts` reads strings back.
     """
 
     event_id: np.ndarray
