@@ -22,7 +22,7 @@ from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
 from streams.alerts import Alert, rfc3339
 from streams.campaign import CampaignState
-from streams.codes import CODES_VERSION, key_fingerprint, use_key
+from streams.codes import CODES_VERSION, use_key
 from streams.config import VigilConfig
 from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.features import FEATURES, window_features
@@ -82,8 +82,9 @@ class Engine:
         on_features=None,
     ) -> None:
         self.cfg = config or VigilConfig()
-        # Codes are keyed process-wide: every engine of a process shares the key.
-        use_key(self.cfg.engine.hash_key)
+        # Codes are keyed process-wide: every engine of a process shares the key. Its
+        # fingerprint goes into this engine's checkpoints.
+        self.key_fingerprint = use_key(self.cfg.engine.hash_key)
         self.metrics = metrics or Metrics()
         self.detectors = (
             detectors if detectors is not None else build_detectors(self.cfg, self.metrics)
@@ -278,7 +279,7 @@ class Engine:
         return {
             "features": FEATURES,
             "codes": CODES_VERSION,
-            "hash_key": key_fingerprint(),
+            "hash_key": self.key_fingerprint,
             "table": self.table.state_dict(),
             "campaign": self.campaign.state_dict(),
             "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
@@ -297,10 +298,10 @@ class Engine:
             raise ValueError("checkpoint was written with a different feature set")
         if state.get("codes") != CODES_VERSION:
             raise ValueError("checkpoint was written with a different string coding")
-        if state.get("hash_key") != key_fingerprint():
+        if state.get("hash_key") != self.key_fingerprint:
             raise ValueError(
                 f"checkpoint was written under another hash key (fingerprint "
-                f"{state.get('hash_key')}, this process {key_fingerprint()}): "
+                f"{state.get('hash_key')}, this engine {self.key_fingerprint}): "
                 "set engine.hash_key / VIGIL_HASH_KEY to the key it was written with"
             )
         self.table.load_state_dict(state["table"])

@@ -152,11 +152,18 @@ def test_checkpoints_refuse_another_key(tmp_path: Path) -> None:
     engine = Engine()
     engine.process_lines([line(event_id=f"e{i}", ts=T0 + i) for i in range(10)])
     state = engine.state_dict()
-    assert state["hash_key"] == key_fingerprint()
+    assert state["hash_key"] == key_fingerprint() == engine.key_fingerprint
     other = Engine(config_from_dict({"engine": {"hash_key": OTHER_KEY}}))
     with pytest.raises(ValueError, match="another hash key") as err:
         other.load_state_dict(state)
     assert "\n" not in str(err.value)
+    # The worker's checkpoint format carries the fingerprint through as well.
+    from streams.kafka.checkpoint import decode_state, encode_state
+
+    worker_state = decode_state(encode_state(engine.state_dict(pending=False)))
+    with pytest.raises(ValueError, match="another hash key"):
+        Engine(config_from_dict({"engine": {"hash_key": OTHER_KEY}})).load_state_dict(worker_state)
+    Engine().load_state_dict(worker_state)  # the same key resumes
     # The replay command says so in one line.
     path = tmp_path / "state.pkl"
     path.write_bytes(pickle.dumps(state, protocol=5))
