@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := data/demo
 
-.PHONY: demo test test-unit lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
+.PHONY: demo test test-unit sanitize lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
 
 $(STAMP): pyproject.toml constraints.txt streams/contract/_decode.c streams/kafka/_records.c
 	$(PY) -m venv $(VENV)
@@ -24,11 +24,24 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(MAKE) sanitize
 	$(BIN)/python -m pytest
 
 # The inner loop: no services, under a minute.
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
+
+# The decoder, record-reader and id-set suites and a seeded mutation fuzz of every compiled
+# entry point (over a million inputs at this scale), with the C extensions rebuilt under
+# AddressSanitizer and UndefinedBehaviorSanitizer in a separate folder (tests/sanitize.py).
+SANITIZE_DIR := build/sanitize
+SANITIZE_TESTS := tests/unit/contract/test_decoder_parity.py \
+	tests/unit/contract/test_contract_limits.py tests/unit/kafka/test_routing_top_level.py \
+	tests/unit/contract/test_seen.py tests/unit/kafka/test_fetch.py tests/unit/contract/test_fuzz.py
+sanitize: $(STAMP)
+	$(BIN)/python -m tests.sanitize build $(SANITIZE_DIR)
+	VIGIL_FUZZ_SCALE=3 $(BIN)/python -m tests.sanitize run $(SANITIZE_DIR) -- -q -s \
+		-p no:cacheprovider $(SANITIZE_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,12 +1,13 @@
 /* The fast path of the input contract: JSON lines straight into numeric columns.
  *
- * Every string field becomes a 64-bit code (a hash that is the same in every process), so
- * a batch carries no Python object per field. The parser accepts only what it can decode
- * exactly as the reference decoder in streams/contract/reference.py would; anything else (escapes,
- * nulls, odd timestamps, duplicate keys, wrong types, malformed JSON) is marked for that
- * slower path, which also gives every reject its reason. Nothing is judged here.
+ * Every string field becomes a 64-bit code (SipHash-2-4 under the deployment's key, the
+ * same in every process given that key), so a batch carries no Python object per field.
+ * The parser accepts only what it can decode exactly as the reference decoder in
+ * streams/contract/reference.py would; anything else (escapes, nulls, odd timestamps, duplicate
+ * keys, wrong types, malformed JSON, lines beyond the contract's depth, width or length
+ * limits) is marked for that slower path, which also gives every reject its reason.
+ * Nothing is judged here.
  */
-#define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <locale.h>
@@ -19,47 +20,85 @@
 
 /* Column order; streams/contract/events.py holds the same lists. */
 enum { K_EVENT, K_ACCOUNT, K_ENDPOINT, K_KEY, K_MODEL, K_IP, K_SUBNET, K_COUNTRY, K_UA,
-       K_PROMPT, N_CODES };
+       K_PROMPT, K_CHECK, N_CODES };
 enum { F_TS, F_LATENCY, F_CREATED, F_MODERATION, N_FLOATS };
 enum { I_PROMPT, I_COMPLETION, I_STATUS, N_INTS };
 enum { B_FLAGGED, B_PLAN, B_FINISH, N_SMALL };
 enum { ST_OK = 0, ST_SLOW = 1, ST_TOO_LARGE = 2, ST_EMPTY = 3 };
 
-/* ---- the code of a string ------------------------------------------------------------ */
+/* Limits of the contract (README, "Input contract"); streams/contract/reference.py holds the same
+ * numbers. The fast path takes no line beyond them: the reference decoder rejects those. */
+#define MAX_DEPTH 32     /* nested objects and arrays, the event object included */
+#define MAX_MEMBERS 1000 /* members of one object or items of one array */
+#define MAX_ID_BYTES 256 /* every string field but user_agent */
+#define MAX_UA_BYTES 1024
+
+/* ---- the code of a string: SipHash-2-4 under the deployment's key ------------------- */
+/* Written from the algorithm's definition (Aumasson and Bernstein, "SipHash: a fast
+ * short-input PRF", 2012): without the key, nobody can choose strings whose codes collide,
+ * as they could with the unkeyed hash before it. streams/contract/codes.py derives the keys from
+ * the configured secret and sets them before any decoding; until then codes are refused. */
+static uint64_t code_k0, code_k1;   /* every code */
+static uint64_t check_k0, check_k1; /* the account check, an independent second code */
+static uint64_t account_mask = ~0ULL; /* test-only: fewer account-code bits force collisions */
+static int key_set;
+
 static inline uint64_t load64(const unsigned char *p) {
     return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
            (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
            (uint64_t)p[7] << 56;
 }
 
-static inline uint64_t fmix64(uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                             \
+    do {                                                                                     \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                            \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                               \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                               \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                            \
+    } while (0)
 
-/* 8 bytes at a time, little-endian whatever the host; 0 is kept for "absent". */
-static uint64_t code_of(const unsigned char *p, Py_ssize_t n) {
-    if (n == 0) return 0;
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)n * 0x87c37b91114253d5ULL);
+static uint64_t siphash24(uint64_t k0, uint64_t k1, const unsigned char *p, Py_ssize_t n) {
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
     Py_ssize_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        uint64_t w = load64(p + i) * 0x4cf5ad432745937fULL;
-        w ^= w >> 31;
-        h = (h ^ w) * 0x9fb21c651e98df25ULL;
-        h ^= h >> 29;
+        uint64_t m = load64(p + i);
+        v3 ^= m;
+        SIPROUND; SIPROUND;
+        v0 ^= m;
     }
-    if (i < n) {
-        unsigned char tail[8] = {0};
-        memcpy(tail, p + i, (size_t)(n - i));
-        uint64_t w = load64(tail) * 0x4cf5ad432745937fULL;
-        w ^= w >> 31;
-        h = (h ^ w) * 0x9fb21c651e98df25ULL;
-    }
-    return fmix64(h) | 1;
+    /* The last block: the 0 to 7 bytes left, and the length's low byte on top. */
+    unsigned char last[8] = {0};
+    if (n > i) memcpy(last, p + i, (size_t)(n - i));
+    last[7] = (unsigned char)n;
+    uint64_t m = load64(last);
+    v3 ^= m;
+    SIPROUND; SIPROUND;
+    v0 ^= m;
+    v2 ^= 0xff;
+    SIPROUND; SIPROUND; SIPROUND; SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Codes are odd, so 0 is kept for "absent" (and for an empty slot in streams/contract/_seen.c). */
+static inline uint64_t code_of(const unsigned char *p, Py_ssize_t n) {
+    return n == 0 ? 0 : siphash24(code_k0, code_k1, p, n) | 1;
+}
+
+static inline uint64_t account_code_of(const unsigned char *p, Py_ssize_t n) {
+    return n == 0 ? 0 : (code_of(p, n) & account_mask) | 1;
+}
+
+static inline uint64_t check_of(const unsigned char *p, Py_ssize_t n) {
+    return n == 0 ? 0 : siphash24(check_k0, check_k1, p, n) | 1;
+}
+
+static int key_ready(void) {
+    if (key_set) return 1;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "no hash key set: import streams.contract.codes (it sets the configured key) first");
+    return 0;
 }
 
 /* The /24 (IPv4) or /48 (IPv6) block, spelled as streams.contract.codes.subnet_of spells it. */
@@ -71,7 +110,7 @@ static int subnet_code(const unsigned char *p, Py_ssize_t n, uint64_t *out) {
         if (p[i] == '.') { dot = 1; last_dot = i; }
         else if (p[i] == ':' && ++colon == 3) third_colon = i;
     }
-    unsigned char buf[256];
+    unsigned char buf[MAX_ID_BYTES + 8];
     Py_ssize_t k;
     const char *suffix;
     if (dot && !colon) { k = last_dot; suffix = ".0/24"; }
@@ -93,6 +132,18 @@ static inline cur ws(cur p, cur e) {
 
 static inline int hexd(unsigned char c) {
     return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'f');
+}
+
+/* The code unit of a \\uXXXX escape at q (6 bytes available), or -1. */
+static long unit(cur q, cur e) {
+    if (e - q < 6 || q[0] != '\\' || q[1] != 'u') return -1;
+    long v = 0;
+    for (int i = 2; i < 6; i++) {
+        unsigned char c = q[i];
+        if (!hexd(c)) return -1;
+        v = v * 16 + (c <= '9' ? c - '0' : (c | 32) - 'a' + 10);
+    }
+    return v;
 }
 
 /* One UTF-8 sequence at p (lead byte >= 0x80); its length, or 0 if invalid. */
@@ -131,8 +182,15 @@ static cur string(cur p, cur e, cur *s, Py_ssize_t *n, int *esc) {
             if (q + 1 >= e) return NULL;
             unsigned char x = q[1];
             if (x == 'u') {
-                if (e - q < 6 || !hexd(q[2]) || !hexd(q[3]) || !hexd(q[4]) || !hexd(q[5]))
-                    return NULL;
+                /* A surrogate must come as a high-low pair, as the reference decoder
+                 * requires: a lone one is not text, and such a line is rejected there. */
+                long u = unit(q, e);
+                if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return NULL;
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    long lo = unit(q + 6, e);
+                    if (lo < 0xDC00 || lo > 0xDFFF) return NULL;
+                    q += 6;
+                }
                 q += 6;
             } else if (strchr("\"\\/bfnrt", x) && x) {
                 q += 2;
@@ -209,13 +267,16 @@ static cur next_member(cur p, cur e, unsigned char close, int *done) {
 
 static cur skip_value(cur p, cur e, int depth);
 
+/* `depth` is the level of the container opened at p (the event object is level 1). */
 static cur skip_container(cur p, cur e, int depth, unsigned char close) {
-    int done;
+    int done, members = 0;
+    if (depth > MAX_DEPTH) return NULL;
     if (!(p = open_container(p, e, close == '}' ? '{' : '[', close, &done))) return NULL;
     while (!done) {
         cur s;
         Py_ssize_t n;
         int esc;
+        if (++members > MAX_MEMBERS) return NULL;
         if (close == '}' && !(p = member_key(p, e, &s, &n, &esc))) return NULL;
         if (!(p = skip_value(p, e, depth + 1))) return NULL;
         if (!(p = next_member(p, e, close, &done))) return NULL;
@@ -223,8 +284,9 @@ static cur skip_container(cur p, cur e, int depth, unsigned char close) {
     return p;
 }
 
+/* A value at p; a container opened there would be at level `depth`. */
 static cur skip_value(cur p, cur e, int depth) {
-    if (p >= e || depth > 64) return NULL;
+    if (p >= e) return NULL;
     cur s;
     Py_ssize_t n;
     int esc, is_int;
@@ -336,8 +398,12 @@ static int rfc3339(const unsigned char *s, Py_ssize_t n, double *out) {
     }
     if (i != n) return -1;
     int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
-    /* As datetime.timestamp() computes it: whole microseconds, then one division. */
-    *out = (double)(secs * 1000000 + us) / 1e6;
+    /* As datetime.timestamp() computes it: whole microseconds, then one correctly rounded
+     * division. That is one IEEE division only while the microseconds convert to a double
+     * exactly (below 2^53, about 1685 to 2255); further out the reference decoder decides. */
+    int64_t total = secs * 1000000 + us;
+    if (total >= ((int64_t)1 << 53) || total <= -((int64_t)1 << 53)) return -1;
+    *out = (double)total / 1e6;
     return 0;
 }
 
@@ -439,14 +505,14 @@ static void defaults(Columns *c, Py_ssize_t i) {
 static int event(cur p, cur e, Columns *c, Py_ssize_t i) {
     Py_ssize_t n = c->n;
     uint32_t seen = 0;
-    int done;
+    int done, members = 0;
     defaults(c, i);
     if (!(p = open_container(ws(p, e), e, '{', '}', &done)) || done) return -1;
     while (!done) {
         cur s;
         Py_ssize_t sn;
         int esc;
-        if (!(p = member_key(p, e, &s, &sn, &esc))) return -1;
+        if (++members > MAX_MEMBERS || !(p = member_key(p, e, &s, &sn, &esc))) return -1;
         int f = esc ? X_UNKNOWN : field_of(s, sn);
         if (f != X_UNKNOWN) {
             if (seen & (1u << f)) return -1;  /* a repeated field: the slow path decides */
@@ -456,7 +522,7 @@ static int event(cur p, cur e, Columns *c, Py_ssize_t i) {
         case X_UNKNOWN:
             /* An escaped key may spell a known field; only the slow path can tell. */
             if (esc) return -1;
-            p = skip_value(p, e, 0);
+            p = skip_value(p, e, 2);
             break;
         case X_TS: p = read_time(p, e, &c->floats[F_TS * n + i]); break;
         case X_CREATED: p = read_time(p, e, &c->floats[F_CREATED * n + i]); break;
@@ -482,9 +548,16 @@ static int event(cur p, cur e, Columns *c, Py_ssize_t i) {
             break;
         default: {  /* the string fields */
             if (p >= e || *p != '"' || !(p = string(p, e, &s, &sn, &esc)) || esc) return -1;
+            /* Unescaped, the raw length is the UTF-8 length the contract caps. */
+            if (sn > (f == X_UA ? MAX_UA_BYTES : MAX_ID_BYTES)) return -1;
             if (f == X_PLAN) { c->small[B_PLAN * n + i] = (uint8_t)small_code(s, sn, 0); break; }
             if (f == X_FINISH) { c->small[B_FINISH * n + i] = (uint8_t)small_code(s, sn, 1); break; }
             if ((f == X_EVENT || f == X_ACCOUNT) && sn == 0) return -1;
+            if (f == X_ACCOUNT) {
+                c->codes[K_ACCOUNT * n + i] = account_code_of(s, sn);
+                c->codes[K_CHECK * n + i] = check_of(s, sn);
+                break;
+            }
             c->codes[CODE_OF_FIELD[f] * n + i] = code_of(s, sn);
             if (f == X_IP && subnet_code(s, sn, &c->codes[K_SUBNET * n + i])) return -1;
         }
@@ -545,6 +618,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Py_ssize_t max_bytes;
     Held h;
     if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &lines, &max_bytes)) return NULL;
+    if (!key_ready()) return NULL;
     if (held_take(lines, &h)) return NULL;
     Py_ssize_t n = h.n;
     for (Py_ssize_t i = 0; i < n; i++)
@@ -603,11 +677,11 @@ static PyObject *field_text(cur p, cur e, const char *name, Py_ssize_t name_len)
                 if (!(p = string(p, e, &v, &vn, &vesc)) || vesc) goto slow;
                 found = PyUnicode_DecodeUTF8((const char *)v, vn, NULL);
             } else {
-                if (!(p = skip_value(p, e, 0))) goto slow;
+                if (!(p = skip_value(p, e, 2))) goto slow;
                 found = PyUnicode_FromStringAndSize("", 0);
             }
             if (!found) { PyErr_Clear(); goto slow; }
-        } else if (!(p = skip_value(p, e, 0))) {
+        } else if (!(p = skip_value(p, e, 2))) {
             goto slow;
         }
         if (!(p = next_member(p, e, '}', &done))) goto slow;
@@ -656,18 +730,74 @@ fail:
     return NULL;
 }
 
-static PyObject *code(PyObject *self, PyObject *arg) {
-    if (PyUnicode_Check(arg)) {
-        PyObject *b = PyUnicode_AsEncodedString(arg, "utf-8", "surrogatepass");
-        if (!b) return NULL;
-        uint64_t h = code_of((cur)PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
-        Py_DECREF(b);
-        return PyLong_FromUnsignedLongLong(h);
-    }
-    if (PyBytes_Check(arg))
-        return PyLong_FromUnsignedLongLong(code_of((cur)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
-    PyErr_Format(PyExc_TypeError, "code() takes str or bytes, not %s", Py_TYPE(arg)->tp_name);
+/* The UTF-8 bytes of a str (lone surrogates passed through) or bytes, as a new bytes. */
+static PyObject *utf8_of(PyObject *arg, const char *fn) {
+    if (PyUnicode_Check(arg)) return PyUnicode_AsEncodedString(arg, "utf-8", "surrogatepass");
+    if (PyBytes_Check(arg)) return Py_NewRef(arg);
+    PyErr_Format(PyExc_TypeError, "%s() takes str or bytes, not %s", fn, Py_TYPE(arg)->tp_name);
     return NULL;
+}
+
+static PyObject *code(PyObject *self, PyObject *arg) {
+    if (!key_ready()) return NULL;
+    PyObject *b = utf8_of(arg, "code");
+    if (!b) return NULL;
+    uint64_t h = code_of((cur)PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+    Py_DECREF(b);
+    return PyLong_FromUnsignedLongLong(h);
+}
+
+/* account_codes(s) -> (code, check): an account id's code, as the account_id column holds
+ * it, and its independent check code (the account_check column). */
+static PyObject *account_codes(PyObject *self, PyObject *arg) {
+    if (!key_ready()) return NULL;
+    PyObject *b = utf8_of(arg, "account_codes");
+    if (!b) return NULL;
+    cur p = (cur)PyBytes_AS_STRING(b);
+    Py_ssize_t n = PyBytes_GET_SIZE(b);
+    PyObject *out = Py_BuildValue("(KK)", (unsigned long long)account_code_of(p, n),
+                                  (unsigned long long)check_of(p, n));
+    Py_DECREF(b);
+    return out;
+}
+
+/* set_key(key, account_bits=64): the 32 key bytes (16 for codes, 16 for account checks).
+ * account_bits < 64 keeps only that many low bits of account codes: a test-only mode in
+ * which accounts collide often, to show that colliding identities are kept apart. It must
+ * not be called while another thread decodes. */
+static PyObject *set_key(PyObject *self, PyObject *args) {
+    Py_buffer key;
+    int bits = 64;
+    if (!PyArg_ParseTuple(args, "y*|i", &key, &bits)) return NULL;
+    if (key.len != 32 || bits < 1 || bits > 64) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "set_key needs 32 key bytes and 1 to 64 account bits");
+        return NULL;
+    }
+    const unsigned char *k = key.buf;
+    code_k0 = load64(k);
+    code_k1 = load64(k + 8);
+    check_k0 = load64(k + 16);
+    check_k1 = load64(k + 24);
+    account_mask = bits == 64 ? ~0ULL : (((uint64_t)1 << bits) - 1);
+    key_set = 1;
+    PyBuffer_Release(&key);
+    Py_RETURN_NONE;
+}
+
+/* siphash24(key16, data) -> int: the bare PRF, for its published test vectors. */
+static PyObject *siphash(PyObject *self, PyObject *args) {
+    Py_buffer key, data;
+    if (!PyArg_ParseTuple(args, "y*y*", &key, &data)) return NULL;
+    PyObject *out = NULL;
+    if (key.len != 16)
+        PyErr_SetString(PyExc_ValueError, "siphash24 needs a 16-byte key");
+    else
+        out = PyLong_FromUnsignedLongLong(siphash24(load64(key.buf), load64((cur)key.buf + 8),
+                                                    data.buf, data.len));
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&data);
+    return out;
 }
 
 /* ---- routing ------------------------------------------------------------------------ */
@@ -697,14 +827,37 @@ static uint32_t murmur2(const unsigned char *d, Py_ssize_t n) {
     return h;
 }
 
+/* The top-level "account_id" of a record, read as the decoder reads it: 1 with [*a, *an)
+ * set to its raw string; 0 where only a full parse can tell (escapes, a repeated or
+ * non-string account_id, anything malformed). A nested or quoted "account_id" inside
+ * another field is skipped with that field. */
+static int top_account(cur p, cur e, cur *a, Py_ssize_t *an) {
+    int done, found = 0;
+    if (!(p = open_container(ws(p, e), e, '{', '}', &done))) return 0;
+    while (!done) {
+        cur s;
+        Py_ssize_t n;
+        int esc;
+        if (!(p = member_key(p, e, &s, &n, &esc)) || esc) return 0;
+        if (n == 10 && !memcmp(s, "account_id", 10)) {
+            /* repeated: the last one wins in the decoder; let the full parse say which */
+            if (found || p >= e || *p != '"') return 0;
+            if (!(p = string(p, e, a, an, &esc)) || esc || *an == 0) return 0;
+            found = 1;
+        } else if (!(p = skip_value(p, e, 2))) {
+            return 0;
+        }
+        if (!(p = next_member(p, e, '}', &done))) return 0;
+    }
+    return found && ws(p, e) == e;
+}
+
 /* partitions(values, n) -> bytes of int32: the partition of each record's account as the
- * default partitioner places it; -1 for an empty record, -2 where the account is not in
- * the plain form '"account_id":"..."' and the caller must parse the record. */
+ * default partitioner places it; -1 for an empty record, -2 where the caller must parse
+ * the record to find its top-level account_id (see top_account). */
 static PyObject *partitions(PyObject *self, PyObject *args) {
     PyObject *values;
     int parts;
-    static const char mark[] = "\"account_id\":\"";
-    const Py_ssize_t mlen = sizeof mark - 1;
     if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &values, &parts)) return NULL;
     if (parts < 1) {
         PyErr_SetString(PyExc_ValueError, "partitions must be >= 1");
@@ -723,14 +876,10 @@ static PyObject *partitions(PyObject *self, PyObject *args) {
         const unsigned char *p = h.starts[i];
         Py_ssize_t len = h.lens[i];
         if (len == -1 || len == 0) { o[i] = -1; continue; }
-        o[i] = -2;
-        if (len < 0) continue;
-        const unsigned char *at = memmem(p, (size_t)len, mark, (size_t)mlen);
-        if (!at) continue;
-        const unsigned char *a = at + mlen, *e = p + len;
-        const unsigned char *q = memchr(a, '"', (size_t)(e - a));
-        if (!q || q == a || memchr(a, '\\', (size_t)(q - a))) continue;
-        o[i] = (int32_t)((murmur2(a, q - a) & 0x7fffffff) % (uint32_t)parts);
+        cur a;
+        Py_ssize_t an;
+        if (len < 0 || !top_account(p, p + len, &a, &an)) { o[i] = -2; continue; }
+        o[i] = (int32_t)((murmur2(a, an) & 0x7fffffff) % (uint32_t)parts);
     }
     Py_END_ALLOW_THREADS
     held_free(&h);
@@ -740,6 +889,9 @@ static PyObject *partitions(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "Decode JSON lines into numeric column buffers."},
     {"code", code, METH_O, "The 64-bit code of a string (0 for the empty string)."},
+    {"account_codes", account_codes, METH_O, "An account id's code and check code."},
+    {"set_key", set_key, METH_VARARGS, "Set the 32-byte hash key (process-wide)."},
+    {"siphash24", siphash, METH_VARARGS, "SipHash-2-4 of data under a 16-byte key."},
     {"texts", texts, METH_VARARGS, "One string field of some lines, None where unsure."},
     {"partitions", partitions, METH_VARARGS, "The partition of each record's account."},
     {NULL, NULL, 0, NULL},

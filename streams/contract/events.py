@@ -1,10 +1,10 @@
 """Raw JSON lines in, a columnar batch of accepted events and the dead letters out.
 
 Decoding is the hottest path in Vigil. The compiled decoder (`streams/contract/_decode.c`) turns a
-whole batch into numeric columns in one call: every string field becomes a 64-bit code,
-the same in every process, so no Python object is made per field. The few lines it cannot
-take exactly go one by one through the reference decoder in `streams/contract/reference.py`, which
-also gives every reject its reason. The strings behind the codes are read back from the
+whole batch into numeric columns in one call: every string field becomes a 64-bit keyed
+code, the same in every process given the same key, so no Python object is made per
+field. The few lines it cannot take exactly go one by one through the reference decoder
+in `streams/contract/reference.py`, which also gives every reject its reason. The strings behind the codes are read back from the
 raw lines only where a person will see them (reasons, campaign evidence, snapshots).
 """
 
@@ -41,22 +41,23 @@ CODE_COLUMNS = (
     "country",
     "user_agent",
     "prompt_hash",
+    "account_check",
 )
 FLOAT_COLUMNS = ("ts", "latency_ms", "account_created", "moderation")
 INT_COLUMNS = ("prompt_tokens", "completion_tokens", "status")
 SMALL_COLUMNS = ("flagged", "plan", "finish_reason")
 _OK, _SLOW, _TOO_LARGE, _EMPTY = range(4)
 # Columns whose codes stand for strings a person may need to read back.
-TEXT_FIELDS = frozenset(CODE_COLUMNS) - {"subnet"}
+TEXT_FIELDS = frozenset(CODE_COLUMNS) - {"subnet", "account_check"}
 
 
 @dataclass
 class EventBatch:
     """Accepted events, one numpy column per field.
 
-    String fields hold 64-bit codes (0 when absent), `subnet` the code of the IP's /24 or
-    /48 block, `plan` and `finish_reason` the small codes of contract.PLAN_CODES and
-    FINISH_CODES, and `raw` the original lines, from which `texts` reads strings back.
+    String fields hold 64-bit keyed codes (0 when absent), `subnet` the code of the IP's
+    /24 or /48 block, `plan` and `finish_reason` the small codes of contract.PLAN_CODES
+    and FINISH_CODES, and `raw` the original lines, from which `texts` reads strings back.
     """
 
     event_id: np.ndarray
@@ -69,6 +70,9 @@ class EventBatch:
     country: np.ndarray
     user_agent: np.ndarray
     prompt_hash: np.ndarray
+    account_check: (
+        np.ndarray
+    )  # a second, independent code of account_id (streams/features/identity.py)
     ts: np.ndarray
     latency_ms: np.ndarray
     account_created: np.ndarray
@@ -193,6 +197,12 @@ def decode_lines(
                 keep[i] = False
             except OverflowError:
                 dead.append(DeadLetter(ln, "wrong_type", "an integer field is out of range"))
+                keep[i] = False
+            except Exception as exc:  # noqa: BLE001
+                # No line may stop a batch, whatever it holds: a reference-decoder bug
+                # would otherwise drop every event of it. The fuzz tests require that
+                # this never happens (the detail says so when it does).
+                dead.append(DeadLetter(ln, "malformed_json", f"undecodable: {exc!r}"))
                 keep[i] = False
     future = floats[0] > now_ts + max_future_s
     if future.any():

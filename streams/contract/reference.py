@@ -16,23 +16,44 @@ import msgspec
 import numpy as np
 import orjson
 
-from streams.contract._decode import code
-from streams.contract.codes import subnet_of
+from streams.contract.codes import account_codes, code, subnet_of
 
 # Small codes the fast path writes too; a change here must be made in _decode.c as well.
 PLAN_CODES = {"": 0, "free": 1, "payg": 2, "enterprise": 3}
 FINISH_CODES = {"": 0, "stop": 1, "length": 2, "content_filter": 3, "tool_calls": 4}
 FINISH_OTHER = 5
 
+# Limits of the contract (README, "Input contract"); _decode.c holds the same numbers.
+MAX_DEPTH = 32  # nested objects and arrays, the event object included
+MAX_MEMBERS = 1000  # members of one object or items of one array
+MAX_ID_BYTES = 256  # UTF-8 bytes of every string field but user_agent
+MAX_UA_BYTES = 1024
+STRING_FIELDS = (
+    "event_id",
+    "account_id",
+    "endpoint",
+    "api_key_id",
+    "model",
+    "ip",
+    "country",
+    "user_agent",
+    "plan",
+    "finish_reason",
+    "prompt_hash",
+)
+
 # Reasons an event is rejected; a closed set so metrics stay bounded.
 REJECT_REASONS = (
     "too_large",
+    "too_deep",
+    "too_wide",
     "invalid_utf8",
     "malformed_json",
     "not_an_object",
     "missing_field",
     "wrong_type",
     "negative_tokens",
+    "too_long",
     "bad_timestamp",
     "future_timestamp",
     "too_late",
@@ -169,12 +190,73 @@ def check(line: bytes) -> None:
         _opt(d, key, str, "")
 
 
+def _shape(d: object) -> None:
+    """Reject a parsed line nested deeper or wider than the contract allows.
+
+    Iterative, so no depth of nesting can exhaust the interpreter's stack.
+    """
+    stack = [(d, 1)]
+    while stack:
+        v, level = stack.pop()
+        if level > MAX_DEPTH:
+            raise Reject("too_deep", f"nested over {MAX_DEPTH} levels")
+        if len(v) > MAX_MEMBERS:
+            kind = "an object" if type(v) is dict else "an array"
+            raise Reject("too_wide", f"{kind} with {len(v)} members (limit {MAX_MEMBERS})")
+        for x in v.values() if type(v) is dict else v:
+            if type(x) is dict or type(x) is list:
+                stack.append((x, level + 1))
+
+
+def check_shape(line: bytes) -> None:
+    """Reject the line if its nesting is deeper or wider than the contract allows.
+
+    A line with few brackets and commas cannot break either limit: that is most lines,
+    and counting is cheap. The others are parsed (the parser has its own depth limit,
+    far above ours) and walked. A line that does not parse is left to `check`, which
+    names what is wrong, unless its parser stopped at its own depth limit.
+    """
+    opens = line.count(b"[") + line.count(b"{")
+    if opens <= MAX_DEPTH and line.count(b",") < MAX_MEMBERS:
+        return
+    try:
+        d = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) and _is_utf8(line):
+            raise Reject("too_deep", f"nested over {MAX_DEPTH} levels") from None
+        return
+    if type(d) is dict or type(d) is list:
+        _shape(d)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_lengths(e: Event) -> None:
+    """Reject identifiers over their caps: they are kept in memory for days."""
+    for key in STRING_FIELDS:
+        v = getattr(e, key)
+        cap = MAX_UA_BYTES if key == "user_agent" else MAX_ID_BYTES
+        # A character is at most 4 UTF-8 bytes: only long strings need encoding.
+        if len(v) * 4 > cap and len(v.encode("utf-8", "surrogatepass")) > cap:
+            raise Reject("too_long", f"{key}: over {cap} UTF-8 bytes")
+
+
 def decode_event(line: bytes) -> Event:
     """The line as an Event, or Reject with the reason."""
+    check_shape(line)
     try:
-        return _DECODER.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        e = _DECODER.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         pass
+    else:
+        check_lengths(e)
+        return e
     check(line)
     # Valid by the contract but not by the strict decoder: explicit nulls for optional
     # fields, or a timestamp form only datetime.fromisoformat reads. Drop nulls, convert.
@@ -182,9 +264,11 @@ def decode_event(line: bytes) -> Event:
     if isinstance(d.get("ts"), str):
         d["ts"] = parse_ts(d["ts"], "ts")
     try:
-        return msgspec.convert(d, Event, strict=False)
+        e = msgspec.convert(d, Event, strict=False)
     except msgspec.ValidationError as exc:
         raise Reject("wrong_type", str(exc)) from None
+    check_lengths(e)
+    return e
 
 
 def row(e: Event) -> tuple[list[int], list[float], list[int], list[int]]:
@@ -194,9 +278,10 @@ def row(e: Event) -> tuple[list[int], list[float], list[int], list[int]]:
         np.nan if e.account_created is None else parse_ts(e.account_created, "account_created")
     )
     mod = max(e.moderation.values()) if e.moderation else np.nan
+    account, account_check = account_codes(e.account_id)
     codes = [
         code(e.event_id),
-        code(e.account_id),
+        account,
         code(e.endpoint),
         code(e.api_key_id),
         code(e.model),
@@ -205,6 +290,7 @@ def row(e: Event) -> tuple[list[int], list[float], list[int], list[int]]:
         code(e.country),
         code(e.user_agent),
         code(e.prompt_hash),
+        account_check,
     ]
     floats = [ts, float(e.latency_ms), created, float(mod)]
     ints = [e.prompt_tokens, e.completion_tokens, e.status]

@@ -78,6 +78,9 @@ class EngineConfig:
     dedup_horizon_s: int = 3_600
     campaign_horizon_s: int = 6 * 3_600
     campaign_max_keys: int = 200_000
+    # Secret key of the string codes (streams/contract/codes.py); every process of a deployment
+    # needs the same one. The default is the public demo key.
+    hash_key: str = "vigil-demo-hash-key-not-a-secret"
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,8 @@ def validate(cfg: VigilConfig) -> None:
     for name in ("account_ttl_s", "max_accounts", "max_line_bytes", "dedup_horizon_s"):
         if getattr(e, name) <= 0:
             raise ConfigError(f"engine.{name}: must be > 0")
+    if len(e.hash_key) < 16:
+        raise ConfigError("engine.hash_key: must be at least 16 characters (a random secret)")
     f = cfg.fusion
     if not 0 < f.alert_threshold < 1:
         raise ConfigError("fusion.alert_threshold: must be between 0 and 1")
@@ -345,6 +350,7 @@ ENV_OVERRIDES = {
     "VIGIL_STORE_URL": (None, "store_url"),
     "VIGIL_MODEL_PATH": (None, "model_path"),
     "VIGIL_CONSOLE_SECRET": ("console", "secret"),
+    "VIGIL_HASH_KEY": ("engine", "hash_key"),
 }
 
 

@@ -21,7 +21,7 @@ from detectors.baseline import BaselineDetector
 from detectors.campaign import CampaignDetector
 from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
-from streams.contract.codes import CODES_VERSION
+from streams.contract.codes import CODES_VERSION, use_key
 from streams.contract.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.contract.seen import IdSet, add_new
 from streams.core.alerts import Alert, rfc3339
@@ -98,6 +98,9 @@ class Engine:
         on_features=None,
     ) -> None:
         self.cfg = config or VigilConfig()
+        # Codes are keyed process-wide: every engine of a process shares the key. Its
+        # fingerprint goes into this engine's checkpoints.
+        self.key_fingerprint = use_key(self.cfg.engine.hash_key)
         self.metrics = metrics or Metrics()
         self.detectors = detectors if detectors is not None else build_detectors(self.cfg)
         self.snoozes = snoozes
@@ -218,7 +221,10 @@ class Engine:
         return out
 
     def _close_window(self, ev: EventBatch, start: float, end: float) -> Output:
+        moved = self.table.collisions
         batch, groups = window_features(ev, start, end, self.table, self.campaign)
+        if self.table.collisions > moved:  # streams/features/identity.py kept two accounts apart
+            self.metrics.account_collisions.inc(self.table.collisions - moved)
         if self.on_features is not None:
             self.on_features(batch)
         scores: dict[str, np.ndarray] = {}
@@ -300,6 +306,7 @@ class Engine:
             "format": STATE_FORMAT,
             "features": FEATURES,
             "codes": CODES_VERSION,
+            "hash_key": self.key_fingerprint,
             "table": self.table.state_dict(),
             "campaign": self.campaign.state_dict(),
             "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
@@ -324,6 +331,12 @@ class Engine:
             raise ValueError("checkpoint was written with a different feature set")
         if state.get("codes") != CODES_VERSION:
             raise ValueError("checkpoint was written with a different string coding")
+        if state.get("hash_key") != self.key_fingerprint:
+            raise ValueError(
+                f"checkpoint was written under another hash key (fingerprint "
+                f"{state.get('hash_key')}, this engine {self.key_fingerprint}): "
+                "set engine.hash_key / VIGIL_HASH_KEY to the key it was written with"
+            )
         self.table.load_state_dict(state["table"])
         self.campaign.load_state_dict(state["campaign"])
         for k, d in self.detectors.items():

@@ -89,6 +89,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.account_collisions = Counter(
+            "vigil_account_code_collisions",
+            "Account ids whose code collided with a held account's, kept apart",
+            registry=r,
+        )
         self.events_duplicate = Counter(
             "vigil_events_duplicate", "Events dropped as duplicates of an event_id", registry=r
         )

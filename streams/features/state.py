@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from streams.features.identity import keep_apart
+
 RINGS = {"ip": 32, "subnet": 16, "country": 8, "ua": 8}
 _SCALARS = {
     "last_seen": np.float64,
@@ -19,6 +21,7 @@ _SCALARS = {
     "created": np.float64,
     "windows": np.int32,
     "plan": np.int8,
+    "check": np.uint64,  # the account_check code of the id held (streams/features/identity.py)
 }
 
 
@@ -28,6 +31,7 @@ class AccountTable:
         self.ids: list[str | None] = []  # account id of each slot
         self.codes: list[int] = []  # account code of each slot
         self.free: list[int] = []
+        self.collisions = 0  # identities moved apart (streams/features/identity.py)
         self.capacity = 0
         self.arrays: dict[str, np.ndarray] = {}
         self._grow(capacity)
@@ -64,10 +68,17 @@ class AccountTable:
     def codes_of(self, slots: np.ndarray) -> np.ndarray:
         return np.array([self.codes[s] for s in slots.tolist()], dtype=np.uint64)
 
-    def slots_for(self, codes: np.ndarray, names: Callable[[np.ndarray], list[str]]) -> np.ndarray:
+    def slots_for(
+        self,
+        codes: np.ndarray,
+        names: Callable[[np.ndarray], list[str]],
+        checks: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Slots for these account codes, allocating slots for accounts not yet held.
 
         `names(rows)` gives the account ids of some rows; it is called only for new accounts.
+        With `checks` (the account_check codes), rows of another identity than their code's
+        slot holds get slots of their own (streams/features/identity.py).
         """
         uniq, first, inv = np.unique(codes, return_index=True, return_inverse=True)
         get = self.index.get
@@ -76,7 +87,17 @@ class AccountTable:
             new = [j for j, s in enumerate(slots) if s == -1]
             for j, name in zip(new, names(first[new]), strict=True):
                 slots[j] = self._new_slot(int(uniq[j]), name)
-        return np.array(slots, dtype=np.int64)[inv]
+            if checks is not None:
+                self.check[[slots[j] for j in new]] = checks[first[new]]
+        out = np.array(slots, dtype=np.int64)[inv]
+        if checks is None:
+            return out
+        return keep_apart(self, codes, checks, names, out)
+
+    def new_slot(self, account_code: int, account_id: str, check: int) -> int:
+        s = self._new_slot(account_code, account_id)
+        self.check[s] = check
+        return s
 
     def _new_slot(self, account_code: int, account_id: str) -> int:
         if not self.free:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.contract.codes import code
+from streams.contract.codes import code, key_fingerprint
 from streams.contract.events import EventBatch
 from streams.contract.reference import FINISH_CODES, PLAN_CODES
 from streams.core.batch import FeatureBatch, fill_nan
@@ -68,7 +68,8 @@ MODEL_PRICE = {
     "image-gen-2": 0.04,
 }
 DEFAULT_PRICE = 0.003
-_PRICE_BY_CODE = {code(m): p for m, p in MODEL_PRICE.items()}
+# Codes depend on the process's hash key, so the price table is made per key fingerprint.
+_PRICES_BY_KEY: dict[str, dict[int, float]] = {}
 NEW_ACCOUNT_DAYS = 2.0
 PLAN_NAMES = {v: k for k, v in PLAN_CODES.items()}
 
@@ -131,7 +132,11 @@ def _new_counts(
 
 def _prices(models: np.ndarray) -> np.ndarray:
     uniq, inv = np.unique(models, return_inverse=True)
-    per = [_PRICE_BY_CODE.get(c, DEFAULT_PRICE) for c in uniq.tolist()]
+    fp = key_fingerprint()
+    by_code = _PRICES_BY_KEY.get(fp)
+    if by_code is None:
+        by_code = _PRICES_BY_KEY[fp] = {code(m): p for m, p in MODEL_PRICE.items()}
+    per = [by_code.get(c, DEFAULT_PRICE) for c in uniq.tolist()]
     return np.array(per, dtype=np.float64)[inv]
 
 
@@ -143,7 +148,9 @@ def window_features(
     campaign: CampaignState,
 ) -> tuple[FeatureBatch, Groups]:
     """Features for every account active in one window; updates account history."""
-    slots = table.slots_for(ev.account_id, lambda rows: ev.texts(rows, "account_id"))
+    slots = table.slots_for(
+        ev.account_id, lambda rows: ev.texts(rows, "account_id"), ev.account_check
+    )
     g = group_by_account(slots, ev.ts)
     n = len(g.start)
     X = np.zeros((n, len(FEATURES)))

@@ -73,9 +73,12 @@ def build_worker(
 ) -> Worker:
     from faust.sensors.prometheus import setup_prometheus_sensors
 
+    from streams.contract.codes import DEMO_HASH_KEY
     from streams.engine.metrics import Metrics
 
     kc = config.kafka
+    if config.engine.hash_key == DEMO_HASH_KEY:
+        log.warning("engine.hash_key is the public demo key: set VIGIL_HASH_KEY to a secret")
     metrics = metrics or Metrics()
     wm = WorkerMetrics(metrics.registry)
     if make_engine is None:

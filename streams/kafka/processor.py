@@ -229,7 +229,13 @@ class Processor:
         part = PartitionState(partition, engine)
         if restored is not None:
             state, manifest, journal = restored
-            engine.load_state_dict(state)
+            try:
+                engine.load_state_dict(state)
+            except ValueError as exc:
+                # Another hash key, feature set or coding: resuming would mix codes.
+                # Say why in one line, then crash as for any state that cannot be used.
+                log.critical("partition %d: cannot resume: %s", partition, exc)
+                raise
             engine.restore_pending(journal)
             part.next_offsets = dict(manifest.offsets)
             log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)

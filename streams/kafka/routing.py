@@ -13,12 +13,11 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from streams.contract import _decode
+from streams.contract.reference import Reject, decode_event
 from streams.kafka.fetch import Block
 
 # A record for another partition: its account, raw value and headers.
 Forward = tuple[bytes, bytes, tuple]
-
-_MARK = b'"account_id":"'
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -46,7 +45,8 @@ class Router:
         """Records that belong here, and (account, value, headers) of those that do not.
 
         Anything whose account cannot be read stays here, so the engine dead-letters it.
-        The compiled decoder places the plain records; only the others are read here.
+        The compiled decoder places the plain records by their top-level account_id; only
+        the others (escapes, a repeated account_id, odd JSON) are parsed here.
         """
         where = np.frombuffer(_decode.partitions(block.values, self.partitions), np.int32)
         if ((where == partition) | (where == -1)).all():
@@ -67,19 +67,22 @@ class Router:
 
 
 def account_of(value: bytes | None) -> bytes | None:
-    """The account_id of a raw JSON event, or None when it has none that we can read."""
+    """The top-level account_id of a raw JSON event, as the decoder reads it (the last one
+    if repeated), or None when it has none that we can read.
+
+    A scan for the first `"account_id":"` would also find one nested in another field,
+    or the first of two, and send the event to another account's partition.
+    """
     if not value:
         return None
-    i = value.find(_MARK)
-    if i >= 0:
-        start = i + len(_MARK)
-        end = value.find(b'"', start)
-        if end > start and value.find(b"\\", start, end) < 0:
-            return value[start:end]
-    # Unusual spacing or escapes: take the slow, exact path.
     try:
         d = orjson.loads(value)
     except orjson.JSONDecodeError:
-        return None
+        # orjson refuses a few lines the decoder takes (numbers out of its range in
+        # unknown fields): ask the decoder itself.
+        try:
+            return decode_event(value).account_id.encode("utf-8", "surrogatepass")
+        except Reject:
+            return None
     acct = d.get("account_id") if type(d) is dict else None
     return acct.encode() if type(acct) is str and acct else None
