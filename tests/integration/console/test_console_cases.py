@@ -21,17 +21,6 @@ from tests.console_data import CAMPAIGN, KEY_LEAK, STORM, demo_dataset, storm_da
 TH = Thresholds(0.5)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path: Path) -> AlertStore:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'vigil.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    st = open_store(url)
-    yield st
-    st.close()
-
-
 @pytest.fixture
 def storm(store: AlertStore) -> AlertStore:
     alerts, snaps = storm_dataset()

@@ -15,17 +15,6 @@ from console.store import MIGRATIONS_INI, AlertStore, open_store
 from tests.console_data import CAMPAIGN, KEY_LEAK, T0, demo_dataset
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path: Path) -> AlertStore:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'vigil.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    st = open_store(url)
-    yield st
-    st.close()
-
-
 @pytest.fixture
 def filled(store: AlertStore) -> AlertStore:
     alerts, snaps = demo_dataset()
