@@ -110,6 +110,14 @@ class BaselineDetector:
                 reasons.append(Reason(m, v, base, text))
         return Explanation(None, reasons)
 
+    def reserve_slots(self, n_slots: int) -> None:
+        """Grows the per-slot arrays to exactly n_slots, in step with the account table, so
+        that the engine's byte budget holds for them too."""
+        self.series.ensure_capacity(n_slots, exact=True)
+        grow = n_slots - self._avg.shape[0]
+        if grow > 0:
+            self._avg = np.vstack([self._avg, np.full((grow, len(METRICS)), np.nan)])
+
     def reset_slots(self, slots: np.ndarray) -> None:
         self.series.reset_slots(slots)
         self._ensure(slots)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+MIN_STATE_BUDGET = 16 * 1024**2
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,9 @@ class EngineConfig:
     dedup_horizon_s: int = 3_600
     campaign_horizon_s: int = 6 * 3_600
     campaign_max_keys: int = 200_000
+    # Bytes of engine state (accounts, open windows, dedup ids, campaign indexes) before the
+    # idlest accounts are evicted and open windows closed early; see streams/budget.py.
+    state_budget_bytes: int = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,11 @@ def validate(cfg: VigilConfig) -> None:
     for name in ("account_ttl_s", "max_accounts", "max_line_bytes", "dedup_horizon_s"):
         if getattr(e, name) <= 0:
             raise ConfigError(f"engine.{name}: must be > 0")
+    if e.state_budget_bytes < MIN_STATE_BUDGET:
+        raise ConfigError(
+            f"engine.state_budget_bytes: {e.state_budget_bytes} is below the minimum "
+            f"{MIN_STATE_BUDGET} (16 MiB)"
+        )
     f = cfg.fusion
     if not 0 < f.alert_threshold < 1:
         raise ConfigError("fusion.alert_threshold: must be between 0 and 1")

@@ -21,7 +21,16 @@ from detectors.campaign import CampaignDetector
 from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
 from streams.alerts import Alert, rfc3339
-from streams.campaign import CampaignState
+from streams.budget import (
+    StateBudget,
+    Usage,
+    batch_bytes,
+    campaign_members,
+    measure,
+    report,
+    slots_to_evict,
+)
+from streams.campaign import SIGNALS, CampaignState
 from streams.codes import CODES_VERSION
 from streams.config import VigilConfig
 from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
@@ -91,8 +100,11 @@ class Engine:
         self.clock = clock
         self.on_features = on_features  # called with each window's FeatureBatch (training)
         self.table = AccountTable()
+        self.budget = StateBudget(self.cfg.engine.state_budget_bytes)
+        self.metrics.state_budget.set(self.budget.budget)
+        e = self.cfg.engine
         self.campaign = CampaignState(
-            self.cfg.engine.campaign_horizon_s, self.cfg.engine.campaign_max_keys
+            e.campaign_horizon_s, self.budget.campaign_max_keys(e.campaign_max_keys, len(SIGNALS))
         )
         self.pending: list[EventBatch] = []
         self.max_ts = -np.inf
@@ -100,6 +112,14 @@ class Engine:
         self._seen_ids = (IdSet(), IdSet())  # event id codes: this generation, the last
         self._seen_gen_end = -np.inf
         self._windows_closed = 0
+        # Memory in bytes (streams/budget.py): the open windows' bytes are kept up to date
+        # as events are buffered; the campaign indexes' members are counted now and then.
+        self._open_bytes = 0
+        self._campaign_members = 0
+        self._reserve_slots()
+        self.budget_evicted = 0  # accounts evicted to keep within the budget
+        self.windows_forced = 0  # windows closed early to bound the open windows' bytes
+        self.dedup_turned_early = 0  # dedup generations turned over before their horizon
         # Raw lines and times of events buffered since the last `take_journal()`, kept only
         # when a runner checkpoints the open windows incrementally (the Kafka worker).
         self.journal_pending = False
@@ -139,6 +159,7 @@ class Engine:
             batch = batch.take(np.flatnonzero(~late))
         if len(batch):
             self.pending.append(batch)
+            self._open_bytes += batch_bytes(batch)
             if self.journal_pending:
                 self._journal.append((batch.raw, batch.ts))
             self.max_ts = max(self.max_ts, float(batch.ts.max()))
@@ -146,6 +167,21 @@ class Engine:
         watermark = self.max_ts - self.cfg.engine.allowed_lateness_s
         w = self.cfg.engine.window_s
         out.extend(self._close_until(np.floor(watermark / w) * w))
+        out.extend(self._bound_open_windows())
+        return out
+
+    def _bound_open_windows(self) -> Output:
+        """Close the oldest open windows early while their events pass the budget's share.
+
+        Events that arrive for them later are dead-lettered as `too_late`: counted, never
+        held without bound."""
+        out = Output()
+        w = self.cfg.engine.window_s
+        while self.pending and self.budget.open_windows_over(self._open_bytes):
+            oldest = min(float(b.ts.min()) for b in self.pending)
+            self.windows_forced += 1
+            self.metrics.budget_windows_forced.inc()
+            out.extend(self._close_until(np.floor(oldest / w) * w + w))
         return out
 
     def flush(self) -> Output:
@@ -160,11 +196,16 @@ class Engine:
         if dups:
             self.metrics.events_duplicate.inc(dups)
             batch = batch.take(np.flatnonzero(keep))
-        # Two generations of ids: every id is remembered for at least one horizon.
-        if self.max_ts > self._seen_gen_end:
+        # Two generations of ids: every id is remembered for at least one horizon, unless
+        # they pass their share of the byte budget, which turns them over early (counted).
+        early = self.budget.dedup_over(cur.table.nbytes + prev.table.nbytes)
+        if self.max_ts > self._seen_gen_end or early:
             if self._seen_gen_end > -np.inf:
                 self._seen_ids = (IdSet(), cur)
             self._seen_gen_end = self.max_ts + self.cfg.engine.dedup_horizon_s
+            if early:
+                self.dedup_turned_early += 1
+                self.metrics.budget_dedup_turned.inc()
         return batch
 
     # ---- windows -----------------------------------------------------------------------
@@ -177,6 +218,7 @@ class Engine:
         ready = events.ts < boundary
         rest = np.flatnonzero(~ready)
         self.pending = [events.take(rest)] if len(rest) else []
+        self._open_bytes = batch_bytes(self.pending[0]) if self.pending else 0
         self.closed_until = boundary
         if len(rest) == len(events):
             return out
@@ -198,7 +240,9 @@ class Engine:
         return out
 
     def _close_window(self, ev: EventBatch, start: float, end: float) -> Output:
+        self._make_room(ev)
         batch, groups = window_features(ev, start, end, self.table, self.campaign)
+        self._reserve_slots()
         if self.on_features is not None:
             self.on_features(batch)
         scores: dict[str, np.ndarray] = {}
@@ -226,7 +270,8 @@ class Engine:
         self._windows_closed += 1
         if self._windows_closed % 12 == 0:
             self._evict(end)
-        self.metrics.active_accounts.set(len(self.table))
+        self._campaign_members = campaign_members(self.campaign)
+        report(self.metrics, self.usage(), len(self.table))
         snaps = [WindowSnapshots(batch, groups, ev)] if self.emit_snapshots else []
         return Output(alerts=result.alerts, snapshots=snaps)
 
@@ -234,10 +279,44 @@ class Engine:
         e = self.cfg.engine
         freed = self.table.evict(now, e.account_ttl_s, e.max_accounts)
         if len(freed):
-            base = self.detectors.get("baseline")
-            if isinstance(base, BaselineDetector):
-                base.reset_slots(freed)
+            self._reset_slots(freed)
             self.metrics.accounts_evicted.inc(len(freed))
+
+    def _reserve_slots(self) -> None:
+        """Detectors' per-slot arrays grow in step with the table, never ahead of it, so
+        that the budget's slot limit holds for them too (and the cost of a slot is known
+        from the first window on)."""
+        base = self.detectors.get("baseline")
+        if isinstance(base, BaselineDetector):
+            base.reserve_slots(self.table.capacity)
+
+    def _reset_slots(self, freed: np.ndarray) -> None:
+        """Detectors forget what they hold per slot for accounts the table let go."""
+        base = self.detectors.get("baseline")
+        if isinstance(base, BaselineDetector):
+            base.reset_slots(freed)
+
+    # ---- memory ------------------------------------------------------------------------
+    def usage(self) -> Usage:
+        """Bytes of each part of the state now (streams/budget.py says what counts)."""
+        return measure(
+            self.table,
+            self.detectors,
+            self._open_bytes,
+            self._seen_ids,
+            self.campaign,
+            self._campaign_members,
+        )
+
+    def _make_room(self, ev: EventBatch) -> None:
+        """Evict the idlest accounts not in this window until its new accounts fit the
+        budget; caps the table's growth at what the budget allows."""
+        freed = slots_to_evict(self.budget, self.table, ev.account_id, self.usage())
+        if len(freed):
+            self.table.release(freed)
+            self._reset_slots(freed)
+            self.budget_evicted += len(freed)
+            self.metrics.budget_evicted.inc(len(freed))
 
     # ---- state -------------------------------------------------------------------------
     def take_journal(self) -> tuple[list[bytes], float]:
@@ -268,6 +347,7 @@ class Engine:
         batch, _ = decode_lines(lines, np.inf, e.max_future_s, e.max_line_bytes)
         batch = batch.take(np.flatnonzero(batch.ts >= self.closed_until))
         self.pending = [EventBatch.concat([*self.pending, batch])] if len(batch) else self.pending
+        self._open_bytes = batch_bytes(self.pending[0]) if self.pending else 0
 
     def state_dict(self, pending: bool = True) -> dict[str, Any]:
         return {
@@ -298,6 +378,7 @@ class Engine:
                 d.load_state_dict(state["detectors"][k])
         pending = state["pending"]
         self.pending = [pending] if len(pending) else []
+        self._open_bytes = batch_bytes(pending) if len(pending) else 0
         if self.journal_pending and len(pending):
             self._journal.append((pending.raw, pending.ts))  # a state that carried them
         self.max_ts = state["max_ts"]
