@@ -107,7 +107,9 @@ def main() -> None:
     )
     print(
         f"evicted           : {eng.budget_evicted:,} accounts for the budget, "
-        f"{eng.windows_forced:,} windows closed early; {alerts:,} alerts, {dead:,} dead letters"
+        f"{eng.windows_forced:,} windows closed early, {eng.windows_split:,} scored in parts, "
+        f"{eng.dedup_turned_early:,} early dedup turnovers; {alerts:,} alerts, "
+        f"{dead:,} dead letters"
     )
     print(f"peak RSS          : {rss_mb():,.0f} MB (after start-up {rss_start:,.0f} MB)")
     print(

@@ -19,7 +19,9 @@ Policy when `engine.state_budget_bytes` is reached (see README, "Memory"):
    remembered for less than `engine.dedup_horizon_s`, and each early turn is counted.
 3. The campaign indexes keep at most an eighth of the budget's worth of keys (fewer than
    `engine.campaign_max_keys` when the budget is small); past that, their oldest keys go.
-4. Accounts get the half left. Before a window is featurised, the idlest accounts not in that
+4. Accounts get the half left. A window with more accounts than half the slots that
+   allows (a flood of new ones) is scored in parts by account, each part's accounts then
+   evictable before the next part; such windows are counted. Before a window is featurised, the idlest accounts not in that
    window are evicted until the window's new accounts fit, in slots and in bytes; the
    table's capacity (and with it the detectors' arrays) never grows past what the budget
    allows.
@@ -88,6 +90,15 @@ def array_bytes(obj: Any, depth: int = 2) -> int:
         return sum(walk(v, d - 1) for v in attrs.values()) if isinstance(attrs, dict) else 0
 
     return walk(obj, depth + 1 if isinstance(obj, dict) else depth)
+
+
+def idset_bytes_after(ids: Any, extra: int) -> int:
+    """Bytes of an id set's table once `extra` more ids are added (as IdSet.reserve grows
+    it: to four times what it holds, in powers of two, when it would pass half full)."""
+    need = ids.count + extra
+    if 2 * need <= len(ids.table):
+        return ids.table.nbytes
+    return max(len(ids.table), 1 << (4 * need - 1).bit_length()) * ids.table.itemsize
 
 
 def table_array_bytes(table: AccountTable) -> int:
@@ -207,6 +218,19 @@ def slots_to_evict(
     table.max_capacity = budget.max_capacity(usage.account_arrays / max(table.capacity, 1))
     n = budget.accounts_to_evict(usage, len(table), len(codes) - len(held), table.max_capacity)
     return idlest(table, n, np.asarray(held, dtype=np.int64))
+
+
+def account_parts(account_codes: np.ndarray, limit: int) -> list[np.ndarray] | None:
+    """Rows of a window in parts of at most `limit` accounts each, or None when it fits.
+
+    Accounts are assigned to parts by code, so the split is the same in every replay."""
+    uniq, inv = np.unique(account_codes, return_inverse=True)
+    if len(uniq) <= limit:
+        return None
+    part = inv // max(limit, 1)
+    order = np.argsort(part, kind="stable")
+    cuts = np.flatnonzero(np.diff(part[order])) + 1
+    return np.split(order, cuts)
 
 
 def report(metrics: Any, usage: Usage, held: int) -> None:

@@ -24,8 +24,10 @@ from streams.alerts import Alert, rfc3339
 from streams.budget import (
     StateBudget,
     Usage,
+    account_parts,
     batch_bytes,
     campaign_members,
+    idset_bytes_after,
     measure,
     report,
     slots_to_evict,
@@ -119,6 +121,7 @@ class Engine:
         self._reserve_slots()
         self.budget_evicted = 0  # accounts evicted to keep within the budget
         self.windows_forced = 0  # windows closed early to bound the open windows' bytes
+        self.windows_split = 0  # windows scored in parts, their accounts past the budget
         self.dedup_turned_early = 0  # dedup generations turned over before their horizon
         # Raw lines and times of events buffered since the last `take_journal()`, kept only
         # when a runner checkpoints the open windows incrementally (the Kafka worker).
@@ -190,22 +193,28 @@ class Engine:
         return self._close_until(np.floor(self.max_ts / w) * w + w) if self.pending else Output()
 
     def _dedup(self, batch: EventBatch) -> EventBatch:
+        # Past their share of the byte budget, the generations turn over before the ids
+        # are added (counted): the oldest ids are then remembered for less than a horizon.
+        for _ in range(2):
+            cur, prev = self._seen_ids
+            after = idset_bytes_after(cur, len(batch)) + prev.table.nbytes
+            if not self.budget.dedup_over(after) or self._seen_gen_end == -np.inf:
+                break
+            self._seen_ids = (IdSet(), cur)
+            self._seen_gen_end = self.max_ts + self.cfg.engine.dedup_horizon_s
+            self.dedup_turned_early += 1
+            self.metrics.budget_dedup_turned.inc()
         cur, prev = self._seen_ids
         keep = add_new(cur, prev, batch.event_id)
         dups = len(batch) - int(np.count_nonzero(keep))
         if dups:
             self.metrics.events_duplicate.inc(dups)
             batch = batch.take(np.flatnonzero(keep))
-        # Two generations of ids: every id is remembered for at least one horizon, unless
-        # they pass their share of the byte budget, which turns them over early (counted).
-        early = self.budget.dedup_over(cur.table.nbytes + prev.table.nbytes)
-        if self.max_ts > self._seen_gen_end or early:
+        # Two generations of ids: every id is remembered for at least one horizon.
+        if self.max_ts > self._seen_gen_end:
             if self._seen_gen_end > -np.inf:
                 self._seen_ids = (IdSet(), cur)
             self._seen_gen_end = self.max_ts + self.cfg.engine.dedup_horizon_s
-            if early:
-                self.dedup_turned_early += 1
-                self.metrics.budget_dedup_turned.inc()
         return batch
 
     # ---- windows -----------------------------------------------------------------------
@@ -229,15 +238,26 @@ class Engine:
         events, widx = events.take(ridx[order]), widx[order]  # one copy, sorted by window
         cuts = np.r_[0, np.flatnonzero(np.diff(widx)) + 1, len(widx)]
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            sub = events.slice(a, b)
             start = float(widx[a] * w)
-            try:
-                out.extend(self._close_window(sub, start, start + w))
-            except Exception as exc:  # one bad window must not stop the stream or lose events
-                log.exception("window %s failed", rfc3339(start))
-                detail = f"{type(exc).__name__}: {exc}"
-                out.dead_letters += [DeadLetter(r, "processing_error", detail) for r in sub.raw]
+            for sub in self._account_chunks(events.slice(a, b)):
+                try:
+                    out.extend(self._close_window(sub, start, start + w))
+                except Exception as exc:  # one bad window must not stop the stream or lose events
+                    log.exception("window %s failed", rfc3339(start))
+                    detail = f"{type(exc).__name__}: {exc}"
+                    out.dead_letters += [DeadLetter(r, "processing_error", detail) for r in sub.raw]
         return out
+
+    def _account_chunks(self, ev: EventBatch) -> list[EventBatch]:
+        """The window whole, or, when it holds more accounts than half the slots the budget
+        allows, in parts by account, each scored (and then evictable) before the next."""
+        limit = self.budget.max_capacity(self.usage().account_arrays / self.table.capacity) // 2
+        parts = account_parts(ev.account_id, limit)
+        if parts is None:
+            return [ev]
+        self.windows_split += 1
+        self.metrics.budget_windows_split.inc()
+        return [ev.take(rows) for rows in parts]
 
     def _close_window(self, ev: EventBatch, start: float, end: float) -> Output:
         self._make_room(ev)

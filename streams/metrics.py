@@ -138,6 +138,11 @@ class Metrics:
             "Open windows closed before the watermark passed them, to bound their bytes",
             registry=r,
         )
+        self.budget_windows_split = Counter(
+            "vigil_state_budget_windows_split",
+            "Windows scored in parts by account, holding more accounts than the budget allows",
+            registry=r,
+        )
         self.budget_dedup_turned = Counter(
             "vigil_state_budget_dedup_turnovers",
             "Dedup id generations turned over before their horizon, to bound their bytes",

@@ -114,10 +114,11 @@ def _print_summary(summary, engine: Engine, alerts_path, dead_path) -> None:
         f"{len(engine.table):,} accounts held; {summary.alerts} alerts; "
         f"{summary.dead_letters} dead letters"
     )
-    if summary.budget_evicted or summary.windows_forced:
+    if summary.budget_evicted or summary.windows_forced or summary.dedup_turned:
         typer.echo(
             f"state budget reached: {summary.budget_evicted:,} accounts evicted (idlest first), "
-            f"{summary.windows_forced:,} windows closed early"
+            f"{summary.windows_forced:,} windows closed early, {summary.windows_split:,} "
+            f"scored in parts, {summary.dedup_turned:,} early dedup turnovers"
         )
     if summary.by_category:
         cats = ", ".join(f"{k} {v}" for k, v in summary.by_category.most_common())

@@ -171,3 +171,20 @@ def test_the_per_account_figure_matches_what_python_allocates() -> None:
 
     counted = table_held_bytes(table)
     assert counted == pytest.approx(grew, rel=0.15), (counted, grew)
+
+
+def test_dedup_ids_and_windows_too_big_for_the_budget_stay_within_it() -> None:
+    budget = 16 * 1024**2  # dedup share 2 MiB: about 60k ids at the tables' load
+    eng = _engine(budget, dedup_horizon_s=86_400)
+    lines = flood(200_000, span_s=600)
+    for k in range(0, len(lines), 8192):
+        eng.process_lines(lines[k : k + 8192])
+        assert eng.usage().dedup <= budget // 8
+        assert eng.usage().total <= budget
+    assert eng.dedup_turned_early > 0
+    # 100k new accounts a window, more than the budget holds: scored in parts.
+    assert eng.windows_split > 0 and eng.metrics.budget_windows_split._value.get() > 0
+    assert eng.metrics.budget_dedup_turned._value.get() == eng.dedup_turned_early
+    # The newest ids are still remembered: a replayed event is a duplicate.
+    eng.process_lines(lines[-10:])
+    assert eng.metrics.events_duplicate._value.get() == 10
