@@ -113,8 +113,11 @@ def table_held_bytes(table: AccountTable) -> int:
 
 
 def campaign_bytes(campaign: Any, members: int) -> int:
-    keys = sum(len(idx.members) + len(idx.names) for idx in campaign.index.values())
-    return keys * CAMPAIGN_KEY_BYTES + members * CAMPAIGN_MEMBER_BYTES
+    """The campaign indexes' bytes; `members` is counted hourly, and at least one member
+    per key is counted in between."""
+    keys = sum(len(idx.members) for idx in campaign.index.values())
+    names = sum(len(idx.names) for idx in campaign.index.values())
+    return (keys + names) * CAMPAIGN_KEY_BYTES + max(members, keys) * CAMPAIGN_MEMBER_BYTES
 
 
 def campaign_members(campaign: Any) -> int:
@@ -191,7 +194,7 @@ class StateBudget:
 
 def measure(
     table: AccountTable,
-    detectors: dict[str, Any],
+    detector_bytes: int,
     open_bytes: int,
     seen_ids: tuple[Any, ...],
     campaign: Any,
@@ -199,7 +202,7 @@ def measure(
 ) -> Usage:
     """Bytes of each part of an engine's state."""
     return Usage(
-        account_arrays=table_array_bytes(table) + array_bytes(detectors),
+        account_arrays=table_array_bytes(table) + detector_bytes,
         account_held=table_held_bytes(table),
         open_windows=open_bytes,
         dedup=sum(ids.table.nbytes for ids in seen_ids),
@@ -212,10 +215,12 @@ def slots_to_evict(
 ) -> np.ndarray:
     """Slots to evict before a window with these account codes is featurised, idlest first
     and never one of the window's own accounts; sets the table's growth limit."""
-    codes = np.unique(account_codes).tolist()
-    get = table.index.get
-    held = [s for s in map(get, codes) if s is not None]
     table.max_capacity = budget.max_capacity(usage.account_arrays / max(table.capacity, 1))
+    if budget.accounts_to_evict(usage, len(table), len(account_codes), table.max_capacity) == 0:
+        return np.empty(0, dtype=np.int64)  # fits even if every event were a new account
+    codes = np.unique(account_codes)
+    get = table.index.get
+    held = [s for s in map(get, codes.tolist()) if s is not None]
     n = budget.accounts_to_evict(usage, len(table), len(codes) - len(held), table.max_capacity)
     return idlest(table, n, np.asarray(held, dtype=np.int64))
 
@@ -224,6 +229,8 @@ def account_parts(account_codes: np.ndarray, limit: int) -> list[np.ndarray] | N
     """Rows of a window in parts of at most `limit` accounts each, or None when it fits.
 
     Accounts are assigned to parts by code, so the split is the same in every replay."""
+    if len(account_codes) <= limit:
+        return None
     uniq, inv = np.unique(account_codes, return_inverse=True)
     if len(uniq) <= limit:
         return None
@@ -250,11 +257,13 @@ def report(metrics: Any, usage: Usage, held: int) -> None:
 
 def idlest(table: AccountTable, n: int, keep: np.ndarray) -> np.ndarray:
     """Slots of the `n` held accounts seen longest ago, leaving out the slots in `keep`."""
+    if n <= 0:  # the usual case: no walk over every account held
+        return np.empty(0, dtype=np.int64)
     held = np.fromiter(table.index.values(), dtype=np.int64, count=len(table.index))
     if len(keep):
         held = held[~np.isin(held, keep)]
-    if n <= 0 or len(held) == 0:
-        return held[:0]
+    if len(held) == 0:
+        return held
     if n >= len(held):
         return held
     # Never-scored slots have NaN last_seen: treat them as the idlest.

@@ -25,6 +25,7 @@ from streams.budget import (
     StateBudget,
     Usage,
     account_parts,
+    array_bytes,
     batch_bytes,
     campaign_members,
     idset_bytes_after,
@@ -118,7 +119,9 @@ class Engine:
         # as events are buffered; the campaign indexes' members are counted now and then.
         self._open_bytes = 0
         self._campaign_members = 0
+        self._detector_bytes = 0  # the detectors' arrays: counted as they grow, and hourly
         self._reserve_slots()
+        self._detector_bytes = array_bytes(self.detectors)
         self.budget_evicted = 0  # accounts evicted to keep within the budget
         self.windows_forced = 0  # windows closed early to bound the open windows' bytes
         self.windows_split = 0  # windows scored in parts, their accounts past the budget
@@ -290,7 +293,9 @@ class Engine:
         self._windows_closed += 1
         if self._windows_closed % 12 == 0:
             self._evict(end)
-        self._campaign_members = campaign_members(self.campaign)
+        if self._windows_closed % 12 == 0:  # walks over every key and detector: hourly
+            self._campaign_members = campaign_members(self.campaign)
+            self._detector_bytes = array_bytes(self.detectors)
         report(self.metrics, self.usage(), len(self.table))
         snaps = [WindowSnapshots(batch, groups, ev)] if self.emit_snapshots else []
         return Output(alerts=result.alerts, snapshots=snaps)
@@ -307,8 +312,9 @@ class Engine:
         that the budget's slot limit holds for them too (and the cost of a slot is known
         from the first window on)."""
         base = self.detectors.get("baseline")
-        if isinstance(base, BaselineDetector):
+        if isinstance(base, BaselineDetector) and base.series.capacity < self.table.capacity:
             base.reserve_slots(self.table.capacity)
+            self._detector_bytes = array_bytes(self.detectors)
 
     def _reset_slots(self, freed: np.ndarray) -> None:
         """Detectors forget what they hold per slot for accounts the table let go."""
@@ -321,7 +327,7 @@ class Engine:
         """Bytes of each part of the state now (streams/budget.py says what counts)."""
         return measure(
             self.table,
-            self.detectors,
+            self._detector_bytes,
             self._open_bytes,
             self._seen_ids,
             self.campaign,

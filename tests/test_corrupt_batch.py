@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka.structs import TopicPartition
 from faust.types import TP
 
-from streams.kafka.fetch import Block, BulkPartitionRecords, RawMemoryRecords
+from streams.kafka.fetch import Block, BulkPartitionRecords, CorruptBatch, RawMemoryRecords
 from tests.test_fetch import _batch, _rows
 from tests.test_kafka_units import IN, _processor, _run
 
@@ -57,3 +57,12 @@ def test_a_corrupt_batch_is_dead_lettered_with_partition_and_offset_and_the_stre
         assert part.next_offsets == {IN: 10} and len(part.engine.lines) == 6
 
     _run(scenario())
+
+
+def test_a_bad_batch_already_behind_a_restored_checkpoint_is_not_dead_lettered_twice():
+    bad = CorruptBatch(5, 6, "Invalid CRC", b"\x00" * 30)
+    block = Block([6, 7], [None, None], [b"a", b"b"], [(), ()], [bad])
+    assert block.since(5).corrupt == [bad] and block.since(5) is block
+    assert block.since(6).corrupt == [] and block.since(6).offsets == [6, 7]
+    assert Block([], [], [], [], [bad]).since(6).corrupt == []
+    assert block.end_offset() == 8 and Block([], [], [], [], [bad]).end_offset() == 6

@@ -73,9 +73,9 @@ class Block:
     def since(self, offset: int) -> Block:
         """The records at `offset` or later."""
         i = bisect_left(self.offsets, offset)
-        if i == 0:
+        bad = [c for c in self.corrupt if c.next_offset > offset] if self.corrupt else self.corrupt
+        if i == 0 and len(bad) == len(self.corrupt):
             return self
-        bad = [c for c in self.corrupt if c.next_offset > offset]
         return Block(self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:], bad)
 
     def take(self, rows: Sequence[int]) -> Block:
