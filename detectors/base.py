@@ -50,6 +50,11 @@ class Detector(Protocol):
         """Drop what is kept about these accounts (uint64 codes): the engine evicted them."""
         ...
 
+    def reserve(self, n_accounts: int) -> None:
+        """Size any per-account arrays for n_accounts: the engine calls it as its account
+        table grows, so that no detector's arrays grow ahead of the byte budget."""
+        ...
+
     def params(self) -> dict[str, Any]: ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -61,6 +66,9 @@ class NoAccountState:
     """Mixin for detectors that keep nothing per account."""
 
     def forget(self, accounts: np.ndarray) -> None:
+        return None
+
+    def reserve(self, n_accounts: int) -> None:
         return None
 
 

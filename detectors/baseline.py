@@ -120,6 +120,14 @@ class BaselineDetector:
             self.series.reset_slots(freed)
             self._avg[freed] = np.nan
 
+    def reserve(self, n_accounts: int) -> None:
+        """Size the per-account arrays for exactly n_accounts, in step with the engine's
+        account table, so that its byte budget holds for them too."""
+        self.series.ensure_capacity(n_accounts, exact=True)
+        grow = n_accounts - self._avg.shape[0]
+        if grow > 0:
+            self._avg = np.vstack([self._avg, np.full((grow, len(METRICS)), np.nan)])
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "series": self.series.state_dict(),

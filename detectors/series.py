@@ -115,11 +115,13 @@ class SeriesDetector:
     def params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _PARAMS}
 
-    def ensure_capacity(self, n_slots: int) -> None:
+    def ensure_capacity(self, n_slots: int, exact: bool = False) -> None:
+        """Room for slots below n_slots; `exact` grows to n_slots only, for an owner that
+        sizes its own table under a byte budget (otherwise it doubles)."""
         have = self.capacity
         if n_slots <= have:
             return
-        new = max(n_slots, 2 * have, 64)
+        new = n_slots if exact else max(n_slots, 2 * have, 64)
 
         def grow(arr: np.ndarray, fill: float) -> np.ndarray:
             out = np.full((new,) + arr.shape[1:], fill, dtype=arr.dtype)

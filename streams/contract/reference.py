@@ -58,6 +58,7 @@ REJECT_REASONS = (
     "future_timestamp",
     "too_late",
     "processing_error",
+    "corrupt_batch",  # a Kafka record batch that could not be read (the worker's reader)
 )
 
 

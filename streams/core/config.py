@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+MIN_STATE_BUDGET = 16 * 1024**2
 
 
 class ConfigError(ValueError):
@@ -81,6 +82,9 @@ class EngineConfig:
     # Secret key of the string codes (streams/contract/codes.py); every process of a deployment
     # needs the same one. The default is the public demo key.
     hash_key: str = "vigil-demo-hash-key-not-a-secret"
+    # Bytes of engine state (accounts, open windows, dedup ids, campaign indexes) before the
+    # idlest accounts are evicted and open windows closed early; see streams/engine/budget.py.
+    state_budget_bytes: int = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,11 @@ def validate(cfg: VigilConfig) -> None:
             raise ConfigError(f"engine.{name}: must be > 0")
     if len(e.hash_key) < 16:
         raise ConfigError("engine.hash_key: must be at least 16 characters (a random secret)")
+    if e.state_budget_bytes < MIN_STATE_BUDGET:
+        raise ConfigError(
+            f"engine.state_budget_bytes: {e.state_budget_bytes} is below the minimum "
+            f"{MIN_STATE_BUDGET} (16 MiB)"
+        )
     f = cfg.fusion
     if not 0 < f.alert_threshold < 1:
         raise ConfigError("fusion.alert_threshold: must be between 0 and 1")

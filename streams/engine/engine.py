@@ -27,9 +27,21 @@ from streams.contract.seen import IdSet, add_new
 from streams.core.alerts import Alert, rfc3339
 from streams.core.batch import fill_nan
 from streams.core.config import ConfigError, VigilConfig
+from streams.engine.budget import (
+    StateBudget,
+    Usage,
+    account_parts,
+    array_bytes,
+    batch_bytes,
+    campaign_members,
+    idset_bytes_after,
+    measure,
+    report,
+    slots_to_evict,
+)
 from streams.engine.metrics import Metrics
 from streams.engine.snapshots import WindowSnapshots
-from streams.features.campaign import CampaignState
+from streams.features.campaign import SIGNALS, CampaignState
 from streams.features.state import AccountTable
 from streams.features.window import FEATURES, window_features
 from streams.fusion.cooldowns import Cooldowns
@@ -109,8 +121,11 @@ class Engine:
         self.on_features = on_features  # called with each window's FeatureBatch (training)
         self.table = AccountTable()
         self.cooldowns = Cooldowns()  # fusion's state
+        self.budget = StateBudget(self.cfg.engine.state_budget_bytes)
+        self.metrics.state_budget.set(self.budget.budget)
+        e = self.cfg.engine
         self.campaign = CampaignState(
-            self.cfg.engine.campaign_horizon_s, self.cfg.engine.campaign_max_keys
+            e.campaign_horizon_s, self.budget.campaign_max_keys(e.campaign_max_keys, len(SIGNALS))
         )
         self.pending: list[EventBatch] = []
         self.max_ts = -np.inf
@@ -118,6 +133,18 @@ class Engine:
         self._seen_ids = (IdSet(), IdSet())  # event id codes: this generation, the last
         self._seen_gen_end = -np.inf
         self._windows_closed = 0
+        # Memory in bytes (streams/engine/budget.py): the open windows' bytes are kept up to date
+        # as events are buffered; the campaign indexes' members are counted now and then.
+        self._open_bytes = 0
+        self._campaign_members = 0
+        self._detector_bytes = 0  # the detectors' arrays: counted as they grow, and hourly
+        self._reserved = 0  # accounts the detectors' arrays are sized for
+        self._reserve_slots()
+        self._detector_bytes = array_bytes(self.detectors)
+        self.budget_evicted = 0  # accounts evicted to keep within the budget
+        self.windows_forced = 0  # windows closed early to bound the open windows' bytes
+        self.windows_split = 0  # windows scored in parts, their accounts past the budget
+        self.dedup_turned_early = 0  # dedup generations turned over before their horizon
         # Raw lines and times of events buffered since the last `take_journal()`, kept only
         # when a runner checkpoints the open windows incrementally (the Kafka worker).
         self.journal_pending = False
@@ -162,6 +189,7 @@ class Engine:
             batch = batch.take(np.flatnonzero(~late))
         if len(batch):
             self.pending.append(batch)
+            self._open_bytes += batch_bytes(batch)
             if self.journal_pending:
                 self._journal.append((batch.raw, batch.ts))
             self.max_ts = max(self.max_ts, float(batch.ts.max()))
@@ -169,6 +197,21 @@ class Engine:
         watermark = self.max_ts - self.cfg.engine.allowed_lateness_s
         w = self.cfg.engine.window_s
         out.extend(self._close_until(np.floor(watermark / w) * w))
+        out.extend(self._bound_open_windows())
+        return out
+
+    def _bound_open_windows(self) -> Output:
+        """Close the oldest open windows early while their events pass the budget's share.
+
+        Events that arrive for them later are dead-lettered as `too_late`: counted, never
+        held without bound."""
+        out = Output()
+        w = self.cfg.engine.window_s
+        while self.pending and self.budget.open_windows_over(self._open_bytes):
+            oldest = min(float(b.ts.min()) for b in self.pending)
+            self.windows_forced += 1
+            self.metrics.budget_windows_forced.inc()
+            out.extend(self._close_until(np.floor(oldest / w) * w + w))
         return out
 
     def flush(self) -> Output:
@@ -177,6 +220,17 @@ class Engine:
         return self._close_until(np.floor(self.max_ts / w) * w + w) if self.pending else Output()
 
     def _dedup(self, batch: EventBatch) -> EventBatch:
+        # Past their share of the byte budget, the generations turn over before the ids
+        # are added (counted): the oldest ids are then remembered for less than a horizon.
+        for _ in range(2):
+            cur, prev = self._seen_ids
+            after = idset_bytes_after(cur, len(batch)) + prev.table.nbytes
+            if not self.budget.dedup_over(after) or self._seen_gen_end == -np.inf:
+                break
+            self._seen_ids = (IdSet(), cur)
+            self._seen_gen_end = self.max_ts + self.cfg.engine.dedup_horizon_s
+            self.dedup_turned_early += 1
+            self.metrics.budget_dedup_turned.inc()
         cur, prev = self._seen_ids
         keep = add_new(cur, prev, batch.event_id)
         dups = len(batch) - int(np.count_nonzero(keep))
@@ -200,6 +254,7 @@ class Engine:
         ready = events.ts < boundary
         rest = np.flatnonzero(~ready)
         self.pending = [events.take(rest)] if len(rest) else []
+        self._open_bytes = batch_bytes(self.pending[0]) if self.pending else 0
         self.closed_until = boundary
         if len(rest) == len(events):
             return out
@@ -210,21 +265,34 @@ class Engine:
         events, widx = events.take(ridx[order]), widx[order]  # one copy, sorted by window
         cuts = np.r_[0, np.flatnonzero(np.diff(widx)) + 1, len(widx)]
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            sub = events.slice(a, b)
             start = float(widx[a] * w)
-            try:
-                out.extend(self._close_window(sub, start, start + w))
-            except Exception as exc:  # one bad window must not stop the stream or lose events
-                log.exception("window %s failed", rfc3339(start))
-                detail = f"{type(exc).__name__}: {exc}"
-                out.dead_letters += [DeadLetter(r, "processing_error", detail) for r in sub.raw]
+            for sub in self._account_chunks(events.slice(a, b)):
+                try:
+                    out.extend(self._close_window(sub, start, start + w))
+                except Exception as exc:  # one bad window must not stop the stream or lose events
+                    log.exception("window %s failed", rfc3339(start))
+                    detail = f"{type(exc).__name__}: {exc}"
+                    out.dead_letters += [DeadLetter(r, "processing_error", detail) for r in sub.raw]
         return out
+
+    def _account_chunks(self, ev: EventBatch) -> list[EventBatch]:
+        """The window whole, or, when it holds more accounts than half the slots the budget
+        allows, in parts by account, each scored (and then evictable) before the next."""
+        limit = self.budget.max_capacity(self.usage().account_arrays / self.table.capacity) // 2
+        parts = account_parts(ev.account_id, limit)
+        if parts is None:
+            return [ev]
+        self.windows_split += 1
+        self.metrics.budget_windows_split.inc()
+        return [ev.take(rows) for rows in parts]
 
     def _close_window(self, ev: EventBatch, start: float, end: float) -> Output:
         moved = self.table.collisions
+        self._make_room(ev)
         batch, groups = window_features(ev, start, end, self.table, self.campaign)
         if self.table.collisions > moved:  # streams/features/identity.py kept two accounts apart
             self.metrics.account_collisions.inc(self.table.collisions - moved)
+        self._reserve_slots()
         if self.on_features is not None:
             self.on_features(batch)
         scores: dict[str, np.ndarray] = {}
@@ -258,7 +326,10 @@ class Engine:
         self._windows_closed += 1
         if self._windows_closed % 12 == 0:
             self._evict(end)
-        self.metrics.active_accounts.set(len(self.table))
+        if self._windows_closed % 12 == 0:  # walks over every key and detector: hourly
+            self._campaign_members = campaign_members(self.campaign)
+            self._detector_bytes = array_bytes(self.detectors)
+        report(self.metrics, self.usage(), len(self.table))
         snaps = [WindowSnapshots(batch, groups, ev)] if self.emit_snapshots else []
         return Output(alerts=result.alerts, snapshots=snaps)
 
@@ -266,10 +337,47 @@ class Engine:
         e = self.cfg.engine
         gone = self.table.evict(now, e.account_ttl_s, e.max_accounts)
         if len(gone):
-            for det in self.detectors.values():
-                det.forget(gone)
-            self.cooldowns.forget(gone)
+            self._forget(gone)
             self.metrics.accounts_evicted.inc(len(gone))
+
+    def _reserve_slots(self) -> None:
+        """Per-account arrays of the detectors grow in step with the table, never ahead of
+        it, so that the budget's account limit holds for them too (and the cost of an
+        account is known from the first window on)."""
+        if self._reserved < self.table.capacity:
+            for det in self.detectors.values():
+                det.reserve(self.table.capacity)
+            self._reserved = self.table.capacity
+            self._detector_bytes = array_bytes(self.detectors)
+
+    def _forget(self, accounts: np.ndarray) -> None:
+        """Every stage with state of its own drops the accounts the table let go."""
+        for det in self.detectors.values():
+            det.forget(accounts)
+        self.cooldowns.forget(accounts)
+
+    # ---- memory ------------------------------------------------------------------------
+    def usage(self) -> Usage:
+        """Bytes of each part of the state now (streams/engine/budget.py says what counts)."""
+        return measure(
+            self.table,
+            self._detector_bytes,
+            self._open_bytes,
+            self._seen_ids,
+            self.campaign,
+            self._campaign_members,
+        )
+
+    def _make_room(self, ev: EventBatch) -> None:
+        """Evict the idlest accounts not in this window until its new accounts fit the
+        budget; caps the table's growth at what the budget allows."""
+        freed = slots_to_evict(self.budget, self.table, ev.account_id, self.usage())
+        if len(freed):
+            gone = self.table.codes_of(freed)
+            self.table.release(freed)
+            self._forget(gone)
+            self.budget_evicted += len(freed)
+            self.metrics.budget_evicted.inc(len(freed))
 
     # ---- state -------------------------------------------------------------------------
     def take_journal(self) -> tuple[list[bytes], float]:
@@ -300,6 +408,7 @@ class Engine:
         batch, _ = decode_lines(lines, np.inf, e.max_future_s, e.max_line_bytes)
         batch = batch.take(np.flatnonzero(batch.ts >= self.closed_until))
         self.pending = [EventBatch.concat([*self.pending, batch])] if len(batch) else self.pending
+        self._open_bytes = batch_bytes(self.pending[0]) if self.pending else 0
 
     def state_dict(self, pending: bool = True) -> dict[str, Any]:
         return {
@@ -345,6 +454,7 @@ class Engine:
         self.cooldowns.load_state_dict(state["fusion"])
         pending = state["pending"]
         self.pending = [pending] if len(pending) else []
+        self._open_bytes = batch_bytes(pending) if len(pending) else 0
         if self.journal_pending and len(pending):
             self._journal.append((pending.raw, pending.ts))  # a state that carried them
         self.max_ts = state["max_ts"]

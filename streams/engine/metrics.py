@@ -133,6 +133,45 @@ class Metrics:
         self.accounts_evicted = Counter(
             "vigil_accounts_evicted", "Idle accounts whose state was evicted", registry=r
         )
+        self.budget_evicted = Counter(
+            "vigil_state_budget_evicted_accounts",
+            "Accounts evicted, idlest first, to keep engine state within its byte budget",
+            registry=r,
+        )
+        self.budget_windows_forced = Counter(
+            "vigil_state_budget_windows_closed_early",
+            "Open windows closed before the watermark passed them, to bound their bytes",
+            registry=r,
+        )
+        self.budget_windows_split = Counter(
+            "vigil_state_budget_windows_split",
+            "Windows scored in parts by account, holding more accounts than the budget allows",
+            registry=r,
+        )
+        self.budget_dedup_turned = Counter(
+            "vigil_state_budget_dedup_turnovers",
+            "Dedup id generations turned over before their horizon, to bound their bytes",
+            registry=r,
+        )
+        self.state_bytes = Gauge(
+            "vigil_state_bytes",
+            "Bytes of engine state, by part (accounts, open_windows, dedup, campaign)",
+            ["part"],
+            registry=r,
+        )
+        self.state_budget = Gauge(
+            "vigil_state_budget_bytes", "The engine's state byte budget", registry=r
+        )
+        self.account_bytes = Gauge(
+            "vigil_account_state_bytes",
+            "Bytes of account state per account held (arrays by capacity, ids, index)",
+            registry=r,
+        )
+        self.open_window_bytes = Gauge(
+            "vigil_open_window_bytes",
+            "Bytes of events held until their window closes, raw lines included",
+            registry=r,
+        )
         self.detector_score = ScoreHistograms()
         r.register(self.detector_score)
         self.classifier_latency = Histogram(

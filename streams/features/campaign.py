@@ -135,7 +135,10 @@ class CampaignState:
                         "accounts": idx.accounts(key, window_end),
                     }
         self._windows += 1
-        if self._windows % 12 == 0:
+        # Hourly, or as soon as an index passes its key limit: a flood of new accounts
+        # brings tens of thousands of new keys a window, which must not wait an hour.
+        over = any(len(idx.members) > idx.max_keys for idx in self.index.values())
+        if over or self._windows % 12 == 0:
             for idx in self.index.values():
                 idx.expire(window_end)
         return evidence

@@ -1,12 +1,15 @@
 """Per-account state as a struct of numpy arrays indexed by slot.
 
-Memory per account is fixed (about 1 KB): small rings of recently seen IPs, /24 blocks,
-countries and user agents, an hour-of-day activity profile, and a few scalars. Idle accounts
-are evicted after a TTL, and the table never holds more than `max_accounts`.
+Memory per slot is fixed (662 bytes of arrays): small rings of recently seen IPs, /24
+blocks, countries and user agents, an hour-of-day activity profile, and a few scalars; each
+held account adds its id string and its index entries (streams/engine/budget.py counts them all).
+Idle accounts are evicted after a TTL, the table never holds more than `max_accounts`, and
+it never grows past `max_capacity` slots unless one window alone needs more.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +36,8 @@ class AccountTable:
         self.free: list[int] = []
         self.collisions = 0  # identities moved apart (streams/features/identity.py)
         self.capacity = 0
+        self.max_capacity = 0  # 0: no limit; set by the engine from its byte budget
+        self.id_bytes = 0  # bytes of the held accounts' id strings
         self.arrays: dict[str, np.ndarray] = {}
         self._grow(capacity)
 
@@ -101,10 +106,14 @@ class AccountTable:
 
     def _new_slot(self, account_code: int, account_id: str) -> int:
         if not self.free:
-            self._grow(self.capacity * 2)
+            grow = self.capacity * 2
+            if self.capacity < self.max_capacity < grow:
+                grow = self.max_capacity
+            self._grow(grow)
         s = self.free.pop()
         self.index[account_code] = s
         self.ids[s] = account_id
+        self.id_bytes += sys.getsizeof(account_id)
         self.codes[s] = account_code
         for name, dtype in _SCALARS.items():
             self.arrays[name][s] = np.nan if np.dtype(dtype).kind == "f" else 0
@@ -127,11 +136,16 @@ class AccountTable:
             order = np.argsort(self.last_seen[alive])
             stale = np.concatenate([stale, alive[order[: len(alive) - max_accounts]]])
         codes = self.codes_of(stale)
-        for s in stale.tolist():
+        self.release(stale)
+        return codes
+
+    def release(self, slots: np.ndarray) -> None:
+        """Forget the accounts in these slots; their slots are reused by new accounts."""
+        for s in slots.tolist():
             del self.index[self.codes[s]]
+            self.id_bytes -= sys.getsizeof(self.ids[s])
             self.ids[s] = None
             self.free.append(s)
-        return codes
 
     def ring_members(self, ring: str, slots: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Whether each code is already in its account's ring."""
@@ -162,11 +176,14 @@ class AccountTable:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        limit = self.max_capacity
         self.__init__(state["capacity"])
+        self.max_capacity = limit
         self.arrays = {k: v.copy() for k, v in state["arrays"].items()}
         self.index = dict(state["index"])
         for c, s in self.index.items():
             self.ids[s] = state["ids"][s]
             self.codes[s] = c
+            self.id_bytes += sys.getsizeof(self.ids[s])
         used = set(self.index.values())
         self.free = [s for s in range(self.capacity - 1, -1, -1) if s not in used]

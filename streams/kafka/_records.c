@@ -12,6 +12,16 @@
  *   21 attributes i16 | 23 lastOffsetDelta i32 | 27 baseTimestamp i64 | 35 maxTimestamp i64
  *   43 producerId i64 | 51 producerEpoch i16 | 53 baseSequence i32 | 57 count i32 | 61 records
  * The CRC (CRC-32C) covers everything from the attributes to the end of the batch.
+ *
+ * What is read is checked at least as strictly as aiokafka's own reader checks it, so that a
+ * garbled batch is refused (MALFORMED) instead of being read as other records or moving the
+ * fetch position: offsets are non-negative and fit an int64 with the whole batch
+ * (base + lastOffsetDelta + 1, computed unsigned after range checks, never overflowing);
+ * every record's offset delta lies in [0, lastOffsetDelta] and rises strictly; each batch
+ * after the first of a fetch starts at or after the previous one's end, and no batch ends at
+ * or before the fetch position; a record's declared length is exactly what its fields use,
+ * the declared count of records is exactly what the batch holds, and nothing is left over;
+ * varints are at most 10 bytes and fit 64 bits; header keys are strict UTF-8.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -86,16 +96,18 @@ static uint32_t crc32c(const unsigned char *p, size_t n) {
 }
 
 /* ---- varints ------------------------------------------------------------------------- */
-/* Zigzag-encoded, at most 10 bytes. Returns 0 when it runs past `end` or is too long. */
+/* Zigzag-encoded, at most 10 bytes. Returns 0 when it runs past `end`, is too long, or
+ * does not fit 64 bits (a 10th byte above 1). */
 static inline int read_varint(const unsigned char **pp, const unsigned char *end, int64_t *out) {
     const unsigned char *p = *pp;
     uint64_t u = 0;
     for (int shift = 0; shift < 70; shift += 7) {
         if (p >= end) return 0;
         unsigned char b = *p++;
+        if (shift == 63 && b > 1) return 0;
         u |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) {
-            *out = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+            *out = (int64_t)((u >> 1) ^ (0u - (u & 1)));
             *pp = p;
             return 1;
         }
@@ -103,7 +115,8 @@ static inline int read_varint(const unsigned char **pp, const unsigned char *end
     return 0;
 }
 
-/* A length-prefixed field: NULL-able bytes (or str when `text`), advanced past. */
+/* A length-prefixed field: NULL-able bytes (or strict UTF-8 str when `text`), advanced past.
+ * *ok: 1 read, 0 malformed (a Python error from strict decoding is cleared), -1 error. */
 static PyObject *read_field(const unsigned char **pp, const unsigned char *end, int text,
                             int *ok) {
     int64_t n;
@@ -113,26 +126,64 @@ static PyObject *read_field(const unsigned char **pp, const unsigned char *end, 
     if (n < 0) Py_RETURN_NONE;
     const char *s = (const char *)*pp;
     *pp += n;
-    PyObject *o = text ? PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace")
+    PyObject *o = text ? PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, NULL)
                        : PyBytes_FromStringAndSize(s, (Py_ssize_t)n);
-    if (!o) *ok = -1;
+    if (!o) {
+        if (text && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear(); /* not UTF-8: a garbled header key, refused like aiokafka does */
+            *ok = 0;
+        } else {
+            *ok = -1;
+        }
+    }
     return o;
 }
 
-/* One batch's records into the lists. 1: done; 0: malformed; -1: Python error. */
+/* Walks one record's key, value and headers without making objects; 1 when they end
+ * exactly at rend. Header keys are checked as UTF-8 here too. */
+static int skip_fields(const unsigned char **pp, const unsigned char *rend) {
+    int64_t n, nh;
+    for (int f = 0; f < 2; f++) {
+        if (!read_varint(pp, rend, &n) || n < -1 || n > rend - *pp) return 0;
+        if (n > 0) *pp += n;
+    }
+    if (!read_varint(pp, rend, &nh) || nh < 0 || nh > rend - *pp) return 0;
+    for (int64_t h = 0; h < nh; h++) {
+        if (!read_varint(pp, rend, &n) || n < 0 || n > rend - *pp) return 0;
+        PyObject *k = PyUnicode_DecodeUTF8((const char *)*pp, (Py_ssize_t)n, NULL);
+        if (!k) {
+            PyErr_Clear();
+            return 0;
+        }
+        Py_DECREF(k);
+        *pp += n;
+        if (!read_varint(pp, rend, &n) || n < -1 || n > rend - *pp) return 0;
+        if (n > 0) *pp += n;
+    }
+    return *pp == rend;
+}
+
+/* One batch's records into the lists. 1: done; 0: malformed; -1: Python error.
+ * `base` is at least 0 and base + last_delta fits an int64 (checked by the caller). */
 static int parse_records(const unsigned char *p, const unsigned char *end, int64_t base,
-                         int32_t count, int64_t min_offset, PyObject *offsets, PyObject *keys,
-                         PyObject *values, PyObject *headers, PyObject *no_headers) {
+                         int32_t count, int32_t last_delta, int64_t min_offset,
+                         PyObject *offsets, PyObject *keys, PyObject *values, PyObject *headers,
+                         PyObject *no_headers) {
+    int64_t prev_delta = -1;
     for (int32_t i = 0; i < count; i++) {
         int64_t len, ts_delta, off_delta, nh;
-        if (!read_varint(&p, end, &len) || len < 0 || len > end - p) return 0;
+        if (!read_varint(&p, end, &len) || len < 1 || len > end - p) return 0;
         const unsigned char *rend = p + len;
-        p++; /* attributes: unused in v2 records */
-        if (p > rend || !read_varint(&p, rend, &ts_delta) || !read_varint(&p, rend, &off_delta))
-            return 0;
-        int64_t offset = base + off_delta;
+        if (*p++ & 0x80) return 0; /* attributes: one byte, unused in v2 records */
+        if (!read_varint(&p, rend, &ts_delta) || !read_varint(&p, rend, &off_delta)) return 0;
+        /* Offsets rise within a batch and stay inside what its header declares. */
+        if (off_delta <= prev_delta || off_delta > last_delta) return 0;
+        prev_delta = off_delta;
+        int64_t offset = (int64_t)((uint64_t)base + (uint64_t)off_delta);
         if (offset < min_offset) {
-            p = rend; /* already consumed: the fetch began inside this batch */
+            /* Already consumed (the fetch began inside this batch): still checked whole,
+             * so that a garbled record is refused wherever it is. */
+            if (!skip_fields(&p, rend)) return 0;
             continue;
         }
         int ok;
@@ -183,43 +234,54 @@ static int parse_records(const unsigned char *p, const unsigned char *end, int64
         Py_XDECREF(value);
         Py_XDECREF(hs);
         if (ok <= 0) return ok;
-        p = rend;
+        if (p != rend) return 0; /* the declared length must be exactly what was read */
     }
-    return 1;
+    return p == end; /* the declared count must use the whole batch */
 }
 
-/* parse(buffer, min_offset, check_crcs) ->
+/* The end of the batch at p (base + lastOffsetDelta + 1), or -1 when its header cannot be
+ * right: a negative base offset, delta or count, or an end past INT64_MAX. */
+static int64_t batch_end(const unsigned char *p) {
+    int64_t base = be64(p);
+    int32_t last_delta = (int32_t)be32(p + 23), count = (int32_t)be32(p + 57);
+    if (base < 0 || last_delta < 0 || count < 0) return -1;
+    if ((uint64_t)base > (uint64_t)INT64_MAX - (uint64_t)last_delta - 1u) return -1;
+    return (int64_t)((uint64_t)base + (uint64_t)last_delta + 1u);
+}
+
+/* parse(buffer, min_offset, check_crcs, first) ->
  *   (offsets, keys, values, headers, next_offset, position, status)
- * Walks whole batches from the start of `buffer`. `next_offset` follows the last batch
- * walked (-1 if none); `position` is where the walk stopped; `status` says why: the end or a
- * partial batch (END), a batch to unpack elsewhere (DECLINED), or a bad one. */
+ * Walks whole batches from the start of `buffer`, which begins a fetch's first batch when
+ * `first` (that one may start before min_offset; any later one must start at or after the
+ * end of the one before). `next_offset` follows the last batch walked (-1 if none);
+ * `position` is where the walk stopped; `status` says why: the end or a partial batch
+ * (END), a batch to unpack elsewhere (DECLINED), or a bad one. */
 static PyObject *parse(PyObject *self, PyObject *args) {
     Py_buffer view;
     long long min_offset;
-    int check_crcs;
-    if (!PyArg_ParseTuple(args, "y*Lp", &view, &min_offset, &check_crcs)) return NULL;
+    int check_crcs, first;
+    if (!PyArg_ParseTuple(args, "y*Lpp", &view, &min_offset, &check_crcs, &first)) return NULL;
     PyObject *offsets = PyList_New(0), *keys = PyList_New(0), *values = PyList_New(0);
     PyObject *headers = PyList_New(0), *no_headers = PyTuple_New(0);
     PyObject *result = NULL;
     const unsigned char *buf = view.buf, *end = buf + view.len;
     const unsigned char *p = buf;
-    int64_t next_offset = -1;
+    int64_t next_offset = -1, position = (int64_t)min_offset;
     int status = ST_END;
     if (!offsets || !keys || !values || !headers || !no_headers) goto done;
-    while (end - p >= 17) {
-        int64_t base = be64(p);
+    while (end - p >= 12) {
         int32_t length = (int32_t)be32(p + 8);
-        if (length < 5) {
+        if (length >= 0 && length > end - p - 12) break; /* a partial batch ends a fetch */
+        if (length < 14) { /* less than any message format's smallest record */
             status = ST_MALFORMED;
             break;
         }
-        if (length > end - p - 12) break; /* a partial batch ends every full fetch */
         const unsigned char *bend = p + 12 + length;
-        if (p[16] != 2) {
+        if (p[16] < 2) {
             status = ST_DECLINED; /* an older message set: its own, shorter layout */
             break;
         }
-        if (length < HEADER - 12) {
+        if (p[16] != 2 || length < HEADER - 12) {
             status = ST_MALFORMED;
             break;
         }
@@ -232,18 +294,30 @@ static PyObject *parse(PyObject *self, PyObject *args) {
             status = ST_BAD_CRC;
             break;
         }
-        int64_t last = base + (int32_t)be32(p + 23);
-        int32_t count = (int32_t)be32(p + 57);
+        int64_t base = be64(p), stop = batch_end(p);
+        /* Batches follow each other, and none ends where the fetch already is: a lying
+         * header must not move the position back, nor hand out offsets twice. */
+        if (stop < 0 || stop <= position || (!first && base < position)) {
+            status = ST_MALFORMED;
+            break;
+        }
         if (!(attributes & 0x20)) { /* control batches carry markers, not records */
-            int ok = parse_records(p + HEADER, bend, base, count, min_offset, offsets, keys,
-                                   values, headers, no_headers);
+            Py_ssize_t had = PyList_GET_SIZE(offsets);
+            int ok = parse_records(p + HEADER, bend, base, (int32_t)be32(p + 57),
+                                   (int32_t)be32(p + 23), position, offsets, keys, values,
+                                   headers, no_headers);
             if (ok < 0) goto done;
             if (ok == 0) {
+                /* Nothing of a refused batch is handed over, not even its first records. */
+                PyObject *lists[4] = {offsets, keys, values, headers};
+                for (int k = 0; k < 4; k++)
+                    if (PyList_SetSlice(lists[k], had, PY_SSIZE_T_MAX, NULL)) goto done;
                 status = ST_MALFORMED;
                 break;
             }
         }
-        next_offset = last + 1;
+        next_offset = position = stop;
+        first = 0;
         p = bend;
     }
     result = Py_BuildValue("(OOOOLni)", offsets, keys, values, headers, (long long)next_offset,
@@ -267,7 +341,8 @@ static PyObject *crc(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"parse", parse, METH_VARARGS, "Walk v2 record batches into offset/key/value/header lists."},
+    {"parse", parse, METH_VARARGS,
+     "parse(buffer, min_offset, check_crcs, first): walk v2 record batches into lists."},
     {"crc32c", crc, METH_VARARGS, "CRC-32C of a buffer."},
     {NULL, NULL, 0, NULL},
 };

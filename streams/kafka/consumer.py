@@ -130,7 +130,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if tp.topic in batch_topics and handler is not None:
                         block = Block.of(batch)
                         await handler(tp, block)
-                        self._read_offset[tp] = block.offsets[-1]
+                        # A Block may hold only a batch that could not be read.
+                        self._read_offset[tp] = block.end_offset() - 1
                         continue
                     for record in batch:
                         message = self._to_message(tp, record)

@@ -11,6 +11,13 @@ Batches the C walk declines (compressed, or message formats before v2) are unpac
 aiokafka's own batch reader, one batch at a time. A fetch that carries aborted transactions
 under read_committed is left entirely to aiokafka, which knows which batches to skip.
 
+A garbled batch (bad CRC, a malformed record, offsets that contradict each other, anything
+either reader refuses) raises CorruptRecordException from `walk`. The worker's path
+(`_unpack_records`) does not let it escape into aiokafka, where it would stop the consumer
+and be fetched again forever: the records before the bad batch are handed over, then the
+bad batch itself as a `CorruptBatch` on the Block, which the Processor dead-letters with its
+reason, partition and offsets, and the fetch position moves past it (see `_skip_to`).
+
 `install()` swaps two names inside `aiokafka.consumer.fetcher`, the only place that builds
 these objects, and raises aiokafka's connection reader limit (READER_LIMIT below); the
 pinned aiokafka version is tested against both in tests/unit/kafka/test_fetch.py.
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from aiokafka import conn, errors
@@ -40,13 +47,25 @@ _NO_HEADERS: tuple = ()
 
 
 @dataclass(slots=True)
+class CorruptBatch:
+    """A record batch that could not be read: dead-lettered, then skipped."""
+
+    offset: int  # the fetch position where it was met: the first offset not read
+    next_offset: int  # where reading resumes
+    reason: str
+    raw: bytes  # the batch's bytes as framed (or what was left of the fetch)
+
+
+@dataclass(slots=True)
 class Block:
-    """Records of one partition, oldest first, as parallel lists."""
+    """Records of one partition, oldest first, as parallel lists, and any batch that could
+    not be read among them (at most one per fetch, after the records before it)."""
 
     offsets: list[int]
     keys: list[bytes | None]
     values: list[bytes | None]
     headers: list[tuple]
+    corrupt: list[CorruptBatch] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -54,9 +73,10 @@ class Block:
     def since(self, offset: int) -> Block:
         """The records at `offset` or later."""
         i = bisect_left(self.offsets, offset)
-        if i == 0:
+        bad = [c for c in self.corrupt if c.next_offset > offset] if self.corrupt else self.corrupt
+        if i == 0 and len(bad) == len(self.corrupt):
             return self
-        return Block(self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:])
+        return Block(self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:], bad)
 
     def take(self, rows: Sequence[int]) -> Block:
         return Block(
@@ -64,6 +84,7 @@ class Block:
             [self.keys[i] for i in rows],
             [self.values[i] for i in rows],
             [self.headers[i] for i in rows],
+            list(self.corrupt),
         )
 
     @classmethod
@@ -95,6 +116,13 @@ class Block:
         self.keys.extend(other.keys)
         self.values.extend(other.values)
         self.headers.extend(other.headers)
+        self.corrupt.extend(other.corrupt)
+
+    def end_offset(self) -> int:
+        """The offset after everything this Block covers, records and bad batches (-1 when
+        it covers nothing)."""
+        last = self.offsets[-1] + 1 if self.offsets else -1
+        return max([last, *(c.next_offset for c in self.corrupt)])
 
 
 class RawMemoryRecords(MemoryRecords):
@@ -119,47 +147,97 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
         ):
             yield from super()._unpack_records()
             return
-        block = self._walk(memoryview(raw))
-        if block:
+        block = Block.empty()
+        try:
+            self.walk(memoryview(raw), block)
+        except errors.CorruptRecordException as exc:
+            block.corrupt.append(self._skip(raw, block, exc))
+        if block or block.corrupt:
             yield block
 
-    def _walk(self, raw: memoryview) -> Block:
-        block = Block.empty()
+    def walk(self, raw: memoryview, block: Block) -> None:
+        """Appends the records of the fetched bytes to `block`, advancing the position.
+
+        Raises CorruptRecordException at the first batch that cannot be read, with what
+        was read before it already in `block` and the position at that batch."""
         pos = 0
+        self._bad_at = 0  # where the batch being read starts, for `_skip`
+        first = True
         while pos < len(raw):
+            self._bad_at = pos
             offsets, keys, values, headers, next_offset, used, status = _records.parse(
-                raw[pos:], self.next_fetch_offset, self._check_crcs
+                raw[pos:], self.next_fetch_offset, self._check_crcs, first
             )
             block.extend(Block(offsets, keys, values, headers))
             if next_offset >= 0:
-                self.next_fetch_offset = max(self.next_fetch_offset, next_offset)
+                self.next_fetch_offset = next_offset  # only ever forward: checked in C
+                first = False
             pos += used
+            self._bad_at = pos
             if status == _records.END:
                 break
             if status == _records.DECLINED:
-                pos += self._unpack_one(raw[pos:], block)
+                pos += self._unpack_one(raw[pos:], block, first)
+                first = False
                 continue
             what = "Invalid CRC" if status == _records.BAD_CRC else "Malformed record batch"
-            # As aiokafka does: nothing of this fetch is returned; it is fetched again.
             raise errors.CorruptRecordException(f"{what} - {self._tp}")
-        return block
 
-    def _unpack_one(self, raw: memoryview, block: Block) -> int:
+    def _unpack_one(self, raw: memoryview, block: Block, first: bool) -> int:
         """Unpacks the first batch of `raw` with aiokafka's reader; returns its length.
 
-        The C walk declines only whole batches, so `raw` holds all of this one.
-        """
+        The C walk declines only whole batches, so `raw` holds all of this one. Whatever
+        aiokafka's reader raises on garbled bytes (struct, index, value or system errors
+        from its compiled reader) is refused as a corrupt batch, and so is a batch that
+        would move the position back or overlap the one before."""
         size = 12 + int.from_bytes(raw[8:12], "big", signed=True)
-        batch = MemoryRecords(bytes(raw[:size])).next_batch()
-        if self._check_crcs and not batch.validate_crc():
-            raise errors.CorruptRecordException(f"Invalid CRC - {self._tp}")
-        if not getattr(batch, "is_control_batch", False):
-            for r in batch:
-                if r.offset >= self.next_fetch_offset:
-                    block.append(r)
-                    self.next_fetch_offset = r.offset + 1
-        self.next_fetch_offset = max(self.next_fetch_offset, batch.next_offset)
+        start = self.next_fetch_offset
+        try:
+            batch = MemoryRecords(bytes(raw[:size])).next_batch()
+            if self._check_crcs and not batch.validate_crc():
+                raise errors.CorruptRecordException(f"Invalid CRC - {self._tp}")
+            if not first and batch.base_offset < start:
+                raise errors.CorruptRecordException(f"Overlapping batch - {self._tp}")
+            rows = Block.empty()
+            if not getattr(batch, "is_control_batch", False):
+                for r in batch:
+                    if r.offset >= self.next_fetch_offset:
+                        rows.append(r)
+                        self.next_fetch_offset = r.offset + 1
+            if batch.next_offset < self.next_fetch_offset or batch.next_offset <= start:
+                raise errors.CorruptRecordException(f"Offsets out of order - {self._tp}")
+        except errors.CorruptRecordException:
+            self.next_fetch_offset = start
+            raise
+        except Exception as exc:  # a codec missing for flipped bits is refused the same way
+            self.next_fetch_offset = start
+            raise errors.CorruptRecordException(
+                f"Malformed record batch - {self._tp}: {type(exc).__name__}: {exc}"
+            ) from exc
+        block.extend(rows)
+        self.next_fetch_offset = batch.next_offset
         return size
+
+    def _skip(self, raw: bytes, block: Block, exc: Exception) -> CorruptBatch:
+        """Moves the position past the batch that could not be read, and describes it.
+
+        A batch whose header passes its CRC is skipped whole (to base + lastOffsetDelta
+        + 1) when the position lies inside it; otherwise nothing in it can be trusted, and
+        only one offset is skipped: the broker then sends the batch again from the next
+        offset, and each offset it covers is dead-lettered in turn, never silently lost."""
+        at = self.next_fetch_offset
+        pos = self._bad_at
+        size = int.from_bytes(raw[pos + 8 : pos + 12], "big", signed=True) + 12
+        frame = raw[pos : pos + size] if 26 <= size <= len(raw) - pos else raw[pos:]
+        resume = at + 1
+        if len(frame) >= 61 and frame[16] == 2:
+            base = int.from_bytes(frame[0:8], "big", signed=True)
+            last = base + int.from_bytes(frame[23:27], "big", signed=True)
+            crc_ok = _records.crc32c(frame[21:]) == int.from_bytes(frame[17:21], "big")
+            if crc_ok and base <= at <= last < (1 << 63) - 1:
+                resume = last + 1
+        self.next_fetch_offset = resume
+        return CorruptBatch(at, resume, str(exc), bytes(frame))
 
 
 def install(topics: frozenset[str]) -> None:

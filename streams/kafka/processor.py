@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 PROCESSING_ERROR = "processing_error"
 EMPTY_REASON = "malformed_json"
 EMPTY_DETAIL = "record with no value (a tombstone)"
+CORRUPT_REASON = "corrupt_batch"
 
 
 @dataclass
@@ -117,6 +118,8 @@ class Processor:
             kept = records.since(first)
             if len(kept) < len(records):
                 self.wm.events_skipped.inc(len(records) - len(kept))
+            for bad in kept.corrupt:
+                await self._corrupt(bad, tp)
             if kept:
                 local = kept
                 if self.router is not None and tp.topic == self.topics.input:
@@ -125,7 +128,7 @@ class Processor:
                 if local:
                     await self._apply(part, tp, local)
                     await self._audit(tp, local)
-            end = records.offsets[-1] + 1
+            end = records.end_offset()
             part.next_offsets[tp.topic] = end
             part.dirty = True
             self.positions[tp] = end
@@ -189,7 +192,9 @@ class Processor:
             except Exception:
                 self._snapshot_failure("holding")
 
-    async def _dead_letter(self, raw: bytes, reason: str, detail: str, tp: TP) -> None:
+    async def _dead_letter(
+        self, raw: bytes, reason: str, detail: str, tp: TP, extra: list | None = None
+    ) -> None:
         truncated = len(raw) > self.dl_max
         headers = [
             ("vigil-reason", reason.encode()),
@@ -200,7 +205,24 @@ class Processor:
         ]
         if truncated:
             headers.append(("vigil-truncated", b"1"))
+        headers += extra or []
         await self._send(self.topics.dead_letters, None, raw[: self.dl_max], headers)
+
+    async def _corrupt(self, bad: Any, tp: TP) -> None:
+        """A record batch that could not be read: its bytes go to the dead-letter topic
+        with the reason and where it was, and the stream goes on after it."""
+        log.error(
+            "%s: unreadable record batch at offset %d, resuming at %d: %s",
+            tp, bad.offset, bad.next_offset, bad.reason,
+        )  # fmt: skip
+        self.metrics.events_rejected.labels(CORRUPT_REASON).inc()
+        detail = (
+            f"{bad.reason}; partition {tp.partition}, offset {bad.offset}, "
+            f"skipped to {bad.next_offset}"
+        )
+        await self._dead_letter(
+            bad.raw, CORRUPT_REASON, detail, tp, [("vigil-source-offset", b"%d" % bad.offset)]
+        )
 
     async def _forward(self, foreign: list[Forward]) -> None:
         if not foreign:

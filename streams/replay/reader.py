@@ -107,6 +107,10 @@ class ReplaySummary:
     by_category: Counter = field(default_factory=Counter)
     by_severity: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    budget_evicted: int = 0  # accounts evicted to keep state within its byte budget
+    windows_forced: int = 0  # windows closed early to bound the open windows' bytes
+    windows_split: int = 0  # windows scored in parts, their accounts past the budget
+    dedup_turned: int = 0  # dedup generations turned over early
 
 
 def replay(
@@ -130,6 +134,10 @@ def replay(
     _account(summary, out)
     sink(out)
     summary.seconds = time.perf_counter() - t0
+    summary.budget_evicted = engine.budget_evicted
+    summary.windows_forced = engine.windows_forced
+    summary.windows_split = engine.windows_split
+    summary.dedup_turned = engine.dedup_turned_early
     return summary
 
 

@@ -92,6 +92,12 @@ def print_summary(summary: ReplaySummary, engine: Engine, echo: Callable[[str], 
         f"{len(engine.table):,} accounts held; {summary.alerts} alerts; "
         f"{summary.dead_letters} dead letters"
     )
+    if summary.budget_evicted or summary.windows_forced or summary.dedup_turned:
+        echo(
+            f"state budget reached: {summary.budget_evicted:,} accounts evicted (idlest first), "
+            f"{summary.windows_forced:,} windows closed early, {summary.windows_split:,} "
+            f"scored in parts, {summary.dedup_turned:,} early dedup turnovers"
+        )
     if summary.by_category:
         cats = ", ".join(f"{k} {v}" for k, v in summary.by_category.most_common())
         sev = ", ".join(f"{k} {v}" for k, v in summary.by_severity.most_common())

@@ -1,4 +1,5 @@
-"""Seeded mutation fuzz of every compiled entry point, against a reference.
+"""Seeded mutation fuzz of the decoder's and the id set's compiled entry points, against a
+reference. (The record reader's fuzz against aiokafka is tests/unit/kafka/test_fetch_fuzz.py.)
 
 `make test` runs this file twice: at its default scale with the normal build, and at a
 larger scale under AddressSanitizer and UndefinedBehaviorSanitizer (`make sanitize`,
@@ -8,14 +9,11 @@ multiplies every count. Each test prints its count, so the sanitizer job's log g
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 
 import numpy as np
 import orjson
-from aiokafka import errors
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from streams.contract import _decode, _seen
 from streams.contract.codes import account_codes, code
@@ -25,7 +23,6 @@ from streams.contract.seen import EMPTY, IdSet, add_new
 from streams.kafka.routing import account_of, partition_for
 from tests.events_util import T0, line
 from tests.unit.contract.test_decoder_parity import assert_same
-from tests.unit.kafka.test_fetch import _bulk, _reference, _rows
 
 SCALE = float(os.environ.get("VIGIL_FUZZ_SCALE", "1"))
 NOW = T0 + 3600
@@ -156,85 +153,3 @@ def test_id_set_against_a_python_set() -> None:
     else:
         raise AssertionError("a table of 12 slots was accepted")
     print(f"fuzz id set: {done} ids")
-
-
-def _batch(base: int, rows: list, compression: int = 0) -> bytes:
-    """A v2 batch as aiokafka's builder writes it, with fixed timestamps so that the
-    seeded fuzz sees the same bytes in every run."""
-    b = DefaultRecordBatchBuilder(
-        magic=2, compression_type=compression, is_transactional=0, producer_id=-1,
-        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20,
-    )  # fmt: skip
-    for i, (key, value, headers) in enumerate(rows):
-        b.append(i, timestamp=1_790_812_800_000 + i, key=key, value=value, headers=headers)
-    raw = bytes(b.build())
-    return base.to_bytes(8, "big", signed=True) + raw[8:]
-
-
-def _garble(rng: random.Random, raw: bytes) -> bytes:
-    b = bytearray(raw)
-    for _ in range(rng.randint(1, 3)):
-        op = rng.random()
-        i = rng.randrange(len(b))
-        if op < 0.5:
-            b[i] = rng.randrange(256)
-        elif op < 0.7:  # a header field: length, magic, attributes, lastOffsetDelta, count
-            at = rng.choice([8, 11, 16, 22, 23, 26, 57, 60])
-            b[at] = rng.choice([0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)])
-        elif op < 0.85:
-            del b[i : i + rng.randint(1, 8)]
-        else:
-            b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-    if len(b) > 61 and rng.random() < 0.7:  # a valid CRC, so the walk goes on
-        b[17:21] = _records_crc(bytes(b[21:]))
-    return bytes(b)
-
-
-def _records_crc(body: bytes) -> bytes:
-    from streams.kafka import _records
-
-    return _records.crc32c(body).to_bytes(4, "big")
-
-
-def _read(fn, raw: bytes):
-    try:
-        return fn(raw, 0)
-    except errors.CorruptRecordException:
-        return "corrupt"
-    except Exception as exc:  # noqa: BLE001 - any other failure is recorded, not hidden
-        return f"error {type(exc).__name__}"
-
-
-@functools.cache
-def reader_fuzz() -> tuple[int, dict[str, int], list[bytes]]:
-    """Garbled fetches through both readers: the count, outcomes and the accepted
-    fetches whose records differ."""
-    rng = random.Random(19_006)
-    total = count(20_000)
-    seeds = [_batch(0, _rows(5)), _batch(7, _rows(3, 7)) + _batch(10, _rows(4, 10)),
-             _batch(0, _rows(2), compression=1)]  # fmt: skip
-    outcomes: dict[str, int] = {}
-    disagree = []
-    for _ in range(total):
-        raw = _garble(rng, rng.choice(seeds))
-        ours, ref = _read(_bulk, raw), _read(_reference, raw)
-        ours_ok, ref_ok = not isinstance(ours, str), not isinstance(ref, str)
-        key = f"ours {'ok' if ours_ok else ours} / aiokafka {'ok' if ref_ok else ref}"
-        outcomes[key] = outcomes.get(key, 0) + 1
-        if ours_ok and ref_ok and ours[0] != ref:
-            disagree.append(raw)
-    return total, outcomes, disagree
-
-
-def test_record_reader_survives_garbled_fetches() -> None:
-    """No crash (and under the sanitizer build, no report) on garbled batches."""
-    total, outcomes, _ = reader_fuzz()
-    print(f"fuzz record reader: {total} fetches: {outcomes}")
-    assert sum(outcomes.values()) == total
-
-
-def test_record_reader_accepts_what_aiokafka_accepts() -> None:
-    """Where both readers accept a fetch, they return the same records (issue 19,
-    finding 5: the strict reader is another branch's work; this holds it to aiokafka)."""
-    total, _, disagree = reader_fuzz()
-    assert not disagree, f"{len(disagree)} of {total} fetches differ from aiokafka's records"

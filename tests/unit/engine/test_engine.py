@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
+from detectors.base import NoAccountState
 from streams.core.alerts import CATEGORIES, SEVERITIES, Alert
 from streams.core.config import VigilConfig
 from streams.engine.engine import Engine, ModelError, build_detectors
@@ -96,7 +97,7 @@ def test_eviction_frees_slots_by_code_and_reuses_them(small_corpus) -> None:
 
 
 def test_a_failing_detector_dead_letters_its_window_and_the_stream_goes_on() -> None:
-    class Broken:
+    class Broken(NoAccountState):
         name, version = "broken", "0"
 
         def score_learn(self, batch):

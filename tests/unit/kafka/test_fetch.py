@@ -90,10 +90,31 @@ def test_a_partial_batch_at_the_end_is_left_for_the_next_fetch():
 def test_a_bad_crc_raises_as_aiokafka_does():
     raw = bytearray(_batch(0, _rows(5)))
     raw[-3] ^= 0xFF
-    with pytest.raises(errors.CorruptRecordException):
-        _bulk(bytes(raw), 0)
+    pr = BulkPartitionRecords(TP, RawMemoryRecords(bytes(raw)), [], 0, None, None, True, 0)
+    with pytest.raises(errors.CorruptRecordException, match="Invalid CRC"):
+        pr.walk(memoryview(bytes(raw)), Block.empty())
     with pytest.raises(errors.CorruptRecordException):
         _reference(bytes(raw), 0)
+
+
+def test_the_worker_s_path_hands_over_a_bad_batch_instead_of_raising():
+    good = _batch(0, _rows(5))
+    bad = bytearray(_batch(5, _rows(4, 5)))
+    bad[-3] ^= 0xFF  # CRC no longer matches: the header cannot be trusted
+    after = _batch(9, _rows(3, 9))
+    got, next_offset = _bulk(good + bytes(bad) + after, 0)
+    assert got.offsets == [0, 1, 2, 3, 4]
+    [c] = got.corrupt
+    assert (c.offset, c.next_offset) == (5, 6) and "Invalid CRC" in c.reason
+    assert c.raw == bytes(bad) and next_offset == 6 and got.end_offset() == 6
+
+
+def test_a_bad_batch_with_a_sound_header_is_skipped_whole():
+    raw = bytearray(_batch(10, _rows(4, 10)))
+    raw[-1] = 0x7F  # the last record's last byte: a header count that runs past the record
+    raw[17:21] = _records.crc32c(bytes(raw[21:])).to_bytes(4, "big")
+    got, next_offset = _bulk(bytes(raw), 12)
+    assert got.offsets == [] and got.corrupt[0].offset == 12 and next_offset == 14
 
 
 def test_other_topics_keep_aiokafka_records():
