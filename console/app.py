@@ -81,6 +81,7 @@ def create_app(
     publisher: LabelPublisher | None = None,
     default_threshold: float = 0.5,
     thresholds: dict[str, float] | None = None,
+    sla_s: dict[str, float] | None = None,
 ) -> FastAPI:
     from console import api, pages
 
@@ -153,4 +154,8 @@ def create_app(
     def healthz() -> dict:
         return {"ok": True}
 
+    from console import metrics, runbooks
+
+    app.include_router(runbooks.router)
+    metrics.install(app, store, sla_s)
     return app

@@ -53,6 +53,27 @@ def _kafka_security(k) -> dict:  # type: ignore[no-untyped-def]
     return out
 
 
+def parse_sla(items: list[str]) -> dict[str, float]:
+    """`critical=900` pairs into seconds per severity; a bad one fails with one line."""
+    from console.backlog import SEVERITIES
+    from streams.cli import fail
+
+    out: dict[str, float] = {}
+    for item in items:
+        sev, _, value = item.partition("=")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if sev not in SEVERITIES or not seconds > 0:
+            raise fail(
+                f"--backlog-sla {item!r}: expected SEVERITY=SECONDS, severity one of "
+                f"{', '.join(SEVERITIES)} and seconds above 0"
+            )
+        out[sev] = seconds
+    return out
+
+
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     users_app = typer.Typer(help="Manage console users.", no_args_is_help=True)
     app.add_typer(users_app, name="console-user")
@@ -78,9 +99,13 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             list[str] | None, typer.Option(help="proxy address allowed to set those headers")
         ] = None,
         secure_cookies: Annotated[bool, typer.Option(help="mark cookies Secure (HTTPS)")] = False,
+        backlog_sla: Annotated[
+            list[str] | None,
+            typer.Option(help="time to a first verdict, SEVERITY=SECONDS (repeatable)"),
+        ] = None,
         config: ConfigOpt = None,
     ) -> None:
-        """Serve the analyst console."""
+        """Serve the analyst console (and its /metrics)."""
         import uvicorn
 
         from console.app import create_app
@@ -90,6 +115,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         from streams.cli import load_cli_config
 
         cfg = load_cli_config(config)
+        sla = parse_sla(backlog_sla or [])
         url = _store_url(store, config)
         st = open_store(url)
         publisher: LabelPublisher | None = None
@@ -115,7 +141,11 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if trusted_proxy:
             auth_kwargs["trusted_proxies"] = tuple(trusted_proxy)
         web = create_app(
-            st, AuthSettings(**auth_kwargs), publisher, default_threshold=cfg.fusion.alert_threshold
+            st,
+            AuthSettings(**auth_kwargs),
+            publisher,
+            default_threshold=cfg.fusion.alert_threshold,
+            sla_s=sla,
         )
         from console.users import list_users
 
@@ -131,6 +161,10 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     def store_sink(
         store: StoreOpt = "",
         group_id: Annotated[str, typer.Option(help="consumer group")] = "vigil-store-sink",
+        metrics_port: Annotated[
+            int | None, typer.Option(min=1, max=65535, help="Serve /metrics on this port")
+        ] = None,
+        metrics_host: Annotated[str, typer.Option(help="address of /metrics")] = "127.0.0.1",
         config: ConfigOpt = None,
     ) -> None:
         """Copy the Kafka alert and snapshot topics into the store (for the console)."""
@@ -138,11 +172,16 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         import threading
 
         from console.kafka_sink import consume
+        from console.sink_metrics import SinkMetrics
         from console.store import open_store
         from streams.cli import load_cli_config
 
         cfg = load_cli_config(config)
         k = cfg.kafka
+        sink_metrics = SinkMetrics((k.alerts_topic, k.snapshots_topic))
+        if metrics_port is not None:
+            sink_metrics.serve(metrics_port, metrics_host)
+            typer.echo(f"serving metrics on http://{metrics_host}:{metrics_port}/metrics")
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -155,6 +194,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 k.snapshots_topic,
                 group_id,
                 stop,
+                metrics=sink_metrics,
                 **_kafka_security(k),
             )
         typer.echo(

@@ -65,15 +65,27 @@ def replay(
     state: Annotated[
         Path | None, typer.Option(help="Load engine state from here if present, save it at the end")
     ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Pace the input: event time runs at SPEED times real time"),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Pace the input: RATE events per second")
+    ] = None,
 ) -> None:
-    """Process events in event-time order as fast as possible; print a summary."""
+    """Process events in event-time order (as fast as possible unless paced); print a summary."""
+    from streams.pacing import Pacer, PacingError
     from streams.runner import run_replay
 
     cfg = load_cli_config(config)
     if hold and metrics_port is None:
         raise fail("--hold needs --metrics-port")
     try:
-        run_replay(cfg, path, alerts, dead_letters, metrics_port, hold, store, labels, state)
+        pacer = Pacer(speed, rate) if speed is not None or rate is not None else None
+    except PacingError as exc:
+        raise fail(str(exc)) from None
+    try:
+        run_replay(cfg, path, alerts, dead_letters, metrics_port, hold, store, labels, state, pacer)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
 

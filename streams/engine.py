@@ -20,13 +20,16 @@ from detectors.baseline import BaselineDetector
 from detectors.campaign import CampaignDetector
 from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
+from streams.alert_latency import AlertLatency, window_ends
 from streams.alerts import Alert, rfc3339
 from streams.campaign import CampaignState
 from streams.codes import CODES_VERSION
 from streams.config import VigilConfig
+from streams.config_version import config_version
 from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.features import FEATURES, window_features
 from streams.fusion import fuse
+from streams.metric_labels import NO_DETECTOR, zero_init
 from streams.metrics import Metrics
 from streams.seen import IdSet, add_new
 from streams.snapshots import WindowSnapshots
@@ -109,15 +112,22 @@ class Engine:
         self.metrics.detector_info.info(
             {k: str(getattr(d, "version", "")) for k, d in self.detectors.items()}
         )
+        self.metrics.config_info.info({"config_version": config_version(self.cfg)})
+        zero_init(self.metrics, self.detectors)
+        self.alert_latency = AlertLatency(self.metrics.alert_latency)
 
     # ---- input -------------------------------------------------------------------------
     def process_lines(self, lines: list[bytes]) -> Output:
         t0 = time.perf_counter()
+        arrived, before = time.time(), self.max_ts
         e = self.cfg.engine
         batch, dead = decode_lines(lines, self.clock(), e.max_future_s, e.max_line_bytes)
         self.metrics.events_read.inc(len(lines))
         out = Output(dead_letters=dead)
         out.extend(self.process_events(batch))
+        self.alert_latency.batch_arrived(before, self.max_ts, arrived)
+        if out.alerts:
+            self.alert_latency.alerts_emitted(window_ends(out.alerts), self.closed_until)
         for d in out.dead_letters:
             self.metrics.events_rejected.labels(d.reason).inc()
         self.metrics.processing_latency.observe(time.perf_counter() - t0)
@@ -218,7 +228,7 @@ class Engine:
             if k:
                 self.metrics.alerts_suppressed.labels(cause).inc(k)
         for a in result.alerts:
-            top = a.detectors[0].name if a.detectors else "none"
+            top = a.detectors[0].name if a.detectors else NO_DETECTOR
             self.metrics.alerts.labels(a.severity, a.category, top).inc()
         self.metrics.events_processed.inc(len(ev))
         self.metrics.windows_closed.inc(len(batch))

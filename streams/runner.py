@@ -16,6 +16,7 @@ import typer
 from streams.config import VigilConfig
 from streams.engine import Engine, Output
 from streams.metrics import Metrics
+from streams.pacing import Pacer
 from streams.replay import open_input, replay
 from streams.sinks import FileSink
 from streams.snapshots import materialise
@@ -35,6 +36,7 @@ def run_replay(
     store: str | None,
     labels_path: Path | None,
     state_path: Path | None,
+    pacer: Pacer | None = None,
 ) -> None:
     metrics = Metrics()
     if metrics_port is not None:
@@ -85,7 +87,7 @@ def run_replay(
         ) as bar,
     ):
         task = bar.add_task("replay")
-        summary = replay(engine, fh, sink, progress=lambda n: bar.advance(task, n))
+        summary = replay(engine, fh, sink, lambda n: bar.advance(task, n), pacer)
     for s in (alerts_sink, dead_sink):
         if s:
             s.close()
