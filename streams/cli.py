@@ -20,7 +20,7 @@ app = typer.Typer(
 eval_app = typer.Typer(help="Evaluate detectors.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-PLUGINS = ("streams.kafka.cli", "console.cli", "detectors.nab.cli")
+PLUGINS = ("streams.kafka.cli", "console.cli", "detectors.nab.cli", "dashboards.cli")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file", show_default=False)
