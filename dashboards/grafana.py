@@ -7,6 +7,7 @@ stack, a Kubernetes cluster and a local `vigil replay` alike.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -292,7 +293,9 @@ def row(title: str) -> dict:
 # series (model or config version) that did not exist 2 minutes earlier, or a process whose
 # start time is under 2 minutes old. `{SEL}` becomes the job and instance matchers.
 def _appeared(metric: str, label: str) -> str:
-    now = f"count by (job, instance, {label}) ({metric}{{SEL}})"
+    # An info metric is exported without labels until its process sets it (a worker before
+    # its first partition): that is no version, and no change.
+    now = f"count by (job, instance, {label}) ({metric}{{SEL_{label}}})"
     return f"{now} unless {now[:-1]} offset 2m)"
 
 
@@ -322,7 +325,11 @@ def annotations() -> list[dict]:
             "enable": True,
             "hide": False,
             "iconColor": color,
-            "expr": expr.replace("{SEL}", matchers),
+            "expr": re.sub(
+                r"\{SEL(?:_(\w+))?\}",
+                lambda m: matchers[:-1] + (f', {m.group(1)}!=""}}' if m.group(1) else "}"),
+                expr,
+            ),
             "step": "60s",
             "titleFormat": title,
             "tagKeys": "job,instance",

@@ -29,7 +29,7 @@ from streams.config_version import config_version
 from streams.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.features import FEATURES, window_features
 from streams.fusion import fuse
-from streams.metric_labels import NO_DETECTOR, zero_init
+from streams.metric_labels import NO_DETECTOR, zero_init_scores
 from streams.metrics import Metrics
 from streams.seen import IdSet, add_new
 from streams.snapshots import WindowSnapshots
@@ -113,7 +113,7 @@ class Engine:
             {k: str(getattr(d, "version", "")) for k, d in self.detectors.items()}
         )
         self.metrics.config_info.info({"config_version": config_version(self.cfg)})
-        zero_init(self.metrics, self.detectors)
+        zero_init_scores(self.metrics, self.detectors)
         self.alert_latency = AlertLatency(self.metrics.alert_latency)
 
     # ---- input -------------------------------------------------------------------------

@@ -14,19 +14,25 @@ from streams.alerts import CATEGORIES, SEVERITIES
 from streams.contract import REJECT_REASONS
 
 SUPPRESSION_CAUSES = ("cooldown", "snooze")  # streams/fusion.py's `suppressed` keys
+# The detectors `streams.engine.build_detectors` builds; an alert names the top one.
+DETECTORS = ("rules", "baseline", "population", "campaign", "classifier")
 NO_DETECTOR = "none"  # the `detector` of an alert that names none
 
 
-def zero_init(metrics: Any, detectors: Iterable[str]) -> None:
-    """Create every series of the engine's labelled counters (and score histograms)."""
+def zero_init_counters(metrics: Any) -> None:
+    """Create every series of the engine's labelled counters; called as `Metrics` starts,
+    before a worker has any partition (and so any engine)."""
     for reason in REJECT_REASONS:
         metrics.events_rejected.labels(reason)
     for cause in SUPPRESSION_CAUSES:
         metrics.alerts_suppressed.labels(cause)
-    names = list(detectors)
     for severity in SEVERITIES:
         for category in CATEGORIES:
-            for detector in [*names, NO_DETECTOR]:
+            for detector in (*DETECTORS, NO_DETECTOR):
                 metrics.alerts.labels(severity, category, detector)
-    for detector in names:
+
+
+def zero_init_scores(metrics: Any, detectors: Iterable[str]) -> None:
+    """A score histogram at 0 for each detector the engine actually runs."""
+    for detector in detectors:
         metrics.detector_score.ensure(detector)

@@ -180,6 +180,9 @@ class Metrics:
             "vigil_start_time_seconds", "Wall time this process started", registry=r
         )
         self.up_since.set(time.time())
+        from streams.metric_labels import zero_init_counters  # imports the contract
+
+        zero_init_counters(self)
 
     def _checkpoint_age(self) -> float:
         last = self.last_checkpoint._value.get()

@@ -39,9 +39,6 @@ def run_replay(
     pacer: Pacer | None = None,
 ) -> None:
     metrics = Metrics()
-    if metrics_port is not None:
-        metrics.serve(metrics_port)
-        typer.echo(f"serving metrics on http://127.0.0.1:{metrics_port}/metrics", err=True)
     db = None
     url = store or cfg.store_url
     if url:
@@ -54,6 +51,10 @@ def run_replay(
         snoozes=db.active_snoozes if db else None,
         emit_snapshots=db is not None,
     )
+    if metrics_port is not None:
+        # Once the engine is built, so the first scrape already sees its model and config.
+        metrics.serve(metrics_port)
+        typer.echo(f"serving metrics on http://127.0.0.1:{metrics_port}/metrics", err=True)
     if state_path and state_path.exists():
         engine.load_state_dict(pickle.loads(state_path.read_bytes()))
         typer.echo(f"resumed engine state from {state_path}", err=True)

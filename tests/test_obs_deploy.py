@@ -227,4 +227,4 @@ def test_prometheusrule_matches_the_rules_file() -> None:
     rule = next(d for d in K8S if d["kind"] == "PrometheusRule")
     files = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
     groups = [g for path in files for g in yaml.safe_load(path.read_text())["groups"]]
-    assert rule["spec"] == {"groups": groups}, "regenerate deploy/k8s/prometheusrule.yaml"
+    assert rule["spec"] == {"groups": groups}, "run python deploy/k8s/render-prometheusrule.py"

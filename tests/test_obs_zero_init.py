@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.alerts import CATEGORIES, SEVERITIES
 from streams.contract import REJECT_REASONS
 from streams.metric_labels import NO_DETECTOR, SUPPRESSION_CAUSES
+from streams.metrics import Metrics
 from tests.plugins.kafka import KafkaEnv
 from tests.plugins.prometheus import free_port
 
@@ -73,6 +74,17 @@ def assert_engine_series_at_zero(samples: Samples, runner: str) -> None:
     assert not missing, f"{runner}: {len(missing)} series not at 0, e.g. {missing[:3]}"
     versions = [dict(k[1]) for k in samples if k[0] == "vigil_config_info"]
     assert len(versions) == 1 and versions[0]["config_version"].startswith("cfg-"), versions
+
+
+def test_counters_exist_before_any_engine() -> None:
+    """A worker serves /metrics before its first partition (and engine): the counters'
+    series are there already."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest(Metrics().registry).decode()
+    for reason in REJECT_REASONS:
+        assert f'vigil_events_rejected_total{{reason="{reason}"}} 0.0' in text
+    assert text.count("vigil_alerts_total{") == len(SEVERITIES) * len(CATEGORIES) * 6
 
 
 def test_replay_exports_every_known_series_at_zero(tmp_path: Path) -> None:
