@@ -46,8 +46,8 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         empty = [r.title for r in panels if r.series == 0]
         for path in paths:
             typer.echo(f"wrote {path}")
-        drawn = sum(1 for r in results if r.kind not in ("row", "text"))
         typer.echo(
-            f"{drawn - len(empty)} of {drawn} panels drew data"
+            f"{len(panels) - len(empty)} of {len(panels)} panels drew data"
             + (f"; no data: {', '.join(empty)}" if empty else "")
+            + f"; details in {out / 'panels.json'}"
         )

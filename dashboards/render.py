@@ -241,36 +241,35 @@ def _latest(target: dict, values: dict, prom: Prometheus, span) -> list[tuple[st
 def _timeseries(ax, panel, board_title, drawn, unit, marks) -> PanelResult:  # noqa: ANN001
     import matplotlib.dates as mdates
 
-    points, moving = 0, False
-    for name, s in drawn:
-        if len(s.t) == 0:
-            continue
-        points += len(s.t)
-        moving |= bool(np.nanmax(s.v) != np.nanmin(s.v))
+    shown = [(name, s) for name, s in drawn if len(s.t)]
+    if not shown:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", fontsize=14, color="grey")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return PanelResult(board_title, panel["title"], "timeseries", 0, 0, False)
+    points = sum(len(s.t) for _, s in shown)
+    moving = any(bool(np.nanmax(s.v) != np.nanmin(s.v)) for _, s in shown)
+    # Many series (a zero-initialised label set) would hide the few that carry values.
+    plotted = shown
+    if len(shown) > MAX_LEGEND:
+        plotted = [(n, s) for n, s in shown if np.nanmax(np.abs(s.v)) > 0] or shown[:1]
+    for name, s in plotted:
         ax.plot(s.t.astype("datetime64[s]"), s.v, label=name[:40], linewidth=1.2)
     for _, colour, t, _ in marks:
         ax.axvline(np.datetime64(int(t), "s"), color=colour, linestyle="--", linewidth=1)
-    if points == 0:
-        ax.text(
-            0.5,
-            0.5,
-            "no data",
-            ha="center",
-            va="center",
-            fontsize=14,
-            color="grey",
-            transform=ax.transAxes,
-        )
-    elif len(drawn) <= MAX_LEGEND:
-        ax.legend(fontsize=7, loc="upper left")
-    else:
-        ax.legend(fontsize=6, loc="upper left", ncol=2, title=f"{len(drawn)} series")
+    title = f"{len(plotted)} of {len(shown)} series (the rest all 0)" if plotted != shown else None
+    ax.legend(
+        fontsize=6 if len(plotted) > 4 else 7,
+        loc="upper left",
+        ncol=2 if len(plotted) > 6 else 1,
+        title=title,
+        title_fontsize=6,
+    )
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
     ax.tick_params(labelsize=7)
     ax.yaxis.set_major_formatter(lambda v, _pos: fmt_value(v, unit))
     ax.grid(alpha=0.3)
-    series = sum(1 for _, s in drawn if len(s.t))
-    return PanelResult(board_title, panel["title"], "timeseries", series, points, moving)
+    return PanelResult(board_title, panel["title"], "timeseries", len(shown), points, moving)
 
 
 def _heatmap(ax, panel, board_title, drawn) -> PanelResult:  # noqa: ANN001
@@ -287,7 +286,13 @@ def _heatmap(ax, panel, board_title, drawn) -> PanelResult:  # noqa: ANN001
         grid[i, np.searchsorted(times, s.t)] += s.v
     # Prometheus buckets are cumulative (`le`); a heatmap cell is what falls in one bucket.
     grid = np.diff(grid, axis=0, prepend=0.0).clip(min=0.0)
-    ax.imshow(grid, aspect="auto", origin="lower", cmap="Oranges", interpolation="nearest")
+    from matplotlib.colors import PowerNorm
+
+    # Like the dashboard's exponential colour scale: the lowest bucket holds most scores.
+    norm = PowerNorm(gamma=0.3, vmin=0.0, vmax=max(float(grid.max()), 1e-9))
+    ax.imshow(
+        grid, aspect="auto", origin="lower", cmap="Oranges", norm=norm, interpolation="nearest"
+    )
     ax.set_yticks(range(len(buckets)), [f"{le:g}" for le, _ in buckets], fontsize=6)
     ticks = np.linspace(0, len(times) - 1, min(6, len(times))).astype(int)
     ax.set_xticks(ticks, [time.strftime("%H:%M:%S", time.gmtime(times[i])) for i in ticks])
