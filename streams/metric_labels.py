@@ -20,8 +20,8 @@ NO_DETECTOR = "none"  # the `detector` of an alert that names none
 
 
 def zero_init_counters(metrics: Any) -> None:
-    """Create every series of the engine's labelled counters; called as `Metrics` starts,
-    before a worker has any partition (and so any engine)."""
+    """Create every series of the engine's labelled counters and score histograms; called
+    as `Metrics` starts, before a worker has any partition (and so any engine)."""
     for reason in REJECT_REASONS:
         metrics.events_rejected.labels(reason)
     for cause in SUPPRESSION_CAUSES:
@@ -30,6 +30,7 @@ def zero_init_counters(metrics: Any) -> None:
         for category in CATEGORIES:
             for detector in (*DETECTORS, NO_DETECTOR):
                 metrics.alerts.labels(severity, category, detector)
+    zero_init_scores(metrics, DETECTORS)
 
 
 def zero_init_scores(metrics: Any, detectors: Iterable[str]) -> None:

@@ -77,10 +77,13 @@ def build_worker(
 ) -> Worker:
     from faust.sensors.prometheus import setup_prometheus_sensors
 
+    from streams.config_version import config_version
     from streams.metrics import Metrics
 
     kc = config.kafka
     metrics = metrics or Metrics()
+    # Known before any partition (and engine) exists, so the version rule sees every worker.
+    metrics.config_info.info({"config_version": config_version(config)})
     wm = WorkerMetrics(metrics.registry)
     if make_engine is None:
         from streams.engine import Engine
