@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := data/demo
+DEMO_LIVE := data/demo-live
+SPEED ?= 90
 
-.PHONY: demo test test-unit sanitize lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
+.PHONY: demo demo-live test test-unit sanitize lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
 
 $(STAMP): pyproject.toml constraints.txt streams/contract/_decode.c streams/kafka/_records.c
 	$(PY) -m venv $(VENV)
@@ -19,6 +21,11 @@ demo: $(STAMP)
 	$(BIN)/vigil generate --accounts 2000 --hours 24 --seed 7 --out $(DEMO)
 	$(BIN)/vigil replay $(DEMO)/events.jsonl.gz --alerts $(DEMO)/alerts.jsonl \
 		--dead-letters $(DEMO)/dead-letters.jsonl --labels $(DEMO)/labels.json --store $(DEMO)/vigil.db
+
+# Live dashboards with no broker: a paced replay, the console and Prometheus on loopback,
+# all stopped at the end; the dashboards are drawn into $(DEMO_LIVE)/dashboards/.
+demo-live: $(STAMP)
+	$(BIN)/python -m dashboards.demo_live --out $(DEMO_LIVE) --speed $(SPEED)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

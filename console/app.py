@@ -199,4 +199,9 @@ def create_app(
     def healthz() -> dict:
         return {"ok": True}
 
+    from console import metrics, runbooks
+
+    app.include_router(runbooks.router)
+    # One SLA per severity for the queue's colours and the backlog metrics alike.
+    metrics.install(app, store, {k: 60.0 * v for k, v in app.state.sla_minutes.items()})
     return app

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from console.sink_metrics import SinkMetrics
 from console.store import AlertStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ def consume(
     stop: threading.Event,
     max_records: int = 2000,
     poll_ms: int = 500,
+    metrics: SinkMetrics | None = None,
     **consumer_args: Any,
 ) -> SinkStats:
     """Copy alerts and snapshots into the store until `stop` is set."""
@@ -62,11 +65,14 @@ def consume(
         **consumer_args,
     )
     stats = SinkStats()
+    metrics = metrics or SinkMetrics((alerts_topic, snapshots_topic))
     try:
         while not stop.is_set():
             polled = consumer.poll(timeout_ms=poll_ms, max_records=max_records)
+            metrics.update_lag(consumer)
             if not polled:
                 continue
+            bad_before = stats.bad_records
             alerts: list[dict] = []
             snaps: list[dict] = []
             for tp, records in polled.items():
@@ -83,8 +89,13 @@ def consume(
             except (KeyError, TypeError, ValueError) as exc:
                 # A malformed record must not wedge the sink; skip the batch item by item.
                 log.warning("batch rejected (%s); writing records one by one", exc)
+                metrics.errors.labels("batch_rejected").inc()
                 stats.bad_records += _write_one_by_one(store, alerts, snaps)
             consumer.commit()
+            metrics.last_commit.set(time.time())
+            metrics.errors.labels("bad_record").inc(stats.bad_records - bad_before)
+            metrics.records.labels(alerts_topic).inc(len(alerts))
+            metrics.records.labels(snapshots_topic).inc(len(snaps))
             stats.alerts += len(alerts)
             stats.snapshots += len(snaps)
             stats.batches += 1

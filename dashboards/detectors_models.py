@@ -85,6 +85,14 @@ def build() -> dict:
             width=12,
             height=6,
         ),
+        table(
+            "Config versions",
+            "The detection config each worker runs: a stable hash of its engine, fusion and "
+            "rule settings and model path. Workers should agree.",
+            [target(sel("vigil_config_info"), instant=True, fmt="table")],
+            width=24,
+            height=5,
+        ),
         stat(
             "Classifier model loaded",
             "Workers whose classifier model failed to load count here as failed.",

@@ -7,6 +7,7 @@ stack, a Kubernetes cluster and a local `vigil replay` alike.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -276,6 +277,68 @@ def console_link() -> dict:
     }
 
 
+def row(title: str) -> dict:
+    """A full-width row header; the panels after it belong to it."""
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "panels": [],
+        "gridPos": {"w": GRID_WIDTH, "h": 1},
+    }
+
+
+# Changes the runtime itself reports, drawn on every dashboard. Each query returns a series
+# only for a short while after the change, which Grafana draws as one annotation: an info
+# series (model or config version) that did not exist 2 minutes earlier, or a process whose
+# start time is under 2 minutes old. `{SEL}` becomes the job and instance matchers.
+def _appeared(metric: str, label: str) -> str:
+    # An info metric is exported without labels until its process sets it (a worker before
+    # its first partition): that is no version, and no change.
+    now = f"count by (job, instance, {label}) ({metric}{{SEL_{label}}})"
+    return f"{now} unless {now[:-1]} offset 2m)"
+
+
+ANNOTATIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("model change", "purple", _appeared("vigil_model_info", "version"), "model {{version}}"),
+    (
+        "config change",
+        "orange",
+        _appeared("vigil_config_info", "config_version"),
+        "config {{config_version}}",
+    ),
+    (
+        "restart",
+        "red",
+        "time() - max by (job, instance) (vigil_start_time_seconds{SEL}) < 120",
+        "{{instance}} started",
+    ),
+)
+
+
+def annotations() -> list[dict]:
+    matchers = '{job=~"$job", instance=~"$instance"}'
+    return [
+        {
+            "name": name,
+            "datasource": dict(DATASOURCE),
+            "enable": True,
+            "hide": False,
+            "iconColor": color,
+            "expr": re.sub(
+                r"\{SEL(?:_(\w+))?\}",
+                lambda m: matchers[:-1] + (f', {m.group(1)}!=""}}' if m.group(1) else "}"),
+                expr,
+            ),
+            "step": "60s",
+            "titleFormat": title,
+            "tagKeys": "job,instance",
+            "useValueForTime": False,
+        }
+        for name, color, expr, title in ANNOTATIONS
+    ]
+
+
 def layout(panels: list[dict]) -> list[dict]:
     """Gives panels ids and flows them left to right into 24-column rows."""
     x = y = row_height = 0
@@ -322,6 +385,6 @@ def dashboard(
             *(links or []),
         ],
         "templating": {"list": variables},
-        "annotations": {"list": []},
+        "annotations": {"list": annotations()},
         "panels": layout(panels),
     }

@@ -9,6 +9,7 @@ from dashboards.grafana import (
     dashboard,
     gauge,
     rate,
+    row,
     sel,
     standard_variables,
     stat,
@@ -26,6 +27,63 @@ ACTIVE = f"sum({sel('vigil_active_accounts')})"
 BUDGET = f"{ALERTS} * 3600 / $alert_budget"
 
 BUDGET_STEPS = thresholds((None, "green"), (0.8, "orange"), (1.0, "red"))
+
+
+def backlog_row() -> list[dict]:
+    """What the analysts have yet to triage (from the console, which reads the store)."""
+    by_sev = "max by (alert_severity)"
+    return [
+        row("Analyst backlog"),
+        timeseries(
+            "Open alerts by severity and age",
+            "Alerts waiting for a first verdict, by severity and how long they have waited.",
+            [
+                target(
+                    f"sum by (alert_severity, age) ({sel('vigil_backlog_open_alerts')})",
+                    "{{alert_severity}} {{age}}",
+                )
+            ],
+            "short",
+            stacked=True,
+            width=8,
+        ),
+        timeseries(
+            "Oldest open alert by severity",
+            "How long the oldest alert of each severity has waited for a verdict; the "
+            "analyst-backlog alert fires when it passes the severity's SLA.",
+            [
+                target(
+                    f"{by_sev} ({sel('vigil_backlog_oldest_age_seconds')})", "{{alert_severity}}"
+                ),
+                target(
+                    f"{by_sev} ({sel('vigil_backlog_over_sla_alerts')})",
+                    "{{alert_severity}} past SLA (count)",
+                ),
+            ],
+            "s",
+            width=8,
+        ),
+        timeseries(
+            "Verdicts per hour",
+            "Verdicts analysts gave, per hour, by verdict: the rate the backlog drains at.",
+            [
+                target(
+                    f"sum by (verdict) ({rate('vigil_backlog_verdicts_total')}) * 3600",
+                    "{{verdict}}",
+                )
+            ],
+            "short",
+            width=8,
+        ),
+        timeseries(
+            "Console requests by status",
+            "Requests per second the analyst console answered, by status class; 5xx pages "
+            "on-call when it passes 5%.",
+            [target(f"sum by (status) ({rate('vigil_console_requests_total')})", "{{status}}")],
+            "reqps",
+            width=24,
+        ),
+    ]
 
 
 def build() -> dict:
@@ -124,6 +182,7 @@ def build() -> dict:
             [target(f"sum by (cause) ({rate('vigil_alerts_suppressed_total')}) * 60", "{{cause}}")],
             "short",
         ),
+        *backlog_row(),
     ]
     variables = [
         *standard_variables(),

@@ -17,6 +17,8 @@ from dashboards.grafana import (
 UID = "vigil-pipeline-health"
 # `up` exists for every scrape job; "All" jobs must not count Prometheus or Alertmanager.
 WORKERS_UP = "sum(" + sel("up", 'job=~"vigil-.+"') + ")"
+# The latency objective's bucket (deploy/prometheus/rules/vigil-oncall.yml): 120 s.
+WITHIN_OBJECTIVE = 'le="120.0"'
 CHECKPOINT_STEPS = thresholds((None, "green"), (600, "orange"), (900, "red"))
 
 
@@ -115,6 +117,30 @@ def build() -> dict:
             "s",
         ),
         timeseries(
+            "Event-to-alert latency",
+            "Wall time from the stream reaching a window's end to that window's alerts, p50 "
+            "and p99; the objective is 99% within 120 s (about the allowed lateness plus "
+            "processing on a live stream).",
+            [
+                target(quantile(0.5, "vigil_alert_latency_seconds"), "p50"),
+                target(quantile(0.99, "vigil_alert_latency_seconds"), "p99"),
+            ],
+            "s",
+        ),
+        timeseries(
+            "Alerts within the latency objective",
+            "Share of alerts that left within 120 s of their window's end; the objective is "
+            "99%. The burn-rate alerts fire when this stays low.",
+            [
+                target(
+                    f"sum by (job) ({rate('vigil_alert_latency_seconds_bucket', WITHIN_OBJECTIVE)})"
+                    f" / {_sum_rate('vigil_alert_latency_seconds_count', 'job')}",
+                    "{{job}}",
+                )
+            ],
+            "percentunit",
+        ),
+        timeseries(
             "Dead-letter rate by reason",
             "Rejected records per second, by the contract rule they broke.",
             [target(_sum_rate("vigil_events_rejected_total", "reason"), "{{reason}}")],
@@ -152,6 +178,17 @@ def build() -> dict:
             "Evicted accounts per second",
             "Idle accounts whose state was evicted to bound memory.",
             [target(_sum_rate("vigil_accounts_evicted_total"), "evicted/s")],
+            "short",
+        ),
+        timeseries(
+            "Store sink lag and errors",
+            "Records the store sink has yet to copy into the console's store, per topic, and "
+            "records per second it could not store, per kind.",
+            [
+                target(f"sum by (topic) ({sel('vigil_store_sink_lag')})", "lag {{topic}}"),
+                target(_sum_rate("vigil_store_sink_errors_total", "kind"), "errors/s {{kind}}"),
+                target(_sum_rate("vigil_store_sink_records_total", "topic"), "stored/s {{topic}}"),
+            ],
             "short",
         ),
     ]

@@ -76,8 +76,17 @@ def replay(
             help="Run without the ONNX classifier instead of stopping when its model cannot be loaded"
         ),
     ] = False,
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Pace the input: event time runs at SPEED times real time"),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Pace the input: RATE events per second")
+    ] = None,
 ) -> None:
-    """Process events in event-time order as fast as possible; print a summary."""
+    """Process events in event-time order (as fast as possible unless paced); print a summary."""
+    from streams.replay.pacing import Pacer, PacingError
+
     cfg = load_cli_config(config)
     if hold and metrics_port is None:
         raise fail("--hold needs --metrics-port")
@@ -88,6 +97,10 @@ def replay(
     truth = checks.json_file(labels, "--labels")
     url = store or cfg.store_url
     url = checks.store_url(url, "--store" if store else "store_url") if url else None
+    try:
+        pacer = Pacer(speed, rate) if speed is not None or rate is not None else None
+    except PacingError as exc:
+        raise fail(str(exc)) from None
     detectors = checks.detectors(cfg, without_classifier)
 
     from streams.replay.runner import ReplayJob, run_replay
@@ -118,6 +131,7 @@ def replay(
         snoozes=db.active_snoozes if db else None,
         snapshots=db is not None,
         detectors=detectors,
+        pacer=pacer,
     )
     try:
         run_replay(job)

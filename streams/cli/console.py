@@ -38,6 +38,27 @@ def default_labels_file(url: str) -> Path | None:
     return Path(full.removeprefix("sqlite:///")).with_name("analyst-labels.jsonl")
 
 
+def parse_sla(items: list[str]) -> dict[str, float]:
+    """`critical=900` pairs into seconds per severity; a bad one fails with one line."""
+    from console.backlog import SEVERITIES
+    from streams.cli.common import fail
+
+    out: dict[str, float] = {}
+    for item in items:
+        sev, _, value = item.partition("=")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if sev not in SEVERITIES or not seconds > 0:
+            raise fail(
+                f"--backlog-sla {item!r}: expected SEVERITY=SECONDS, severity one of "
+                f"{', '.join(SEVERITIES)} and seconds above 0"
+            )
+        out[sev] = seconds
+    return out
+
+
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     from streams.runtime.kafka_client import security_options
 
@@ -65,19 +86,25 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             list[str] | None, typer.Option(help="proxy address allowed to set those headers")
         ] = None,
         secure_cookies: Annotated[bool, typer.Option(help="mark cookies Secure (HTTPS)")] = False,
+        backlog_sla: Annotated[
+            list[str] | None,
+            typer.Option(help="time to a first verdict, SEVERITY=SECONDS (repeatable)"),
+        ] = None,
         config: ConfigOpt = None,
     ) -> None:
-        """Serve the analyst console."""
+        """Serve the analyst console (and its /metrics)."""
         import uvicorn
 
         from console.app import create_app
         from console.auth import AuthSettings
+        from console.backlog import SEVERITIES
         from console.labels import FileLabelPublisher, KafkaLabelPublisher, LabelPublisher
         from console.startup import StartupError, check_store_url, console_secret
         from console.store import open_store
         from streams.cli.common import fail, load_cli_config
 
         cfg = load_cli_config(config)
+        sla_override = parse_sla(backlog_sla or [])  # checked before anything starts
         url = _store_url(store, config)
         # Checked before anything opens or listens: a deployment that kept a placeholder
         # fails here with one line, instead of serving sessions signed with a known key.
@@ -111,9 +138,11 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             AuthSettings(**auth_kwargs),
             publisher,
             default_threshold=cfg.fusion.alert_threshold,
-            sla_minutes=dict(
-                zip(("low", "medium", "high", "critical"), cfg.console.sla_minutes, strict=True)
-            ),
+            # [console] sla_minutes, with --backlog-sla SEVERITY=SECONDS over it.
+            sla_minutes={
+                **dict(zip(SEVERITIES, cfg.console.sla_minutes, strict=True)),
+                **{k: s / 60.0 for k, s in sla_override.items()},
+            },
             common_link_share=cfg.console.common_link_share,
         )
         from console.users import list_users
@@ -130,6 +159,10 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     def store_sink(
         store: StoreOpt = "",
         group_id: Annotated[str, typer.Option(help="consumer group")] = "vigil-store-sink",
+        metrics_port: Annotated[
+            int | None, typer.Option(min=1, max=65535, help="Serve /metrics on this port")
+        ] = None,
+        metrics_host: Annotated[str, typer.Option(help="address of /metrics")] = "127.0.0.1",
         config: ConfigOpt = None,
     ) -> None:
         """Copy the Kafka alert and snapshot topics into the store (for the console)."""
@@ -137,11 +170,16 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         import threading
 
         from console.kafka_sink import consume
+        from console.sink_metrics import SinkMetrics
         from console.store import open_store
         from streams.cli.common import load_cli_config
 
         cfg = load_cli_config(config)
         k = cfg.kafka
+        sink_metrics = SinkMetrics((k.alerts_topic, k.snapshots_topic))
+        if metrics_port is not None:
+            sink_metrics.serve(metrics_port, metrics_host)
+            typer.echo(f"serving metrics on http://{metrics_host}:{metrics_port}/metrics")
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -154,6 +192,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 k.snapshots_topic,
                 group_id,
                 stop,
+                metrics=sink_metrics,
                 **security_options(k),
             )
         typer.echo(

@@ -27,6 +27,8 @@ from streams.contract.seen import IdSet, add_new
 from streams.core.alerts import Alert, rfc3339
 from streams.core.batch import fill_nan
 from streams.core.config import ConfigError, VigilConfig
+from streams.core.config_version import config_version
+from streams.engine.alert_latency import AlertLatency, window_ends
 from streams.engine.budget import (
     StateBudget,
     Usage,
@@ -39,6 +41,7 @@ from streams.engine.budget import (
     report,
     slots_to_evict,
 )
+from streams.engine.metric_labels import NO_DETECTOR, zero_init_scores
 from streams.engine.metrics import Metrics
 from streams.engine.snapshots import WindowSnapshots
 from streams.features.campaign import SIGNALS, CampaignState
@@ -159,15 +162,22 @@ class Engine:
         self.metrics.detector_info.info(
             {k: str(getattr(d, "version", "")) for k, d in self.detectors.items()}
         )
+        self.metrics.config_info.info({"config_version": config_version(self.cfg)})
+        zero_init_scores(self.metrics, self.detectors)
+        self.alert_latency = AlertLatency(self.metrics.alert_latency)
 
     # ---- input -------------------------------------------------------------------------
     def process_lines(self, lines: list[bytes]) -> Output:
         t0 = time.perf_counter()
+        arrived, before = time.time(), self.max_ts
         e = self.cfg.engine
         batch, dead = decode_lines(lines, self.clock(), e.max_future_s, e.max_line_bytes)
         self.metrics.events_read.inc(len(lines))
         out = Output(dead_letters=dead)
         out.extend(self.process_events(batch))
+        self.alert_latency.batch_arrived(before, self.max_ts, arrived)
+        if out.alerts:
+            self.alert_latency.alerts_emitted(window_ends(out.alerts), self.closed_until)
         for d in out.dead_letters:
             self.metrics.events_rejected.labels(d.reason).inc()
         self.metrics.processing_latency.observe(time.perf_counter() - t0)
@@ -318,7 +328,7 @@ class Engine:
             if k:
                 self.metrics.alerts_suppressed.labels(cause).inc(k)
         for a in result.alerts:
-            top = a.detectors[0].name if a.detectors else "none"
+            top = a.detectors[0].name if a.detectors else NO_DETECTOR
             self.metrics.alerts.labels(a.severity, a.category, top).inc()
         self.metrics.events_processed.inc(len(ev))
         self.metrics.windows_closed.inc(len(batch))

@@ -22,6 +22,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily
 
+from streams.engine.alert_latency import ALERT_LATENCY_BUCKETS
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 LAG_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
 SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -40,6 +42,13 @@ class ScoreHistograms:
         self._bounds = np.array(SCORE_BUCKETS)
         self._counts: dict[str, np.ndarray] = {}
         self._sums: dict[str, float] = {}
+
+    def ensure(self, detector: str) -> None:
+        """Export the detector's histogram at 0 before its first observation."""
+        with self._lock:
+            if detector not in self._counts:
+                self._counts[detector] = np.zeros(len(self._bounds) + 1, dtype=np.int64)
+                self._sums[detector] = 0.0
 
     def observe_many(self, detector: str, values: np.ndarray) -> None:
         idx = np.searchsorted(self._bounds, values, side="left")
@@ -191,6 +200,15 @@ class Metrics:
             "vigil_model_loaded", "1 when the classifier model loaded, 0 when it failed", registry=r
         )
         self.detector_info = Info("vigil_detectors", "Detector versions", registry=r)
+        self.config_info = Info(
+            "vigil_config", "Version (stable hash) of the effective detection config", registry=r
+        )
+        self.alert_latency = Histogram(
+            "vigil_alert_latency_seconds",
+            "Wall time from the stream reaching a window's end to that window's alerts",
+            buckets=ALERT_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.last_checkpoint = Gauge(
             "vigil_last_checkpoint_timestamp_seconds",
             "Wall time of the last completed checkpoint (0 before the first)",
@@ -206,6 +224,9 @@ class Metrics:
             "vigil_start_time_seconds", "Wall time this process started", registry=r
         )
         self.up_since.set(time.time())
+        from streams.engine.metric_labels import zero_init_counters  # imports the contract
+
+        zero_init_counters(self)
 
     def _checkpoint_age(self) -> float:
         last = self.last_checkpoint._value.get()

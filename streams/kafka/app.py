@@ -74,12 +74,15 @@ def build_worker(
     from faust.sensors.prometheus import setup_prometheus_sensors
 
     from streams.contract.codes import DEMO_HASH_KEY
+    from streams.core.config_version import config_version
     from streams.engine.metrics import Metrics
 
     kc = config.kafka
     if config.engine.hash_key == DEMO_HASH_KEY:
         log.warning("engine.hash_key is the public demo key: set VIGIL_HASH_KEY to a secret")
     metrics = metrics or Metrics()
+    # Known before any partition (and engine) exists, so the version rule sees every worker.
+    metrics.config_info.info({"config_version": config_version(config)})
     wm = WorkerMetrics(metrics.registry)
     if make_engine is None:
         from streams.engine.engine import Engine, build_detectors

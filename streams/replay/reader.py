@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from streams.engine.engine import Engine, Output
+from streams.replay.pacing import Pacer
 
 BATCH_LINES = 8192
 
@@ -118,18 +119,22 @@ def replay(
     fh: BinaryIO,
     sink: Callable[[Output], None],
     progress: Callable[[int], None] | None = None,
+    pacer: Pacer | None = None,
 ) -> ReplaySummary:
     import time
 
     summary = ReplaySummary()
     t0 = time.perf_counter()
-    for lines in read_batches(fh, read_ahead=True):
+    size = pacer.batch_lines if pacer else BATCH_LINES
+    for lines in read_batches(fh, size, read_ahead=True):
         out = engine.process_lines(lines)
         summary.lines += len(lines)
         _account(summary, out)
         sink(out)
         if progress:
             progress(len(lines))
+        if pacer:
+            pacer.after_batch(len(lines), engine.max_ts)
     out = engine.flush()
     _account(summary, out)
     sink(out)

@@ -17,6 +17,7 @@ import typer
 from streams.core.config import VigilConfig
 from streams.engine.engine import Engine, Output, SnoozeSource
 from streams.engine.metrics import Metrics
+from streams.replay.pacing import Pacer
 from streams.replay.reader import ReplaySummary, open_input, replay
 from streams.runtime.sinks import Sink
 
@@ -34,13 +35,11 @@ class ReplayJob:
     snoozes: SnoozeSource | None = None
     snapshots: bool = False  # build account snapshots (a sink wants them)
     detectors: dict | None = None
+    pacer: Pacer | None = None  # None: as fast as possible
 
 
 def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> ReplaySummary:
     metrics = Metrics()
-    if job.metrics_port is not None:
-        metrics.serve(job.metrics_port)
-        typer.echo(f"serving metrics on http://127.0.0.1:{job.metrics_port}/metrics", err=True)
     engine = Engine(
         job.config,
         metrics,
@@ -48,6 +47,10 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         snoozes=job.snoozes,
         emit_snapshots=job.snapshots,
     )
+    if job.metrics_port is not None:
+        # Once the engine is built, so the first scrape already sees its model and config.
+        metrics.serve(job.metrics_port)
+        typer.echo(f"serving metrics on http://127.0.0.1:{job.metrics_port}/metrics", err=True)
     if job.state_path and job.state_path.exists():
         engine.load_state_dict(pickle.loads(job.state_path.read_bytes()))
         typer.echo(f"resumed engine state from {job.state_path}", err=True)
@@ -69,7 +72,7 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         ) as bar,
     ):
         task = bar.add_task("replay")
-        summary = replay(engine, fh, sink, progress=lambda n: bar.advance(task, n))
+        summary = replay(engine, fh, sink, lambda n: bar.advance(task, n), job.pacer)
     for s in job.sinks:
         s.close()
     if job.state_path:
