@@ -81,6 +81,13 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class PlatformConfig:
+    """Facts about the platform being watched (its published limits), not tuned values."""
+
+    free_daily_tokens: int = 250_000  # the free plan's daily token allowance
+
+
+@dataclass(frozen=True)
 class FusionConfig:
     alert_threshold: float = 0.5
     severity_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.95)  # medium, high, critical
@@ -113,6 +120,7 @@ class VigilConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     rules: tuple[RuleConfig, ...] = DEFAULT_RULES
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     model_path: str = ""  # empty: the shipped default model
     store_url: str = ""  # empty: no alert store
@@ -204,6 +212,8 @@ def validate(cfg: VigilConfig) -> None:
         raise ConfigError("fusion.alert_threshold: must be between 0 and 1")
     if list(f.severity_thresholds) != sorted(f.severity_thresholds):
         raise ConfigError("fusion.severity_thresholds: must be increasing")
+    if cfg.platform.free_daily_tokens <= 0:
+        raise ConfigError("platform.free_daily_tokens: must be > 0")
     if cfg.kafka.partitions < 1 or cfg.kafka.replication_factor < 1:
         raise ConfigError("kafka.partitions and kafka.replication_factor: must be >= 1")
     seen: set[str] = set()

@@ -53,7 +53,7 @@ def build_detectors(cfg: VigilConfig, metrics: Metrics | None = None) -> dict[st
         "rules": RulesDetector(cfg.rules),
         "baseline": BaselineDetector(),
         "population": PopulationDetector(),
-        "campaign": CampaignDetector(),
+        "campaign": CampaignDetector(free_daily_tokens=cfg.platform.free_daily_tokens),
     }
     try:
         from detectors.classifier import ClassifierDetector

@@ -16,6 +16,7 @@ from streams.campaign import CampaignState
 from streams.codes import code
 from streams.contract import FINISH_CODES, PLAN_CODES
 from streams.events import EventBatch
+from streams.history import update_history
 from streams.state import AccountTable
 
 FEATURES = (
@@ -57,6 +58,8 @@ FEATURES = (
     "ua_new_accounts",
     "prompt_shared_accounts",
     "ip_auth_fail_accounts",
+    "day_tokens",
+    "novelty",
 )
 COL = {name: i for i, name in enumerate(FEATURES)}
 # USD per 1k tokens; an unknown model is priced like a mid-size one.
@@ -271,6 +274,11 @@ def window_features(
     X[:, COL["is_free_plan"]] = plan_codes == PLAN_CODES["free"]
     table.plan[s] = plan_codes
     table.windows[s] += 1
+    new_values = (
+        X[:, COL["new_subnets"]] + X[:, COL["new_countries"]] + X[:, COL["new_user_agents"]]
+    )
+    day, nov = update_history(table, s, window_end, X[:, COL["tokens"]], new_values)
+    X[:, COL["day_tokens"]], X[:, COL["novelty"]] = day, nov
     table.last_seen[s] = ev.ts[o[last]]
 
     young_event = (age_days < NEW_ACCOUNT_DAYS)[_unsort(g)]

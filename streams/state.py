@@ -21,6 +21,10 @@ _SCALARS = {
     "plan": np.int8,
     "last_alert": np.float64,
     "last_severity": np.int8,
+    # Long-horizon history (streams/history.py): decayed sums and when they were last updated.
+    "day_tokens": np.float64,
+    "novelty": np.float64,
+    "history_t": np.float64,
 }
 
 
