@@ -20,6 +20,7 @@ from detectors.baseline import BaselineDetector
 from detectors.campaign import CampaignDetector
 from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
+from detectors.takeover import TakeoverDetector
 from streams.alerts import Alert, rfc3339
 from streams.campaign import CampaignState
 from streams.codes import CODES_VERSION
@@ -54,6 +55,7 @@ def build_detectors(cfg: VigilConfig, metrics: Metrics | None = None) -> dict[st
         "baseline": BaselineDetector(),
         "population": PopulationDetector(),
         "campaign": CampaignDetector(free_daily_tokens=cfg.platform.free_daily_tokens),
+        "takeover": TakeoverDetector(),
     }
     try:
         from detectors.classifier import ClassifierDetector

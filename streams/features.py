@@ -16,7 +16,7 @@ from streams.campaign import CampaignState
 from streams.codes import code
 from streams.contract import FINISH_CODES, PLAN_CODES
 from streams.events import EventBatch
-from streams.history import update_history
+from streams.history import new_country_overlap, update_history
 from streams.state import AccountTable
 
 FEATURES = (
@@ -60,6 +60,7 @@ FEATURES = (
     "ip_auth_fail_accounts",
     "day_tokens",
     "novelty",
+    "new_country_overlap",
 )
 COL = {name: i for i, name in enumerate(FEATURES)}
 # USD per 1k tokens; an unknown model is priced like a mid-size one.
@@ -225,6 +226,7 @@ def window_features(
     X[:, COL["flagged_rate"]] = X[:, COL["flagged_requests"]] / req
     X[:, COL["moderation_mean"]] = g.sum(fill_nan(ev.moderation)) / req
 
+    X[:, COL["new_country_overlap"]] = new_country_overlap(g, table, ev.country, window_end)
     for ring, codes, dname, nname in (
         ("ip", ev.ip, "distinct_ips", "new_ips"),
         ("subnet", ev.subnet, "distinct_subnets", "new_subnets"),

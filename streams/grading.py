@@ -19,7 +19,7 @@ import numpy as np
 
 from streams.config import FusionConfig
 
-EVIDENCE = ("rules", "campaign")
+EVIDENCE = ("rules", "campaign", "takeover")
 STATISTICAL = ("classifier",)
 UNSUPERVISED = ("baseline", "population")
 # Below the default `high` threshold (0.8): a statistical opinion alone is at most medium.

@@ -8,10 +8,16 @@ decayed sums (fixed memory, one float each) that every window updates with array
 - `day_tokens`: tokens used, decayed with a 12 h half-life, which reads as "about the
   last day's use" and is compared with the platform's free daily allowance;
 - `novelty`: values new to this account (networks, countries, clients), decayed with a
-  6 h half-life, so one move reads as one and a drift across many values adds up.
+  6 h half-life, so one move reads as one and a drift across many values adds up;
+- `new_country_overlap`: how many windows a country new to an established account was
+  used *beside* one of its usual countries. A traveller or an office move switches
+  country; a key taken over is used by its owner and by someone else at the same time,
+  and the stranger's share grows while the owner's does not stop at once.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +25,11 @@ from streams.state import AccountTable
 
 TOKENS_HALF_LIFE_S = 12 * 3600.0
 NOVELTY_HALF_LIFE_S = 6 * 3600.0
+OVERLAP_HORIZON_S = 24 * 3600.0
+ESTABLISHED_WINDOWS = 24  # two hours of active windows before a country can be "new"
+
+if TYPE_CHECKING:
+    from streams.features import Groups
 
 
 def _decay(dt: np.ndarray, half_life: float) -> np.ndarray:
@@ -41,3 +52,34 @@ def update_history(
     table.novelty[slots] = nov
     table.history_t[slots] = window_end
     return day, nov
+
+
+def new_country_overlap(g: Groups, table: AccountTable, countries: np.ndarray, end: float):
+    """Windows in which a country new to the account was used beside a usual one.
+
+    Call before the country ring learns this window's countries.
+    """
+    first, _ = g.distinct(countries)
+    pg = g.gid[first]
+    pv = countries[g.order[first]]
+    slots = g.slots
+    member = table.ring_members("country", slots[pg], pv)
+    tracked = table.newc_code[slots]
+    n = len(slots)
+    is_tracked = pv == tracked[pg]
+    has_tracked = np.bincount(pg[is_tracked], minlength=n) > 0
+    has_usual = np.bincount(pg[member & ~is_tracked], minlength=n) > 0
+    recent = end - np.nan_to_num(table.newc_first[slots], nan=-np.inf) <= OVERLAP_HORIZON_S
+    table.newc_windows[slots] += (has_tracked & has_usual & recent & (tracked != 0)).astype(
+        np.int32
+    )
+    # A country new to an established account starts being tracked (the last one wins).
+    established = table.windows[slots] >= ESTABLISHED_WINDOWS
+    fresh = ~member & established[pg]
+    if fresh.any():
+        gs, codes = pg[fresh], pv[fresh]
+        table.newc_code[slots[gs]] = codes
+        table.newc_first[slots[gs]] = end
+        table.newc_windows[slots[gs]] = has_usual[gs].astype(np.int32)
+    recent = end - np.nan_to_num(table.newc_first[slots], nan=-np.inf) <= OVERLAP_HORIZON_S
+    return np.where(recent, table.newc_windows[slots], 0).astype(np.float64)

@@ -25,6 +25,9 @@ _SCALARS = {
     "day_tokens": np.float64,
     "novelty": np.float64,
     "history_t": np.float64,
+    "newc_code": np.uint64,  # the latest country new to an established account
+    "newc_first": np.float64,
+    "newc_windows": np.int32,  # windows since, with it beside an established country
 }
 
 
