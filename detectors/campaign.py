@@ -62,7 +62,8 @@ class CampaignDetector(ScoreThenLearn):
             "moderation_mean": np.maximum(
                 _ramp(batch.col("moderation_mean"), 0.1, 0.2),
                 _ramp(batch.col("flagged_rate"), 0.1, 0.25),
-            ),
+            )
+            * (req >= 5),
             # One account cycling through a handful of prompts: a templated app does this
             # too, so it only counts together with the same prompts across accounts.
             "prompt_repeat_rate": _ramp(batch.col("prompt_repeat_rate"), 0.7, 0.85) * (req >= 10),
@@ -79,13 +80,15 @@ class CampaignDetector(ScoreThenLearn):
             _group(batch.col("ua_new_accounts"), lo, hi),
         )
         fails = fill_nan(batch.col("auth_fail_rate"))
+        # Misuse inside the group, not only in this account: several members misbehave.
+        group = _group(batch.col("group_misuse_accounts"), lo, lo)
         spam_content = np.maximum(b["moderation_mean"], b["prompt_repeat_rate"] * shared_prompt)
         farming = np.maximum(b["day_tokens"], b["rate_limited_rate"])
         return {
             "credential_stuffing": _group(batch.col("ip_auth_fail_accounts"), lo, hi)
             * (fails >= 0.3),
-            "spam_campaign": np.maximum(shared_prompt, new_infra * young) * spam_content,
-            "free_tier_farming": new_infra * young * free * farming * 0.95,
+            "spam_campaign": np.maximum(shared_prompt, new_infra * young) * spam_content * group,
+            "free_tier_farming": new_infra * young * free * farming * group * 0.95,
         }
 
     def score(self, batch: FeatureBatch) -> np.ndarray:
@@ -105,6 +108,10 @@ class CampaignDetector(ScoreThenLearn):
         if ev:
             text = ev["text"] + " (accounts are usually alone on it)"
             reasons.append(Reason(ev["signal"], float(ev["count"]), 1.0, text))
+        if kind != "credential_stuffing":
+            k = float(fill_nan(one.col("group_misuse_accounts"))[0])
+            text = f"{k:.0f} accounts of that group show misuse behaviour themselves (usually none)"
+            reasons.append(Reason("group_misuse_accounts", k, 0.0, text))
         reasons += self._behaviour_reasons(one, kind)
         return Explanation(kind, reasons)
 

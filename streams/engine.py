@@ -94,7 +94,9 @@ class Engine:
         self.on_features = on_features  # called with each window's FeatureBatch (training)
         self.table = AccountTable()
         self.campaign = CampaignState(
-            self.cfg.engine.campaign_horizon_s, self.cfg.engine.campaign_max_keys
+            self.cfg.engine.campaign_horizon_s,
+            self.cfg.engine.campaign_max_keys,
+            self.cfg.platform.free_daily_tokens,
         )
         self.pending: list[EventBatch] = []
         self.max_ts = -np.inf

@@ -61,6 +61,8 @@ FEATURES = (
     "day_tokens",
     "novelty",
     "new_country_overlap",
+    "new_country_share",
+    "group_misuse_accounts",
 )
 COL = {name: i for i, name in enumerate(FEATURES)}
 # USD per 1k tokens; an unknown model is priced like a mid-size one.
@@ -226,7 +228,8 @@ def window_features(
     X[:, COL["flagged_rate"]] = X[:, COL["flagged_requests"]] / req
     X[:, COL["moderation_mean"]] = g.sum(fill_nan(ev.moderation)) / req
 
-    X[:, COL["new_country_overlap"]] = new_country_overlap(g, table, ev.country, window_end)
+    overlap, share = new_country_overlap(g, table, ev.country, window_end)
+    X[:, COL["new_country_overlap"]], X[:, COL["new_country_share"]] = overlap, share
     for ring, codes, dname, nname in (
         ("ip", ev.ip, "distinct_ips", "new_ips"),
         ("subnet", ev.subnet, "distinct_subnets", "new_subnets"),

@@ -7,7 +7,8 @@ harmful. Certainty comes from the kind of evidence, not from one model's confide
 - the classifier on its own, or the two unsupervised detectors agreeing, say "this looks
   like X" and are capped below `high`, however confident: their confidence was learned on
   other traffic (see the classifier's out-of-distribution guard);
-- each further detector that agrees adds a little.
+- one evidence detector alone reaches at most `high`; `critical` takes a second, independent
+  detector agreeing, so each further detector that agrees adds a little.
 
 Harm depends on the category: a leaked key or stuffed credentials cost a customer money
 and data; probing or an unexplained anomaly costs little until it turns into something.
@@ -24,6 +25,7 @@ STATISTICAL = ("classifier",)
 UNSUPERVISED = ("baseline", "population")
 # Below the default `high` threshold (0.8): a statistical opinion alone is at most medium.
 STATISTICAL_CAP = 0.79
+EVIDENCE_ALONE_CAP = 0.9
 AGREE_BONUS = 0.05
 HARM = {
     "key_leak": 1.0,
@@ -62,7 +64,7 @@ def fuse_scores(
 def certainty(fused: float, det_scores: dict[str, float], threshold: float) -> float:
     """Agreement raises certainty, but only evidence lifts it past the statistical cap."""
     agreeing = sum(1 for v in det_scores.values() if v >= threshold)
-    sure = min(1.0, fused + AGREE_BONUS * max(agreeing - 1, 0))
+    sure = min(1.0, min(fused, EVIDENCE_ALONE_CAP) + AGREE_BONUS * max(agreeing - 1, 0))
     if max((det_scores.get(k, 0.0) for k in EVIDENCE), default=0.0) < threshold:
         sure = min(sure, STATISTICAL_CAP)
     return sure

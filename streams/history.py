@@ -12,7 +12,9 @@ decayed sums (fixed memory, one float each) that every window updates with array
 - `new_country_overlap`: how many windows a country new to an established account was
   used *beside* one of its usual countries. A traveller or an office move switches
   country; a key taken over is used by its owner and by someone else at the same time,
-  and the stranger's share grows while the owner's does not stop at once.
+  and the stranger's share grows while the owner's does not stop at once. A second
+  office shows up beside the usual country too, but keeps a steady minor share; so the
+  new country's share of recent requests (`new_country_share`, 2 h half-life) is kept.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from streams.state import AccountTable
 TOKENS_HALF_LIFE_S = 12 * 3600.0
 NOVELTY_HALF_LIFE_S = 6 * 3600.0
 OVERLAP_HORIZON_S = 24 * 3600.0
+SHARE_HALF_LIFE_S = 2 * 3600.0
 ESTABLISHED_WINDOWS = 24  # two hours of active windows before a country can be "new"
 
 if TYPE_CHECKING:
@@ -54,8 +57,11 @@ def update_history(
     return day, nov
 
 
-def new_country_overlap(g: Groups, table: AccountTable, countries: np.ndarray, end: float):
-    """Windows in which a country new to the account was used beside a usual one.
+def new_country_overlap(
+    g: Groups, table: AccountTable, countries: np.ndarray, end: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows in which a country new to the account was used beside a usual one, and
+    that country's decayed share of the account's recent requests.
 
     Call before the country ring learns this window's countries.
     """
@@ -82,4 +88,23 @@ def new_country_overlap(g: Groups, table: AccountTable, countries: np.ndarray, e
         table.newc_first[slots[gs]] = end
         table.newc_windows[slots[gs]] = has_usual[gs].astype(np.int32)
     recent = end - np.nan_to_num(table.newc_first[slots], nan=-np.inf) <= OVERLAP_HORIZON_S
-    return np.where(recent, table.newc_windows[slots], 0).astype(np.float64)
+    share = _tracked_share(g, table, countries, end, fresh.any())
+    overlap = np.where(recent, table.newc_windows[slots], 0).astype(np.float64)
+    return overlap, np.where(recent, share, 0.0)
+
+
+def _tracked_share(
+    g: Groups, table: AccountTable, countries: np.ndarray, end: float, reset: bool
+) -> np.ndarray:
+    slots = g.slots
+    tracked = table.newc_code[slots]
+    hit = countries[g.order] == tracked[g.gid]
+    from_new = np.bincount(g.gid[hit], minlength=len(slots)).astype(np.float64)
+    # Decay since the previous window of this account (history_t is updated later).
+    last = table.history_t[slots]
+    k = _decay(np.where(np.isnan(last), 0.0, end - last), SHARE_HALF_LIFE_S)
+    started = table.newc_first[slots] == end  # tracking began in this window
+    new_ev = np.where(started, 0.0, np.nan_to_num(table.newc_events[slots]) * k) + from_new
+    all_ev = np.where(started, 0.0, np.nan_to_num(table.all_events[slots]) * k) + g.size
+    table.newc_events[slots], table.all_events[slots] = new_ev, all_ev
+    return np.where(tracked != 0, new_ev / np.maximum(all_ev, 1.0), 0.0)

@@ -28,6 +28,8 @@ _SCALARS = {
     "newc_code": np.uint64,  # the latest country new to an established account
     "newc_first": np.float64,
     "newc_windows": np.int32,  # windows since, with it beside an established country
+    "newc_events": np.float64,  # decayed requests from it, and from anywhere
+    "all_events": np.float64,
 }
 
 
