@@ -57,7 +57,7 @@ class CampaignDetector(ScoreThenLearn):
         quota = fill_nan(batch.col("day_tokens")) / self.free_daily_tokens
         return {
             # Most of a day's free allowance, from an account that has no other history.
-            "day_tokens": _ramp(quota, 0.3, 0.5) * free,
+            "day_tokens": _ramp(quota, 0.45, 0.6) * free,
             "rate_limited_rate": _ramp(batch.col("rate_limited_rate"), 0.02, 0.05) * (req >= 10),
             "moderation_mean": np.maximum(
                 _ramp(batch.col("moderation_mean"), 0.1, 0.2),

@@ -60,6 +60,9 @@ EVIDENCE: dict[str, dict[str, float]] = {
 # Features that grow with how long Vigil has watched, not with behaviour; the
 # out-of-distribution guard ignores them.
 OOD_EXEMPT = {"account_age_days", "history_windows", "day_tokens", "novelty"}
+# Categories whose evidence is harmful content: it must be new for the account, since a
+# trust-and-safety vendor or a red team sends such content every day.
+CONTENT = ("jailbreak_probing", "spam_campaign")
 
 
 class ClassifierDetector(ScoreThenLearn):
@@ -149,16 +152,28 @@ class ClassifierDetector(ScoreThenLearn):
         q[:, self._benign] = -1
         return np.argmax(q, axis=1)
 
-    def supported(self, X: np.ndarray, cat: np.ndarray) -> np.ndarray:
-        """Whether some feature that can back the row's category is beyond its threshold."""
-        return (self._evidence[cat] < X).any(axis=1)
+    def supported(
+        self, X: np.ndarray, cat: np.ndarray, usual: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Whether some feature that can back the row's category is beyond its threshold;
+        for harmful content, also well above the account's own usual flagged share."""
+        ok = (self._evidence[cat] < X).any(axis=1)
+        if usual is None or not len(X):
+            return ok
+        rate = np.zeros(len(X))
+        for f in ("flagged_rate", "content_filter_rate"):
+            if f in self.features:
+                rate = np.maximum(rate, X[:, self.features.index(f)])
+        content = np.isin(cat, [self.classes.index(c) for c in CONTENT if c in self.classes])
+        return ok & (~content | (rate > 2 * usual + 0.05))
 
     def score(self, batch: FeatureBatch) -> np.ndarray:
         X = self.matrix(batch)
         p = self.probabilities(X)
         self._cache = (id(batch), p)
         raw = np.clip(1.0 - p[:, self._benign], 0.0, 1.0).astype(np.float64)
-        backed = self.supported(X, self.categories(p)) if len(X) else np.zeros(0, bool)
+        usual = np.nan_to_num(batch.col("usual_flag_rate"))
+        backed = self.supported(X, self.categories(p), usual) if len(X) else np.zeros(0, bool)
         return raw * backed * self.in_distribution(X)
 
     def learn(self, batch: FeatureBatch) -> None:
@@ -179,6 +194,7 @@ class ClassifierDetector(ScoreThenLearn):
         for j in np.argsort(-np.abs(dev), kind="stable"):
             f = self.features[j]
             odd = x[j] < self._median[j] * 0.3 if f in LOW_IS_ODD else x[j] > self._p99[j]
+            odd = odd or bool(x[j] > self._evidence[c, j])
             if f not in TEXT or not odd:
                 continue
             text = TEXT[f].format(v=float(x[j]), b=float(self._median[j]))

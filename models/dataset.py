@@ -14,6 +14,7 @@ from streams.engine import Engine
 from streams.features import FEATURES
 from streams.generate import generate
 from streams.replay import open_input, replay
+from streams.scenarios import CATEGORY
 
 
 @dataclass
@@ -32,7 +33,7 @@ def window_labels(batch: FeatureBatch, accounts: dict[str, dict]) -> np.ndarray:
         if not lab or lab["label"] == "benign":
             continue
         if batch.window_end[i] > lab["onset"] and batch.window_start[i] <= lab["end"]:
-            y[i] = lab["label"]
+            y[i] = CATEGORY.get(lab["label"], lab["label"])
     return y
 
 

@@ -84,7 +84,7 @@ def misbehaving(X: np.ndarray, col: dict[str, int], free_daily_tokens: float) ->
     req = X[:, col["requests"]]
     free = X[:, col["is_free_plan"]] > 0
     return (
-        (free & (X[:, col["day_tokens"]] >= 0.3 * free_daily_tokens))
+        (free & (X[:, col["day_tokens"]] >= 0.5 * free_daily_tokens))
         | ((X[:, col["rate_limited_rate"]] >= 0.02) & (req >= 10))
         | ((X[:, col["moderation_mean"]] >= 0.1) & (req >= 5))
         | ((X[:, col["flagged_rate"]] >= 0.1) & (req >= 5))

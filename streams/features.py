@@ -63,6 +63,7 @@ FEATURES = (
     "new_country_overlap",
     "new_country_share",
     "group_misuse_accounts",
+    "usual_flag_rate",
 )
 COL = {name: i for i, name in enumerate(FEATURES)}
 # USD per 1k tokens; an unknown model is priced like a mid-size one.
@@ -282,8 +283,12 @@ def window_features(
     new_values = (
         X[:, COL["new_subnets"]] + X[:, COL["new_countries"]] + X[:, COL["new_user_agents"]]
     )
-    day, nov = update_history(table, s, window_end, X[:, COL["tokens"]], new_values)
+    hits = np.maximum(X[:, COL["flagged_requests"]], X[:, COL["content_filtered"]])
+    day, nov, usual = update_history(
+        table, s, window_end, X[:, COL["tokens"]], new_values, req, hits
+    )
     X[:, COL["day_tokens"]], X[:, COL["novelty"]] = day, nov
+    X[:, COL["usual_flag_rate"]] = usual
     table.last_seen[s] = ev.ts[o[last]]
 
     young_event = (age_days < NEW_ACCOUNT_DAYS)[_unsort(g)]

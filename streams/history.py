@@ -9,6 +9,10 @@ decayed sums (fixed memory, one float each) that every window updates with array
   last day's use" and is compared with the platform's free daily allowance;
 - `novelty`: values new to this account (networks, countries, clients), decayed with a
   6 h half-life, so one move reads as one and a drift across many values adds up;
+- `usual_flag_rate`: the share of the account's requests flagged or filtered by
+  moderation over about the last day (24 h half-life), before this window: a
+  trust-and-safety vendor or a red team sends harmful content every day, a prober
+  starts to;
 - `new_country_overlap`: how many windows a country new to an established account was
   used *beside* one of its usual countries. A traveller or an office move switches
   country; a key taken over is used by its owner and by someone else at the same time,
@@ -27,6 +31,7 @@ from streams.state import AccountTable
 
 TOKENS_HALF_LIFE_S = 12 * 3600.0
 NOVELTY_HALF_LIFE_S = 6 * 3600.0
+FLAG_HALF_LIFE_S = 24 * 3600.0
 OVERLAP_HORIZON_S = 24 * 3600.0
 SHARE_HALF_LIFE_S = 2 * 3600.0
 ESTABLISHED_WINDOWS = 24  # two hours of active windows before a country can be "new"
@@ -45,16 +50,24 @@ def update_history(
     window_end: float,
     tokens: np.ndarray,
     new_values: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fold this window into each account's decayed sums; return (day_tokens, novelty)."""
+    requests: np.ndarray,
+    flag_hits: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fold this window into each account's decayed sums; return day_tokens, novelty and
+    the usual flagged share as it was before this window."""
     last = table.history_t[slots]
     dt = np.where(np.isnan(last), 0.0, window_end - last)
     day = np.nan_to_num(table.day_tokens[slots]) * _decay(dt, TOKENS_HALF_LIFE_S) + tokens
     nov = np.nan_to_num(table.novelty[slots]) * _decay(dt, NOVELTY_HALF_LIFE_S) + new_values
+    k = _decay(dt, FLAG_HALF_LIFE_S)
+    hits = np.nan_to_num(table.flag_hits[slots]) * k
+    reqs = np.nan_to_num(table.flag_reqs[slots]) * k
+    usual = np.where(reqs > 0, hits / np.maximum(reqs, 1e-9), 0.0)
+    table.flag_hits[slots], table.flag_reqs[slots] = hits + flag_hits, reqs + requests
     table.day_tokens[slots] = day
     table.novelty[slots] = nov
     table.history_t[slots] = window_end
-    return day, nov
+    return day, nov, usual
 
 
 def new_country_overlap(

@@ -2,7 +2,8 @@
 
 It includes the hard negatives a real platform sees: batch-job bursts, travel and office
 moves that bring new IPs or a new country, cron-like regular clients, fiction writers who
-trip the content filter now and then, and brand-new free accounts that stay small.
+trip the content filter now and then, and brand-new free accounts that stay small; and
+the named behaviours and cohorts of `streams/hard_negatives.py`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Account:
     diurnal: bool
     templates: list[str]
     extra_countries: list[str] = field(default_factory=list)
+    behaviour: str = ""  # a benign but unusual behaviour (streams/hard_negatives.py)
 
 
 def _ip(rng: np.random.Generator, subnet: str | None = None) -> str:
@@ -157,6 +159,11 @@ def benign_traffic(rng: np.random.Generator, acct: Account, t0: float, t1: float
         c0 = float(rng.uniform(t0, max(t0, t1 - 7200)))
         cron = np.arange(c0, min(c0 + float(rng.uniform(3600, 14400)), t1), 60.0)
         ts = np.sort(np.concatenate([ts, cron + rng.normal(0, 0.5, len(cron))]))
+    if acct.behaviour:
+        from streams.hard_negatives import apply_behaviour, behaviour_times
+
+        ts = behaviour_times(rng, acct.behaviour, acct, ts, max(t0, acct.created), t1)
+        return apply_behaviour(rng, acct.behaviour, acct, ts, t0, t1)
     n = len(ts)
     ips = np.array(acct.ips, dtype=object)[rng.integers(0, len(acct.ips), n)]
     countries = np.full(n, acct.country, dtype=object)

@@ -24,6 +24,8 @@ _SCALARS = {
     # Long-horizon history (streams/history.py): decayed sums and when they were last updated.
     "day_tokens": np.float64,
     "novelty": np.float64,
+    "flag_hits": np.float64,  # decayed moderation-flagged or filtered requests, and all
+    "flag_reqs": np.float64,
     "history_t": np.float64,
     "newc_code": np.uint64,  # the latest country new to an established account
     "newc_first": np.float64,
