@@ -54,7 +54,8 @@ EVIDENCE: dict[str, dict[str, float]] = {
     # detector's evidence.
     "spam_campaign": {"moderation_mean": 0.15, "flagged_rate": 0.1},
     "jailbreak_probing": {"content_filter_rate": 0.1, "flagged_rate": 0.1, "moderation_mean": 0.15},
-    "credential_stuffing": {"auth_fail_rate": 0.3, "ip_auth_fail_accounts": 2},
+    # One account failing auth is a stale key; stuffing fails across accounts from an IP.
+    "credential_stuffing": {"ip_auth_fail_accounts": 2},
     "free_tier_farming": {"tokens": 50_000},
 }
 # Features that grow with how long Vigil has watched, not with behaviour; the
