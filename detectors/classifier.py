@@ -47,7 +47,8 @@ TEXT["day_tokens"] = "~{v:,.0f} tokens in about a day vs {b:,.0f} usual"
 # whose only oddity is its request volume has learned a shortcut, not spam; such rows
 # get no classifier score at all.
 EVIDENCE: dict[str, dict[str, float]] = {
-    "key_leak": {"distinct_countries": 2, "new_countries": 1, "new_ips": 2, "new_user_agents": 1},
+    # Three countries in five minutes is a company with offices; a leak is more.
+    "key_leak": {"distinct_countries": 3, "new_countries": 1, "new_ips": 3, "new_user_agents": 1},
     "distillation": {"length_rate": 0.3, "completion_ratio": 3.0},
     # A shared prompt only relates accounts (templated apps share them too): spam needs
     # content that moderation objects to; repeated shared content is the campaign
@@ -69,9 +70,12 @@ CONTENT = ("jailbreak_probing", "spam_campaign")
 class ClassifierDetector(ScoreThenLearn):
     name = "classifier"
 
-    def __init__(self, model_path: str = "", intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, model_path: str = "", intra_op_threads: int = 1, calibrated: bool = False
+    ) -> None:
         self.model_path = model_path
         self.intra_op_threads = intra_op_threads
+        self.calibrated = calibrated
         self._load()
 
     # An onnxruntime session cannot be pickled; a pickled classifier is its parameters,
@@ -108,11 +112,17 @@ class ClassifierDetector(ScoreThenLearn):
         self._hi = np.array([rng[f][1] if rng else np.inf for f in self.features])
         self._guarded = np.array([f not in OOD_EXEMPT for f in self.features])
         self._evidence = self._evidence_table()
+        cal = self.card.get("calibration")
+        self._cal = (np.array(cal["x"]), np.array(cal["y"])) if cal else None
         self._cache: tuple[int, np.ndarray] | None = None
         self.last_inference_s = 0.0
 
     def params(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "intra_op_threads": self.intra_op_threads}
+        return {
+            "model_path": self.model_path,
+            "intra_op_threads": self.intra_op_threads,
+            "calibrated": self.calibrated,
+        }
 
     def matrix(self, batch: FeatureBatch) -> np.ndarray:
         return np.nan_to_num(
@@ -173,6 +183,8 @@ class ClassifierDetector(ScoreThenLearn):
         p = self.probabilities(X)
         self._cache = (id(batch), p)
         raw = np.clip(1.0 - p[:, self._benign], 0.0, 1.0).astype(np.float64)
+        if self.calibrated and self._cal is not None:  # the observed misuse share
+            raw = np.interp(raw, *self._cal)
         usual = np.nan_to_num(batch.col("usual_flag_rate"))
         backed = self.supported(X, self.categories(p), usual) if len(X) else np.zeros(0, bool)
         return raw * backed * self.in_distribution(X)

@@ -93,6 +93,9 @@ class FusionConfig:
     severity_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.95)  # medium, high, critical
     cooldown_s: int = 3_600
     min_requests: int = 3
+    # Score the classifier by its calibrated probability (the card's isotonic map, fitted
+    # on generated traffic). Off by default: see README, Quality.
+    classifier_calibrated: bool = False
 
 
 @dataclass(frozen=True)

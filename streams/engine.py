@@ -60,7 +60,7 @@ def build_detectors(cfg: VigilConfig, metrics: Metrics | None = None) -> dict[st
     try:
         from detectors.classifier import ClassifierDetector
 
-        clf = ClassifierDetector(cfg.model_path)
+        clf = ClassifierDetector(cfg.model_path, calibrated=cfg.fusion.classifier_calibrated)
         dets["classifier"] = clf
         if metrics:
             metrics.model_loaded.set(1)
