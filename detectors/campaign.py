@@ -57,7 +57,9 @@ class CampaignDetector(ScoreThenLearn):
         quota = fill_nan(batch.col("day_tokens")) / self.free_daily_tokens
         return {
             # Most of a day's free allowance, from an account that has no other history.
-            "day_tokens": _ramp(quota, 0.45, 0.6) * free,
+            "day_tokens": _ramp(quota, 0.45, 0.6)
+            * free
+            * (fill_nan(batch.col("models_seen")) <= 1),
             "rate_limited_rate": _ramp(batch.col("rate_limited_rate"), 0.02, 0.05) * (req >= 10),
             "moderation_mean": np.maximum(
                 _ramp(batch.col("moderation_mean"), 0.1, 0.2),
@@ -132,7 +134,8 @@ class CampaignDetector(ScoreThenLearn):
                     v["day_tokens"],
                     self.free_daily_tokens,
                     f"a new free account used ~{v['day_tokens']:,.0f} tokens in about a day, "
-                    f"{share:.0%} of the free daily allowance of {self.free_daily_tokens:,.0f}",
+                    f"{share:.0%} of the free daily allowance of {self.free_daily_tokens:,.0f}, "
+                    "all on one model",
                 )
             )
         if b["rate_limited_rate"] > 0:

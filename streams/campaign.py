@@ -7,7 +7,7 @@ a person can see the campaign.
 
 Sharing a key only makes accounts related: a popular client library or an office NAT is
 shared by many innocent accounts. So each index also remembers which members misbehaved
-(`misbehaving`: most of a free allowance burnt, rate-limited, moderation hits, the same
+(`misbehaving`: most of a free allowance burnt on one model, rate-limited, moderation hits, the same
 prompts over and over), and `group_misuse_accounts` is the largest number of misbehaving
 accounts in any group the account belongs to where they are at least half the group.
 """
@@ -84,7 +84,13 @@ def misbehaving(X: np.ndarray, col: dict[str, int], free_daily_tokens: float) ->
     req = X[:, col["requests"]]
     free = X[:, col["is_free_plan"]] > 0
     return (
-        (free & (X[:, col["day_tokens"]] >= 0.5 * free_daily_tokens))
+        # Burning most of a free allowance on one model, as a script does; a hackathon's
+        # people burn a lot too, but try several models.
+        (
+            free
+            & (X[:, col["day_tokens"]] >= 0.5 * free_daily_tokens)
+            & (X[:, col["models_seen"]] <= 1)
+        )
         | ((X[:, col["rate_limited_rate"]] >= 0.02) & (req >= 10))
         | ((X[:, col["moderation_mean"]] >= 0.1) & (req >= 5))
         | ((X[:, col["flagged_rate"]] >= 0.1) & (req >= 5))

@@ -64,6 +64,7 @@ FEATURES = (
     "new_country_share",
     "group_misuse_accounts",
     "usual_flag_rate",
+    "models_seen",
 )
 COL = {name: i for i, name in enumerate(FEATURES)}
 # USD per 1k tokens; an unknown model is priced like a mid-size one.
@@ -241,6 +242,9 @@ def window_features(
         X[:, COL[dname]] = distinct
         # An account's first window has no history to be new against.
         X[:, COL[nname]] = np.where(table.windows[g.slots] > 0, new, 0)
+    # Models the account has used lately (up to 4): a script sticks to one, people explore.
+    _new_counts(g, table, "model", ev.model)
+    X[:, COL["models_seen"]] = (table.model_ring[g.slots] != 0).sum(axis=1)
     X[:, COL["distinct_keys"]] = g.distinct(ev.api_key_id)[1]
     X[:, COL["distinct_models"]] = g.distinct(ev.model)[1]
     X[:, COL["model_entropy"]] = _entropy(g, ev.model)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-RINGS = {"ip": 32, "subnet": 16, "country": 8, "ua": 8}
+RINGS = {"ip": 32, "subnet": 16, "country": 8, "ua": 8, "model": 4}
 _SCALARS = {
     "last_seen": np.float64,
     "first_seen": np.float64,

@@ -40,6 +40,7 @@ def test_sharing_a_network_is_not_a_campaign() -> None:
         account_age_days=[0.1, 0.1],
         is_free_plan=[1.0, 1.0],
         requests=[20.0, 20.0],
+        models_seen=[1.0, 1.0],
     )
     det = CampaignDetector(free_daily_tokens=250_000)
     quiet = batch(**shared, day_tokens=[20_000.0, 20_000.0], group_misuse_accounts=[0.0, 0.0])
