@@ -77,11 +77,11 @@ def behaviour_times(
         b0 = float(rng.uniform(t0, max(t0, t1 - 6 * 3600)))
         b1 = min(t1, b0 + float(rng.uniform(2, 6)) * 3600)
         k = max(rate * float(rng.uniform(50, 100)), 0.3)
-        return _merge(ts, np.sort(rng.uniform(b0, b1, rng.poisson(k * (b1 - b0)))))
+        return _merge(ts, np.sort(rng.uniform(b0, b1, rng.poisson(k * max(b1 - b0, 0.0)))))
     if kind == "launch":  # 10-30x from launch time to the end
         b0 = float(rng.uniform(t0, max(t0, t1 - 4 * 3600)))
         k = max(rate * float(rng.uniform(10, 30)), 0.1)
-        return _merge(ts, np.sort(rng.uniform(b0, t1, rng.poisson(k * (t1 - b0)))))
+        return _merge(ts, np.sort(rng.uniform(b0, t1, rng.poisson(k * max(t1 - b0, 0.0)))))
     return ts
 
 
@@ -168,9 +168,10 @@ def cohorts(
             per_s = float(
                 rng.uniform(0.005, 0.03) if kind == "hackathon" else rng.uniform(1e-3, 8e-3)
             )
-            ts = np.sort(
-                rng.uniform(a.created + 60, min(t1, a.created + span), rng.poisson(per_s * span))
-            )
+            stop = min(t1, a.created + span)
+            # A cohort that would arrive after a short span ends sends nothing.
+            n = rng.poisson(per_s * span) if stop > a.created + 60 else 0
+            ts = np.sort(rng.uniform(a.created + 60, max(stop, a.created + 60), n))
             tr = _fill(
                 rng,
                 a,

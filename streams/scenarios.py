@@ -277,7 +277,8 @@ def quota_ring(
         dur = float(rng.uniform(3, 8)) * 3600
         budget = FREE_DAILY_TOKENS * float(rng.uniform(0.55, 0.95))
         per_req = float(rng.uniform(1500, 3500))
-        ts = np.sort(rng.uniform(start, min(t1, start + dur), int(budget / per_req)))
+        n = int(budget / per_req) if start < t1 else 0
+        ts = np.sort(rng.uniform(start, max(start, min(t1, start + dur)), n))
         n = len(ts)
         a.uas, a.models, a.model_p = [ua], [str(rng.choice(MODELS[:3]))], np.array([1.0])
         a.ips = [_ip(rng, f"{block}.{int(rng.integers(0, 256))}")]
