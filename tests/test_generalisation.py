@@ -142,3 +142,23 @@ def test_generator_labels_name_hard_negatives(small_corpus: tuple[Path, Path]) -
         lab.scenario for lab in truth.labels
     }
     assert sum(len(v) for v in truth.hard_negatives.values()) >= 30
+
+
+def test_every_alert_is_checkable_and_critical_is_rare(small_corpus: tuple[Path, Path]) -> None:
+    from streams.engine import Engine
+    from streams.replay import open_input, replay
+
+    events, _ = small_corpus
+    alerts = []
+    with open_input(str(events)) as fh:
+        replay(Engine(), fh, sink=lambda out: alerts.extend(out.alerts))
+    assert alerts
+    for a in alerts:
+        assert a.reasons, a
+        for r in a.reasons:
+            assert r.feature != "score" and r.baseline is not None and r.text
+        if a.severity in ("high", "critical"):
+            top = {d.name: d.score for d in a.detectors}
+            # Only evidence lifts an alert past medium.
+            assert max(top.get(k, 0.0) for k in ("rules", "campaign", "takeover")) >= 0.5
+    assert sum(a.severity == "critical" for a in alerts) <= len(alerts) / 4
