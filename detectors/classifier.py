@@ -38,6 +38,33 @@ TEXT = {
     "new_user_agents": "{v:.0f} new user agents in 5 min",
 }
 LOW_IS_ODD = {"interarrival_cv"}
+TEXT["prompt_shared_accounts"] = "{v:.0f} accounts send the same prompts vs {b:.0f} usual"
+TEXT["day_tokens"] = "~{v:,.0f} tokens in about a day vs {b:,.0f} usual"
+
+# The features that can back each category, with the value above which they count as
+# evidence. Fixed levels, not percentiles of the training data: benign rates reach 100%
+# in windows of one or two requests, so their percentiles say nothing. A model that says "spam" for a row
+# whose only oddity is its request volume has learned a shortcut, not spam; such rows
+# get no classifier score at all.
+EVIDENCE: dict[str, dict[str, float]] = {
+    # Three countries in five minutes is a company with offices; a leak is more.
+    "key_leak": {"distinct_countries": 3, "new_countries": 1, "new_ips": 3, "new_user_agents": 1},
+    "distillation": {"length_rate": 0.3, "completion_ratio": 3.0},
+    # A shared prompt only relates accounts (templated apps share them too): spam needs
+    # content that moderation objects to; repeated shared content is the campaign
+    # detector's evidence.
+    "spam_campaign": {"moderation_mean": 0.15, "flagged_rate": 0.1},
+    "jailbreak_probing": {"content_filter_rate": 0.1, "flagged_rate": 0.1, "moderation_mean": 0.15},
+    # One account failing auth is a stale key; stuffing fails across accounts from an IP.
+    "credential_stuffing": {"ip_auth_fail_accounts": 2},
+    "free_tier_farming": {"tokens": 50_000},
+}
+# Features that grow with how long Vigil has watched, not with behaviour; the
+# out-of-distribution guard ignores them.
+OOD_EXEMPT = {"account_age_days", "history_windows", "day_tokens", "novelty"}
+# Categories whose evidence is harmful content: it must be new for the account, since a
+# trust-and-safety vendor or a red team sends such content every day.
+CONTENT = ("jailbreak_probing", "spam_campaign")
 
 
 PROBABILITIES = "classifier.probabilities"
@@ -46,9 +73,12 @@ PROBABILITIES = "classifier.probabilities"
 class ClassifierDetector(NoAccountState, ScoreThenLearn):
     name = "classifier"
 
-    def __init__(self, model_path: str = "", intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, model_path: str = "", intra_op_threads: int = 1, calibrated: bool = False
+    ) -> None:
         self.model_path = model_path
         self.intra_op_threads = intra_op_threads
+        self.calibrated = calibrated
         self._load()
 
     # An onnxruntime session cannot be pickled; a pickled classifier is its parameters,
@@ -79,9 +109,21 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
         ref = self.card["reference"]
         self._median = np.array([ref[f]["median"] for f in self.features])
         self._p99 = np.array([ref[f]["p99"] for f in self.features])
+        rng = self.card.get("range")
+        # Models trained before the guard existed carry no ranges: then every row passes.
+        self._lo = np.array([rng[f][0] if rng else -np.inf for f in self.features])
+        self._hi = np.array([rng[f][1] if rng else np.inf for f in self.features])
+        self._guarded = np.array([f not in OOD_EXEMPT for f in self.features])
+        self._evidence = self._evidence_table()
+        cal = self.card.get("calibration")
+        self._cal = (np.array(cal["x"]), np.array(cal["y"])) if cal else None
 
     def params(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "intra_op_threads": self.intra_op_threads}
+        return {
+            "model_path": self.model_path,
+            "intra_op_threads": self.intra_op_threads,
+            "calibrated": self.calibrated,
+        }
 
     def matrix(self, batch: FeatureBatch) -> np.ndarray:
         return np.nan_to_num(
@@ -94,10 +136,57 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
         (p,) = self.session.run([self._prob_out], {self._input: X})
         return p
 
+    def _evidence_table(self) -> np.ndarray:
+        """(classes, features) thresholds: a value above one backs that class; inf: never."""
+        table = np.full((len(self.classes), len(self.features)), np.inf)
+        for c, feats in EVIDENCE.items():
+            if c not in self.classes:
+                continue
+            for f, floor in feats.items():
+                if f in self.features:
+                    j = self.features.index(f)
+                    table[self.classes.index(c), j] = floor
+        return table
+
+    def in_distribution(self, X: np.ndarray) -> np.ndarray:
+        """1 for rows inside the training data's range, falling towards 0 with how far
+        (in log units, summed over features) a row lies outside it."""
+        lx = np.log1p(np.maximum(X, 0.0))
+        above = np.maximum(lx - np.log1p(np.maximum(self._hi, 0.0)), 0.0)
+        below = np.maximum(np.log1p(np.maximum(self._lo, 0.0)) - lx, 0.0)
+        dist = np.where(self._guarded, np.nan_to_num(above + below), 0.0).sum(axis=1)
+        return np.exp(-dist)
+
+    def categories(self, p: np.ndarray) -> np.ndarray:
+        q = p.copy()
+        q[:, self._benign] = -1
+        return np.argmax(q, axis=1)
+
+    def supported(
+        self, X: np.ndarray, cat: np.ndarray, usual: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Whether some feature that can back the row's category is beyond its threshold;
+        for harmful content, also well above the account's own usual flagged share."""
+        ok = (self._evidence[cat] < X).any(axis=1)
+        if usual is None or not len(X):
+            return ok
+        rate = np.zeros(len(X))
+        for f in ("flagged_rate", "content_filter_rate"):
+            if f in self.features:
+                rate = np.maximum(rate, X[:, self.features.index(f)])
+        content = np.isin(cat, [self.classes.index(c) for c in CONTENT if c in self.classes])
+        return ok & (~content | (rate > 2 * usual + 0.05))
+
     def score(self, batch: FeatureBatch) -> np.ndarray:
-        p = self.probabilities(self.matrix(batch))
+        X = self.matrix(batch)
+        p = self.probabilities(X)
         batch.context[PROBABILITIES] = p  # what explain() reads back for the rows that alert
-        return np.clip(1.0 - p[:, self._benign], 0.0, 1.0).astype(np.float64)
+        raw = np.clip(1.0 - p[:, self._benign], 0.0, 1.0).astype(np.float64)
+        if self.calibrated and self._cal is not None:  # the observed misuse share
+            raw = np.interp(raw, *self._cal)
+        usual = np.nan_to_num(batch.col("usual_flag_rate"))
+        backed = self.supported(X, self.categories(p), usual) if len(X) else np.zeros(0, bool)
+        return raw * backed * self.in_distribution(X)
 
     def learn(self, batch: FeatureBatch) -> None:
         return None  # trained offline by `vigil train`
@@ -107,16 +196,17 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
             p = batch.context[PROBABILITIES][i]
         else:
             p = self.probabilities(self.matrix(batch.take(np.array([i]))))[0]
-        q = p.copy()
-        q[self._benign] = -1
-        category = self.classes[int(np.argmax(q))]
+        c = int(self.categories(p[None, :])[0])
+        category = self.classes[c]
         x = self.matrix(batch.take(np.array([i])))[0]
         spread = np.maximum(self._p99 - self._median, 1e-6)
-        dev = (x - self._median) / spread
+        # The category's own evidence first, then whatever else is unusual.
+        dev = (x - self._median) / spread + np.where(x > self._evidence[c], 1e9, 0.0)
         reasons = []
-        for j in np.argsort(-np.abs(dev)):
+        for j in np.argsort(-np.abs(dev), kind="stable"):
             f = self.features[j]
             odd = x[j] < self._median[j] * 0.3 if f in LOW_IS_ODD else x[j] > self._p99[j]
+            odd = odd or bool(x[j] > self._evidence[c, j])
             if f not in TEXT or not odd:
                 continue
             text = TEXT[f].format(v=float(x[j]), b=float(self._median[j]))

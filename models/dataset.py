@@ -13,6 +13,7 @@ from streams.core.config import VigilConfig
 from streams.engine.engine import Engine
 from streams.features.window import FEATURES
 from streams.replay.reader import open_input, replay
+from synth.scenarios import CATEGORY
 
 
 @dataclass
@@ -31,7 +32,7 @@ def window_labels(batch: FeatureBatch, accounts: dict[str, dict]) -> np.ndarray:
         if not lab or lab["label"] == "benign":
             continue
         if batch.window_end[i] > lab["onset"] and batch.window_start[i] <= lab["end"]:
-            y[i] = lab["label"]
+            y[i] = CATEGORY.get(lab["label"], lab["label"])
     return y
 
 

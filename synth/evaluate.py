@@ -11,6 +11,7 @@ import orjson
 
 from streams.core.alerts import Alert
 from streams.core.config import VigilConfig
+from synth.scenarios import CATEGORY
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Quality:
     alerts: int
     events: int = 0
     seconds: float = 0.0
+    # benign behaviour -> (accounts, alerted): the hard negatives, per kind
+    hard_negatives: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def precision(self) -> float:
@@ -79,6 +82,9 @@ class Quality:
             "base_rate": self.base_rate,
             "median_ttd_s": self.median_ttd_s,
             "alerts": self.alerts,
+            "hard_negatives": {
+                k: {"accounts": v[0], "alerted": v[1]} for k, v in self.hard_negatives.items()
+            },
         }
 
 
@@ -94,11 +100,16 @@ def score_alerts(alerts: list[Alert], labels: dict) -> Quality:
         by_account.setdefault(a.account_id, []).append(a)
     scenarios: dict[str, ScenarioStats] = {}
     benign = benign_alerted = misuse_alerted = 0
+    hard: dict[str, list[int]] = {}
     for acct, lab in accounts.items():
         mine = sorted(by_account.get(acct, []), key=lambda a: a.ts)
         if lab["label"] == "benign":
             benign += 1
             benign_alerted += bool(mine)
+            if lab.get("behaviour"):
+                h = hard.setdefault(lab["behaviour"], [0, 0])
+                h[0] += 1
+                h[1] += bool(mine)
             continue
         st = scenarios.setdefault(lab["label"], ScenarioStats())
         st.accounts += 1
@@ -107,7 +118,8 @@ def score_alerts(alerts: list[Alert], labels: dict) -> Quality:
             st.detected += 1
             misuse_alerted += 1
             st.ttd_s.append(_epoch(after[0].ts) - lab["onset"])
-            st.right_category += any(a.category == lab["label"] for a in after)
+            want = CATEGORY.get(lab["label"], lab["label"])
+            st.right_category += any(a.category == want for a in after)
         elif mine:
             benign_alerted += 1  # alerted, but only before the misuse began
     for acct, mine in by_account.items():
@@ -115,8 +127,10 @@ def score_alerts(alerts: list[Alert], labels: dict) -> Quality:
         for cat in {a.category for a in mine}:
             if cat in scenarios:
                 scenarios[cat].alerted_as += 1
-                scenarios[cat].alerted_as_right += cat == truth
-    return Quality(scenarios, benign, benign_alerted, misuse_alerted, days, len(alerts))
+                scenarios[cat].alerted_as_right += cat == CATEGORY.get(truth, truth)
+    q = Quality(scenarios, benign, benign_alerted, misuse_alerted, days, len(alerts))
+    q.hard_negatives = dict(sorted(hard.items()))
+    return q
 
 
 def evaluate_scenarios(
@@ -159,6 +173,11 @@ def print_report(q: Quality, echo=print) -> None:
         f"= {q.benign_per_1000_per_day:.2f} per 1,000 per day; "
         f"median time-to-detect {q.median_ttd_s / 60:.1f} min; {q.alerts} alerts"
     )
+    if q.hard_negatives:
+        echo(
+            "hard negatives (benign accounts alerted / accounts): "
+            + ", ".join(f"{k} {a}/{n}" for k, (n, a) in q.hard_negatives.items())
+        )
     if q.events:
         echo(
             f"{q.events:,} events in {q.seconds:.1f} s ({q.events / max(q.seconds, 1e-9):,.0f} events/s)"

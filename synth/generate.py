@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from synth.hard_negatives import behaviour_traffic, cohorts, pick_behaviour
 from synth.scenarios import plan_incidents
 from synth.traffic import Traffic, benign_traffic, make_account
 
@@ -85,7 +86,13 @@ def generate(
     rng = np.random.default_rng(seed)
     t1 = start + hours * 3600
     population = [make_account(rng, i, start) for i in range(accounts)]
+    for a in population:
+        a.behaviour = pick_behaviour(rng, a, start)
     incidents = plan_incidents(rng, population, start, hours)
+    # Victims keep their own traffic, but a behaviour would blur what misuse looks like.
+    for inc in incidents:
+        inc.account.behaviour = ""
+    groups = cohorts(rng, 10 * accounts, accounts, start, hours)
     labels: dict[str, dict] = {
         a.account_id: {
             "label": "benign",
@@ -93,6 +100,7 @@ def generate(
             "end": None,
             "campaign": None,
             "plan": a.plan,
+            "behaviour": a.behaviour or None,
         }
         for a in population
     }
@@ -103,9 +111,19 @@ def generate(
             rows.append((0.0, ev))
 
     for i, acct in enumerate(population):
-        add(benign_traffic(rng, acct, start, t1), acct)
+        add(benign_traffic(rng, acct, start, t1, behaviour_traffic), acct)
         if progress:
             progress(i + 1, accounts)
+    for acct, tr, kind in groups:
+        add(tr, acct)
+        labels[acct.account_id] = {
+            "label": "benign",
+            "onset": None,
+            "end": None,
+            "campaign": None,
+            "plan": acct.plan,
+            "behaviour": kind,
+        }
     for inc in incidents:
         if not len(inc.traffic.ts):
             continue  # a throw-away account created after the end of a short span
@@ -116,6 +134,7 @@ def generate(
             "end": float(inc.traffic.ts[-1]) if len(inc.traffic.ts) else inc.onset,
             "campaign": inc.campaign,
             "plan": inc.account.plan,
+            "behaviour": None,
         }
     events = [ev for _, ev in rows]
     ts = np.array(

@@ -19,7 +19,14 @@ from synth.traffic import (
     make_account,
 )
 
-SCENARIOS = MISUSE_CATEGORIES
+# Low-and-slow scenarios are variants of a category the alerts already name.
+CATEGORY = {
+    "account_takeover": "key_leak",
+    "quota_ring": "free_tier_farming",
+    "distillation_spread": "distillation",
+}
+SCENARIOS = (*MISUSE_CATEGORIES, *CATEGORY)
+FREE_DAILY_TOKENS = 250_000  # the generated platform's free allowance (PlatformConfig)
 ATTACK_UAS = (
     "curl/8.5.0",
     "python-requests/2.31.0",
@@ -218,6 +225,90 @@ def free_tier_farming(
     return out
 
 
+def account_takeover(rng: np.random.Generator, acct: Account, onset: float, t1: float) -> Traffic:
+    """A key taken over quietly: one new place, beside the owner, growing over hours.
+
+    The owner's own traffic goes on (it is generated as the account's benign traffic);
+    the stranger's rate ramps from a fraction of the owner's to several times it, from a
+    new country and network, with another client and pricier models.
+    """
+    end = min(t1, onset + float(rng.uniform(8, 16)) * 3600)
+    peak = max(acct.base_rate, 0.003) * float(rng.uniform(2, 5))
+    grid = np.sort(rng.uniform(onset, max(onset, end), rng.poisson(peak * max(end - onset, 0))))
+    keep = rng.random(len(grid)) < np.clip((grid - onset) / max(end - onset, 1.0), 0.1, 1.0)
+    ts = grid[keep]
+    thief = Account(**{**acct.__dict__})
+    thief.uas = [str(rng.choice(ATTACK_UAS))]
+    thief.models, thief.model_p = ["gpt-large", "gpt-medium"], np.array([0.6, 0.4])
+    country = str(rng.choice([c for c in COUNTRIES if c != acct.country]))
+    ips = [_ip(rng) for _ in range(int(rng.integers(1, 3)))]
+    n = len(ts)
+    return _fill(
+        rng,
+        thief,
+        ts,
+        np.array(ips, dtype=object)[rng.integers(0, len(ips), n)],
+        np.full(n, country, dtype=object),
+    )
+
+
+def quota_ring(
+    rng: np.random.Generator, accts: list[Account], onset: float, t1: float
+) -> list[Traffic]:
+    """New free accounts, each under the quota, tied only by a network range and a client.
+
+    Each burns 55-95% of the daily free allowance over hours at a low, steady rate, from
+    its own IP in a different /24 of one /16.
+    """
+    block = _ip(rng).rsplit(".", 2)[0]
+    ua = str(rng.choice((*ATTACK_UAS, "Java-http-client/17.0.2", "Go-http-client/2.0")))
+    out = []
+    for a in accts:
+        start = max(onset, a.created + 120)
+        dur = float(rng.uniform(3, 8)) * 3600
+        budget = FREE_DAILY_TOKENS * float(rng.uniform(0.55, 0.95))
+        per_req = float(rng.uniform(1500, 3500))
+        n = int(budget / per_req) if start < t1 else 0
+        ts = np.sort(rng.uniform(start, max(start, min(t1, start + dur)), n))
+        n = len(ts)
+        a.uas, a.models, a.model_p = [ua], [str(rng.choice(MODELS[:3]))], np.array([1.0])
+        a.ips = [_ip(rng, f"{block}.{int(rng.integers(0, 256))}")]
+        tr = _fill(
+            rng, a, ts, np.full(n, a.ips[0], dtype=object), np.full(n, a.country, dtype=object)
+        )
+        tr.prompt_tokens = rng.integers(int(per_req * 0.6), int(per_req * 0.9), n)
+        tr.completion_tokens = rng.integers(int(per_req * 0.1), int(per_req * 0.4), n)
+        out.append(tr)
+    return out
+
+
+def distillation_spread(
+    rng: np.random.Generator, accts: list[Account], onset: float, t1: float
+) -> list[Traffic]:
+    """Distillation split over several accounts, each well under the rate limits."""
+    subnet = _ip(rng).rsplit(".", 1)[0]
+    model = str(rng.choice(("gpt-large", "reasoner-xl")))
+    ua = str(rng.choice(ATTACK_UAS))
+    out = []
+    for a in accts:
+        start = max(onset, a.created + 60) + float(rng.uniform(0, 1800))
+        end = min(t1, start + float(rng.uniform(4, 10)) * 3600)
+        period = float(rng.uniform(8, 30))
+        ts = np.sort(np.arange(start, max(start, end), period) + rng.normal(0, period * 0.1, 1)[0])
+        n = len(ts)
+        a.plan = "payg"  # paying accounts: the free quota would stop them
+        a.uas, a.models, a.model_p = [ua], [model], np.array([1.0])
+        a.ips = [_ip(rng, subnet)]
+        tr = _fill(
+            rng, a, ts, np.full(n, a.ips[0], dtype=object), np.full(n, a.country, dtype=object)
+        )
+        tr.completion_tokens = rng.integers(1500, 4096, n)
+        tr.finish = list(np.where(rng.random(n) < 0.6, "length", "stop"))
+        tr.prompt_hash = [_hash(rng) for _ in range(n)]
+        out.append(tr)
+    return out
+
+
 def plan_incidents(
     rng: np.random.Generator, accounts: list[Account], start: float, hours: float
 ) -> list[Incident]:
@@ -266,7 +357,17 @@ def plan_incidents(
                     f"stuffing-{c}",
                 )
             )
-    for fn, name in ((spam_campaign, "spam_campaign"), (free_tier_farming, "free_tier_farming")):
+    for _ in range(per):
+        acct = established[victims.pop()]
+        onset = onset_time()
+        tr = account_takeover(rng, acct, onset, t1)
+        incidents.append(Incident(acct, tr, "account_takeover", onset, None))
+    for fn, name in (
+        (spam_campaign, "spam_campaign"),
+        (free_tier_farming, "free_tier_farming"),
+        (quota_ring, "quota_ring"),
+        (distillation_spread, "distillation_spread"),
+    ):
         for c in range(max(1, round(per / 4))):
             onset = onset_time()
             k = int(rng.integers(5, 9))

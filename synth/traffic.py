@@ -2,11 +2,13 @@
 
 It includes the hard negatives a real platform sees: batch-job bursts, travel and office
 moves that bring new IPs or a new country, cron-like regular clients, fiction writers who
-trip the content filter now and then, and brand-new free accounts that stay small.
+trip the content filter now and then, and brand-new free accounts that stay small; and
+the named behaviours and cohorts of `synth/hard_negatives.py`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +45,7 @@ class Account:
     diurnal: bool
     templates: list[str]
     extra_countries: list[str] = field(default_factory=list)
+    behaviour: str = ""  # a benign but unusual behaviour (synth/hard_negatives.py)
 
 
 def _ip(rng: np.random.Generator, subnet: str | None = None) -> str:
@@ -141,7 +144,18 @@ class Traffic:
     latency_ms: np.ndarray
 
 
-def benign_traffic(rng: np.random.Generator, acct: Account, t0: float, t1: float) -> Traffic:
+# An account's named benign behaviour (synth/hard_negatives.py), given its usual request
+# times: (rng, behaviour, account, times, t0, t1) -> its traffic.
+Behaviours = Callable[[np.random.Generator, str, "Account", np.ndarray, float, float], "Traffic"]
+
+
+def benign_traffic(
+    rng: np.random.Generator,
+    acct: Account,
+    t0: float,
+    t1: float,
+    behaviours: Behaviours | None = None,
+) -> Traffic:
     peak = acct.base_rate * 2.8
 
     def rate(t: np.ndarray) -> np.ndarray:
@@ -157,6 +171,10 @@ def benign_traffic(rng: np.random.Generator, acct: Account, t0: float, t1: float
         c0 = float(rng.uniform(t0, max(t0, t1 - 7200)))
         cron = np.arange(c0, min(c0 + float(rng.uniform(3600, 14400)), t1), 60.0)
         ts = np.sort(np.concatenate([ts, cron + rng.normal(0, 0.5, len(cron))]))
+    if acct.behaviour:
+        if behaviours is None:
+            raise ValueError(f"account {acct.account_id} has behaviour {acct.behaviour!r}")
+        return behaviours(rng, acct.behaviour, acct, ts, t0, t1)
     n = len(ts)
     ips = np.array(acct.ips, dtype=object)[rng.integers(0, len(acct.ips), n)]
     countries = np.full(n, acct.country, dtype=object)

@@ -180,8 +180,43 @@ def eval_scenarios(
     print_report(evaluate_scenarios(cfg, data, accounts, hours, seed))
 
 
+def eval_cross_source(
+    events: Annotated[Path, typer.Option(help="Events of the other source (.jsonl or .jsonl.gz)")],
+    truth: Annotated[Path, typer.Option(help="Its truth.json (labels, incidents, hard negatives)")],
+    seed: Annotated[
+        int, typer.Option(help="Held-out generator seed for the other direction")
+    ] = 9001,
+    accounts: Annotated[int, typer.Option(min=200)] = 4000,
+    hours: Annotated[float, typer.Option(min=6)] = 24.0,
+    fit: Annotated[
+        bool, typer.Option(help="Also train on the other source and report both ways")
+    ] = True,
+    out: Annotated[Path | None, typer.Option(help="Write every figure here as JSON")] = None,
+    config: ConfigOpt = None,
+    data: Annotated[Path, typer.Option(help="Cache of generated corpora and fitted models")] = Path(
+        "data/cross"
+    ),
+) -> None:
+    """Fit on one source, report on another: Vigil's generator <-> a labelled corpus."""
+    import orjson
+
+    from models.crosssource import run_cross_source
+
+    for p in (events, truth):
+        if not p.is_file():
+            raise fail(f"{p} does not exist")
+    cfg = load_cli_config(config)
+    try:
+        res = run_cross_source(cfg, events, truth, data, accounts, hours, seed, fit, typer.echo)
+    except (KeyError, ValueError, orjson.JSONDecodeError) as exc:
+        raise fail(f"{truth}: not a truth file this command reads ({exc!r})") from None
+    if out:
+        out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+
+
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     app.command()(generate)
     app.command()(replay)
     app.command()(train)
     eval_app.command("scenarios")(eval_scenarios)
+    eval_app.command("cross-source")(eval_cross_source)

@@ -88,11 +88,21 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class PlatformConfig:
+    """Facts about the platform being watched (its published limits), not tuned values."""
+
+    free_daily_tokens: int = 250_000  # the free plan's daily token allowance
+
+
+@dataclass(frozen=True)
 class FusionConfig:
     alert_threshold: float = 0.5
     severity_thresholds: tuple[float, float, float] = (0.6, 0.8, 0.95)  # medium, high, critical
     cooldown_s: int = 3_600
     min_requests: int = 3
+    # Score the classifier by its calibrated probability (the card's isotonic map, fitted
+    # on generated traffic). Off by default: see README, Quality.
+    classifier_calibrated: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,16 @@ class CampaignParams:
 
 
 @dataclass(frozen=True)
+class TakeoverParams:
+    """A country new to an established account, seen beside its usual ones and growing."""
+
+    start: float = 2.0  # windows of overlap before it counts at all
+    full: float = 6.0  # ... and before it counts fully
+    share: float = 0.5  # of the account's recent requests
+    top: float = 0.85  # the score it reaches
+
+
+@dataclass(frozen=True)
 class ClassifierParams:
     enabled: bool = True
     intra_op_threads: int = 1
@@ -164,6 +184,7 @@ class DetectorsConfig:
     baseline: BaselineParams = field(default_factory=BaselineParams)
     population: PopulationParams = field(default_factory=PopulationParams)
     campaign: CampaignParams = field(default_factory=CampaignParams)
+    takeover: TakeoverParams = field(default_factory=TakeoverParams)
     classifier: ClassifierParams = field(default_factory=ClassifierParams)
 
 
@@ -207,6 +228,7 @@ class VigilConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     rules: tuple[RuleConfig, ...] = DEFAULT_RULES
     detectors: DetectorsConfig = field(default_factory=DetectorsConfig)
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     model_path: str = ""  # empty: the shipped default model
@@ -326,6 +348,8 @@ def validate(cfg: VigilConfig) -> None:
             raise ConfigError(f"worker.{name}: must be > 0")
     if not 1 <= w.web_port <= 65535:
         raise ConfigError(f"worker.web_port: {w.web_port} is not a port (1-65535)")
+    if cfg.platform.free_daily_tokens <= 0:
+        raise ConfigError("platform.free_daily_tokens: must be > 0")
     if cfg.kafka.partitions < 1 or cfg.kafka.replication_factor < 1:
         raise ConfigError("kafka.partitions and kafka.replication_factor: must be >= 1")
     seen: set[str] = set()

@@ -21,6 +21,7 @@ from detectors.baseline import BaselineDetector
 from detectors.campaign import CampaignDetector
 from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
+from detectors.takeover import TakeoverDetector
 from streams.contract.codes import CODES_VERSION, use_key
 from streams.contract.events import DeadLetter, EventBatch, decode_lines, empty_batch
 from streams.contract.seen import IdSet, add_new
@@ -84,7 +85,11 @@ def build_detectors(cfg: VigilConfig, classifier: bool = True) -> dict[str, Dete
                 series_params=dict(d.baseline.series), avg_alpha=d.baseline.avg_alpha
             ),
             "population": PopulationDetector(**dataclasses.asdict(d.population)),
-            "campaign": CampaignDetector(**dataclasses.asdict(d.campaign)),
+            "campaign": CampaignDetector(
+                **dataclasses.asdict(d.campaign),
+                free_daily_tokens=cfg.platform.free_daily_tokens,
+            ),
+            "takeover": TakeoverDetector(**dataclasses.asdict(d.takeover)),
         }
     except (TypeError, ValueError) as exc:  # e.g. a series parameter the detector lacks
         raise ConfigError(f"detectors: {exc}") from None
@@ -93,7 +98,9 @@ def build_detectors(cfg: VigilConfig, classifier: bool = True) -> dict[str, Dete
 
         try:
             dets["classifier"] = ClassifierDetector(
-                cfg.model_path, intra_op_threads=d.classifier.intra_op_threads
+                cfg.model_path,
+                intra_op_threads=d.classifier.intra_op_threads,
+                calibrated=cfg.fusion.classifier_calibrated,
             )
         except Exception as exc:
             where = cfg.model_path or "the shipped default"
@@ -128,7 +135,9 @@ class Engine:
         self.metrics.state_budget.set(self.budget.budget)
         e = self.cfg.engine
         self.campaign = CampaignState(
-            e.campaign_horizon_s, self.budget.campaign_max_keys(e.campaign_max_keys, len(SIGNALS))
+            e.campaign_horizon_s,
+            self.budget.campaign_max_keys(e.campaign_max_keys, len(SIGNALS)),
+            self.cfg.platform.free_daily_tokens,
         )
         self.pending: list[EventBatch] = []
         self.max_ts = -np.inf

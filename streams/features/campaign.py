@@ -4,6 +4,12 @@ Each signal is a bounded index from a key (a /24 block, a user agent, a prompt h
 that failed auth) to the accounts seen with it within a horizon. The engine reads, per
 account-window, the largest group the account belongs to, and keeps who else is in it so
 a person can see the campaign.
+
+Sharing a key only makes accounts related: a popular client library or an office NAT is
+shared by many innocent accounts. So each index also remembers which members misbehaved
+(`misbehaving`: most of a free allowance burnt on one model, rate-limited, moderation hits, the same
+prompts over and over), and `group_misuse_accounts` is the largest number of misbehaving
+accounts in any group the account belongs to where they are at least half the group.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class KeyIndex:
         self.max_accounts = max_accounts
         self.members: dict[int, dict[str, float]] = {}
         self.names: dict[int, str] = {}  # text of keys shown as evidence
+        self.bad: dict[int, dict[str, float]] = {}  # members seen misbehaving, and when
 
     def accounts(self, key: int, now: float, limit: int = 25) -> list[str]:
         m = self.members.get(key, {})
@@ -47,11 +54,18 @@ class KeyIndex:
             if not m:
                 del self.members[key]
                 self.names.pop(key, None)
+        for key in list(self.bad):
+            b = self.bad[key]
+            for a in [a for a, t in b.items() if t < cutoff]:
+                del b[a]
+            if not b or key not in self.members:
+                del self.bad[key]
         if len(self.members) > self.max_keys:
             by_age = sorted(self.members, key=lambda k: max(self.members[k].values()))
             for key in by_age[: len(self.members) - self.max_keys]:
                 del self.members[key]
                 self.names.pop(key, None)
+                self.bad.pop(key, None)
 
 
 SIGNALS = (
@@ -63,11 +77,38 @@ SIGNALS = (
 # The event field whose text names a key of each signal.
 FIELD = {"subnet": "subnet", "ua": "user_agent", "prompt": "prompt_hash", "ip": "ip"}
 MIN_GROUP = 3
+# Signals whose groups count misbehaving members; failed auth is misbehaviour already.
+BEHAVIOUR_KINDS = ("subnet", "ua", "prompt")
+
+
+def misbehaving(X: np.ndarray, col: dict[str, int], free_daily_tokens: float) -> np.ndarray:
+    """Rows whose own behaviour is what campaigns do, whatever the group."""
+    req = X[:, col["requests"]]
+    free = X[:, col["is_free_plan"]] > 0
+    return (
+        # Burning most of a free allowance on one model, as a script does; a hackathon's
+        # people burn a lot too, but try several models.
+        (
+            free
+            & (X[:, col["day_tokens"]] >= 0.5 * free_daily_tokens)
+            & (X[:, col["models_seen"]] <= 1)
+        )
+        | ((X[:, col["rate_limited_rate"]] >= 0.02) & (req >= 10))
+        | ((X[:, col["moderation_mean"]] >= 0.1) & (req >= 5))
+        | ((X[:, col["flagged_rate"]] >= 0.1) & (req >= 5))
+        | ((X[:, col["prompt_repeat_rate"]] >= 0.7) & (req >= 10))
+    )
 
 
 class CampaignState:
-    def __init__(self, horizon_s: float = 6 * 3600, max_keys: int = 200_000) -> None:
+    def __init__(
+        self,
+        horizon_s: float = 6 * 3600,
+        max_keys: int = 200_000,
+        free_daily_tokens: float = 250_000,
+    ) -> None:
         self.index = {kind: KeyIndex(horizon_s, max_keys) for _, kind, _ in SIGNALS}
+        self.free_daily_tokens = free_daily_tokens
         self._windows = 0
 
     def update(
@@ -91,6 +132,8 @@ class CampaignState:
         n = len(account_ids)
         evidence: list[dict[str, Any] | None] = [None] * n
         best = [0] * n
+        bad = misbehaving(X, col, self.free_daily_tokens).tolist()
+        group_bad = [0] * n
         for feature, kind, text in SIGNALS:
             codes, use = sources[kind]
             c, u = codes[order], use[order]
@@ -111,6 +154,15 @@ class CampaignState:
                     members[k] = {account_ids[g]: window_end}
                 elif len(m) < cap or account_ids[g] in m:
                     m[account_ids[g]] = window_end
+                if bad[g] and kind in BEHAVIOUR_KINDS:
+                    idx.bad.setdefault(k, {})[account_ids[g]] = window_end
+            if kind in BEHAVIOUR_KINDS and idx.bad:
+                for g, k in zip(groups, keys, strict=True):
+                    b = idx.bad.get(k)
+                    # A popular client shared by many accounts, a few of them odd, is no
+                    # campaign: most of the group has to misbehave.
+                    if b is not None and len(b) > group_bad[g] and 2 * len(b) >= len(members[k]):
+                        group_bad[g] = len(b)
             counts = [0] * n
             top = [0] * n
             top_row = [0] * n
@@ -134,6 +186,7 @@ class CampaignState:
                         "text": f"{counts[g]} " + text.format(key=name),
                         "accounts": idx.accounts(key, window_end),
                     }
+        X[:, col["group_misuse_accounts"]] = group_bad
         self._windows += 1
         # Hourly, or as soon as an index passes its key limit: a flood of new accounts
         # brings tens of thousands of new keys a window, which must not wait an hour.
@@ -144,8 +197,9 @@ class CampaignState:
         return evidence
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: (v.members, v.names) for k, v in self.index.items()}
+        return {k: (v.members, v.names, v.bad) for k, v in self.index.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, (members, names) in state.items():
+        for k, (members, names, *bad) in state.items():
             self.index[k].members, self.index[k].names = members, names
+            self.index[k].bad = bad[0] if bad else {}

@@ -17,7 +17,7 @@ import numpy as np
 
 from streams.features.identity import keep_apart
 
-RINGS = {"ip": 32, "subnet": 16, "country": 8, "ua": 8}
+RINGS = {"ip": 32, "subnet": 16, "country": 8, "ua": 8, "model": 4}
 _SCALARS = {
     "last_seen": np.float64,
     "first_seen": np.float64,
@@ -25,6 +25,17 @@ _SCALARS = {
     "windows": np.int32,
     "plan": np.int8,
     "check": np.uint64,  # the account_check code of the id held (streams/features/identity.py)
+    # Long-horizon history (streams/features/history.py): decayed sums and when they were last updated.
+    "day_tokens": np.float64,
+    "novelty": np.float64,
+    "flag_hits": np.float64,  # decayed moderation-flagged or filtered requests, and all
+    "flag_reqs": np.float64,
+    "history_t": np.float64,
+    "newc_code": np.uint64,  # the latest country new to an established account
+    "newc_first": np.float64,
+    "newc_windows": np.int32,  # windows since, with it beside an established country
+    "newc_events": np.float64,  # decayed requests from it, and from anywhere
+    "all_events": np.float64,
 }
 
 

@@ -15,6 +15,7 @@ from streams.contract.reference import FINISH_CODES, PLAN_CODES
 from streams.core.batch import FeatureBatch, fill_nan
 from streams.features.campaign import CampaignState
 from streams.features.groups import Groups, group_by_account, pair_key
+from streams.features.history import new_country_overlap, update_history
 from streams.features.state import AccountTable
 
 FEATURES = (
@@ -56,6 +57,13 @@ FEATURES = (
     "ua_new_accounts",
     "prompt_shared_accounts",
     "ip_auth_fail_accounts",
+    "day_tokens",
+    "novelty",
+    "new_country_overlap",
+    "new_country_share",
+    "group_misuse_accounts",
+    "usual_flag_rate",
+    "models_seen",
 )
 COL = {name: i for i, name in enumerate(FEATURES)}
 # USD per 1k tokens; an unknown model is priced like a mid-size one.
@@ -179,6 +187,8 @@ def window_features(
     X[:, COL["flagged_rate"]] = X[:, COL["flagged_requests"]] / req
     X[:, COL["moderation_mean"]] = g.sum(fill_nan(ev.moderation)) / req
 
+    overlap, share = new_country_overlap(g, table, ev.country, window_end)
+    X[:, COL["new_country_overlap"]], X[:, COL["new_country_share"]] = overlap, share
     for ring, codes, dname, nname in (
         ("ip", ev.ip, "distinct_ips", "new_ips"),
         ("subnet", ev.subnet, "distinct_subnets", "new_subnets"),
@@ -189,6 +199,9 @@ def window_features(
         X[:, COL[dname]] = distinct
         # An account's first window has no history to be new against.
         X[:, COL[nname]] = np.where(table.windows[g.slots] > 0, new, 0)
+    # Models the account has used lately (up to 4): a script sticks to one, people explore.
+    _new_counts(g, table, "model", ev.model)
+    X[:, COL["models_seen"]] = (table.model_ring[g.slots] != 0).sum(axis=1)
     X[:, COL["distinct_keys"]] = g.distinct(ev.api_key_id)[1]
     X[:, COL["distinct_models"]] = g.distinct(ev.model)[1]
     X[:, COL["model_entropy"]] = _entropy(g, ev.model)
@@ -228,6 +241,15 @@ def window_features(
     X[:, COL["is_free_plan"]] = plan_codes == PLAN_CODES["free"]
     table.plan[s] = plan_codes
     table.windows[s] += 1
+    new_values = (
+        X[:, COL["new_subnets"]] + X[:, COL["new_countries"]] + X[:, COL["new_user_agents"]]
+    )
+    hits = np.maximum(X[:, COL["flagged_requests"]], X[:, COL["content_filtered"]])
+    day, nov, usual = update_history(
+        table, s, window_end, X[:, COL["tokens"]], new_values, req, hits
+    )
+    X[:, COL["day_tokens"]], X[:, COL["novelty"]] = day, nov
+    X[:, COL["usual_flag_rate"]] = usual
     table.last_seen[s] = ev.ts[o[last]]
 
     young_event = (age_days < NEW_ACCOUNT_DAYS)[_unsort(g)]

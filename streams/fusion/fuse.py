@@ -18,10 +18,8 @@ from streams.core.alerts import SEVERITIES, Alert, DetectorScore, Reason, rfc333
 from streams.core.batch import FeatureBatch
 from streams.core.config import FusionConfig
 from streams.fusion.cooldowns import Cooldowns
+from streams.fusion.grading import certainty, fuse_scores, graded, severity_of
 
-PRIMARY = ("classifier", "rules", "campaign")
-UNSUPERVISED = ("baseline", "population")
-DECLARATIVE = ("rules", "campaign")  # evidence-based: they fire on small windows too
 SEV_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
@@ -29,35 +27,6 @@ SEV_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 class FusionResult:
     alerts: list[Alert]
     suppressed: dict[str, int]
-
-
-def fuse_scores(
-    scores: dict[str, np.ndarray], n: int, enough: np.ndarray | None = None
-) -> np.ndarray:
-    """The fused score per row. `enough` marks rows with enough requests for the
-    statistical detectors (classifier, baseline, population) to speak on their own: one
-    content-filtered request out of two is a rate of 50% and means nothing."""
-    enough = np.ones(n, dtype=bool) if enough is None else enough
-    primary = np.zeros(n)
-    for name in PRIMARY:
-        if name in scores:
-            s = scores[name] if name in DECLARATIVE else np.where(enough, scores[name], 0.0)
-            primary = np.maximum(primary, s)
-    if all(name in scores for name in UNSUPERVISED):
-        agree = np.minimum(scores["baseline"], scores["population"]) * 0.9
-        primary = np.maximum(primary, np.where(enough, agree, 0.0))
-    return primary
-
-
-def severity_of(score: float, cfg: FusionConfig) -> str:
-    medium, high, critical = cfg.severity_thresholds
-    if score >= critical:
-        return "critical"
-    if score >= high:
-        return "high"
-    if score >= medium:
-        return "medium"
-    return "low"
 
 
 def alert_id(account_id: str, window_end: float, category: str) -> str:
@@ -75,7 +44,7 @@ def fuse(
     snoozed: dict[tuple[str, str], float] | None = None,
 ) -> FusionResult:
     n = len(batch)
-    suppressed = {"cooldown": 0, "snooze": 0}
+    suppressed = {"cooldown": 0, "snooze": 0, "no_reason": 0}
     if snoozed:
         scores = {k: v.copy() for k, v in scores.items()}
         for i, acct in enumerate(batch.account_ids.tolist()):
@@ -91,15 +60,22 @@ def fuse(
         account = int(batch.accounts[i])
         ts = float(batch.window_end[i])
         det_scores = {k: float(v[i]) for k, v in scores.items()}
-        # Several detectors agreeing makes an alert more severe than any one of them.
-        agreeing = sum(1 for v in det_scores.values() if v >= cfg.alert_threshold)
-        score = min(1.0, float(fused[i]) + 0.05 * max(agreeing - 1, 0))
-        sev = severity_of(score, cfg)
-        if cooldowns.suppresses(account, ts, SEV_RANK[sev], cfg.cooldown_s):
+        sure = certainty(float(fused[i]), det_scores, cfg.alert_threshold)
+        # The most harmful category bounds the severity from above before explaining.
+        top = SEV_RANK[severity_of(graded(sure, "key_leak"), cfg)]
+        if cooldowns.suppresses(account, ts, top, cfg.cooldown_s):
             suppressed["cooldown"] += 1
             continue
         # Only now: an ongoing incident re-scores every window, and explaining is costly.
         category, reasons, related = _explain(batch, i, det_scores, detectors)
+        if not reasons:  # nothing a person could check: no alert
+            suppressed["no_reason"] += 1
+            continue
+        score = graded(sure, category)
+        sev = severity_of(score, cfg)
+        if cooldowns.suppresses(account, ts, SEV_RANK[sev], cfg.cooldown_s):
+            suppressed["cooldown"] += 1
+            continue
         cooldowns.record(account, ts, SEV_RANK[sev])
         acct = str(batch.account_ids[i])
         alerts.append(
@@ -108,7 +84,7 @@ def fuse(
                 account_id=acct,
                 ts=rfc3339(ts),
                 severity=sev,  # type: ignore[arg-type]
-                score=round(score, 4),
+                score=score,
                 category=category,
                 detectors=[
                     DetectorScore(k, round(v, 4))
@@ -141,6 +117,4 @@ def _explain(
                 reasons.append(r)
     ev = batch.context.get("campaign", [None] * len(batch))[i]
     related = list(ev["accounts"]) if ev else []
-    if not reasons:
-        reasons.append(Reason("score", max(det_scores.values()), None, "unusual account-window"))
     return category or "anomaly", reasons[:6], related

@@ -38,11 +38,9 @@ def requests() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def cli() -> typer.Typer:
-    from streams import commands as _  # noqa: F401  (registers the core commands)
-    from streams.cli import _register_plugins, app
+    from streams.cli.main import build
 
-    _register_plugins()
-    return app
+    return build()
 
 
 def split_command(text: str) -> tuple[list[str], list[str]]:

@@ -24,7 +24,11 @@ def test_detector_parameters_reach_the_detectors() -> None:
     dets = build_detectors(cfg)
     assert dets["population"].params()["n_trees"] == 4
     assert dets["population"].params()["height"] == 5
-    assert dets["campaign"].params() == {"min_group": 4, "full_group": 9}
+    assert dets["campaign"].params() == {
+        "min_group": 4,
+        "full_group": 9,
+        "free_daily_tokens": 250_000,
+    }
     assert dets["baseline"].params()["avg_alpha"] == 0.2
     assert "classifier" not in dets
 

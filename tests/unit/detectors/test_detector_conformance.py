@@ -16,6 +16,7 @@ from detectors.campaign import CampaignDetector
 from detectors.classifier import ClassifierDetector
 from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
+from detectors.takeover import TakeoverDetector
 from models.dataset import window_labels
 from streams.core.batch import FeatureBatch
 from streams.engine.engine import Engine
@@ -27,6 +28,7 @@ FACTORIES: dict[str, Callable[[], Detector]] = {
     "population": lambda: PopulationDetector(window_size=50, min_requests=1, learn_every=1),
     "campaign": CampaignDetector,
     "classifier": ClassifierDetector,
+    "takeover": TakeoverDetector,
 }
 
 
