@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from synth.generate import generated  # noqa: E402
 from streams.contract import _decode  # noqa: E402
 from streams.contract.events import decode_lines  # noqa: E402
 from streams.replay.reader import BATCH_LINES  # noqa: E402
+from synth.generate import generated  # noqa: E402
 
 
 def build_at(rev: str, out: Path):
