@@ -17,7 +17,7 @@ import typer
 from starlette.routing import Match
 from typer.testing import CliRunner
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 RUNBOOKS = sorted((REPO / "docs" / "runbooks").glob("*.md"))
 CODE = re.compile(r"`([^`]+)`")
 REQUEST = re.compile(r"^(GET|POST) (/\S*)$")
