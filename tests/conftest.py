@@ -4,6 +4,7 @@ tool is missing."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small generated corpus with every misuse scenario: (events, labels)."""
+    """A small generated corpus with every misuse scenario: (events, labels). Made once per
+    run: with `pytest -n`, the workers share it through the run's base folder, under a lock."""
+    import fcntl
+
     from synth.generate import generate
 
-    out = tmp_path_factory.mktemp("corpus")
-    res = generate(out, accounts=300, hours=8, seed=11, bad_rate=0.0)
-    return res.events_path, res.labels_path
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "small-corpus"
+    with open(shared / "small-corpus.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        events, labels = out / "events.jsonl.gz", out / "labels.json"
+        if not (events.exists() and labels.exists()):
+            res = generate(out, accounts=300, hours=8, seed=11, bad_rate=0.0)
+            events, labels = res.events_path, res.labels_path
+    return events, labels
