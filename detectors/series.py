@@ -170,19 +170,28 @@ class SeriesDetector:
         return int(sum(a.dtype.itemsize * int(np.prod(a.shape[1:])) for a in arrays))
 
     # ----- scoring ---------------------------------------------------------------
+    def _inputs(
+        self, slots: np.ndarray, ts: np.ndarray, values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """score_learn's arguments as arrays of its shapes, with room made for their slots."""
+        slots = np.asarray(slots, dtype=np.int64)
+        n = len(slots)
+        x = np.asarray(values, dtype=np.float64).reshape(n, self.n_metrics)
+        ts = np.asarray(ts, dtype=np.float64).reshape(n)
+        if n:
+            self.ensure_capacity(int(slots.max()) + 1)
+        return slots, ts, x
+
     def score_learn(self, slots: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Score each row against its slot's past, then learn it.
 
         slots: int (n,), unique within one call; ts: float (n,) epoch seconds;
         values: float (n, n_metrics). Returns scores in [0, 1], shape (n, n_metrics).
         """
-        slots = np.asarray(slots, dtype=np.int64)
+        slots, ts, x = self._inputs(slots, ts, values)
         n = len(slots)
-        x = np.asarray(values, dtype=np.float64).reshape(n, self.n_metrics)
-        ts = np.asarray(ts, dtype=np.float64).reshape(n)
         if n == 0:
             return np.zeros((0, self.n_metrics))
-        self.ensure_capacity(int(slots.max()) + 1)
         sl = self._slot[slots]  # (n, 4) copies; written back once at the end
         mt = self._metric[slots]  # (n, 7, m)
         cnt, step, cool = sl[:, _N], sl[:, _STEP], sl[:, _COOL]

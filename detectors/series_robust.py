@@ -115,13 +115,10 @@ class RobustSeriesDetector(SeriesDetector):
         slots: int (n,), unique within one call; ts: float (n,) epoch seconds;
         values: float (n, n_metrics). Returns scores in [0, 1], shape (n, n_metrics).
         """
-        slots = np.asarray(slots, dtype=np.int64)
+        slots, ts, x = self._inputs(slots, ts, values)
         n = len(slots)
-        x = np.asarray(values, dtype=np.float64).reshape(n, self.n_metrics)
-        ts = np.asarray(ts, dtype=np.float64).reshape(n)
         if n == 0:
             return np.zeros((0, self.n_metrics))
-        self.ensure_capacity(int(slots.max()) + 1)
         sl = self._slot[slots]
         mt = self._metric[slots]
         cnt, cool = sl[:, _N], sl[:, _COOL]
