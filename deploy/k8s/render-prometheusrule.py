@@ -1,6 +1,6 @@
 """Rewrites the spec of deploy/k8s/prometheusrule.yaml from deploy/prometheus/rules/*.yml.
 
-python deploy/k8s/render-prometheusrule.py   (tests/test_obs_deploy.py fails while they differ)
+python deploy/k8s/render-prometheusrule.py   (tests/integration/obs/test_obs_deploy.py fails while they differ)
 """
 
 from pathlib import Path
