@@ -343,9 +343,8 @@ class Engine:
         self.metrics.windows_closed.inc(len(batch))
         self.metrics.watermark.set(end)
         self._windows_closed += 1
-        if self._windows_closed % 12 == 0:
+        if self._windows_closed % 12 == 0:  # walks over every account, key and detector: hourly
             self._evict(end)
-        if self._windows_closed % 12 == 0:  # walks over every key and detector: hourly
             self._campaign_members = campaign_members(self.campaign)
             self._detector_bytes = array_bytes(self.detectors)
         report(self.metrics, self.usage(), len(self.table))
