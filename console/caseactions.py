@@ -223,15 +223,19 @@ def check(req: BulkRequest) -> None:
         raise triage.TriageError(f"case status must be one of {', '.join(CASE_STATUSES)}")
 
 
+def _selection(ids: list, what: str) -> None:
+    if not ids:
+        raise triage.TriageError(f"select at least one {what}")
+    if len(ids) > MAX_BULK:
+        raise triage.TriageError(f"at most {MAX_BULK} {what}s at once")
+
+
 def on_cases(
     store: AlertStore, actor: str, case_ids: list[int], req: BulkRequest, th: Any
 ) -> BulkResult:
     """One action on every given case, all or nothing, audited per alert."""
     check(req)
-    if not case_ids:
-        raise triage.TriageError("select at least one case")
-    if len(case_ids) > MAX_BULK:
-        raise triage.TriageError(f"at most {MAX_BULK} cases at once")
+    _selection(case_ids, "case")
     out = BulkResult()
     with store.engine.begin() as conn:
         for cid in dict.fromkeys(case_ids):
@@ -258,10 +262,7 @@ def on_alerts(
     import json
 
     check(req)
-    if not alert_ids:
-        raise triage.TriageError("select at least one alert")
-    if len(alert_ids) > MAX_BULK:
-        raise triage.TriageError(f"at most {MAX_BULK} alerts at once")
+    _selection(alert_ids, "alert")
     out = BulkResult()
     now = time.time()
     touched: set[int] = set()

@@ -182,6 +182,24 @@ class SeriesDetector:
             self.ensure_capacity(int(slots.max()) + 1)
         return slots, ts, x
 
+    def _write_back(
+        self,
+        slots: np.ndarray,
+        sl: np.ndarray,
+        mt: np.ndarray,
+        cnt: np.ndarray,
+        ts: np.ndarray,
+        step: np.ndarray,
+        cool: np.ndarray,
+    ) -> None:
+        """The per-slot copies score_learn worked on, stored back once at the end."""
+        sl[:, _N] = cnt + 1
+        sl[:, _LAST] = ts
+        sl[:, _STEP] = step
+        sl[:, _COOL] = cool
+        self._slot[slots] = sl
+        self._metric[slots] = mt
+
     def score_learn(self, slots: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Score each row against its slot's past, then learn it.
 
@@ -250,10 +268,5 @@ class SeriesDetector:
         new_sea = np.where(seen, sea + self.alpha_season * (x - sea), x)
         self._season[slots, :, bins] = new_sea.astype(np.float32)
 
-        sl[:, _N] = cnt + 1
-        sl[:, _LAST] = ts
-        sl[:, _STEP] = step
-        sl[:, _COOL] = cool
-        self._slot[slots] = sl
-        self._metric[slots] = mt
+        self._write_back(slots, sl, mt, cnt, ts, step, cool)
         return score

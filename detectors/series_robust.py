@@ -153,12 +153,7 @@ class RobustSeriesDetector(SeriesDetector):
         new_sea = np.where(seen, sea + self.alpha_season * (xb - sea), x)
         self._season[slots, :, bins] = new_sea.astype(np.float32)
 
-        sl[:, _N] = cnt + 1
-        sl[:, _LAST] = ts
-        sl[:, _STEP] = step
-        sl[:, _COOL] = cool
-        self._slot[slots] = sl
-        self._metric[slots] = mt
+        self._write_back(slots, sl, mt, cnt, ts, step, cool)
         return score
 
     def _learn(
