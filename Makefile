@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 DEMO := data/demo
 DEMO_LIVE := data/demo-live
 SPEED ?= 90
+# make kafka-up BROKERS=3: a 3-node KRaft cluster (replication factor 3, min.insync.replicas 2)
+BROKERS ?= 1
 
 .PHONY: demo demo-live test test-unit sanitize lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
 
@@ -87,10 +89,10 @@ obs-down:
 	docker compose -f deploy/docker-compose.yml down
 
 kafka-up:
-	deploy/kafka/kafka-up.sh
+	BROKERS=$(BROKERS) deploy/kafka/kafka-up.sh
 
 kafka-down:
-	deploy/kafka/kafka-down.sh
+	BROKERS=$(BROKERS) deploy/kafka/kafka-down.sh
 
 clean:
 	rm -rf $(VENV) data build *.egg-info

@@ -11,6 +11,7 @@ import pytest
 
 pytest_plugins = [
     "tests.plugins.kafka",
+    "tests.plugins.kafka_cluster",
     "tests.plugins.postgres",
     "tests.plugins.browser",
     "tests.plugins.prometheus",
@@ -23,6 +24,7 @@ SERVICE_FIXTURES = {
     "kafka_bootstrap",
     "kafka_env",
     "restartable_kafka",
+    "kafka_cluster3",
     "postgres_server",
     "postgres_url",
     "browser",

@@ -1,0 +1,94 @@
+"""A real three-node Apache Kafka cluster (KRaft), for the fault soak.
+
+It is started by deploy/kafka/kafka-up.sh with BROKERS=3, exactly as `make kafka-up
+BROKERS=3` starts it: replication factor 3 and min.insync.replicas 2, so one broker may die
+while writes with acks=all go on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.kafka import _run_script, require_tools
+
+
+def free_port_run(n: int) -> int:
+    """The first of n consecutive free loopback ports."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = s.getsockname()[1]
+        if first + n > 65535:
+            continue
+        try:
+            for p in range(first, first + n):
+                with socket.socket() as s2:
+                    s2.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {n} consecutive free loopback ports")
+
+
+@dataclass
+class KafkaCluster:
+    port: int
+    data_dir: Path
+    brokers: int = 3
+
+    def node_port(self, node: int) -> int:
+        return self.port + 2 * (node - 1)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.node_port(i)}" for i in range(1, self.brokers + 1))
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "BROKERS": str(self.brokers),
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_DATA_DIR": str(self.data_dir),
+        }
+
+    def start(self) -> None:
+        """Starts the nodes that are not running (all of them the first time)."""
+        _run_script("kafka-up.sh", self._env())
+
+    def stop(self, wipe: bool = False) -> None:
+        _run_script("kafka-down.sh", self._env(), "--wipe" if wipe else "")
+
+    def kill9(self, node: int) -> None:
+        pid = int((self.data_dir / f"node-{node}" / "broker.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+
+    def leader(self, topic: str, partition: int) -> int:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            (desc,) = admin.describe_topics([topic])
+        finally:
+            admin.close()
+        for p in desc["partitions"]:
+            if p["partition_index"] == partition:
+                return int(p["leader_id"])
+        raise AssertionError(f"{topic}[{partition}] not found")
+
+
+@pytest.fixture
+def kafka_cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    require_tools()
+    cluster = KafkaCluster(free_port_run(6), tmp_path_factory.mktemp("kafka3"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop(wipe=True)
