@@ -19,6 +19,7 @@ from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
+from streams.kafka.stale_state import discard_stale_state
 from streams.runtime.kafka_client import broker_url, faust_credentials
 from streams.runtime.process import tune_gc, tune_threads
 
@@ -134,6 +135,7 @@ def build_worker(
         key_type=bytes,
         value_type=bytes,
     )
+    discard_stale_state(table, kc, kc.partitions, wm.state_discarded)
     source = app.topic(
         topics.input,
         topics.repartition,

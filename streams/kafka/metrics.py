@@ -68,6 +68,12 @@ class WorkerMetrics:
             ["partition"],
             registry=r,
         )
+        self.state_discarded = Counter(
+            "vigil_state_discarded_partitions",
+            "Local state partitions deleted at start-up because they were ahead of their "
+            "changelog (cluster or topics rebuilt); rebuilt from the changelog",
+            registry=r,
+        )
         self.owned_partitions = Gauge(
             "vigil_owned_partitions", "Input partitions this worker owns", registry=r
         )

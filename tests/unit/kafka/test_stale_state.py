@@ -1,0 +1,33 @@
+"""Reading Faust's RocksDB offsets, and which partitions count as ahead of the changelog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+from faust.types import TP
+
+from streams.kafka.stale_state import persisted_offset, stale_partitions
+
+
+def test_stale_partitions_compares_with_the_end_offset():
+    ends = {0: 10, 1: 10, 2: 0, 3: 5}
+    local = {0: 9, 1: 10, 2: 0, 3: None}
+    # 9 < 10 is consistent; 10 is past the last record; any offset beats an empty changelog.
+    assert stale_partitions(local, ends) == [1, 2]
+    assert stale_partitions({4: 3}, ends) == [4]  # a changelog partition that is gone
+
+
+def test_reads_the_offset_faust_persisted(tmp_path: Path):
+    # Pins Faust's on-disk format: one RocksDB directory per partition, with the last applied
+    # changelog offset under the store's offset_key, readable while Faust is not running.
+    app = faust.App("stale-state-test", datadir=str(tmp_path), store="rocksdb://")
+    table = app.Table("engine-state", default=None, partitions=2, key_type=bytes, value_type=bytes)
+    store = table.data
+    store.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), 1), 42)
+    path = store.partition_path(1)
+    for db in list(store._dbs.values()):  # the test closes what it opened
+        db.close()
+    assert path.is_dir()
+    assert persisted_offset(path, store.offset_key) == 42
+    assert not store.partition_path(0).exists()
