@@ -77,3 +77,13 @@ def test_a_webhook_without_its_secret_or_dead_letters_stops_in_one_line(tmp_path
         assert r.returncode == 2 and len(lines) == 1, err
         assert lines[0].startswith("error:") and words in lines[0], err
         assert "x-secret" not in err
+    # The worker checks the same before it connects to anything.
+    r = subprocess.run(
+        [*VIGIL, "worker", "--config", str(cfg), "--without-classifier"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.startswith("error: webhook.secret_env:"), err
+    assert len([x for x in err.splitlines() if x.strip()]) == 1, err
