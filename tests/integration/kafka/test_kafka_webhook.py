@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import time
 
 import orjson
@@ -72,3 +73,40 @@ def test_worker_alerts_reach_the_webhook_or_the_dead_letter_topic(kafka_env, rec
     assert m['vigil_webhook_dead_lettered_total{reason="webhook_rejected"}'] == 1
     assert m['vigil_webhook_dead_lettered_total{reason="webhook_queue_full"}'] == 0
     assert worker.alive()
+
+
+def test_alerts_still_queued_at_sigterm_are_dead_lettered(kafka_env):
+    with socket.socket() as s:  # nobody listens here: every attempt is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = kafka_env
+    env.write_config(
+        partitions=2,
+        extra=f'[webhook]\nurl = "http://127.0.0.1:{port}/hook"\nsecret_env = "HOOK_SECRET"\n'
+        "max_retries = 1000\nbackoff_base_s = 1.0\nclose_timeout_s = 1.0\n",
+    )
+    env.create_topics()
+    worker = env.start_worker("w1", env={"HOOK_SECRET": SECRET})
+    burst = [
+        event(acct, T0 + 10 * (i + 1), f"{acct}-{i}", plan="free", prompt_tokens=60_000)
+        for acct in ACCOUNTS
+        for i in range(4)
+    ]
+    env.produce(burst)
+    env.produce(watermark_pushers(2, T0 + 3600, tag="hook-stop"))
+    alerts = [orjson.loads(r.value) for r in env.read("alerts", until=2, timeout_s=90)]
+    emitted = {a["alert_id"] for a in alerts if a["account_id"] in ACCOUNTS}
+    assert len(emitted) == 2, alerts
+    deadline = time.monotonic() + 30
+    while worker.metric_sum("vigil_webhook_failures_total") < 1:
+        assert time.monotonic() < deadline, "the webhook never tried"
+        time.sleep(0.3)
+
+    worker.stop()  # SIGTERM: the queue gets close_timeout_s, then its alerts are dead letters
+    assert worker.proc.returncode is not None
+    dead = [
+        r for r in env.read("dead", until=2, timeout_s=60) if _header(r, "vigil-sink") == "webhook"
+    ]
+    assert {_header(r, "vigil-reason") for r in dead} == {"webhook_shutdown"}
+    assert {orjson.loads(r.value)["alert_id"] for r in dead} == emitted
+    assert "ConnectionRefusedError" in " ".join(_header(r, "vigil-detail") for r in dead)
