@@ -48,6 +48,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 ATTEMPT_HEADER = "X-Vigil-Delivery-Attempt"
 USER_AGENT = "vigil-webhook/1"
 ERROR_BODY_BYTES = 200  # of a refusal's body, kept in the dead letter's detail
+MAX_READ_BYTES = 64 * 1024  # of any answer's body; a longer one is cut off
 RETRIED_STATUSES = {408: "status_408", 429: "status_429"}
 
 
@@ -234,7 +235,9 @@ class WebhookSink:
             try:
                 self._conn.request("POST", self._path, body=item.body, headers=headers)
                 resp = self._conn.getresponse()
-                text = resp.read()
+                text = resp.read(MAX_READ_BYTES)
+                if not resp.isclosed():  # more than we read: do not reuse the connection
+                    self._conn.close()
             except TimeoutError as exc:
                 self._conn.close()
                 return Result(

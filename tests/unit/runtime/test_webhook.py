@@ -208,3 +208,13 @@ def test_write_after_close_is_dead_lettered_not_dropped(receiver_factory) -> Non
     h.sink.write(Output(alerts=[alert(9)]))
     assert [d.reason for d in h.dead] == ["webhook_shutdown"]
     assert rx.seen == []
+
+
+def test_a_long_answer_is_cut_off_and_the_next_alert_still_goes(receiver_factory) -> None:
+    rx = receiver_factory([Reply(200, body=b"x" * 300_000)])
+    h = Harness(config(rx.url))
+    h.sink.write(Output(alerts=[alert(1), alert(2)]))
+    h.sink.close()
+    assert [s.headers["Idempotency-Key"] for s in rx.seen] == ["alert-0001", "alert-0002"]
+    assert h.metric("vigil_webhook_sent_total") == 2
+    assert h.dead == []
