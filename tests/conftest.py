@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.plugins.postgres",
     "tests.plugins.browser",
     "tests.plugins.prometheus",
+    "tests.plugins.webhook_receiver",
 ]
 
 

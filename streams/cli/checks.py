@@ -76,3 +76,15 @@ def detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped
         raise fail(f"{exc} (pass --without-classifier to run on the other detectors)") from None
     except ConfigError as exc:
         raise fail(str(exc)) from None
+
+
+def webhook(cfg, dead_letters: Path | None = None, runner: str = "worker") -> None:  # type: ignore[no-untyped-def]
+    """A configured webhook can sign, and (in replay) has somewhere to put what it cannot
+    deliver."""
+    from streams.core.config import webhook_secret_problem
+
+    problem = webhook_secret_problem(cfg)
+    if problem:
+        raise fail(problem)
+    if runner == "replay" and cfg.webhook.url and dead_letters is None:
+        raise fail("webhook.url is set: give --dead-letters to keep the alerts it cannot deliver")

@@ -102,15 +102,27 @@ def replay(
     except PacingError as exc:
         raise fail(str(exc)) from None
     detectors = checks.detectors(cfg, without_classifier)
+    checks.webhook(cfg, dead_letters, "replay")
 
+    from streams.engine.metrics import Metrics
     from streams.replay.runner import ReplayJob, run_replay
     from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile
 
+    metrics = Metrics()
     sinks: list = []
     if alerts:
         sinks.append(AlertFile(alerts))
-    if dead_letters:
-        sinks.append(DeadLetterFile(dead_letters))
+    dl_file = DeadLetterFile(dead_letters) if dead_letters else None
+    hook = None
+    if cfg.webhook.url and dl_file is not None:
+        from streams.runtime.webhook import WebhookSink
+
+        # Before the dead-letter file: sinks close in order, and the webhook's closing
+        # may still dead-letter what it could not deliver.
+        hook = WebhookSink(cfg.webhook, metrics.webhook, dl_file.dead_letter)
+        sinks.append(hook)
+    if dl_file is not None:
+        sinks.append(dl_file)
     db = None
     if url:
         from console.sink import StoreSink
@@ -132,6 +144,7 @@ def replay(
         snapshots=db is not None,
         detectors=detectors,
         pacer=pacer,
+        metrics=metrics,
     )
     try:
         run_replay(job)
@@ -141,6 +154,9 @@ def replay(
         typer.echo(f"alerts written to {alerts}")
     if dead_letters:
         typer.echo(f"dead letters written to {dead_letters}")
+    if hook is not None:
+        gave_up = sum(n for k, n in hook.counts.items() if k != "sent")
+        typer.echo(f"webhook: {hook.counts['sent']} alerts delivered, {gave_up} dead-lettered")
     if truth is not None:
         from synth.evaluate import print_report, score_alerts
 

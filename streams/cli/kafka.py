@@ -53,6 +53,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
 
         cfg = load_cli_config(config)
         checks.detectors(cfg, without_classifier)  # a model that cannot load stops it here
+        checks.webhook(cfg)
         flags = {
             "data_dir": data_dir,
             "web_host": web_host,

@@ -15,6 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from streams.core.alerts import CATEGORIES, Severity
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 MIN_STATE_BUDGET = 16 * 1024**2
@@ -223,6 +226,26 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """`[webhook]`: POST each alert, HMAC-signed, to an enforcement or ticketing service
+    (streams/runtime/webhook.py, docs/webhooks.md). An empty url: no webhook."""
+
+    url: str = ""
+    # The signing key comes from this environment variable, never from the file.
+    secret_env: str = "VIGIL_WEBHOOK_SECRET"
+    secret: str = field(default="", repr=False)  # filled by from_env; never printed
+    min_severity: Severity = "low"
+    categories: tuple[str, ...] = ()  # empty: every category
+    timeout_s: float = 5.0  # per attempt
+    max_retries: int = 5  # attempts after the first, then the alert is dead-lettered
+    backoff_base_s: float = 0.5  # doubled per retry, with jitter, up to backoff_cap_s
+    backoff_cap_s: float = 30.0
+    max_retry_after_s: float = 300.0  # a receiver's Retry-After is honoured up to this
+    queue_size: int = 10_000  # alerts waiting for delivery; beyond it they are dead-lettered
+    close_timeout_s: float = 10.0  # at shutdown, time to drain the queue before dead-lettering
+
+
+@dataclass(frozen=True)
 class VigilConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
@@ -234,6 +257,7 @@ class VigilConfig:
     model_path: str = ""  # empty: the shipped default model
     store_url: str = ""  # empty: no alert store
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -297,6 +321,9 @@ def _build(cls: type, data: dict, where: str) -> Any:
 
 
 def config_from_dict(data: dict) -> VigilConfig:
+    hook = data.get("webhook")
+    if isinstance(hook, dict) and "secret" in hook:
+        raise ConfigError("webhook.secret: not in the file; set the variable named by secret_env")
     cfg = _build(VigilConfig, data, "")
     validate(cfg)
     return cfg
@@ -352,6 +379,7 @@ def validate(cfg: VigilConfig) -> None:
         raise ConfigError("platform.free_daily_tokens: must be > 0")
     if cfg.kafka.partitions < 1 or cfg.kafka.replication_factor < 1:
         raise ConfigError("kafka.partitions and kafka.replication_factor: must be >= 1")
+    _validate_webhook(cfg.webhook)
     seen: set[str] = set()
     for r in cfg.rules:
         if r.name in seen:
@@ -371,6 +399,36 @@ def _validate_detectors(d: DetectorsConfig) -> None:
         raise ConfigError("detectors.campaign: need 2 <= min_group <= full_group")
     if d.classifier.intra_op_threads < 1:
         raise ConfigError("detectors.classifier.intra_op_threads: must be >= 1")
+
+
+def _validate_webhook(w: WebhookConfig) -> None:
+    if not w.url:
+        return
+    parts = urlsplit(w.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("webhook.url: must be an http:// or https:// URL with a host")
+    if not w.secret_env:
+        raise ConfigError("webhook.secret_env: must name the environment variable of the secret")
+    unknown = sorted(set(w.categories) - set(CATEGORIES))
+    if unknown:
+        raise ConfigError(f"webhook.categories: unknown {unknown}; known: {list(CATEGORIES)}")
+    for name in ("timeout_s", "backoff_base_s", "queue_size"):
+        if getattr(w, name) <= 0:
+            raise ConfigError(f"webhook.{name}: must be > 0")
+    for name in ("max_retries", "max_retry_after_s", "close_timeout_s"):
+        if getattr(w, name) < 0:
+            raise ConfigError(f"webhook.{name}: must be >= 0")
+    if w.backoff_cap_s < w.backoff_base_s:
+        raise ConfigError("webhook.backoff_cap_s: must be >= backoff_base_s")
+
+
+def webhook_secret_problem(cfg: VigilConfig) -> str | None:
+    """Why a configured webhook cannot sign, or None; checked by the runners at start-up
+    (not by `validate`, so commands that send nothing do not need the secret)."""
+    w = cfg.webhook
+    if w.url and not w.secret:
+        return f"webhook.secret_env: environment variable {w.secret_env} is not set or empty"
+    return None
 
 
 ENV_OVERRIDES = {
@@ -402,5 +460,8 @@ def from_env(cfg: VigilConfig, environ: dict[str, str] | None = None) -> VigilCo
                 var,
             )
             cfg = dataclasses.replace(cfg, **{section: sub})
+    if cfg.webhook.url and env.get(cfg.webhook.secret_env):
+        hook = dataclasses.replace(cfg.webhook, secret=env[cfg.webhook.secret_env])
+        cfg = dataclasses.replace(cfg, webhook=hook)
     validate(cfg)
     return cfg

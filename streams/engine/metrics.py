@@ -227,6 +227,9 @@ class Metrics:
         from streams.engine.metric_labels import zero_init_counters  # imports the contract
 
         zero_init_counters(self)
+        from streams.engine.webhook_metrics import WebhookMetrics
+
+        self.webhook = WebhookMetrics(r)  # zero-initialised itself
 
     def _checkpoint_age(self) -> float:
         last = self.last_checkpoint._value.get()

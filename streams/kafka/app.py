@@ -16,6 +16,7 @@ from streams.core.config import VigilConfig
 from streams.kafka import fetch
 from streams.kafka.consumer import BatchTransport
 from streams.kafka.health import HealthInputs, evaluate
+from streams.kafka.held_dead_letters import HeldDeadLetters, alert_sinks
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
@@ -31,6 +32,7 @@ class VigilApp(faust.App):
 
     processor: Processor | None = None
     worker_metrics: WorkerMetrics | None = None
+    held_dead_letters: HeldDeadLetters | None = None
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -50,11 +52,24 @@ class VigilApp(faust.App):
 
     async def on_stop(self) -> None:
         if self.processor is not None:
+            await self._close_sinks()
             try:
                 await asyncio.wait_for(self.processor.checkpoint(final=True), timeout=30)
             except Exception:
                 log.exception("final checkpoint failed; the next owner resumes from the last one")
         await super().on_stop()
+
+    async def _close_sinks(self) -> None:
+        # A webhook drains its queue (bounded by its close_timeout_s) and dead-letters the
+        # rest; those dead letters then go out with the final checkpoint.
+        loop = asyncio.get_running_loop()
+        for sink in self.processor.sinks if self.processor else []:
+            try:
+                await loop.run_in_executor(None, sink.close)
+            except Exception:
+                log.exception("closing sink %s failed", type(sink).__name__)
+        if self.held_dead_letters is not None and self.processor is not None:
+            await self.held_dead_letters.send(self.processor)
 
 
 @dataclass
@@ -153,6 +168,7 @@ def build_worker(
         async for _ in stream:
             raise RuntimeError("a record of the input topics took Faust's per-record path")
 
+    held = HeldDeadLetters()  # what the webhook gives up on, for the dead-letter topic
     processor = Processor(
         app,
         table,
@@ -165,8 +181,10 @@ def build_worker(
         settings.dead_letter_max_bytes,
         settings.repartition,
         settings.snapshot_interval_s,
+        sinks=alert_sinks(config, metrics, held),
     )
     app.processor = processor
+    app.held_dead_letters = held
     app.worker_metrics = wm
     consumer = app.consumer
     consumer.batch_topics = frozenset({topics.input, topics.repartition})
@@ -200,6 +218,8 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
             state["recovery_since"] = now
         elif not recovering and state["recovery_since"] is not None:
             state["recovery_since"] = None
+        if app.held_dead_letters is not None:
+            await app.held_dead_letters.send(processor)
         wm.recovery_in_progress.set(1 if recovering else 0)
         if state["recovery_since"] is not None:
             wm.recovery_seconds.set(now - state["recovery_since"])

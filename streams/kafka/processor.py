@@ -74,8 +74,10 @@ class Processor:
         dead_letter_max_bytes: int,
         repartition: bool,
         snapshot_interval_s: float = 0.0,
+        sinks: list | None = None,
     ) -> None:
         self.app = app
+        self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
         self.table = table
         self.topics = topics
         self.make_engine = make_engine
@@ -182,6 +184,8 @@ class Processor:
     async def _emit(self, out: Any, tp: TP) -> None:
         for alert in out.alerts:
             await self._send(self.topics.alerts, alert.account_id.encode(), alert.to_json())
+        for sink in self.sinks:
+            sink.write(out)
         for dl in out.dead_letters:
             await self._dead_letter(dl.raw, dl.reason, dl.detail, tp)
         for w in out.snapshots:

@@ -36,10 +36,11 @@ class ReplayJob:
     snapshots: bool = False  # build account snapshots (a sink wants them)
     detectors: dict | None = None
     pacer: Pacer | None = None  # None: as fast as possible
+    metrics: Metrics | None = None  # given when a sink (a webhook) reports on it too
 
 
 def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> ReplaySummary:
-    metrics = Metrics()
+    metrics = job.metrics or Metrics()
     engine = Engine(
         job.config,
         metrics,

@@ -7,10 +7,12 @@ wired by the command line, so the runners never import what they write to.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from streams.contract.reference import DeadLetter
 from streams.engine.engine import Output
 
 
@@ -22,19 +24,23 @@ class Sink(Protocol):
 
 
 class FileSink:
-    """JSON Lines, appended and flushed per batch so a crash loses no written line."""
+    """JSON Lines, appended and flushed per batch so a crash loses no written line.
+    Locked: a webhook's delivery thread writes dead letters beside the runner's."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._lock = threading.Lock()
 
     def write(self, lines: list[bytes]) -> None:
         if lines:
-            self._fh.write(b"\n".join(lines) + b"\n")
-            self._fh.flush()
+            with self._lock:
+                self._fh.write(b"\n".join(lines) + b"\n")
+                self._fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        with self._lock:
+            self._fh.close()
 
 
 class AlertFile:
@@ -54,6 +60,10 @@ class DeadLetterFile:
 
     def write(self, out: Output) -> None:
         self._file.write([d.to_json() for d in out.dead_letters])
+
+    def dead_letter(self, dl: DeadLetter) -> None:
+        """One dead letter made outside the engine (a webhook's); thread-safe."""
+        self._file.write([dl.to_json()])
 
     def close(self) -> None:
         self._file.close()

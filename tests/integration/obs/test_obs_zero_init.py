@@ -21,6 +21,7 @@ from streams.contract.reference import REJECT_REASONS
 from streams.core.alerts import CATEGORIES, SEVERITIES
 from streams.engine.metric_labels import NO_DETECTOR, SUPPRESSION_CAUSES
 from streams.engine.metrics import Metrics
+from streams.engine.webhook_metrics import WEBHOOK_DEAD_REASONS, WEBHOOK_FAILURES
 from tests.plugins.kafka import KafkaEnv
 from tests.plugins.prometheus import free_port
 
@@ -62,6 +63,9 @@ def expected_engine_series() -> list[tuple[str, dict[str, str]]]:
     ]
     out += [("vigil_detector_score_count", {"detector": d}) for d in DETECTORS]
     out += [("vigil_alert_latency_seconds_count", {})]
+    out += [("vigil_webhook_failures_total", {"reason": r}) for r in WEBHOOK_FAILURES]
+    out += [("vigil_webhook_dead_lettered_total", {"reason": r}) for r in WEBHOOK_DEAD_REASONS]
+    out += [("vigil_webhook_sent_total", {}), ("vigil_webhook_queue_depth", {})]
     return out
 
 
