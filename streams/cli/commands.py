@@ -83,6 +83,16 @@ def replay(
     rate: Annotated[
         float | None, typer.Option(help="Pace the input: RATE events per second")
     ] = None,
+    shadow_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Run this challenger beside the model: a model directory, or with a store "
+            "a registered version or stage (shadow, champion)"
+        ),
+    ] = None,
+    shadow_alerts: Annotated[
+        Path | None, typer.Option(help="Write the challenger's alerts here (never to the store)")
+    ] = None,
 ) -> None:
     """Process events in event-time order (as fast as possible unless paced); print a summary."""
     from streams.replay.pacing import Pacer, PacingError
@@ -102,15 +112,25 @@ def replay(
     except PacingError as exc:
         raise fail(str(exc)) from None
     detectors = checks.detectors(cfg, without_classifier)
+    checks.output_file(shadow_alerts, "--shadow-alerts")
+    if shadow_alerts and not shadow_model:
+        raise fail("--shadow-alerts needs --shadow-model")
+    shadow = None
+    if shadow_model:
+        from streams.cli.models_cmd import resolve_model, shadow_of
+
+        shadow = shadow_of(cfg, resolve_model(shadow_model, url, "--shadow-model")[0])
 
     from streams.replay.runner import ReplayJob, run_replay
-    from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile
+    from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile, ShadowAlertFile
 
     sinks: list = []
     if alerts:
         sinks.append(AlertFile(alerts))
     if dead_letters:
         sinks.append(DeadLetterFile(dead_letters))
+    if shadow_alerts:
+        sinks.append(ShadowAlertFile(shadow_alerts))
     db = None
     if url:
         from console.sink import StoreSink
@@ -132,6 +152,7 @@ def replay(
         snapshots=db is not None,
         detectors=detectors,
         pacer=pacer,
+        shadow=shadow,
     )
     try:
         run_replay(job)
@@ -141,6 +162,8 @@ def replay(
         typer.echo(f"alerts written to {alerts}")
     if dead_letters:
         typer.echo(f"dead letters written to {dead_letters}")
+    if shadow_alerts:
+        typer.echo(f"shadow alerts written to {shadow_alerts}")
     if truth is not None:
         from synth.evaluate import print_report, score_alerts
 
