@@ -111,6 +111,10 @@ def replay(
         pacer = Pacer(speed, rate) if speed is not None or rate is not None else None
     except PacingError as exc:
         raise fail(str(exc)) from None
+    if url and not without_classifier:
+        from streams.cli.models_cmd import registry_model
+
+        cfg = registry_model(cfg, url)  # model_path = champion, shadow or a version
     detectors = checks.detectors(cfg, without_classifier)
     checks.output_file(shadow_alerts, "--shadow-alerts")
     if shadow_alerts and not shadow_model:

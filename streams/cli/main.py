@@ -19,6 +19,7 @@ COMMANDS = (
     "streams.cli.console",
     "streams.cli.nab",
     "streams.cli.models_cmd",
+    "streams.cli.backtest_cmd",
     "dashboards.cli",
 )
 

@@ -293,3 +293,22 @@ def shadow_of(cfg, model: str):  # type: ignore[no-untyped-def]
         return build_shadow(cfg, str(model_dir(model) / ONNX))
     except (ModelError, ConfigError) as exc:
         raise fail(f"--shadow-model {model}: {exc}") from None
+
+
+def is_registry_name(spec: str) -> bool:
+    """champion, shadow or a version id: not something that looks like a path."""
+    return bool(spec) and "/" not in spec and "\\" not in spec and not spec.endswith(".onnx")
+
+
+def registry_model(cfg, store_url: str):  # type: ignore[no-untyped-def]
+    """The config with a registry name in `model_path` (VIGIL_MODEL_PATH=champion) turned
+    into that version's verified model file; any other model_path is left as it is."""
+    import dataclasses
+
+    from models.verify import ONNX
+
+    spec = cfg.model_path
+    if not is_registry_name(spec) or Path(spec).exists():
+        return cfg
+    path, _ = resolve_model(spec, store_url, "model_path")
+    return dataclasses.replace(cfg, model_path=str(Path(path) / ONNX))
