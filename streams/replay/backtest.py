@@ -143,9 +143,12 @@ def _side(alerts: list[dict], verdicts: Verdicts | None, traffic: Traffic) -> di
         "misuse": judged["misuse"],
         "false_positive": judged["false_positive"],
         "precision": round(judged["misuse"] / known, 4) if known else None,
+        # Without verdicts nothing is known benign: no rate, rather than a rate of zero.
         "benign_per_1000_per_day": _rate(
             judged["false_positive"], len(traffic.accounts), traffic.days
-        ),
+        )
+        if verdicts
+        else None,
     }
 
 
