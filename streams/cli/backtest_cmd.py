@@ -104,5 +104,20 @@ def backtest(
         typer.echo(f"saved as backtest {bid}: /backtests/{bid} in the console")
 
 
+def save_shadow_run(url, recorder, shadow, detectors, events: str, label: str) -> None:  # type: ignore[no-untyped-def]
+    """A replay with a shadow and a store: its diff saved like a backtest's, so the console
+    shows the champion and the shadow side by side (without verdicts)."""
+    from console.backtests import save_backtest
+    from console.store import open_store
+    from streams.replay.backtest import diff
+
+    version = str(getattr(detectors.get("classifier"), "version", "none"))
+    labels = {"champion": "the replay's model", "challenger": f"shadow {label}", "events": events}
+    d = diff(recorder.run(shadow, version), None, labels)
+    with open_store(url) as db:
+        bid = save_backtest(db, actor_name(None), version, labels["challenger"], events, d)
+    typer.echo(f"shadow agreement saved: /backtests/{bid} in the console")
+
+
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     app.command()(backtest)

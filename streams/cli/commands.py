@@ -142,6 +142,12 @@ def replay(
 
         db = open_store(url)
         sinks.append(StoreSink(db))
+    recorder = None
+    if shadow is not None and db is not None:  # the console shows the two side by side
+        from streams.replay.backtest import Recorder
+
+        recorder = Recorder()
+        sinks.append(recorder)
     collected: list = []
     if truth is not None:
         sinks.append(CallbackSink(lambda out: collected.extend(out.alerts)))
@@ -157,6 +163,7 @@ def replay(
         detectors=detectors,
         pacer=pacer,
         shadow=shadow,
+        on_features=recorder.traffic.add if recorder else None,
     )
     try:
         run_replay(job)
@@ -168,6 +175,10 @@ def replay(
         typer.echo(f"dead letters written to {dead_letters}")
     if shadow_alerts:
         typer.echo(f"shadow alerts written to {shadow_alerts}")
+    if recorder is not None and shadow is not None and url:
+        from streams.cli.backtest_cmd import save_shadow_run
+
+        save_shadow_run(url, recorder, shadow, detectors, path, shadow_model or "")
     if truth is not None:
         from synth.evaluate import print_report, score_alerts
 

@@ -26,10 +26,9 @@ import orjson
 from streams.core.alerts import SEVERITIES, Alert
 from streams.core.batch import FeatureBatch
 from streams.core.config import VigilConfig
-from streams.engine.engine import build_detectors
-from streams.engine.shadow import Agreement, build_shadow
+from streams.engine.engine import Output, build_detectors
+from streams.engine.shadow import Agreement, Shadow, build_shadow
 from streams.replay.runner import ReplayJob, run_replay
-from streams.runtime.sinks import CallbackSink
 
 JUDGING = ("misuse", "false_positive")
 SEV_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
@@ -102,29 +101,47 @@ class Run:
     challenger_version: str
 
 
+class Recorder:
+    """A sink keeping both models' alerts and the traffic they saw, for a diff."""
+
+    def __init__(self) -> None:
+        self.champion: list[Alert] = []
+        self.challenger: list[Alert] = []
+        self.traffic = Traffic()
+
+    def write(self, out: Output) -> None:
+        self.champion.extend(out.alerts)
+        self.challenger.extend(out.shadow_alerts)
+
+    def close(self) -> None:
+        pass
+
+    def run(self, shadow: Shadow, champion_version: str) -> Run:
+        return Run(
+            self.champion,
+            self.challenger,
+            shadow.agreement,
+            self.traffic,
+            champion_version,
+            shadow.version,
+        )
+
+
 def run_both(cfg: VigilConfig, events: str, champion_file: str, challenger_file: str) -> Run:
     """One replay of `events`: the champion as the model, the challenger as its shadow."""
     detectors = build_detectors(dataclasses.replace(cfg, model_path=champion_file))
     shadow = build_shadow(cfg, challenger_file)
-    champion: list[Alert] = []
-    challenger: list[Alert] = []
-    traffic = Traffic()
-
-    def collect(out) -> None:  # type: ignore[no-untyped-def]
-        champion.extend(out.alerts)
-        challenger.extend(out.shadow_alerts)
-
+    rec = Recorder()
     job = ReplayJob(
         config=cfg,
         path=events,
-        sinks=[CallbackSink(collect)],
+        sinks=[rec],
         detectors=detectors,
         shadow=shadow,
-        on_features=traffic.add,
+        on_features=rec.traffic.add,
     )
     run_replay(job, echo=lambda _: None)
-    version = str(getattr(detectors.get("classifier"), "version", "none"))
-    return Run(champion, challenger, shadow.agreement, traffic, version, shadow.version)
+    return rec.run(shadow, str(getattr(detectors.get("classifier"), "version", "none")))
 
 
 def _rate(benign: int, accounts: int, days: float) -> float | None:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from console.backtests import get_backtest
 from console.schema import alerts as alerts_table
 from console.store import open_store
 from models.train import ARTIFACTS
@@ -61,7 +62,7 @@ def test_shadow_alerts_never_reach_the_store(other: Path, tmp_path: Path) -> Non
     res = generate(tmp_path / "corpus", accounts=60, hours=3, seed=5, bad_rate=0.0)
     db = tmp_path / "vigil.db"
     champ, shadow = tmp_path / "champion.jsonl", tmp_path / "shadow.jsonl"
-    vigil(
+    out = vigil(
         "replay", str(res.events_path), "--store", str(db), "--alerts", str(champ),
         "--shadow-model", str(other), "--shadow-alerts", str(shadow),
     )  # fmt: skip
@@ -77,6 +78,14 @@ def test_shadow_alerts_never_reach_the_store(other: Path, tmp_path: Path) -> Non
     versions = {orjson.loads(r.payload)["model_version"] for r in stored}
     assert versions == {orjson.loads((ARTIFACTS / "classifier.card.json").read_bytes())["version"]}
     assert {a["model_version"] for a in theirs} != versions
+    # The console gets the two side by side, as a backtest without verdicts.
+    assert "shadow agreement saved: /backtests/1" in out
+    st = open_store(str(db))
+    d = get_backtest(st, 1)["diff"]
+    st.close()
+    assert (d["champion"]["alerts"], d["challenger"]["alerts"]) == (len(mine), len(theirs))
+    both = {a["account_id"] for a in mine} & {a["account_id"] for a in theirs}
+    assert d["agreement"][-1]["both"] == len(both)
 
 
 def test_a_bad_shadow_model_stops_the_run_before_it_starts(
