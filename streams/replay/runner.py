@@ -37,9 +37,8 @@ class ReplayJob:
     snapshots: bool = False  # build account snapshots (a sink wants them)
     detectors: dict | None = None
     pacer: Pacer | None = None  # None: as fast as possible
-    shadow: Shadow | None = (
-        None  # a challenger beside the model; its alerts in Output.shadow_alerts
-    )
+    # A challenger beside the model; its alerts go to Output.shadow_alerts only.
+    shadow: Shadow | None = None
     on_features: Callable | None = None  # called with each window's FeatureBatch
 
 

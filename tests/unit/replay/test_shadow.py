@@ -106,3 +106,31 @@ def test_a_bad_shadow_model_stops_the_run_before_it_starts(
         .invoke(build(), ["replay", str(small_corpus[0]), "--shadow-model", str(mixed)])
         .output
     )
+
+
+def test_a_shadow_that_fails_leaves_the_champion_as_it_was(small_corpus) -> None:  # type: ignore[no-untyped-def]
+    from streams.core.config import VigilConfig
+    from streams.engine.engine import Engine
+    from streams.engine.shadow import build_shadow
+    from streams.replay.reader import open_input, replay
+
+    cfg = VigilConfig()
+    broken = build_shadow(cfg, str(ARTIFACTS / "classifier.onnx"))
+    broken.detector.features = [*broken.detector.features, "moon_phase"]  # no such column
+
+    def run(shadow) -> tuple[list[bytes], int]:  # type: ignore[no-untyped-def]
+        got: list[bytes] = []
+        shadowed = [0]
+
+        def sink(out) -> None:  # type: ignore[no-untyped-def]
+            got.extend(a.to_json() for a in out.alerts)
+            shadowed[0] += len(out.shadow_alerts)
+
+        with open_input(str(small_corpus[0])) as fh:
+            replay(Engine(cfg, shadow=shadow), fh, sink)
+        return got, shadowed[0]
+
+    plain, _ = run(None)
+    with_broken, shadowed = run(broken)
+    assert plain and with_broken == plain
+    assert shadowed == 0 and broken.errors > 0
