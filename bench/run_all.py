@@ -14,6 +14,7 @@ BENCHES = (
     "bench_console.py",
     "bench_kafka.py",
     "bench_checkpoint.py",
+    "bench_shadow.py",
 )
 
 

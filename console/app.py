@@ -199,9 +199,11 @@ def create_app(
     def healthz() -> dict:
         return {"ok": True}
 
-    from console import metrics, runbooks
+    from console import backtests, metrics, runbooks
 
     app.include_router(runbooks.router)
+    app.include_router(backtests.router)
+    app.include_router(backtests.api)
     # One SLA per severity for the queue's colours and the backlog metrics alike.
     metrics.install(app, store, {k: 60.0 * v for k, v in app.state.sla_minutes.items()})
     return app

@@ -230,3 +230,52 @@ sessions = Table(
     Index("ix_sessions_user", "user_name"),
     Index("ix_sessions_expires", "expires_at"),
 )
+
+# The model registry (console/registry.py): one row per content-addressed model version,
+# its files under the registry root (models/registry.py). Stages: candidate, shadow,
+# champion (at most one each of the last two), retired.
+MODEL_STAGES = ("candidate", "shadow", "champion", "retired")
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("model_version", String(64), nullable=False),  # the card's, carried by alerts
+    Column("path", Text, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("parent", String(64), nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("why", Text, nullable=False),
+    Column("metrics", Text, nullable=False),  # JSON: the card's held-out figures
+    Column("stage_changed_at", Float, nullable=False),
+    Index("ix_model_versions_stage", "stage"),
+)
+
+# Every stage change, in order. `previous` is the champion a promotion replaced, so a
+# rollback walks back through champions as through a stack.
+model_history = Table(
+    "model_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(16), nullable=False),  # add | promote | rollback
+    Column("version", String(64), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("previous", String(64), nullable=True),
+    Column("why", Text, nullable=False),
+    Index("ix_model_history_version", "version"),
+)
+
+# Backtest diffs (`vigil backtest --store`), shown at /backtests/{id}.
+backtests = Table(
+    "backtests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("champion", String(200), nullable=False),
+    Column("challenger", String(200), nullable=False),
+    Column("events", Text, nullable=False),
+    Column("diff", Text, nullable=False),  # JSON, as `--json` writes it
+)

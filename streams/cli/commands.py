@@ -83,6 +83,16 @@ def replay(
     rate: Annotated[
         float | None, typer.Option(help="Pace the input: RATE events per second")
     ] = None,
+    shadow_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Run this challenger beside the model: a model directory, or with a store "
+            "a registered version or stage (shadow, champion)"
+        ),
+    ] = None,
+    shadow_alerts: Annotated[
+        Path | None, typer.Option(help="Write the challenger's alerts here (never to the store)")
+    ] = None,
 ) -> None:
     """Process events in event-time order (as fast as possible unless paced); print a summary."""
     from streams.replay.pacing import Pacer, PacingError
@@ -101,12 +111,24 @@ def replay(
         pacer = Pacer(speed, rate) if speed is not None or rate is not None else None
     except PacingError as exc:
         raise fail(str(exc)) from None
+    if url and not without_classifier:
+        from streams.cli.models_cmd import registry_model
+
+        cfg = registry_model(cfg, url)  # model_path = champion, shadow or a version
     detectors = checks.detectors(cfg, without_classifier)
     checks.webhook(cfg, dead_letters, "replay")
+    checks.output_file(shadow_alerts, "--shadow-alerts")
+    if shadow_alerts and not shadow_model:
+        raise fail("--shadow-alerts needs --shadow-model")
+    shadow = None
+    if shadow_model:
+        from streams.cli.models_cmd import resolve_model, shadow_of
+
+        shadow = shadow_of(cfg, resolve_model(shadow_model, url, "--shadow-model")[0])
 
     from streams.engine.metrics import Metrics
     from streams.replay.runner import ReplayJob, run_replay
-    from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile
+    from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile, ShadowAlertFile
 
     metrics = Metrics()
     sinks: list = []
@@ -123,6 +145,8 @@ def replay(
         sinks.append(hook)
     if dl_file is not None:
         sinks.append(dl_file)
+    if shadow_alerts:
+        sinks.append(ShadowAlertFile(shadow_alerts))
     db = None
     if url:
         from console.sink import StoreSink
@@ -130,6 +154,12 @@ def replay(
 
         db = open_store(url)
         sinks.append(StoreSink(db))
+    recorder = None
+    if shadow is not None and db is not None:  # the console shows the two side by side
+        from streams.replay.backtest import Recorder
+
+        recorder = Recorder()
+        sinks.append(recorder)
     collected: list = []
     if truth is not None:
         sinks.append(CallbackSink(lambda out: collected.extend(out.alerts)))
@@ -145,6 +175,8 @@ def replay(
         detectors=detectors,
         pacer=pacer,
         metrics=metrics,
+        shadow=shadow,
+        on_features=recorder.traffic.add if recorder else None,
     )
     try:
         run_replay(job)
@@ -157,6 +189,12 @@ def replay(
     if hook is not None:
         gave_up = sum(n for k, n in hook.counts.items() if k != "sent")
         typer.echo(f"webhook: {hook.counts['sent']} alerts delivered, {gave_up} dead-lettered")
+    if shadow_alerts:
+        typer.echo(f"shadow alerts written to {shadow_alerts}")
+    if recorder is not None and shadow is not None and url:
+        from streams.cli.backtest_cmd import save_shadow_run
+
+        save_shadow_run(url, recorder, shadow, detectors, path, shadow_model or "")
     if truth is not None:
         from synth.evaluate import print_report, score_alerts
 

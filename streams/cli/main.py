@@ -18,6 +18,8 @@ COMMANDS = (
     "streams.cli.kafka",
     "streams.cli.console",
     "streams.cli.nab",
+    "streams.cli.models_cmd",
+    "streams.cli.backtest_cmd",
     "dashboards.cli",
 )
 

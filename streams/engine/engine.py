@@ -62,11 +62,14 @@ class Output:
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     snapshots: list[WindowSnapshots] = field(default_factory=list)
+    # A challenger's alerts (streams/engine/shadow.py): only a shadow alert file reads them.
+    shadow_alerts: list[Alert] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         self.alerts += other.alerts
         self.dead_letters += other.dead_letters
         self.snapshots += other.snapshots
+        self.shadow_alerts += other.shadow_alerts
 
 
 class ModelError(RuntimeError):
@@ -118,6 +121,7 @@ class Engine:
         emit_snapshots: bool = False,
         clock=time.time,
         on_features=None,
+        shadow=None,
     ) -> None:
         self.cfg = config or VigilConfig()
         # Codes are keyed process-wide: every engine of a process shares the key. Its
@@ -129,6 +133,7 @@ class Engine:
         self.emit_snapshots = emit_snapshots
         self.clock = clock
         self.on_features = on_features  # called with each window's FeatureBatch (training)
+        self.shadow = shadow  # a streams.engine.shadow.Shadow: a challenger beside the model
         self.table = AccountTable()
         self.cooldowns = Cooldowns()  # fusion's state
         self.budget = StateBudget(self.cfg.engine.state_budget_bytes)
@@ -349,7 +354,12 @@ class Engine:
             self._detector_bytes = array_bytes(self.detectors)
         report(self.metrics, self.usage(), len(self.table))
         snaps = [WindowSnapshots(batch, groups, ev)] if self.emit_snapshots else []
-        return Output(alerts=result.alerts, snapshots=snaps)
+        shadowed = (
+            self.shadow.window(batch, scores, self.detectors, snoozed, result.alerts)
+            if self.shadow is not None
+            else []
+        )
+        return Output(alerts=result.alerts, snapshots=snaps, shadow_alerts=shadowed)
 
     def _evict(self, now: float) -> None:
         e = self.cfg.engine

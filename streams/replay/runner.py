@@ -17,6 +17,7 @@ import typer
 from streams.core.config import VigilConfig
 from streams.engine.engine import Engine, Output, SnoozeSource
 from streams.engine.metrics import Metrics
+from streams.engine.shadow import Shadow
 from streams.replay.pacing import Pacer
 from streams.replay.reader import ReplaySummary, open_input, replay
 from streams.runtime.sinks import Sink
@@ -37,6 +38,9 @@ class ReplayJob:
     detectors: dict | None = None
     pacer: Pacer | None = None  # None: as fast as possible
     metrics: Metrics | None = None  # given when a sink (a webhook) reports on it too
+    # A challenger beside the model; its alerts go to Output.shadow_alerts only.
+    shadow: Shadow | None = None
+    on_features: Callable | None = None  # called with each window's FeatureBatch
 
 
 def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> ReplaySummary:
@@ -47,6 +51,8 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         detectors=job.detectors,
         snoozes=job.snoozes,
         emit_snapshots=job.snapshots,
+        shadow=job.shadow,
+        on_features=job.on_features,
     )
     if job.metrics_port is not None:
         # Once the engine is built, so the first scrape already sees its model and config.
@@ -112,3 +118,19 @@ def print_summary(summary: ReplaySummary, engine: Engine, echo: Callable[[str], 
             "dead letters by reason: "
             + ", ".join(f"{k} {v}" for k, v in summary.rejected.most_common())
         )
+    if engine.shadow is not None:
+        print_agreement(engine.shadow, echo)
+
+
+def print_agreement(shadow: Shadow, echo: Callable[[str], None]) -> None:
+    """Accounts alerted by both models, by either, per category: how alike they are."""
+    total = sum(shadow.alerts.values())
+    failed = f"; {shadow.errors} windows failed in the shadow" if shadow.errors else ""
+    echo(f"shadow {shadow.version}: {total} alerts (not stored, not sent){failed}")
+    parts = []
+    for r in shadow.agreement.rows():
+        parts.append(
+            f"{r['category']} {r['both']}/{r['either']} "
+            f"(+{r['shadow_only']} shadow only, -{r['champion_only']} champion only)"
+        )
+    echo("shadow agreement, accounts alerted by both/either: " + ", ".join(parts))

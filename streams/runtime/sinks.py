@@ -54,6 +54,20 @@ class AlertFile:
         self._file.close()
 
 
+class ShadowAlertFile:
+    """A challenger's alerts (`--shadow-alerts`): the only sink that reads them, so they
+    never reach the store's queue, a topic or a pager."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = FileSink(path)
+
+    def write(self, out: Output) -> None:
+        self._file.write([a.to_json() for a in out.shadow_alerts])
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class DeadLetterFile:
     def __init__(self, path: Path) -> None:
         self._file = FileSink(path)
