@@ -83,6 +83,10 @@ def replay(
     rate: Annotated[
         float | None, typer.Option(help="Pace the input: RATE events per second")
     ] = None,
+    reset: Annotated[
+        list[str] | None,
+        typer.Option(help="Start this detector empty though --state holds it (repeatable)"),
+    ] = None,
 ) -> None:
     """Process events in event-time order (as fast as possible unless paced); print a summary."""
     from streams.replay.pacing import Pacer, PacingError
@@ -102,6 +106,11 @@ def replay(
     except PacingError as exc:
         raise fail(str(exc)) from None
     detectors = checks.detectors(cfg, without_classifier)
+    if reset and (state is None or not state.exists()):
+        raise fail("--reset needs --state naming a saved state")
+    for name in reset or []:
+        if name not in detectors:
+            raise fail(f"--reset {name}: not a detector of this run ({', '.join(detectors)})")
 
     from streams.replay.runner import ReplayJob, run_replay
     from streams.runtime.sinks import AlertFile, CallbackSink, DeadLetterFile
@@ -132,6 +141,7 @@ def replay(
         snapshots=db is not None,
         detectors=detectors,
         pacer=pacer,
+        reset=tuple(reset or ()),
     )
     try:
         run_replay(job)
