@@ -117,9 +117,9 @@ def record_candidates(
     engine, _ = warm_engine(cfg, paths, dets, on_scores)
     engine.flush()
     since = bounds[0] if recent_s is None else bounds[1] - recent_s
+    # Every candidate is kept: an alert before the cut still holds the account's cooldown
+    # after it. Only alerts after the cut are counted.
     arr = cand.arrays()
-    keep = arr["ts"] > since
-    arr = {k: v[keep] for k, v in arr.items()}
     active = sum(1 for t in seen.values() if t > since)
     return Recording(arr, active, (bounds[1] - max(since, bounds[0])) / 86_400, since)
 
@@ -187,7 +187,14 @@ def simulate(
     truth: Truth,
 ) -> Outcome:
     kept = alerts_at(rec.cand, thr, min_sev, cooldown_s)
+    kept = kept[rec.cand["ts"][kept] > rec.since]
     return outcome(rec.cand["account"][kept], rec.cand["ts"][kept], ok[kept], truth, rec)
+
+
+def at(rec: Recording, truth: Truth, fusion: FusionConfig) -> Outcome:
+    """The figures `fusion`'s thresholds give on the recording."""
+    ok = confirmed(rec.cand["account"], rec.cand["ts"], truth)
+    return simulate(rec, ok, *thresholds_vector(fusion), fusion.cooldown_s, truth)
 
 
 def choose(
@@ -204,6 +211,7 @@ def choose(
     _, min_sev = thresholds_vector(base)
     thr = np.full(len(CATEGORIES), floor)
     cat, fused = rec.cand["category"], rec.cand["fused"]
+    recent = rec.cand["ts"] > rec.since
 
     def run(t: np.ndarray) -> Outcome:
         return simulate(rec, ok, t, min_sev, base.cooldown_s, truth)
@@ -212,7 +220,7 @@ def choose(
     while now.benign_per_1k_day > budget:
         best: tuple[float, float, np.ndarray, Outcome] | None = None
         for c in range(len(CATEGORIES)):
-            benign_here = fused[(cat == c) & ~ok & (fused >= thr[c])]
+            benign_here = fused[(cat == c) & ~ok & (fused >= thr[c]) & recent]
             if not len(benign_here) or thr[c] >= 1.0:
                 continue
             # Just past the lowest benign candidate still alerting; further if that frees

@@ -129,8 +129,7 @@ def calibrate(
         f"{rec.days:.2f} days; benign = alerts not on accounts confirmed misuse "
         f"({len(truth.verdict_misuse)} misuse verdicts, {len(truth.misuse)} labelled accounts)"
     )
-    now = cal.simulate(rec, cal.confirmed(rec.cand["account"], rec.cand["ts"], truth),
-                       *_vectors(cfg.fusion), cfg.fusion.cooldown_s, truth)  # fmt: skip
+    now = cal.at(rec, truth, cfg.fusion)
     cal.report(typer.echo, "current thresholds (from the recording)", now)
     fusion, chosen = cal.choose(rec, truth, budget, cfg.fusion, lo)
     cal.report(typer.echo, "chosen thresholds (from the recording)", chosen)
@@ -154,12 +153,6 @@ def calibrate(
     )
     _write(out, head + text)
     typer.echo(f"budget {budget:g} {verdict}; config {version} written to {out}")
-
-
-def _vectors(fusion):  # type: ignore[no-untyped-def]
-    from streams.fusion.candidates import thresholds_vector
-
-    return thresholds_vector(fusion)
 
 
 def _write(path: Path, text: str) -> Path:
