@@ -61,3 +61,14 @@ def test_replace_fusion_checks_the_new_settings() -> None:
     assert cfg.fusion.floor() == 0.5
     with pytest.raises(ConfigError, match="fusion.thresholds.keyleak: not a category"):
         replace_fusion(cfg, FusionConfig(thresholds={"keyleak": 0.7}))
+
+
+def test_thresholds_are_part_of_the_config_version() -> None:
+    from streams.core.config_version import config_version
+
+    base = config_version(VigilConfig())
+    empty = replace_fusion(VigilConfig(), FusionConfig(thresholds={}, min_severity={}))
+    assert config_version(empty) == base
+    some = replace_fusion(VigilConfig(), FusionConfig(thresholds={"anomaly": 0.7}))
+    floor = replace_fusion(VigilConfig(), FusionConfig(min_severity={"anomaly": "high"}))
+    assert len({base, config_version(some), config_version(floor)}) == 3
