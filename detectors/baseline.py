@@ -53,17 +53,29 @@ class BaselineDetector:
     name = "baseline"
     version = "2"
 
-    def __init__(self, series_params: dict[str, Any] | None = None, avg_alpha: float = 0.1) -> None:
+    def __init__(
+        self,
+        series_params: dict[str, Any] | None = None,
+        avg_alpha: float = 0.1,
+        noise_floor: tuple[float, ...] = tuple(NOISE_FLOOR.tolist()),
+    ) -> None:
         # Metrics go in as log1p counts; a floor of 0.5 on their spread keeps a quiet
         # account's first error or first new IP from reading as an extreme spike.
         self.series_params = dict(series_params if series_params is not None else SERIES_DEFAULTS)
         self.avg_alpha = avg_alpha
+        if len(noise_floor) != len(METRICS):
+            raise ValueError(f"noise_floor needs {len(METRICS)} values, one per {METRICS}")
+        self.noise_floor = np.asarray(noise_floor, dtype=float)
         self.series = RobustSeriesDetector(n_metrics=len(METRICS), **self.series_params)
         self.rows = AccountRows()  # this detector's own row per account
         self._avg = np.zeros((0, len(METRICS)))
 
     def params(self) -> dict[str, Any]:
-        return {"series_params": self.series_params, "avg_alpha": self.avg_alpha}
+        return {
+            "series_params": self.series_params,
+            "avg_alpha": self.avg_alpha,
+            "noise_floor": tuple(self.noise_floor.tolist()),
+        }
 
     def _rows(self, batch: FeatureBatch) -> np.ndarray:
         rows = self.rows.rows(batch.accounts)
@@ -75,7 +87,7 @@ class BaselineDetector:
 
     def _combine(self, values: np.ndarray, avg: np.ndarray, raw: np.ndarray) -> np.ndarray:
         base = fill_nan(avg, nan=0.0)
-        rising = values > base + 3 * np.sqrt(base) + NOISE_FLOOR
+        rising = values > base + 3 * np.sqrt(base) + self.noise_floor
         return (np.where(rising, raw, 0.0)).max(axis=1) if len(values) else np.zeros(0)
 
     def score_learn(self, batch: FeatureBatch) -> np.ndarray:

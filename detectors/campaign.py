@@ -21,7 +21,7 @@ from detectors.base import Explanation, NoAccountState, ScoreThenLearn
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch, fill_nan
 
-YOUNG_DAYS = 2.0
+YOUNG_DAYS = 2.0  # an account younger than this counts as new (free-tier farming)
 
 
 def _ramp(x: np.ndarray, start: float, full: float) -> np.ndarray:
@@ -39,9 +39,14 @@ class CampaignDetector(NoAccountState, ScoreThenLearn):
     version = "2"
 
     def __init__(
-        self, min_group: int = 3, full_group: int = 6, free_daily_tokens: float = 250_000
+        self,
+        min_group: int = 3,
+        full_group: int = 6,
+        free_daily_tokens: float = 250_000,
+        young_days: float = YOUNG_DAYS,
     ) -> None:
         self.min_group, self.full_group = min_group, full_group
+        self.young_days = young_days
         self.free_daily_tokens = free_daily_tokens
 
     def params(self) -> dict[str, Any]:
@@ -49,6 +54,7 @@ class CampaignDetector(NoAccountState, ScoreThenLearn):
             "min_group": self.min_group,
             "full_group": self.full_group,
             "free_daily_tokens": self.free_daily_tokens,
+            "young_days": self.young_days,
         }
 
     def behaviours(self, batch: FeatureBatch) -> dict[str, np.ndarray]:
@@ -75,7 +81,7 @@ class CampaignDetector(NoAccountState, ScoreThenLearn):
     def _parts(self, batch: FeatureBatch) -> dict[str, np.ndarray]:
         lo, hi = self.min_group, self.full_group
         b = self.behaviours(batch)
-        young = fill_nan(batch.col("account_age_days"), nan=np.inf) < YOUNG_DAYS
+        young = fill_nan(batch.col("account_age_days"), nan=np.inf) < self.young_days
         free = fill_nan(batch.col("is_free_plan")) > 0
         shared_prompt = _group(batch.col("prompt_shared_accounts"), lo, hi)
         new_infra = np.maximum(

@@ -20,6 +20,7 @@ from streams.core.batch import FeatureBatch, fill_nan
 
 BINS = 1000
 HIST_DECAY = 0.999  # per window: the reference is the last few thousand windows
+RANK_FLOOR = 0.98  # rank among recent windows below which the score is 0
 
 # feature -> upper end of its log1p range; rates are already in [0, 1].
 SCALES = {
@@ -59,7 +60,10 @@ class PopulationDetector(NoAccountState):
         seed: int = 42,
         min_requests: int = 5,
         learn_every: int = 4,
+        hist_decay: float = HIST_DECAY,
+        rank_floor: float = RANK_FLOOR,
     ) -> None:
+        self.hist_decay, self.rank_floor = hist_decay, rank_floor
         self.n_trees, self.height, self.window_size, self.seed = n_trees, height, window_size, seed
         self.min_requests, self.learn_every = min_requests, learn_every
         self._tick = 0
@@ -82,6 +86,8 @@ class PopulationDetector(NoAccountState):
             "seed": self.seed,
             "min_requests": self.min_requests,
             "learn_every": self.learn_every,
+            "hist_decay": self.hist_decay,
+            "rank_floor": self.rank_floor,
         }
 
     def _matrix(self, batch: FeatureBatch) -> np.ndarray:
@@ -106,15 +112,17 @@ class PopulationDetector(NoAccountState):
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Raw HalfSpaceTrees scores crowd into a narrow band; rank them against recent ones.
 
-        The score is 0 below the recent 98th percentile and reaches 1 at the top, so it reads
-        as "rarer than nearly every account-window seen lately".
+        The score is 0 below the recent `rank_floor` quantile (98th percentile by default)
+        and reaches 1 at the top, so it reads as "rarer than nearly every account-window
+        seen lately".
         """
         total = self._hist.sum()
         if total < self.window_size:
             return np.zeros_like(raw)
         cdf = np.cumsum(self._hist) / total
         rank = cdf[np.clip((raw * BINS).astype(int), 0, BINS - 1)]
-        return np.clip((rank - 0.98) / 0.02, 0.0, 1.0)
+        # Rounded so that the default divides by exactly 0.02, as it always has.
+        return np.clip((rank - self.rank_floor) / round(1.0 - self.rank_floor, 12), 0.0, 1.0)
 
     def score(self, batch: FeatureBatch) -> np.ndarray:
         out = np.zeros(len(batch))
@@ -133,15 +141,15 @@ class PopulationDetector(NoAccountState):
         self._seen += len(picks)
         if len(picks):
             M = self._matrix(batch.take(picks))
-            self._usual_sum = self._usual_sum * HIST_DECAY + M.sum(axis=0)
-            self._usual_weight = self._usual_weight * HIST_DECAY + len(M)
+            self._usual_sum = self._usual_sum * self.hist_decay + M.sum(axis=0)
+            self._usual_weight = self._usual_weight * self.hist_decay + len(M)
 
     def score_learn(self, batch: FeatureBatch) -> np.ndarray:
         out = np.zeros(len(batch))
         idx, raw = self.raw_scores(batch)
         if len(raw):
             out[idx] = self.calibrate(raw)
-            self._hist *= HIST_DECAY
+            self._hist *= self.hist_decay
             self._hist += np.bincount(
                 np.clip((raw * BINS).astype(int), 0, BINS - 1), minlength=BINS
             )

@@ -93,6 +93,10 @@ def replay(
     shadow_alerts: Annotated[
         Path | None, typer.Option(help="Write the challenger's alerts here (never to the store)")
     ] = None,
+    reset: Annotated[
+        list[str] | None,
+        typer.Option(help="Start this detector empty though --state holds it (repeatable)"),
+    ] = None,
 ) -> None:
     """Process events in event-time order (as fast as possible unless paced); print a summary."""
     from streams.replay.pacing import Pacer, PacingError
@@ -123,6 +127,11 @@ def replay(
     shadow = None
     if shadow_model:
         from streams.cli.models_cmd import resolve_model, shadow_of
+    if reset and (state is None or not state.exists()):
+        raise fail("--reset needs --state naming a saved state")
+    for name in reset or []:
+        if name not in detectors:
+            raise fail(f"--reset {name}: not a detector of this run ({', '.join(detectors)})")
 
         shadow = shadow_of(cfg, resolve_model(shadow_model, url, "--shadow-model")[0])
 
@@ -177,6 +186,7 @@ def replay(
         metrics=metrics,
         shadow=shadow,
         on_features=recorder.traffic.add if recorder else None,
+        reset=tuple(reset or ()),
     )
     try:
         run_replay(job)

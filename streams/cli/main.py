@@ -20,6 +20,7 @@ COMMANDS = (
     "streams.cli.nab",
     "streams.cli.models_cmd",
     "streams.cli.backtest_cmd",
+    "streams.cli.operate",
     "dashboards.cli",
 )
 

@@ -106,6 +106,19 @@ class FusionConfig:
     # Score the classifier by its calibrated probability (the card's isotonic map, fitted
     # on generated traffic). Off by default: see README, Quality.
     classifier_calibrated: bool = False
+    # `[fusion.thresholds]`: the fused score an alert of a category needs, per category
+    # (names from streams/core/alerts.py CATEGORIES); a category not named uses
+    # alert_threshold. `vigil calibrate` writes these.
+    thresholds: dict[str, float] = field(default_factory=dict)
+    # `[fusion.min_severity]`: per category, alerts below this severity are not raised.
+    min_severity: dict[str, Severity] = field(default_factory=dict)
+
+    def threshold_of(self, category: str) -> float:
+        return self.thresholds.get(category, self.alert_threshold)
+
+    def floor(self) -> float:
+        """The lowest fused score any category can alert at."""
+        return min([self.alert_threshold, *self.thresholds.values()])
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,9 @@ class BaselineParams:
 
     avg_alpha: float = 0.1  # smoothing of the usual value shown in reasons
     series: dict[str, float] = field(default_factory=lambda: {"abs_floor": 0.5})
+    # A rise counts only above usual + 3 sqrt(usual) + this, per metric: requests, tokens,
+    # failed requests, new IPs, content-filtered requests (per window).
+    noise_floor: tuple[float, float, float, float, float] = (5.0, 5000.0, 5.0, 3.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -158,12 +174,15 @@ class PopulationParams:
     seed: int = 42
     min_requests: int = 5
     learn_every: int = 4
+    hist_decay: float = 0.999  # per window, of the score-rank reference and the usual row
+    rank_floor: float = 0.98  # score 0 below this quantile of recent raw scores
 
 
 @dataclass(frozen=True)
 class CampaignParams:
     min_group: int = 3  # accounts sharing a value before it counts at all
     full_group: int = 6  # ... and before it counts fully
+    young_days: float = 2.0  # accounts younger than this count as new
 
 
 @dataclass(frozen=True)
@@ -363,11 +382,7 @@ def validate(cfg: VigilConfig) -> None:
             f"engine.state_budget_bytes: {e.state_budget_bytes} is below the minimum "
             f"{MIN_STATE_BUDGET} (16 MiB)"
         )
-    f = cfg.fusion
-    if not 0 < f.alert_threshold < 1:
-        raise ConfigError("fusion.alert_threshold: must be between 0 and 1")
-    if list(f.severity_thresholds) != sorted(f.severity_thresholds):
-        raise ConfigError("fusion.severity_thresholds: must be increasing")
+    validate_fusion(cfg.fusion)
     _validate_detectors(cfg.detectors)
     w = cfg.worker
     for name in ("checkpoint_interval_s", "session_timeout_s", "max_poll_records"):
@@ -387,6 +402,29 @@ def validate(cfg: VigilConfig) -> None:
         seen.add(r.name)
 
 
+def validate_fusion(f: FusionConfig) -> None:
+    if not 0 < f.alert_threshold < 1:
+        raise ConfigError("fusion.alert_threshold: must be between 0 and 1")
+    if list(f.severity_thresholds) != sorted(f.severity_thresholds):
+        raise ConfigError("fusion.severity_thresholds: must be increasing")
+    for table, values in (("thresholds", f.thresholds), ("min_severity", f.min_severity)):
+        for name in values:
+            if name not in CATEGORIES:
+                raise ConfigError(
+                    f"fusion.{table}.{name}: not a category; known: {', '.join(CATEGORIES)}"
+                )
+    for name, t in f.thresholds.items():
+        if not 0 < t <= 1:
+            raise ConfigError(f"fusion.thresholds.{name}: {t} must be in (0, 1]")
+
+
+def replace_fusion(cfg: VigilConfig, fusion: FusionConfig) -> VigilConfig:
+    """`cfg` with other fusion settings, checked: what a runner swaps in at run time (new
+    thresholds from `vigil calibrate` or the control topic) without rebuilding detectors."""
+    validate_fusion(fusion)
+    return dataclasses.replace(cfg, fusion=fusion)
+
+
 def _validate_detectors(d: DetectorsConfig) -> None:
     if not 0 < d.baseline.avg_alpha <= 1:
         raise ConfigError("detectors.baseline.avg_alpha: must be in (0, 1]")
@@ -394,9 +432,22 @@ def _validate_detectors(d: DetectorsConfig) -> None:
     for name in ("n_trees", "height", "window_size", "learn_every"):
         if getattr(p, name) < 1:
             raise ConfigError(f"detectors.population.{name}: must be >= 1")
+    if any(v < 0 for v in d.baseline.noise_floor):
+        raise ConfigError("detectors.baseline.noise_floor: every floor must be >= 0")
+    if not 0 < p.hist_decay <= 1:
+        raise ConfigError("detectors.population.hist_decay: must be in (0, 1]")
+    if not 0 < p.rank_floor < 1:
+        raise ConfigError("detectors.population.rank_floor: must be in (0, 1)")
     c = d.campaign
     if not 2 <= c.min_group <= c.full_group:
         raise ConfigError("detectors.campaign: need 2 <= min_group <= full_group")
+    if c.young_days <= 0:
+        raise ConfigError("detectors.campaign.young_days: must be > 0")
+    t = d.takeover
+    if not 0 <= t.start < t.full:
+        raise ConfigError("detectors.takeover: need 0 <= start < full")
+    if not 0 < t.share <= 1 or not 0 < t.top <= 1:
+        raise ConfigError("detectors.takeover: share and top must be in (0, 1]")
     if d.classifier.intra_op_threads < 1:
         raise ConfigError("detectors.classifier.intra_op_threads: must be >= 1")
 

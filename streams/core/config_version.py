@@ -18,9 +18,13 @@ from streams.core.config import VigilConfig
 
 
 def config_version(cfg: VigilConfig) -> str:
+    fusion = dataclasses.asdict(cfg.fusion)
+    for table in ("thresholds", "min_severity"):  # left out when empty: the hash of a config
+        if not fusion[table]:  # without them stays what it was before they existed
+            del fusion[table]
     effective = {
         "engine": dataclasses.asdict(cfg.engine),
-        "fusion": dataclasses.asdict(cfg.fusion),
+        "fusion": fusion,
         "rules": [dataclasses.asdict(r) for r in cfg.rules],
         "model_path": cfg.model_path,
     }

@@ -85,7 +85,9 @@ def build_detectors(cfg: VigilConfig, classifier: bool = True) -> dict[str, Dete
         dets: dict[str, Detector] = {
             "rules": RulesDetector(cfg.rules),
             "baseline": BaselineDetector(
-                series_params=dict(d.baseline.series), avg_alpha=d.baseline.avg_alpha
+                series_params=dict(d.baseline.series),
+                avg_alpha=d.baseline.avg_alpha,
+                noise_floor=d.baseline.noise_floor,
             ),
             "population": PopulationDetector(**dataclasses.asdict(d.population)),
             "campaign": CampaignDetector(
@@ -122,6 +124,7 @@ class Engine:
         clock=time.time,
         on_features=None,
         shadow=None,
+        on_scores=None,
     ) -> None:
         self.cfg = config or VigilConfig()
         # Codes are keyed process-wide: every engine of a process shares the key. Its
@@ -134,6 +137,7 @@ class Engine:
         self.clock = clock
         self.on_features = on_features  # called with each window's FeatureBatch (training)
         self.shadow = shadow  # a streams.engine.shadow.Shadow: a challenger beside the model
+        self.on_scores = on_scores  # called with (batch, scores) before fusion (calibration)
         self.table = AccountTable()
         self.cooldowns = Cooldowns()  # fusion's state
         self.budget = StateBudget(self.cfg.engine.state_budget_bytes)
@@ -328,6 +332,8 @@ class Engine:
                 self.metrics.classifier_batch.observe(len(batch))
             scores[name] = s
             self.metrics.detector_score.observe_many(name, s)
+        if self.on_scores is not None:
+            self.on_scores(batch, scores)
         snoozed = self.snoozes(end) if self.snoozes else None
         result = fuse(
             batch,

@@ -56,7 +56,9 @@ def fuse(
                     scores[name][i] = 0.0
     fused = fuse_scores(scores, n, batch.col("requests") >= cfg.min_requests)
     alerts: list[Alert] = []
-    for i in np.flatnonzero(fused >= cfg.alert_threshold).tolist():
+    # Candidates at the lowest threshold of any category; each is held to its own
+    # category's threshold once explained (fusion.thresholds).
+    for i in np.flatnonzero(fused >= cfg.floor()).tolist():
         account = int(batch.accounts[i])
         ts = float(batch.window_end[i])
         det_scores = {k: float(v[i]) for k, v in scores.items()}
@@ -73,6 +75,8 @@ def fuse(
             continue
         score = graded(sure, category)
         sev = severity_of(score, cfg)
+        if not passes(float(fused[i]), category, sev, cfg):
+            continue
         if cooldowns.suppresses(account, ts, SEV_RANK[sev], cfg.cooldown_s):
             suppressed["cooldown"] += 1
             continue
@@ -97,6 +101,15 @@ def fuse(
             )
         )
     return FusionResult(alerts, suppressed)
+
+
+def passes(fused: float, category: str, severity: str, cfg: FusionConfig) -> bool:
+    """Whether a candidate of this category and severity meets its category's threshold
+    and severity floor (fusion.thresholds, fusion.min_severity)."""
+    floor = cfg.min_severity.get(category)
+    if floor is not None and SEV_RANK[severity] < SEV_RANK[floor]:
+        return False
+    return fused >= cfg.threshold_of(category)
 
 
 def _explain(

@@ -20,6 +20,7 @@ from streams.engine.metrics import Metrics
 from streams.engine.shadow import Shadow
 from streams.replay.pacing import Pacer
 from streams.replay.reader import ReplaySummary, open_input, replay
+from streams.replay.warm import reset
 from streams.runtime.sinks import Sink
 
 
@@ -41,6 +42,7 @@ class ReplayJob:
     # A challenger beside the model; its alerts go to Output.shadow_alerts only.
     shadow: Shadow | None = None
     on_features: Callable | None = None  # called with each window's FeatureBatch
+    reset: tuple[str, ...] = ()  # detectors that start empty though the state holds them
 
 
 def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> ReplaySummary:
@@ -59,8 +61,12 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         metrics.serve(job.metrics_port)
         typer.echo(f"serving metrics on http://127.0.0.1:{job.metrics_port}/metrics", err=True)
     if job.state_path and job.state_path.exists():
-        engine.load_state_dict(pickle.loads(job.state_path.read_bytes()))
-        typer.echo(f"resumed engine state from {job.state_path}", err=True)
+        state = pickle.loads(job.state_path.read_bytes())
+        if job.reset:
+            state = reset(state, list(job.reset))
+        engine.load_state_dict(state)
+        again = f" ({', '.join(job.reset)} reset)" if job.reset else ""
+        typer.echo(f"resumed engine state from {job.state_path}{again}", err=True)
 
     def sink(out: Output) -> None:
         for s in job.sinks:

@@ -14,9 +14,10 @@ def test_detector_parameters_reach_the_detectors() -> None:
     cfg = config_from_dict(
         {
             "detectors": {
-                "population": {"n_trees": 4, "height": 5},
-                "campaign": {"min_group": 4, "full_group": 9},
-                "baseline": {"avg_alpha": 0.2},
+                "population": {"n_trees": 4, "height": 5, "hist_decay": 0.99, "rank_floor": 0.9},
+                "campaign": {"min_group": 4, "full_group": 9, "young_days": 3.5},
+                "baseline": {"avg_alpha": 0.2, "noise_floor": [1, 2, 3, 4, 5]},
+                "takeover": {"start": 1.0, "full": 3.0},
                 "classifier": {"enabled": False},
             }
         }
@@ -24,12 +25,16 @@ def test_detector_parameters_reach_the_detectors() -> None:
     dets = build_detectors(cfg)
     assert dets["population"].params()["n_trees"] == 4
     assert dets["population"].params()["height"] == 5
+    assert (dets["population"].hist_decay, dets["population"].rank_floor) == (0.99, 0.9)
     assert dets["campaign"].params() == {
         "min_group": 4,
         "full_group": 9,
         "free_daily_tokens": 250_000,
+        "young_days": 3.5,
     }
     assert dets["baseline"].params()["avg_alpha"] == 0.2
+    assert dets["baseline"].params()["noise_floor"] == (1.0, 2.0, 3.0, 4.0, 5.0)
+    assert (dets["takeover"].start, dets["takeover"].full) == (1.0, 3.0)
     assert "classifier" not in dets
 
 
@@ -51,6 +56,16 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
         ({"detectors": {"campaign": {"min_group": 5, "full_group": 3}}}, "detectors.campaign"),
         ({"detectors": {"baseline": {"avg_alpha": 0}}}, "detectors.baseline.avg_alpha"),
         ({"detectors": {"baseline": {"series": {"abs_floor": "x"}}}}, "detectors.baseline.series"),
+        ({"detectors": {"baseline": {"noise_floor": [1, 2]}}}, "detectors.baseline.noise_floor"),
+        ({"detectors": {"baseline": {"noise_floor": [1, 2, 3, 4, -5]}}}, "noise_floor"),
+        ({"detectors": {"population": {"hist_decay": 1.5}}}, "detectors.population.hist_decay"),
+        ({"detectors": {"population": {"rank_floor": 1.0}}}, "detectors.population.rank_floor"),
+        ({"detectors": {"campaign": {"young_days": 0}}}, "detectors.campaign.young_days"),
+        ({"detectors": {"takeover": {"start": 5, "full": 2}}}, "detectors.takeover"),
+        ({"fusion": {"thresholds": {"leak": 0.7}}}, "fusion.thresholds.leak: not a category"),
+        ({"fusion": {"thresholds": {"key_leak": 0}}}, "fusion.thresholds.key_leak"),
+        ({"fusion": {"min_severity": {"spam": "high"}}}, "fusion.min_severity.spam"),
+        ({"fusion": {"min_severity": {"anomaly": "severe"}}}, "fusion.min_severity.anomaly"),
     ],
 )
 def test_unknown_or_bad_keys_are_named(data: dict, names: str) -> None:
