@@ -186,11 +186,15 @@ class Engine:
         out = Output(dead_letters=dead)
         out.extend(self.process_events(batch))
         self.alert_latency.batch_arrived(before, self.max_ts, arrived)
+        self._counted(out)
+        self.metrics.processing_latency.observe(time.perf_counter() - t0)
+        return out
+
+    def _counted(self, out: Output) -> Output:
         if out.alerts:
             self.alert_latency.alerts_emitted(window_ends(out.alerts), self.closed_until)
         for d in out.dead_letters:
             self.metrics.events_rejected.labels(d.reason).inc()
-        self.metrics.processing_latency.observe(time.perf_counter() - t0)
         return out
 
     def process_events(self, batch: EventBatch) -> Output:
@@ -223,7 +227,7 @@ class Engine:
         close on it instead of on this engine's newest event. None: the newest event, as
         for one source (replay)."""
         self.source_watermark = ts
-        return self._advance()
+        return self._counted(self._advance())
 
     def _advance(self) -> Output:
         now = self.max_ts if self.source_watermark is None else self.source_watermark

@@ -263,13 +263,14 @@ class Processor:
             return
         async with self.lock:
             now = time.monotonic()
-            for p, part in list(self.parts.items()):
-                if p in self.assigned:
-                    await self._send_marks(part, now, force=True)
-                    closed = part.engine.closed_until
-                    out = part.engine.set_source_watermark(part.clocks.watermark(now))
-                    part.dirty |= part.engine.closed_until != closed
-                    await self._emit(out, TP(self.topics.input, p))
+            owned = [part for p, part in list(self.parts.items()) if p in self.assigned]
+            for part in owned:
+                await self._send_marks(part, now, force=True)
+                closed = part.engine.closed_until
+                out = part.engine.set_source_watermark(part.clocks.watermark(now))
+                part.dirty |= part.engine.closed_until != closed
+                await self._emit(out, TP(self.topics.input, part.partition))
+            self.event_time.report(self.wm, [(p.clocks, p.engine) for p in owned], now)
 
     async def _audit(self, tp: TP, records: Block) -> None:
         if not self.topics.audit:

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -152,3 +153,15 @@ class EventTime:
         self._sent[source] = now
         headers = encode_mark(source, mark)
         return [(p, headers) for p in range(self.partitions) if p != source]
+
+    def report(self, metrics: Any, engines: list[tuple[SourceClocks, Any]], now: float) -> None:
+        """The worker's gauges: idle sources, and how far closing trails the newest event
+        (the most over this worker's engines)."""
+        idle, held = 0, 0.0
+        for clocks, engine in engines:
+            idle = max(idle, len(clocks.idle(now)))
+            mark = clocks.watermark(now)
+            if mark > -math.inf:
+                held = max(held, engine.max_ts - mark)
+        metrics.idle_sources.set(idle)
+        metrics.event_time_held.set(held)

@@ -152,7 +152,9 @@ def _results(env: KafkaEnv) -> tuple[list[dict], list[bytes]]:
 
 def _compare(name: str, corpus: dict, env: KafkaEnv, worker, capsys) -> None:
     alerts, late = _results(env)
-    forced = worker.metric_sum("vigil_budget_windows_forced_total")
+    forced_name = "vigil_state_budget_windows_closed_early_total"
+    assert forced_name in worker.metrics()
+    forced = worker.metric_sum(forced_name)
     replay_late = {
         d["raw"].encode() if isinstance(d["raw"], str) else d["raw"] for d in corpus["too_late"]
     }

@@ -150,3 +150,45 @@ def test_engine_without_a_source_watermark_keeps_replays_rule():
 def test_source_idle_must_be_positive(bad):
     with pytest.raises(ConfigError, match="worker.source_idle_s"):
         validate(VigilConfig(worker=WorkerSettings(source_idle_s=bad)))
+
+
+def test_gauges_report_idle_sources_and_how_far_closing_trails():
+    from prometheus_client import CollectorRegistry
+
+    from streams.kafka.metrics import WorkerMetrics
+
+    wm = WorkerMetrics(CollectorRegistry())
+    et = EventTime(3, 10.0, 65_536, 86_400)
+    c = SourceClocks(3, idle_after_s=10.0, opened=0.0)
+    c.advance(0, T0 + 900, 5.0)
+    c.advance(1, T0 + 300, 5.0)
+    e = _engine()
+    e.max_ts = T0 + 1000
+    et.report(wm, [(c, e)], 12.0)  # source 2 idle; closing waits for source 1
+    assert wm.idle_sources._value.get() == 1
+    assert wm.event_time_held._value.get() == 700
+
+
+def test_windows_closed_by_the_source_watermark_count_their_dead_letters():
+    class Broken:
+        name, version = "broken", "0"
+
+        def score_learn(self, batch):
+            raise RuntimeError("boom")
+
+        def reserve(self, n):
+            pass
+
+        def forget(self, accounts):
+            pass
+
+        def state_dict(self):
+            return {}
+
+    e = Engine(VigilConfig(), detectors={"broken": Broken()}, clock=lambda: T0 + 86_400)
+    e.set_source_watermark(-math.inf)
+    assert not e.process_lines([_line(T0 + 1), _line(T0 + 2, "acct_b")]).dead_letters
+    out = e.set_source_watermark(T0 + 3600)
+    assert [d.reason for d in out.dead_letters] == ["processing_error"] * 2
+    rejected = e.metrics.events_rejected.labels("processing_error")._value.get()
+    assert rejected == 2  # as when process_lines closes the window itself
