@@ -239,6 +239,9 @@ class WorkerSettings:
     state_table: str = "engine-state"
     loglevel: str = "WARNING"
     classifier: bool = True  # False: run on the other detectors (asked for explicitly)
+    # An input partition whose records stop coming for this long (wall clock) no longer
+    # holds back the event time of the engines it feeds (streams/kafka/watermarks.py).
+    source_idle_s: float = 30.0
 
     def repartition_topic(self, cfg: KafkaConfig) -> str:
         return f"{cfg.input_topic}-by-account"
@@ -385,7 +388,7 @@ def validate(cfg: VigilConfig) -> None:
     validate_fusion(cfg.fusion)
     _validate_detectors(cfg.detectors)
     w = cfg.worker
-    for name in ("checkpoint_interval_s", "session_timeout_s", "max_poll_records"):
+    for name in ("checkpoint_interval_s", "session_timeout_s", "max_poll_records", "source_idle_s"):
         if getattr(w, name) <= 0:
             raise ConfigError(f"worker.{name}: must be > 0")
     if not 1 <= w.web_port <= 65535:

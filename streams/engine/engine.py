@@ -150,6 +150,7 @@ class Engine:
         )
         self.pending: list[EventBatch] = []
         self.max_ts = -np.inf
+        self.source_watermark: float | None = None  # see set_source_watermark
         self.closed_until = -np.inf  # every window ending at or before this is closed
         self._seen_ids = (IdSet(), IdSet())  # event id codes: this generation, the last
         self._seen_gen_end = -np.inf
@@ -194,11 +195,15 @@ class Engine:
         out = Output(dead_letters=dead)
         out.extend(self.process_events(batch))
         self.alert_latency.batch_arrived(before, self.max_ts, arrived)
+        self._counted(out)
+        self.metrics.processing_latency.observe(time.perf_counter() - t0)
+        return out
+
+    def _counted(self, out: Output) -> Output:
         if out.alerts:
             self.alert_latency.alerts_emitted(window_ends(out.alerts), self.closed_until)
         for d in out.dead_letters:
             self.metrics.events_rejected.labels(d.reason).inc()
-        self.metrics.processing_latency.observe(time.perf_counter() - t0)
         return out
 
     def process_events(self, batch: EventBatch) -> Output:
@@ -222,9 +227,21 @@ class Engine:
                 self._journal.append((batch.raw, batch.ts))
             self.max_ts = max(self.max_ts, float(batch.ts.max()))
             self.metrics.event_time_lag.observe(max(self.clock() - self.max_ts, 0.0))
-        watermark = self.max_ts - self.cfg.engine.allowed_lateness_s
+        out.extend(self._advance())
+        return out
+
+    def set_source_watermark(self, ts: float | None) -> Output:
+        """Event time that every source of this engine's events has passed, set by a runner
+        with several sources (the Kafka worker, streams/kafka/watermarks.py); windows then
+        close on it instead of on this engine's newest event. None: the newest event, as
+        for one source (replay)."""
+        self.source_watermark = ts
+        return self._counted(self._advance())
+
+    def _advance(self) -> Output:
+        now = self.max_ts if self.source_watermark is None else self.source_watermark
         w = self.cfg.engine.window_s
-        out.extend(self._close_until(np.floor(watermark / w) * w))
+        out = self._close_until(np.floor((now - self.cfg.engine.allowed_lateness_s) / w) * w)
         out.extend(self._bound_open_windows())
         return out
 

@@ -21,6 +21,7 @@ from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
 from streams.kafka.stale_state import discard_stale_state
+from streams.kafka.watermarks import EventTime
 from streams.runtime.kafka_client import broker_url, faust_credentials
 from streams.runtime.process import tune_gc, tune_threads
 
@@ -181,6 +182,12 @@ def build_worker(
         settings.dead_letter_max_bytes,
         settings.repartition,
         settings.snapshot_interval_s,
+        EventTime(
+            kc.partitions,
+            settings.source_idle_s,
+            config.engine.max_line_bytes,
+            config.engine.max_future_s,
+        ),
         sinks=alert_sinks(config, metrics, held),
     )
     app.processor = processor
@@ -223,6 +230,8 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
         wm.recovery_in_progress.set(1 if recovering else 0)
         if state["recovery_since"] is not None:
             wm.recovery_seconds.set(now - state["recovery_since"])
+        if not recovering:
+            await processor.tick()  # marks left to send; idle sources let windows close
         # Quiet topics still get their state and offsets saved.
         idle = now - processor.last_checkpoint >= s.checkpoint_interval_s
         if not recovering and idle and any(p.dirty for p in processor.parts.values()):

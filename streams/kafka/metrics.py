@@ -77,3 +77,15 @@ class WorkerMetrics:
         self.owned_partitions = Gauge(
             "vigil_owned_partitions", "Input partitions this worker owns", registry=r
         )
+        self.idle_sources = Gauge(
+            "vigil_idle_sources",
+            "Input partitions silent for worker.source_idle_s, which no longer hold back "
+            "event time (the most over this worker's engines)",
+            registry=r,
+        )
+        self.event_time_held = Gauge(
+            "vigil_event_time_held_seconds",
+            "How far the event time windows close on trails an engine's newest event, "
+            "waiting for the slowest input partition (the most over this worker's engines)",
+            registry=r,
+        )

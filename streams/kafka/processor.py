@@ -33,6 +33,7 @@ from streams.engine.snapshots import LatestSnapshots
 from streams.kafka import checkpoint
 from streams.kafka.fetch import Block
 from streams.kafka.routing import Forward, Router
+from streams.kafka.watermarks import EventTime, split_marks
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class PartitionState:
     engine: Any
     next_offsets: dict[str, int] = field(default_factory=dict)  # topic -> next to commit
     dirty: bool = False
+    clocks: Any = None  # watermarks.SourceClocks when records are repartitioned
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Processor:
         dead_letter_max_bytes: int,
         repartition: bool,
         snapshot_interval_s: float = 0.0,
+        event_time: EventTime | None = None,
         sinks: list | None = None,
     ) -> None:
         self.app = app
@@ -88,6 +91,8 @@ class Processor:
         self.last_snapshots = time.monotonic()
         self.dl_max = dead_letter_max_bytes
         self.router = Router(partitions) if repartition else None
+        # Per-source event time (watermarks.py): needed only when sources are mixed.
+        self.event_time = event_time if repartition else None
         self.parts: dict[int, PartitionState] = {}
         # Input partitions of the current assignment: set when partitions are assigned,
         # shrunk when they are revoked. Engines open lazily, on a partition's first batch.
@@ -123,13 +128,17 @@ class Processor:
             for bad in kept.corrupt:
                 await self._corrupt(bad, tp)
             if kept:
-                local = kept
+                local, marks = kept, []
                 if self.router is not None and tp.topic == self.topics.input:
                     local, foreign = self.router.split(kept, tp.partition)
                     await self._forward(foreign)
+                elif self.event_time is not None:
+                    local, marks = split_marks(kept)
                 if local:
                     await self._apply(part, tp, local)
                     await self._audit(tp, local)
+                if self.event_time is not None:
+                    await self._advance_time(part, tp, kept, marks)
             end = records.end_offset()
             part.next_offsets[tp.topic] = end
             part.dirty = True
@@ -236,6 +245,37 @@ class Processor:
             await self._send(self.topics.repartition, account, value, list(headers), owner(account))
         self.wm.events_repartitioned.inc(len(foreign))
 
+    async def _advance_time(self, part: PartitionState, tp: TP, kept: Block, marks: list) -> None:
+        """After a block's events are in the engine: the sources' new marks, this source's
+        mark sent on, and the windows every source has passed closed."""
+        now = time.monotonic()
+        if tp.topic == self.topics.input:
+            self.event_time.read_source(part.clocks, tp.partition, kept, now)  # type: ignore[union-attr]
+            await self._send_marks(part, now, force=False)
+        for source, ts in marks:
+            part.clocks.advance(source, ts, now)
+        await self._emit(part.engine.set_source_watermark(part.clocks.watermark(now)), tp)
+
+    async def _send_marks(self, part: PartitionState, now: float, force: bool) -> None:
+        mark = part.clocks.marks.get(part.partition, float("-inf"))
+        for dest, headers in self.event_time.marks_due(part.partition, mark, now, force):  # type: ignore[union-attr]
+            await self._send(self.topics.repartition, None, b"", headers, dest)
+
+    async def tick(self) -> None:
+        """The worker's timer: marks left unsent, and windows that idle sources held open."""
+        if self.event_time is None:
+            return
+        async with self.lock:
+            now = time.monotonic()
+            owned = [part for p, part in list(self.parts.items()) if p in self.assigned]
+            for part in owned:
+                await self._send_marks(part, now, force=True)
+                closed = part.engine.closed_until
+                out = part.engine.set_source_watermark(part.clocks.watermark(now))
+                part.dirty |= part.engine.closed_until != closed
+                await self._emit(out, TP(self.topics.input, part.partition))
+            self.event_time.report(self.wm, [(p.clocks, p.engine) for p in owned], now)
+
     async def _audit(self, tp: TP, records: Block) -> None:
         if not self.topics.audit:
             return
@@ -253,6 +293,9 @@ class Processor:
         engine.journal_pending = True  # checkpoints store open events once (take_journal)
         restored = checkpoint.read(self.table, self.topics.input, partition)
         part = PartitionState(partition, engine)
+        if self.event_time is not None:
+            part.clocks = self.event_time.clocks()
+            engine.set_source_watermark(part.clocks.watermark(time.monotonic()))  # -inf: none
         if restored is not None:
             state, manifest, journal = restored
             try:

@@ -1,9 +1,10 @@
 """A worker on Kafka raises the same alerts as `vigil replay` on the same file.
 
 Both run the same Engine. What differs by construction:
-- the worker keeps one Engine per partition, so a partition's watermark moves with its own
-  events; windows close at slightly different moments, which can shift an alert by up to
-  one window. Firing times are compared with one window of tolerance.
+- the worker keeps one Engine per partition, which closes windows once every input
+  partition has passed them (streams/kafka/watermarks.py), not on the file's order;
+  windows close at slightly different moments, which can shift an alert by up to one
+  window. Firing times are compared with one window of tolerance.
 - replay closes every open window at the end of the file; the worker never sees an end, so
   the test sends one late event per partition to push every watermark past the last window.
 - detectors that compare accounts with each other (population, campaign, shared-IP

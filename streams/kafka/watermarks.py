@@ -1,0 +1,167 @@
+"""Event time per source partition, carried across the repartition topic.
+
+An engine gets events from every input partition: its own partition's directly, the others'
+forwarded through the repartition topic (routing.py). Each input partition (a *source*) is
+read in order, but the sources are read at different speeds (a catch-up, a slow fetch, a
+producer that spreads an account over partitions), so the newest event an engine has seen
+says nothing about what the slower sources still hold. Closing windows on it sent most of a
+catch-up's events to the dead letters as `too_late`.
+
+Here each engine closes windows on the event time that every source has passed: the minimum
+over sources of the newest event time each has read (its *mark*). A source's owner sends its
+mark to every other partition of the repartition topic after the records it forwarded from
+the same batches, so a destination that has a mark has every record it covers as well. A
+source that sends nothing for `source_idle_s` (wall clock: an empty or drained partition, or
+a worker that is gone) stops holding the others back; its mark counts again with its next
+record. With every source idle, the newest mark counts.
+
+Marks are records with an empty value and one header, `vigil-watermark: <source> <time>`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streams.contract import _decode
+from streams.contract.events import FLOAT_COLUMNS
+from streams.kafka.fetch import Block
+
+MARK_HEADER = "vigil-watermark"
+_TS = FLOAT_COLUMNS.index("ts")
+_OK = 0  # the compiled decoder's status of a line it read in full
+
+
+def encode_mark(source: int, ts: float) -> list[tuple[str, bytes]]:
+    return [(MARK_HEADER, f"{source} {ts!r}".encode())]
+
+
+def decode_mark(headers: Iterable[tuple[str, bytes]]) -> tuple[int, float] | None:
+    for key, value in headers:
+        if key == MARK_HEADER:
+            try:
+                source, ts = value.split()
+                return int(source), float(ts)
+            except (ValueError, TypeError):
+                return None
+    return None
+
+
+def split_marks(block: Block) -> tuple[Block, list[tuple[int, float]]]:
+    """The events of a repartition block, and the (source, time) marks among them."""
+    empty = [i for i, v in enumerate(block.values) if v == b""]
+    if not empty:
+        return block, []
+    marks: list[tuple[int, float]] = []
+    drop: set[int] = set()
+    for i in empty:
+        mark = decode_mark(block.headers[i])
+        if mark is not None:
+            marks.append(mark)
+            drop.add(i)
+    if not drop:
+        return block, marks
+    return block.take([i for i in range(len(block)) if i not in drop]), marks
+
+
+def newest_event_time(
+    values: list[bytes | None], max_line_bytes: int, max_future_s: float, now: float
+) -> float:
+    """The newest event time among raw events the engine would accept (-inf: none).
+
+    Lines the compiled decoder passes to the reference decoder are left out: at worst the
+    mark moves a little later, never past an event still to be read.
+    """
+    lines = [v for v in values if v]
+    if not lines:
+        return -math.inf
+    status_b, _, floats_b, _, _ = _decode.decode(lines, max_line_bytes)
+    n = len(lines)
+    ts = np.frombuffer(floats_b, np.float64)[_TS * n : (_TS + 1) * n]
+    ok = (np.frombuffer(status_b, np.uint8) == _OK) & (ts <= now + max_future_s)
+    return float(ts[ok].max()) if ok.any() else -math.inf
+
+
+@dataclass
+class SourceClocks:
+    """One engine's view of every source's mark, and when each was last heard of."""
+
+    sources: int
+    idle_after_s: float
+    opened: float = field(default_factory=time.monotonic)
+    marks: dict[int, float] = field(default_factory=dict)
+    heard: dict[int, float] = field(default_factory=dict)
+
+    def advance(self, source: int, ts: float, now: float) -> None:
+        if not 0 <= source < self.sources:
+            return  # a mark from another partition count: not a source of this group
+        self.marks[source] = max(self.marks.get(source, -math.inf), ts)
+        self.heard[source] = now
+
+    def idle(self, now: float) -> list[int]:
+        # A source never heard of counts from the engine's opening: after a restart every
+        # source gets `idle_after_s` to send its first mark.
+        limit = self.idle_after_s
+        return [s for s in range(self.sources) if now - self.heard.get(s, self.opened) >= limit]
+
+    def watermark(self, now: float) -> float:
+        idle = set(self.idle(now))
+        active = [self.marks.get(s, -math.inf) for s in range(self.sources) if s not in idle]
+        if active:
+            return min(active)
+        return max(self.marks.values(), default=-math.inf)
+
+
+@dataclass
+class EventTime:
+    """The worker's side of it: each owned engine's clocks, the marks this worker's input
+    partitions have to send, and how often they are sent."""
+
+    partitions: int
+    idle_after_s: float
+    max_line_bytes: int
+    max_future_s: float
+    send_every_s: float = 0.25
+    _sent: dict[int, float] = field(default_factory=dict)  # source -> when last sent
+    _unsent: set[int] = field(default_factory=set)  # sources read since their last mark
+
+    def clocks(self) -> SourceClocks:
+        return SourceClocks(self.partitions, self.idle_after_s)
+
+    def read_source(self, clocks: SourceClocks, source: int, block: Block, now: float) -> None:
+        """A block of the input partition `source`, this engine's own, has been handled."""
+        ts = newest_event_time(block.values, self.max_line_bytes, self.max_future_s, time.time())
+        clocks.advance(source, ts, now)
+        self._unsent.add(source)
+
+    def marks_due(
+        self, source: int, mark: float, now: float, force: bool = False
+    ) -> list[tuple[int, list[tuple[str, bytes]]]]:
+        """(partition, headers) of the marks to send now for `source`: after the records
+        it forwarded, to every other partition of the repartition topic. Sent at most every
+        `send_every_s`, and by the worker's timer for what is left (`force`)."""
+        if source not in self._unsent or mark == -math.inf:
+            return []
+        if not force and now - self._sent.get(source, -math.inf) < self.send_every_s:
+            return []
+        self._unsent.discard(source)
+        self._sent[source] = now
+        headers = encode_mark(source, mark)
+        return [(p, headers) for p in range(self.partitions) if p != source]
+
+    def report(self, metrics: Any, engines: list[tuple[SourceClocks, Any]], now: float) -> None:
+        """The worker's gauges: idle sources, and how far closing trails the newest event
+        (the most over this worker's engines)."""
+        idle, held = 0, 0.0
+        for clocks, engine in engines:
+            idle = max(idle, len(clocks.idle(now)))
+            mark = clocks.watermark(now)
+            if mark > -math.inf:
+                held = max(held, engine.max_ts - mark)
+        metrics.idle_sources.set(idle)
+        metrics.event_time_held.set(held)

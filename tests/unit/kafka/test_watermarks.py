@@ -1,0 +1,194 @@
+"""Per-source event time: marks, their minimum, idle sources, and the engine's side."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+import pytest
+
+from streams.core.config import ConfigError, VigilConfig, WorkerSettings, validate
+from streams.engine.engine import Engine
+from streams.kafka.fetch import Block
+from streams.kafka.watermarks import (
+    EventTime,
+    SourceClocks,
+    decode_mark,
+    encode_mark,
+    newest_event_time,
+    split_marks,
+)
+
+T0 = 1_790_812_800.0
+
+
+def _line(ts, account="acct_a", i=0) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"e-{account}-{i}-{ts}",
+            "ts": ts,
+            "account_id": account,
+            "endpoint": "chat.completions",
+            "api_key_id": "k",
+            "model": "m",
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "status": 200,
+            "latency_ms": 100.0,
+            "ip": "10.0.0.1",
+            "country": "US",
+            "user_agent": "ua",
+            "plan": "payg",
+        }
+    )
+
+
+def test_minimum_over_sources_holds_back_for_the_slowest():
+    c = SourceClocks(3, idle_after_s=30.0, opened=0.0)
+    c.advance(0, T0 + 3600, 1.0)
+    c.advance(1, T0 + 600, 1.0)
+    assert c.watermark(2.0) == -math.inf  # source 2 not heard of yet, not idle yet
+    c.advance(2, T0 + 900, 2.0)
+    assert c.watermark(3.0) == T0 + 600
+    c.advance(1, T0 + 100, 4.0)  # a mark never goes back
+    assert c.watermark(5.0) == T0 + 600
+
+
+def test_idle_sources_stop_holding_back_and_count_again_when_heard():
+    c = SourceClocks(3, idle_after_s=10.0, opened=0.0)
+    c.advance(0, T0 + 3600, 5.0)
+    c.advance(1, T0 + 600, 5.0)
+    # Source 2 was never heard of: idle 10 s after the engine opened.
+    assert c.watermark(9.9) == -math.inf
+    assert c.idle(10.0) == [2]
+    assert c.watermark(10.0) == T0 + 600
+    assert c.idle(15.0) == [0, 1, 2]
+    # Every source idle: the newest mark, everything there is has been read.
+    assert c.watermark(15.0) == T0 + 3600
+    c.advance(2, T0 + 60, 16.0)
+    assert c.watermark(16.0) == T0 + 60
+
+
+def test_marks_of_unknown_sources_are_ignored():
+    c = SourceClocks(2, idle_after_s=10.0, opened=0.0)
+    c.advance(5, T0, 1.0)
+    c.advance(-1, T0, 1.0)
+    assert c.marks == {}
+
+
+def test_mark_records_round_trip_and_are_split_from_events():
+    assert decode_mark(encode_mark(3, T0 + 0.125)) == (3, T0 + 0.125)
+    assert decode_mark([("other", b"x")]) is None
+    assert decode_mark([("vigil-watermark", b"garbage")]) is None
+    ev = _line(T0)
+    block = Block(
+        [10, 11, 12, 13],
+        [b"acct_a", None, None, b"acct_b"],
+        [ev, b"", b"", ev],
+        [(), tuple(encode_mark(2, T0 + 5)), (("vigil-watermark", b"bad"),), ()],
+    )
+    events, marks = split_marks(block)
+    assert marks == [(2, T0 + 5)]
+    # An empty value without a readable mark stays, for the engine to dead-letter.
+    assert events.offsets == [10, 12, 13]
+    same, none = split_marks(Block([1], [None], [ev], [()]))
+    assert same.offsets == [1] and none == []
+
+
+def test_newest_event_time_skips_what_the_engine_would_reject():
+    now = T0 + 10
+    lines = [_line(T0 + 5), _line(T0 + 50), None, b"{not json", _line(now + 10 * 86_400)]
+    assert newest_event_time(lines, 65_536, 86_400, now) == T0 + 50
+    assert newest_event_time([b"{not json", None], 65_536, 86_400, now) == -math.inf
+    iso = orjson.dumps({**orjson.loads(_line(0)), "ts": "2026-10-01T00:01:00Z"})
+    assert newest_event_time([iso], 65_536, 86_400, now) == T0 + 60
+
+
+def test_marks_are_sent_to_every_other_partition_at_most_every_interval():
+    et = EventTime(4, 30.0, 65_536, 86_400, send_every_s=1.0)
+    c = et.clocks()
+    et.read_source(c, 1, Block([0], [None], [_line(T0 + 7)], [()]), now=100.0)
+    due = et.marks_due(1, c.marks[1], 100.0)
+    assert [p for p, _ in due] == [0, 2, 3]
+    assert decode_mark(due[0][1]) == (1, T0 + 7)
+    et.read_source(c, 1, Block([1], [None], [_line(T0 + 8)], [()]), now=100.5)
+    assert et.marks_due(1, c.marks[1], 100.5) == []  # too soon
+    assert [p for p, _ in et.marks_due(1, c.marks[1], 100.6, force=True)] == [0, 2, 3]
+    assert et.marks_due(1, c.marks[1], 200.0, force=True) == []  # nothing new read
+
+
+def _engine() -> Engine:
+    return Engine(VigilConfig(), detectors={})
+
+
+def test_engine_closes_windows_on_the_source_watermark_when_given():
+    from streams.contract.events import decode_lines
+
+    e = _engine()
+    e.set_source_watermark(-math.inf)
+    batch, _ = decode_lines([_line(T0 + 10), _line(T0 + 4000, "acct_b")], T0 + 5000)
+    e.process_events(batch)
+    assert e.closed_until == -math.inf  # its own newest event would have closed T0's window
+    e.set_source_watermark(T0 + 360)
+    assert e.closed_until == T0 + 300  # lateness 60 s, windows of 300 s
+    out = e.process_events(decode_lines([_line(T0 + 20, "acct_c")], T0 + 5000)[0])
+    assert [d.reason for d in out.dead_letters] == ["too_late"]
+
+
+def test_engine_without_a_source_watermark_keeps_replays_rule():
+    from streams.contract.events import decode_lines
+
+    e = _engine()
+    batch, _ = decode_lines([_line(T0 + 10), _line(T0 + 4000, "acct_b")], T0 + 5000)
+    e.process_events(batch)
+    w = 300
+    assert e.closed_until == np.floor((T0 + 4000 - 60) / w) * w
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0])
+def test_source_idle_must_be_positive(bad):
+    with pytest.raises(ConfigError, match="worker.source_idle_s"):
+        validate(VigilConfig(worker=WorkerSettings(source_idle_s=bad)))
+
+
+def test_gauges_report_idle_sources_and_how_far_closing_trails():
+    from prometheus_client import CollectorRegistry
+
+    from streams.kafka.metrics import WorkerMetrics
+
+    wm = WorkerMetrics(CollectorRegistry())
+    et = EventTime(3, 10.0, 65_536, 86_400)
+    c = SourceClocks(3, idle_after_s=10.0, opened=0.0)
+    c.advance(0, T0 + 900, 5.0)
+    c.advance(1, T0 + 300, 5.0)
+    e = _engine()
+    e.max_ts = T0 + 1000
+    et.report(wm, [(c, e)], 12.0)  # source 2 idle; closing waits for source 1
+    assert wm.idle_sources._value.get() == 1
+    assert wm.event_time_held._value.get() == 700
+
+
+def test_windows_closed_by_the_source_watermark_count_their_dead_letters():
+    class Broken:
+        name, version = "broken", "0"
+
+        def score_learn(self, batch):
+            raise RuntimeError("boom")
+
+        def reserve(self, n):
+            pass
+
+        def forget(self, accounts):
+            pass
+
+        def state_dict(self):
+            return {}
+
+    e = Engine(VigilConfig(), detectors={"broken": Broken()}, clock=lambda: T0 + 86_400)
+    e.set_source_watermark(-math.inf)
+    assert not e.process_lines([_line(T0 + 1), _line(T0 + 2, "acct_b")]).dead_letters
+    out = e.set_source_watermark(T0 + 3600)
+    assert [d.reason for d in out.dead_letters] == ["processing_error"] * 2
+    rejected = e.metrics.events_rejected.labels("processing_error")._value.get()
+    assert rejected == 2  # as when process_lines closes the window itself
