@@ -83,6 +83,10 @@ def replay(
     rate: Annotated[
         float | None, typer.Option(help="Pace the input: RATE events per second")
     ] = None,
+    control: Annotated[
+        Path | None,
+        typer.Option(help="Control records (JSON Lines, each with `at`) applied at event time"),
+    ] = None,
 ) -> None:
     """Process events in event-time order (as fast as possible unless paced); print a summary."""
     from streams.replay.pacing import Pacer, PacingError
@@ -121,6 +125,18 @@ def replay(
     collected: list = []
     if truth is not None:
         sinks.append(CallbackSink(lambda out: collected.extend(out.alerts)))
+    snoozes = db.active_snoozes if db else None
+    ctl = None
+    if control is not None:
+        from streams.replay.control import load_control
+        from streams.runtime.control import ControlError
+
+        checks.input_file(str(control))
+        try:
+            ctl = load_control(control, cfg, "classifier" in (detectors or {}), snoozes)
+        except ControlError as exc:
+            raise fail(str(exc)) from None
+        snoozes = ctl.snoozed
     job = ReplayJob(
         config=cfg,
         path=path,
@@ -128,10 +144,11 @@ def replay(
         metrics_port=metrics_port,
         hold=hold,
         state_path=state,
-        snoozes=db.active_snoozes if db else None,
+        snoozes=snoozes,
         snapshots=db is not None,
         detectors=detectors,
         pacer=pacer,
+        before_window=ctl.before_window if ctl else None,
     )
     try:
         run_replay(job)

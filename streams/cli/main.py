@@ -18,6 +18,7 @@ COMMANDS = (
     "streams.cli.kafka",
     "streams.cli.console",
     "streams.cli.nab",
+    "streams.cli.control",
     "dashboards.cli",
 )
 

@@ -15,6 +15,8 @@ from faust.types import TP
 from streams.core.config import VigilConfig
 from streams.kafka import fetch
 from streams.kafka.consumer import BatchTransport
+from streams.kafka.control import install as install_control
+from streams.kafka.control import start_control
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
@@ -23,6 +25,7 @@ from streams.runtime.kafka_client import broker_url, faust_credentials
 from streams.runtime.process import tune_gc, tune_threads
 
 log = logging.getLogger(__name__)
+CONTROL_CATCH_UP_S = 30.0
 
 
 class VigilApp(faust.App):
@@ -63,6 +66,7 @@ class Worker:
     metrics: Any
     worker_metrics: WorkerMetrics
     topics: Topics
+    control: Any = None  # streams/kafka/control.py, when the worker reads the control topics
 
 
 def build_worker(
@@ -70,6 +74,7 @@ def build_worker(
     settings: WorkerSettings,
     metrics: Any = None,
     make_engine: Callable[[], Any] | None = None,
+    control: bool = False,
 ) -> Worker:
     from faust.sensors.prometheus import setup_prometheus_sensors
 
@@ -84,10 +89,17 @@ def build_worker(
     # Known before any partition (and engine) exists, so the version rule sees every worker.
     metrics.config_info.info({"config_version": config_version(config)})
     wm = WorkerMetrics(metrics.registry)
+    ctl = start_control(config, metrics, settings.classifier) if control else None
     if make_engine is None:
         from streams.engine.engine import Engine, build_detectors
 
         def make_engine() -> Any:
+            if ctl is not None:  # the latest promotion, config and snoozes
+                return Engine(
+                    metrics=metrics,
+                    emit_snapshots=settings.emit_snapshots,
+                    **ctl.engine_kwargs(settings.classifier),
+                )
             return Engine(
                 config,
                 metrics=metrics,
@@ -176,7 +188,9 @@ def build_worker(
         app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"
     )
     _add_health(app, processor, wm, settings)
-    return Worker(app, processor, metrics, wm, topics)
+    if ctl is not None:
+        install_control(app, processor, ctl)
+    return Worker(app, processor, metrics, wm, topics, ctl)
 
 
 def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: WorkerSettings) -> None:
@@ -236,7 +250,10 @@ def run_worker(config: VigilConfig, settings: WorkerSettings) -> None:
     ensure_topics(config.kafka, topic_specs(config.kafka, settings))
     tune_gc()
     tune_threads()
-    faust_worker(build_worker(config, settings).app, settings).execute_from_commandline()
+    worker = build_worker(config, settings, control=True)
+    # Engines open with the latest promotion, config and snoozes, not the start-up ones.
+    worker.control.wait_caught_up(CONTROL_CATCH_UP_S)
+    faust_worker(worker.app, settings).execute_from_commandline()
 
 
 def faust_worker(app: Any, settings: WorkerSettings) -> Any:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -36,6 +37,7 @@ class ReplayJob:
     snapshots: bool = False  # build account snapshots (a sink wants them)
     detectors: dict | None = None
     pacer: Pacer | None = None  # None: as fast as possible
+    before_window: Any = None  # streams/replay/control.py: control records at event time
 
 
 def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> ReplaySummary:
@@ -47,6 +49,7 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         snoozes=job.snoozes,
         emit_snapshots=job.snapshots,
     )
+    engine.before_window = job.before_window
     if job.metrics_port is not None:
         # Once the engine is built, so the first scrape already sees its model and config.
         metrics.serve(job.metrics_port)
