@@ -204,6 +204,20 @@ def test_promotion_reaches_two_workers_within_10s_under_load(
     )
     assert total("vigil_events_duplicate_total") == 0
     assert [w.metric_sum("vigil_rebalances_total") for w in workers] == rebalances
+
+    # A model the workers cannot load (here: gone from their disk since it was checked) is
+    # refused there with a log line and a metric; the promoted one keeps running.
+    (model / "classifier.onnx").write_bytes(b"truncated")
+    bad = {"kind": "model", "action": "promote", "model_path": str(model), "version": "clf-x"}
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=env.bootstrap, acks="all")
+    producer.send(env.topic("control"), key=b"model", value=orjson.dumps(bad)).get(timeout=30)
+    producer.close()
+    refused = 'vigil_control_records_total{kind="model",outcome="refused"}'
+    _wait(lambda: all(w.metric_sum(refused) == 1 for w in workers), LIMIT_S, "refusal")
+    assert all(_runs(w, "clf-test-2") and w.alive() for w in workers)
+    assert all("control record refused" in w.log() for w in workers)
     with capsys.disabled():
         print(
             f"\npromotion in use on both workers {max(delays.values()):.2f} s after publication "
