@@ -48,13 +48,18 @@ class ControlMetrics:
         )
         self.delay = Gauge(
             "vigil_control_delay_seconds",
-            "From a control record's publication to its use by this worker's engines",
+            "From a control record's publication to its use by this worker's engines (the last)",
             ["kind"],
             registry=r,
         )
         self.snoozes = Gauge(
             "vigil_snoozes_active", "Snoozes running now, as this worker knows them", registry=r
         )
+        for kind in ("model", "config", "snooze"):  # every series scraped from the start
+            for outcome in ("applied", "refused"):
+                self.records.labels(kind, outcome)
+        for kind in ("model", "config"):
+            self.delay.labels(kind)
         self.generation = Gauge(
             "vigil_control_generation",
             "Model and config records applied since start; equal on workers that agree",
