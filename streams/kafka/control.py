@@ -188,9 +188,14 @@ class Control:
         if cur.generation == self.applied:
             return None
         for engine in engines:
-            # A model that loaded in the reader is never refused here; a config it could
-            # not reach (other engine settings) was refused when the record was read.
-            engine.swap(cur.config, cur.classifier)
+            # A model that loaded in the reader is not refused here, and a config with
+            # other engine settings was refused when the record was read; should an engine
+            # refuse anyway, it keeps running as it was rather than stopping the worker.
+            try:
+                engine.swap(cur.config, cur.classifier)
+            except ValueError as exc:
+                self.metrics.records.labels("engine", "refused").inc()
+                log.error("an engine kept its model and config: %s", exc)
         self.applied = cur.generation
         m = self.engine_metrics
         if cur.classifier is not None:  # moves the dashboards' version annotations
