@@ -49,7 +49,7 @@ def _alerts(env) -> list[dict]:  # type: ignore[no-untyped-def]
     return [orjson.loads(r.value) for r in env.read("alerts", idle_s=1.0)]
 
 
-def test_a_console_snooze_silences_a_running_worker_within_10s(kafka_env, capsys) -> None:
+def test_a_console_snooze_and_a_config_reach_a_running_worker_within_10s(kafka_env, capsys) -> None:
     from console.labels import KafkaLabelPublisher
 
     env = kafka_env
@@ -91,8 +91,39 @@ def test_a_console_snooze_silences_a_running_worker_within_10s(kafka_env, capsys
         _wait(lambda: count(muted) == 2 and count(other) == 3, 60, "alerts after the lift")
     finally:
         pub.close()
+
+    # Thresholds switch too: the quota rule raised above what both accounts use.
+    rules = env.root / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "free_tier_token_quota"\nfeature = "tokens"\nop = ">"\n'
+        'threshold = 500000\nplans = ["free"]\ncategory = "free_tier_farming"\n'
+    )
+    cfg_before = {a["config_version"] for a in _alerts(env)}
+    r = subprocess.run(
+        [sys.executable, "-m", "streams", "control", "config", str(rules),
+         "--config", str(env.config_path)],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    generation = "vigil_control_generation"
+    config_s = _wait(lambda: worker.metric_sum(generation) == 1, LIMIT_S, "config in use")
+    heavy = "acct_heavy"
+    t = base + 6 * 300
+    env.produce(
+        _burst(muted, t + 10, "w6")
+        + [event(heavy, t + 30 + i, f"w6-{heavy}-{i}", plan="free", prompt_tokens=80_000)
+           for i in range(8)]
+        + watermark_pushers(2, t + 361, tag="push6")
+    )  # fmt: skip
+    _wait(lambda: count(heavy) == 1, 60, "the heavy account's alert")
+    assert count(muted) == 2, "a window under the raised threshold alerted"
+    (last,) = [a for a in _alerts(env) if a["account_id"] == heavy]
+    assert len(cfg_before) == 1 and last["config_version"] not in cfg_before
     with capsys.disabled():
-        print(f"\nsnooze in use {snoozed_s:.2f} s after publication; lift {lifted_s:.2f} s")
+        print(
+            f"\nsnooze in use {snoozed_s:.2f} s after publication; lift {lifted_s:.2f} s; "
+            f"config {config_s:.2f} s"
+        )
 
 
 def test_promotion_reaches_two_workers_within_10s_under_load(
