@@ -78,6 +78,9 @@ class ControlReader:
     caught_up: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     pending: dict[str, float] = field(default_factory=dict)  # kind -> publication time
+    # Next offset per (topic, partition) already applied: after a reconnect the reader
+    # goes on from there instead of applying every record a second time.
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self._run, name="vigil-control", daemon=True)
@@ -107,7 +110,12 @@ class ControlReader:
                 for p in sorted(consumer.partitions_for_topic(t) or ())
             ]
             consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                seen = self.positions.get((tp.topic, tp.partition))
+                if seen is None:
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, seen)
             ends = consumer.end_offsets(tps) if tps else {}
             while not self.stop.is_set():
                 for tp, recs in consumer.poll(timeout_ms=POLL_MS).items():
@@ -116,6 +124,7 @@ class ControlReader:
                             self._control(rec.value)
                         else:
                             self._snooze(rec.key, rec.value)
+                        self.positions[(tp.topic, tp.partition)] = rec.offset + 1
                 if not self.caught_up.is_set() and all(
                     consumer.position(tp) >= end for tp, end in ends.items()
                 ):
