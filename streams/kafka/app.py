@@ -75,6 +75,7 @@ def build_worker(
     metrics: Any = None,
     make_engine: Callable[[], Any] | None = None,
     control: bool = False,
+    check_model: Callable[[str], Any] | None = None,
 ) -> Worker:
     from faust.sensors.prometheus import setup_prometheus_sensors
 
@@ -89,7 +90,7 @@ def build_worker(
     # Known before any partition (and engine) exists, so the version rule sees every worker.
     metrics.config_info.info({"config_version": config_version(config)})
     wm = WorkerMetrics(metrics.registry)
-    ctl = start_control(config, metrics, settings.classifier) if control else None
+    ctl = start_control(config, metrics, settings.classifier, check_model) if control else None
     if make_engine is None:
         from streams.engine.engine import Engine, build_detectors
 
@@ -243,14 +244,16 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
         return web.json(body, status=code)
 
 
-def run_worker(config: VigilConfig, settings: WorkerSettings) -> None:
+def run_worker(
+    config: VigilConfig, settings: WorkerSettings, check_model: Callable[[str], Any] | None = None
+) -> None:
     """Creates missing topics, then runs a worker until SIGTERM/SIGINT."""
     from streams.kafka.topics import ensure_topics, topic_specs
 
     ensure_topics(config.kafka, topic_specs(config.kafka, settings))
     tune_gc()
     tune_threads()
-    worker = build_worker(config, settings, control=True)
+    worker = build_worker(config, settings, control=True, check_model=check_model)
     # Engines open with the latest promotion, config and snoozes, not the start-up ones.
     worker.control.wait_caught_up(CONTROL_CATCH_UP_S)
     faust_worker(worker.app, settings).execute_from_commandline()

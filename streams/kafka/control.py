@@ -231,8 +231,10 @@ class Control:
         return ok
 
 
-def start_control(config: VigilConfig, metrics: Any, classifier: bool) -> Control:
-    state = ControlState(config, classifier_enabled=classifier)
+def start_control(
+    config: VigilConfig, metrics: Any, classifier: bool, check_model: Any = None
+) -> Control:
+    state = ControlState(config, classifier_enabled=classifier, check=check_model)
     cm = ControlMetrics(metrics.registry)
     reader = ControlReader(config.kafka, state, cm)
     reader.start()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class Effective:
 class ControlState:
     base: VigilConfig
     classifier_enabled: bool = True
+    # A stricter model check from above this layer (the composition root passes one, e.g.
+    # ONNX against scikit-learn on a sample): called with the model file, raises to refuse.
+    check: Callable[[str], Any] | None = None
     current: Effective = field(init=False)
     snoozes: dict[tuple[str, str], float] = field(default_factory=dict)
 
@@ -66,6 +70,11 @@ class ControlState:
         cur = self.current
         if kind == "model":
             path = resolve_model(str(record.get("model_path") or ""))
+            if self.check is not None:
+                try:
+                    self.check(path)
+                except Exception as exc:
+                    raise ControlError(f"model {path} refused: {_line(exc)}") from None
             cfg = dataclasses.replace(cur.config, model_path=path)
             clf = self._load(cfg, str(record.get("version") or ""))
         elif kind == "config":

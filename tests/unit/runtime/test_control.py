@@ -23,6 +23,7 @@ def copy_model(dest: Path, version: str, drop_feature: bool = False) -> Path:
     feature fewer than the ONNX graph takes (a wrong input width)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(DEFAULT_MODEL, dest / "classifier.onnx")
+    shutil.copy(DEFAULT_MODEL.with_suffix(".skl.pkl"), dest / "classifier.skl.pkl")
     card = orjson.loads(DEFAULT_MODEL.with_suffix(".card.json").read_bytes())
     card["version"] = version
     if drop_feature:
@@ -95,3 +96,14 @@ def test_snoozes_as_the_console_publishes_them() -> None:
     assert state.snoozed(0.0) == {}
     with pytest.raises(ControlError, match="unreadable"):
         state.snooze(key, b'{"account_id": "acct_1"}')
+
+
+def test_a_stricter_check_from_above_refuses_too(tmp_path: Path) -> None:
+    def strict(path: str) -> None:
+        raise RuntimeError("ONNX and scikit-learn disagree by 0.3\non 64 rows")
+
+    state = ControlState(VigilConfig(), check=strict)
+    before = state.current
+    with pytest.raises(ControlError, match="refused: ONNX and scikit-learn disagree by 0.3 on"):
+        state.apply(model_record(str(copy_model(tmp_path / "m", "clf-m"))))
+    assert state.current is before
