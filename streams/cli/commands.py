@@ -97,6 +97,10 @@ def replay(
         list[str] | None,
         typer.Option(help="Start this detector empty though --state holds it (repeatable)"),
     ] = None,
+    control: Annotated[
+        Path | None,
+        typer.Option(help="Control records (JSON Lines, each with `at`) applied at event time"),
+    ] = None,
 ) -> None:
     """Process events in event-time order (as fast as possible unless paced); print a summary."""
     from streams.replay.pacing import Pacer, PacingError
@@ -172,6 +176,18 @@ def replay(
     collected: list = []
     if truth is not None:
         sinks.append(CallbackSink(lambda out: collected.extend(out.alerts)))
+    snoozes = db.active_snoozes if db else None
+    ctl = None
+    if control is not None:
+        from streams.replay.control import load_control
+        from streams.runtime.control import ControlError
+
+        checks.input_file(str(control))
+        try:
+            ctl = load_control(control, cfg, "classifier" in (detectors or {}), snoozes)
+        except ControlError as exc:
+            raise fail(str(exc)) from None
+        snoozes = ctl.snoozed
     job = ReplayJob(
         config=cfg,
         path=path,
@@ -179,7 +195,7 @@ def replay(
         metrics_port=metrics_port,
         hold=hold,
         state_path=state,
-        snoozes=db.active_snoozes if db else None,
+        snoozes=snoozes,
         snapshots=db is not None,
         detectors=detectors,
         pacer=pacer,
@@ -187,6 +203,7 @@ def replay(
         shadow=shadow,
         on_features=recorder.traffic.add if recorder else None,
         reset=tuple(reset or ()),
+        before_window=ctl.before_window if ctl else None,
     )
     try:
         run_replay(job)

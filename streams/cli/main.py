@@ -21,6 +21,7 @@ COMMANDS = (
     "streams.cli.models_cmd",
     "streams.cli.backtest_cmd",
     "streams.cli.operate",
+    "streams.cli.control",
     "dashboards.cli",
 )
 

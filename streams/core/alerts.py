@@ -51,6 +51,9 @@ class Alert:
     model_version: str
     # Accounts that share the campaign evidence; lets the console draw the campaign.
     related_accounts: list[str] = field(default_factory=list)
+    # The effective detection config (streams/core/config_version.py) that scored it; ""
+    # in alerts written before hot reload existed.
+    config_version: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +75,7 @@ class Alert:
             window=dict(d["window"]),
             model_version=d["model_version"],
             related_accounts=list(d.get("related_accounts", [])),
+            config_version=str(d.get("config_version", "")),
         )
 
 

@@ -151,6 +151,9 @@ class KafkaConfig:
     sasl_password: str = ""
     ssl_cafile: str = ""
     group_id: str = "vigil"
+    # Compacted: promotions, rollbacks and config versions that running workers switch to
+    # (docs/kafka.md, "Control and snooze topics").
+    control_topic: str = "vigil-control"
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,9 @@ class Engine:
         self.on_features = on_features  # called with each window's FeatureBatch (training)
         self.shadow = shadow  # a streams.engine.shadow.Shadow: a challenger beside the model
         self.on_scores = on_scores  # called with (batch, scores) before fusion (calibration)
+        # Called with (engine, window start) before each window is scored: replay switches
+        # model and config there at the event time its control records name.
+        self.before_window: Any = None
         self.table = AccountTable()
         self.cooldowns = Cooldowns()  # fusion's state
         self.budget = StateBudget(self.cfg.engine.state_budget_bytes)
@@ -171,8 +174,15 @@ class Engine:
         # when a runner checkpoints the open windows incrementally (the Kafka worker).
         self.journal_pending = False
         self._journal: list[tuple[np.ndarray, np.ndarray]] = []
+        self._versions()
+        zero_init_scores(self.metrics, self.detectors)
+        self.alert_latency = AlertLatency(self.metrics.alert_latency)
+
+    def _versions(self) -> None:
+        """Model and config versions: stamped on every alert, exported as info metrics."""
         clf = self.detectors.get("classifier")
         self.model_version = getattr(clf, "version", "none")
+        self.config_version = config_version(self.cfg)
         self.metrics.model_loaded.set(1 if clf is not None else 0)
         if clf is not None:
             self.metrics.model_info.info(
@@ -181,9 +191,30 @@ class Engine:
         self.metrics.detector_info.info(
             {k: str(getattr(d, "version", "")) for k, d in self.detectors.items()}
         )
-        self.metrics.config_info.info({"config_version": config_version(self.cfg)})
-        zero_init_scores(self.metrics, self.detectors)
-        self.alert_latency = AlertLatency(self.metrics.alert_latency)
+        self.metrics.config_info.info({"config_version": self.config_version})
+
+    def swap(self, config: VigilConfig, classifier: Detector | None = None) -> None:
+        """Switch to another fusion and rules config and, if given, another classifier,
+        between two batches. Every piece of state stays: open windows, accounts, detector
+        state, cooldowns. Only settings that no state depends on may change; anything
+        else raises ValueError and changes nothing."""
+        for part in ("engine", "platform"):
+            if getattr(config, part) != getattr(self.cfg, part):
+                raise ValueError(f"{part} settings cannot change in a running engine")
+        if dataclasses.replace(config.detectors, classifier=self.cfg.detectors.classifier) != (
+            self.cfg.detectors
+        ):
+            raise ValueError("detector parameters cannot change in a running engine")
+        if classifier is not None and "classifier" not in self.detectors:
+            raise ValueError("this engine runs without a classifier")
+        rules = RulesDetector(config.rules) if config.rules != self.cfg.rules else None
+        self.cfg = config
+        if rules is not None:  # stateless: a new one replaces it in place, same order
+            self.detectors["rules"] = rules
+        if classifier is not None:
+            classifier.reserve(self.table.capacity)
+            self.detectors["classifier"] = classifier
+        self._versions()
 
     # ---- input -------------------------------------------------------------------------
     def process_lines(self, lines: list[bytes]) -> Output:
@@ -332,6 +363,8 @@ class Engine:
         return [ev.take(rows) for rows in parts]
 
     def _close_window(self, ev: EventBatch, start: float, end: float) -> Output:
+        if self.before_window is not None:
+            self.before_window(self, start)
         moved = self.table.collisions
         self._make_room(ev)
         batch, groups = window_features(ev, start, end, self.table, self.campaign)
@@ -361,10 +394,13 @@ class Engine:
             self.model_version,
             snoozed,
         )
+        alerts = result.alerts
+        if alerts:  # fusion knows the model's version; the config's is the engine's
+            alerts = [dataclasses.replace(a, config_version=self.config_version) for a in alerts]
         for cause, k in result.suppressed.items():
             if k:
                 self.metrics.alerts_suppressed.labels(cause).inc(k)
-        for a in result.alerts:
+        for a in alerts:
             top = a.detectors[0].name if a.detectors else NO_DETECTOR
             self.metrics.alerts.labels(a.severity, a.category, top).inc()
         self.metrics.events_processed.inc(len(ev))
@@ -382,7 +418,11 @@ class Engine:
             if self.shadow is not None
             else []
         )
-        return Output(alerts=result.alerts, snapshots=snaps, shadow_alerts=shadowed)
+        if shadowed:
+            shadowed = [
+                dataclasses.replace(a, config_version=self.config_version) for a in shadowed
+            ]
+        return Output(alerts=alerts, snapshots=snaps, shadow_alerts=shadowed)
 
     def _evict(self, now: float) -> None:
         e = self.cfg.engine

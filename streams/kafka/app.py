@@ -15,6 +15,8 @@ from faust.types import TP
 from streams.core.config import VigilConfig
 from streams.kafka import fetch
 from streams.kafka.consumer import BatchTransport
+from streams.kafka.control import install as install_control
+from streams.kafka.control import start_control
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.held_dead_letters import HeldDeadLetters, alert_sinks
 from streams.kafka.metrics import WorkerMetrics
@@ -26,6 +28,7 @@ from streams.runtime.kafka_client import broker_url, faust_credentials
 from streams.runtime.process import tune_gc, tune_threads
 
 log = logging.getLogger(__name__)
+CONTROL_CATCH_UP_S = 30.0
 
 
 class VigilApp(faust.App):
@@ -80,6 +83,7 @@ class Worker:
     metrics: Any
     worker_metrics: WorkerMetrics
     topics: Topics
+    control: Any = None  # streams/kafka/control.py, when the worker reads the control topics
 
 
 def build_worker(
@@ -87,6 +91,8 @@ def build_worker(
     settings: WorkerSettings,
     metrics: Any = None,
     make_engine: Callable[[], Any] | None = None,
+    control: bool = False,
+    check_model: Callable[[str], Any] | None = None,
 ) -> Worker:
     from faust.sensors.prometheus import setup_prometheus_sensors
 
@@ -101,10 +107,17 @@ def build_worker(
     # Known before any partition (and engine) exists, so the version rule sees every worker.
     metrics.config_info.info({"config_version": config_version(config)})
     wm = WorkerMetrics(metrics.registry)
+    ctl = start_control(config, metrics, settings.classifier, check_model) if control else None
     if make_engine is None:
         from streams.engine.engine import Engine, build_detectors
 
         def make_engine() -> Any:
+            if ctl is not None:  # the latest promotion, config and snoozes
+                return Engine(
+                    metrics=metrics,
+                    emit_snapshots=settings.emit_snapshots,
+                    **ctl.engine_kwargs(settings.classifier),
+                )
             return Engine(
                 config,
                 metrics=metrics,
@@ -203,7 +216,9 @@ def build_worker(
         app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"
     )
     _add_health(app, processor, wm, settings)
-    return Worker(app, processor, metrics, wm, topics)
+    if ctl is not None:
+        install_control(app, processor, ctl)
+    return Worker(app, processor, metrics, wm, topics, ctl)
 
 
 def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: WorkerSettings) -> None:
@@ -260,14 +275,19 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
         return web.json(body, status=code)
 
 
-def run_worker(config: VigilConfig, settings: WorkerSettings) -> None:
+def run_worker(
+    config: VigilConfig, settings: WorkerSettings, check_model: Callable[[str], Any] | None = None
+) -> None:
     """Creates missing topics, then runs a worker until SIGTERM/SIGINT."""
     from streams.kafka.topics import ensure_topics, topic_specs
 
     ensure_topics(config.kafka, topic_specs(config.kafka, settings))
     tune_gc()
     tune_threads()
-    faust_worker(build_worker(config, settings).app, settings).execute_from_commandline()
+    worker = build_worker(config, settings, control=True, check_model=check_model)
+    # Engines open with the latest promotion, config and snoozes, not the start-up ones.
+    worker.control.wait_caught_up(CONTROL_CATCH_UP_S)
+    faust_worker(worker.app, settings).execute_from_commandline()
 
 
 def faust_worker(app: Any, settings: WorkerSettings) -> Any:

@@ -26,6 +26,9 @@ def topic_specs(cfg: KafkaConfig, settings: WorkerSettings) -> list[TopicSpec]:
         # The console reads the latest snapshot per account; older ones can go.
         TopicSpec(cfg.snapshots_topic, n, (("cleanup.policy", "compact"),)),
     ]
+    # Every worker reads both whole; the latest record per key is the state (control.py).
+    compact = (("cleanup.policy", "compact"),)
+    specs += [TopicSpec(cfg.control_topic, 1, compact), TopicSpec(cfg.snoozes_topic, 1, compact)]
     if settings.audit_topic:
         specs.append(TopicSpec(settings.audit_topic, 1))
     return specs

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -43,6 +44,7 @@ class ReplayJob:
     shadow: Shadow | None = None
     on_features: Callable | None = None  # called with each window's FeatureBatch
     reset: tuple[str, ...] = ()  # detectors that start empty though the state holds them
+    before_window: Any = None  # streams/replay/control.py: control records at event time
 
 
 def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> ReplaySummary:
@@ -56,6 +58,7 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         shadow=job.shadow,
         on_features=job.on_features,
     )
+    engine.before_window = job.before_window
     if job.metrics_port is not None:
         # Once the engine is built, so the first scrape already sees its model and config.
         metrics.serve(job.metrics_port)

@@ -227,6 +227,8 @@ input_topic = "{p}-usage"
 alerts_topic = "{p}-alerts"
 dead_letter_topic = "{p}-dead"
 snapshots_topic = "{p}-snapshots"
+snoozes_topic = "{p}-snoozes"
+control_topic = "{p}-control"
 group_id = "{p}-vigil"
 partitions = {partitions}
 """
@@ -246,6 +248,8 @@ partitions = {partitions}
             "alerts": k.alerts_topic,
             "dead": k.dead_letter_topic,
             "snapshots": k.snapshots_topic,
+            "snoozes": k.snoozes_topic,
+            "control": k.control_topic,
             "audit": f"{self.prefix}-audit",
         }[kind]
 
