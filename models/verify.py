@@ -75,6 +75,8 @@ def check_model(path: str | Path, engine_features: tuple[str, ...] | None = None
     """Raise ModelRejected unless the model at `path` is complete, as wide as its card says
     and the engine provides, and its ONNX export agrees with its scikit-learn original."""
     d = model_dir(path)
+    if not d.exists():
+        raise ModelRejected(f"model {d}: does not exist")
     if not d.is_dir():
         raise ModelRejected(f"model {d}: not a directory")
     missing = [n for n in REQUIRED if not (d / n).is_file()]

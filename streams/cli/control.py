@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from streams.cli.common import fail, load_cli_config
+
 AtOpt = Annotated[
     str | None,
     typer.Option(help="With --to-file: event time it applies from (RFC 3339 or epoch seconds)"),
@@ -24,49 +26,12 @@ ToFileOpt = Annotated[
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
-    from streams.cli.common import ConfigOpt, fail, load_cli_config
+    from streams.cli.common import ConfigOpt
 
     control_app = typer.Typer(
         help="Switch running workers to another model, config or snooze.", no_args_is_help=True
     )
     app.add_typer(control_app, name="control")
-
-    def _emit(
-        config: Path | None, topic: str, key: bytes, record: dict, to_file: Path | None, at: Any
-    ) -> None:
-        import orjson
-
-        from streams.replay.control import parse_at
-        from streams.runtime.control import ControlError
-
-        if to_file is not None:
-            if at is None:
-                raise fail("--to-file needs --at: the event time the record applies from")
-            try:
-                line = {**record, "at": parse_at(at)}
-            except ControlError as exc:
-                raise fail(f"--at: {exc}") from None
-            with to_file.open("ab") as fh:
-                fh.write(orjson.dumps(line) + b"\n")
-            typer.echo(f"appended a {record.get('kind', 'snooze')} record to {to_file}")
-            return
-        cfg = load_cli_config(config)
-        kc = cfg.kafka
-        name = {"control": kc.control_topic, "snoozes": kc.snoozes_topic}[topic]
-        try:
-            _publish(kc, name, key, orjson.dumps(record))
-        except Exception as exc:  # the broker away, no permission: one line, no traceback
-            raise fail(f"cannot publish to {name} at {kc.bootstrap_servers}: {exc}") from None
-        typer.echo(f"published to {name}: {orjson.dumps(record).decode()}")
-
-    def _model(model: Path, action: str, config, to_file, at) -> None:  # type: ignore[no-untyped-def]
-        from streams.runtime.control import ControlError, model_record
-
-        try:
-            rec = model_record(str(model), action, getpass.getuser())
-        except ControlError as exc:
-            raise fail(str(exc)) from None
-        _emit(config, "control", b"model", rec, to_file, at)
 
     @control_app.command("promote")
     def promote(
@@ -77,7 +42,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     ) -> None:
         """Every worker loads this model and scores with it from its next batch on; a model
         that fails to load there is refused and the running one stays."""
-        _model(model, "promote", config, to_file, at)
+        emit_model(model, "promote", config, to_file, at)
 
     @control_app.command("rollback")
     def rollback(
@@ -87,7 +52,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         at: AtOpt = None,
     ) -> None:
         """As promote, recorded as a rollback."""
-        _model(model, "rollback", config, to_file, at)
+        emit_model(model, "rollback", config, to_file, at)
 
     @control_app.command("config")
     def config_cmd(
@@ -107,7 +72,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             raise fail(f"config file {file} is not valid TOML: {exc}") from None
         except ControlError as exc:
             raise fail(str(exc)) from None
-        _emit(config, "control", b"config", rec, to_file, at)
+        emit(config, "control", b"config", rec, to_file, at)
 
     @control_app.command("snooze")
     def snooze(
@@ -135,7 +100,55 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         body["reason"] = reason or f"lifted by {getpass.getuser()}"
         if to_file is not None:
             body["kind"] = "snooze"
-        _emit(config, "snoozes", key, body, to_file, at)
+        emit(config, "snoozes", key, body, to_file, at)
+
+
+def emit(
+    config: Path | None, topic: str, key: bytes, record: dict, to_file: Path | None, at: Any
+) -> None:
+    import orjson
+
+    from streams.replay.control import parse_at
+    from streams.runtime.control import ControlError
+
+    if to_file is not None:
+        if at is None:
+            raise fail("--to-file needs --at: the event time the record applies from")
+        try:
+            line = {**record, "at": parse_at(at)}
+        except ControlError as exc:
+            raise fail(f"--at: {exc}") from None
+        with to_file.open("ab") as fh:
+            fh.write(orjson.dumps(line) + b"\n")
+        typer.echo(f"appended a {record.get('kind', 'snooze')} record to {to_file}")
+        return
+    cfg = load_cli_config(config)
+    kc = cfg.kafka
+    name = {"control": kc.control_topic, "snoozes": kc.snoozes_topic}[topic]
+    try:
+        _publish(kc, name, key, orjson.dumps(record))
+    except Exception as exc:  # the broker away, no permission: one line, no traceback
+        raise fail(f"cannot publish to {name} at {kc.bootstrap_servers}: {exc}") from None
+    typer.echo(f"published to {name}: {orjson.dumps(record).decode()}")
+
+
+def emit_model(
+    model: Path, action: str, config: Path | None, to_file: Path | None = None, at: Any = None
+) -> None:
+    """Check a model, then publish its promote or rollback record (or append it to a file)."""
+    from models.verify import ModelRejected, check_model
+    from streams.runtime.control import ControlError, model_record
+
+    try:
+        check_model(model)
+    except ModelRejected as exc:
+        raise fail(str(exc)) from None
+
+    try:
+        rec = model_record(str(model), action, getpass.getuser())
+    except ControlError as exc:
+        raise fail(str(exc)) from None
+    emit(config, "control", b"model", rec, to_file, at)
 
 
 def _publish(kc: Any, topic: str, key: bytes, value: bytes) -> None:

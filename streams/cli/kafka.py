@@ -70,8 +70,12 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             **{k: v for k, v in flags.items() if v is not None},
             classifier=cfg.worker.classifier and not without_classifier,
         )
+        from models.verify import check_model
+
         try:
-            run_worker(cfg, settings)
+            # Promotions arriving on the control topic get the registry's full check
+            # (files, width, ONNX against scikit-learn) before a worker switches.
+            run_worker(cfg, settings, check_model=check_model)
         except ValueError as exc:
             raise fail(str(exc)) from None
 

@@ -27,6 +27,10 @@ StoreOpt = Annotated[
     typer.Option("--store", help="Store URL or SQLite path (default: the config's store_url)"),
 ]
 WhyOpt = Annotated[str, typer.Option("--why", help="Why: recorded with the change and audited")]
+PublishOpt = Annotated[
+    bool,
+    typer.Option(help="Also publish it on the control topic: running workers switch to it"),
+]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who makes the change (default: $USER)")
 ]
@@ -222,6 +226,7 @@ def promote(
     store: StoreOpt = None,
     actor: ActorOpt = None,
     config: ConfigOpt = None,
+    publish: PublishOpt = False,
 ) -> None:
     """Verify a version, then make it the champion or the shadow. A failing model is
     refused and the current champion stays."""
@@ -241,6 +246,10 @@ def promote(
             raise fail(str(exc)) from None
     was = f", replacing {res['previous']}" if res["previous"] else ""
     typer.echo(f"{res['version']} is now {res['stage']}{was}")
+    if publish and res["stage"] == "champion":
+        from streams.cli.control import emit_model
+
+        emit_model(Path(row["path"]), "promote", config)
 
 
 def _stage_holder(db, stage: str) -> str:  # type: ignore[no-untyped-def]
@@ -253,7 +262,11 @@ def _stage_holder(db, stage: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def rollback(
-    why: WhyOpt, store: StoreOpt = None, actor: ActorOpt = None, config: ConfigOpt = None
+    why: WhyOpt,
+    store: StoreOpt = None,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    publish: PublishOpt = False,
 ) -> None:
     """Retire the champion and restore the one it replaced (verified first)."""
     from console.registry import RegistryError, get_version, rollback_target
@@ -270,6 +283,10 @@ def rollback(
         except RegistryError as exc:
             raise fail(str(exc)) from None
     typer.echo(f"rolled back: {res['version']} is champion again, {res['previous']} retired")
+    if publish:
+        from streams.cli.control import emit_model
+
+        emit_model(Path(row["path"]), "rollback", config)
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from tests.unit.runtime.test_control import copy_model
     ("args", "words"),
     [
         (("promote", "--model", "{tmp}/nowhere"), ("does not exist",)),
-        (("promote", "--model", "{tmp}/width"), ("fails on a sample row",)),
+        (("promote", "--model", "{tmp}/width"), ("ONNX input width",)),
         (("config", "{tmp}/engine.toml"), ("restart", "engine")),
         (("config", "{tmp}/bad.toml"), ("fusion.alert_threshold",)),
         (("config", "{tmp}/none.toml"), ("does not exist",)),
