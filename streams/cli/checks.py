@@ -76,3 +76,14 @@ def detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped
         raise fail(f"{exc} (pass --without-classifier to run on the other detectors)") from None
     except ConfigError as exc:
         raise fail(str(exc)) from None
+
+
+def model_option(cfg, model: Path):  # type: ignore[no-untyped-def]
+    """`--model DIR|FILE`: the config with that model; a missing path is one line."""
+    import dataclasses
+
+    if not model.exists():
+        raise fail(f"--model {model} does not exist")
+    if model.is_dir() and not (model / "classifier.onnx").is_file():
+        raise fail(f"--model {model}: no classifier.onnx in that directory")
+    return dataclasses.replace(cfg, model_path=str(model))
