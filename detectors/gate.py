@@ -45,6 +45,14 @@ def gate_inputs(
     return np.nan_to_num(np.stack(cols, axis=1).astype(np.float32), nan=0.0)
 
 
+def box_distance(X: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per row, summed over inputs, how far it lies outside [lo, hi], in log1p units."""
+    lx = np.log1p(np.maximum(X, 0.0))
+    above = np.maximum(lx - np.log1p(np.maximum(hi, 0.0)), 0.0)
+    below = np.maximum(np.log1p(np.maximum(lo, 0.0)) - lx, 0.0)
+    return np.nan_to_num(above + below).sum(axis=1)
+
+
 class VerdictGate:
     """Loaded from `gate.onnx` and `gate.card.json`; `judge` gives P(misuse) per row."""
 
@@ -67,13 +75,26 @@ class VerdictGate:
         self._input = self.session.get_inputs()[0].name
         self._prob = [o.name for o in self.session.get_outputs() if "prob" in o.name][0]
         self.width = len(self.features) + len(self.scored)
+        names = [*self.features, *self.scored]
+        box = self.card.get("false_positive_box") or {}
+        self._box_lo = np.array([box.get(n, [0.0, np.inf])[0] for n in names], dtype=float)
+        self._box_hi = np.array([box.get(n, [0.0, np.inf])[1] for n in names], dtype=float)
+        self.familiar_within = float(self.card.get("familiar_within", np.inf))
+
+    def familiar(self, X: np.ndarray) -> np.ndarray:
+        """Whether each row lies near the windows analysts judged false positives: summed
+        over inputs, how far (in log units) it is outside their range. A window unlike any
+        rejected one (a new kind of incident, say) is never vetoed, whatever p says."""
+        return box_distance(X, self._box_lo, self._box_hi) <= self.familiar_within
 
     def judge(
         self, batch: FeatureBatch, scores: dict[str, np.ndarray], rows: np.ndarray
-    ) -> np.ndarray:
-        """P(misuse) for each of `rows` (indices into the batch)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(P(misuse), keep) for each of `rows` (indices into the batch): a row is vetoed
+        when its probability is below the threshold and it resembles a rejected window."""
         if not len(rows):
-            return np.zeros(0)
+            return np.zeros(0), np.zeros(0, dtype=bool)
         X = gate_inputs(batch, scores, rows, self.features, self.scored)
         (p,) = self.session.run([self._prob], {self._input: X})
-        return np.asarray(p[:, 1], dtype=np.float64)
+        prob = np.asarray(p[:, 1], dtype=np.float64)
+        return prob, (prob >= self.threshold) | ~self.familiar(X)

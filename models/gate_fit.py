@@ -27,6 +27,9 @@ class GateSettings:
     margin: float = 0.5  # the threshold is this share of the highest one keeping them
     cap: float = 0.5  # never veto above even odds
     min_fp_accounts: int = 3  # fewer accounts judged false positive: the gate never vetoes
+    # Log units (summed over inputs) a window may lie outside the range of the rejected
+    # windows and still be vetoed; further out it is unlike anything analysts rejected.
+    familiar_within: float = 2.0
     random_state: int = 0
 
 
@@ -62,6 +65,10 @@ def fold_of(groups: np.ndarray, k: int) -> np.ndarray:
 
 
 def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, s: GateSettings) -> np.ndarray:
+    """Each window's P(misuse) from a model that never saw its account, set to 1 where the
+    window is unlike the false positives of the other folds (the gate would not veto it)."""
+    from detectors.gate import box_distance
+
     k = max(2, min(s.folds, len(np.unique(groups))))
     fold = fold_of(groups, k)
     p = np.full(len(y), np.nan)
@@ -75,6 +82,9 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, s: GateSetting
         m = _model(s)
         m.fit(X[train], y[train], sample_weight=weights(y[train], groups[train]))
         p[test] = m.predict_proba(X[test])[:, list(m.classes_).index(1)]
+        fp = X[train & (y == 0)]
+        far = box_distance(X[test], fp.min(axis=0), fp.max(axis=0)) > s.familiar_within
+        p[np.flatnonzero(test)[far]] = 1.0
     return p
 
 

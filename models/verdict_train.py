@@ -83,6 +83,11 @@ def train_from_verdicts(
         "scored": list(SCORED),
         "threshold": threshold,
         "range": {n: [float(X[:, j].min()), float(X[:, j].max())] for j, n in enumerate(names)},
+        # A window is vetoed only near the rejected ones (detectors/gate.py, `familiar`).
+        "false_positive_box": {
+            n: [float(X[y == 0, j].min()), float(X[y == 0, j].max())] for j, n in enumerate(names)
+        },
+        "familiar_within": settings.familiar_within,
         "parent": {"path": str(parent), "version": parent_version},
         "training_data": {
             "events": [{"path": str(p), "sha256": sha256(p)} for p in events],

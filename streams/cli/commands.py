@@ -274,6 +274,10 @@ def eval_verdict_loop(
     truth: Annotated[Path, typer.Option(help="truth.json of a corpus, or a generator labels.json")],
     out: Annotated[Path, typer.Option(help="Directory for verdicts, model and loop.json")],
     hours: Annotated[float, typer.Option(min=1, help="Hours judged before retraining")] = 18.0,
+    reject: Annotated[
+        list[str] | None,
+        typer.Option(help="Alert category the analysts call false alarms (a policy stress test)"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Alerts of the first HOURS judged from truth, a model trained on those verdicts, both
@@ -289,7 +293,7 @@ def eval_verdict_loop(
     checks.output_dir(out, "--out")
     cfg = load_cli_config(config)
     try:
-        run_loop(events, truth, hours, out, cfg, typer.echo)
+        run_loop(events, truth, hours, out, cfg, typer.echo, frozenset(reject or ()))
     except (KeyError, orjson.JSONDecodeError) as exc:
         raise fail(f"{truth}: not a truth file this command reads ({exc!r})") from None
     except (ModelError, ValueError) as exc:

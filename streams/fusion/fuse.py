@@ -63,9 +63,9 @@ def fuse(
     if gate is not None and len(rows):
         # A model trained on verdicts may veto what looks like the false alarms analysts
         # marked; what it lets through carries its probability, so the check is visible.
-        p = gate.judge(batch, scores, rows)
-        if p is not None:
-            keep = p >= gate.threshold
+        judged = gate.judge(batch, scores, rows)
+        if judged is not None:
+            p, keep = judged
             suppressed[GATE_NAME] += int((~keep).sum())
             gate_p = dict(zip(rows[keep].tolist(), p[keep].tolist(), strict=True))
             rows = rows[keep]
