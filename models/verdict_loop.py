@@ -133,7 +133,7 @@ def run_loop(
     seen = late_truth(truth, cut)
     res: dict[str, Any] = {"events": str(events), "truth": str(truth_path), "hours": hours}
     res["verdicts"] = {"misuse": len(verdicts) - n_fp, "false_positive": n_fp}
-    res["gate"] = {"version": card["version"], "threshold": card["threshold"]}
+    res["gate"] = {"version": card["version"], "threshold": card.get("threshold")}
     for name, alerts in (("current", shipped), ("trained", trained)):
         s = score(after(alerts, cut), seen)
         s_all = score(after(alerts, cut), truth)

@@ -66,12 +66,37 @@ def train_from_verdicts(
         f"({int((y == 1).sum())} misuse, {int((y == 0).sum())} false positive) "
         f"of {len(rows.X)} that crossed the alert threshold"
     )
+    lineage = {
+        "events": [{"path": str(p), "sha256": sha256(p)} for p in events],
+        "verdict_files": [{"path": str(p), "sha256": sha256(p)} for p in verdict_files],
+        "verdicts": counts(verdicts),
+        "verdicts_on_a_window": rows.matched,
+        "verdicts_on_no_window": len(rows.unmatched),
+        "windows": {"misuse": int((y == 1).sum()), "false_positive": int((y == 0).sum())},
+        "accounts": {
+            "misuse": len(np.unique(g[y == 1])),
+            "false_positive": len(np.unique(g[y == 0])),
+        },
+        "weak_negatives": weak_negatives,
+    }
     if len(np.unique(y)) < 2:
-        raise ValueError(
-            "the verdicts cover windows of one kind only "
-            f"({'misuse' if len(y) and y[0] == 1 else 'false positive or none'}); "
-            "a gate needs both misuse and false-positive verdicts"
+        # Nothing to tell apart: the directory is the parent model, with the lineage, so
+        # the commands that follow (replay --model) still run and score as the parent.
+        kind = "misuse" if len(y) and y[0] == 1 else "false positive" if len(y) else "no"
+        reason = f"the verdicts cover {kind} windows only: no gate, the parent model as it is"
+        card = {"version": "none", "inactive": reason, "parent": {"path": str(parent)}}
+        card["parent"]["version"] = parent_version
+        card["training_data"] = lineage
+        _copy_parent(parent, out)
+        for stale in ("gate.onnx", "gate.card.json", "gate.skl.pkl"):
+            (out / stale).unlink(missing_ok=True)
+        (out / "MODEL_CARD.md").write_text(
+            f"# Model card: `{parent_version}` from verdicts, without a gate\n\n{reason}.\n"
+            f"Lineage (events, verdict files with sha256, verdict counts): verdicts.card.json.\n"
         )
+        (out / "verdicts.card.json").write_bytes(orjson.dumps(card, option=orjson.OPT_INDENT_2))
+        log(f"wrote {out} ({parent_version}): {reason}")
+        return card
     model, threshold, held = fit_gate(X, y, g, c, settings)
     blob, parity = export(model, X)
     version = "gate-" + hashlib.sha256(blob).hexdigest()[:12]
@@ -89,31 +114,14 @@ def train_from_verdicts(
         },
         "familiar_within": settings.familiar_within,
         "parent": {"path": str(parent), "version": parent_version},
-        "training_data": {
-            "events": [{"path": str(p), "sha256": sha256(p)} for p in events],
-            "verdict_files": [{"path": str(p), "sha256": sha256(p)} for p in verdict_files],
-            "verdicts": counts(verdicts),
-            "verdicts_on_a_window": rows.matched,
-            "verdicts_on_no_window": len(rows.unmatched),
-            "windows": {"misuse": int((y == 1).sum()), "false_positive": int((y == 0).sum())},
-            "accounts": {
-                "misuse": len(np.unique(g[y == 1])),
-                "false_positive": len(np.unique(g[y == 0])),
-            },
-            "weak_negatives": weak_negatives,
-        },
+        "training_data": lineage,
         "heldout": held,
         "onnx_parity_max_abs_diff": parity,
         "settings": dataclasses.asdict(settings),
         "alert_threshold": cfg.fusion.alert_threshold,
         "cooldown_s": cfg.fusion.cooldown_s,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    for suffix in (".onnx", ".card.json", ".skl.pkl"):
-        src = parent.with_suffix(suffix)
-        dst = out / f"classifier{suffix}"
-        if src.resolve() != dst.resolve():
-            shutil.copyfile(src, dst)
+    _copy_parent(parent, out)
     (out / "gate.onnx").write_bytes(blob)
     (out / "gate.skl.pkl").write_bytes(pickle.dumps(model, protocol=5))
     (out / "gate.card.json").write_bytes(orjson.dumps(card, option=orjson.OPT_INDENT_2))
@@ -124,3 +132,12 @@ def train_from_verdicts(
         f"wrote {out} ({parent_version}+{version}); veto below {threshold:.3f}, parity {parity:.1e}"
     )
     return card
+
+
+def _copy_parent(parent: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix in (".onnx", ".card.json", ".skl.pkl"):
+        src = parent.with_suffix(suffix)
+        dst = out / f"classifier{suffix}"
+        if src.resolve() != dst.resolve():
+            shutil.copyfile(src, dst)

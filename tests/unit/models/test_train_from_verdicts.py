@@ -102,3 +102,19 @@ def test_csv_export_without_windows_trains_the_same_gate(trained, tmp_path: Path
     assert again["training_data"]["verdicts_on_a_window"] == len(rows)
     assert again["training_data"]["windows"] == card["training_data"]["windows"]
     assert again["version"] == card["version"]
+
+
+def test_verdicts_of_one_kind_give_the_parent_model(trained, tmp_path: Path) -> None:
+    """No false positive judged (traffic the model already handles): no gate is fitted,
+    the directory still loads and scores exactly as the parent, with its lineage."""
+    events, _, _, rows, shipped, _, _ = trained
+    path = tmp_path / "misuse-only.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({**r, "verdict": "misuse"}) + b"\n" for r in rows[:5]))
+    card = train_from_verdicts([events], [path], tmp_path / "m", VigilConfig(), log=lambda s: None)
+    assert "misuse windows only" in card["inactive"]
+    assert not (tmp_path / "m" / "gate.onnx").exists()
+    saved = orjson.loads((tmp_path / "m" / "verdicts.card.json").read_bytes())
+    assert saved["training_data"]["verdicts_on_a_window"] == 5
+    assert sum(saved["training_data"]["verdicts"]["misuse"].values()) == 5
+    again = replay_alerts(events, VigilConfig(), str(tmp_path / "m"))
+    assert [a.to_dict() for a in again] == [a.to_dict() for a in shipped]
