@@ -6,7 +6,8 @@ alarm another detector raised. The gate sees what fusion sees for a window that 
 the alert threshold (the account-window's features and every detector's score) and gives
 the probability that an analyst would call it misuse. Below its threshold the alert is
 vetoed; above it, the alert carries the probability as the `verdict_gate` score, so an
-analyst can see it was checked.
+analyst can see it was checked. On an account analysts cleared (judged a false positive
+and never misuse), the bar is higher: `cleared_threshold`.
 
 `vigil train --verdicts` fits it (models/verdict_train.py) and writes `gate.onnx` with
 `gate.card.json` beside the classifier in the model directory; the classifier detector
@@ -15,6 +16,7 @@ loads it from there, and fusion applies it.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,11 @@ def gate_inputs(
     if not cols:
         return np.zeros((len(rows), 0), dtype=np.float32)
     return np.nan_to_num(np.stack(cols, axis=1).astype(np.float32), nan=0.0)
+
+
+def account_key(account_id: str) -> str:
+    """How the card names a cleared account: a hash, so the card holds no account ids."""
+    return hashlib.sha256(str(account_id).encode()).hexdigest()[:16]
 
 
 def box_distance(X: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -80,6 +87,10 @@ class VerdictGate:
         self._box_lo = np.array([box.get(n, [0.0, np.inf])[0] for n in names], dtype=float)
         self._box_hi = np.array([box.get(n, [0.0, np.inf])[1] for n in names], dtype=float)
         self.familiar_within = float(self.card.get("familiar_within", np.inf))
+        # Accounts analysts cleared (false positive, never misuse): on them, behaviour like
+        # what was cleared needs a stronger opinion to alert again.
+        self._cleared = frozenset(self.card.get("cleared_accounts", ()))
+        self.cleared_threshold = float(self.card.get("cleared_threshold", 0.0))
 
     def familiar(self, X: np.ndarray) -> np.ndarray:
         """Whether each row lies near the windows analysts judged false positives: summed
@@ -97,4 +108,8 @@ class VerdictGate:
         X = gate_inputs(batch, scores, rows, self.features, self.scored)
         (p,) = self.session.run([self._prob], {self._input: X})
         prob = np.asarray(p[:, 1], dtype=np.float64)
-        return prob, (prob >= self.threshold) | ~self.familiar(X)
+        need = np.full(len(rows), self.threshold)
+        if self._cleared:
+            known = [account_key(a) in self._cleared for a in batch.account_ids[rows].tolist()]
+            need[np.array(known, dtype=bool)] = max(self.threshold, self.cleared_threshold)
+        return prob, (prob >= need) | ~self.familiar(X)

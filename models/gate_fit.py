@@ -30,6 +30,9 @@ class GateSettings:
     # Log units (summed over inputs) a window may lie outside the range of the rejected
     # windows and still be vetoed; further out it is unlike anything analysts rejected.
     familiar_within: float = 2.0
+    # On an account judged false positive (and never misuse), a window like the rejected
+    # ones alerts again only above this probability.
+    cleared_threshold: float = 0.9
     random_state: int = 0
 
 

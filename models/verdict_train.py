@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from detectors.classifier import DEFAULT_MODEL
-from detectors.gate import SCORED
+from detectors.gate import SCORED, account_key
 from models.gate_fit import GateSettings, export, fit_gate
 from models.verdict_rows import GATE_FEATURES, label_rows, record
 from models.verdicts import counts, read_verdicts, sha256
@@ -113,6 +113,10 @@ def train_from_verdicts(
             n: [float(X[y == 0, j].min()), float(X[y == 0, j].max())] for j, n in enumerate(names)
         },
         "familiar_within": settings.familiar_within,
+        "cleared_accounts": sorted(
+            account_key(a) for a in set(g[y == 0].tolist()) - set(g[y == 1].tolist())
+        ),
+        "cleared_threshold": settings.cleared_threshold,
         "parent": {"path": str(parent), "version": parent_version},
         "training_data": lineage,
         "heldout": held,

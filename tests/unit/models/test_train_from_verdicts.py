@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from detectors.gate import account_key
 from models.verdict_loop import replay_alerts
 from models.verdict_train import train_from_verdicts
 from models.verdicts import sha256
@@ -84,6 +85,11 @@ def test_card_records_lineage(trained) -> None:
     assert td["verdicts_on_a_window"] == len(rows)
     assert card["parent"]["version"].startswith("clf-")
     assert set(card["heldout"]["at_threshold"]) >= {"misuse", "false_positive"}
+    # Accounts only ever judged false positive are listed, hashed, as cleared.
+    fp = {r["account_id"] for r in rows if r["verdict"] == "false_positive"}
+    mis = {r["account_id"] for r in rows if r["verdict"] == "misuse"}
+    assert card["cleared_accounts"] == sorted(account_key(a) for a in fp - mis)
+    assert not any(a in orjson.dumps(card).decode() for a in fp)
     saved = orjson.loads((tmp / "model" / "gate.card.json").read_bytes())
     assert saved["version"] == card["version"]
     assert card["version"] in (tmp / "model" / "MODEL_CARD.md").read_text()
