@@ -99,10 +99,10 @@ def train_from_verdicts(
         return card
     model, threshold, held = fit_gate(X, y, g, c, settings)
     blob, parity = export(model, X)
-    version = "gate-" + hashlib.sha256(blob).hexdigest()[:12]
+    original = pickle.dumps(model, protocol=5)
     names = [*list(GATE_FEATURES), *SCORED]
     card = {
-        "version": version,
+        "version": "",  # below: a hash of everything that decides a veto
         "model": "sklearn.ensemble.GradientBoostingClassifier",
         "features": list(GATE_FEATURES),
         "scored": list(SCORED),
@@ -125,9 +125,15 @@ def train_from_verdicts(
         "alert_threshold": cfg.fusion.alert_threshold,
         "cooldown_s": cfg.fusion.cooldown_s,
     }
+    # The ONNX bytes of one model differ between processes (skl2onnx's naming), so the
+    # version hashes the fitted model and every card field a veto depends on.
+    decides = {k: card[k] for k in ("features", "scored", "threshold", "false_positive_box")}
+    decides |= {k: card[k] for k in ("familiar_within", "cleared_accounts", "cleared_threshold")}
+    digest = hashlib.sha256(original + orjson.dumps(decides, option=orjson.OPT_SORT_KEYS))
+    card["version"] = version = "gate-" + digest.hexdigest()[:12]
     _copy_parent(parent, out)
     (out / "gate.onnx").write_bytes(blob)
-    (out / "gate.skl.pkl").write_bytes(pickle.dumps(model, protocol=5))
+    (out / "gate.skl.pkl").write_bytes(original)
     (out / "gate.card.json").write_bytes(orjson.dumps(card, option=orjson.OPT_INDENT_2))
     from models.verdict_card import render
 
