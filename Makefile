@@ -63,7 +63,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 train: $(STAMP)
-	$(BIN)/vigil train
+	$(BIN)/vigil train --out models/artifacts
 
 eval: $(STAMP)
 	$(BIN)/vigil eval scenarios

@@ -15,6 +15,14 @@ import numpy as np
 import orjson
 
 from detectors.base import Explanation, NoAccountState, ScoreThenLearn
+from detectors.gate import SCORED, VerdictGate
+from detectors.model_checks import (
+    ModelRefused,
+    check_parity,
+    check_width,
+    require_files,
+    sample,
+)
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch
 
@@ -93,16 +101,22 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
         import onnxruntime as ort
 
         path = Path(self.model_path) if self.model_path else DEFAULT_MODEL
+        if path.is_dir():  # a model directory (`vigil train --out DIR`)
+            path = path / "classifier.onnx"
         card_path = path.with_suffix(".card.json")
+        require_files(path, card_path)
         self.card: dict[str, Any] = orjson.loads(card_path.read_bytes())
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.intra_op_threads
-        self.session = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's messages run over many lines
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelRefused(f"model {path} is not a readable ONNX model: {first}") from None
         self.features: list[str] = self.card["features"]
         self.classes: list[str] = self.card["classes"]
-        self.version = self.card["version"]
         self._input = self.session.get_inputs()[0].name
         self._prob_out = [o.name for o in self.session.get_outputs() if "prob" in o.name][0]
         self._benign = self.classes.index("benign")
@@ -113,10 +127,20 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
         # Models trained before the guard existed carry no ranges: then every row passes.
         self._lo = np.array([rng[f][0] if rng else -np.inf for f in self.features])
         self._hi = np.array([rng[f][1] if rng else np.inf for f in self.features])
+        check_width(path, self.session, self.features)
+        lo = np.where(np.isfinite(self._lo), self._lo, 0.0)
+        hi = np.maximum(np.where(np.isfinite(self._hi), self._hi, self._p99 * 2), self._p99 * 2)
+        check_parity(path, self.probabilities, sample(lo, hi))
         self._guarded = np.array([f not in OOD_EXEMPT for f in self.features])
         self._evidence = self._evidence_table()
         cal = self.card.get("calibration")
         self._cal = (np.array(cal["x"]), np.array(cal["y"])) if cal else None
+        # A verdict gate trained beside this classifier (`vigil train --verdicts`).
+        gate_path = path.parent / "gate.onnx"
+        self.gate: VerdictGate | None = load_gate(gate_path) if gate_path.exists() else None
+        self.version: str = self.card["version"]
+        if self.gate is not None:
+            self.version += "+" + self.gate.version
 
     def params(self) -> dict[str, Any]:
         return {
@@ -226,3 +250,25 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+
+def load_gate(path: Path) -> VerdictGate:
+    """A verdict gate, checked like the classifier: both files, its input width, and ONNX
+    against its scikit-learn original on a sample of its own inputs."""
+    require_files(path, path.with_suffix(".card.json"))
+    gate = VerdictGate(path)
+    check_width(path, gate.session, gate.features, extra=len(gate.scored))
+    unknown = [d for d in gate.scored if d not in SCORED]
+    if unknown:
+        raise ModelRefused(f"gate {path} reads the score of an unknown detector {unknown[0]!r}")
+    rng = gate.card.get("range", {})
+    names = [*gate.features, *gate.scored]
+    lo = np.array([rng.get(n, [0.0, 1.0])[0] for n in names], dtype=float)
+    hi = np.array([rng.get(n, [0.0, 1.0])[1] for n in names], dtype=float)
+
+    def run(X: np.ndarray) -> np.ndarray:
+        (p,) = gate.session.run([gate._prob], {gate._input: X})
+        return p
+
+    check_parity(path, run, sample(lo, hi))
+    return gate

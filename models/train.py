@@ -360,5 +360,5 @@ onnxruntime on the held-out windows: {card["onnx_parity_max_abs_diff"]:.2e}.
 
 **Limits**: trained only on synthetic traffic from Vigil's generator; on a real platform,
 retrain on analyst verdicts (the console's labels export) before trusting its categories.
-Reproduce with `vigil train` (fit took {card["fit_seconds"]} s here).
+Reproduce with `vigil train --out models/artifacts` (fit took {card["fit_seconds"]} s here).
 """

@@ -88,3 +88,14 @@ def webhook(cfg, dead_letters: Path | None = None, runner: str = "worker") -> No
         raise fail(problem)
     if runner == "replay" and cfg.webhook.url and dead_letters is None:
         raise fail("webhook.url is set: give --dead-letters to keep the alerts it cannot deliver")
+
+
+def model_option(cfg, model: Path):  # type: ignore[no-untyped-def]
+    """`--model DIR|FILE`: the config with that model; a missing path is one line."""
+    import dataclasses
+
+    if not model.exists():
+        raise fail(f"--model {model} does not exist")
+    if model.is_dir() and not (model / "classifier.onnx").is_file():
+        raise fail(f"--model {model}: no classifier.onnx in that directory")
+    return dataclasses.replace(cfg, model_path=str(model))

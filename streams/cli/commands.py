@@ -101,11 +101,17 @@ def replay(
         Path | None,
         typer.Option(help="Control records (JSON Lines, each with `at`) applied at event time"),
     ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model directory (`vigil train --out`) or .onnx file to score with"),
+    ] = None,
 ) -> None:
     """Process events in event-time order (as fast as possible unless paced); print a summary."""
     from streams.replay.pacing import Pacer, PacingError
 
     cfg = load_cli_config(config)
+    if model is not None:
+        cfg = checks.model_option(cfg, model)
     if hold and metrics_port is None:
         raise fail("--hold needs --metrics-port")
     checks.input_file(path)
@@ -131,13 +137,13 @@ def replay(
     shadow = None
     if shadow_model:
         from streams.cli.models_cmd import resolve_model, shadow_of
+
+        shadow = shadow_of(cfg, resolve_model(shadow_model, url, "--shadow-model")[0])
     if reset and (state is None or not state.exists()):
         raise fail("--reset needs --state naming a saved state")
     for name in reset or []:
         if name not in detectors:
             raise fail(f"--reset {name}: not a detector of this run ({', '.join(detectors)})")
-
-        shadow = shadow_of(cfg, resolve_model(shadow_model, url, "--shadow-model")[0])
 
     from streams.engine.metrics import Metrics
     from streams.replay.runner import ReplayJob, run_replay
@@ -230,16 +236,65 @@ def replay(
 
 def train(
     out: Annotated[
-        Path | None, typer.Option(help="Artifact directory (default: the shipped one)")
+        Path | None, typer.Option(help="Model directory to write (required; may not be omitted)")
     ] = None,
+    events: Annotated[
+        list[Path] | None,
+        typer.Option("--events", help="Events the verdicts were made on (repeat for several)"),
+    ] = None,
+    verdicts: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--verdicts", help="Console verdicts: labels .jsonl or the labels .csv export"
+        ),
+    ] = None,
+    base: Annotated[
+        Path | None, typer.Option(help="Parent model directory or .onnx (default: the shipped one)")
+    ] = None,
+    weak_negatives: Annotated[
+        bool, typer.Option(help="Count unjudged alerting windows as false positives")
+    ] = False,
     accounts: Annotated[int, typer.Option(min=200)] = 2000,
     hours: Annotated[float, typer.Option(min=6)] = 24.0,
+    config: ConfigOpt = None,
 ) -> None:
-    """Build the default classifier from generated data, export it to ONNX, write its card."""
-    from models.train import ARTIFACTS, TrainConfig
-    from models.train import train as run
+    """Train a model: from analysts' verdicts (--events, --verdicts) or, without them, the
+    default classifier from generated data (rebuild the shipped one with --out models/artifacts)."""
+    if out is None:
+        raise fail("--out is required (to rebuild the shipped model, pass --out models/artifacts)")
+    checks.output_dir(out, "--out")
+    if bool(events) != bool(verdicts):
+        raise fail("--events and --verdicts go together: the verdicts' windows are in the events")
+    if not events:
+        from models.train import TrainConfig
+        from models.train import train as run
 
-    run(TrainConfig(accounts=accounts, hours=hours), out or ARTIFACTS, log=typer.echo)
+        run(TrainConfig(accounts=accounts, hours=hours), out, log=typer.echo)
+        return
+    for p in events:
+        checks.input_file(str(p))
+    for p in verdicts or []:
+        if not p.is_file():
+            raise fail(f"--verdicts {p} does not exist")
+    if base is not None and not base.exists():
+        raise fail(f"--base {base} does not exist")
+    cfg = load_cli_config(config)
+    from models.verdict_train import train_from_verdicts
+    from models.verdicts import VerdictError
+    from streams.engine.engine import ModelError
+
+    try:
+        train_from_verdicts(
+            list(events),
+            list(verdicts or []),
+            out,
+            cfg,
+            base,
+            weak_negatives=weak_negatives,
+            log=typer.echo,
+        )
+    except (VerdictError, ModelError, ValueError) as exc:
+        raise fail(str(exc)) from None
 
 
 def eval_scenarios(
@@ -295,9 +350,41 @@ def eval_cross_source(
         out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
 
 
+def eval_verdict_loop(
+    events: Annotated[Path, typer.Option(help="Labelled events (.jsonl or .jsonl.gz)")],
+    truth: Annotated[Path, typer.Option(help="truth.json of a corpus, or a generator labels.json")],
+    out: Annotated[Path, typer.Option(help="Directory for verdicts, model and loop.json")],
+    hours: Annotated[float, typer.Option(min=1, help="Hours judged before retraining")] = 18.0,
+    reject: Annotated[
+        list[str] | None,
+        typer.Option(help="Alert category the analysts call false alarms (a policy stress test)"),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Alerts of the first HOURS judged from truth, a model trained on those verdicts, both
+    models scored on the hours after."""
+    import orjson
+
+    from models.verdict_loop import run_loop
+    from streams.engine.engine import ModelError
+
+    for p in (events, truth):
+        if not p.is_file():
+            raise fail(f"{p} does not exist")
+    checks.output_dir(out, "--out")
+    cfg = load_cli_config(config)
+    try:
+        run_loop(events, truth, hours, out, cfg, typer.echo, frozenset(reject or ()))
+    except (KeyError, orjson.JSONDecodeError) as exc:
+        raise fail(f"{truth}: not a truth file this command reads ({exc!r})") from None
+    except (ModelError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     app.command()(generate)
     app.command()(replay)
     app.command()(train)
     eval_app.command("scenarios")(eval_scenarios)
     eval_app.command("cross-source")(eval_cross_source)
+    eval_app.command("verdict-loop")(eval_verdict_loop)

@@ -14,6 +14,7 @@ from hashlib import blake2b
 import numpy as np
 
 from detectors.base import Detector
+from detectors.gate import GATE_NAME
 from streams.core.alerts import SEVERITIES, Alert, DetectorScore, Reason, rfc3339
 from streams.core.batch import FeatureBatch
 from streams.core.config import FusionConfig
@@ -44,7 +45,7 @@ def fuse(
     snoozed: dict[tuple[str, str], float] | None = None,
 ) -> FusionResult:
     n = len(batch)
-    suppressed = {"cooldown": 0, "snooze": 0, "no_reason": 0}
+    suppressed = {"cooldown": 0, "snooze": 0, "no_reason": 0, GATE_NAME: 0}
     if snoozed:
         scores = {k: v.copy() for k, v in scores.items()}
         for i, acct in enumerate(batch.account_ids.tolist()):
@@ -58,7 +59,19 @@ def fuse(
     alerts: list[Alert] = []
     # Candidates at the lowest threshold of any category; each is held to its own
     # category's threshold once explained (fusion.thresholds).
-    for i in np.flatnonzero(fused >= cfg.floor()).tolist():
+    rows = np.flatnonzero(fused >= cfg.floor())
+    gate_p: dict[int, float] = {}
+    gate = getattr(detectors.get("classifier"), "gate", None)
+    if gate is not None and len(rows):
+        # A model trained on verdicts may veto what looks like the false alarms analysts
+        # marked; what it lets through carries its probability, so the check is visible.
+        judged = gate.judge(batch, scores, rows)
+        if judged is not None:
+            p, keep = judged
+            suppressed[GATE_NAME] += int((~keep).sum())
+            gate_p = dict(zip(rows[keep].tolist(), p[keep].tolist(), strict=True))
+            rows = rows[keep]
+    for i in rows.tolist():
         account = int(batch.accounts[i])
         ts = float(batch.window_end[i])
         det_scores = {k: float(v[i]) for k, v in scores.items()}
@@ -93,7 +106,8 @@ def fuse(
                 detectors=[
                     DetectorScore(k, round(v, 4))
                     for k, v in sorted(det_scores.items(), key=lambda kv: -kv[1])
-                ],
+                ]
+                + ([DetectorScore(GATE_NAME, round(gate_p[i], 4))] if i in gate_p else []),
                 reasons=reasons,
                 window={"start": rfc3339(batch.window_start[i]), "end": rfc3339(ts)},
                 model_version=model_version,
