@@ -93,6 +93,34 @@ def build() -> dict:
             width=24,
             height=5,
         ),
+        timeseries(
+            "Alert volume per model and config version",
+            "Alerts per minute by the model and config version that produced them. After a "
+            "promotion or a config change the old series gives way to the new one; a version "
+            "that alerts far more or less than the one before is the first thing to check.",
+            [
+                target(
+                    "sum by (model_version, config_version) "
+                    f"({rate('vigil_alerts_by_version_total')}) * 60",
+                    "{{model_version}} / {{config_version}}",
+                )
+            ],
+            "short",
+            stacked=True,
+        ),
+        timeseries(
+            "Shadow agreement",
+            "With a shadow model running beside the champion: accounts alerted per minute by "
+            "both, by the champion only and by the shadow only. Shadow alerts never reach the "
+            "queue or a pager; promote the shadow when its own alerts hold up.",
+            [
+                target(
+                    f"sum by (agreement) ({rate('vigil_shadow_alerted_accounts_total')}) * 60",
+                    "{{agreement}}",
+                )
+            ],
+            "short",
+        ),
         stat(
             "Classifier model loaded",
             "Workers whose classifier model failed to load count here as failed.",

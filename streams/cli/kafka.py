@@ -40,6 +40,13 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             typer.Option(min=0.0, help="Seconds between sends of each account's latest snapshot"),
         ] = None,
         loglevel: Annotated[str | None, typer.Option()] = None,
+        shadow_model: Annotated[
+            str | None,
+            typer.Option(
+                help="Run this challenger (a model directory) beside the model; its alerts go "
+                "to kafka.shadow_alerts_topic only"
+            ),
+        ] = None,
         without_classifier: Annotated[
             bool,
             typer.Option(
@@ -64,12 +71,20 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             "emit_snapshots": snapshots,
             "snapshot_interval_s": snapshot_interval,
             "loglevel": loglevel,
+            "shadow_model": shadow_model,
         }
         settings = dataclasses.replace(
             cfg.worker,
             **{k: v for k, v in flags.items() if v is not None},
             classifier=cfg.worker.classifier and not without_classifier,
         )
+        if settings.shadow_model:
+            from models.verify import ONNX, model_dir
+            from streams.cli.models_cmd import shadow_of
+
+            shadow_of(cfg, settings.shadow_model)  # a shadow that cannot load stops it here
+            onnx = str(model_dir(settings.shadow_model) / ONNX)
+            settings = dataclasses.replace(settings, shadow_model=onnx)
         from models.verify import check_model
 
         try:

@@ -138,6 +138,8 @@ class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     input_topic: str = "api-usage"
     alerts_topic: str = "vigil-alerts"
+    # A shadow model's alerts (`[worker] shadow_model`): never the alert topic or a pager.
+    shadow_alerts_topic: str = "vigil-shadow-alerts"
     dead_letter_topic: str = "vigil-dead-letters"
     snapshots_topic: str = "vigil-account-snapshots"
     labels_topic: str = "vigil-labels"
@@ -218,6 +220,7 @@ class WorkerSettings:
     """`[worker]`: how one `vigil worker` process runs; its command-line flags override."""
 
     data_dir: Path = Path("data/worker")  # RocksDB table stores
+    shadow_model: str = ""  # a challenger beside the model; its alerts go to their own topic
     web_port: int = 6066  # /metrics and /health
     web_host: str = "127.0.0.1"
     checkpoint_interval_s: float = 5.0

@@ -42,7 +42,12 @@ from streams.engine.budget import (
     report,
     slots_to_evict,
 )
-from streams.engine.metric_labels import NO_DETECTOR, zero_init_scores
+from streams.engine.metric_labels import (
+    NO_DETECTOR,
+    count_agreement,
+    count_versions,
+    zero_init_scores,
+)
 from streams.engine.metrics import Metrics
 from streams.engine.snapshots import WindowSnapshots
 from streams.features.campaign import SIGNALS, CampaignState
@@ -192,6 +197,7 @@ class Engine:
             {k: str(getattr(d, "version", "")) for k, d in self.detectors.items()}
         )
         self.metrics.config_info.info({"config_version": self.config_version})
+        self.metrics.alerts_by_version.labels(self.model_version, self.config_version)
 
     def swap(self, config: VigilConfig, classifier: Detector | None = None) -> None:
         """Switch to another fusion and rules config and, if given, another classifier,
@@ -403,6 +409,7 @@ class Engine:
         for a in alerts:
             top = a.detectors[0].name if a.detectors else NO_DETECTOR
             self.metrics.alerts.labels(a.severity, a.category, top).inc()
+        count_versions(self.metrics, alerts)
         self.metrics.events_processed.inc(len(ev))
         self.metrics.windows_closed.inc(len(batch))
         self.metrics.watermark.set(end)
@@ -418,6 +425,8 @@ class Engine:
             if self.shadow is not None
             else []
         )
+        if self.shadow is not None:
+            count_agreement(self.metrics, alerts, shadowed)
         if shadowed:
             shadowed = [
                 dataclasses.replace(a, config_version=self.config_version) for a in shadowed

@@ -112,9 +112,21 @@ class Metrics:
             ["severity", "category", "detector"],
             registry=r,
         )
+        self.alerts_by_version = Counter(
+            "vigil_alerts_by_version",
+            "Alerts emitted, by the model and config version that produced them",
+            ["model_version", "config_version"],
+            registry=r,
+        )
+        self.shadow_accounts = Counter(
+            "vigil_shadow_alerted_accounts",
+            "Accounts alerted in a window by the champion, the shadow model or both",
+            ["agreement"],
+            registry=r,
+        )
         self.alerts_suppressed = Counter(
             "vigil_alerts_suppressed",
-            "Alerts held back by cooldown or snooze",
+            "Alerts held back by cooldown, snooze, a missing reason or the verdict gate",
             ["cause"],
             registry=r,
         )

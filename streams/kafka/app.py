@@ -110,12 +110,16 @@ def build_worker(
     ctl = start_control(config, metrics, settings.classifier, check_model) if control else None
     if make_engine is None:
         from streams.engine.engine import Engine, build_detectors
+        from streams.engine.shadow import build_shadow
 
         def make_engine() -> Any:
+            # Each engine has its own shadow: its cooldowns follow that engine's accounts.
+            shadow = build_shadow(config, settings.shadow_model) if settings.shadow_model else None
             if ctl is not None:  # the latest promotion, config and snoozes
                 return Engine(
                     metrics=metrics,
                     emit_snapshots=settings.emit_snapshots,
+                    shadow=shadow,
                     **ctl.engine_kwargs(settings.classifier),
                 )
             return Engine(
@@ -123,6 +127,7 @@ def build_worker(
                 metrics=metrics,
                 detectors=build_detectors(config, classifier=settings.classifier),
                 emit_snapshots=settings.emit_snapshots,
+                shadow=shadow,
             )
 
     app = VigilApp(
@@ -156,6 +161,7 @@ def build_worker(
         dead_letters=kc.dead_letter_topic,
         snapshots=kc.snapshots_topic,
         audit=settings.audit_topic,
+        shadow_alerts=kc.shadow_alerts_topic if settings.shadow_model else "",
     )
     table = app.Table(
         settings.state_table,

@@ -60,6 +60,7 @@ class Topics:
     dead_letters: str
     snapshots: str
     audit: str = ""
+    shadow_alerts: str = ""
 
 
 class Processor:
@@ -193,6 +194,8 @@ class Processor:
     async def _emit(self, out: Any, tp: TP) -> None:
         for alert in out.alerts:
             await self._send(self.topics.alerts, alert.account_id.encode(), alert.to_json())
+        for alert in out.shadow_alerts:  # only with a shadow model, never on the alert topic
+            await self._send(self.topics.shadow_alerts, alert.account_id.encode(), alert.to_json())
         for sink in self.sinks:
             sink.write(out)
         for dl in out.dead_letters:

@@ -29,6 +29,8 @@ def topic_specs(cfg: KafkaConfig, settings: WorkerSettings) -> list[TopicSpec]:
     # Every worker reads both whole; the latest record per key is the state (control.py).
     compact = (("cleanup.policy", "compact"),)
     specs += [TopicSpec(cfg.control_topic, 1, compact), TopicSpec(cfg.snoozes_topic, 1, compact)]
+    if settings.shadow_model:
+        specs.append(TopicSpec(cfg.shadow_alerts_topic, n))
     if settings.audit_topic:
         specs.append(TopicSpec(settings.audit_topic, 1))
     return specs

@@ -229,6 +229,7 @@ dead_letter_topic = "{p}-dead"
 snapshots_topic = "{p}-snapshots"
 snoozes_topic = "{p}-snoozes"
 control_topic = "{p}-control"
+shadow_alerts_topic = "{p}-shadow"
 group_id = "{p}-vigil"
 partitions = {partitions}
 """
@@ -250,6 +251,7 @@ partitions = {partitions}
             "snapshots": k.snapshots_topic,
             "snoozes": k.snoozes_topic,
             "control": k.control_topic,
+            "shadow": k.shadow_alerts_topic,
             "audit": f"{self.prefix}-audit",
         }[kind]
 
@@ -261,7 +263,12 @@ partitions = {partitions}
         ensure_topics(self.config.kafka, topic_specs(self.config.kafka, s))
 
     def start_worker(
-        self, name: str, audit: bool = False, env: dict[str, str] | None = None, ready: bool = True
+        self,
+        name: str,
+        audit: bool = False,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        extra_args: list[str] | None = None,
     ) -> WorkerProc:
         import sys
         import time
@@ -288,6 +295,7 @@ partitions = {partitions}
         ]
         if audit:
             cmd += ["--audit-topic", self.topic("audit")]
+        cmd += extra_args or []
         proc = subprocess.Popen(
             cmd,
             cwd=REPO,

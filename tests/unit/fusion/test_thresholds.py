@@ -32,9 +32,11 @@ def test_naming_every_category_at_the_global_threshold_changes_nothing(
     small_corpus, default_alerts
 ) -> None:
     same = FusionConfig(thresholds=dict.fromkeys(CATEGORIES, 0.5))
-    assert [a.to_dict() for a in _alerts(small_corpus[0], same)] == [
-        a.to_dict() for a in default_alerts
-    ]
+
+    def body(a: Alert) -> dict:  # the config's version differs: it names the thresholds
+        return {k: v for k, v in a.to_dict().items() if k != "config_version"}
+
+    assert [body(a) for a in _alerts(small_corpus[0], same)] == [body(a) for a in default_alerts]
 
 
 def test_a_category_held_to_a_higher_threshold_alerts_less(small_corpus, default_alerts) -> None:

@@ -195,7 +195,7 @@ class FakeEngine:
     def process_lines(self, lines: list[bytes]) -> Any:
         self.lines += lines
         self.fresh += lines
-        return SimpleNamespace(alerts=[], dead_letters=[], snapshots=[])
+        return SimpleNamespace(alerts=[], dead_letters=[], snapshots=[], shadow_alerts=[])
 
     def take_journal(self) -> tuple[list[bytes], float]:
         fresh, self.fresh = self.fresh, []
@@ -359,7 +359,7 @@ def test_a_failing_snapshot_build_is_counted_and_detection_goes_on(monkeypatch):
         # Holding a window that cannot be read is counted too, and the batch still counts.
         monkeypatch.setattr(
             FakeEngine, "process_lines",
-            lambda self, lines: SimpleNamespace(alerts=[], dead_letters=[], snapshots=[None]),
+            lambda self, lines: SimpleNamespace(alerts=[], dead_letters=[], snapshots=[None], shadow_alerts=[]),
         )  # fmt: skip
         await proc.on_batch(TP(IN, 0), _records(2))
         assert failures() == 2 and proc.consumed == 3
