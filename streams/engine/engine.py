@@ -11,23 +11,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from detectors.base import Detector
-from detectors.baseline import BaselineDetector
-from detectors.campaign import CampaignDetector
-from detectors.population import PopulationDetector
 from detectors.rules import RulesDetector
-from detectors.takeover import TakeoverDetector
-from streams.contract.codes import CODES_VERSION, use_key
-from streams.contract.events import DeadLetter, EventBatch, decode_lines, empty_batch
+from streams.contract.codes import use_key
+from streams.contract.events import DeadLetter, EventBatch, decode_lines
 from streams.contract.seen import IdSet, add_new
-from streams.core.alerts import Alert, rfc3339
+from streams.core.alerts import rfc3339
 from streams.core.batch import fill_nan
-from streams.core.config import ConfigError, VigilConfig
+from streams.core.config import VigilConfig
 from streams.core.config_version import config_version
 from streams.engine.alert_latency import AlertLatency, window_ends
 from streams.engine.budget import (
@@ -42,6 +37,7 @@ from streams.engine.budget import (
     report,
     slots_to_evict,
 )
+from streams.engine.build import ModelError, Output, build_detectors
 from streams.engine.metric_labels import (
     NO_DETECTOR,
     count_agreement,
@@ -50,75 +46,20 @@ from streams.engine.metric_labels import (
 )
 from streams.engine.metrics import Metrics
 from streams.engine.snapshots import WindowSnapshots
+from streams.engine.state_io import EngineState
 from streams.features.campaign import SIGNALS, CampaignState
 from streams.features.state import AccountTable
-from streams.features.window import FEATURES, window_features
+from streams.features.window import window_features
 from streams.fusion.cooldowns import Cooldowns
 from streams.fusion.fuse import fuse
 
+__all__ = ["Engine", "ModelError", "Output", "build_detectors"]  # where callers import them
+
 log = logging.getLogger("vigil.engine")
-# 2: fusion keeps its cooldowns, detectors key their state by account code.
-STATE_FORMAT = 2
 SnoozeSource = Any  # callable(now_epoch) -> {(account_id, detector): until_epoch}
 
 
-@dataclass
-class Output:
-    alerts: list[Alert] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    snapshots: list[WindowSnapshots] = field(default_factory=list)
-    # A challenger's alerts (streams/engine/shadow.py): only a shadow alert file reads them.
-    shadow_alerts: list[Alert] = field(default_factory=list)
-
-    def extend(self, other: Output) -> None:
-        self.alerts += other.alerts
-        self.dead_letters += other.dead_letters
-        self.snapshots += other.snapshots
-        self.shadow_alerts += other.shadow_alerts
-
-
-class ModelError(RuntimeError):
-    """The classifier's model cannot be loaded; the message names the model and why."""
-
-
-def build_detectors(cfg: VigilConfig, classifier: bool = True) -> dict[str, Detector]:
-    """Every detector the config asks for, with its `[detectors.NAME]` parameters. A
-    classifier that cannot be loaded raises ModelError: running silently without it would
-    hide the failure."""
-    d = cfg.detectors
-    try:
-        dets: dict[str, Detector] = {
-            "rules": RulesDetector(cfg.rules),
-            "baseline": BaselineDetector(
-                series_params=dict(d.baseline.series),
-                avg_alpha=d.baseline.avg_alpha,
-                noise_floor=d.baseline.noise_floor,
-            ),
-            "population": PopulationDetector(**dataclasses.asdict(d.population)),
-            "campaign": CampaignDetector(
-                **dataclasses.asdict(d.campaign),
-                free_daily_tokens=cfg.platform.free_daily_tokens,
-            ),
-            "takeover": TakeoverDetector(**dataclasses.asdict(d.takeover)),
-        }
-    except (TypeError, ValueError) as exc:  # e.g. a series parameter the detector lacks
-        raise ConfigError(f"detectors: {exc}") from None
-    if classifier and d.classifier.enabled:
-        from detectors.classifier import ClassifierDetector
-
-        try:
-            dets["classifier"] = ClassifierDetector(
-                cfg.model_path,
-                intra_op_threads=d.classifier.intra_op_threads,
-                calibrated=cfg.fusion.classifier_calibrated,
-            )
-        except Exception as exc:
-            where = cfg.model_path or "the shipped default"
-            raise ModelError(f"classifier model {where} cannot be loaded: {exc}") from None
-    return dets
-
-
-class Engine:
+class Engine(EngineState):
     def __init__(
         self,
         config: VigilConfig | None = None,
@@ -478,88 +419,3 @@ class Engine:
             self._forget(gone)
             self.budget_evicted += len(freed)
             self.metrics.budget_evicted.inc(len(freed))
-
-    # ---- state -------------------------------------------------------------------------
-    def take_journal(self) -> tuple[list[bytes], float]:
-        """Raw lines of the events buffered since the last call that are still open.
-
-        With `state_dict(pending=False)` and `restore_pending`, a checkpoint stores each
-        buffered event once instead of every open event at every checkpoint: a live stream
-        keeps minutes of events in open windows, and re-encoding them every few seconds
-        would cost more than processing them.
-        """
-        journal, self._journal = self._journal, []
-        out: list[bytes] = []
-        newest = -np.inf
-        for raw, ts in journal:
-            # Events of windows closed since are in the state already.
-            still_open = ts >= self.closed_until
-            out += raw[still_open].tolist()
-            if still_open.any():
-                newest = max(newest, float(ts[still_open].max()))
-        return out, newest
-
-    def restore_pending(self, lines: list[bytes]) -> None:
-        """Buffers again the open events among `lines` (journals since the checkpoint's
-        oldest open event), after `load_state_dict(...)` of a state without them."""
-        if not lines:
-            return
-        e = self.cfg.engine
-        batch, _ = decode_lines(lines, np.inf, e.max_future_s, e.max_line_bytes)
-        batch = batch.take(np.flatnonzero(batch.ts >= self.closed_until))
-        self.pending = [EventBatch.concat([*self.pending, batch])] if len(batch) else self.pending
-        self._open_bytes = batch_bytes(self.pending[0]) if self.pending else 0
-
-    def state_dict(self, pending: bool = True) -> dict[str, Any]:
-        return {
-            "format": STATE_FORMAT,
-            "features": FEATURES,
-            "codes": CODES_VERSION,
-            "hash_key": self.key_fingerprint,
-            "table": self.table.state_dict(),
-            "campaign": self.campaign.state_dict(),
-            "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
-            "fusion": self.cooldowns.state_dict(),
-            "pending": (
-                EventBatch.concat(self.pending) if self.pending and pending else empty_batch()
-            ),
-            "max_ts": self.max_ts,
-            "closed_until": self.closed_until,
-            "seen_ids": tuple(ids.ids() for ids in self._seen_ids),
-            "seen_gen_end": self._seen_gen_end,
-            "windows_closed": self._windows_closed,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(
-                f"checkpoint has state format {state.get('format', 1)}, this build reads "
-                f"{STATE_FORMAT}: start from an empty state or replay the history again"
-            )
-        if tuple(state["features"]) != FEATURES:
-            raise ValueError("checkpoint was written with a different feature set")
-        if state.get("codes") != CODES_VERSION:
-            raise ValueError("checkpoint was written with a different string coding")
-        if state.get("hash_key") != self.key_fingerprint:
-            raise ValueError(
-                f"checkpoint was written under another hash key (fingerprint "
-                f"{state.get('hash_key')}, this engine {self.key_fingerprint}): "
-                "set engine.hash_key / VIGIL_HASH_KEY to the key it was written with"
-            )
-        self.table.load_state_dict(state["table"])
-        self.campaign.load_state_dict(state["campaign"])
-        for k, d in self.detectors.items():
-            if k in state["detectors"]:
-                d.load_state_dict(state["detectors"][k])
-        self.cooldowns.load_state_dict(state["fusion"])
-        pending = state["pending"]
-        self.pending = [pending] if len(pending) else []
-        self._open_bytes = batch_bytes(pending) if len(pending) else 0
-        if self.journal_pending and len(pending):
-            self._journal.append((pending.raw, pending.ts))  # a state that carried them
-        self.max_ts = state["max_ts"]
-        self.closed_until = state["closed_until"]
-        cur, prev = state["seen_ids"]
-        self._seen_ids = (IdSet(cur), IdSet(prev))
-        self._seen_gen_end = state["seen_gen_end"]
-        self._windows_closed = state["windows_closed"]
