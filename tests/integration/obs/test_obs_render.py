@@ -29,6 +29,7 @@ STEADY = {
     "Evicted accounts per second": "accounts are evicted after 3 idle days",
     "Alerts within the latency objective": "every alert is on time when paced: 100%",
     "Workers and rebalances": "both targets stay up; rebalances are Kafka's",
+    "Shadow agreement": "the paced replay runs no shadow model: 0 throughout",
 }
 
 
