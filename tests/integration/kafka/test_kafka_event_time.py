@@ -13,13 +13,13 @@ import gzip
 import subprocess
 import time
 from datetime import datetime
-from pathlib import Path
 
 import orjson
 import pytest
 
 from tests.integration.kafka.test_kafka_kcat import _kcat
-from tests.plugins.kafka import REPO, T0, KafkaEnv, account_in_partition, event
+from tests.integration.kafka.test_kafka_parity import _vigil
+from tests.plugins.kafka import T0, KafkaEnv, account_in_partition, event
 
 PARTITIONS = 8
 # Categories an account earns by its own events. Campaign and population evidence is
@@ -30,18 +30,6 @@ PRODUCERS = {
     "kcat-murmur2": ["-K", "\t", "-X", "partitioner=murmur2_random"],
     "kcat-unkeyed": [],
 }
-
-
-def _vigil(*args: str) -> None:
-    import sys
-
-    subprocess.run(
-        [str(Path(sys.executable).parent / "vigil"), *args],
-        cwd=REPO,
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
 
 
 def _ts(line: bytes) -> float | None:
