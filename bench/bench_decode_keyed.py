@@ -12,7 +12,6 @@ time says more about its neighbours than about the code.
 from __future__ import annotations
 
 import argparse
-import gzip
 import importlib.machinery
 import importlib.util
 import statistics
@@ -26,10 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import corpus_batches  # noqa: E402
 from streams.contract import _decode  # noqa: E402
 from streams.contract.events import decode_lines  # noqa: E402
-from streams.replay.reader import BATCH_LINES  # noqa: E402
-from synth.generate import generated  # noqa: E402
 
 
 def build_at(rev: str, out: Path):
@@ -64,9 +62,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", type=Path, default=Path("data/bench"))
     args = ap.parse_args()
-    events, _ = generated(args.data, args.accounts, args.hours, seed=4242)
-    lines = [ln for ln in gzip.decompress(events.read_bytes()).split(b"\n") if ln]
-    batches = [lines[i : i + BATCH_LINES] for i in range(0, len(lines), BATCH_LINES)]
+    lines, batches = corpus_batches(args.data, args.accounts, args.hours)
     n = len(lines)
     with tempfile.TemporaryDirectory() as tmp:
         old = build_at(args.rev, Path(tmp))

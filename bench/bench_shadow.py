@@ -10,7 +10,6 @@ plain, ...) so both see the same machine load; medians of wall and CPU time side
 from __future__ import annotations
 
 import argparse
-import gzip
 import statistics
 import sys
 import time
@@ -18,12 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import corpus_batches  # noqa: E402
 from detectors.classifier import DEFAULT_MODEL  # noqa: E402
 from streams.core.config import VigilConfig  # noqa: E402
 from streams.engine.engine import Engine  # noqa: E402
 from streams.engine.shadow import build_shadow  # noqa: E402
-from streams.replay.reader import BATCH_LINES  # noqa: E402
-from synth.generate import generated  # noqa: E402
 
 
 def main() -> None:
@@ -33,9 +31,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=Path("data/bench"))
     args = ap.parse_args()
-    events, _ = generated(args.data, args.accounts, args.hours, seed=4242)
-    lines = [ln for ln in gzip.decompress(events.read_bytes()).split(b"\n") if ln]
-    batches = [lines[i : i + BATCH_LINES] for i in range(0, len(lines), BATCH_LINES)]
+    lines, batches = corpus_batches(args.data, args.accounts, args.hours)
     cfg = VigilConfig()
 
     def run(shadow: bool) -> tuple[float, float, int]:
