@@ -23,6 +23,8 @@ from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
 from streams.kafka.stale_state import discard_stale_state
+from streams.kafka.transactions import EXACTLY_ONCE, Transactions, table_store
+from streams.kafka.transactions import prepare as prepare_transactions
 from streams.kafka.watermarks import EventTime
 from streams.runtime.kafka_client import broker_url, faust_credentials
 from streams.runtime.process import tune_gc, tune_threads
@@ -134,7 +136,7 @@ def build_worker(
         kc.group_id,
         broker=broker_url(kc),
         broker_credentials=faust_credentials(kc),
-        store="rocksdb://",
+        store=table_store(kc.processing_guarantee),
         datadir=str(ensure_data_dir(settings.data_dir)),
         key_serializer="raw",
         value_serializer="raw",
@@ -154,6 +156,8 @@ def build_worker(
         web_bind=settings.web_host,
         web_host=settings.web_host,
     )
+    if kc.processing_guarantee == EXACTLY_ONCE:
+        prepare_transactions(app)
     topics = Topics(
         input=kc.input_topic,
         repartition=settings.repartition_topic(kc),
@@ -170,7 +174,8 @@ def build_worker(
         key_type=bytes,
         value_type=bytes,
     )
-    discard_stale_state(table, kc, kc.partitions, wm.state_discarded)
+    if kc.processing_guarantee != EXACTLY_ONCE:  # in memory then: nothing local to go stale
+        discard_stale_state(table, kc, kc.partitions, wm.state_discarded)
     source = app.topic(
         topics.input,
         topics.repartition,
@@ -208,6 +213,9 @@ def build_worker(
             config.engine.max_future_s,
         ),
         sinks=alert_sinks(config, metrics, held),
+        transactions=(
+            Transactions(app, topics.input) if kc.processing_guarantee == EXACTLY_ONCE else None
+        ),
     )
     app.processor = processor
     app.held_dead_letters = held
@@ -255,7 +263,8 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
             await processor.tick()  # marks left to send; idle sources let windows close
         # Quiet topics still get their state and offsets saved.
         idle = now - processor.last_checkpoint >= s.checkpoint_interval_s
-        if not recovering and idle and any(p.dirty for p in processor.parts.values()):
+        pending = processor.touched or any(p.dirty for p in processor.parts.values())
+        if not recovering and idle and pending:
             await processor.checkpoint()
 
     def inputs() -> HealthInputs:

@@ -33,6 +33,7 @@ from streams.engine.snapshots import LatestSnapshots
 from streams.kafka import checkpoint
 from streams.kafka.fetch import Block
 from streams.kafka.routing import Forward, Router
+from streams.kafka.transactions import Transactions, fallback_partition
 from streams.kafka.watermarks import EventTime, split_marks
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Processor:
         snapshot_interval_s: float = 0.0,
         event_time: EventTime | None = None,
         sinks: list | None = None,
+        transactions: Transactions | None = None,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -108,6 +110,10 @@ class Processor:
         # checkpoint after `snapshot_interval`.
         self.snapshots = LatestSnapshots()
         self.encoder = ThreadPoolExecutor(2, thread_name_prefix="vigil-checkpoint")
+        # exactly_once: the transactions outputs join, and the partitions whose open
+        # transaction holds outputs since the last checkpoint.
+        self.txn = transactions
+        self.touched: set[int] = set()
 
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: Block) -> None:
@@ -132,7 +138,7 @@ class Processor:
                 local, marks = kept, []
                 if self.router is not None and tp.topic == self.topics.input:
                     local, foreign = self.router.split(kept, tp.partition)
-                    await self._forward(foreign)
+                    await self._forward(foreign, tp.partition)
                 elif self.event_time is not None:
                     local, marks = split_marks(kept)
                 if local:
@@ -185,17 +191,39 @@ class Processor:
 
     # -- outputs ---------------------------------------------------------------------
     async def _send(
-        self, topic: str, key: bytes | None, value: bytes, headers=None, partition=None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers=None,
+        partition=None,
+        source: int | None = None,
     ):
-        # Enqueue only; delivery is awaited at checkpoint time, not per record.
-        fut = await self.app.producer.send(topic, key, value, partition, None, headers)
+        """Enqueue only; delivery is awaited at checkpoint time, not per record. `source`
+        is the input partition the output comes from: its transaction under exactly_once."""
+        if self.txn is None:
+            fut = await self.app.producer.send(topic, key, value, partition, None, headers)
+        else:
+            if source is None or source not in self.parts:
+                source = fallback_partition(p for p in self.parts if p in self.assigned)
+            tid = self.txn.id_for(source) if source is not None else None
+            fut = await self.app.producer.send(
+                topic, key, value, partition, None, headers, transactional_id=tid
+            )
+            if source is not None:
+                self.touched.add(source)
         self.pending.append(fut)
 
     async def _emit(self, out: Any, tp: TP) -> None:
+        p = tp.partition
         for alert in out.alerts:
-            await self._send(self.topics.alerts, alert.account_id.encode(), alert.to_json())
+            await self._send(
+                self.topics.alerts, alert.account_id.encode(), alert.to_json(), source=p
+            )
         for alert in out.shadow_alerts:  # only with a shadow model, never on the alert topic
-            await self._send(self.topics.shadow_alerts, alert.account_id.encode(), alert.to_json())
+            await self._send(
+                self.topics.shadow_alerts, alert.account_id.encode(), alert.to_json(), source=p
+            )
         for sink in self.sinks:
             sink.write(out)
         for dl in out.dead_letters:
@@ -222,7 +250,9 @@ class Processor:
         if truncated:
             headers.append(("vigil-truncated", b"1"))
         headers += extra or []
-        await self._send(self.topics.dead_letters, None, raw[: self.dl_max], headers)
+        await self._send(
+            self.topics.dead_letters, None, raw[: self.dl_max], headers, source=tp.partition
+        )
 
     async def _corrupt(self, bad: Any, tp: TP) -> None:
         """A record batch that could not be read: its bytes go to the dead-letter topic
@@ -240,12 +270,14 @@ class Processor:
             bad.raw, CORRUPT_REASON, detail, tp, [("vigil-source-offset", b"%d" % bad.offset)]
         )
 
-    async def _forward(self, foreign: list[Forward]) -> None:
+    async def _forward(self, foreign: list[Forward], source: int) -> None:
         if not foreign:
             return
         owner = self.router.owner  # type: ignore[union-attr]
         for account, value, headers in foreign:
-            await self._send(self.topics.repartition, account, value, list(headers), owner(account))
+            await self._send(
+                self.topics.repartition, account, value, list(headers), owner(account), source
+            )
         self.wm.events_repartitioned.inc(len(foreign))
 
     async def _advance_time(self, part: PartitionState, tp: TP, kept: Block, marks: list) -> None:
@@ -262,7 +294,7 @@ class Processor:
     async def _send_marks(self, part: PartitionState, now: float, force: bool) -> None:
         mark = part.clocks.marks.get(part.partition, float("-inf"))
         for dest, headers in self.event_time.marks_due(part.partition, mark, now, force):  # type: ignore[union-attr]
-            await self._send(self.topics.repartition, None, b"", headers, dest)
+            await self._send(self.topics.repartition, None, b"", headers, dest, part.partition)
 
     async def tick(self) -> None:
         """The worker's timer: marks left unsent, and windows that idle sources held open."""
@@ -283,7 +315,7 @@ class Processor:
         if not self.topics.audit:
             return
         body = {"topic": tp.topic, "partition": tp.partition, "offsets": records.offsets}
-        await self._send(self.topics.audit, None, orjson.dumps(body))
+        await self._send(self.topics.audit, None, orjson.dumps(body), source=tp.partition)
 
     def _update_lag(self, tp: TP, position: int) -> None:
         high = self.app.consumer.highwater(tp)
@@ -333,7 +365,7 @@ class Processor:
         written = [
             part
             for p, part in self.parts.items()
-            if part.dirty and (partitions is None or p in partitions)
+            if (part.dirty or p in self.touched) and (partitions is None or p in partitions)
         ]
         # The open windows' events go into journal segments, each event once, not into
         # every state blob. Encoded side by side in threads: compression releases the GIL,
@@ -362,13 +394,19 @@ class Processor:
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
         await producer.flush()  # 2. changelog records of the state just written
-        consumer = self.app.consumer
+        offsets = {
+            TP(topic, part.partition): off
+            for part in written
+            for topic, off in part.next_offsets.items()
+        }
         for part in written:
             part.dirty = False
-            for topic, off in part.next_offsets.items():
-                consumer.ready_offsets[TP(topic, part.partition)] = off
-        if written:
-            await consumer.commit()  # 3. input offsets, only now
+            self.touched.discard(part.partition)
+        if self.txn is not None:
+            await self.txn.commit(offsets)  # 3. offsets into the same transactions, committed
+        elif written:
+            self.app.consumer.ready_offsets.update(offsets)
+            await self.app.consumer.commit()  # 3. input offsets, only now
         self.last_checkpoint = time.monotonic()
         self.metrics.last_checkpoint.set(time.time())
         self.wm.checkpoint_seconds.set(time.perf_counter() - t0)

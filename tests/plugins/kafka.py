@@ -216,7 +216,9 @@ class KafkaEnv:
     def config_path(self) -> Path:
         return self.root / "vigil.toml"
 
-    def write_config(self, partitions: int = 4, extra: str = "") -> Path:
+    def write_config(
+        self, partitions: int = 4, extra: str = "", guarantee: str = "at_least_once"
+    ) -> Path:
         self.partitions = partitions
         p = self.prefix
         self.config_path.write_text(
@@ -232,6 +234,7 @@ control_topic = "{p}-control"
 shadow_alerts_topic = "{p}-shadow"
 group_id = "{p}-vigil"
 partitions = {partitions}
+processing_guarantee = "{guarantee}"
 """
         )
         return self.config_path
@@ -253,6 +256,7 @@ partitions = {partitions}
             "control": k.control_topic,
             "shadow": k.shadow_alerts_topic,
             "audit": f"{self.prefix}-audit",
+            "repartition": f"{k.input_topic}-by-account",
         }[kind]
 
     def create_topics(self, audit: bool = False) -> None:
@@ -341,8 +345,17 @@ partitions = {partitions}
         meta = offsets.get(TopicPartition(self.topic(kind), partition))
         return meta.offset if meta is not None else -1
 
-    def read(self, kind: str, until: int = 0, idle_s: float = 5.0, timeout_s: float = 120.0):
-        """Records of a topic from the start: stops once `until` are read (0: when idle)."""
+    def read(
+        self,
+        kind: str,
+        until: int = 0,
+        idle_s: float = 5.0,
+        timeout_s: float = 120.0,
+        committed_only: bool = False,
+    ):
+        """Records of a topic from the start: stops once `until` are read (0: when idle).
+        `committed_only` reads as `read_committed`: records of aborted transactions (and of
+        open ones) are not returned."""
         import time
 
         from kafka import KafkaConsumer
@@ -354,6 +367,7 @@ partitions = {partitions}
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            isolation_level="read_committed" if committed_only else "read_uncommitted",
         )
         out = []
         start = last = time.monotonic()

@@ -1,0 +1,73 @@
+"""`exactly_once`: every output of an input partition in that partition's Kafka transaction.
+
+Faust keeps one transactional producer per assigned partition (its transactional id names
+the consumer group, the topic group and the partition) and, under `exactly_once`, commits
+input offsets through them. The worker produces its own outputs, so it names that producer
+itself: alerts, dead letters, snapshots, records forwarded to the repartition topic and
+event-time marks made while processing partition p all go into p's open transaction, and
+so does the state table's changelog, which Faust routes by its partition (p as well). A
+checkpoint then commits p's input offsets into the same transaction and commits it:
+outputs, state and offsets become visible to `read_committed` readers together, or not
+at all. A worker that dies mid-transaction is fenced by the next owner of p, whose
+producer, opening with the same transactional id, aborts what was left open.
+
+What the worker keeps locally must not run ahead of the committed changelog either, or a
+restarted worker would resume from state whose outputs were aborted. So under
+`exactly_once` the state table lives in memory and every assignment rebuilds it from the
+committed changelog (build_worker picks the store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import TopicPartition
+from faust.types import TP
+
+EXACTLY_ONCE = "exactly_once"
+
+
+def table_store(guarantee: str) -> str:
+    """The state table's store: in memory under exactly_once (see the module's docstring)."""
+    return "memory://" if guarantee == EXACTLY_ONCE else "rocksdb://"
+
+
+def prepare(app: Any) -> None:
+    """Call before anything touches `app.consumer`. Faust turns transactions on only inside
+    its worker (`in_worker`, set when its Worker is created) and caches that answer the
+    first time it is read, which the consumer does when it is created: the worker builds
+    the consumer earlier, to install its batch path, and would otherwise cache False."""
+    app.in_worker = True
+    if not (app.in_transaction and app.consumer.in_transaction):
+        raise RuntimeError("Faust did not enable transactions for processing_guarantee")
+
+
+class Transactions:
+    """Which transaction an output joins, and committing offsets with it."""
+
+    def __init__(self, app: Any, input_topic: str) -> None:
+        self.app = app
+        self.input_topic = input_topic
+
+    def id_for(self, partition: int) -> str:
+        """The transactional id of Faust's producer for input partition `partition`."""
+        group = self.app.assignor.group_for_topic(self.input_topic)
+        return f"{self.app.conf.id}-{group}-{partition}"
+
+    async def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Sends the offsets into their partitions' transactions, commits them and opens
+        the next ones. Partitions whose offsets did not move are committed too: their open
+        transaction may hold outputs (marks, windows an idle source let close)."""
+        # aiokafka's send_offsets_to_transaction takes only its own TopicPartition, which
+        # Faust's TP (a namedtuple of the same fields) is not.
+        tps = {TopicPartition(tp.topic, tp.partition): off for tp, off in offsets.items()}
+        if tps:
+            await self.app.consumer.transactions.commit(tps, start_new_transaction=True)
+
+
+def fallback_partition(candidates: Iterable[int]) -> int | None:
+    """The transaction for an output that belongs to no input partition (a webhook's dead
+    letter, a snapshot of an account whose partition left): any partition still owned."""
+    owned = sorted(candidates)
+    return owned[0] if owned else None
