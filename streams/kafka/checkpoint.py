@@ -9,10 +9,7 @@ manifest pointing at complete chunks of the previous generation.
 
 from __future__ import annotations
 
-import pickle
-import struct
 import weakref
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +17,10 @@ from typing import Any
 
 import orjson
 from faust.streams import _current_event
+
+# The blob format is the one `replay --state` and `warm` write too (the processor calls
+# encode_state through this module).
+from streams.runtime.checkpoint_codec import decode_state, encode_state
 
 CHUNK_BYTES = 256 * 1024
 
@@ -46,49 +47,6 @@ class Manifest:
             d.get("size", 0),
             [list(x) for x in d.get("segments", [])],
         )
-
-
-# Blob layout: MAGIC, part count, (compressed flag, length) per part, then the parts. Part 0
-# is the pickle; the others are the numpy buffers it refers to, pickled out of band so
-# that each one is compressed only if it compresses: the recent event ids are random
-# 64-bit codes, and deflating them costs more time than anything else in a checkpoint.
-MAGIC = b"VGS2"
-_HEAD = struct.Struct("<4sI")
-_PART = struct.Struct("<BQ")
-_SAMPLE = 64 * 1024
-
-
-def _squeeze(data: memoryview) -> tuple[int, bytes | memoryview]:
-    if len(data) >= 512:
-        # Level 1: speed matters more than ratio. A sample decides whether to bother.
-        sample = data[:_SAMPLE]
-        if len(zlib.compress(sample, 1)) < 0.8 * len(sample):
-            return 1, zlib.compress(data, 1)
-    return 0, data
-
-
-def encode_state(state: Any) -> bytes:
-    buffers: list[pickle.PickleBuffer] = []
-    body = pickle.dumps(state, protocol=5, buffer_callback=buffers.append)
-    parts = [_squeeze(memoryview(body))] + [_squeeze(b.raw()) for b in buffers]
-    head = [_HEAD.pack(MAGIC, len(parts))] + [_PART.pack(f, len(d)) for f, d in parts]
-    return b"".join([*head, *(d for _, d in parts)])
-
-
-def decode_state(blob: bytes) -> Any:
-    # The blob comes only from this application's own changelog topic.
-    if blob[:4] != MAGIC:  # written before out-of-band buffers: one deflated pickle
-        return pickle.loads(zlib.decompress(blob))  # noqa: S301
-    _, n = _HEAD.unpack_from(blob)
-    at = _HEAD.size + n * _PART.size
-    parts = []
-    for i in range(n):
-        flag, size = _PART.unpack_from(blob, _HEAD.size + i * _PART.size)
-        data = blob[at : at + size]
-        at += size
-        # Writable copies: the engine updates its arrays in place.
-        parts.append(bytearray(zlib.decompress(data) if flag else data))
-    return pickle.loads(parts[0], buffers=parts[1:])  # noqa: S301
 
 
 def encode_journal(lines: list[bytes]) -> bytes:

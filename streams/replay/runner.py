@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import pickle
 import signal
 import sys
 import threading
@@ -21,7 +20,7 @@ from streams.engine.metrics import Metrics
 from streams.engine.shadow import Shadow
 from streams.replay.pacing import Pacer
 from streams.replay.reader import ReplaySummary, open_input, replay
-from streams.replay.warm import reset
+from streams.replay.warm import load_state, reset, save_state
 from streams.runtime.sinks import Sink
 
 
@@ -59,17 +58,17 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         on_features=job.on_features,
     )
     engine.before_window = job.before_window
-    if job.metrics_port is not None:
-        # Once the engine is built, so the first scrape already sees its model and config.
-        metrics.serve(job.metrics_port)
-        typer.echo(f"serving metrics on http://127.0.0.1:{job.metrics_port}/metrics", err=True)
     if job.state_path and job.state_path.exists():
-        state = pickle.loads(job.state_path.read_bytes())
+        state = load_state(job.state_path)
         if job.reset:
             state = reset(state, list(job.reset))
         engine.load_state_dict(state)
         again = f" ({', '.join(job.reset)} reset)" if job.reset else ""
         typer.echo(f"resumed engine state from {job.state_path}{again}", err=True)
+    if job.metrics_port is not None:
+        # Once the engine is built and its state loaded, so the first scrape sees them.
+        metrics.serve(job.metrics_port)
+        typer.echo(f"serving metrics on http://127.0.0.1:{job.metrics_port}/metrics", err=True)
 
     def sink(out: Output) -> None:
         for s in job.sinks:
@@ -92,7 +91,7 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
     for s in job.sinks:
         s.close()
     if job.state_path:
-        job.state_path.write_bytes(pickle.dumps(engine.state_dict(), protocol=5))
+        save_state(engine, job.state_path)
         metrics.last_checkpoint.set(time.time())
     print_summary(summary, engine, echo)
     if job.hold:

@@ -1,6 +1,7 @@
 """`vigil warm`: the engine's whole state built from history, through the replay path.
 
-The state is what `vigil replay --state` loads and saves (`Engine.state_dict`, pickled):
+The state is what `vigil replay --state` loads and saves (`Engine.state_dict` in the
+checkpoint format of streams/runtime/checkpoint_codec.py, the worker's too):
 the account table with its history rings, the campaign indexes, every detector's state
 (baselines, population trees, ...), fusion's cooldowns and the open windows. Nothing is
 flushed at the end: the last windows stay open in the state, so a replay of what follows
@@ -9,7 +10,7 @@ continues exactly where the history stopped, as a checkpoint would.
 
 from __future__ import annotations
 
-import pickle
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from detectors.base import Detector
 from streams.core.config import VigilConfig
 from streams.engine.engine import Engine
 from streams.replay.reader import BATCH_LINES, open_input, read_batches
+from streams.runtime.checkpoint_codec import CheckpointFormatError, decode_state, encode_state
 
 
 @dataclass
@@ -67,14 +69,23 @@ def reset(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
 
 
 def save_state(engine: Engine, path: Path) -> int:
-    blob = pickle.dumps(engine.state_dict(), protocol=5)
+    """Writes the engine's state to `path`; returns its size in bytes."""
+    blob = encode_state(engine.state_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(blob)
+    # Beside it, then renamed over it: a run killed while writing keeps the previous state.
+    part = path.with_name(path.name + ".partial")
+    part.write_bytes(blob)
+    os.replace(part, path)
     return len(blob)
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """The engine state saved in `path`, in the codec's format or the plain pickle that
+    replay and warm wrote before it; a ValueError naming the file and the problem if not."""
     try:
-        return pickle.loads(path.read_bytes())
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-        raise ValueError(f"{path} is not an engine state ({type(exc).__name__})") from None
+        state = decode_state(path.read_bytes())
+    except CheckpointFormatError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if not isinstance(state, dict) or "detectors" not in state:
+        raise ValueError(f"{path}: not an engine state (it holds a {type(state).__name__})")
+    return state

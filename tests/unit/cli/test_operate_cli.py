@@ -80,3 +80,64 @@ def test_calibrate_writes_a_config_that_loads_with_its_thresholds(small_corpus, 
     # The figures the recording predicted are the ones the replay measured.
     chosen = [x for x in text.splitlines() if x.startswith("chosen thresholds")]
     assert len(chosen) == 2 and chosen[0].split(": ", 1)[1] == chosen[1].split(": ", 1)[1]
+
+
+def _state_files(tmp: Path) -> dict[str, Path]:
+    """A foreign file, a state cut short, a checkpoint of something else, and the plain
+    pickle that replay and warm wrote before the checkpoint codec."""
+    import pickle
+
+    from streams.engine.engine import Engine, build_detectors
+    from streams.runtime.checkpoint_codec import encode_state
+
+    cfg = load_config(None)
+    state = Engine(cfg, detectors=build_detectors(cfg, classifier=False)).state_dict()
+    files = {
+        "foreign": b"%PDF-1.7 not a state",
+        "cut": encode_state(state)[:100],
+        "journal": encode_state([b'{"event_id": "e1"}']),
+        "old": pickle.dumps(state, protocol=5),
+    }
+    for name, blob in files.items():
+        (tmp / name).write_bytes(blob)
+    return {name: tmp / name for name in files}
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "words"),
+    [
+        ("replay", "foreign", ("not a Vigil checkpoint",)),
+        ("replay", "cut", ("truncated: 100 bytes",)),
+        ("replay", "journal", ("not an engine state",)),
+        ("warm", "foreign", ("not a Vigil checkpoint",)),
+        ("warm", "cut", ("truncated",)),
+    ],
+)
+def test_a_bad_state_file_gives_one_line_naming_it(tmp_path: Path, command, name, words) -> None:
+    ev = tmp_path / "ev.jsonl"
+    ev.write_text("")
+    path = _state_files(tmp_path)[name]
+    before = path.read_bytes()
+    if command == "replay":
+        r = _vigil("replay", str(ev), "--state", str(path), "--without-classifier")
+    else:
+        r = _vigil("warm", "--events", str(ev), "--out", str(tmp_path / "new"),
+                   "--only", "population", "--into", str(path), "--without-classifier")  # fmt: skip
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "Traceback" not in err, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), err
+    assert all(w in lines[0] for w in words), err
+    assert path.read_bytes() == before  # the operator's file is left as it was
+
+
+def test_replay_resumes_an_old_pickle_state_and_saves_it_in_the_codec(tmp_path: Path) -> None:
+    ev = tmp_path / "ev.jsonl"
+    ev.write_text("")
+    path = _state_files(tmp_path)["old"]
+    r = _vigil("replay", str(ev), "--state", str(path), "--without-classifier")
+    assert r.returncode == 0, r.stderr.decode()
+    assert f"resumed engine state from {path}" in r.stderr.decode()
+    assert path.read_bytes()[:4] == b"VGS2"
+    r = _vigil("replay", str(ev), "--state", str(path), "--without-classifier")
+    assert r.returncode == 0 and "resumed engine state" in r.stderr.decode(), r.stderr.decode()

@@ -76,5 +76,5 @@ def test_reset_leaves_one_detector_empty_and_splice_rewarms_it(halves) -> None:
 def test_a_file_that_is_not_a_state_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "junk"
     p.write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match="is not an engine state"):
+    with pytest.raises(ValueError, match=r"junk: not a Vigil checkpoint \(it starts with"):
         load_state(p)

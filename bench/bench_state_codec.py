@@ -1,0 +1,90 @@
+"""The one state codec beside what each runner used before it, on the same engine state.
+
+The state is the one `vigil replay --state` saves at the end of a corpus (the demo's
+parameters by default: 2,000 accounts, 24 hours, seed 7). Side by side, medians of rounds
+that interleave them, so a busy machine slows each alike: the plain
+pickle replay and warm wrote before the codec, the worker's encoder and decoder before it
+moved into streams/runtime/checkpoint_codec.py (reproduced below), and the codec.
+    .venv/bin/python bench/bench_state_codec.py [--events EVENTS.jsonl.gz] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import statistics
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import median_time  # noqa: E402
+from streams.core.config import VigilConfig  # noqa: E402
+from streams.replay.warm import warm_engine  # noqa: E402
+from streams.runtime.checkpoint_codec import decode_state, encode_state  # noqa: E402
+from synth.generate import generated  # noqa: E402
+
+_HEAD, _PART = struct.Struct("<4sI"), struct.Struct("<BQ")
+
+
+def _old_squeeze(data):
+    if len(data) >= 512:
+        sample = data[: 64 * 1024]
+        if len(zlib.compress(sample, 1)) < 0.8 * len(sample):
+            return 1, zlib.compress(data, 1)
+    return 0, data
+
+
+def old_worker_encode(state) -> bytes:
+    buffers: list[pickle.PickleBuffer] = []
+    body = pickle.dumps(state, protocol=5, buffer_callback=buffers.append)
+    parts = [_old_squeeze(memoryview(body))] + [_old_squeeze(b.raw()) for b in buffers]
+    head = [_HEAD.pack(b"VGS2", len(parts))] + [_PART.pack(f, len(d)) for f, d in parts]
+    return b"".join([*head, *(d for _, d in parts)])
+
+
+def old_worker_decode(blob: bytes):
+    _, n = _HEAD.unpack_from(blob)
+    at = _HEAD.size + n * _PART.size
+    parts = []
+    for i in range(n):
+        flag, size = _PART.unpack_from(blob, _HEAD.size + i * _PART.size)
+        data = blob[at : at + size]
+        at += size
+        parts.append(bytearray(zlib.decompress(data) if flag else data))
+    return pickle.loads(parts[0], buffers=parts[1:])  # noqa: S301
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=Path, default=None)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--data", type=Path, default=Path("data/bench"))
+    args = ap.parse_args()
+    events = args.events or generated(args.data, 2000, 24, seed=7)[0]
+    engine, summary = warm_engine(VigilConfig(), [str(events)])
+    state = engine.state_dict()
+    print(f"state of {events} after {summary.lines:,} lines, {summary.accounts:,} accounts; "
+          f"median of {args.repeats}")  # fmt: skip
+    rows = [
+        ("replay/warm before: pickle", lambda: pickle.dumps(state, protocol=5), pickle.loads),
+        ("worker before: VGS2 encoder", lambda: old_worker_encode(state), old_worker_decode),
+        ("codec (replay, warm, worker)", lambda: encode_state(state), decode_state),
+    ]
+    times: dict[str, list[list[float]]] = {name: [[], []] for name, _, _ in rows}
+    blobs = {name: encode() for name, encode, _ in rows}
+    for _ in range(args.repeats):
+        for name, encode, decode in rows:
+            times[name][0].append(median_time(encode, 1)[0])
+            times[name][1].append(median_time(lambda b=blobs[name], d=decode: d(b), 1)[0])
+    print(f"{'':30} {'encode ms':>10} {'decode ms':>10} {'size MB':>9}")
+    for name, _, _ in rows:
+        enc, dec = (statistics.median(t) * 1e3 for t in times[name])
+        print(f"{name:30} {enc:10.0f} {dec:10.0f} {len(blobs[name]) / 1e6:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
