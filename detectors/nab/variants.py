@@ -17,6 +17,16 @@ reproducible rather than in the engine's detector:
 * `cal_ref` finite: per-series alarm-rate calibration. Each series tracks the level its own
   novelty exceeds in a share `cal_p` of steps; above `cal_ref` the novelty is divided by
   the excess, so a series that keeps producing fresh bursts stops alarming on their size.
+* `huber` finite: the spread is a mean absolute deviation (in standard deviations) learnt
+  from deviations bounded at `huber` spreads, not a variance: an outlier moves it linearly
+  and by a bounded step. The level and the profile learn as before.
+* `pareto` > 0: a Pareto tail beyond the tail quantile. A second quantile of the surprise
+  (exceeded ten times as often) gives the series' tail index; where it is below `pareto`
+  (a Gaussian's is about 7) a surprise beyond the tail quantile is scored by how rare a
+  power-law tail makes it, a log scale for the upward tail only, never above the linear
+  score. Needs `tail_ref` finite.
+
+`-p skew_...` runs the per-series choice of scale instead (detectors/nab/scale_choice.py).
 
 With every option off the scores equal the shipped detector's exactly. Run as
 `python -m detectors.nab.variants --data ../shared/nab/data -p tail_k=2 -p tail_decay=0.995`
@@ -35,11 +45,22 @@ import numpy as np
 from detectors.series import _COOL, _DAY, _N, SeriesDetector
 from detectors.series_robust import RobustSeriesDetector
 
-_LVL, _SMOOTH, _PEAK = 0, 3, 4  # rows shared with RobustSeriesDetector
+_LVL, _RMEAN, _RVAR, _SMOOTH, _PEAK = range(5)  # rows shared with RobustSeriesDetector
 _TAIL = 5
-_SCALE, _CAL, _EP, _M1, _M2, _M3 = range(6, 12)
-_N_ROWS = 12
-_OPTIONS = ("box_cox", "season_offset", "cal_p", "cal_ref", "tail_k", "tail_decay")
+_SCALE, _CAL, _EP, _M1, _M2, _M3, _T2 = range(6, 13)
+_N_ROWS = 13
+_OPTIONS = (
+    "box_cox",
+    "season_offset",
+    "cal_p",
+    "cal_ref",
+    "tail_k",
+    "tail_decay",
+    "huber",
+    "pareto",
+)
+# Mean absolute deviation of a normal variable, in standard deviations.
+_MAD_SD = math.sqrt(2.0 / math.pi)
 
 
 class VariantSeriesDetector(RobustSeriesDetector):
@@ -54,6 +75,8 @@ class VariantSeriesDetector(RobustSeriesDetector):
         cal_ref: float = math.inf,
         tail_k: int = 0,
         tail_decay: float = 0.995,
+        huber: float = math.inf,
+        pareto: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(n_metrics=n_metrics, **kwargs)
@@ -63,6 +86,8 @@ class VariantSeriesDetector(RobustSeriesDetector):
         self.cal_ref = cal_ref
         self.tail_k = int(tail_k)
         self.tail_decay = tail_decay
+        self.huber = huber
+        self.pareto = pareto
         self._metric = np.zeros((0, _N_ROWS, self.n_metrics))
 
     def params(self) -> dict[str, Any]:
@@ -87,6 +112,36 @@ class VariantSeriesDetector(RobustSeriesDetector):
         return np.copysign(y, x)
 
     def _surprise(self, mt: np.ndarray, res: np.ndarray, cnt: np.ndarray):
+        z, z_raw = self._surprise_bursts(mt, res, cnt)
+        if self.pareto <= 0.0 or not math.isfinite(self.tail_ref):
+            return z, z_raw
+        # Pareto tail: from two tail quantiles (T1 exceeded a share tail_p of steps, T2 ten
+        # times as often) the tail index a = ln 10 / ln(T1 / T2); beyond T1 a surprise z is
+        # taken to be as rare as tail_p (z / T1)^-a and reported as the Gaussian-like level
+        # of that rarity, sqrt(L^2 + 2 a ln(z / T1)), L the linear score at T1. Only where
+        # the tail is heavier than `pareto` (a Gaussian's index is about 7), and only ever
+        # lower than the linear score: a heavy tail is judged on a log scale beyond T1.
+        t1 = mt[:, _TAIL]
+        t2 = np.where(cnt[:, None] == 0, 0.75 * t1, mt[:, _T2])
+        a = math.log(10.0) / np.log(np.maximum(t1 / np.maximum(t2, 1e-12), 1.0 + 1e-6))
+        lin_t1 = t1 * (self.tail_ref / np.maximum(t1, self.tail_ref))
+        ratio = np.maximum(z_raw / np.maximum(t1, 1e-12), 1.0)
+        zp = np.sqrt(lin_t1 * lin_t1 + 2.0 * a * np.log(ratio))
+        heavy = (a < self.pareto) & (cnt >= 10 * self.warmup)[:, None]
+        return np.where(heavy & (z_raw > t1), np.minimum(z, zp), z), z_raw
+
+    def _learn_t2(self, mt: np.ndarray, z_raw: np.ndarray, cnt: np.ndarray) -> None:
+        """T2: the level the surprise exceeds ten times as often as the tail quantile."""
+        if self.pareto <= 0.0:
+            return
+        p = min(10.0 * self.tail_p, 0.5)
+        t2 = np.where(cnt[:, None] == 0, 0.75 * min(self.tail_ref, 1e3), mt[:, _T2])
+        up = math.exp(self.tail_rate)
+        down = math.exp(-self.tail_rate * p / (1.0 - p))
+        warm = (cnt >= self.warmup)[:, None]
+        mt[:, _T2] = np.where(warm, t2 * np.where(z_raw > t2, up, down), t2)
+
+    def _surprise_bursts(self, mt: np.ndarray, res: np.ndarray, cnt: np.ndarray):
         if not self.tail_k or not math.isfinite(self.tail_ref):
             return super()._surprise(mt, res, cnt)
         # The usual burst size is the larger of the tail quantile and the k-th largest
@@ -111,6 +166,26 @@ class VariantSeriesDetector(RobustSeriesDetector):
         mt[:, _M2] = np.maximum(m2, np.minimum(m1, done))
         mt[:, _M3] = np.maximum(m3, np.minimum(m2, done))
 
+    def _learn(self, mt, x, res, cnt, kk, z_raw):
+        if math.isinf(self.huber):
+            return super()._learn(mt, x, res, cnt, kk, z_raw)
+        # The spread row holds the square of a mean absolute deviation (in standard
+        # deviations), learnt from deviations bounded at `huber` spreads once warm: an
+        # outlier moves it linearly and by a bounded step, not by its square.
+        a = np.maximum(self.alpha_stats, 1.0 / (cnt + 1.0))[:, None]
+        spread = np.sqrt(mt[:, _RVAR])
+        d = res - mt[:, _RMEAN]
+        bound = self.huber * (spread + self.rel_floor * np.abs(mt[:, _LVL]) + self.abs_floor + 1e-9)
+        warm = (cnt >= self.warmup)[:, None]
+        db = np.where(warm, np.clip(d, -bound, bound), d)
+        mt[:, _RMEAN] = mt[:, _RMEAN] + a * db
+        mt[:, _RVAR] = (spread + a * (np.abs(db) / _MAD_SD - spread)) ** 2
+        # The level, the profile and the tail quantile learn as in the shipped detector.
+        held = mt[:, _RMEAN].copy(), mt[:, _RVAR].copy()
+        xb = super()._learn(mt, x, res, cnt, kk, z_raw)
+        mt[:, _RMEAN], mt[:, _RVAR] = held
+        return xb
+
     def _calibrate(self, mt: np.ndarray, novel: np.ndarray, cnt: np.ndarray) -> np.ndarray:
         if not math.isfinite(self.cal_ref):
             return novel
@@ -125,7 +200,7 @@ class VariantSeriesDetector(RobustSeriesDetector):
         return out
 
     def score_learn(self, slots: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """As RobustSeriesDetector.score_learn, with the three options in their places."""
+        """As RobustSeriesDetector.score_learn, with the options in their places."""
         slots, ts, x = self._inputs(slots, ts, values)
         if len(slots) == 0:
             return np.zeros((0, self.n_metrics))
@@ -161,6 +236,7 @@ class VariantSeriesDetector(RobustSeriesDetector):
         cool = np.where(fired, float(self.refractory), np.maximum(cool - k, 0.0))
 
         xb = self._learn(mt, x, res, cnt, kk, z_raw)
+        self._learn_t2(mt, z_raw, cnt)
         if self.tail_k:
             self._learn_bursts(mt, z_raw, kk, (cnt >= 10 * self.warmup)[:, None])
         mt[:, _SMOOTH] = smooth
@@ -183,6 +259,7 @@ def _param(item: str) -> tuple[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     from detectors.nab import crossval, robustness
+    from detectors.nab.scale_choice import ScaleChoiceDetector
 
     ap = argparse.ArgumentParser(description="Leave-one-category-out scores of a variant")
     ap.add_argument("--data", type=Path, required=True)
@@ -190,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--transforms", action="store_true", help="also the robustness table")
     args = ap.parse_args(argv)
     fixed = {
-        k: int(v) if k in ("season_offset", "refractory", "tail_k") else v for k, v in args.param
+        k: int(v) if k in ("season_offset", "refractory", "tail_k", "skew_warm") else v
+        for k, v in args.param
     }
     profiles = args.data.parent / "profiles.json"
     try:
@@ -199,15 +277,21 @@ def main(argv: list[str] | None = None) -> None:
             args.data.parent / "labels/combined_windows.json",
             profiles if profiles.exists() else None,
         )
-        start = VariantSeriesDetector(**fixed).params()
+        # The per-series scale choice (detectors/nab/scale_choice.py) is a class of its own.
+        cls = (
+            ScaleChoiceDetector
+            if any(k.startswith("skew_") for k in fixed)
+            else VariantSeriesDetector
+        )
+        start = cls(**fixed).params()
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"error: {exc}") from None
     start.pop("n_metrics")
     start.update({k: v for k, v in crossval.STARTS["series_robust"].items() if k not in fixed})
     grid = {k: v for k, v in crossval.GRIDS["series_robust"].items() if k not in fixed}
 
-    def make(p: dict[str, Any]) -> VariantSeriesDetector:
-        return VariantSeriesDetector(**{"n_metrics": 1, **p})
+    def make(p: dict[str, Any]) -> RobustSeriesDetector:
+        return cls(**{"n_metrics": 1, **p})
 
     report = crossval.run_cv(corpus, make, start, grid, 2)
     for line in crossval.format_report(report):

@@ -19,7 +19,15 @@ def test_with_every_option_off_it_scores_exactly_like_the_shipped_detector():
 
 
 @pytest.mark.parametrize(
-    "opts", [{"box_cox": 0.0}, {"box_cox": 0.5}, {"season_offset": 1}, {"cal_ref": 1.2}]
+    "opts",
+    [
+        {"box_cox": 0.0},
+        {"box_cox": 0.5},
+        {"season_offset": 1},
+        {"cal_ref": 1.2},
+        {"huber": 3.0},
+        {"pareto": 4.0},
+    ],
 )
 def test_each_option_scores_every_point_before_learning_it(opts):
     rng = np.random.default_rng(12)
@@ -78,7 +86,7 @@ def test_state_round_trip_and_a_shipped_state_is_refused():
     np.testing.assert_array_equal(feed(a, x[200:], ts), feed(b, x[200:], ts))
     shipped = RobustSeriesDetector()
     feed(shipped, x[:50])
-    with pytest.raises(ValueError, match="12 rows per metric"):
+    with pytest.raises(ValueError, match="13 rows per metric"):
         VariantSeriesDetector().load_state_dict(shipped.state_dict())
 
 
@@ -115,3 +123,32 @@ def test_burst_memory_quiets_the_later_bursts_of_a_cluster_but_not_its_first():
     assert np.sum(forgetful[later] >= 0.5) >= len(later) // 2
     assert np.sum(remembered[later] >= 0.5) == 0
     assert np.all(remembered[firsts] >= 0.5)
+
+
+def test_pareto_tail_quiets_a_heavy_tailed_series_and_leaves_a_gaussian_one_alone():
+    rng = np.random.default_rng(21)
+    n = 6000
+    gauss = 20 + rng.normal(0, 1, n)
+    heavy = 20 + rng.standard_t(1.5, n)
+    np.testing.assert_array_equal(
+        feed(VariantSeriesDetector(pareto=4.0), gauss), feed(VariantSeriesDetector(), gauss)
+    )
+    with_tail = feed(VariantSeriesDetector(pareto=4.0), heavy)[1000:, 0]
+    without = feed(VariantSeriesDetector(), heavy)[1000:, 0]
+    assert 0 < np.sum(with_tail >= 0.5) < np.sum(without >= 0.5)
+
+
+def test_huber_spread_grows_less_on_one_wild_reading_and_still_sees_the_next_incident():
+    rng = np.random.default_rng(22)
+    x = 20 + rng.normal(0, 1, 3000)
+    x[2000] += 500.0
+    x[2700:2703] += 12.0
+    rvar = 2  # row of the spread in the state
+    spreads, scores = {}, {}
+    # z_cap keeps the wild reading's novelty peak from masking the incident either way.
+    for name, opts in (("huber", {"huber": 3.0}), ("variance", {})):
+        det = VariantSeriesDetector(z_cap=20.0, **opts)
+        scores[name] = feed(det, x)[:, 0]
+        spreads[name] = float(np.sqrt(det._metric[0, rvar, 0]))
+    assert spreads["huber"] < 0.5 * spreads["variance"]
+    assert scores["huber"][2700:2705].max() >= 0.5 > scores["variance"][2700:2705].max()
