@@ -10,7 +10,8 @@ One run, one broker, one generated corpus:
 
 Uses VIGIL_KAFKA_BOOTSTRAP when set, else starts a private broker with deploy/kafka.
     .venv/bin/python bench/bench_kafka.py [--accounts 20000] [--hours 1] [--rounds 3]
-                                          [--guarantee at_least_once|exactly_once]
+                                          [--guarantee at_least_once|exactly_once|both]
+`--guarantee both` runs the worker under each guarantee in every round, side by side.
 """
 
 from __future__ import annotations
@@ -247,7 +248,9 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=20_000)
     ap.add_argument("--hours", type=float, default=1)
     ap.add_argument("--seed", type=int, default=5)
-    ap.add_argument("--guarantee", default="at_least_once")
+    ap.add_argument(
+        "--guarantee", default="at_least_once", choices=["at_least_once", "exactly_once", "both"]
+    )
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
@@ -263,7 +266,8 @@ def main() -> None:
         n = len(lines)
         tag = f"b{int(time.time())}"
 
-        cfg = write_config(scratch / "a.toml", bootstrap, tag + "a", args.guarantee)
+        first = "at_least_once" if args.guarantee == "both" else args.guarantee
+        cfg = write_config(scratch / "a.toml", bootstrap, tag + "a", first)
         create_topics(cfg)
         asyncio.run(fill(bootstrap, f"{tag}a-usage", lines))
         # Rounds of a bare drain and each worker variant, each worker in a fresh group: the
@@ -271,11 +275,16 @@ def main() -> None:
         # A run lasts less than the default 30 s snapshot interval, so the default worker
         # sends its snapshots only when it stops; the second variant sends them at every
         # checkpoint (5 s), which bounds what they cost while working off a backlog.
-        variants = {
-            "vigil worker, end to end": (),
-            "  snapshots at every checkpoint": ("--snapshot-interval", "5"),
-            "  --no-snapshots": ("--no-snapshots",),
+        variants: dict[str, tuple[tuple, str]] = {
+            "vigil worker, end to end": ((), first),
+            "  snapshots at every checkpoint": (("--snapshot-interval", "5"), first),
+            "  --no-snapshots": (("--no-snapshots",), first),
         }
+        if args.guarantee == "both":
+            variants = {
+                "worker, at_least_once": ((), "at_least_once"),
+                "worker, exactly_once": ((), "exactly_once"),
+            }
         bare: list[float] = []
         rates: dict[str, list[float]] = {k: [] for k in variants}
         names = list(variants)
@@ -284,16 +293,16 @@ def main() -> None:
             # Each round starts with a different variant, so none always follows the drain.
             for k in range(len(names)):
                 i = (r + k) % len(names)
-                name, extra = names[i], variants[names[i]]
+                name, (extra, guarantee) = names[i], variants[names[i]]
                 group = f"r{r}v{i}"
                 cfg_v = write_config(
-                    scratch / f"{group}.toml", bootstrap, tag + "a", args.guarantee, group
+                    scratch / f"{group}.toml", bootstrap, tag + "a", guarantee, group
                 )
                 rates[name].append(worker_rate(cfg_v, scratch / f"worker-{group}", n, extra))
         bare_med = statistics.median(bare)
-        vig = statistics.median(rates["vigil worker, end to end"])
+        vig = statistics.median(rates[names[0]])
 
-        cfg_b = write_config(scratch / "b.toml", bootstrap, tag + "b", args.guarantee)
+        cfg_b = write_config(scratch / "b.toml", bootstrap, tag + "b", first)
         create_topics(cfg_b)
         proc, _ = start_worker(cfg_b, scratch / "worker-b")
         try:
@@ -323,7 +332,7 @@ def main() -> None:
         if lat:
             p50 = lat[len(lat) // 2]
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-            print(f"alert latency at {rate:,.0f} events/s (50%): p50 {p50 * 1000:.0f} ms, "
+            print(f"alert latency ({first}) at {rate:,.0f} events/s (50%): p50 {p50 * 1000:.0f} ms, "
                   f"p99 {p99 * 1000:.0f} ms over {len(lat)} alerts")  # fmt: skip
         else:
             print("alert latency: no alerts raised")

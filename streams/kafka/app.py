@@ -23,7 +23,7 @@ from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
 from streams.kafka.stale_state import discard_stale_state
-from streams.kafka.transactions import EXACTLY_ONCE, Transactions, table_store
+from streams.kafka.transactions import EXACTLY_ONCE, Transactions, table_settings
 from streams.kafka.transactions import prepare as prepare_transactions
 from streams.kafka.watermarks import EventTime
 from streams.runtime.kafka_client import broker_url, faust_credentials
@@ -136,7 +136,7 @@ def build_worker(
         kc.group_id,
         broker=broker_url(kc),
         broker_credentials=faust_credentials(kc),
-        store=table_store(kc.processing_guarantee),
+        **table_settings(kc.processing_guarantee),
         datadir=str(ensure_data_dir(settings.data_dir)),
         key_serializer="raw",
         value_serializer="raw",

@@ -181,3 +181,4 @@ def _read_chunks(
             )
         parts.append(chunk)
     return b"".join(parts)
+

@@ -46,6 +46,14 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer._fetch_max_wait_ms = wait
         return consumer
 
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        # Under exactly_once Faust answers with the last stable offset cached from the last
+        # fetch response: None for a changelog partition not fetched yet, which recovery
+        # takes as offset -1 and stops the worker with ConsistencyError (seen in the fault
+        # soak on three brokers). Asked of the broker instead: with the consumer's
+        # read_committed isolation, ListOffsets answers the last stable offset itself.
+        return await self._ensure_consumer().end_offsets(partitions)
+
 
 class BatchConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with a batch path for the topics in `batch_topics`."""

@@ -9,7 +9,8 @@ fault (the table in docs/kafka.md comes from this output).
 
 Under at_least_once a worker that dies re-processes what it consumed after its last
 checkpoint, so duplicates are expected only in the phases that kill or freeze a worker; the
-others must have none. No phase may lose an event.
+others must have none. Under exactly_once the verifier reads as `read_committed`, and no
+phase may process an event twice. No phase may lose an event.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class Row:
 
 
 class Soak:
-    def __init__(self, env: KafkaEnv) -> None:
+    def __init__(self, env: KafkaEnv, committed_only: bool = False) -> None:
         self.env = env
+        self.committed_only = committed_only
         self.next_id = 0
         self.seen: Counter[tuple[int, int]] = Counter()
         self.offsets: set[tuple[int, int]] = set()
@@ -63,7 +65,7 @@ class Soak:
 
     def _refresh(self) -> None:
         self.seen.clear()
-        for rec in self.env.read("audit", idle_s=1.5):
+        for rec in self.env.read("audit", idle_s=1.5, committed_only=self.committed_only):
             body = orjson.loads(rec.value)
             if body["topic"] == self.env.topic("input"):
                 for off in body["offsets"]:
@@ -88,7 +90,7 @@ class Soak:
             time.sleep(1)
         self.dead = Counter(
             dict(r.headers or []).get("vigil-reason", b"?").decode()
-            for r in self.env.read("dead", idle_s=1.5)
+            for r in self.env.read("dead", idle_s=1.5, committed_only=self.committed_only)
         )
         dead = self.dead - dead_before
         row = Row(
@@ -136,13 +138,15 @@ def _flowing(env: KafkaEnv, lines: list[bytes], during: Callable[[], None]) -> i
 
 
 @pytest.mark.timeout(900)
-def test_fault_soak_three_brokers(kafka_cluster3, tmp_path, topic_prefix, capsys):
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_fault_soak_three_brokers(kafka_cluster3, tmp_path, topic_prefix, guarantee, capsys):
     env = KafkaEnv(kafka_cluster3.bootstrap, topic_prefix, tmp_path)
-    env.write_config(partitions=PARTITIONS)
+    env.write_config(partitions=PARTITIONS, guarantee=guarantee)
     with env.config_path.open("a") as f:
         f.write("replication_factor = 3\n")
     env.create_topics(audit=True)
-    soak = Soak(env)
+    exactly_once = guarantee == "exactly_once"
+    soak = Soak(env, committed_only=exactly_once)
     workers: dict[str, WorkerProc] = {}
 
     def start(name: str) -> None:
@@ -204,7 +208,10 @@ def test_fault_soak_three_brokers(kafka_cluster3, tmp_path, topic_prefix, capsys
         )
         env.produce(watermark_pushers(PARTITIONS, T0 + soak.next_id + 3600, tag="end"))
         with capsys.disabled():
-            print(f"\nfault soak, 3 brokers, 2 workers, {PARTITIONS} partitions\n{soak.table()}")
+            print(
+                f"\nfault soak, {guarantee}, 3 brokers, 2 workers, {PARTITIONS} partitions\n"
+                f"{soak.table()}"
+            )
 
         by_fault = {r.fault: r for r in soak.rows}
         for r in soak.rows:
@@ -212,6 +219,9 @@ def test_fault_soak_three_brokers(kafka_cluster3, tmp_path, topic_prefix, capsys
         # Faults that leave both workers running re-process nothing.
         for name in ("none (baseline)", "10x producer burst", "poison records mixed in"):
             assert by_fault[name].duplicated == 0, soak.table()
+        if exactly_once:  # and, read committed, no fault re-processes anything
+            for r in soak.rows:
+                assert r.duplicated == 0, f"{r.fault}: processed twice\n{soak.table()}"
         # Only the poison is dead-lettered: no fault makes an event late or unreadable.
         for r in soak.rows:
             want = len(poison) if r.fault == "poison records mixed in" else 0
