@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import pickle
 import struct
-import weakref
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from faust.streams import _current_event
+
+from streams.kafka.internals import in_partition
 
 CHUNK_BYTES = 256 * 1024
 
@@ -110,32 +108,6 @@ def segment_key(partition: int, segment: int, index: int) -> bytes:
 
 def _chunks(blob: bytes) -> list[bytes]:
     return [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
-
-
-@dataclass
-class _Msg:
-    topic: str
-    partition: int
-
-
-@dataclass
-class _PartitionEvent:
-    message: _Msg
-
-
-@contextmanager
-def in_partition(topic: str, partition: int) -> Iterator[None]:
-    """Lets a Faust table write to `partition` from outside an agent's stream.
-
-    Faust routes table writes (store and changelog) to the partition of the event being
-    processed. Batches arrive without per-record events, so a stand-in names the partition.
-    """
-    event = _PartitionEvent(_Msg(topic, partition))
-    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def write(
