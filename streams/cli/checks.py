@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -99,3 +100,19 @@ def model_option(cfg, model: Path):  # type: ignore[no-untyped-def]
     if model.is_dir() and not (model / "classifier.onnx").is_file():
         raise fail(f"--model {model}: no classifier.onnx in that directory")
     return dataclasses.replace(cfg, model_path=str(model))
+
+
+def kafka_libraries(env: Mapping[str, str] = os.environ) -> None:
+    """The worker runs on private names of Faust, mode and aiokafka (streams/kafka/
+    internals.py), pinned for the versions in constraints.txt: any other stops it here,
+    or only warns when VIGIL_ALLOW_UNTESTED_KAFKA_LIBS=1."""
+    import typer
+
+    from streams.kafka.internals_versions import ALLOW_ENV, UnsupportedVersions, check_versions
+
+    try:
+        check_versions()
+    except UnsupportedVersions as exc:
+        if env.get(ALLOW_ENV) != "1":
+            raise fail(str(exc)) from None
+        typer.secho(f"warning: {exc}", err=True, fg=typer.colors.YELLOW)

@@ -56,6 +56,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     ) -> None:
         """Consume events from Kafka, run the engine, produce alerts. Unset options come
         from the config's [worker] table."""
+        checks.kafka_libraries()  # before anything imports Faust or aiokafka
         from streams.kafka.app import run_worker
 
         cfg = load_cli_config(config)

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import faust
 from faust.types import TP
 
 from streams.core.config import VigilConfig
@@ -19,12 +18,12 @@ from streams.kafka.control import install as install_control
 from streams.kafka.control import start_control
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.held_dead_letters import HeldDeadLetters, alert_sinks
+from streams.kafka.internals import AppHooks, enable_transactions
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
 from streams.kafka.stale_state import discard_stale_state
 from streams.kafka.transactions import EXACTLY_ONCE, Transactions, table_settings
-from streams.kafka.transactions import prepare as prepare_transactions
 from streams.kafka.watermarks import EventTime
 from streams.runtime.kafka_client import broker_url, faust_credentials
 from streams.runtime.process import tune_gc, tune_threads
@@ -33,39 +32,37 @@ log = logging.getLogger(__name__)
 CONTROL_CATCH_UP_S = 30.0
 
 
-class VigilApp(faust.App):
+class VigilApp(AppHooks):
     """Faust's App with the batch consumer and checkpoint hooks on rebalance and stop."""
 
     processor: Processor | None = None
     worker_metrics: WorkerMetrics | None = None
     held_dead_letters: HeldDeadLetters | None = None
 
-    def _new_transport(self) -> Any:
+    def new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
 
-    async def _on_partitions_revoked(self, revoked: set[TP]) -> None:
+    async def before_revoke(self, revoked: set[TP]) -> None:
         # Before Faust closes the revoked table partitions, so the state can still be written.
         if self.processor is not None and not self.should_stop:
             await self.processor.on_revoked(revoked)
-        await super()._on_partitions_revoked(revoked)
 
-    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+    def before_assign(self, assigned: set[TP]) -> None:
         # Ownership follows the assignment itself: a partition with nothing new to read
         # gets no batch, so counting engines would miss it after every rebalance.
         if self.processor is not None and not self.should_stop:
             self.processor.on_assigned(assigned)
-        await super()._on_partitions_assigned(assigned, generation_id)
 
     async def on_stop(self) -> None:
         if self.processor is not None:
-            await self._close_sinks()
+            await self.close_sinks()
             try:
                 await asyncio.wait_for(self.processor.checkpoint(final=True), timeout=30)
             except Exception:
                 log.exception("final checkpoint failed; the next owner resumes from the last one")
         await super().on_stop()
 
-    async def _close_sinks(self) -> None:
+    async def close_sinks(self) -> None:
         # A webhook drains its queue (bounded by its close_timeout_s) and dead-letters the
         # rest; those dead letters then go out with the final checkpoint.
         loop = asyncio.get_running_loop()
@@ -157,7 +154,7 @@ def build_worker(
         web_host=settings.web_host,
     )
     if kc.processing_guarantee == EXACTLY_ONCE:
-        prepare_transactions(app)
+        enable_transactions(app)
     topics = Topics(
         input=kc.input_topic,
         repartition=settings.repartition_topic(kc),

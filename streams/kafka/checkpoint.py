@@ -9,14 +9,12 @@ manifest pointing at complete chunks of the previous generation.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from faust.streams import _current_event
+
+from streams.kafka.internals import in_partition
 
 # The blob format is the one `replay --state` and `warm` write too (the processor calls
 # encode_state through this module).
@@ -68,32 +66,6 @@ def segment_key(partition: int, segment: int, index: int) -> bytes:
 
 def _chunks(blob: bytes) -> list[bytes]:
     return [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
-
-
-@dataclass
-class _Msg:
-    topic: str
-    partition: int
-
-
-@dataclass
-class _PartitionEvent:
-    message: _Msg
-
-
-@contextmanager
-def in_partition(topic: str, partition: int) -> Iterator[None]:
-    """Lets a Faust table write to `partition` from outside an agent's stream.
-
-    Faust routes table writes (store and changelog) to the partition of the event being
-    processed. Batches arrive without per-record events, so a stand-in names the partition.
-    """
-    event = _PartitionEvent(_Msg(topic, partition))
-    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def write(
@@ -181,4 +153,3 @@ def _read_chunks(
             )
         parts.append(chunk)
     return b"".join(parts)
-

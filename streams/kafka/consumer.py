@@ -18,69 +18,47 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, cast
+from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.kafka.fetch import Block
+from streams.kafka.internals import ConsumerHooks
 
 # Called with (tp, records) for the input topics: all records fetched for tp, as columns.
 BatchHandler = Callable[[TP, Block], Awaitable[None]]
 
 
-class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread; its aiokafka consumer waits `fetch_max_wait_ms` at most.
+class BatchConsumer(ConsumerHooks):
+    """Faust's aiokafka consumer with a batch path for the topics in `batch_topics`.
 
-    aiokafka keeps one fetch in flight per broker and leaves out of it the partitions whose
-    records are still waiting for the engine. A fetch sent then asks only for partitions
-    with nothing new (the repartition topic, changelogs), and the broker holds it for up to
-    fetch_max_wait_ms; until it answers, no input partition on that broker is fetched. Faust
-    passes 1500 ms, which left the engine idle for about 40% of a backlog's drain.
+    Its aiokafka consumer waits `fetch_max_wait_ms` at most (ConsumerHooks). aiokafka keeps
+    one fetch in flight per broker and leaves out of it the partitions whose records are
+    still waiting for the engine. A fetch sent then asks only for partitions with nothing
+    new (the repartition topic, changelogs), and the broker holds it for up to
+    fetch_max_wait_ms; until it answers, no input partition on that broker is fetched.
+    Faust passes 1500 ms, which left the engine idle for about 40% of a backlog's drain.
     """
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        wait = cast(BatchConsumer, self.consumer).fetch_max_wait_ms
-        if wait is not None:
-            consumer._fetch_max_wait_ms = wait
-        return consumer
-
-    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
-        # Under exactly_once Faust answers with the last stable offset cached from the last
-        # fetch response: None for a changelog partition not fetched yet, which recovery
-        # takes as offset -1 and stops the worker with ConsistencyError (seen in the fault
-        # soak on three brokers). Asked of the broker instead: with the consumer's
-        # read_committed isolation, ListOffsets answers the last stable offset itself.
-        return await self._ensure_consumer().end_offsets(partitions)
-
-
-class BatchConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer with a batch path for the topics in `batch_topics`."""
 
     batch_topics: frozenset[str] = frozenset()
     batch_handler: BatchHandler | None = None
-    fetch_max_wait_ms: int | None = None  # WorkerSettings' value, set by build_worker
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Next offset to commit per input partition, set only after a checkpoint.
         self.ready_offsets: dict[TP, int] = {}
 
-    def _new_consumer_thread(self) -> BatchConsumerThread:
-        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
     # -- commits -------------------------------------------------------------------
-    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
-        yield from super()._filter_tps_with_pending_acks(topics)
+    def extra_commit_partitions(self, topics: Any) -> Iterator[TP]:
         for tp in list(self.ready_offsets):
-            if tp not in self._acked and (topics is None or tp in topics or tp.topic in topics):
+            if not self.has_acks(tp) and (topics is None or tp in topics or tp.topic in topics):
                 yield tp
 
-    def _new_offset(self, tp: TP) -> int | None:
+    def offset_to_commit(self, tp: TP) -> int | None:
         if tp.topic in self.batch_topics:
             return self.ready_offsets.get(tp)
-        return super()._new_offset(tp)
+        return super().offset_to_commit(tp)
 
     def forget(self, tps: set[TP]) -> None:
         for tp in tps:
@@ -102,19 +80,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
             tp for tp, off in committed.items() if tp.topic in self.batch_topics and not off
         ]
         if unpositioned:
-            await self._thread.seek_to_beginning(*unpositioned)
+            await self.seek_partitions_to_beginning(*unpositioned)
         return committed
 
     # -- fetching ------------------------------------------------------------------
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - long loop
-        callback = self.callback
-        stop_consumer = self._stopped.is_set
-        stop_fetcher = fetcher._stopped.is_set
+    async def drain(self, fetcher: Any) -> None:  # pragma: no cover - long loop
         batch_topics = self.batch_topics
         handler = self.batch_handler
         try:
-            while not (stop_consumer() or stop_fetcher()):
-                records, active = await self._wait_next_records(1.0)
+            while not self.stopping(fetcher):
+                records, active = await self.next_records(1.0)
                 await asyncio.sleep(0)
                 if not records or self.should_stop:
                     continue
@@ -124,11 +99,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         # A rebalance started: the rest is fetched again after the seek
                         # that ends the next assignment, by whichever worker owns it then.
                         break
-                    if (
-                        active is not None
-                        and tp not in active
-                        and tp not in self._buffered_partitions
-                    ):
+                    if active is not None and tp not in active and not self.is_buffered(tp):
                         # Paused for recovery after the fetch returned: likewise read
                         # again after the seek that ends the assignment.
                         continue
@@ -139,12 +110,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         block = Block.of(batch)
                         await handler(tp, block)
                         # A Block may hold only a batch that could not be read.
-                        self._read_offset[tp] = block.end_offset() - 1
+                        self.mark_read(tp, block.end_offset() - 1)
                         continue
-                    for record in batch:
-                        message = self._to_message(tp, record)
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                        self._read_offset[tp] = record.offset
+                    await self.deliver_each(tp, batch)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return

@@ -13,14 +13,14 @@ under read_committed is left entirely to aiokafka, which knows which batches to 
 
 A garbled batch (bad CRC, a malformed record, offsets that contradict each other, anything
 either reader refuses) raises CorruptRecordException from `walk`. The worker's path
-(`_unpack_records`) does not let it escape into aiokafka, where it would stop the consumer
+(`unpack`) does not let it escape into aiokafka, where it would stop the consumer
 and be fetched again forever: the records before the bad batch are handed over, then the
 bad batch itself as a `CorruptBatch` on the Block, which the Processor dead-letters with its
-reason, partition and offsets, and the fetch position moves past it (see `_skip_to`).
+reason, partition and offsets, and the fetch position moves past it (see `skip_bad_batch`).
 
-`install()` swaps two names inside `aiokafka.consumer.fetcher`, the only place that builds
-these objects, and raises aiokafka's connection reader limit (READER_LIMIT below); the
-pinned aiokafka version is tested against both in tests/unit/kafka/test_fetch.py.
+`install()` makes aiokafka build these objects for every fetch and raises its connection
+reader limit (READER_LIMIT below), both through streams/kafka/internals.py, where the
+aiokafka internals they rely on are pinned.
 """
 
 from __future__ import annotations
@@ -30,13 +30,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from aiokafka import conn, errors
-from aiokafka.consumer import fetcher
+from aiokafka import errors
 from aiokafka.record.memory_records import MemoryRecords
 
 from streams.kafka import _records
+from streams.kafka.internals import (
+    PartitionRecordsHooks,
+    RawMemoryRecords,
+    install_partition_records,
+    raise_reader_limit,
+)
 
-_READ_COMMITTED = 1  # aiokafka's IsolationLevel.READ_COMMITTED
+__all__ = ["Block", "BulkPartitionRecords", "CorruptBatch", "RawMemoryRecords", "install"]
 # aiokafka reads each connection through an asyncio StreamReader whose limit, 64 KiB, pauses
 # the socket after every 128 KiB until the reader asks for more: for a fetch response of
 # 8 x 4 MiB, hundreds of extra event-loop turns in the consumer thread, each waiting for the
@@ -125,33 +130,21 @@ class Block:
         return max([last, *(c.next_offset for c in self.corrupt)])
 
 
-class RawMemoryRecords(MemoryRecords):
-    """aiokafka's MemoryRecords that keeps the fetched bytes for the C walk."""
-
-    def __init__(self, raw: bytes) -> None:
-        super().__init__(raw)
-        self.raw = raw
-
-
-class BulkPartitionRecords(fetcher.PartitionRecords):
+class BulkPartitionRecords(PartitionRecordsHooks):
     """aiokafka's PartitionRecords; for `topics`, yields one Block per partition fetch."""
 
     topics: ClassVar[frozenset[str]] = frozenset()
 
-    def _unpack_records(self) -> Iterator[Any]:
-        raw = getattr(self._records, "raw", None)
-        if (
-            self._tp.topic not in self.topics
-            or raw is None
-            or (self._isolation_level == _READ_COMMITTED and self._aborted_transactions)
-        ):
-            yield from super()._unpack_records()
+    def unpack(self) -> Iterator[Any]:
+        raw = self.fetched_bytes
+        if self.tp.topic not in self.topics or raw is None or self.has_aborted_transactions():
+            yield from self.aiokafka_unpack()
             return
         block = Block.empty()
         try:
             self.walk(memoryview(raw), block)
         except errors.CorruptRecordException as exc:
-            block.corrupt.append(self._skip(raw, block, exc))
+            block.corrupt.append(self.skip_bad_batch(raw, exc))
         if block or block.corrupt:
             yield block
 
@@ -161,29 +154,29 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
         Raises CorruptRecordException at the first batch that cannot be read, with what
         was read before it already in `block` and the position at that batch."""
         pos = 0
-        self._bad_at = 0  # where the batch being read starts, for `_skip`
+        self.bad_at = 0  # where the batch being read starts, for `skip_bad_batch`
         first = True
         while pos < len(raw):
-            self._bad_at = pos
+            self.bad_at = pos
             offsets, keys, values, headers, next_offset, used, status = _records.parse(
-                raw[pos:], self.next_fetch_offset, self._check_crcs, first
+                raw[pos:], self.next_fetch_offset, self.check_crcs, first
             )
             block.extend(Block(offsets, keys, values, headers))
             if next_offset >= 0:
                 self.next_fetch_offset = next_offset  # only ever forward: checked in C
                 first = False
             pos += used
-            self._bad_at = pos
+            self.bad_at = pos
             if status == _records.END:
                 break
             if status == _records.DECLINED:
-                pos += self._unpack_one(raw[pos:], block, first)
+                pos += self.unpack_one(raw[pos:], block, first)
                 first = False
                 continue
             what = "Invalid CRC" if status == _records.BAD_CRC else "Malformed record batch"
-            raise errors.CorruptRecordException(f"{what} - {self._tp}")
+            raise errors.CorruptRecordException(f"{what} - {self.tp}")
 
-    def _unpack_one(self, raw: memoryview, block: Block, first: bool) -> int:
+    def unpack_one(self, raw: memoryview, block: Block, first: bool) -> int:
         """Unpacks the first batch of `raw` with aiokafka's reader; returns its length.
 
         The C walk declines only whole batches, so `raw` holds all of this one. Whatever
@@ -194,10 +187,10 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
         start = self.next_fetch_offset
         try:
             batch = MemoryRecords(bytes(raw[:size])).next_batch()
-            if self._check_crcs and not batch.validate_crc():
-                raise errors.CorruptRecordException(f"Invalid CRC - {self._tp}")
+            if self.check_crcs and not batch.validate_crc():
+                raise errors.CorruptRecordException(f"Invalid CRC - {self.tp}")
             if not first and batch.base_offset < start:
-                raise errors.CorruptRecordException(f"Overlapping batch - {self._tp}")
+                raise errors.CorruptRecordException(f"Overlapping batch - {self.tp}")
             rows = Block.empty()
             if not getattr(batch, "is_control_batch", False):
                 for r in batch:
@@ -205,20 +198,20 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
                         rows.append(r)
                         self.next_fetch_offset = r.offset + 1
             if batch.next_offset < self.next_fetch_offset or batch.next_offset <= start:
-                raise errors.CorruptRecordException(f"Offsets out of order - {self._tp}")
+                raise errors.CorruptRecordException(f"Offsets out of order - {self.tp}")
         except errors.CorruptRecordException:
             self.next_fetch_offset = start
             raise
         except Exception as exc:  # a codec missing for flipped bits is refused the same way
             self.next_fetch_offset = start
             raise errors.CorruptRecordException(
-                f"Malformed record batch - {self._tp}: {type(exc).__name__}: {exc}"
+                f"Malformed record batch - {self.tp}: {type(exc).__name__}: {exc}"
             ) from exc
         block.extend(rows)
         self.next_fetch_offset = batch.next_offset
         return size
 
-    def _skip(self, raw: bytes, block: Block, exc: Exception) -> CorruptBatch:
+    def skip_bad_batch(self, raw: bytes, exc: Exception) -> CorruptBatch:
         """Moves the position past the batch that could not be read, and describes it.
 
         A batch whose header passes its CRC is skipped whole (to base + lastOffsetDelta
@@ -226,7 +219,7 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
         only one offset is skipped: the broker then sends the batch again from the next
         offset, and each offset it covers is dead-lettered in turn, never silently lost."""
         at = self.next_fetch_offset
-        pos = self._bad_at
+        pos = self.bad_at
         size = int.from_bytes(raw[pos + 8 : pos + 12], "big", signed=True) + 12
         frame = raw[pos : pos + size] if 26 <= size <= len(raw) - pos else raw[pos:]
         resume = at + 1
@@ -243,7 +236,6 @@ class BulkPartitionRecords(fetcher.PartitionRecords):
 def install(topics: frozenset[str]) -> None:
     """Fetches of `topics` come back as Blocks from here on, in this process, and every
     aiokafka connection opened after this reads with READER_LIMIT."""
-    conn.READER_LIMIT = max(conn.READER_LIMIT, READER_LIMIT)
+    raise_reader_limit(READER_LIMIT)
     BulkPartitionRecords.topics = BulkPartitionRecords.topics | topics
-    fetcher.PartitionRecords = BulkPartitionRecords  # type: ignore[misc]
-    fetcher.MemoryRecords = RawMemoryRecords  # type: ignore[misc]
+    install_partition_records(BulkPartitionRecords)

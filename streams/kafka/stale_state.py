@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.core.config import KafkaConfig
+from streams.kafka.internals import local_offset_key, local_state_dirs
 from streams.runtime.kafka_client import kafka_python_options
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,12 @@ def stale_partitions(local: dict[int, int | None], ends: dict[int, int]) -> list
 
 def discard_stale_state(table: Any, cfg: KafkaConfig, partitions: int, counter: Any) -> list[int]:
     """Deletes the local partitions of `table` that are ahead of its changelog."""
-    store = table.data
-    paths = {p: store.partition_path(p) for p in range(partitions)}
+    paths = local_state_dirs(table, partitions)
     present = {p: path for p, path in paths.items() if path.exists()}
     if not present:
         return []
-    local = {p: persisted_offset(path, store.offset_key) for p, path in present.items()}
+    key = local_offset_key(table)
+    local = {p: persisted_offset(path, key) for p, path in present.items()}
     ends = changelog_ends(cfg, table.changelog_topic.get_topic_name(), partitions)
     stale = stale_partitions(local, ends)
     for p in stale:

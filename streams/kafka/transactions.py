@@ -42,16 +42,6 @@ def table_settings(guarantee: str) -> dict[str, Any]:
     return {"store": "rocksdb://"}
 
 
-def prepare(app: Any) -> None:
-    """Call before anything touches `app.consumer`. Faust turns transactions on only inside
-    its worker (`in_worker`, set when its Worker is created) and caches that answer the
-    first time it is read, which the consumer does when it is created: the worker builds
-    the consumer earlier, to install its batch path, and would otherwise cache False."""
-    app.in_worker = True
-    if not (app.in_transaction and app.consumer.in_transaction):
-        raise RuntimeError("Faust did not enable transactions for processing_guarantee")
-
-
 class Transactions:
     """Which transaction an output joins, and committing offsets with it."""
 

@@ -1,0 +1,264 @@
+"""Every private name of Faust, mode and aiokafka that the worker relies on, in one place.
+
+The rest of `streams/kafka/` uses public API only (tests/unit/kafka/test_internals.py parses
+it to make sure). Each adapter below names the behaviour it relies on; the same test file
+pins each one against the installed libraries, so an upgrade starts there: bump the pins in
+constraints.txt and SUPPORTED in internals_versions.py, run that test file, and fix here
+whatever it reports. `check_versions` (internals_versions.py, which imports none
+of them, so it can speak first) stops `vigil worker` at start-up when the installed
+libraries are not the ones these adapters were tested with.
+
+Private hooks are overridden only by the base classes here, which call public-named hooks
+that the worker's own classes (app.py, consumer.py, fetch.py) override in turn.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka import conn
+from aiokafka.consumer import fetcher
+from aiokafka.record.memory_records import MemoryRecords
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+
+# -- faust.App -------------------------------------------------------------------------
+class AppHooks(faust.App):
+    """faust.App whose private transport and rebalance hooks call public-named methods."""
+
+    def new_transport(self) -> Any:
+        """The transport (and so the consumer) the app runs on; Faust's by default."""
+        return super()._new_transport()
+
+    async def before_revoke(self, revoked: set[TP]) -> None:
+        """Runs on a rebalance while the revoked table partitions can still be written."""
+
+    def before_assign(self, assigned: set[TP]) -> None:
+        """Runs with every new assignment, before Faust's own handling of it."""
+
+    # Faust builds `app.transport`, hence `app.consumer`, once, through this method.
+    def _new_transport(self) -> Any:
+        return self.new_transport()
+
+    # Faust calls this on every rebalance before it stops the revoked partitions' tables,
+    # so table writes made here still reach their changelog.
+    async def _on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await self.before_revoke(revoked)
+        await super()._on_partitions_revoked(revoked)
+
+    # Faust calls this with the whole new assignment, even for partitions with no records.
+    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.before_assign(assigned)
+        await super()._on_partitions_assigned(assigned, generation_id)
+
+
+# -- Faust's aiokafka consumer --------------------------------------------------------
+class ConsumerThreadHooks(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread; the aiokafka consumer it builds waits at most the owning
+    consumer's `fetch_max_wait_ms` (Faust hard-codes 1500 ms)."""
+
+    # Faust builds the worker's AIOKafkaConsumer here; aiokafka reads its private
+    # `_fetch_max_wait_ms` only in `start()`, when it creates the Fetcher.
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.consumer, "fetch_max_wait_ms", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait
+        return consumer
+
+    # Faust's recovery asks this for each changelog's end before reading it. Under
+    # exactly_once it answers with the last stable offset cached from the last fetch
+    # response: None for a partition not fetched yet, which recovery takes as offset -1
+    # and stops the worker with ConsistencyError (seen in the fault soak on three
+    # brokers). Asked of the broker instead: with the consumer's read_committed isolation,
+    # ListOffsets answers the last stable offset itself, and the end offset otherwise,
+    # which is what Faust asks for then.
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        return await self._ensure_consumer().end_offsets(partitions)
+
+
+class ConsumerHooks(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer whose private commit and fetch-loop hooks call
+    public-named methods, with the private state they need behind small methods."""
+
+    # For ConsumerThreadHooks: WorkerSettings' value, set by build_worker; None keeps Faust's.
+    fetch_max_wait_ms: int | None = None
+
+    # Public-named hooks, Faust's behaviour by default.
+    async def drain(self, fetcher: Any) -> None:
+        """The fetch loop: reads records and hands them on until stopped."""
+        await super()._drain_messages(fetcher)
+
+    def offset_to_commit(self, tp: TP) -> int | None:
+        """The offset to commit for `tp` now; Faust's is the end of its acked run."""
+        return super()._new_offset(tp)
+
+    def extra_commit_partitions(self, topics: Any) -> Iterable[TP]:
+        """Partitions to commit besides those with acked messages."""
+        return ()
+
+    # Faust builds its consumer thread, once, through this method.
+    def _new_consumer_thread(self) -> Any:
+        return ConsumerThreadHooks(self, loop=self.loop, beacon=self.beacon)
+
+    # Faust's commit asks this for the partitions to commit (those with acked messages),
+    # then `_new_offset` for each; a None offset commits nothing.
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        yield from super()._filter_tps_with_pending_acks(topics)
+        yield from self.extra_commit_partitions(topics)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return self.offset_to_commit(tp)
+
+    # Faust's Fetcher service runs this as the consumer's only fetch loop.
+    async def _drain_messages(self, fetcher: Any) -> None:
+        await self.drain(fetcher)
+
+    # `_acked`: partition -> offsets acked since the last commit, what Faust commits from.
+    def has_acks(self, tp: TP) -> bool:
+        return tp in self._acked
+
+    # mode's Service keeps its stop flag in the private `_stopped` event; the Fetcher is one.
+    def stopping(self, fetcher: Any) -> bool:
+        return self._stopped.is_set() or fetcher._stopped.is_set()
+
+    # What Faust's getmany loop waits on: (records by partition, partitions active when the
+    # fetch was asked for, or None when all were).
+    async def next_records(self, timeout: float) -> tuple[Mapping | None, set | None]:
+        return await self._wait_next_records(timeout)
+
+    # Partitions Faust keeps reading while paused for recovery (standby and active tables).
+    def is_buffered(self, tp: TP) -> bool:
+        return tp in self._buffered_partitions
+
+    # `_read_offset`: what Faust's monitor and recovery take as read so far.
+    def mark_read(self, tp: TP, offset: int) -> None:
+        self._read_offset[tp] = offset
+
+    # Faust's per-record path: a ConsumerMessage to the conductor's callback, abandoned
+    # when flow is suspended by a rebalance, exactly as Faust's own drain loop does.
+    async def deliver_each(self, tp: TP, records: Iterable[Any]) -> None:
+        callback, suspended = self.callback, self.suspend_flow.wait
+        for record in records:
+            await self.wait_first(callback(self._to_message(tp, record)), suspended())
+            self._read_offset[tp] = record.offset
+
+    # Faust's thread-delegating consumer has no public seek_to_beginning; its thread does.
+    async def seek_partitions_to_beginning(self, *tps: TP) -> None:
+        await self._thread.seek_to_beginning(*tps)
+
+
+# -- Faust tables ------------------------------------------------------------------------
+@dataclass
+class _Msg:
+    topic: str
+    partition: int
+
+
+@dataclass
+class _PartitionEvent:
+    message: _Msg
+
+
+# Faust routes a table write (store and changelog) to the partition of the current event,
+# which `faust.streams.current_event()` reads from the `_current_event` context variable as a
+# weak reference. Batches arrive without per-record events, so a stand-in names the partition.
+@contextmanager
+def in_partition(topic: str, partition: int) -> Iterator[None]:
+    """Lets a Faust table write to `partition` from outside an agent's stream."""
+    event = _PartitionEvent(_Msg(topic, partition))
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+# Faust's RocksDB store keeps each table partition in its own directory (`partition_path`),
+# holding the last applied changelog offset as `str(offset).encode()` under `offset_key`.
+def local_state_dirs(table: Any, partitions: int) -> dict[int, Path]:
+    """Where each partition of `table` keeps its local RocksDB state."""
+    store = table.data
+    return {p: store.partition_path(p) for p in range(partitions)}
+
+
+def local_offset_key(table: Any) -> bytes:
+    return table.data.offset_key
+
+
+# -- aiokafka's fetcher ------------------------------------------------------------------
+READ_COMMITTED = fetcher.READ_COMMITTED  # aiokafka's isolation level value, an int
+
+
+class RawMemoryRecords(MemoryRecords):
+    """aiokafka's MemoryRecords that keeps the fetched bytes for the C walk."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(raw)
+        self.raw = raw
+
+
+class PartitionRecordsHooks(fetcher.PartitionRecords):
+    """aiokafka's PartitionRecords (the records of one partition fetch) with public names
+    for the private state a subclass reads, and `unpack` as the hook to override."""
+
+    def unpack(self) -> Iterator[Any]:
+        """What iterating this object yields; aiokafka's records by default."""
+        return self.aiokafka_unpack()
+
+    # aiokafka's own reader: skips control and aborted batches, deserializes each record.
+    def aiokafka_unpack(self) -> Iterator[Any]:
+        return super()._unpack_records()
+
+    # `__init__` makes the iterator from this generator method; nothing is read before.
+    def _unpack_records(self) -> Iterator[Any]:
+        return self.unpack()
+
+    @property
+    def tp(self) -> Any:
+        return self._tp
+
+    @property
+    def fetched_bytes(self) -> bytes | None:
+        """The fetch response's record bytes, when RawMemoryRecords was installed."""
+        return getattr(self._records, "raw", None)
+
+    @property
+    def check_crcs(self) -> bool:
+        return self._check_crcs
+
+    def has_aborted_transactions(self) -> bool:
+        """Whether aiokafka must skip aborted batches in this fetch (read_committed)."""
+        return self._isolation_level == READ_COMMITTED and bool(self._aborted_transactions)
+
+
+# The fetcher module builds every MemoryRecords and PartitionRecords through these two
+# module globals (in `Fetcher._proc_fetch_request`), so replacing them changes all fetches.
+def install_partition_records(cls: type[PartitionRecordsHooks]) -> None:
+    fetcher.PartitionRecords = cls  # type: ignore[misc]
+    fetcher.MemoryRecords = RawMemoryRecords  # type: ignore[misc]
+
+
+# aiokafka reads every connection through an asyncio.StreamReader whose limit is this
+# module global, read when a connection opens.
+def raise_reader_limit(limit: int) -> None:
+    conn.READER_LIMIT = max(conn.READER_LIMIT, limit)
+
+
+def enable_transactions(app: Any) -> None:
+    """Call before anything touches `app.consumer`, under exactly_once. Faust turns
+    transactions on only inside its worker (`in_worker`, set when its Worker is created)
+    and caches that answer (`in_transaction`, a cached property) the first time it is
+    read, which the consumer does when it is created: the worker builds the consumer
+    earlier, to install its batch path, and would otherwise cache False."""
+    app.in_worker = True
+    if not (app.in_transaction and app.consumer.in_transaction):
+        raise RuntimeError("Faust did not enable transactions for processing_guarantee")
