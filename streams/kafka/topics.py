@@ -26,8 +26,12 @@ def topic_specs(cfg: KafkaConfig, settings: WorkerSettings) -> list[TopicSpec]:
         # The console reads the latest snapshot per account; older ones can go.
         TopicSpec(cfg.snapshots_topic, n, (("cleanup.policy", "compact"),)),
     ]
-    # Every worker reads both whole; the latest record per key is the state (control.py).
     compact = (("cleanup.policy", "compact"),)
+    # The state table's changelog, named as Faust names it. Faust would create it itself
+    # at start-up and check its partitions at once; on a cluster the other brokers may not
+    # know it yet, and the worker stopped with PartitionsMismatch (seen in the fault soak).
+    specs.append(TopicSpec(f"{cfg.group_id}-{settings.state_table}-changelog", n, compact))
+    # Every worker reads both whole; the latest record per key is the state (control.py).
     specs += [TopicSpec(cfg.control_topic, 1, compact), TopicSpec(cfg.snoozes_topic, 1, compact)]
     if settings.shadow_model:
         specs.append(TopicSpec(cfg.shadow_alerts_topic, n))
