@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import functools
 import importlib
 import inspect
 import subprocess
@@ -30,6 +29,7 @@ from faust.tables import base as faust_tables
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.utils.objects import cached_property as mode_cached_property
 
 from streams.cli import checks
 from streams.kafka import internals, internals_versions
@@ -599,9 +599,7 @@ def test_the_check_reads_every_runtime_module_but_the_adapters():
 def test_transactions_follow_in_worker_and_are_cached_when_first_read():
     """What enable_transactions relies on: `in_transaction` is a cached property of
     `in_worker` and the processing guarantee, read by the consumer when it is created."""
-    assert isinstance(
-        inspect.getattr_static(faust.App, "in_transaction"), functools.cached_property
-    )
+    assert isinstance(inspect.getattr_static(faust.App, "in_transaction"), mode_cached_property)
     early = faust.App("pin-eos-early", processing_guarantee="exactly_once")
     assert early.in_transaction is False  # not in a worker yet: and now cached
     early.in_worker = True
