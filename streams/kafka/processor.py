@@ -26,14 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka import checkpoint
 from streams.kafka.fetch import Block
-from streams.kafka.routing import Forward, Router
-from streams.kafka.transactions import Transactions, fallback_partition
+from streams.kafka.outputs import Outputs
+from streams.kafka.routing import Router
+from streams.kafka.transactions import Transactions
 from streams.kafka.watermarks import EventTime, split_marks
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 PROCESSING_ERROR = "processing_error"
 EMPTY_REASON = "malformed_json"
 EMPTY_DETAIL = "record with no value (a tombstone)"
-CORRUPT_REASON = "corrupt_batch"
 
 
 @dataclass
@@ -64,7 +63,7 @@ class Topics:
     shadow_alerts: str = ""
 
 
-class Processor:
+class Processor(Outputs):
     def __init__(
         self,
         app: Any,
@@ -189,97 +188,6 @@ class Processor:
                 continue
             await self._emit(out, tp)
 
-    # -- outputs ---------------------------------------------------------------------
-    async def _send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers=None,
-        partition=None,
-        source: int | None = None,
-    ):
-        """Enqueue only; delivery is awaited at checkpoint time, not per record. `source`
-        is the input partition the output comes from: its transaction under exactly_once."""
-        if self.txn is None:
-            fut = await self.app.producer.send(topic, key, value, partition, None, headers)
-        else:
-            if source is None or source not in self.parts:
-                source = fallback_partition(p for p in self.parts if p in self.assigned)
-            tid = self.txn.id_for(source) if source is not None else None
-            fut = await self.app.producer.send(
-                topic, key, value, partition, None, headers, transactional_id=tid
-            )
-            if source is not None:
-                self.touched.add(source)
-        self.pending.append(fut)
-
-    async def _emit(self, out: Any, tp: TP) -> None:
-        p = tp.partition
-        for alert in out.alerts:
-            await self._send(
-                self.topics.alerts, alert.account_id.encode(), alert.to_json(), source=p
-            )
-        for alert in out.shadow_alerts:  # only with a shadow model, never on the alert topic
-            await self._send(
-                self.topics.shadow_alerts, alert.account_id.encode(), alert.to_json(), source=p
-            )
-        for sink in self.sinks:
-            sink.write(out)
-        for dl in out.dead_letters:
-            await self._dead_letter(dl.raw, dl.reason, dl.detail, tp)
-        for w in out.snapshots:
-            # The topic is compacted: only the latest snapshot per account survives, so
-            # only the latest is built and sent, at the next checkpoint.
-            try:
-                self.snapshots.add(w)
-            except Exception:
-                self._snapshot_failure("holding")
-
-    async def _dead_letter(
-        self, raw: bytes, reason: str, detail: str, tp: TP, extra: list | None = None
-    ) -> None:
-        truncated = len(raw) > self.dl_max
-        headers = [
-            ("vigil-reason", reason.encode()),
-            ("vigil-detail", detail[:2000].encode("utf-8", "replace")),
-            ("vigil-source-topic", tp.topic.encode()),
-            ("vigil-source-partition", str(tp.partition).encode()),
-            ("vigil-original-bytes", str(len(raw)).encode()),
-        ]
-        if truncated:
-            headers.append(("vigil-truncated", b"1"))
-        headers += extra or []
-        await self._send(
-            self.topics.dead_letters, None, raw[: self.dl_max], headers, source=tp.partition
-        )
-
-    async def _corrupt(self, bad: Any, tp: TP) -> None:
-        """A record batch that could not be read: its bytes go to the dead-letter topic
-        with the reason and where it was, and the stream goes on after it."""
-        log.error(
-            "%s: unreadable record batch at offset %d, resuming at %d: %s",
-            tp, bad.offset, bad.next_offset, bad.reason,
-        )  # fmt: skip
-        self.metrics.events_rejected.labels(CORRUPT_REASON).inc()
-        detail = (
-            f"{bad.reason}; partition {tp.partition}, offset {bad.offset}, "
-            f"skipped to {bad.next_offset}"
-        )
-        await self._dead_letter(
-            bad.raw, CORRUPT_REASON, detail, tp, [("vigil-source-offset", b"%d" % bad.offset)]
-        )
-
-    async def _forward(self, foreign: list[Forward], source: int) -> None:
-        if not foreign:
-            return
-        owner = self.router.owner  # type: ignore[union-attr]
-        for account, value, headers in foreign:
-            await self._send(
-                self.topics.repartition, account, value, list(headers), owner(account), source
-            )
-        self.wm.events_repartitioned.inc(len(foreign))
-
     async def _advance_time(self, part: PartitionState, tp: TP, kept: Block, marks: list) -> None:
         """After a block's events are in the engine: the sources' new marks, this source's
         mark sent on, and the windows every source has passed closed."""
@@ -310,12 +218,6 @@ class Processor:
                 part.dirty |= part.engine.closed_until != closed
                 await self._emit(out, TP(self.topics.input, part.partition))
             self.event_time.report(self.wm, [(p.clocks, p.engine) for p in owned], now)
-
-    async def _audit(self, tp: TP, records: Block) -> None:
-        if not self.topics.audit:
-            return
-        body = {"topic": tp.topic, "partition": tp.partition, "offsets": records.offsets}
-        await self._send(self.topics.audit, None, orjson.dumps(body), source=tp.partition)
 
     def _update_lag(self, tp: TP, position: int) -> None:
         high = self.app.consumer.highwater(tp)
@@ -411,30 +313,6 @@ class Processor:
         self.metrics.last_checkpoint.set(time.time())
         self.wm.checkpoint_seconds.set(time.perf_counter() - t0)
 
-    async def _send_snapshots(self) -> None:
-        try:
-            built = self.snapshots.take()
-        except Exception:
-            self._snapshot_failure("sending")
-            built = []
-        for account, snap in built:
-            value = orjson.dumps(snap, option=_NUMPY)
-            await self._send(self.topics.snapshots, account.encode() or None, value)
-
-    def _snapshot_failure(self, when: str) -> None:
-        # Snapshots only feed the console: losing some must not stop detection, and the
-        # next window brings fresh ones.
-        log.exception("building console snapshots failed while %s; skipped", when)
-        self.wm.snapshot_failures.inc()
-
-    async def _check_delivered(self) -> None:
-        pending, self.pending = self.pending, []
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            # Committing now would lose these outputs; crash and let the group replay.
-            raise RuntimeError(f"{len(failed)} output records were not delivered: {failed[0]!r}")
-
     def on_assigned(self, assigned: set[TP]) -> None:
         """Records the input partitions of a new assignment, before their recovery starts."""
         self.assigned = {tp.partition for tp in assigned if tp.topic == self.topics.input}
@@ -457,9 +335,6 @@ class Processor:
             self.assigned -= lost
             self.wm.owned_partitions.set(len(self.assigned))
             self.app.consumer.forget({tp for tp in revoked})
-
-
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 def _encode(state: Any, lines: list[bytes]) -> tuple[bytes, bytes]:

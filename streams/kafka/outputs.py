@@ -1,0 +1,165 @@
+"""The worker's outputs: what the Processor sends, to which topic and in which transaction.
+
+Every record a batch produces (alerts, shadow alerts, dead letters, records forwarded to
+the repartition topic, audit records, console snapshots) is enqueued here and its delivery
+awaited only at the next checkpoint (`_check_delivered`), which must succeed before input
+offsets are committed. Under exactly_once each output names the input partition it comes
+from, and joins that partition's transaction (transactions.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from faust.types import TP
+
+from streams.engine.snapshots import LatestSnapshots
+from streams.kafka.fetch import Block
+from streams.kafka.routing import Forward, Router
+from streams.kafka.transactions import Transactions, fallback_partition
+
+log = logging.getLogger(__name__)
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+CORRUPT_REASON = "corrupt_batch"
+
+
+class Outputs:
+    """The Processor's output half; the Processor sets these in its __init__."""
+
+    app: Any
+    topics: Any  # processor.Topics
+    metrics: Any
+    wm: Any
+    sinks: list
+    dl_max: int
+    router: Router | None
+    txn: Transactions | None
+    parts: dict
+    assigned: set[int]
+    pending: list
+    touched: set[int]
+    snapshots: LatestSnapshots
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers=None,
+        partition=None,
+        source: int | None = None,
+    ):
+        """Enqueue only; delivery is awaited at checkpoint time, not per record. `source`
+        is the input partition the output comes from: its transaction under exactly_once."""
+        if self.txn is None:
+            fut = await self.app.producer.send(topic, key, value, partition, None, headers)
+        else:
+            if source is None or source not in self.parts:
+                source = fallback_partition(p for p in self.parts if p in self.assigned)
+            tid = self.txn.id_for(source) if source is not None else None
+            fut = await self.app.producer.send(
+                topic, key, value, partition, None, headers, transactional_id=tid
+            )
+            if source is not None:
+                self.touched.add(source)
+        self.pending.append(fut)
+
+    async def _emit(self, out: Any, tp: TP) -> None:
+        p = tp.partition
+        for alert in out.alerts:
+            await self._send(
+                self.topics.alerts, alert.account_id.encode(), alert.to_json(), source=p
+            )
+        for alert in out.shadow_alerts:  # only with a shadow model, never on the alert topic
+            await self._send(
+                self.topics.shadow_alerts, alert.account_id.encode(), alert.to_json(), source=p
+            )
+        for sink in self.sinks:
+            sink.write(out)
+        for dl in out.dead_letters:
+            await self._dead_letter(dl.raw, dl.reason, dl.detail, tp)
+        for w in out.snapshots:
+            # The topic is compacted: only the latest snapshot per account survives, so
+            # only the latest is built and sent, at the next checkpoint.
+            try:
+                self.snapshots.add(w)
+            except Exception:
+                self._snapshot_failure("holding")
+
+    async def _dead_letter(
+        self, raw: bytes, reason: str, detail: str, tp: TP, extra: list | None = None
+    ) -> None:
+        truncated = len(raw) > self.dl_max
+        headers = [
+            ("vigil-reason", reason.encode()),
+            ("vigil-detail", detail[:2000].encode("utf-8", "replace")),
+            ("vigil-source-topic", tp.topic.encode()),
+            ("vigil-source-partition", str(tp.partition).encode()),
+            ("vigil-original-bytes", str(len(raw)).encode()),
+        ]
+        if truncated:
+            headers.append(("vigil-truncated", b"1"))
+        headers += extra or []
+        await self._send(
+            self.topics.dead_letters, None, raw[: self.dl_max], headers, source=tp.partition
+        )
+
+    async def _corrupt(self, bad: Any, tp: TP) -> None:
+        """A record batch that could not be read: its bytes go to the dead-letter topic
+        with the reason and where it was, and the stream goes on after it."""
+        log.error(
+            "%s: unreadable record batch at offset %d, resuming at %d: %s",
+            tp, bad.offset, bad.next_offset, bad.reason,
+        )  # fmt: skip
+        self.metrics.events_rejected.labels(CORRUPT_REASON).inc()
+        detail = (
+            f"{bad.reason}; partition {tp.partition}, offset {bad.offset}, "
+            f"skipped to {bad.next_offset}"
+        )
+        await self._dead_letter(
+            bad.raw, CORRUPT_REASON, detail, tp, [("vigil-source-offset", b"%d" % bad.offset)]
+        )
+
+    async def _forward(self, foreign: list[Forward], source: int) -> None:
+        if not foreign:
+            return
+        owner = self.router.owner  # type: ignore[union-attr]
+        for account, value, headers in foreign:
+            await self._send(
+                self.topics.repartition, account, value, list(headers), owner(account), source
+            )
+        self.wm.events_repartitioned.inc(len(foreign))
+
+    async def _audit(self, tp: TP, records: Block) -> None:
+        if not self.topics.audit:
+            return
+        body = {"topic": tp.topic, "partition": tp.partition, "offsets": records.offsets}
+        await self._send(self.topics.audit, None, orjson.dumps(body), source=tp.partition)
+
+    async def _send_snapshots(self) -> None:
+        try:
+            built = self.snapshots.take()
+        except Exception:
+            self._snapshot_failure("sending")
+            built = []
+        for account, snap in built:
+            value = orjson.dumps(snap, option=_NUMPY)
+            await self._send(self.topics.snapshots, account.encode() or None, value)
+
+    def _snapshot_failure(self, when: str) -> None:
+        # Snapshots only feed the console: losing some must not stop detection, and the
+        # next window brings fresh ones.
+        log.exception("building console snapshots failed while %s; skipped", when)
+        self.wm.snapshot_failures.inc()
+
+    async def _check_delivered(self) -> None:
+        pending, self.pending = self.pending, []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            # Committing now would lose these outputs; crash and let the group replay.
+            raise RuntimeError(f"{len(failed)} output records were not delivered: {failed[0]!r}")
