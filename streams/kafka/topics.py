@@ -40,8 +40,33 @@ def topic_specs(cfg: KafkaConfig, settings: WorkerSettings) -> list[TopicSpec]:
     return specs
 
 
+RETRY_S = 30.0  # how long a cluster that is still electing its controller is waited for
+
+
 def ensure_topics(cfg: KafkaConfig, specs: list[TopicSpec]) -> list[str]:
     """Creates the missing topics; returns the names it created.
+
+    A cluster that has just started (or lost a node) may name a controller its metadata
+    does not list yet (UnknownBrokerIdError, seen in the fault soak on a fresh 3-broker
+    cluster); such transient errors are retried with a new client for up to RETRY_S.
+    """
+    import time
+
+    from kafka.errors import KafkaError, UnknownBrokerIdError
+
+    deadline = time.monotonic() + RETRY_S
+    while True:
+        try:
+            return _ensure_topics(cfg, specs)
+        except KafkaError as exc:
+            transient = getattr(exc, "retriable", False) or isinstance(exc, UnknownBrokerIdError)
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _ensure_topics(cfg: KafkaConfig, specs: list[TopicSpec]) -> list[str]:
+    """One attempt of ensure_topics.
 
     An existing input topic with a partition count other than the configured one is an
     error: per-account state is placed by partition, so the counts must agree.
