@@ -47,9 +47,12 @@ class Row:
 
 
 class Soak:
-    def __init__(self, env: KafkaEnv, committed_only: bool = False) -> None:
+    def __init__(
+        self, env: KafkaEnv, committed_only: bool = False, phase_timeout_s: float = 150
+    ) -> None:
         self.env = env
         self.committed_only = committed_only
+        self.phase_timeout_s = phase_timeout_s
         self.next_id = 0
         self.seen: Counter[tuple[int, int]] = Counter()
         self.offsets: set[tuple[int, int]] = set()
@@ -72,8 +75,9 @@ class Soak:
                     self.seen[(body["partition"], off)] += 1
         self.offsets = {(r.partition, r.offset) for r in self.env.read("input", idle_s=1.5)}
 
-    def phase(self, fault: str, produce: Callable[[], int], timeout_s: float = 150) -> Row:
+    def phase(self, fault: str, produce: Callable[[], int]) -> Row:
         t0 = time.monotonic()
+        timeout_s = self.phase_timeout_s
         before = set(self.offsets)
         dup_before = sum(c - 1 for c in self.seen.values())
         dead_before = Counter(self.dead)
@@ -146,7 +150,10 @@ def test_fault_soak_three_brokers(kafka_cluster3, tmp_path, topic_prefix, guaran
         f.write("replication_factor = 3\n")
     env.create_topics(audit=True)
     exactly_once = guarantee == "exactly_once"
-    soak = Soak(env, committed_only=exactly_once)
+    # Under exactly_once one CI run saw the survivor of a frozen worker take 164 s to make
+    # a phase's last events visible (cause not found; docs/kafka.md): the row's seconds
+    # show it, and nothing may be lost by the end of the longer wait.
+    soak = Soak(env, committed_only=exactly_once, phase_timeout_s=300 if exactly_once else 150)
     workers: dict[str, WorkerProc] = {}
 
     def start(name: str) -> None:
