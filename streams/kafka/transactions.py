@@ -13,8 +13,9 @@ producer, opening with the same transactional id, aborts what was left open.
 
 What the worker keeps locally must not run ahead of the committed changelog either, or a
 restarted worker would resume from state whose outputs were aborted. So under
-`exactly_once` the state table lives in memory and every assignment rebuilds it from the
-committed changelog (build_worker picks the store).
+`exactly_once` the state table lives in memory: a restarted worker, or one that receives a
+partition from another, rebuilds it from the committed changelog (build_worker picks the
+store).
 """
 
 from __future__ import annotations
