@@ -135,17 +135,9 @@ class RobustSeriesDetector(SeriesDetector):
         res = x - np.where(seen, sea, lvl)
         z, z_raw = self._surprise(mt, res, cnt)
 
-        smooth = mt[:, _SMOOTH]
-        smooth = smooth + (1.0 - (1.0 - self.alpha_smooth) ** kk) * (z - smooth)
-        peak = mt[:, _PEAK] * self.peak_decay**kk
-        novel = np.maximum(smooth - self.peak_weight * peak, 0.0)
-        peak = np.maximum(peak, smooth)
+        smooth, peak, novel = self._novelty(mt, z, kk)
 
-        zp = novel**self.sharpness
-        score = zp / (zp + self.z_half**self.sharpness)
-        score = np.where((cool > 0)[:, None], score * self.damping, score)
-        fired = np.any(score >= self.fire, axis=1)
-        cool = np.where(fired, float(self.refractory), np.maximum(cool - k, 0.0))
+        score, cool = self._fire(novel, cool, k)
 
         xb = self._learn(mt, x, res, cnt, kk, z_raw)
         mt[:, _SMOOTH] = smooth
@@ -155,6 +147,24 @@ class RobustSeriesDetector(SeriesDetector):
 
         self._write_back(slots, sl, mt, cnt, ts, step, cool)
         return score
+
+    def _novelty(self, mt: np.ndarray, z: np.ndarray, kk: Any):
+        """The smoothed surprise, the decayed peak it must rise above, and by how much it
+        does (novelty); each variant in detectors/nab scores through this too."""
+        smooth = mt[:, _SMOOTH]
+        smooth = smooth + (1.0 - (1.0 - self.alpha_smooth) ** kk) * (z - smooth)
+        peak = mt[:, _PEAK] * self.peak_decay**kk
+        novel = np.maximum(smooth - self.peak_weight * peak, 0.0)
+        return smooth, np.maximum(peak, smooth), novel
+
+    def _fire(self, novel: np.ndarray, cool: np.ndarray, k: Any):
+        """Scores in [0, 1] from novelty, damped while a slot cools down after firing, and
+        the slots' next cooldown."""
+        zp = novel**self.sharpness
+        score = zp / (zp + self.z_half**self.sharpness)
+        score = np.where((cool > 0)[:, None], score * self.damping, score)
+        fired = np.any(score >= self.fire, axis=1)
+        return score, np.where(fired, float(self.refractory), np.maximum(cool - k, 0.0))
 
     def _learn(
         self,

@@ -173,11 +173,7 @@ class ScaleChoiceDetector(RobustSeriesDetector):
         res = xx - np.where(seen, sea, lvl)
         z, z_raw = self._surprise(mt, res, cnt)
 
-        smooth = mt[:, _SMOOTH]
-        smooth = smooth + (1.0 - (1.0 - self.alpha_smooth) ** kk) * (z - smooth)
-        peak = mt[:, _PEAK] * self.peak_decay**kk
-        novel = np.maximum(smooth - self.peak_weight * peak, 0.0)
-        peak = np.maximum(peak, smooth)
+        smooth, peak, novel = self._novelty(mt, z, kk)
         alt = novel[:, m:]
         if self.skew_mix == 1:  # both scales must agree: the smaller novelty
             alt = np.minimum(alt, novel[:, :m])
@@ -185,11 +181,7 @@ class ScaleChoiceDetector(RobustSeriesDetector):
             alt = np.sqrt(alt * novel[:, :m])
         novel = np.where(raw[:, _FLAG] > 0.5, alt, novel[:, :m])
 
-        zp = novel**self.sharpness
-        score = zp / (zp + self.z_half**self.sharpness)
-        score = np.where((cool > 0)[:, None], score * self.damping, score)
-        fired = np.any(score >= self.fire, axis=1)
-        cool = np.where(fired, float(self.refractory), np.maximum(cool - k, 0.0))
+        score, cool = self._fire(novel, cool, k)
 
         if self.skew_gate == 2:
             # Heaviness: standard deviation over mean absolute deviation of the residual

@@ -222,18 +222,10 @@ class VariantSeriesDetector(RobustSeriesDetector):
             res = x - np.where(seen, sea, lvl)
         z, z_raw = self._surprise(mt, res, cnt)
 
-        smooth = mt[:, _SMOOTH]
-        smooth = smooth + (1.0 - (1.0 - self.alpha_smooth) ** kk) * (z - smooth)
-        peak = mt[:, _PEAK] * self.peak_decay**kk
-        novel = np.maximum(smooth - self.peak_weight * peak, 0.0)
-        peak = np.maximum(peak, smooth)
+        smooth, peak, novel = self._novelty(mt, z, kk)
         novel = self._calibrate(mt, novel, cnt)
 
-        zp = novel**self.sharpness
-        score = zp / (zp + self.z_half**self.sharpness)
-        score = np.where((cool > 0)[:, None], score * self.damping, score)
-        fired = np.any(score >= self.fire, axis=1)
-        cool = np.where(fired, float(self.refractory), np.maximum(cool - k, 0.0))
+        score, cool = self._fire(novel, cool, k)
 
         xb = self._learn(mt, x, res, cnt, kk, z_raw)
         self._learn_t2(mt, z_raw, cnt)
