@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import statistics
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,36 +24,7 @@ from streams.core.config import VigilConfig  # noqa: E402
 from streams.replay.warm import warm_engine  # noqa: E402
 from streams.runtime.checkpoint_codec import decode_state, encode_state  # noqa: E402
 from synth.generate import generated  # noqa: E402
-
-_HEAD, _PART = struct.Struct("<4sI"), struct.Struct("<BQ")
-
-
-def _old_squeeze(data):
-    if len(data) >= 512:
-        sample = data[: 64 * 1024]
-        if len(zlib.compress(sample, 1)) < 0.8 * len(sample):
-            return 1, zlib.compress(data, 1)
-    return 0, data
-
-
-def old_worker_encode(state) -> bytes:
-    buffers: list[pickle.PickleBuffer] = []
-    body = pickle.dumps(state, protocol=5, buffer_callback=buffers.append)
-    parts = [_old_squeeze(memoryview(body))] + [_old_squeeze(b.raw()) for b in buffers]
-    head = [_HEAD.pack(b"VGS2", len(parts))] + [_PART.pack(f, len(d)) for f, d in parts]
-    return b"".join([*head, *(d for _, d in parts)])
-
-
-def old_worker_decode(blob: bytes):
-    _, n = _HEAD.unpack_from(blob)
-    at = _HEAD.size + n * _PART.size
-    parts = []
-    for i in range(n):
-        flag, size = _PART.unpack_from(blob, _HEAD.size + i * _PART.size)
-        data = blob[at : at + size]
-        at += size
-        parts.append(bytearray(zlib.decompress(data) if flag else data))
-    return pickle.loads(parts[0], buffers=parts[1:])  # noqa: S301
+from tests.plugins.old_checkpoint_format import old_worker_decode, old_worker_encode  # noqa: E402
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from streams.runtime.checkpoint_codec import (
     decode_state,
     encode_state,
 )
+from tests.plugins.old_checkpoint_format import old_worker_encode
 
 
 def _batches(events: Path, size: int = 4096) -> list[list[bytes]]:
@@ -54,24 +55,6 @@ def halfway(small_corpus) -> tuple[Engine, list[list[bytes]]]:
     return engine, batches[len(batches) // 2 :]
 
 
-def _old_worker_encode(state) -> bytes:
-    """streams/kafka/checkpoint.py's encode_state as it was before the codec, reproduced."""
-    magic, head, part = b"VGS2", struct.Struct("<4sI"), struct.Struct("<BQ")
-
-    def squeeze(data):
-        if len(data) >= 512:
-            sample = data[: 64 * 1024]
-            if len(zlib.compress(sample, 1)) < 0.8 * len(sample):
-                return 1, zlib.compress(data, 1)
-        return 0, data
-
-    buffers: list[pickle.PickleBuffer] = []
-    body = pickle.dumps(state, protocol=5, buffer_callback=buffers.append)
-    parts = [squeeze(memoryview(body))] + [squeeze(b.raw()) for b in buffers]
-    heads = [head.pack(magic, len(parts))] + [part.pack(f, len(d)) for f, d in parts]
-    return b"".join([*heads, *(d for _, d in parts)])
-
-
 def test_a_real_engine_state_round_trips_and_continues_the_same(halfway) -> None:
     engine, rest = halfway
     blob = encode_state(engine.state_dict())
@@ -95,7 +78,7 @@ def test_replay_state_files_and_worker_checkpoints_are_one_format(halfway, tmp_p
     size = save_state(engine, path)
     blob = path.read_bytes()
     assert size == len(blob) and blob == checkpoint.encode_state(engine.state_dict())
-    assert blob == _old_worker_encode(engine.state_dict())  # what the worker always wrote
+    assert blob == old_worker_encode(engine.state_dict())  # what the worker always wrote
     # Replay's file through the worker's reader ...
     table: dict = {}
     checkpoint.write(table, "t", 3, blob, {"t": 42})
@@ -114,7 +97,7 @@ def test_replay_state_files_and_worker_checkpoints_are_one_format(halfway, tmp_p
 def test_blobs_written_before_the_codec_still_load(halfway) -> None:
     engine, _ = halfway
     state = engine.state_dict()
-    old_worker = _old_worker_encode(state)
+    old_worker = old_worker_encode(state)
     first_worker = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
     old_replay = pickle.dumps(state, protocol=5)  # `replay --state` and `warm` before
     for blob in (old_worker, first_worker, old_replay):
