@@ -100,6 +100,7 @@ def build_worker(
     from streams.engine.metrics import Metrics
 
     kc = config.kafka
+    exactly_once = kc.processing_guarantee == EXACTLY_ONCE
     if config.engine.hash_key == DEMO_HASH_KEY:
         log.warning("engine.hash_key is the public demo key: set VIGIL_HASH_KEY to a secret")
     metrics = metrics or Metrics()
@@ -153,7 +154,7 @@ def build_worker(
         web_bind=settings.web_host,
         web_host=settings.web_host,
     )
-    if kc.processing_guarantee == EXACTLY_ONCE:
+    if exactly_once:
         enable_transactions(app)
     topics = Topics(
         input=kc.input_topic,
@@ -171,7 +172,7 @@ def build_worker(
         key_type=bytes,
         value_type=bytes,
     )
-    if kc.processing_guarantee != EXACTLY_ONCE:  # in memory then: nothing local to go stale
+    if not exactly_once:  # in memory otherwise: nothing local to go stale
         discard_stale_state(table, kc, kc.partitions, wm.state_discarded)
     source = app.topic(
         topics.input,
@@ -210,9 +211,7 @@ def build_worker(
             config.engine.max_future_s,
         ),
         sinks=alert_sinks(config, metrics, held),
-        transactions=(
-            Transactions(app, topics.input) if kc.processing_guarantee == EXACTLY_ONCE else None
-        ),
+        transactions=(Transactions(app, topics.input) if exactly_once else None),
     )
     app.processor = processor
     app.held_dead_letters = held

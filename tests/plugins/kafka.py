@@ -246,6 +246,8 @@ processing_guarantee = "{guarantee}"
         return load_config(self.config_path)
 
     def topic(self, kind: str) -> str:
+        from streams.kafka.settings import WorkerSettings
+
         k = self.config.kafka
         return {
             "input": k.input_topic,
@@ -256,7 +258,7 @@ processing_guarantee = "{guarantee}"
             "control": k.control_topic,
             "shadow": k.shadow_alerts_topic,
             "audit": f"{self.prefix}-audit",
-            "repartition": f"{k.input_topic}-by-account",
+            "repartition": WorkerSettings().repartition_topic(k),
         }[kind]
 
     def create_topics(self, audit: bool = False) -> None:
