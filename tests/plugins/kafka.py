@@ -355,15 +355,15 @@ processing_guarantee = "{guarantee}"
         timeout_s: float = 120.0,
         committed_only: bool = False,
     ):
-        """Records of a topic from the start: stops once `until` are read (0: when idle).
+        """Records of a topic from the start: stops once `until` are read (0: once every
+        partition is read up to its end as of the call, and then idle for `idle_s`).
         `committed_only` reads as `read_committed`: records of aborted transactions (and of
-        open ones) are not returned."""
+        open ones) are not returned, and the end is the last stable offset."""
         import time
 
-        from kafka import KafkaConsumer
+        from kafka import KafkaConsumer, TopicPartition
 
         c = KafkaConsumer(
-            self.topic(kind),
             bootstrap_servers=self.bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
@@ -372,8 +372,14 @@ processing_guarantee = "{guarantee}"
             isolation_level="read_committed" if committed_only else "read_uncommitted",
         )
         out = []
-        start = last = time.monotonic()
         try:
+            topic = self.topic(kind)
+            tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+            c.assign(tps)
+            # Idle time alone is no end: on a loaded machine a fetch can pause longer than
+            # idle_s, and the read would return part of the topic.
+            ends = c.end_offsets(tps) if tps else {}
+            start = last = time.monotonic()
             while True:
                 got = c.poll(timeout_ms=300)
                 for recs in got.values():
@@ -382,9 +388,13 @@ processing_guarantee = "{guarantee}"
                 now = time.monotonic()
                 if until and len(out) >= until:
                     break
-                if not until and now - last > idle_s:
-                    break
                 if now - start > timeout_s:
+                    break
+                if (
+                    not until
+                    and now - last > idle_s
+                    and all(c.position(tp) >= end for tp, end in ends.items())
+                ):
                     break
         finally:
             c.close()

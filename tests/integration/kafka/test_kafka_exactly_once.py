@@ -43,6 +43,42 @@ def _processed(env, committed_only: bool = True) -> Counter[bytes]:
     return seen
 
 
+def _wait_processed(env, n: int, stall_s: float, cap_s: float):
+    """Reads the committed audit until `n` events are processed, or the count has not moved
+    for `stall_s`, or `cap_s` passed; returns the last count and (seconds, count) pairs."""
+    start = moved = time.monotonic()
+    progress: list[tuple[int, int]] = []
+    while True:
+        seen = _processed(env)
+        now = time.monotonic()
+        total = sum(seen.values())
+        if not progress or total != progress[-1][1]:
+            moved = now
+            progress.append((round(now - start), total))
+        if total >= n or now - moved > stall_s or now - start > cap_s:
+            return seen, progress
+        time.sleep(3)
+
+
+def _offsets(env) -> dict[int, tuple[int, int]]:
+    """Per input partition: the group's committed offset and the partition's end. A
+    committed offset at its end with events missing would be a loss, not a stall."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=env.bootstrap, group_id=None)
+    try:
+        tps = [TopicPartition(env.topic("input"), p) for p in range(PARTITIONS)]
+        ends = c.end_offsets(tps)
+    finally:
+        c.close()
+    return {tp.partition: (env.committed("input", tp.partition), ends[tp]) for tp in tps}
+
+
+def _warnings(worker) -> str:
+    lines = [x for x in worker.log().splitlines() if "WARN" in x or "ERROR" in x]
+    return f"{worker.log_path.name}: " + "\n".join(lines[-15:])
+
+
 def _wait(cond, timeout_s: float, what: str, workers) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
@@ -84,12 +120,9 @@ def test_read_committed_sees_each_event_and_alert_once(kafka_env, corpus, capsys
     _push_every_partition(env, corpus["last"] + 3 * 3600)
 
     want: Counter[bytes] = Counter(lines)
-    deadline = time.monotonic() + 300
-    while True:
-        seen = _processed(env)
-        if sum(seen.values()) >= len(lines) or time.monotonic() > deadline:
-            break
-        time.sleep(3)
+    # A slow machine may still be catching up (a restarted worker rebuilds its state from
+    # the changelog first): wait while the count moves, and fail only once it stops.
+    seen, progress = _wait_processed(env, len(lines), stall_s=180, cap_s=600)
     pushers = {v for v in seen if b"acct_end_" in v}
     for v in pushers:
         del seen[v]
@@ -123,7 +156,11 @@ def test_read_committed_sees_each_event_and_alert_once(kafka_env, corpus, capsys
             f"aborted transactions {redone}; per-account "
             f"alerted accounts replay {len(r)}, worker {len(w)}, both {len(r & w)}"
         )
-    assert not missing, f"{sum(missing.values())} events never processed"
+    assert not missing, (
+        f"{sum(missing.values())} events never processed; processed count over time "
+        f"{progress[-8:]}; group offsets vs ends {_offsets(env)}\n"
+        + "\n".join(_warnings(w) for w in (a, b))
+    )
     assert not twice, f"{sum(twice.values())} events processed twice"
     assert alerts, "the corpus must raise alerts"
     assert dup_alerts == 0, ids.most_common(3)
