@@ -79,7 +79,7 @@ class CampaignState:
         codes, which only keys shown as evidence need.
         """
         bad = misbehaving(X, col, self.free_daily_tokens)
-        mine = contributions(window_end, gid, order, account_ids, sources, bad)
+        mine = contributions(window_end, gid, order, account_ids, sources, bad, alone=True)
         figures = self.owner.record(window_end, [mine.sent])
         names = {kind: idx.names for kind, idx in self.index.items()}
         evidence = fill(X, col, mine, figures, texts, names)

@@ -125,12 +125,15 @@ def contributions(
     account_ids: list[str],
     sources: dict[str, tuple[np.ndarray, np.ndarray]],
     bad: np.ndarray,
+    alone: bool = False,
 ) -> Contributed:
     """One window's memberships of one engine's accounts.
 
     sources: kind -> (code per event, which events count), in the original event order;
     `order` sorts them by account group `gid`; bad: whether each group misbehaved. Rows come
-    by kind, then group, then key code: `fill` relies on it.
+    by kind, then group, then key code: `fill` relies on it. An engine `alone` (the only
+    source of the window) leaves out the keys of REPEATED_KINDS it saw once, which no other
+    source can repeat: nearly every prompt.
     """
     accounts = np.array(account_ids, dtype=object)
     kinds, codes, groups, events, counts = [], [], [], [], []
@@ -140,6 +143,10 @@ def contributions(
         sel = np.flatnonzero(u & (c != 0))
         _, first, n = np.unique(pair_key(gid[sel], c[sel]), return_index=True, return_counts=True)
         first = sel[first]
+        if alone and kind in REPEATED_KINDS and len(first):
+            _, inv = np.unique(c[first], return_inverse=True)
+            keep = np.bincount(inv, weights=n)[inv] > 1
+            first, n = first[keep], n[keep]
         o = np.lexsort((c[first], gid[first]))
         first, n = first[o], n[o]
         kinds.append(np.full(len(first), i, np.int8))
