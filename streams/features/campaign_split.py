@@ -13,8 +13,12 @@ all of them. So a window's campaign signals are worked out in three pure steps:
 
 The owner orders memberships by (account id, key) before applying them, never by where
 they came from, so that P engines and K owners give exactly what one engine with one owner
-gives (tests/unit/features/test_campaign_split.py), as long as every owner applies every
-window (an empty one included: expiry counts windows) and no owner passes its key limit.
+gives (tests/unit/features/test_campaign_split.py), provided that:
+- an owner applies a window once it has every source's memberships of it;
+- every owner applies every window, with no memberships if need be (expiry counts windows);
+- no owner passes its key limit (max_keys bounds each owner's share of the keys).
+An engine with other sources beside it sends every prompt it saw, since another may have
+sent the same one; one engine alone leaves out those it saw once.
 """
 
 from __future__ import annotations

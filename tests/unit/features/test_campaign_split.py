@@ -43,28 +43,32 @@ class Window:
 
 
 class Recording(CampaignState):
+    """The engine's CampaignState, keeping every window's inputs and results."""
+
     def __init__(self, like: CampaignState) -> None:
         idx = like.index["subnet"]
         super().__init__(idx.horizon_s, idx.max_keys, like.free_daily_tokens)
         self.windows: list[Window] = []
 
-    def update(self, window_end, gid, order, account_ids, sources, texts, X, col):  # type: ignore[no-untyped-def]
+    def update(
+        self,
+        window_end: float,
+        gid: np.ndarray,
+        order: np.ndarray,
+        account_ids: list[str],
+        sources: dict[str, tuple[np.ndarray, np.ndarray]],
+        texts: Any,
+        X: np.ndarray,
+        col: dict[str, int],
+    ) -> list[dict[str, Any] | None]:
         before = X.copy()
         evidence = super().update(window_end, gid, order, account_ids, sources, texts, X, col)
         src = {k: (c.copy(), u.copy()) for k, (c, u) in sources.items()}
-        self.windows.append(
-            Window(
-                window_end,
-                gid.copy(),
-                order.copy(),
-                list(account_ids),
-                src,
-                texts,
-                before,
-                X.copy(),
-                evidence,
-            )  # fmt: skip
+        ids = list(account_ids)
+        w = Window(
+            window_end, gid.copy(), order.copy(), ids, src, texts, before, X.copy(), evidence
         )
+        self.windows.append(w)
         return evidence
 
 
@@ -145,9 +149,13 @@ def _split_window(
         to = _owner_of(m.sent.kind, m.sent.code).tolist()
         refs = zip(m.sent.kind.tolist(), m.sent.code.tolist(), strict=True)
         back = {r: figures[o][r] for r, o in zip(refs, to, strict=True) if r in figures[o]}
-        texts = (lambda ev: lambda rows, field: w.texts(ev[rows], field))(part.events)
-        evidence.append(fill(part.X, COL, m, back, texts))
+        evidence.append(fill(part.X, COL, m, back, _texts(w, part.events)))
     return parts, evidence
+
+
+def _texts(w: Window, events: np.ndarray) -> Any:
+    """A part's `texts`: its rows are its own events, a subset of the window's."""
+    return lambda rows, field: w.texts(events[rows], field)
 
 
 def _members(owners: list[KeyOwner]) -> int:
@@ -165,7 +173,6 @@ def _run_split(rec: Recording, restore_at: int = -1) -> dict[str, int]:
 
     owners = new()
     seen = {"windows": 0, "rows": 0, "evidence": 0, "cross": 0, "expired": 0}
-    where: dict[str, int] = {}
     last = 0
     for n, w in enumerate(rec.windows):
         if n == restore_at:
@@ -178,10 +185,9 @@ def _run_split(rec: Recording, restore_at: int = -1) -> dict[str, int]:
             for row, g in enumerate(part.groups.tolist()):
                 assert np.array_equal(part.X[row], w.after[g], equal_nan=True), w.account_ids[g]
                 assert ev[row] == w.evidence[g], w.account_ids[g]
-                where[w.account_ids[g]] = partition_for(w.account_ids[g].encode(), P)
                 if ev[row] is not None:
                     seen["evidence"] += 1
-                    parts_in = {where.get(a) for a in ev[row]["accounts"]} - {None}
+                    parts_in = {partition_for(a.encode(), P) for a in ev[row]["accounts"]}
                     seen["cross"] += len(parts_in) > 1
         seen["windows"] += 1
         seen["rows"] += len(w.account_ids)
@@ -285,6 +291,10 @@ def test_state_round_trip_mid_run_gives_the_same_windows(corpus: Recording) -> N
         assert np.array_equal(x1, x2, equal_nan=True)
         assert e1 == e2
     assert _ordered(whole.state_dict()) == _ordered(restored.state_dict())
+    # A state written before the window count rode along still loads, counting from 0.
+    older = CampaignState()
+    older.load_state_dict({k: v[:3] for k, v in first.state_dict().items()})
+    assert older.owner._windows == 0 and older.index["ua"].members == first.index["ua"].members
 
 
 def _ordered(state: dict) -> list:
