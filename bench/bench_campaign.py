@@ -46,14 +46,35 @@ def _repeated(codes: np.ndarray) -> np.ndarray:
     return counts[inv] > 1
 
 
-def _run(make, windows: list[Window], old: bool) -> None:
+def _run(make, windows: list[Window], old: bool) -> list[tuple[np.ndarray, list]]:
     state = make()
+    out = []
     for w in windows:
         src = w.sources
         if old:
             src = {**src, "prompt": (src["prompt"][0], _repeated(src["prompt"][0]))}
         X = w.before.copy()
-        state.update(w.window_end, w.gid, w.order, w.account_ids, src, w.texts, X, COL)
+        ev = state.update(w.window_end, w.gid, w.order, w.account_ids, src, w.texts, X, COL)
+        out.append((X, ev))
+    return out
+
+
+def _differences(a: list[tuple[np.ndarray, list]], b: list[tuple[np.ndarray, list]]) -> str:
+    """How two runs' features and evidence differ, row by row."""
+    x = ev = listed = members = 0
+    for (xa, ea), (xb, eb) in zip(a, b, strict=True):
+        x += int((~((xa == xb) | (np.isnan(xa) & np.isnan(xb)))).any(axis=1).sum())
+        for da, db in zip(ea, eb, strict=True):
+            if da == db:
+                continue
+            ev += 1
+            if da and db and {**da, "accounts": 0} == {**db, "accounts": 0}:
+                listed += 1
+                members += set(da["accounts"]) != set(db["accounts"])
+    return (
+        f"rows with other features {x}; rows with other evidence {ev}, of which only the "
+        f"accounts listed differ {listed} (other accounts, not only another order: {members})"
+    )
 
 
 def main() -> None:
@@ -75,11 +96,11 @@ def main() -> None:
 
     runs = [("this build", make, False)]
     if args.against:
-        old = _at(args.against)
+        then = _at(args.against)
         runs.append(
             (
                 args.against,
-                lambda: old.CampaignState(idx.horizon_s, idx.max_keys, rec.free_daily_tokens),
+                lambda: then.CampaignState(idx.horizon_s, idx.max_keys, rec.free_daily_tokens),
                 True,
             )
         )
@@ -93,6 +114,12 @@ def main() -> None:
         print(
             f"campaign update, {name:<10}: median {med:.3f} s, "
             f"{med / rows * 1e6:6.2f} us/account-window (runs {[round(t, 3) for t in all_]})"
+        )
+    if len(runs) == 2:
+        (_, new, _), (rev, old, _) = runs
+        print(
+            f"this build against {rev}: "
+            + _differences(_run(new, windows, False), _run(old, windows, True))
         )
 
 
