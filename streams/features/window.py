@@ -82,16 +82,6 @@ NEW_ACCOUNT_DAYS = 2.0
 PLAN_NAMES = {v: k for k, v in PLAN_CODES.items()}
 
 
-def _repeated(codes: np.ndarray) -> np.ndarray:
-    """Events whose code occurs more than once in the window.
-
-    Most prompts are unique; indexing only repeated ones keeps the cross-account prompt
-    index small. A prompt sent by two accounts in the same window is repeated by definition.
-    """
-    _, inv, counts = np.unique(codes, return_inverse=True, return_counts=True)
-    return counts[inv] > 1
-
-
 def _unsort(g: Groups) -> np.ndarray:
     """Group of each event in the original (unsorted) event order."""
     out = np.empty_like(g.gid)
@@ -261,7 +251,7 @@ def window_features(
         sources={
             "subnet": (ev.subnet, young_event),
             "ua": (ev.user_agent, young_event),
-            "prompt": (ph, _repeated(ph)),
+            "prompt": (ph, ph != 0),  # repeated ones only: campaign_index.REPEATED_KINDS
             "ip": (ev.ip, st == 401),
         },
         texts=ev.texts,
