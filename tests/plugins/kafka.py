@@ -78,26 +78,39 @@ def _run_script(name: str, env: dict[str, str], *args: str) -> None:
         pytest.fail(f"{name} failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
 
 
-def free_port_pair() -> int:
-    """A port whose successor is free too (the broker's controller listens there)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65535:
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_run(n: int) -> int:
+    """The first of n consecutive free loopback ports, below the ephemeral range.
+
+    A broker that a test kills and restarts must get its ports back. Inside the ephemeral
+    range, the other nodes' reconnect attempts to a dead node's port can be handed that
+    very port as their source and connect to themselves, which holds it: the restarted
+    node then failed with "Address already in use" (seen in the fault soak)."""
+    import random
+
+    top = min(_ephemeral_low(), 65536) - n
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(max(1024, top - 12000), top)
+        try:
+            for p in range(first, first + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
             continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of loopback ports")
+        return first
+    raise RuntimeError(f"no {n} consecutive free loopback ports below the ephemeral range")
 
 
 def start_private_broker(base: Path) -> KafkaBroker:
     require_tools()
-    port = free_port_pair()
+    port = free_port_run(2)  # the broker's port and its controller's
     broker = KafkaBroker(f"127.0.0.1:{port}", port, base / f"kafka-{port}")
     broker.start()
     return broker

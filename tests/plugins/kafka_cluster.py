@@ -9,32 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.plugins.kafka import _run_script, require_tools
-
-
-def free_port_run(n: int) -> int:
-    """The first of n consecutive free loopback ports."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + n > 65535:
-            continue
-        try:
-            for p in range(first, first + n):
-                with socket.socket() as s2:
-                    s2.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError(f"no {n} consecutive free loopback ports")
+from tests.plugins.kafka import _run_script, free_port_run, require_tools
 
 
 @dataclass
@@ -83,7 +64,7 @@ class KafkaCluster:
         raise AssertionError(f"{topic}[{partition}] not found")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def kafka_cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     require_tools()
     cluster = KafkaCluster(free_port_run(6), tmp_path_factory.mktemp("kafka3"))

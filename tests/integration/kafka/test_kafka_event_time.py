@@ -42,8 +42,15 @@ def _ts(line: bytes) -> float | None:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("event-time")
-    _vigil("generate", "--accounts", "1000", "--hours", "3", "--seed", "5", "--out", str(out))
+    return make_corpus(tmp_path_factory.mktemp("event-time"), accounts=1000, hours=3)
+
+
+def make_corpus(out, accounts: int, hours: int, seed: int = 5) -> dict:
+    """A generated corpus, its events as kcat sends them, and replay's results on it."""
+    _vigil(
+        "generate", "--accounts", str(accounts), "--hours", str(hours), "--seed", str(seed),
+        "--out", str(out),
+    )  # fmt: skip
     events = out / "events.jsonl.gz"
     _vigil(
         "replay",

@@ -15,16 +15,24 @@ import time
 from collections import Counter
 
 import orjson
+import pytest
 
 from tests.integration.kafka.test_kafka_event_time import (
     PER_ACCOUNT,
     PRODUCERS,
     _produce,
     _push_every_partition,
-    corpus,  # noqa: F401 - the module's corpus fixture
+    make_corpus,
 )
 
 PARTITIONS = 8
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+    # An hour of 1,000 accounts (about 45,000 events): long enough for two restarts
+    # mid-stream, short enough to keep CI's time for the rest.
+    return make_corpus(tmp_path_factory.mktemp("exactly-once"), accounts=1000, hours=1)
 
 
 def _processed(env, committed_only: bool = True) -> Counter[bytes]:
@@ -89,7 +97,7 @@ def _wait(cond, timeout_s: float, what: str, workers) -> None:
         time.sleep(0.5)
 
 
-def test_read_committed_sees_each_event_and_alert_once(kafka_env, corpus, capsys):  # noqa: F811
+def test_read_committed_sees_each_event_and_alert_once(kafka_env, corpus, capsys):
     env = kafka_env
     env.write_config(partitions=PARTITIONS, guarantee="exactly_once")
     env.create_topics(audit=True)
@@ -102,7 +110,7 @@ def test_read_committed_sees_each_event_and_alert_once(kafka_env, corpus, capsys
         step = max(1, len(lines) // 40)
         for i in range(0, len(lines), step):
             _produce(env, lines[i : i + step], PRODUCERS["kcat-default"])
-            time.sleep(0.3)
+            time.sleep(0.5)
         done.set()
 
     t = threading.Thread(target=produce, daemon=True)
@@ -158,8 +166,8 @@ def test_read_committed_sees_each_event_and_alert_once(kafka_env, corpus, capsys
         )
     assert not missing, (
         f"{sum(missing.values())} events never processed; processed count over time "
-        f"{progress[-8:]}; group offsets vs ends {_offsets(env)}\n"
-        + "\n".join(_warnings(w) for w in (a, b))
+        f"{progress[-8:]}; group offsets vs ends {_offsets(env)}; workers alive "
+        f"{a.alive()}, {b.alive()}\n" + "\n".join(_warnings(w) for w in (a, b))
     )
     assert not twice, f"{sum(twice.values())} events processed twice"
     assert alerts, "the corpus must raise alerts"
