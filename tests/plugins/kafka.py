@@ -90,8 +90,8 @@ def free_port_run(n: int) -> int:
 
     A broker that a test kills and restarts must get its ports back. Inside the ephemeral
     range, the other nodes' reconnect attempts to a dead node's port can be handed that
-    very port as their source and connect to themselves, which holds it: the restarted
-    node then failed with "Address already in use" (seen in the fault soak)."""
+    very port as their source and connect to themselves, which holds it. A restarted node
+    once failed with "Address already in use" in the fault soak, most likely so."""
     import random
 
     top = min(_ephemeral_low(), 65536) - n
