@@ -186,11 +186,11 @@ class Split:
         desks = [pickle.loads(pickle.dumps(d.state_dict())) for d in self.desks]
         watermark = self.engines[0].source_watermark
         self.engines = [self.make_engine() for _ in range(self.p)]
-        for e, s in zip(self.engines, states, strict=True):
-            e.load_state_dict(s)
-            e.source_watermark = watermark
         for d, s in zip(self.desks, desks, strict=True):
             d.load_state_dict(s)
+        for i, (e, s) in enumerate(zip(self.engines, states, strict=True)):
+            e.load_state_dict(s)
+            self._take(i, e.set_source_watermark(watermark))  # re-sends its held requests
 
     @property
     def duplicates(self) -> int:
