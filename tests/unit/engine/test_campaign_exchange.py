@@ -67,8 +67,6 @@ def test_eight_partitions_with_the_exchange_alert_what_one_engine_alerts(
         assert a.related_accounts == b.related_accounts, key
         if abs(a.score - b.score) > 1e-9:  # only where the population saw it otherwise
             assert sa.get("population") != sb.get("population"), key
-            # It counts in fusion only through its agreement with the baseline.
-            assert abs(a.score - b.score) < 0.1, key
             moved += 1
     assert moved <= 0.1 * len(one)
     # Windows were begun while earlier ones were held, and every one was completed.
