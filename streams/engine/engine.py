@@ -248,7 +248,10 @@ class Engine(TwoPhase, EngineState):
     def flush(self) -> Output:
         """Close every open window: the end of a finite input."""
         w = self.cfg.engine.window_s
-        return self._close_until(np.floor(self.max_ts / w) * w + w) if self.pending else Output()
+        out = self._reemitted()
+        if self.pending:
+            out.extend(self._close_until(np.floor(self.max_ts / w) * w + w))
+        return out
 
     def _dedup(self, batch: EventBatch) -> EventBatch:
         # Past their share of the byte budget, the generations turn over before the ids
