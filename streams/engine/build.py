@@ -15,6 +15,7 @@ from streams.contract.events import DeadLetter
 from streams.core.alerts import Alert
 from streams.core.config import ConfigError, VigilConfig
 from streams.engine.snapshots import WindowSnapshots
+from streams.features.campaign_split import Memberships
 
 
 @dataclass
@@ -24,9 +25,13 @@ class Output:
     snapshots: list[WindowSnapshots] = field(default_factory=list)
     # A challenger's alerts (streams/engine/shadow.py): only a shadow alert file reads them.
     shadow_alerts: list[Alert] = field(default_factory=list)
+    # Windows held for their campaign figures (streams/engine/exchange.py): (window end,
+    # this engine's memberships of it), for the owners of the keys.
+    campaign_requests: list[tuple[float, Memberships]] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         self.alerts += other.alerts
+        self.campaign_requests += other.campaign_requests
         self.dead_letters += other.dead_letters
         self.snapshots += other.snapshots
         self.shadow_alerts += other.shadow_alerts

@@ -21,7 +21,7 @@ from streams.contract.codes import use_key
 from streams.contract.events import DeadLetter, EventBatch, decode_lines
 from streams.contract.seen import IdSet, add_new
 from streams.core.alerts import rfc3339
-from streams.core.batch import fill_nan
+from streams.core.batch import FeatureBatch, fill_nan
 from streams.core.config import VigilConfig
 from streams.core.config_version import config_version
 from streams.engine.alert_latency import AlertLatency, window_ends
@@ -38,6 +38,7 @@ from streams.engine.budget import (
     slots_to_evict,
 )
 from streams.engine.build import ModelError, Output, build_detectors
+from streams.engine.exchange import TwoPhase
 from streams.engine.metric_labels import (
     NO_DETECTOR,
     count_agreement,
@@ -48,6 +49,7 @@ from streams.engine.metrics import Metrics
 from streams.engine.snapshots import WindowSnapshots
 from streams.engine.state_io import EngineState
 from streams.features.campaign import SIGNALS, CampaignState
+from streams.features.groups import Groups
 from streams.features.state import AccountTable
 from streams.features.window import window_features
 from streams.fusion.cooldowns import Cooldowns
@@ -59,7 +61,7 @@ log = logging.getLogger("vigil.engine")
 SnoozeSource = Any  # callable(now_epoch) -> {(account_id, detector): until_epoch}
 
 
-class Engine(EngineState):
+class Engine(TwoPhase, EngineState):
     def __init__(
         self,
         config: VigilConfig | None = None,
@@ -71,8 +73,12 @@ class Engine(EngineState):
         on_features=None,
         shadow=None,
         on_scores=None,
+        campaign_exchange: bool = False,
     ) -> None:
         self.cfg = config or VigilConfig()
+        # Close windows in two phases, the campaign figures coming from outside between
+        # them (streams/engine/exchange.py): set by a runner whose engines share keys.
+        self.campaign_exchange = campaign_exchange
         # Codes are keyed process-wide: every engine of a process shares the key. Its
         # fingerprint goes into this engine's checkpoints.
         self.key_fingerprint = use_key(self.cfg.engine.hash_key)
@@ -123,6 +129,7 @@ class Engine(EngineState):
         self._versions()
         zero_init_scores(self.metrics, self.detectors)
         self.alert_latency = AlertLatency(self.metrics.alert_latency)
+        self._init_exchange()
 
     def _versions(self) -> None:
         """Model and config versions: stamped on every alert, exported as info metrics."""
@@ -219,7 +226,8 @@ class Engine(EngineState):
     def _advance(self) -> Output:
         now = self.max_ts if self.source_watermark is None else self.source_watermark
         w = self.cfg.engine.window_s
-        out = self._close_until(np.floor((now - self.cfg.engine.allowed_lateness_s) / w) * w)
+        out = self._reemitted()
+        out.extend(self._close_until(np.floor((now - self.cfg.engine.allowed_lateness_s) / w) * w))
         out.extend(self._bound_open_windows())
         return out
 
@@ -240,7 +248,10 @@ class Engine(EngineState):
     def flush(self) -> Output:
         """Close every open window: the end of a finite input."""
         w = self.cfg.engine.window_s
-        return self._close_until(np.floor(self.max_ts / w) * w + w) if self.pending else Output()
+        out = self._reemitted()
+        if self.pending:
+            out.extend(self._close_until(np.floor(self.max_ts / w) * w + w))
+        return out
 
     def _dedup(self, batch: EventBatch) -> EventBatch:
         # Past their share of the byte budget, the generations turn over before the ids
@@ -289,6 +300,9 @@ class Engine(EngineState):
         cuts = np.r_[0, np.flatnonzero(np.diff(widx)) + 1, len(widx)]
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             start = float(widx[a] * w)
+            if self.campaign_exchange:  # begun in order, as far as held windows allow
+                self._ready.append((events.slice(a, b), start, start + w))
+                continue
             for sub in self._account_chunks(events.slice(a, b)):
                 try:
                     out.extend(self._close_window(sub, start, start + w))
@@ -296,6 +310,8 @@ class Engine(EngineState):
                     log.exception("window %s failed", rfc3339(start))
                     detail = f"{type(exc).__name__}: {exc}"
                     out.dead_letters += [DeadLetter(r, "processing_error", detail) for r in sub.raw]
+        if self.campaign_exchange:
+            out.extend(self._begin_ready())
         return out
 
     def _account_chunks(self, ev: EventBatch) -> list[EventBatch]:
@@ -315,9 +331,24 @@ class Engine(EngineState):
         moved = self.table.collisions
         self._make_room(ev)
         batch, groups = window_features(ev, start, end, self.table, self.campaign)
-        if self.table.collisions > moved:  # streams/features/identity.py kept two accounts apart
-            self.metrics.account_collisions.inc(self.table.collisions - moved)
+        self._count_collisions(moved)
         self._reserve_slots()
+        return self._score_window(ev, batch, groups, end)
+
+    def _count_collisions(self, before: int) -> None:
+        if self.table.collisions > before:  # streams/features/identity.py kept two accounts apart
+            self.metrics.account_collisions.inc(self.table.collisions - before)
+
+    def _score_window(
+        self,
+        ev: EventBatch,
+        batch: FeatureBatch,
+        groups: Groups,
+        end: float,
+        hourly: bool | None = None,
+    ) -> Output:
+        """Detectors, fusion and alerts of a window whose features are complete. `hourly`:
+        whether the hourly upkeep follows it; None, every 12th window scored."""
         if self.on_features is not None:
             self.on_features(batch)
         scores: dict[str, np.ndarray] = {}
@@ -355,7 +386,9 @@ class Engine(EngineState):
         self.metrics.windows_closed.inc(len(batch))
         self.metrics.watermark.set(end)
         self._windows_closed += 1
-        if self._windows_closed % 12 == 0:  # walks over every account, key and detector: hourly
+        if hourly is None:
+            hourly = self._windows_closed % 12 == 0
+        if hourly:  # walks over every account, key and detector: hourly
             self._evict(end)
             self._campaign_members = campaign_members(self.campaign)
             self._detector_bytes = array_bytes(self.detectors)
@@ -386,10 +419,17 @@ class Engine(EngineState):
         it, so that the budget's account limit holds for them too (and the cost of an
         account is known from the first window on)."""
         if self._reserved < self.table.capacity:
+            before = array_bytes(self.detectors) if self.campaign_exchange else 0
             for det in self.detectors.values():
                 det.reserve(self.table.capacity)
             self._reserved = self.table.capacity
-            self._detector_bytes = array_bytes(self.detectors)
+            if self.campaign_exchange:
+                # Only what the reservation added: the detectors may also hold what windows
+                # scored since the last hourly count, and with windows held, whether those
+                # are scored yet must not change what later windows read.
+                self._detector_bytes += array_bytes(self.detectors) - before
+            else:
+                self._detector_bytes = array_bytes(self.detectors)
 
     def _forget(self, accounts: np.ndarray) -> None:
         """Every stage with state of its own drops the accounts the table let go."""
@@ -416,6 +456,9 @@ class Engine(EngineState):
         if len(freed):
             gone = self.table.codes_of(freed)
             self.table.release(freed)
-            self._forget(gone)
+            if self.campaign_exchange:  # after the windows held before this one are scored
+                self._forget_later.append(gone)
+            else:
+                self._forget(gone)
             self.budget_evicted += len(freed)
             self.metrics.budget_evicted.inc(len(freed))

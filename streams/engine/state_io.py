@@ -20,7 +20,10 @@ STATE_FORMAT = 2
 
 
 class EngineState:
+    exchange_state: Any  # streams/engine/exchange.py
+    load_exchange_state: Any
     cfg: Any
+    campaign_exchange: bool
     closed_until: float
     journal_pending: bool
     key_fingerprint: str
@@ -57,6 +60,12 @@ class EngineState:
         self._open_bytes = batch_bytes(self.pending[0]) if self.pending else 0
 
     def state_dict(self, pending: bool = True) -> dict[str, Any]:
+        state = self._state_dict(pending)
+        if self.campaign_exchange:  # windows held for campaign figures: exchange.py
+            state["exchange"] = self.exchange_state()
+        return state
+
+    def _state_dict(self, pending: bool) -> dict[str, Any]:
         return {
             "format": STATE_FORMAT,
             "features": FEATURES,
@@ -109,3 +118,4 @@ class EngineState:
         self._seen_ids = (IdSet(cur), IdSet(prev))
         self._seen_gen_end = state["seen_gen_end"]
         self._windows_closed = state["windows_closed"]
+        self.load_exchange_state(state)

@@ -146,6 +146,31 @@ def window_features(
     campaign: CampaignState,
 ) -> tuple[FeatureBatch, Groups]:
     """Features for every account active in one window; updates account history."""
+    batch, g, sources = features_without_campaign(ev, window_start, window_end, table)
+    related = campaign.update(
+        window_end=window_end,
+        gid=g.gid,
+        order=g.order,
+        account_ids=list(batch.account_ids),
+        sources=sources,
+        texts=ev.texts,
+        X=batch.X,
+        col=COL,
+    )
+    batch.context = {"campaign": related}
+    return batch, g
+
+
+# kind -> (code per event, which events count): the campaign signals' inputs of a window.
+CampaignSources = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def features_without_campaign(
+    ev: EventBatch, window_start: float, window_end: float, table: AccountTable
+) -> tuple[FeatureBatch, Groups, CampaignSources]:
+    """Every feature of one window but the campaign signals, whose columns stay 0 until
+    the campaign step (streams/features/campaign_split.py) writes them; updates account
+    history. Returns what that step needs: the groups and each signal's keys per event."""
     slots = table.slots_for(
         ev.account_id, lambda rows: ev.texts(rows, "account_id"), ev.account_check
     )
@@ -243,21 +268,12 @@ def window_features(
     table.last_seen[s] = ev.ts[o[last]]
 
     young_event = (age_days < NEW_ACCOUNT_DAYS)[_unsort(g)]
-    related = campaign.update(
-        window_end=window_end,
-        gid=g.gid,
-        order=o,
-        account_ids=[table.ids[x] for x in s],
-        sources={
-            "subnet": (ev.subnet, young_event),
-            "ua": (ev.user_agent, young_event),
-            "prompt": (ph, ph != 0),  # repeated ones only: campaign_index.REPEATED_KINDS
-            "ip": (ev.ip, st == 401),
-        },
-        texts=ev.texts,
-        X=X,
-        col=COL,
-    )
+    sources = {
+        "subnet": (ev.subnet, young_event),
+        "ua": (ev.user_agent, young_event),
+        "prompt": (ph, ph != 0),  # repeated ones only: campaign_index.REPEATED_KINDS
+        "ip": (ev.ip, st == 401),
+    }
     batch = FeatureBatch(
         X=X,
         columns=FEATURES,
@@ -266,6 +282,5 @@ def window_features(
         window_start=np.full(n, window_start),
         window_end=np.full(n, window_end),
         plans=np.array([PLAN_NAMES[c] for c in plan_codes.tolist()], dtype=object),
-        context={"campaign": related},
     )
-    return batch, g
+    return batch, g, sources

@@ -1,0 +1,187 @@
+"""Closing a window in two phases, so that engines on partitions can share campaign figures.
+
+A mixin of `Engine` (streams/engine/engine.py), active under `campaign_exchange=True`.
+On partitions no engine sees a campaign whole, so a window is closed in two phases with
+the key owners of streams/features/campaign_split.py in between:
+
+1. begin: every feature but the campaign signals, and the window's memberships, which
+   come out in `Output.campaign_requests` as (window end, memberships); the window is held;
+2. `complete_window(window_end, figures)`, once the owners have every source's
+   memberships of that window: `fill`, detectors, fusion, alerts, as one engine does.
+
+Later windows may begin while earlier ones are held: a runner catching up cannot wait
+for a round trip per window. Beginning window w+1 must then read nothing that finishing
+window w writes. What it reads, and why finishing order does not change it:
+- the account table, the dedup ids, the open events: begin alone writes them;
+- detector state: begin reads none of it. Accounts that `_make_room` evicts at a begin
+  leave the table at once but the detectors and fusion only once the windows held before
+  are scored (`Held.forget`), where one engine closing windows one by one forgets them;
+- the byte count of the detectors' arrays (read by `_make_room` through `usage()`):
+  between hourly counts a begin adds only what its own reservation grew;
+- the hourly upkeep (table eviction, the campaign and detector byte counts) reads and
+  writes both sides, so it is not made order-free: after a window whose finish runs it,
+  later windows wait (`_ready`) until it is complete. A runner waits one round trip an
+  hour of event time, not one a window.
+
+Under the option a window is never scored in account chunks (`_account_chunks`): owners
+expect one request per window and source, so the budget's chunk limit is not applied.
+Held windows, the windows waiting to begin and the evictions not yet passed on are part
+of `state_dict`; a restored engine re-emits the requests of its held windows with its next
+output (owners dedupe by window and source), and `held_requests` gives them any time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streams.contract.events import DeadLetter, EventBatch
+from streams.core.alerts import rfc3339
+from streams.core.batch import FeatureBatch
+from streams.engine.build import Output
+from streams.features.campaign import misbehaving
+from streams.features.campaign_split import Contributed, KeyFigures, KeyRef, contributions, fill
+from streams.features.groups import Groups
+from streams.features.window import COL, features_without_campaign
+
+log = logging.getLogger("vigil.engine")
+HOURLY = 12  # windows between two runs of the hourly upkeep (Engine._score_window)
+
+
+@dataclass
+class Held:
+    """A begun window waiting for its campaign figures."""
+
+    ev: EventBatch
+    start: float
+    end: float
+    batch: FeatureBatch  # campaign columns 0 until completed
+    groups: Groups
+    mine: Contributed
+    forget: np.ndarray  # accounts evicted at its begin: forgotten before it is scored
+    hourly: bool  # its completion runs the hourly upkeep
+
+
+class TwoPhase:
+    """The two-phase close; Engine provides the fields and the scoring."""
+
+    campaign_exchange: bool
+    held: list[Held]
+    _ready: list[tuple[EventBatch, float, float]]
+    _forget_later: list[np.ndarray]
+    _windows_begun: int
+    _reemit: bool
+    closed_until: float
+    table: Any
+    campaign: Any
+
+    def _init_exchange(self) -> None:
+        self.held = []
+        self._ready = []  # closed windows waiting to begin, oldest first
+        self._forget_later = []  # evicted accounts not yet passed to the detectors
+        self._windows_begun = 0
+        self._reemit = False
+
+    @property
+    def campaign_passed(self) -> float:
+        """Event time up to which every window with events has had its request emitted: a
+        source that sent none for a window ending at or before it had no events there."""
+        return self._ready[0][1] if self._ready else self.closed_until
+
+    def held_requests(self) -> list[tuple[float, Any]]:
+        return [(h.end, h.mine.sent) for h in self.held]
+
+    def _reemitted(self) -> Output:
+        out = Output()
+        if self._reemit:
+            self._reemit = False
+            out.campaign_requests = self.held_requests()
+        return out
+
+    def _begin_ready(self) -> Output:
+        out = Output()
+        while self._ready and not any(h.hourly for h in self.held):
+            ev, start, end = self._ready.pop(0)
+            try:
+                out.extend(self._begin_window(ev, start, end))
+            except Exception as exc:  # as _close_until: lose no event, stop nothing
+                log.exception("window %s failed", rfc3339(start))
+                detail = f"{type(exc).__name__}: {exc}"
+                out.dead_letters += [DeadLetter(r, "processing_error", detail) for r in ev.raw]
+        return out
+
+    def _begin_window(self, ev: EventBatch, start: float, end: float) -> Output:
+        moved = self.table.collisions
+        self._make_room(ev)  # type: ignore[attr-defined]
+        batch, groups, sources = features_without_campaign(ev, start, end, self.table)
+        self._count_collisions(moved)  # type: ignore[attr-defined]
+        self._reserve_slots()  # type: ignore[attr-defined]
+        bad = misbehaving(batch.X, COL, self.campaign.free_daily_tokens)
+        ids = list(batch.account_ids)
+        mine = contributions(end, groups.gid, groups.order, ids, sources, bad)
+        self._windows_begun += 1
+        forget = self._take_forget_later()
+        hourly = self._windows_begun % HOURLY == 0
+        self.held.append(Held(ev, start, end, batch, groups, mine, forget, hourly))
+        return Output(campaign_requests=[(end, mine.sent)])
+
+    def _take_forget_later(self) -> np.ndarray:
+        later, self._forget_later = self._forget_later, []
+        return np.concatenate(later) if later else np.empty(0, np.uint64)
+
+    def complete_window(self, window_end: float, figures: dict[KeyRef, KeyFigures]) -> Output:
+        """Finish the oldest held window with its keys' figures (at least those of the keys
+        in its request; others are ignored): detectors, fusion, alerts; then begin the
+        windows that waited for it. Raises ValueError for any other window."""
+        if not self.held or self.held[0].end != window_end:
+            oldest = rfc3339(self.held[0].end) if self.held else "none"
+            raise ValueError(
+                f"window ending {rfc3339(window_end)} is not the oldest held (oldest: {oldest})"
+            )
+        h = self.held.pop(0)
+        out = Output()
+        try:
+            if len(h.forget):
+                self._forget(h.forget)  # type: ignore[attr-defined]
+            if self.before_window is not None:  # type: ignore[attr-defined]
+                self.before_window(self, h.start)  # type: ignore[attr-defined]
+            h.batch.context = {"campaign": fill(h.batch.X, COL, h.mine, figures, h.ev.texts)}
+            out.extend(self._score_window(h.ev, h.batch, h.groups, h.end, h.hourly))  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.exception("window %s failed", rfc3339(h.start))
+            detail = f"{type(exc).__name__}: {exc}"
+            out.dead_letters += [DeadLetter(r, "processing_error", detail) for r in h.ev.raw]
+        out.extend(self._begin_ready())
+        return self._counted(out)  # type: ignore[attr-defined]
+
+    def exchange_state(self) -> dict[str, Any]:
+        return {
+            "held": self.held,
+            "ready": self._ready,
+            "forget_later": self._take_forget_later_copy(),
+            "windows_begun": self._windows_begun,
+        }
+
+    def _take_forget_later_copy(self) -> np.ndarray:
+        return np.concatenate(self._forget_later) if self._forget_later else np.empty(0, np.uint64)
+
+    def load_exchange_state(self, state: dict[str, Any]) -> None:
+        ex = state.get("exchange")
+        if ex is None:  # written without the option: the hourly phase goes on from it
+            self._init_exchange()
+            self._windows_begun = state["windows_closed"]
+            return
+        if not self.campaign_exchange and (ex["held"] or ex["ready"]):
+            raise ValueError(
+                "checkpoint holds windows waiting for campaign figures: load it into an "
+                "engine with campaign_exchange"
+            )
+        self.held = list(ex["held"])
+        self._ready = list(ex["ready"])
+        later = ex["forget_later"]
+        self._forget_later = [later] if len(later) else []
+        self._windows_begun = ex["windows_begun"]
+        self._reemit = bool(self.held)
