@@ -116,7 +116,17 @@ class Processor(Outputs):
 
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: Block) -> None:
+        # The group generation the records were fetched in (the fetch loop hands over only
+        # records of the current one). A rebalance while this batch waits for the lock
+        # ends with a seek to the committed offsets, and the partition may come back to
+        # this worker with its engine restored from an older checkpoint: applying the
+        # stale batch then moved the engine past records the seek was about to fetch
+        # again, and those were skipped as already applied (events lost under
+        # exactly_once, docs/kafka.md). So a batch of an older generation is dropped.
+        generation = self.app.consumer_generation_id
         async with self.lock:
+            if generation != self.app.consumer_generation_id:
+                return
             if tp.partition not in self.assigned or tp not in self.app.consumer.assignment():
                 # Revoked while this batch waited for the lock. The client's assignment
                 # still lists the partition until the group's next assignment, so only

@@ -294,6 +294,10 @@ processing_guarantee = "{guarantee}"
 
         port = free_port()
         log_path = self.root / f"worker-{name}.log"
+        # A restarted worker's predecessor keeps its log, numbered, for the post-mortem.
+        if log_path.exists():
+            n = len(list(self.root.glob(f"worker-{name}.*.log"))) + 1
+            log_path.rename(self.root / f"worker-{name}.{n}.log")
         cmd = [
             sys.executable,
             "-m",

@@ -249,7 +249,9 @@ def _processor(
 ) -> tuple[Processor, Callable[[], float | None]]:
     metrics = Metrics()
     wm = WorkerMetrics(metrics.registry)
-    app = SimpleNamespace(consumer=FakeConsumer(assignment), producer=FakeProducer())
+    app = SimpleNamespace(
+        consumer=FakeConsumer(assignment), producer=FakeProducer(), consumer_generation_id=1
+    )
     topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots")
     proc = Processor(
         app, {}, topics, 4, FakeEngine, metrics, wm, 60.0, 1000, False, snapshot_interval_s
@@ -283,6 +285,31 @@ def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
         await proc.on_batch(TP(IN, 1), _records(1, 2))
         assert proc.parts[1].next_offsets == {IN: 3}
         assert len(proc.parts[1].engine.lines) == 3  # offset 1 skipped as already applied
+
+    _run(scenario())
+
+
+def test_a_batch_fetched_before_a_rebalance_is_dropped_even_if_the_partition_returns():
+    # Regression: under exactly_once, a batch that waited for the lock through a rebalance
+    # was applied to the engine restored from an older checkpoint when the partition came
+    # back to the same worker; the records between that checkpoint and the stale batch,
+    # fetched again after the seek, were then skipped as already applied.
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, _ = _processor(assignment)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        async with proc.lock:  # a checkpoint or rebalance holds the lock meanwhile
+            stale = asyncio.ensure_future(proc.on_batch(TP(IN, 1), _records(5, 6)))
+            await asyncio.sleep(0)
+            proc.app.consumer_generation_id += 1  # the group rebalanced
+            proc.on_assigned(assignment)
+        await stale
+        assert proc.parts[1].next_offsets == {IN: 2}  # not 7: offsets 2..4 still to come
+        await proc.on_batch(TP(IN, 1), _records(2, 3, 4, 5, 6))
+        assert proc.parts[1].next_offsets == {IN: 7}
+        assert len(proc.parts[1].engine.lines) == 7
 
     _run(scenario())
 
