@@ -72,7 +72,13 @@ def test_a_batch_corrupted_on_disk_is_dead_lettered_and_the_rest_processed(
         f.seek(pos + length - 3)
         f.write(bytes([byte[0] ^ 0x5A]))
 
-    worker = env.start_worker("w", audit=True)
+    try:
+        _check(env, env.start_worker("w", audit=True))
+    finally:
+        env.close()
+
+
+def _check(env: KafkaEnv, worker) -> None:
     bad = list(range(PER_BATCH, 2 * PER_BATCH))
     deadline = time.monotonic() + 90
     while True:
