@@ -167,9 +167,9 @@ def test_read_committed_sees_each_event_and_alert_once(kafka_env, corpus, capsys
     assert not twice, f"{sum(twice.values())} events processed twice"
     assert dup_alerts == 0, ids.most_common(3)
     if missing:
-        # A known, open bug (docs/kafka.md, "exactly_once"): under load, a run of records
-        # of a repartition partition is skipped after a failover, never handed to an
-        # engine; seen in 2 of the last 8 runs. Reported with its figures, not hidden.
+        # A known, open bug (docs/kafka.md, "exactly_once"): under load, some runs skip
+        # records of a repartition partition after a failover, never handing them to an
+        # engine. Reported with its figures rather than hidden or allowed to pass.
         pytest.xfail(
             f"{sum(missing.values())} events never processed; processed count over time "
             f"{progress[-8:]}; group offsets vs ends {_offsets(env)}; workers alive "
