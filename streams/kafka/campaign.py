@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 HEADER = "vigil-campaign"
 REQUEST, PROGRESS, FIGURES = b"request", b"progress", b"figures"
-BAD_RECORD = "bad_campaign_record"
+BAD_RECORD = "processing_error"  # one of the closed set of reasons (contract/reference.py)
 
 
 def _t(x: float) -> float | None:
@@ -180,8 +180,9 @@ class CampaignExchange(Outputs):
                 else:
                     raise ValueError(f"no {HEADER} header of a known kind: {kind!r}")
             except Exception as exc:  # noqa: BLE001 - said in the dead letter
-                detail = f"{type(exc).__name__}: {exc}"
-                log.error("%s: campaign record not understood: %s", tp, detail)
+                detail = f"campaign record not understood: {type(exc).__name__}: {exc}"
+                log.error("%s: %s", tp, detail)
+                self.metrics.events_rejected.labels(BAD_RECORD).inc()
                 await self._dead_letter(value or b"", BAD_RECORD, detail, tp)
         for source, w, figures in answers:
             value = encode_figures(part.partition, w, figures)
