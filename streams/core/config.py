@@ -252,6 +252,10 @@ class WorkerSettings:
     def repartition_topic(self, cfg: KafkaConfig) -> str:
         return f"{cfg.input_topic}-by-account"
 
+    def campaign_topic(self, cfg: KafkaConfig) -> str:
+        """The campaign exchange between engines and key owners (streams/kafka/campaign.py)."""
+        return f"{cfg.input_topic}-campaign"
+
 
 @dataclass(frozen=True)
 class VigilConfig:

@@ -120,6 +120,7 @@ def build_worker(
                     metrics=metrics,
                     emit_snapshots=settings.emit_snapshots,
                     shadow=shadow,
+                    campaign_exchange=True,
                     **ctl.engine_kwargs(settings.classifier),
                 )
             return Engine(
@@ -128,6 +129,8 @@ def build_worker(
                 detectors=build_detectors(config, classifier=settings.classifier),
                 emit_snapshots=settings.emit_snapshots,
                 shadow=shadow,
+                # Always, so one partition runs the same code as eight (campaign.py).
+                campaign_exchange=True,
             )
 
     app = VigilApp(
@@ -164,6 +167,7 @@ def build_worker(
         snapshots=kc.snapshots_topic,
         audit=settings.audit_topic,
         shadow_alerts=kc.shadow_alerts_topic if settings.shadow_model else "",
+        campaign=settings.campaign_topic(kc),
     )
     table = app.Table(
         settings.state_table,
@@ -177,6 +181,7 @@ def build_worker(
     source = app.topic(
         topics.input,
         topics.repartition,
+        topics.campaign,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -217,7 +222,7 @@ def build_worker(
     app.held_dead_letters = held
     app.worker_metrics = wm
     consumer = app.consumer
-    consumer.batch_topics = frozenset({topics.input, topics.repartition})
+    consumer.batch_topics = frozenset({topics.input, topics.repartition, topics.campaign})
     consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
     fetch.install(consumer.batch_topics)
     consumer.batch_handler = processor.on_batch

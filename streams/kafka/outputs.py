@@ -89,6 +89,10 @@ class Outputs:
                 self.snapshots.add(w)
             except Exception:
                 self._snapshot_failure("holding")
+        await self._after_emit(out, tp)
+
+    async def _after_emit(self, out: Any, tp: TP) -> None:
+        """What a subclass sends after an output (campaign.py: the campaign requests)."""
 
     async def _dead_letter(
         self, raw: bytes, reason: str, detail: str, tp: TP, extra: list | None = None

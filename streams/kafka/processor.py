@@ -30,8 +30,8 @@ from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka import checkpoint
+from streams.kafka.campaign import CampaignExchange
 from streams.kafka.fetch import Block
-from streams.kafka.outputs import Outputs
 from streams.kafka.routing import Router
 from streams.kafka.transactions import Transactions
 from streams.kafka.watermarks import EventTime, split_marks
@@ -50,6 +50,12 @@ class PartitionState:
     next_offsets: dict[str, int] = field(default_factory=dict)  # topic -> next to commit
     dirty: bool = False
     clocks: Any = None  # watermarks.SourceClocks when records are repartitioned
+    # The campaign exchange (campaign.py): the desk owning the keys routed here, the
+    # figures this engine received, the progress last sent and checkpointed.
+    desk: Any = None
+    answers: Any = None
+    progress_sent: tuple[float, float] | None = None
+    done: float = float("-inf")
 
 
 @dataclass
@@ -61,9 +67,10 @@ class Topics:
     snapshots: str
     audit: str = ""
     shadow_alerts: str = ""
+    campaign: str = ""  # the campaign exchange's topic; empty: none
 
 
-class Processor(Outputs):
+class Processor(CampaignExchange):
     def __init__(
         self,
         app: Any,
@@ -92,6 +99,7 @@ class Processor(Outputs):
         self.snapshot_interval = snapshot_interval_s
         self.last_snapshots = time.monotonic()
         self.dl_max = dead_letter_max_bytes
+        self.owners = partitions  # campaign owners: one per campaign topic partition
         self.router = Router(partitions) if repartition else None
         # Per-source event time (watermarks.py): needed only when sources are mixed.
         self.event_time = event_time if repartition else None
@@ -143,7 +151,9 @@ class Processor(Outputs):
                 self.wm.events_skipped.inc(len(records) - len(kept))
             for bad in kept.corrupt:
                 await self._corrupt(bad, tp)
-            if kept:
+            if tp.topic == self.topics.campaign:  # not events: no decoding, time or audit
+                await self._on_campaign(part, tp, kept)
+            elif kept:
                 local, marks = kept, []
                 if self.router is not None and tp.topic == self.topics.input:
                     local, foreign = self.router.split(kept, tp.partition)
@@ -155,6 +165,8 @@ class Processor(Outputs):
                     await self._audit(tp, local)
                 if self.event_time is not None:
                     await self._advance_time(part, tp, kept, marks)
+            if part.desk is not None and tp.topic != self.topics.campaign:
+                await self._complete_held(part)
             end = records.end_offset()
             part.next_offsets[tp.topic] = end
             part.dirty = True
@@ -227,6 +239,7 @@ class Processor(Outputs):
                 out = part.engine.set_source_watermark(part.clocks.watermark(now))
                 part.dirty |= part.engine.closed_until != closed
                 await self._emit(out, TP(self.topics.input, part.partition))
+                await self._complete_held(part)
             self.event_time.report(self.wm, [(p.clocks, p.engine) for p in owned], now)
 
     def _update_lag(self, tp: TP, position: int) -> None:
@@ -243,8 +256,10 @@ class Processor(Outputs):
         if self.event_time is not None:
             part.clocks = self.event_time.clocks()
             engine.set_source_watermark(part.clocks.watermark(time.monotonic()))  # -inf: none
+        exchange = None
         if restored is not None:
             state, manifest, journal = restored
+            exchange = state.pop("campaign_exchange", None)
             try:
                 engine.load_state_dict(state)
             except ValueError as exc:
@@ -255,6 +270,8 @@ class Processor(Outputs):
             engine.restore_pending(journal)
             part.next_offsets = dict(manifest.offsets)
             log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)
+        self._open_exchange(part, exchange)
+        self._checkpointed(part)  # what was restored is what a restart would restore
         self.parts[partition] = part
         return part
 
@@ -287,9 +304,7 @@ class Processor(Outputs):
         journals = [part.engine.take_journal() for part in written]
         blobs = await asyncio.gather(
             *(
-                loop.run_in_executor(
-                    self.encoder, _encode, part.engine.state_dict(pending=False), lines
-                )
+                loop.run_in_executor(self.encoder, _encode, self._state_of(part), lines)
                 for part, (lines, _) in zip(written, journals, strict=True)
             )
         )
@@ -314,14 +329,25 @@ class Processor(Outputs):
         for part in written:
             part.dirty = False
             self.touched.discard(part.partition)
+            self._checkpointed(part)
         if self.txn is not None:
             await self.txn.commit(offsets)  # 3. offsets into the same transactions, committed
         elif written:
             self.app.consumer.ready_offsets.update(offsets)
             await self.app.consumer.commit()  # 3. input offsets, only now
+        if not final and partitions is None:  # not into the transaction of a leaving partition
+            for part in written:  # owners may drop figures these engines no longer need
+                await self._send_progress(part)
         self.last_checkpoint = time.monotonic()
         self.metrics.last_checkpoint.set(time.time())
         self.wm.checkpoint_seconds.set(time.perf_counter() - t0)
+
+    def _state_of(self, part: PartitionState) -> dict:
+        state = part.engine.state_dict(pending=False)
+        exchange = self.exchange_state(part)
+        if exchange is not None:
+            state["campaign_exchange"] = exchange
+        return state
 
     def on_assigned(self, assigned: set[TP]) -> None:
         """Records the input partitions of a new assignment, before their recovery starts."""

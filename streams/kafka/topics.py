@@ -21,6 +21,7 @@ def topic_specs(cfg: KafkaConfig, settings: WorkerSettings) -> list[TopicSpec]:
     specs = [
         TopicSpec(cfg.input_topic, n),
         TopicSpec(settings.repartition_topic(cfg), n),
+        TopicSpec(settings.campaign_topic(cfg), n),
         TopicSpec(cfg.alerts_topic, n),
         TopicSpec(cfg.dead_letter_topic, n),
         # The console reads the latest snapshot per account; older ones can go.

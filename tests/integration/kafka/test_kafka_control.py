@@ -64,8 +64,12 @@ def test_a_console_snooze_and_a_config_reach_a_running_worker_within_10s(kafka_e
         # Past the window's end and the allowed lateness on both partitions: it closes.
         env.produce(lines + watermark_pushers(2, t + 361, tag=f"push{i}"))
 
-    def count(account: str) -> int:
-        return sum(a["account_id"] == account for a in _alerts(env))
+    def count(account: str, rules: bool = False) -> int:
+        return sum(
+            a["account_id"] == account
+            and (not rules or any(d["name"] == "rules" and d["score"] > 0 for d in a["detectors"]))
+            for a in _alerts(env)
+        )
 
     window(0)
     _wait(lambda: count(muted) == 1 and count(other) == 1, 90, "first alerts")
@@ -116,7 +120,10 @@ def test_a_console_snooze_and_a_config_reach_a_running_worker_within_10s(kafka_e
         + watermark_pushers(2, t + 361, tag="push6")
     )  # fmt: skip
     _wait(lambda: count(heavy) == 1, 60, "the heavy account's alert")
-    assert count(muted) == 2, "a window under the raised threshold alerted"
+    # Every event shares one /24, so with the campaign figures exchanged between the two
+    # partitions (as one engine sees them) the campaign detector may flag the muted account
+    # with the heavy one: the rules, whose threshold was raised, must not fire for it.
+    assert count(muted, rules=True) == 2, "a window under the raised threshold alerted"
     (last,) = [a for a in _alerts(env) if a["account_id"] == heavy]
     assert len(cfg_before) == 1 and last["config_version"] not in cfg_before
     with capsys.disabled():

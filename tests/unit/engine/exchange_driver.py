@@ -26,23 +26,12 @@ import orjson
 from streams.core.alerts import Alert
 from streams.core.config import VigilConfig
 from streams.engine.engine import Engine
-from streams.features.campaign_index import KINDS
-from streams.features.campaign_split import KeyFigures, KeyOwner, KeyRef, Memberships
+from streams.features.campaign_split import KeyFigures, KeyRef, Memberships
 from streams.kafka.routing import partition_for
+from streams.runtime.campaign_desk import Desk, owner_of
 from streams.runtime.checkpoint_codec import decode_state, encode_state
 
 BATCH = 4096
-
-
-def owner_of(kind: np.ndarray, code: np.ndarray, k: int) -> np.ndarray:
-    """The owner of each (kind, key): murmur2 of the kind's name and the key's 8 bytes."""
-    return np.array(
-        [
-            partition_for(KINDS[i].encode() + int(c).to_bytes(8, "big"), k)
-            for i, c in zip(kind.tolist(), code.tolist(), strict=True)
-        ],
-        dtype=np.int64,
-    )
 
 
 def account_partition(line: bytes, p: int) -> int:
@@ -51,35 +40,6 @@ def account_partition(line: bytes, p: int) -> int:
     except Exception:  # a line the engine will dead-letter: any partition does
         key = b""
     return partition_for(key, p)
-
-
-class Desk:
-    """One owner of keys and what the sources sent it: memberships by (window, source)
-    until the window is applied, then the figures, until every engine has them."""
-
-    def __init__(self, horizon_s: float, max_keys: int) -> None:
-        self.owner = KeyOwner(horizon_s, max_keys)
-        self.inbox: dict[tuple[float, int], Memberships] = {}
-        self.applied: dict[float, dict[KeyRef, KeyFigures]] = {}
-        self.duplicates = 0  # requests seen again (a restored engine re-emits its own)
-
-    def receive(self, window_end: float, source: int, part: Memberships) -> None:
-        if window_end in self.applied or (window_end, source) in self.inbox:
-            self.duplicates += 1
-            return
-        self.inbox[(window_end, source)] = part
-
-    def apply(self, window_end: float) -> None:
-        keys = sorted(k for k in self.inbox if k[0] == window_end)
-        parts = [self.inbox.pop(k) for k in keys]
-        self.applied[window_end] = self.owner.apply(window_end, parts)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"owner": self.owner.state_dict(), "inbox": self.inbox, "applied": self.applied}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.owner.load_state_dict(state["owner"])
-        self.inbox, self.applied = dict(state["inbox"]), dict(state["applied"])
 
 
 class Split:
