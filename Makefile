@@ -37,7 +37,7 @@ test: $(STAMP)
 	# The unit tier on both cores, then the service tier alone (its timings are real ones);
 	# both run whatever the first gives, and either failing fails the target.
 	$(BIN)/python -m pytest tests/unit -n 2 --dist worksteal; unit=$$?; \
-		$(BIN)/python -m pytest tests --ignore=tests/unit; services=$$?; \
+		$(BIN)/python -m pytest tests --ignore=tests/unit --durations=30; services=$$?; \
 		test $$unit -eq 0 -a $$services -eq 0
 
 # The inner loop: no services, on both cores (about a minute on this 2-core machine).
