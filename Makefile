@@ -34,11 +34,16 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(MAKE) sanitize
-	# The unit tier on both cores, then the service tier alone (its timings are real ones);
-	# both run whatever the first gives, and either failing fails the target.
+	# The unit tier on both cores; the console and observability tiers on both cores, a
+	# file per worker (each starts its own PostgreSQL, Prometheus, Chromium); then the Kafka
+	# tier alone, whose timings are real ones. Each runs whatever the one before gives, and
+	# any failing fails the target.
 	$(BIN)/python -m pytest tests/unit -n 2 --dist worksteal; unit=$$?; \
-		$(BIN)/python -m pytest tests --ignore=tests/unit --durations=30; services=$$?; \
-		test $$unit -eq 0 -a $$services -eq 0
+		$(BIN)/python -m pytest tests/integration/console tests/integration/obs -n 2 \
+			--dist loadfile; services=$$?; \
+		$(BIN)/python -m pytest tests --ignore=tests/unit --ignore=tests/integration/console \
+			--ignore=tests/integration/obs --durations=30; kafka=$$?; \
+		test $$unit -eq 0 -a $$services -eq 0 -a $$kafka -eq 0
 
 # The inner loop: no services, on both cores (about a minute on this 2-core machine).
 test-unit: $(STAMP)
