@@ -9,7 +9,9 @@ handed over as one `Block`. Fetching, positions, pausing and rebalances stay aio
 
 Batches the C walk declines (compressed, or message formats before v2) are unpacked by
 aiokafka's own batch reader, one batch at a time. A fetch that carries aborted transactions
-under read_committed is left entirely to aiokafka, which knows which batches to skip.
+under read_committed is read entirely by aiokafka, which knows which batches to skip. Either
+way a Block names the fetch position it was read from and the one after it, so the
+Processor can tell a Block that does not follow on from what its engine holds.
 
 A garbled batch (bad CRC, a malformed record, offsets that contradict each other, anything
 either reader refuses) raises CorruptRecordException from `walk`. The worker's path
@@ -71,6 +73,11 @@ class Block:
     values: list[bytes | None]
     headers: list[tuple]
     corrupt: list[CorruptBatch] = field(default_factory=list)
+    # The fetch position the records were read from, and the one after them: a Block
+    # covers every offset in between, control records and aborted transactions included
+    # (-1: not known, for records built one by one).
+    fetched_from: int = -1
+    until: int = -1
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -81,7 +88,8 @@ class Block:
         bad = [c for c in self.corrupt if c.next_offset > offset] if self.corrupt else self.corrupt
         if i == 0 and len(bad) == len(self.corrupt):
             return self
-        return Block(self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:], bad)
+        rows = self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:]
+        return Block(*rows, bad, self.fetched_from, self.until)
 
     def take(self, rows: Sequence[int]) -> Block:
         return Block(
@@ -90,6 +98,8 @@ class Block:
             [self.values[i] for i in rows],
             [self.headers[i] for i in rows],
             list(self.corrupt),
+            self.fetched_from,
+            self.until,
         )
 
     @classmethod
@@ -117,6 +127,9 @@ class Block:
         self.headers.append(tuple(record.headers) if record.headers else _NO_HEADERS)
 
     def extend(self, other: Block) -> None:
+        if self.fetched_from < 0 and not self.offsets and not self.corrupt:
+            self.fetched_from = other.fetched_from
+        self.until = max(self.until, other.until)
         self.offsets.extend(other.offsets)
         self.keys.extend(other.keys)
         self.values.extend(other.values)
@@ -127,7 +140,7 @@ class Block:
         """The offset after everything this Block covers, records and bad batches (-1 when
         it covers nothing)."""
         last = self.offsets[-1] + 1 if self.offsets else -1
-        return max([last, *(c.next_offset for c in self.corrupt)])
+        return max([last, self.until, *(c.next_offset for c in self.corrupt)])
 
 
 class BulkPartitionRecords(PartitionRecordsHooks):
@@ -137,15 +150,23 @@ class BulkPartitionRecords(PartitionRecordsHooks):
 
     def unpack(self) -> Iterator[Any]:
         raw = self.fetched_bytes
-        if self.tp.topic not in self.topics or raw is None or self.has_aborted_transactions():
+        if self.tp.topic not in self.topics or raw is None:
             yield from self.aiokafka_unpack()
             return
         block = Block.empty()
-        try:
-            self.walk(memoryview(raw), block)
-        except errors.CorruptRecordException as exc:
-            block.corrupt.append(self.skip_bad_batch(raw, exc))
-        if block or block.corrupt:
+        block.fetched_from = self.next_fetch_offset
+        if self.has_aborted_transactions():
+            for record in self.aiokafka_unpack():
+                block.append(record)
+        else:
+            try:
+                self.walk(memoryview(raw), block)
+            except errors.CorruptRecordException as exc:
+                block.corrupt.append(self.skip_bad_batch(raw, exc))
+        block.until = self.next_fetch_offset
+        # Even with no record (only transaction markers or aborted batches), the Block
+        # says how far the position moved, so the engine's next offset follows it.
+        if block or block.corrupt or block.until > block.fetched_from:
             yield block
 
     def walk(self, raw: memoryview, block: Block) -> None:

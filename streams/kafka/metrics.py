@@ -47,6 +47,12 @@ class WorkerMetrics:
             "Records already covered by the restored checkpoint and not applied again",
             registry=r,
         )
+        self.batches_refetched = Counter(
+            "vigil_batches_refetched",
+            "Fetched batches that started past their engine's next offset: dropped and read "
+            "again from it",
+            registry=r,
+        )
         self.batch_failures = Counter(
             "vigil_batch_failures",
             "Batches whose processing raised; their events were retried one by one",

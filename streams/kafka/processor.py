@@ -32,6 +32,7 @@ from streams.engine.snapshots import LatestSnapshots
 from streams.kafka import checkpoint
 from streams.kafka.campaign import CampaignExchange
 from streams.kafka.fetch import Block
+from streams.kafka.positions import Refetch
 from streams.kafka.routing import Router
 from streams.kafka.transactions import Transactions
 from streams.kafka.watermarks import EventTime, split_marks
@@ -121,6 +122,7 @@ class Processor(CampaignExchange):
         # transaction holds outputs since the last checkpoint.
         self.txn = transactions
         self.touched: set[int] = set()
+        self.refetch = Refetch(worker_metrics.batches_refetched)  # Blocks that skip offsets
 
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: Block) -> None:
@@ -143,12 +145,19 @@ class Processor(CampaignExchange):
                 # fetched again once the partition is positioned after the rebalance.
                 return
             part = self.parts.get(tp.partition) or self._open(tp.partition)
+            first = part.next_offsets.get(tp.topic, 0)
+            known = tp.topic in part.next_offsets
+            if known and await self.refetch.drop(
+                self.app.consumer, tp, first, records.fetched_from
+            ):
+                return
+            self.refetch.applied(tp, first)
             # Below next_offsets: already in this engine's state, either from the restored
             # checkpoint or applied before a rebalance seeked back to the committed offset.
-            first = part.next_offsets.get(tp.topic, 0)
             kept = records.since(first)
             if len(kept) < len(records):
                 self.wm.events_skipped.inc(len(records) - len(kept))
+                log.info("partition %d: %s below %d already applied", tp.partition, tp, first)
             for bad in kept.corrupt:
                 await self._corrupt(bad, tp)
             if tp.topic == self.topics.campaign:  # not events: no decoding, time or audit

@@ -172,14 +172,18 @@ def test_read_committed_sees_each_event_and_alert_once(kafka_env, corpus, capsys
         )
     assert not twice, f"{sum(twice.values())} events processed twice"
     assert dup_alerts == 0, ids.most_common(3)
-    if missing:
-        # A known, open bug (docs/kafka.md, "exactly_once"): under load, some runs skip
-        # records of a repartition partition after a failover, never handing them to an
-        # engine. Reported with its figures rather than hidden or allowed to pass.
-        pytest.xfail(
-            f"{sum(missing.values())} events never processed; processed count over time "
-            f"{progress[-8:]}; group offsets vs ends {_offsets(env)}; workers alive "
-            f"{a.alive()}, {b.alive()}\n" + "\n".join(_warnings(w) for w in (a, b))
+    if missing:  # where they were: runs of offsets per topic and partition, for the report
+        spans: dict[tuple[str, int], list[int]] = {}
+        for kind in ("input", "repartition"):
+            for rec in env.read(kind, idle_s=2.0):
+                if rec.value in missing:
+                    spans.setdefault((kind, rec.partition), []).append(rec.offset)
+        where = {k: (len(v), min(v), max(v)) for k, v in sorted(spans.items())}
+        raise AssertionError(
+            f"{sum(missing.values())} events never processed: (topic, partition): (count, "
+            f"first, last) {where}; processed count over time {progress[-8:]}; group offsets "
+            f"vs ends {_offsets(env)}; workers alive {a.alive()}, {b.alive()}\n"
+            + "\n".join(_warnings(w) for w in (a, b))
         )
     assert alerts, "the corpus must raise alerts"
     # As in test_kafka_event_time: through kills and restarts, with the campaign exchange,

@@ -52,6 +52,10 @@ def test_a_corrupt_batch_is_dead_lettered_with_partition_and_offset_and_the_stre
         assert after.corrupt and after.corrupt[0].offset == 6 and position == 7
         await proc.on_batch(TP(IN, 0), after)
         assert rejected() == 2 and part.next_offsets == {IN: 7}
+        # Offset 7, the bad batch's last, is dead-lettered in turn, then the stream goes on.
+        again, position = _fetched(bytes(bad) + _batch(8, _rows(2, 8)), 7)
+        await proc.on_batch(TP(IN, 0), again)
+        assert rejected() == 3 and part.next_offsets == {IN: 8} and position == 8
         later, position = _fetched(_batch(8, _rows(2, 8)), 8)
         await proc.on_batch(TP(IN, 0), later)
         assert part.next_offsets == {IN: 10} and len(part.engine.lines) == 6

@@ -28,6 +28,7 @@ from streams.kafka.consumer import BatchConsumer
 from streams.kafka.fetch import Block
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
+from streams.kafka.positions import GAP_RETRIES
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
 
@@ -216,8 +217,13 @@ class FakeConsumer:
         self.tps = assignment
         self.ready_offsets: dict[TP, int] = {}
 
+        self.sought: list[tuple[TP, int]] = []
+
     def assignment(self) -> set[TP]:
         return self.tps
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.sought.append((tp, offset))
 
     def highwater(self, tp: TP) -> int | None:
         return None
@@ -310,6 +316,70 @@ def test_a_batch_fetched_before_a_rebalance_is_dropped_even_if_the_partition_ret
         await proc.on_batch(TP(IN, 1), _records(2, 3, 4, 5, 6))
         assert proc.parts[1].next_offsets == {IN: 7}
         assert len(proc.parts[1].engine.lines) == 7
+
+    _run(scenario())
+
+
+def _fetched(first: int, until: int, *offsets: int) -> Block:
+    """A Block as the fetch path hands it over: read from `first`, the position at `until`."""
+    block = _records(*offsets) if offsets else Block.empty()
+    block.fetched_from, block.until = first, until
+    return block
+
+
+def test_a_batch_read_from_past_the_engine_is_dropped_and_read_again():
+    # Regression: Faust resumes a partition's fetching just before it seeks the partition
+    # to its committed offset after a rebalance. A fetch in between read from where the
+    # previous assignment left the position (2584 where the checkpoint said 2364); applied,
+    # it moved the engine past 2364..2583, which the seek then read again and skipped as
+    # applied: 220 events lost under exactly_once.
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, _ = _processor(assignment)
+    refetched = lambda: proc.metrics.registry.get_sample_value("vigil_batches_refetched_total")  # noqa: E731
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _fetched(0, 2, 0, 1))
+        await proc.on_batch(TP(IN, 1), _fetched(5, 7, 5, 6))  # 2..4 not read yet
+        assert proc.parts[1].next_offsets == {IN: 2} and len(proc.parts[1].engine.lines) == 2
+        assert proc.app.consumer.sought == [(TP(IN, 1), 2)] and refetched() == 1
+        await proc.on_batch(TP(IN, 1), _fetched(2, 7, 2, 3, 4, 5, 6))
+        assert proc.parts[1].next_offsets == {IN: 7} and len(proc.parts[1].engine.lines) == 7
+
+    _run(scenario())
+
+
+def test_a_fetch_of_markers_only_moves_the_engine_on_without_a_refetch():
+    # Under read_committed a fetch may hold only transaction markers; the next one starts
+    # after them, and must not look like a gap.
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, _ = _processor(assignment)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(REP, 2), _fetched(0, 3, 0, 1, 2))
+        await proc.on_batch(TP(REP, 2), _fetched(3, 4))  # a commit marker at 3
+        await proc.on_batch(TP(REP, 2), _fetched(4, 6, 4, 5))
+        assert proc.parts[2].next_offsets == {REP: 6} and len(proc.parts[2].engine.lines) == 5
+        assert proc.app.consumer.sought == []
+
+    _run(scenario())
+
+
+def test_a_gap_that_keeps_coming_back_is_taken_as_records_gone_from_the_broker():
+    # Records removed by retention while the worker was down: the broker answers a read
+    # from the engine's offset with the log's new start. After GAP_RETRIES reads the
+    # worker goes on from there rather than asking forever.
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 0), _fetched(0, 1, 0))
+        for _ in range(GAP_RETRIES + 1):
+            await proc.on_batch(TP(IN, 0), _fetched(50, 52, 50, 51))
+        assert len(proc.app.consumer.sought) == GAP_RETRIES
+        assert proc.parts[0].next_offsets == {IN: 52} and len(proc.parts[0].engine.lines) == 3
 
     _run(scenario())
 
