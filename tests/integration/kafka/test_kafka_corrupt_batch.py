@@ -8,7 +8,6 @@ of the bad one with the reason, partition and offset, and keep running.
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ import orjson
 
 from tests.integration.kafka.test_kafka_kcat import _kcat
 from tests.plugins.kafka import T0, KafkaEnv, event
+from tests.plugins.segments import batches as batches_in
+from tests.plugins.segments import flip_last_record_byte
 
 PER_BATCH = 50
 
@@ -24,16 +25,6 @@ PER_BATCH = 50
 def _segment(data_dir: Path, topic: str) -> Path:
     (log,) = data_dir.rglob(f"{topic}-0/00000000000000000000.log")
     return log
-
-
-def _batches(raw: bytes) -> list[tuple[int, int, int]]:
-    """(base offset, position in the file, length) of each record batch of a segment."""
-    out, pos = [], 0
-    while pos + 12 <= len(raw):
-        base, length = struct.unpack_from(">qi", raw, pos)
-        out.append((base, pos, 12 + length))
-        pos += 12 + length
-    return out
 
 
 def _header(rec, name: str) -> str:
@@ -61,16 +52,12 @@ def test_a_batch_corrupted_on_disk_is_dead_lettered_and_the_rest_processed(
     assert restartable_kafka.data_dir is not None
     segment = _segment(restartable_kafka.data_dir, env.topic("input"))
     deadline = time.monotonic() + 30
-    while len(batches := _batches(segment.read_bytes())) < 3:
+    while len(found := batches_in(segment.read_bytes())) < 3:
         assert time.monotonic() < deadline, f"3 batches expected in {segment}"
         time.sleep(0.2)
-    base, pos, length = batches[1]
+    base = found[1][0]
     assert base == PER_BATCH
-    with segment.open("r+b") as f:  # a byte of the last record: the CRC no longer holds
-        f.seek(pos + length - 3)
-        byte = f.read(1)
-        f.seek(pos + length - 3)
-        f.write(bytes([byte[0] ^ 0x5A]))
+    flip_last_record_byte(segment, found[1])
 
     try:
         _check(env, env.start_worker("w", audit=True))

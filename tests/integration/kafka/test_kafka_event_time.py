@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import time
+from collections import Counter
 from datetime import datetime
 
 import orjson
@@ -72,6 +73,7 @@ def make_corpus(out, accounts: int, hours: int, seed: int = 5) -> dict:
         "lines": lines,
         "alerts": alerts,
         "too_late": [d for d in dead if d["reason"] == "too_late"],
+        "dead_reasons": Counter(d["reason"] for d in dead),
         "first": min(stamps),
         "last": max(stamps),
     }
