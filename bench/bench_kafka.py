@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from streams.kafka.produce import read_lines  # noqa: E402
 from streams.kafka.routing import account_of, partition_for  # noqa: E402
-from tests.plugins.kafka import KafkaBroker, free_port, free_port_pair  # noqa: E402
+from tests.plugins.kafka import KafkaBroker, free_port, start_private_broker  # noqa: E402
 
 PARTITIONS = 8
 LATENESS_S = 60.0
@@ -45,9 +45,7 @@ LATENESS_S = 60.0
 def start_broker(scratch: Path) -> tuple[str, KafkaBroker | None]:
     if os.environ.get("VIGIL_KAFKA_BOOTSTRAP"):
         return os.environ["VIGIL_KAFKA_BOOTSTRAP"], None
-    port = free_port_pair()
-    broker = KafkaBroker(f"127.0.0.1:{port}", port, scratch / "kafka")
-    broker.start()
+    broker = start_private_broker(scratch)
     return broker.bootstrap, broker
 
 
