@@ -7,9 +7,11 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+from aiokafka.partitioner import murmur2
 
+from streams.features.campaign_index import KINDS
 from streams.features.campaign_split import Memberships
-from streams.runtime.campaign_desk import Answers, Desk, owner_of
+from streams.runtime.campaign_desk import Answers, Desk, murmur2_rows, owner_of
 
 W = 300.0
 
@@ -83,3 +85,19 @@ def test_owners_spread_keys_and_agree_with_themselves() -> None:
     to = owner_of(kind, code, 8)
     assert set(to.tolist()) == set(range(8))
     assert (owner_of(kind, code, 8) == to).all()
+
+
+def test_owners_are_kafka_s_murmur2_of_kind_and_key_hashed_a_kind_at_a_time():
+    # The vectorised hash must give aiokafka's murmur2 for every key length (the tail bytes
+    # take their own branches), and the owners the per-key formula they replaced.
+    rng = np.random.default_rng(3)
+    for length in range(20):
+        keys = rng.integers(0, 256, (200, length), dtype=np.uint8)
+        assert murmur2_rows(keys).tolist() == [murmur2(bytes(r)) for r in keys]
+    kind = rng.integers(0, len(KINDS), 3000)
+    code = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64)  # codes are unsigned
+    want = [
+        (murmur2(KINDS[i].encode() + int(c).to_bytes(8, "big")) & 0x7FFFFFFF) % 8
+        for i, c in zip(kind.tolist(), code.tolist(), strict=True)
+    ]
+    assert owner_of(kind, code, 8).tolist() == want
