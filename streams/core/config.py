@@ -249,12 +249,16 @@ class WorkerSettings:
     # holds back the event time of the engines it feeds (streams/kafka/watermarks.py).
     source_idle_s: float = 30.0
 
+    # The internal topics belong to one consumer group, as its changelog does: another
+    # group on the same input (a second deployment, a group reset to a new id, a benchmark
+    # round) must neither read this group's event-time marks, which cover forwards that
+    # group has not made, nor its campaign requests and figures.
     def repartition_topic(self, cfg: KafkaConfig) -> str:
-        return f"{cfg.input_topic}-by-account"
+        return f"{cfg.group_id}-by-account"
 
     def campaign_topic(self, cfg: KafkaConfig) -> str:
         """The campaign exchange between engines and key owners (streams/kafka/campaign.py)."""
-        return f"{cfg.input_topic}-campaign"
+        return f"{cfg.group_id}-campaign"
 
 
 @dataclass(frozen=True)

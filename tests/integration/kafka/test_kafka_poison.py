@@ -43,7 +43,7 @@ def test_poison_records_are_dead_lettered_with_reasons(kafka_env):
     huge = by_reason["too_large"]
     assert _header(huge, "vigil-original-bytes") == str(len(big))
     # Unkeyed records with a readable account go through the repartition topic first.
-    sources = {env.topic("input"), env.topic("input") + "-by-account"}
+    sources = {env.topic("input"), env.topic("repartition")}
     assert all(_header(r, "vigil-source-topic") in sources for r in dead)
     assert "prompt_tokens" in _header(by_reason["wrong_type"], "vigil-detail")
 
