@@ -28,10 +28,14 @@ expect one request per window and source, so the budget's chunk limit is not app
 Held windows, the windows waiting to begin and the evictions not yet passed on are part
 of `state_dict`; a restored engine re-emits the requests of its held windows with its next
 output (owners dedupe by window and source), and `held_requests` gives them any time.
+A worker's checkpoint (`state_dict(pending=False)`) leaves out their events, which are most
+of their bytes: the journal keeps every event not yet scored (`journal_floor`), and
+`restore_pending` hands the held and waiting windows theirs back, by event time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +59,7 @@ HOURLY = 12  # windows between two runs of the hourly upkeep (Engine._score_wind
 class Held:
     """A begun window waiting for its campaign figures."""
 
-    ev: EventBatch
+    ev: EventBatch  # None in a checkpoint without events, until restore_window_events
     start: float
     end: float
     batch: FeatureBatch  # campaign columns 0 until completed
@@ -84,6 +88,19 @@ class TwoPhase:
         self._forget_later = []  # evicted accounts not yet passed to the detectors
         self._windows_begun = 0
         self._reemit = False
+        # Events per held, then per waiting, window of a state loaded without them.
+        self._journal_counts: list[int] | None = None
+
+    @property
+    def journal_floor(self) -> float:
+        """Start of the oldest window not yet scored: the journal keeps events from here."""
+        if self.held:
+            return self.held[0].start
+        return self._ready[0][1] if self._ready else self.closed_until
+
+    @property
+    def awaiting_journal(self) -> bool:
+        return self._journal_counts is not None
 
     @property
     def campaign_passed(self) -> float:
@@ -157,13 +174,44 @@ class TwoPhase:
         out.extend(self._begin_ready())
         return self._counted(out)  # type: ignore[attr-defined]
 
-    def exchange_state(self) -> dict[str, Any]:
-        return {
+    def exchange_state(self, events: bool = True) -> dict[str, Any]:
+        """`events=False`: the held and waiting windows without their events, which the
+        journal keeps; their counts check what `restore_window_events` finds there."""
+        state: dict[str, Any] = {
             "held": self.held,
             "ready": self._ready,
             "forget_later": self._take_forget_later_copy(),
             "windows_begun": self._windows_begun,
         }
+        if not events:
+            state["held"] = [dataclasses.replace(h, ev=None) for h in self.held]
+            state["ready"] = [(None, start, end) for _, start, end in self._ready]
+            state["journal_counts"] = [len(h.ev) for h in self.held] + [
+                len(ev) for ev, _, _ in self._ready
+            ]
+        return state
+
+    def restore_window_events(self, journal: EventBatch) -> None:
+        """The events of the held and waiting windows of a state loaded without them, taken
+        by event time from the journal's events (in the order they arrived, as they were
+        first taken). Raises ValueError when the journal does not hold exactly as many."""
+        if self._journal_counts is None:
+            return
+        counts, self._journal_counts = self._journal_counts, None
+        windows = [(h.start, h.end) for h in self.held] + [(s, e) for _, s, e in self._ready]
+        evs = []
+        for (start, end), n in zip(windows, counts, strict=True):
+            rows = np.flatnonzero((journal.ts >= start) & (journal.ts < end))
+            if len(rows) != n:
+                raise ValueError(
+                    f"the journal holds {len(rows)} events of the window {rfc3339(start)} "
+                    f"held for campaign figures, its checkpoint {n}: the changelog is incomplete"
+                )
+            evs.append(journal.take(rows))
+        for h, ev in zip(self.held, evs, strict=False):
+            h.ev = ev
+        waiting = evs[len(self.held) :]
+        self._ready = [(ev, s, e) for ev, (_, s, e) in zip(waiting, self._ready, strict=True)]
 
     def _take_forget_later_copy(self) -> np.ndarray:
         return np.concatenate(self._forget_later) if self._forget_later else np.empty(0, np.uint64)
@@ -185,3 +233,4 @@ class TwoPhase:
         self._forget_later = [later] if len(later) else []
         self._windows_begun = ex["windows_begun"]
         self._reemit = bool(self.held)
+        self._journal_counts = ex.get("journal_counts")

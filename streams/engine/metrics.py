@@ -92,6 +92,9 @@ class Metrics:
         self.events_processed = Counter(
             "vigil_events_processed", "Events accepted by the contract and processed", registry=r
         )
+        # The same count as a plain int, for /health: rendering the registry to read one
+        # counter would cost a worker more than the poll it answers.
+        self.processed_count = 0
         self.events_rejected = Counter(
             "vigil_events_rejected",
             "Events sent to the dead-letter sink, by reason",
@@ -242,6 +245,10 @@ class Metrics:
         from streams.engine.webhook_metrics import WebhookMetrics
 
         self.webhook = WebhookMetrics(r)  # zero-initialised itself
+
+    def count_processed(self, n: int) -> None:
+        self.events_processed.inc(n)
+        self.processed_count += n
 
     def _checkpoint_age(self) -> float:
         last = self.last_checkpoint._value.get()

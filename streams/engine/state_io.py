@@ -22,6 +22,9 @@ STATE_FORMAT = 2
 class EngineState:
     exchange_state: Any  # streams/engine/exchange.py
     load_exchange_state: Any
+    restore_window_events: Any
+    awaiting_journal: bool
+    journal_floor: float
     cfg: Any
     campaign_exchange: bool
     closed_until: float
@@ -30,7 +33,8 @@ class EngineState:
     pending: list
 
     def take_journal(self) -> tuple[list[bytes], float]:
-        """Raw lines of the events buffered since the last call that are still open.
+        """Raw lines of the events buffered since the last call that are not yet scored:
+        those of open windows, and of closed ones still held for campaign figures.
 
         With `state_dict(pending=False)` and `restore_pending`, a checkpoint stores each
         buffered event once instead of every open event at every checkpoint: a live stream
@@ -40,9 +44,10 @@ class EngineState:
         journal, self._journal = self._journal, []
         out: list[bytes] = []
         newest = -np.inf
+        floor = self.journal_floor
         for raw, ts in journal:
-            # Events of windows closed since are in the state already.
-            still_open = ts >= self.closed_until
+            # Events of windows scored since are in the state already.
+            still_open = ts >= floor
             out += raw[still_open].tolist()
             if still_open.any():
                 newest = max(newest, float(ts[still_open].max()))
@@ -50,19 +55,23 @@ class EngineState:
 
     def restore_pending(self, lines: list[bytes]) -> None:
         """Buffers again the open events among `lines` (journals since the checkpoint's
-        oldest open event), after `load_state_dict(...)` of a state without them."""
-        if not lines:
+        oldest open event), after `load_state_dict(...)` of a state without them; the
+        windows held for campaign figures get their events back from them too."""
+        if not lines and not self.awaiting_journal:
             return
         e = self.cfg.engine
         batch, _ = decode_lines(lines, np.inf, e.max_future_s, e.max_line_bytes)
+        self.restore_window_events(batch)
         batch = batch.take(np.flatnonzero(batch.ts >= self.closed_until))
         self.pending = [EventBatch.concat([*self.pending, batch])] if len(batch) else self.pending
         self._open_bytes = batch_bytes(self.pending[0]) if self.pending else 0
 
     def state_dict(self, pending: bool = True) -> dict[str, Any]:
+        """`pending=False`: without the events of open windows, nor those of windows held
+        for campaign figures; `take_journal` keeps all of them, for `restore_pending`."""
         state = self._state_dict(pending)
         if self.campaign_exchange:  # windows held for campaign figures: exchange.py
-            state["exchange"] = self.exchange_state()
+            state["exchange"] = self.exchange_state(events=pending)
         return state
 
     def _state_dict(self, pending: bool) -> dict[str, Any]:

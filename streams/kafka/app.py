@@ -263,7 +263,7 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
         if not recovering:
             await processor.tick()  # marks left to send; idle sources let windows close
         # Quiet topics still get their state and offsets saved.
-        idle = now - processor.last_checkpoint >= s.checkpoint_interval_s
+        idle = processor.checkpoint_due(now)
         pending = processor.touched or any(p.dirty for p in processor.parts.values())
         if not recovering and idle and pending:
             await processor.checkpoint()
@@ -283,6 +283,7 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
             owned_partitions=len(processor.assigned),
             started=state["started"],
             consumed=processor.consumed,
+            processed=processor.metrics.processed_count,
         )
 
     @app.page("/health")

@@ -76,18 +76,19 @@ def write(
     offsets: dict,
     journal: bytes = b"",
     journal_newest: float = float("-inf"),
-    closed_until: float = float("-inf"),
+    floor: float = float("-inf"),
 ) -> int:
     """Writes one checkpoint for `partition`; returns the bytes written.
 
     `blob` is the `encode_state` of the engine without its open events; `journal`, their
     `encode_journal` since the previous checkpoint, becomes a new segment. Segments whose
-    newest event is before `closed_until` hold only closed windows and are dropped.
+    newest event is before `floor` (the engine's `journal_floor`) hold only scored windows
+    and are dropped.
     """
     previous = read_manifest(table, source_topic, partition)
     generation = previous.generation + 1 if previous else 1
     old_segments = previous.segments if previous else []
-    live = [s for s in old_segments if s[2] >= closed_until]
+    live = [s for s in old_segments if s[2] >= floor]
     chunks = _chunks(blob)
     with in_partition(source_topic, partition):
         for i, chunk in enumerate(chunks):

@@ -15,6 +15,7 @@ class HealthInputs:
     owned_partitions: int
     started: bool  # the Faust app finished starting
     consumed: int = 0  # input records taken in since start, as vigil_events_consumed_total
+    processed: int = 0  # events scored in closed windows since start, as vigil_events_processed
 
 
 def evaluate(h: HealthInputs, recovery_stuck_s: float, stall_s: float) -> tuple[int, dict]:
@@ -23,6 +24,7 @@ def evaluate(h: HealthInputs, recovery_stuck_s: float, stall_s: float) -> tuple[
         "lag": h.lag,
         "owned_partitions": h.owned_partitions,
         "events_consumed": h.consumed,
+        "events_processed": h.processed,
         "seconds_since_progress": round(h.now - h.last_progress, 1),
     }
     if not h.started:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,7 @@ class Processor(CampaignExchange):
         self.assigned: set[int] = set()
         self.lock = asyncio.Lock()
         self.last_checkpoint = time.monotonic()
+        self.pause = checkpoint_interval_s  # from the end of one checkpoint to the next
         self.last_progress = time.monotonic()
         self.positions: dict[TP, int] = {}
         self.consumed = 0  # for /health, which is cheaper to poll than /metrics
@@ -163,17 +165,19 @@ class Processor(CampaignExchange):
             if tp.topic == self.topics.campaign:  # not events: no decoding, time or audit
                 await self._on_campaign(part, tp, kept)
             elif kept:
-                local, marks = kept, []
+                local, marks, foreign = kept, [], []
                 if self.router is not None and tp.topic == self.topics.input:
                     local, foreign = self.router.split(kept, tp.partition)
                     await self._forward(foreign, tp.partition)
                 elif self.event_time is not None:
                     local, marks = split_marks(kept)
+                newest = -math.inf
                 if local:
-                    await self._apply(part, tp, local)
+                    newest = await self._apply(part, tp, local)
                     await self._audit(tp, local)
                 if self.event_time is not None:
-                    await self._advance_time(part, tp, kept, marks)
+                    undecoded = [value for _, value, _ in foreign]
+                    await self._advance_time(part, tp, newest, undecoded, marks)
             if part.desk is not None and tp.topic != self.topics.campaign:
                 await self._complete_held(part)
             end = records.end_offset()
@@ -182,10 +186,11 @@ class Processor(CampaignExchange):
             self.positions[tp] = end
             self.last_progress = time.monotonic()
             self._update_lag(tp, end)
-            if time.monotonic() - self.last_checkpoint >= self.interval:
+            if self.checkpoint_due(time.monotonic()):
                 await self._checkpoint_locked()
 
-    async def _apply(self, part: PartitionState, tp: TP, records: Block) -> None:
+    async def _apply(self, part: PartitionState, tp: TP, records: Block) -> float:
+        """The records into the engine; returns the newest event time it decoded."""
         self.wm.events_consumed.inc(len(records))
         self.consumed += len(records)
         lines = records.values
@@ -197,18 +202,19 @@ class Processor(CampaignExchange):
                 await self._dead_letter(b"", EMPTY_REASON, EMPTY_DETAIL, tp)
             lines = [v for v in lines if v is not None]
             if not lines:
-                return
+                return -math.inf
         try:
             out = part.engine.process_lines(lines)
         except Exception:
             # An exception must never ack a batch silently: isolate the bad events.
             log.exception("batch of %d from %s failed; retrying one by one", len(lines), tp)
             self.wm.batch_failures.inc()
-            await self._one_by_one(part, tp, lines)
-            return
+            return await self._one_by_one(part, tp, lines)
         await self._emit(out, tp)
+        return part.engine.newest_read
 
-    async def _one_by_one(self, part: PartitionState, tp: TP, lines: list[bytes]) -> None:
+    async def _one_by_one(self, part: PartitionState, tp: TP, lines: list[bytes]) -> float:
+        newest = -math.inf
         for line in lines:
             try:
                 out = part.engine.process_lines([line])
@@ -217,14 +223,18 @@ class Processor(CampaignExchange):
                 self.metrics.events_rejected.labels(PROCESSING_ERROR).inc()
                 await self._dead_letter(line, PROCESSING_ERROR, detail, tp)
                 continue
+            newest = max(newest, part.engine.newest_read)
             await self._emit(out, tp)
+        return newest
 
-    async def _advance_time(self, part: PartitionState, tp: TP, kept: Block, marks: list) -> None:
+    async def _advance_time(
+        self, part: PartitionState, tp: TP, newest: float, undecoded: list, marks: list
+    ) -> None:
         """After a block's events are in the engine: the sources' new marks, this source's
         mark sent on, and the windows every source has passed closed."""
         now = time.monotonic()
         if tp.topic == self.topics.input:
-            self.event_time.read_source(part.clocks, tp.partition, kept, now)  # type: ignore[union-attr]
+            self.event_time.read_source(part.clocks, tp.partition, now, newest, undecoded)  # type: ignore[union-attr]
             await self._send_marks(part, now, force=False)
         for source, ts in marks:
             part.clocks.advance(source, ts, now)
@@ -271,12 +281,13 @@ class Processor(CampaignExchange):
             exchange = state.pop("campaign_exchange", None)
             try:
                 engine.load_state_dict(state)
+                engine.restore_pending(journal)
             except ValueError as exc:
-                # Another hash key, feature set or coding: resuming would mix codes.
+                # Another hash key, feature set or coding: resuming would mix codes; or a
+                # journal without the events of a window held for campaign figures.
                 # Say why in one line, then crash as for any state that cannot be used.
                 log.critical("partition %d: cannot resume: %s", partition, exc)
                 raise
-            engine.restore_pending(journal)
             part.next_offsets = dict(manifest.offsets)
             log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)
         self._open_exchange(part, exchange)
@@ -326,7 +337,7 @@ class Processor(CampaignExchange):
                 part.next_offsets,
                 journal,
                 newest,
-                part.engine.closed_until,
+                part.engine.journal_floor,
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
         await producer.flush()  # 2. changelog records of the state just written
@@ -347,9 +358,20 @@ class Processor(CampaignExchange):
         if not final and partitions is None:  # not into the transaction of a leaving partition
             for part in written:  # owners may drop figures these engines no longer need
                 await self._send_progress(part)
+        took = time.perf_counter() - t0
         self.last_checkpoint = time.monotonic()
+        self.pause = checkpoint_pause(self.interval, took)
         self.metrics.last_checkpoint.set(time.time())
-        self.wm.checkpoint_seconds.set(time.perf_counter() - t0)
+        self.wm.checkpoint_seconds.set(took)
+
+    def checkpoint_due(self, now: float) -> bool:
+        """A slow checkpoint defers the next (`checkpoint_pause`), except under exactly_once
+        while engines hold windows for campaign figures: the exchange's records are read
+        only once their transactions commit, so the checkpoint interval is its clock."""
+        pause = self.pause
+        if self.txn is not None and any(p.engine.held for p in self.parts.values()):
+            pause = self.interval
+        return now - self.last_checkpoint >= pause
 
     def _state_of(self, part: PartitionState) -> dict:
         state = part.engine.state_dict(pending=False)
@@ -380,6 +402,19 @@ class Processor(CampaignExchange):
             self.assigned -= lost
             self.wm.owned_partitions.set(len(self.assigned))
             self.app.consumer.forget({tp for tp in revoked})
+
+
+# Checkpoints take at most about a tenth of the worker's time: working off a backlog, one
+# can take a second or two (every event of the windows not yet scored goes into the
+# journal), and every 5 s that stalled the stream a third of the time. The longest pause
+# keeps an exactly_once transaction well inside the producer's 60 s transaction timeout.
+PAUSE_FACTOR = 9.0
+MAX_PAUSE_S = 30.0
+
+
+def checkpoint_pause(interval: float, took: float) -> float:
+    """Seconds from the end of a checkpoint that took `took` to the next one."""
+    return max(interval, min(PAUSE_FACTOR * took, MAX_PAUSE_S))
 
 
 def _encode(state: Any, lines: list[bytes]) -> tuple[bytes, bytes]:

@@ -27,6 +27,7 @@ from streams.core.alerts import Alert
 from streams.core.config import VigilConfig
 from streams.engine.engine import Engine
 from streams.features.campaign_split import KeyFigures, KeyRef, Memberships
+from streams.kafka import checkpoint
 from streams.kafka.routing import partition_for
 from streams.runtime.campaign_desk import Desk, owner_of
 from streams.runtime.checkpoint_codec import decode_state, encode_state
@@ -51,13 +52,18 @@ class Split:
         k: int = 8,
         config: VigilConfig | None = None,
         make_engine: Callable[[], Engine] | None = None,
+        journal: bool = False,
     ) -> None:
         self.p, self.k = p, k
+        # As the worker does: a checkpoint after every batch, without the events of open
+        # and held windows, which go into journal segments; restores read them back.
+        self.journal = journal
+        self.tables: list[dict] = [{} for _ in range(p)]
         self.cfg = config or VigilConfig()
         self.make_engine = make_engine or (
             lambda: Engine(self.cfg, detectors=None, campaign_exchange=True)
         )
-        self.engines = [self.make_engine() for _ in range(p)]
+        self.engines = [self._new_engine() for _ in range(p)]
         for e in self.engines:
             e.set_source_watermark(-np.inf)  # windows close on the shared watermark only
         e0 = self.engines[0].cfg.engine
@@ -67,6 +73,12 @@ class Split:
         self.requests = 0
         self.completed = 0
         self.most_held = 0  # the most windows one engine held at once: pipelining happened
+        self.restored_without_events = 0  # held windows a restore took from the journal
+
+    def _new_engine(self) -> Engine:
+        e = self.make_engine()
+        e.journal_pending = self.journal
+        return e
 
     # ---- the engines' side ---------------------------------------------------------
     def feed(self, lines: list[bytes], complete: bool = True) -> None:
@@ -79,6 +91,12 @@ class Split:
         for i, e in enumerate(self.engines):
             self._take(i, e.set_source_watermark(watermark))
         self.pump(complete)
+        if self.journal:
+            for i, e in enumerate(self.engines):
+                lines_, newest = e.take_journal()
+                blob = encode_state(e.state_dict(pending=False))
+                journal = checkpoint.encode_journal(lines_)
+                checkpoint.write(self.tables[i], "t", i, blob, {}, journal, newest, e.journal_floor)
 
     def flush(self) -> None:
         for i, e in enumerate(self.engines):
@@ -142,14 +160,19 @@ class Split:
     # ---- restore -------------------------------------------------------------------
     def restore(self) -> None:
         """Every engine and desk rebuilt from its state, through the checkpoint codec."""
-        states = [decode_state(encode_state(e.state_dict())) for e in self.engines]
+        if self.journal:  # the checkpoints of the last feed
+            saved = [checkpoint.read(t, "t", i) for i, t in enumerate(self.tables)]
+        else:
+            saved = [(decode_state(encode_state(e.state_dict())), None, []) for e in self.engines]
         desks = [pickle.loads(pickle.dumps(d.state_dict())) for d in self.desks]
         watermark = self.engines[0].source_watermark
-        self.engines = [self.make_engine() for _ in range(self.p)]
+        self.engines = [self._new_engine() for _ in range(self.p)]
         for d, s in zip(self.desks, desks, strict=True):
             d.load_state_dict(s)
-        for i, (e, s) in enumerate(zip(self.engines, states, strict=True)):
+        for i, (e, (s, _, journal)) in enumerate(zip(self.engines, saved, strict=True)):
+            self.restored_without_events += sum(h.ev is None for h in s["exchange"]["held"])
             e.load_state_dict(s)
+            e.restore_pending(journal)
             self._take(i, e.set_source_watermark(watermark))  # re-sends its held requests
 
     @property

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from detectors.baseline import BaselineDetector
+from streams.contract.events import EventBatch
 from streams.core.config import ConfigError, VigilConfig, config_from_dict
 from streams.engine.budget import OPEN_WINDOW_SHARE, batch_bytes
 from streams.engine.engine import Engine
@@ -150,6 +151,7 @@ def test_open_windows_are_bounded_and_their_late_events_dead_lettered() -> None:
     late_total = m.events_rejected.labels("too_late")._value.get()
     assert late_total >= 10
     assert m.events_processed._value.get() + late_total == read + 10
+    assert m.processed_count == m.events_processed._value.get()  # what /health reports
 
 
 def test_open_window_bytes_count_the_raw_lines() -> None:
@@ -157,6 +159,19 @@ def test_open_window_bytes_count_the_raw_lines() -> None:
     eng.process_lines(flood(100, pad=1000, span_s=10))
     assert eng._open_bytes == batch_bytes(eng.pending[0]) > 100 * 1000
     assert eng.metrics.state_budget._value.get() == BUDGET
+
+
+def test_open_window_bytes_stay_exact_as_windows_close_part_of_each_batch() -> None:
+    eng = _engine(BUDGET, window_s=300, allowed_lateness_s=0)
+    eng.set_source_watermark(-np.inf)
+    lines = flood(3000, span_s=3600, pad=200)
+    for k in range(0, len(lines), 700):  # batches straddle window boundaries
+        eng.process_lines(lines[k : k + 700])
+    assert len(eng.pending) > 1
+    for mark in (T0 + 950, T0 + 1000, T0 + 2400):
+        eng.set_source_watermark(mark)
+        assert eng.pending and min(float(b.ts.min()) for b in eng.pending) >= eng.closed_until
+        assert eng._open_bytes == batch_bytes(EventBatch.concat(eng.pending))
 
 
 def test_the_replay_summary_counts_what_the_budget_evicted() -> None:

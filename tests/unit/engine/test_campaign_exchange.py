@@ -11,9 +11,11 @@ import pickle
 import numpy as np
 import pytest
 
+from streams.contract.events import decode_lines
 from streams.core.alerts import Alert
 from streams.core.config import VigilConfig
 from streams.engine.engine import Engine
+from streams.kafka import checkpoint
 from tests.events_util import T0
 from tests.unit.engine.exchange_driver import BATCH, Split, by_category, run_split, run_whole
 from tests.unit.engine.test_budget import BUDGET, _ts, flood
@@ -82,6 +84,38 @@ def test_a_restore_of_every_engine_and_owner_mid_run_changes_no_alert(
     assert [a.to_dict() for a in restored.alerts] == [a.to_dict() for a in split.alerts]
     # The restored engines held windows the owners had applied: they sent them again.
     assert restored.duplicates > 0
+
+
+def test_a_restore_from_checkpoints_with_journals_changes_no_alert(
+    lines: list[bytes], split: Split
+) -> None:
+    """As the worker checkpoints: held windows without their events, which the journal
+    segments keep until the windows are scored."""
+    restored = run_split(lines, restore_at=len(lines) // BATCH // 2, journal=True)
+    assert restored.restored_without_events > 0, "the restore must find held windows"
+    assert [a.to_dict() for a in restored.alerts] == [a.to_dict() for a in split.alerts]
+
+
+def test_a_journal_missing_a_held_windows_events_is_refused(lines: list[bytes]) -> None:
+    split = Split(journal=True)
+    split.feed(lines[:BATCH], complete=False)
+    split.feed(lines[BATCH : 3 * BATCH], complete=False)
+    i = next(i for i, e in enumerate(split.engines) if e.held)
+    state, _, journal = checkpoint.read(split.tables[i], "t", i)
+    held = split.engines[i].held[0]
+    assert all(h.ev is None for h in state["exchange"]["held"])
+    # One event of the oldest held window is missing from the journal.
+    ts = decode_lines(journal, np.inf)[0].ts  # every journal line is an accepted event
+    drop = int(np.flatnonzero((ts >= held.start) & (ts < held.end))[0])
+    fresh = Engine(VigilConfig(), detectors=None, campaign_exchange=True)
+    fresh.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"journal holds \d+ events of the window .* held"):
+        fresh.restore_pending(journal[:drop] + journal[drop + 1 :])
+    whole = Engine(VigilConfig(), detectors=None, campaign_exchange=True)
+    whole.load_state_dict(checkpoint.read(split.tables[i], "t", i)[0])
+    whole.restore_pending(journal)
+    assert np.array_equal(whole.held[0].ev.event_id, held.ev.event_id)
+    assert whole.held[0].ev.raw.tolist() == held.ev.raw.tolist()
 
 
 def test_one_engine_with_the_exchange_is_the_engine_without_it(

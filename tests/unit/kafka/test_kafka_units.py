@@ -29,7 +29,7 @@ from streams.kafka.fetch import Block
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.positions import GAP_RETRIES
-from streams.kafka.processor import Processor, Topics
+from streams.kafka.processor import Processor, Topics, checkpoint_pause
 from streams.kafka.routing import Router, account_of, partition_for
 
 
@@ -112,6 +112,8 @@ def _h(**kw) -> HealthInputs:
 
 def test_health_states():
     assert evaluate(_h(), 120, 60)[0] == 200
+    body = evaluate(_h(consumed=10, processed=7), 120, 60)[1]
+    assert (body["events_consumed"], body["events_processed"]) == (10, 7)
     assert evaluate(_h(started=False), 120, 60)[0] == 503
     code, body = evaluate(_h(in_recovery=True, recovery_since=950.0), 120, 60)
     assert (code, body["status"]) == (200, "recovering")
@@ -188,6 +190,9 @@ class FakeEngine:
     """Keeps every line; none is ever closed, so all go through the journal."""
 
     closed_until = float("-inf")
+    journal_floor = float("-inf")
+    newest_read = float("-inf")
+    held: list = []
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
@@ -431,6 +436,37 @@ def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch
         proc.snapshots.picks = {"acct_4": (None, 4)}
         await proc.checkpoint(final=True)  # stopping: nothing stays behind
         assert (b"acct_4", 4) in snapshots_sent()
+
+    _run(scenario())
+
+
+def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_time():
+    assert checkpoint_pause(5.0, 0.05) == 5.0  # live: the interval
+    assert checkpoint_pause(5.0, 1.5) == pytest.approx(13.5)  # a backlog's big journal
+    assert checkpoint_pause(5.0, 20.0) == 30.0  # within an exactly_once transaction's life
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment)
+    proc.interval = 0.1
+
+    async def slow_flush() -> None:
+        await asyncio.sleep(0.05)
+
+    proc.app.producer.flush = slow_flush
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        await proc.checkpoint()  # two flushes: at least 0.1 s
+        end = proc.last_checkpoint
+        assert proc.pause >= 0.9
+        assert not proc.checkpoint_due(end + 0.5)
+        assert proc.checkpoint_due(end + proc.pause)
+        # Under exactly_once, windows held for campaign figures wait for the next commit:
+        # the interval holds then, however slow the last checkpoint was.
+        proc.txn = object()
+        assert not proc.checkpoint_due(end + 0.5)
+        proc.parts[1].engine.held = ["a held window"]
+        assert proc.checkpoint_due(end + 0.11)
 
     _run(scenario())
 

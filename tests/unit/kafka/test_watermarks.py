@@ -108,11 +108,11 @@ def test_newest_event_time_skips_what_the_engine_would_reject():
 def test_marks_are_sent_to_every_other_partition_at_most_every_interval():
     et = EventTime(4, 30.0, 65_536, 86_400, send_every_s=1.0)
     c = et.clocks()
-    et.read_source(c, 1, Block([0], [None], [_line(T0 + 7)], [()]), now=100.0)
+    et.read_source(c, 1, 100.0, undecoded=[_line(T0 + 7)])
     due = et.marks_due(1, c.marks[1], 100.0)
     assert [p for p, _ in due] == [0, 2, 3]
     assert decode_mark(due[0][1]) == (1, T0 + 7)
-    et.read_source(c, 1, Block([1], [None], [_line(T0 + 8)], [()]), now=100.5)
+    et.read_source(c, 1, 100.5, newest=T0 + 8)
     assert et.marks_due(1, c.marks[1], 100.5) == []  # too soon
     assert [p for p, _ in et.marks_due(1, c.marks[1], 100.6, force=True)] == [0, 2, 3]
     assert et.marks_due(1, c.marks[1], 200.0, force=True) == []  # nothing new read
@@ -192,3 +192,13 @@ def test_windows_closed_by_the_source_watermark_count_their_dead_letters():
     assert [d.reason for d in out.dead_letters] == ["processing_error"] * 2
     rejected = e.metrics.events_rejected.labels("processing_error")._value.get()
     assert rejected == 2  # as when process_lines closes the window itself
+
+
+def test_the_engine_reports_the_newest_event_it_decoded_for_the_marks():
+    e = _engine()
+    e.process_lines([_line(T0 + 5), b"{not json", _line(T0 + 3)])
+    assert e.newest_read == T0 + 5
+    e.process_lines([_line(T0 + 1)])  # older than what the engine has seen: still reported
+    assert e.newest_read == T0 + 1 and e.max_ts == T0 + 5
+    e.process_lines([b"{not json"])
+    assert e.newest_read == -math.inf

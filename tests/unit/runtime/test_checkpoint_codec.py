@@ -10,6 +10,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import cramjam
 import numpy as np
 import pytest
 
@@ -78,7 +79,11 @@ def test_replay_state_files_and_worker_checkpoints_are_one_format(halfway, tmp_p
     size = save_state(engine, path)
     blob = path.read_bytes()
     assert size == len(blob) and blob == checkpoint.encode_state(engine.state_dict())
-    assert blob == old_worker_encode(engine.state_dict())  # what the worker always wrote
+    # Version 3 holds the same parts as version 2, the worker's format before it, which
+    # differs only in compressing with zlib where it now takes zstd.
+    assert blob[:4] == b"VGS3"
+    v2 = old_worker_encode(engine.state_dict())
+    assert _part_sizes(v2) == _part_sizes(blob, inflated=True) and len(blob) < len(v2)
     # Replay's file through the worker's reader ...
     table: dict = {}
     checkpoint.write(table, "t", 3, blob, {"t": 42})
@@ -92,6 +97,22 @@ def test_replay_state_files_and_worker_checkpoints_are_one_format(halfway, tmp_p
     replayed = _engine()
     replayed.load_state_dict(load_state(path))
     assert len(replayed.table) == len(engine.table) and not replayed.pending
+
+
+def _part_sizes(blob: bytes, inflated: bool = False) -> list[int]:
+    """Sizes of a blob's parts, uncompressed when `inflated`, else as version 2 stored them."""
+    n = struct.unpack_from("<I", blob, 4)[0]
+    at = 8 + 9 * n
+    out = []
+    for i in range(n):
+        flag, size = struct.unpack_from("<BQ", blob, 8 + 9 * i)
+        data = blob[at : at + size]
+        at += size
+        if inflated:
+            out.append(len(cramjam.zstd.decompress(data)) if flag == 2 else size)
+        else:
+            out.append(len(zlib.decompress(data)) if flag == 1 else size)
+    return out
 
 
 def test_blobs_written_before_the_codec_still_load(halfway) -> None:
@@ -114,7 +135,7 @@ def test_an_old_plain_pickle_state_file_loads_and_is_rewritten(halfway, tmp_path
     e = _engine()
     e.load_state_dict(load_state(path))
     save_state(e, path)
-    assert path.read_bytes()[:4] == b"VGS2" and not (tmp_path / "old.pkl.partial").exists()
+    assert path.read_bytes()[:4] == b"VGS3" and not (tmp_path / "old.pkl.partial").exists()
     assert load_state(path)["max_ts"] == engine.max_ts
 
 
@@ -132,7 +153,7 @@ def _mutations(blob: bytes) -> list[tuple[str, bytes, str]]:
         ("a byte too many", blob + b"\0", "corrupt"),
         ("flipped magic", b"XGS2" + blob[4:], "not a Vigil checkpoint"),
         ("flipped first bit", bytes([blob[0] ^ 1]) + blob[1:], "not a Vigil checkpoint"),
-        ("newer version", b"VGS3" + blob[4:], "newer Vigil"),
+        ("newer version", b"VGS4" + blob[4:], "newer Vigil"),
         ("unknown version", b"VGS\xff" + blob[4:], "unknown format version"),
         ("bad compression flag", blob[:8] + b"\x07" + blob[9:], "compression flag 7"),
         ("garbled pickle", blob[:data_at] + b"\x00" * 16 + blob[data_at + 16 :], "corrupt"),
@@ -145,7 +166,7 @@ def _mutations(blob: bytes) -> list[tuple[str, bytes, str]]:
 def test_damaged_or_foreign_bytes_fail_with_one_line(halfway) -> None:
     engine, _ = halfway
     blob = encode_state(engine.state_dict())
-    assert blob[8] == 1  # the pickle part is deflated, so "bad compression flag" is a change
+    assert blob[8] == 2  # the pickle part is compressed, so "bad compression flag" is a change
     for name, bad, words in _mutations(blob):
         with pytest.raises(CheckpointFormatError) as info:
             decode_state(bad)
