@@ -30,11 +30,19 @@ from streams.contract import _decode  # noqa: E402
 from streams.contract.events import decode_lines  # noqa: E402
 
 
+def _source_at(rev: str) -> bytes:
+    """The decoder's C source at `rev`: it lived in streams/ before the contract package."""
+    for path in ("streams/contract/_decode.c", "streams/_decode.c"):
+        got = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True)
+        if got.returncode == 0:
+            return got.stdout
+    raise SystemExit(f"bench_decode_keyed: no _decode.c at revision {rev}")
+
+
 def build_at(rev: str, out: Path):
     """The decoder of `rev`, compiled as setup builds it, loaded beside the current one."""
     src = out / "_decode_old.c"
-    src.write_bytes(subprocess.run(["git", "show", f"{rev}:streams/contract/_decode.c"], cwd=ROOT,
-                                   capture_output=True, check=True).stdout)  # fmt: skip
+    src.write_bytes(_source_at(rev))
     so = out / ("_decode" + sysconfig.get_config_var("EXT_SUFFIX"))
     include = sysconfig.get_paths()["include"]
     subprocess.run(["gcc", "-O3", "-std=c11", "-shared", "-fPIC", f"-I{include}", str(src),

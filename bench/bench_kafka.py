@@ -40,7 +40,12 @@ sys.path.insert(0, str(REPO))
 
 from streams.kafka.produce import read_lines  # noqa: E402
 from streams.kafka.routing import account_of, partition_for  # noqa: E402
-from tests.plugins.kafka import KafkaBroker, free_port, start_private_broker  # noqa: E402
+from tests.plugins.kafka import (  # noqa: E402
+    KafkaBroker,
+    die_with_parent,
+    free_port,
+    start_private_broker,
+)
 
 PARTITIONS = 8
 LATENESS_S = 60.0
@@ -149,7 +154,7 @@ def start_worker(cfg_path: Path, data: Path, extra: tuple = ()) -> tuple[subproc
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams", "worker", "--config", str(cfg_path),
          "--data-dir", str(data), "--web-port", str(port), *extra],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -365,12 +365,12 @@ class Processor(CampaignExchange):
         self.wm.checkpoint_seconds.set(took)
 
     def checkpoint_due(self, now: float) -> bool:
-        """A slow checkpoint defers the next (`checkpoint_pause`), except under exactly_once
-        while engines hold windows for campaign figures: the exchange's records are read
-        only once their transactions commit, so the checkpoint interval is its clock."""
-        pause = self.pause
-        if self.txn is not None and any(p.engine.held for p in self.parts.values()):
-            pause = self.interval
+        """A slow checkpoint defers the next (`checkpoint_pause`), under at_least_once only.
+        Under exactly_once other workers and engines read this worker's outputs once its
+        transactions commit: the campaign exchange moves one step per commit, and a source
+        whose marks stay unread for `source_idle_s` counts as idle, which sends its events
+        to `too_late` downstream. The checkpoint interval is their clock there."""
+        pause = self.interval if self.txn is not None else self.pause
         return now - self.last_checkpoint >= pause
 
     def _state_of(self, part: PartitionState) -> dict:
@@ -406,8 +406,9 @@ class Processor(CampaignExchange):
 
 # Checkpoints take at most about a tenth of the worker's time: working off a backlog, one
 # can take a second or two (every event of the windows not yet scored goes into the
-# journal), and every 5 s that stalled the stream a third of the time. The longest pause
-# keeps an exactly_once transaction well inside the producer's 60 s transaction timeout.
+# journal), and every 5 s that stalled the stream a fifth of the time. The longest pause
+# bounds what a crash makes the worker read again. Under at_least_once only: see
+# Processor.checkpoint_due.
 PAUSE_FACTOR = 9.0
 MAX_PAUSE_S = 30.0
 

@@ -21,6 +21,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO / "deploy" / "kafka"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """preexec_fn of a test's worker: SIGTERM it when the process that started it dies.
+    A pytest killed by a signal runs no finalizer, and the workers it left behind went on
+    consuming and took the CPU from the runs that followed."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
 
 INSTALL_HINT = {
     "java": "install a JDK 17+: `sudo apt-get install -y openjdk-17-jre-headless` "
@@ -325,6 +338,7 @@ processing_guarantee = "{guarantee}"
             env={**os.environ, **(env or {})},
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         w = WorkerProc(proc, port, log_path)
         if self.workers is None:

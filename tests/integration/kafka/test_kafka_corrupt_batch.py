@@ -16,8 +16,8 @@ import orjson
 
 from tests.integration.kafka.test_kafka_kcat import _kcat
 from tests.plugins.kafka import T0, KafkaEnv, event
+from tests.plugins.segments import ONE_BATCH, flip_last_record_byte, records_in
 from tests.plugins.segments import batches as batches_in
-from tests.plugins.segments import flip_last_record_byte
 
 PER_BATCH = 50
 
@@ -44,7 +44,7 @@ def test_a_batch_corrupted_on_disk_is_dead_lettered_and_the_rest_processed(
             for i in range(PER_BATCH)
         ]
         subprocess.run(
-            [kcat, "-b", env.bootstrap, "-t", env.topic("input"), "-P", "-p", "0"],
+            [kcat, "-b", env.bootstrap, "-t", env.topic("input"), "-P", "-p", "0", *ONE_BATCH],
             input=b"\n".join(lines) + b"\n",
             check=True,
             timeout=60,
@@ -57,6 +57,7 @@ def test_a_batch_corrupted_on_disk_is_dead_lettered_and_the_rest_processed(
         time.sleep(0.2)
     base = found[1][0]
     assert base == PER_BATCH
+    assert records_in(segment.read_bytes(), base) == PER_BATCH, "the middle run is not one batch"
     flip_last_record_byte(segment, found[1])
 
     try:

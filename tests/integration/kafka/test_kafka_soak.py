@@ -44,8 +44,8 @@ from tests.integration.kafka.test_kafka_event_time import (
 )
 from tests.integration.kafka.test_kafka_kcat import _kcat
 from tests.plugins.kafka import KafkaEnv, WorkerProc, event
+from tests.plugins.segments import ONE_BATCH, flip_last_record_byte, records_in
 from tests.plugins.segments import batches as batches_in
-from tests.plugins.segments import flip_last_record_byte
 from tests.plugins.tail import Tail
 
 PARTITIONS = 4
@@ -216,7 +216,8 @@ def _corrupt_on_disk(cluster, env: KafkaEnv, ts: float) -> list[bytes]:
     ]  # fmt: skip
     for lines in sent:  # one kcat run, one batch
         subprocess.run(
-            [_kcat(), "-b", env.bootstrap, "-t", tp.topic, "-P", "-p", str(tp.partition)],
+            [_kcat(), "-b", env.bootstrap, "-t", tp.topic, "-P", "-p", str(tp.partition)]
+            + ONE_BATCH,
             input=b"\n".join(lines) + b"\n",
             check=True,
             timeout=60,
@@ -229,7 +230,9 @@ def _corrupt_on_disk(cluster, env: KafkaEnv, ts: float) -> list[bytes]:
         while not any(b[0] == middle + PER_BATCH for b in batches_in(seg.read_bytes())):
             assert time.monotonic() < deadline, f"{seg}: the batches never replicated"
             time.sleep(0.2)
-        flip_last_record_byte(seg, next(b for b in batches_in(seg.read_bytes()) if b[0] == middle))
+        raw = seg.read_bytes()
+        assert records_in(raw, middle) == PER_BATCH, f"{seg}: the middle run is not one batch"
+        flip_last_record_byte(seg, next(b for b in batches_in(raw) if b[0] == middle))
     return sent[0] + sent[2]
 
 

@@ -138,6 +138,6 @@ def test_replay_resumes_an_old_pickle_state_and_saves_it_in_the_codec(tmp_path: 
     r = _vigil("replay", str(ev), "--state", str(path), "--without-classifier")
     assert r.returncode == 0, r.stderr.decode()
     assert f"resumed engine state from {path}" in r.stderr.decode()
-    assert path.read_bytes()[:4] == b"VGS2"
+    assert path.read_bytes()[:4] == b"VGS3"  # the current format version
     r = _vigil("replay", str(ev), "--state", str(path), "--without-classifier")
     assert r.returncode == 0 and "resumed engine state" in r.stderr.decode(), r.stderr.decode()
