@@ -19,20 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugins.processes import die_with_parent
+
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO / "deploy" / "kafka"
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with_parent() -> None:
-    """preexec_fn of a test's worker: SIGTERM it when the process that started it dies.
-    A pytest killed by a signal runs no finalizer, and the workers it left behind went on
-    consuming and took the CPU from the runs that followed."""
-    import ctypes
-    import signal
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 INSTALL_HINT = {

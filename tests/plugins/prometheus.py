@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.plugins.processes import die_with_parent
+
 INSTALL_HINT = (
     "Prometheus is not installed: `sudo apt-get install -y prometheus` "
     "(it ships promtool too), or run .ci/install-obs.sh"
@@ -137,6 +139,7 @@ def start_prometheus(
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
     server = PrometheusServer(f"http://127.0.0.1:{port}", process, log_path, dict(targets))
     deadline = time.monotonic() + timeout_s

@@ -12,7 +12,7 @@ from tests.plugins.kafka import REPO
 
 PARENT = """
 import subprocess, sys, time
-from tests.plugins.kafka import die_with_parent
+from tests.plugins.processes import die_with_parent
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                          preexec_fn=die_with_parent)
 print(child.pid, flush=True)
