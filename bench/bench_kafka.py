@@ -184,7 +184,7 @@ def worker_rate(cfg_path: Path, data: Path, n: int, extra: tuple = ()) -> tuple[
     proc, port = start_worker(cfg_path, data, extra)
     try:
         first = None
-        taken_in = None
+        taken_in = end_to_end = None
         deadline = time.monotonic() + 600
         while True:
             c, done = progress(port)
@@ -199,9 +199,11 @@ def worker_rate(cfg_path: Path, data: Path, n: int, extra: tuple = ()) -> tuple[
                         "read twice; the corpus is too small to time (raise --accounts)"
                     )
                 taken_in = (c - first[1]) / (now - first[0])
-            if done >= PROCESSED_SHARE * n:
+            if done >= PROCESSED_SHARE * n and end_to_end is None:
                 # Conservative: events consumed before the first reading count as not done.
-                return (done - first[1]) / (now - first[0]), taken_in or 0.0
+                end_to_end = (done - first[1]) / (now - first[0])
+            if end_to_end is not None and taken_in is not None:
+                return end_to_end, taken_in
             if proc.poll() is not None:
                 raise RuntimeError("worker exited")
             if time.monotonic() > deadline:

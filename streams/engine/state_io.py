@@ -47,10 +47,10 @@ class EngineState:
         floor = self.journal_floor
         for raw, ts in journal:
             # Events of windows scored since are in the state already.
-            still_open = ts >= floor
-            out += raw[still_open].tolist()
-            if still_open.any():
-                newest = max(newest, float(ts[still_open].max()))
+            unscored = ts >= floor
+            out += raw[unscored].tolist()
+            if unscored.any():
+                newest = max(newest, float(ts[unscored].max()))
         return out, newest
 
     def restore_pending(self, lines: list[bytes]) -> None:

@@ -442,7 +442,7 @@ def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch
 def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_time():
     assert checkpoint_pause(5.0, 0.05) == 5.0  # live: the interval
     assert checkpoint_pause(5.0, 1.5) == pytest.approx(13.5)  # a backlog's big journal
-    assert checkpoint_pause(5.0, 20.0) == 30.0  # within an exactly_once transaction's life
+    assert checkpoint_pause(5.0, 20.0) == 30.0  # bounds what a crash reads again
     assignment = {TP(IN, p) for p in range(4)}
     proc, _ = _processor(assignment)
     proc.interval = 0.1
