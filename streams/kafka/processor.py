@@ -36,7 +36,7 @@ from streams.kafka.fetch import Block
 from streams.kafka.positions import Refetch
 from streams.kafka.routing import Router
 from streams.kafka.transactions import Transactions
-from streams.kafka.watermarks import EventTime, split_marks
+from streams.kafka.watermarks import EventTime, read_exchange, split_marks
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,9 @@ class Processor(CampaignExchange):
             owned = [part for p, part in list(self.parts.items()) if p in self.assigned]
             for part in owned:
                 await self._send_marks(part, now, force=True)
+                tp = TP(self.topics.repartition, part.partition)
+                applied = part.next_offsets.get(tp.topic)
+                read_exchange(self.app.consumer, tp, applied, part.clocks, now)
                 closed = part.engine.closed_until
                 out = part.engine.set_source_watermark(part.clocks.watermark(now))
                 part.dirty |= part.engine.closed_until != closed
@@ -367,9 +370,9 @@ class Processor(CampaignExchange):
     def checkpoint_due(self, now: float) -> bool:
         """A slow checkpoint defers the next (`checkpoint_pause`), under at_least_once only.
         Under exactly_once other workers and engines read this worker's outputs once its
-        transactions commit: the campaign exchange moves one step per commit, and a source
-        whose marks stay unread for `source_idle_s` counts as idle, which sends its events
-        to `too_late` downstream. The checkpoint interval is their clock there."""
+        transactions commit: the campaign exchange moves one step per commit, and the
+        sources this worker reads go idle downstream only after their marks are committed
+        (SourceClocks). The checkpoint interval is their clock there."""
         pause = self.interval if self.txn is not None else self.pause
         return now - self.last_checkpoint >= pause
 

@@ -13,7 +13,8 @@ mark to every other partition of the repartition topic after the records it forw
 the same batches, so a destination that has a mark has every record it covers as well. A
 source that sends nothing for `source_idle_s` (wall clock: an empty or drained partition, or
 a worker that is gone) stops holding the others back; its mark counts again with its next
-record. With every source idle, the newest mark counts.
+record. Silence counts only while the engine has read its repartition partition through
+(SourceClocks). With every source idle, the newest mark counts.
 
 Marks are records with an empty value and one header, `vigil-watermark: <source> <time>`.
 """
@@ -87,15 +88,33 @@ def newest_event_time(
     return float(ts[ok].max()) if ok.any() else -math.inf
 
 
+# Highwater readings kept while the engine has not read up to them; a stall longer than
+# this many readings (one a second) keeps every other one, which only delays idleness.
+MAX_READINGS = 512
+
+
 @dataclass
 class SourceClocks:
-    """One engine's view of every source's mark, and when each was last heard of."""
+    """One engine's view of every source's mark, and when each was last heard of.
+
+    Silence counts only up to the time whose repartition records the engine has all read
+    (`read_through`): marks still waiting in that partition, in a backlog or behind a
+    transaction not yet committed, are not silence. Under exactly_once a destination reads
+    a source's marks only once the transaction that wrote them commits, and an open
+    transaction of any worker holds back every record after it in the partition, so commits
+    further apart than `idle_after_s` (a stalled commit) made every forwarding source idle
+    while its marks were on their way; the engine then closed windows on its own partition's
+    time and the forwards went to `too_late` once they came."""
 
     sources: int
     idle_after_s: float
     opened: float = field(default_factory=time.monotonic)
     marks: dict[int, float] = field(default_factory=dict)
     heard: dict[int, float] = field(default_factory=dict)
+    # None: no readings of the repartition partition are taken, and idleness runs on the
+    # caller's clock (EventTime.clocks starts it at the opening).
+    read_through: float | None = None
+    _readings: list[tuple[float, int]] = field(default_factory=list)  # (when, highwater)
 
     def advance(self, source: int, ts: float, now: float) -> None:
         if not 0 <= source < self.sources:
@@ -103,11 +122,29 @@ class SourceClocks:
         self.marks[source] = max(self.marks.get(source, -math.inf), ts)
         self.heard[source] = now
 
+    def exchange_read(self, now: float, position: int, highwater: int) -> None:
+        """The engine's repartition partition holds `highwater` records at `now`, and the
+        engine has applied those below `position`. Every record written by the time of a
+        reading is read once `position` reaches that reading's highwater."""
+        if self.read_through is None:
+            self.read_through = self.opened
+        if self._readings and self._readings[-1][1] == highwater:
+            self._readings[-1] = (now, highwater)
+        else:
+            self._readings.append((now, highwater))
+        caught = [t for t, high in self._readings if high <= position]
+        if caught:
+            self.read_through = max(self.read_through, caught[-1])
+            self._readings = [r for r in self._readings if r[1] > position]
+        if len(self._readings) > MAX_READINGS:
+            self._readings = self._readings[1::2]
+
     def idle(self, now: float) -> list[int]:
         # A source never heard of counts from the engine's opening: after a restart every
         # source gets `idle_after_s` to send its first mark.
         limit = self.idle_after_s
-        return [s for s in range(self.sources) if now - self.heard.get(s, self.opened) >= limit]
+        clock = now if self.read_through is None else min(now, self.read_through)
+        return [s for s in range(self.sources) if clock - self.heard.get(s, self.opened) >= limit]
 
     def watermark(self, now: float) -> float:
         idle = set(self.idle(now))
@@ -115,6 +152,17 @@ class SourceClocks:
         if active:
             return min(active)
         return max(self.marks.values(), default=-math.inf)
+
+
+def read_exchange(
+    consumer: Any, tp: Any, applied: int | None, clocks: SourceClocks, now: float
+) -> None:
+    """A reading of how far an engine has read its repartition partition `tp`: `applied`
+    is the next offset it would apply, None if it has applied none since it opened (the
+    client's fetch position would run ahead of records fetched and not yet applied)."""
+    high = consumer.highwater(tp)
+    if high is not None:  # None: not fetched yet, nothing known of what waits there
+        clocks.exchange_read(now, applied or 0, high)
 
 
 @dataclass
@@ -131,7 +179,11 @@ class EventTime:
     _unsent: set[int] = field(default_factory=set)  # sources read since their last mark
 
     def clocks(self) -> SourceClocks:
-        return SourceClocks(self.partitions, self.idle_after_s)
+        # Silence counts only through readings of the repartition partition, the first of
+        # them included: until then nothing is known of what waits there.
+        clocks = SourceClocks(self.partitions, self.idle_after_s)
+        clocks.read_through = clocks.opened
+        return clocks
 
     def read_source(
         self,

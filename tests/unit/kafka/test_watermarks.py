@@ -17,6 +17,7 @@ from streams.kafka.watermarks import (
     decode_mark,
     encode_mark,
     newest_event_time,
+    read_exchange,
     split_marks,
 )
 
@@ -68,6 +69,65 @@ def test_idle_sources_stop_holding_back_and_count_again_when_heard():
     assert c.watermark(15.0) == T0 + 3600
     c.advance(2, T0 + 60, 16.0)
     assert c.watermark(16.0) == T0 + 60
+
+
+def test_silence_counts_only_through_what_the_repartition_partition_held():
+    """Regression: under exactly_once an open transaction holds back the records after it,
+    and sources whose marks waited there went idle (docs/kafka.md, "Event time")."""
+    c = SourceClocks(2, idle_after_s=10.0, opened=0.0)
+    c.advance(0, T0 + 3600, 1.0)
+    c.advance(1, T0 + 600, 1.0)
+    c.exchange_read(1.0, position=50, highwater=50)  # read through, at t=1
+    c.exchange_read(2.0, position=50, highwater=80)  # 30 records wait from here on
+    for t in range(3, 40):
+        c.exchange_read(float(t), position=50, highwater=80 + t)
+    assert c.read_through == 1.0
+    assert c.idle(39.0) == []  # silent for 38 s, but its marks may be in what waits
+    assert c.watermark(39.0) == T0 + 600
+    c.exchange_read(40.0, position=85, highwater=120)  # the commit: read through t=5
+    assert c.read_through == 5.0
+    assert c.idle(40.0) == []
+    c.exchange_read(41.0, position=120, highwater=120)
+    assert c.read_through == 41.0
+    assert c.idle(41.0) == [0, 1]  # nothing from either in 40 s of what was written
+
+
+def test_without_readings_of_the_repartition_partition_silence_runs_on_the_clock():
+    c = SourceClocks(2, idle_after_s=10.0, opened=0.0)
+    c.advance(0, T0 + 3600, 25.0)
+    assert c.idle(15.0) == [1]
+    c.exchange_read(16.0, position=0, highwater=3)  # from here on: what has been read
+    assert c.idle(30.0) == []  # read through the opening only
+    c.exchange_read(31.0, position=3, highwater=3)
+    assert c.idle(31.0) == [1]
+
+
+def test_a_workers_clocks_wait_for_their_first_reading():
+    """The fetch position runs ahead of records fetched and not applied, so an engine that
+    has applied none of its repartition partition counts from offset 0."""
+    et = EventTime(2, idle_after_s=10.0, max_line_bytes=1 << 16, max_future_s=3600.0)
+    c = et.clocks()
+    assert c.idle(c.opened + 100.0) == []  # no reading yet: nothing known of what waits
+
+    class Consumer:
+        def highwater(self, tp):
+            return 7
+
+    read_exchange(Consumer(), "tp", None, c, c.opened + 101.0)
+    assert c.idle(c.opened + 102.0) == []
+    read_exchange(Consumer(), "tp", 7, c, c.opened + 103.0)
+    assert c.idle(c.opened + 103.0) == [0, 1]
+
+
+def test_a_long_stall_keeps_its_readings_bounded():
+    c = SourceClocks(1, idle_after_s=10.0, opened=0.0)
+    for t in range(5000):
+        c.exchange_read(float(t), position=0, highwater=t + 1)
+    assert len(c._readings) <= 512
+    c.exchange_read(5000.0, position=2000, highwater=5001)
+    assert c.read_through <= 1999.0  # thinned out: maybe earlier than t=1999, never later
+    c.exchange_read(5001.0, position=5001, highwater=5001)
+    assert c.read_through == 5001.0
 
 
 def test_marks_of_unknown_sources_are_ignored():
