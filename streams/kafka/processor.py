@@ -103,8 +103,10 @@ class Processor(CampaignExchange):
         self.dl_max = dead_letter_max_bytes
         self.owners = partitions  # campaign owners: one per campaign topic partition
         self.router = Router(partitions) if repartition else None
-        # Per-source event time (watermarks.py): needed only when sources are mixed.
-        self.event_time = event_time if repartition else None
+        # Per-source event time (watermarks.py), with or without forwarding: an engine
+        # whose partition has no events closes windows on the others' marks, so that it
+        # passes them in the campaign exchange too.
+        self.event_time = event_time
         self.parts: dict[int, PartitionState] = {}
         # Input partitions of the current assignment: set when partitions are assigned,
         # shrunk when they are revoked. Engines open lazily, on a partition's first batch.
@@ -169,7 +171,7 @@ class Processor(CampaignExchange):
                 if self.router is not None and tp.topic == self.topics.input:
                     local, foreign = self.router.split(kept, tp.partition)
                     await self._forward(foreign, tp.partition)
-                elif self.event_time is not None:
+                elif self.event_time is not None and tp.topic == self.topics.repartition:
                     local, marks = split_marks(kept)
                 newest = -math.inf
                 if local:

@@ -295,3 +295,31 @@ def test_an_idle_source_holds_windows_for_its_timeout_only(kafka_env, capsys):
     assert idle_s - 1.0 <= waited <= idle_s + 10.0
     alerts = [orjson.loads(r.value) for r in env.read("alerts", idle_s=2.0)]
     assert {a["account_id"] for a in alerts} == {acct}
+
+
+def test_without_repartitioning_an_empty_partition_holds_nothing(kafka_env, capsys):
+    """Regression: with `repartition = false` an engine closed windows on its own events
+    only, so one whose partition had none never passed a window, the campaign owners
+    waited for it, and every window of the others stayed held: no alert at all."""
+    idle_s = 4.0
+    env = kafka_env
+    extra = f"[worker]\nsource_idle_s = {idle_s}\nrepartition = false\n"
+    env.write_config(partitions=2, extra=extra)
+    env.create_topics()
+    worker = env.start_worker("no-repartition")
+    acct = account_in_partition(0, 2, "acct_norep")
+    requests = [
+        event(acct, T0 + 30 * i, f"norep-{i}", plan="free", prompt_tokens=60_000) for i in range(5)
+    ]
+    end = event(account_in_partition(0, 2, "acct_norep_end"), T0 + 3600, "norep-end")
+    _produce(env, [*requests, end], [], 0)  # partition 1 gets nothing
+    _wait_consumed(worker, len(requests) + 1)
+    since = time.monotonic()
+    deadline = since + idle_s + 60
+    while worker.metric_sum("vigil_alerts_total") == 0:
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        time.sleep(0.2)
+    with capsys.disabled():
+        print(f"\nno repartitioning, partition 1 empty: alert {time.monotonic() - since:.1f} s")
+    alerts = [orjson.loads(r.value) for r in env.read("alerts", idle_s=2.0)]
+    assert {a["account_id"] for a in alerts} == {acct}
