@@ -119,6 +119,15 @@ class SourceClocks:
     def advance(self, source: int, ts: float, now: float) -> None:
         if not 0 <= source < self.sources:
             return  # a mark from another partition count: not a source of this group
+        idle = self.idle(now)
+        if source in idle:
+            # A source back from silence (or heard for the first time after its timeout)
+            # re-arms every other silent one: after a quiet spell the sources come back at
+            # different times (under exactly_once one worker's at each of its commits),
+            # and the first back must not close windows the others still have events for.
+            # Costs latency, one timeout, each time a silent source comes back.
+            for other in idle:
+                self.heard[other] = now
         self.marks[source] = max(self.marks.get(source, -math.inf), ts)
         self.heard[source] = now
 

@@ -408,10 +408,11 @@ def test_fault_soak_three_brokers(
         assert extra <= (0 if exactly_once else soak.duplicated()), (got, wanted)
         if not exactly_once:
             assert late <= replay_late, "dropped as too_late an event that replay kept"
-        # Under exactly_once, open (docs/kafka.md, "Fault soak"): the burst phase has sent
-        # 326 and 411 events to too_late in one run of three. One cause, a stalled commit
-        # hiding marks, is fixed; the burst still does it. Dead-lettered with their reason,
-        # not lost (counted above), and the alerts matched replay's; the count is printed.
+        # Under exactly_once, printed only (docs/kafka.md, "Fault soak"): the burst phase
+        # sent 326 and 411 events to too_late in one run of three. Two causes are fixed
+        # since (a stalled commit hiding marks; silent sources coming back one worker's
+        # commit apart), with too few runs yet to assert it. Dead-lettered with their
+        # reason, not lost (counted above), and the alerts matched replay's.
         assert alerts, "the corpus must raise alerts"
         assert r <= w, sorted(r - w)
         assert precision >= 1 - PARITY and recall >= 1 - PARITY, (precision, recall)

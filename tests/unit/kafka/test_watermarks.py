@@ -94,12 +94,28 @@ def test_silence_counts_only_through_what_the_repartition_partition_held():
 
 def test_without_readings_of_the_repartition_partition_silence_runs_on_the_clock():
     c = SourceClocks(2, idle_after_s=10.0, opened=0.0)
-    c.advance(0, T0 + 3600, 25.0)
+    c.advance(0, T0 + 3600, 9.0)
     assert c.idle(15.0) == [1]
     c.exchange_read(16.0, position=0, highwater=3)  # from here on: what has been read
     assert c.idle(30.0) == []  # read through the opening only
     c.exchange_read(31.0, position=3, highwater=3)
-    assert c.idle(31.0) == [1]
+    assert c.idle(31.0) == [0, 1]
+
+
+def test_a_source_back_from_silence_gives_the_other_silent_ones_their_timeout_again():
+    """Regression: after a quiet spell the first source back closed windows that the others,
+    back a commit later, still had events for (the soak's burst under exactly_once)."""
+    c = SourceClocks(3, idle_after_s=10.0, opened=0.0)
+    for s in range(3):
+        c.advance(s, T0 + 100, 1.0)
+    assert c.idle(20.0) == [0, 1, 2]
+    assert c.watermark(20.0) == T0 + 100  # the stream stopped: close what it brought
+    c.advance(0, T0 + 900, 21.0)
+    assert c.idle(22.0) == []
+    assert c.watermark(22.0) == T0 + 100  # held for the others, not run to T0 + 900
+    c.advance(0, T0 + 950, 25.0)  # not back from silence: re-arms nothing
+    assert c.idle(31.5) == [1, 2]  # their timeout again, from 21
+    assert c.watermark(31.5) == T0 + 950
 
 
 def test_a_workers_clocks_wait_for_their_first_reading():
