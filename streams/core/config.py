@@ -21,6 +21,8 @@ from streams.core.webhook_config import WebhookConfig, webhook_problem
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 MIN_STATE_BUDGET = 16 * 1024**2
+# Largest campaign exchange record: under the producer's 1,000,000 bytes, with room for headers.
+MAX_RECORD_BYTES = 900 * 1024
 
 
 class ConfigError(ValueError):
@@ -237,6 +239,9 @@ class WorkerSettings:
     # A live stream closes a window every few minutes, so this only thins out a backlog.
     snapshot_interval_s: float = 30.0
     dead_letter_max_bytes: int = 900 * 1024  # raw payload kept in a dead letter
+    # A campaign request or figures record over this goes in parts: the producer refuses
+    # records over 1,000,000 bytes (streams/kafka/campaign_records.py).
+    exchange_record_bytes: int = 512 * 1024
     # A crashed worker's partitions move to the others after this long.
     session_timeout_s: float = 10.0
     recovery_stuck_s: float = 120.0  # /health turns 503 after this long in recovery
@@ -385,6 +390,11 @@ def validate(cfg: VigilConfig) -> None:
     for name in ("checkpoint_interval_s", "session_timeout_s", "max_poll_records", "source_idle_s"):
         if getattr(w, name) <= 0:
             raise ConfigError(f"worker.{name}: must be > 0")
+    if not 1024 <= w.exchange_record_bytes <= MAX_RECORD_BYTES:
+        raise ConfigError(
+            f"worker.exchange_record_bytes: {w.exchange_record_bytes} must be between 1024 "
+            f"and {MAX_RECORD_BYTES} (the producer sends at most 1,000,000 bytes a record)"
+        )
     if not 1 <= w.web_port <= 65535:
         raise ConfigError(f"worker.web_port: {w.web_port} is not a port (1-65535)")
     if cfg.platform.free_daily_tokens <= 0:

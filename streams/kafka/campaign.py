@@ -28,7 +28,16 @@ import numpy as np
 import orjson
 from faust.types import TP
 
-from streams.features.campaign_split import KeyFigures, KeyRef, Memberships
+from streams.features.campaign_split import Memberships
+from streams.kafka.campaign_records import (
+    Parts,
+    decode_figures,
+    decode_request,
+    figures_values,
+    join_figures,
+    part_of,
+    request_values,
+)
 from streams.kafka.fetch import Block
 from streams.kafka.outputs import Outputs
 from streams.runtime.campaign_desk import Answers, Desk, owner_of
@@ -48,47 +57,6 @@ def _from_t(x: float | None) -> float:
     return -math.inf if x is None else float(x)
 
 
-def encode_request(source: int, window_end: float, m: Memberships) -> bytes:
-    return orjson.dumps(
-        {
-            "s": source,
-            "w": window_end,
-            "kind": m.kind.tolist(),
-            "code": m.code.tolist(),
-            "account": m.account.tolist(),
-            "events": m.events.tolist(),
-            "bad": m.bad.tolist(),
-        }
-    )
-
-
-def decode_request(d: dict) -> tuple[int, float, Memberships]:
-    w = float(d["w"])
-    account = np.empty(len(d["account"]), object)
-    account[:] = d["account"]
-    m = Memberships(
-        w,
-        np.array(d["kind"], np.int8),
-        np.array(d["code"], np.uint64),
-        account,
-        np.array(d["events"], np.int64),
-        np.array(d["bad"], bool),
-    )
-    if not len(m.kind) == len(m.code) == len(m.account) == len(m.events) == len(m.bad):
-        raise ValueError("memberships columns of different lengths")
-    return int(d["s"]), w, m
-
-
-def encode_figures(owner: int, window_end: float, figures: dict[KeyRef, KeyFigures]) -> bytes:
-    rows = [[k, c, f.count, f.bad, f.accounts] for (k, c), f in figures.items()]
-    return orjson.dumps({"o": owner, "w": window_end, "f": rows})
-
-
-def decode_figures(d: dict) -> tuple[int, float, dict[KeyRef, KeyFigures]]:
-    figures = {(int(k), int(c)): KeyFigures(int(n), int(b), list(a)) for k, c, n, b, a in d["f"]}
-    return int(d["o"]), float(d["w"]), figures
-
-
 def _kind(headers: Any) -> bytes | None:
     for key, value in headers or ():
         if key == HEADER:
@@ -100,6 +68,7 @@ class CampaignExchange(Outputs):
     """The Processor's exchange half; the Processor sets these in its __init__."""
 
     owners: int  # partitions of the campaign topic: owners and sources alike
+    record_bytes: int  # requests and figures over this go in parts (campaign_records.py)
 
     async def _after_emit(self, out: Any, tp: TP) -> None:
         """After Outputs' emit: the output's campaign requests and the source's progress."""
@@ -115,15 +84,21 @@ class CampaignExchange(Outputs):
         max_keys = engine.campaign.index["subnet"].max_keys
         part.desk = Desk(engine.cfg.engine.campaign_horizon_s, max_keys, self.owners)
         part.answers = Answers(self.owners)
+        part.parts = Parts()
         if state is not None:
             part.desk.load_state_dict(state["desk"])
             part.answers.load_state_dict(state["answers"])
+            part.parts.load_state_dict(state.get("parts", {}))  # none before parts
 
     @staticmethod
     def exchange_state(part: Any) -> dict | None:
         if part.desk is None:
             return None
-        return {"desk": part.desk.state_dict(), "answers": part.answers.state_dict()}
+        return {
+            "desk": part.desk.state_dict(),
+            "answers": part.answers.state_dict(),
+            "parts": part.parts.state_dict(),
+        }
 
     async def _send_requests(self, part: Any, out: Any) -> None:
         """The requests of an engine's output, to every owner, then its progress."""
@@ -133,8 +108,9 @@ class CampaignExchange(Outputs):
         for window_end, m in getattr(out, "campaign_requests", ()):
             to = owner_of(m.kind, m.code, self.owners)
             for k in range(self.owners):
-                value = encode_request(p, window_end, m.take(np.flatnonzero(to == k)))
-                await self._send(topic, None, value, [(HEADER, REQUEST)], k, p)
+                mine = m.take(np.flatnonzero(to == k))
+                for value in request_values(p, window_end, mine, self.record_bytes):
+                    await self._send(topic, None, value, [(HEADER, REQUEST)], k, p)
         await self._send_progress(part)
 
     async def _send_progress(self, part: Any) -> None:
@@ -169,14 +145,18 @@ class CampaignExchange(Outputs):
                 d = orjson.loads(value or b"")
                 if kind == REQUEST:
                     s, w, m = decode_request(d)
-                    answers += part.desk.request(w, s, m)
+                    whole = part.parts.add(REQUEST, s, w, *part_of(d), m)
+                    if whole is not None:
+                        answers += part.desk.request(w, s, Memberships.concat(w, whole))
                 elif kind == PROGRESS:
                     s = int(d["s"])
                     answers += part.desk.progress(s, _from_t(d["passed"]), _from_t(d["done"]))
                 elif kind == FIGURES:
                     owner, w, figures = decode_figures(d)
                     if w in held:  # else completed already, or to be asked for again
-                        part.answers.add(owner, w, figures)
+                        whole = part.parts.add(FIGURES, owner, w, *part_of(d), figures)
+                        if whole is not None:
+                            part.answers.add(owner, w, join_figures(whole))
                 else:
                     raise ValueError(f"no {HEADER} header of a known kind: {kind!r}")
             except Exception as exc:  # noqa: BLE001 - said in the dead letter
@@ -184,11 +164,14 @@ class CampaignExchange(Outputs):
                 log.error("%s: %s", tp, detail)
                 self.metrics.events_rejected.labels(BAD_RECORD).inc()
                 await self._dead_letter(value or b"", BAD_RECORD, detail, tp)
+        # A window applied and since dropped needs no request parts; one still held in
+        # `applied` does: a restored source re-sends its request and is answered again.
+        desk = part.desk
+        part.parts.drop(REQUEST, lambda w: w <= desk.applied_until and w not in desk.applied)
+        p = part.partition
         for source, w, figures in answers:
-            value = encode_figures(part.partition, w, figures)
-            await self._send(
-                self.topics.campaign, None, value, [(HEADER, FIGURES)], source, part.partition
-            )
+            for value in figures_values(p, w, figures, self.record_bytes):
+                await self._send(self.topics.campaign, None, value, [(HEADER, FIGURES)], source, p)
         await self._complete_held(part)
 
     async def _complete_held(self, part: Any) -> None:
@@ -202,4 +185,5 @@ class CampaignExchange(Outputs):
             if figures is None:
                 break
             part.answers.drop_until(w)
+            part.parts.drop(FIGURES, lambda x, w=w: x <= w)
             await self._emit(e.complete_window(w, figures), tp)

@@ -56,6 +56,7 @@ class PartitionState:
     # figures this engine received, the progress last sent and checkpointed.
     desk: Any = None
     answers: Any = None
+    parts: Any = None  # campaign_records.Parts: records received in part
     progress_sent: tuple[float, float] | None = None
     done: float = float("-inf")
 
@@ -89,6 +90,7 @@ class Processor(CampaignExchange):
         event_time: EventTime | None = None,
         sinks: list | None = None,
         transactions: Transactions | None = None,
+        exchange_record_bytes: int = 512 * 1024,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -102,6 +104,7 @@ class Processor(CampaignExchange):
         self.last_snapshots = time.monotonic()
         self.dl_max = dead_letter_max_bytes
         self.owners = partitions  # campaign owners: one per campaign topic partition
+        self.record_bytes = exchange_record_bytes
         self.router = Router(partitions) if repartition else None
         # Per-source event time (watermarks.py), with or without forwarding: an engine
         # whose partition has no events closes windows on the others' marks, so that it

@@ -275,6 +275,7 @@ processing_guarantee = "{guarantee}"
             "shadow": k.shadow_alerts_topic,
             "audit": f"{self.prefix}-audit",
             "repartition": WorkerSettings().repartition_topic(k),
+            "campaign": WorkerSettings().campaign_topic(k),
         }[kind]
 
     def create_topics(self, audit: bool = False) -> None:

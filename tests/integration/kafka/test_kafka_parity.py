@@ -76,8 +76,8 @@ def _last_ts(events: Path) -> float:
     return last
 
 
-def _run_worker(env: KafkaEnv, events: Path, partitions: int) -> list[dict]:
-    env.write_config(partitions=partitions)
+def _run_worker(env: KafkaEnv, events: Path, partitions: int, extra: str = "") -> list[dict]:
+    env.write_config(partitions=partitions, extra=extra)
     env.create_topics()
     worker = env.start_worker(f"p{partitions}")
     out = subprocess.run(
@@ -140,8 +140,13 @@ def test_one_partition_matches_replay_exactly(kafka_env, corpus):
 
 
 def test_four_partitions_alert_replays_accounts(kafka_env, corpus, capsys):
+    """With exchange records cut at 1 KiB, so that requests and figures go in parts as a
+    busy platform's do under the default limit (campaign_records.py)."""
     events, replay = corpus
-    worker = _run_worker(kafka_env, events, 4)
+    worker = _run_worker(kafka_env, events, 4, "[worker]\nexchange_record_bytes = 1024\n")
+    exchange = kafka_env.read("campaign", idle_s=1.0)
+    assert any(orjson.loads(r.value).get("n", 1) > 1 for r in exchange), "none went in parts"
+    assert max(len(r.value) for r in exchange) <= 1024
     r, w = _keys(replay), _keys(worker)
     ra, wa = {a for a, _ in r}, {a for a, _ in w}
     with capsys.disabled():

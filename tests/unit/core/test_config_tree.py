@@ -45,6 +45,10 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
     assert (w.data_dir, w.web_port, w.emit_snapshots) == (Path("/var/lib/vigil"), 7000, False)
     with pytest.raises(ConfigError, match="worker.web_port"):
         config_from_dict({"worker": {"web_port": 70000}})
+    # Exchange records over the producer's limit would stop the worker at its first window.
+    for bad in (100, 2_000_000):
+        with pytest.raises(ConfigError, match="worker.exchange_record_bytes"):
+            config_from_dict({"worker": {"exchange_record_bytes": bad}})
 
 
 @pytest.mark.parametrize(
