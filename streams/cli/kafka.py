@@ -53,6 +53,14 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 help="Run without the ONNX classifier instead of stopping when its model cannot be loaded"
             ),
         ] = False,
+        discard_unreadable_state: Annotated[
+            bool | None,
+            typer.Option(
+                "--discard-unreadable-state",
+                help="Open a partition whose checkpoint cannot be used empty, from its committed "
+                "offsets (the events of its open windows are lost), instead of stopping",
+            ),
+        ] = None,
     ) -> None:
         """Consume events from Kafka, run the engine, produce alerts. Unset options come
         from the config's [worker] table."""
@@ -73,6 +81,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             "snapshot_interval_s": snapshot_interval,
             "loglevel": loglevel,
             "shadow_model": shadow_model,
+            "discard_unreadable_state": discard_unreadable_state,
         }
         settings = dataclasses.replace(
             cfg.worker,

@@ -242,6 +242,9 @@ class WorkerSettings:
     # A campaign request or figures record over this goes in parts: the producer refuses
     # records over 1,000,000 bytes (streams/kafka/campaign_records.py).
     exchange_record_bytes: int = 512 * 1024
+    # A partition whose checkpoint cannot be used opens empty from its committed offsets
+    # (losing its open windows' events) instead of stopping the worker.
+    discard_unreadable_state: bool = False
     # A crashed worker's partitions move to the others after this long.
     session_timeout_s: float = 10.0
     recovery_stuck_s: float = 120.0  # /health turns 503 after this long in recovery

@@ -218,6 +218,7 @@ def build_worker(
         sinks=alert_sinks(config, metrics, held),
         transactions=(Transactions(app, topics.input) if exactly_once else None),
         exchange_record_bytes=settings.exchange_record_bytes,
+        discard_unreadable=settings.discard_unreadable_state,
     )
     app.processor = processor
     app.held_dead_letters = held

@@ -112,6 +112,29 @@ def write(
     return len(blob) + len(journal)
 
 
+class UnusableCheckpoint(Exception):
+    """A partition's checkpoint cannot be used; the message is one line and says what to do.
+    It stops the worker (consumer.BatchConsumer.drain): a restart cannot read it either."""
+
+
+def discard(table: Any, source_topic: str, partition: int) -> None:
+    """Removes a partition's checkpoint, so that the next `write` starts a new one rather
+    than keep its journal segments. Chunks of a manifest that cannot be read stay behind,
+    named by no manifest."""
+    try:
+        manifest = read_manifest(table, source_topic, partition)
+    except Exception:  # noqa: BLE001 - unreadable: nothing to find its chunks by
+        manifest = None
+    with in_partition(source_topic, partition):
+        if manifest is not None:
+            for i in range(manifest.chunks):
+                _delete(table, chunk_key(partition, manifest.generation, i))
+            for seg, n, _ in manifest.segments:
+                for i in range(n):
+                    _delete(table, segment_key(partition, seg, i))
+        _delete(table, manifest_key(partition))
+
+
 def _delete(table: Any, key: bytes) -> None:
     if key in table:
         del table[key]

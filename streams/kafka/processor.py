@@ -32,6 +32,7 @@ from faust.types import TP
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka import checkpoint
 from streams.kafka.campaign import CampaignExchange
+from streams.kafka.checkpoint import UnusableCheckpoint
 from streams.kafka.fetch import Block
 from streams.kafka.positions import Refetch
 from streams.kafka.routing import Router
@@ -91,6 +92,7 @@ class Processor(CampaignExchange):
         sinks: list | None = None,
         transactions: Transactions | None = None,
         exchange_record_bytes: int = 512 * 1024,
+        discard_unreadable: bool = False,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -105,6 +107,7 @@ class Processor(CampaignExchange):
         self.dl_max = dead_letter_max_bytes
         self.owners = partitions  # campaign owners: one per campaign topic partition
         self.record_bytes = exchange_record_bytes
+        self.discard_unreadable = discard_unreadable  # a checkpoint that cannot be used
         self.router = Router(partitions) if repartition else None
         # Per-source event time (watermarks.py), with or without forwarding: an engine
         # whose partition has no events closes windows on the others' marks, so that it
@@ -276,31 +279,58 @@ class Processor(CampaignExchange):
 
     # -- state -----------------------------------------------------------------------
     def _open(self, partition: int) -> PartitionState:
+        try:
+            part = self._restore(partition)
+        except Exception as exc:  # noqa: BLE001 - any state that cannot be used, said below
+            problem = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
+            if not self.discard_unreadable:
+                raise UnusableCheckpoint(
+                    f"partition {partition}: its checkpoint cannot be used ({problem}). "
+                    "Restore the state changelog topic, or start the worker with "
+                    "--discard-unreadable-state to open such partitions empty from their "
+                    "committed offsets, losing the events of their open windows"
+                ) from None
+            log.warning(
+                "partition %d: its checkpoint cannot be used (%s); opened empty from the "
+                "committed offsets (--discard-unreadable-state): the events of its open "
+                "windows are lost",
+                partition,
+                problem,
+            )
+            checkpoint.discard(self.table, self.topics.input, partition)
+            self.wm.state_discarded.inc()
+            part = self._fresh(partition)
+            self._open_exchange(part, None)
+        self._checkpointed(part)  # what was restored is what a restart would restore
+        self.parts[partition] = part
+        return part
+
+    def _fresh(self, partition: int) -> PartitionState:
         engine = self.make_engine()
         engine.journal_pending = True  # checkpoints store open events once (take_journal)
-        restored = checkpoint.read(self.table, self.topics.input, partition)
         part = PartitionState(partition, engine)
         if self.event_time is not None:
             part.clocks = self.event_time.clocks()
             engine.set_source_watermark(part.clocks.watermark(time.monotonic()))  # -inf: none
-        exchange = None
-        if restored is not None:
-            state, manifest, journal = restored
-            exchange = state.pop("campaign_exchange", None)
-            try:
-                engine.load_state_dict(state)
-                engine.restore_pending(journal)
-            except ValueError as exc:
-                # Another hash key, feature set or coding: resuming would mix codes; or a
-                # journal without the events of a window held for campaign figures.
-                # Say why in one line, then crash as for any state that cannot be used.
-                log.critical("partition %d: cannot resume: %s", partition, exc)
-                raise
-            part.next_offsets = dict(manifest.offsets)
-            log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)
+        return part
+
+    def _restore(self, partition: int) -> PartitionState:
+        """The partition's engine and campaign exchange from its latest checkpoint.
+        Raises whatever makes the checkpoint unusable: a blob that does not decode, a
+        changelog missing a chunk, another hash key, feature set or coding (resuming would
+        mix codes), or a journal without the events of a window held for campaign figures."""
+        part = self._fresh(partition)
+        restored = checkpoint.read(self.table, self.topics.input, partition)
+        if restored is None:
+            self._open_exchange(part, None)
+            return part
+        state, manifest, journal = restored
+        exchange = state.pop("campaign_exchange", None)
+        part.engine.load_state_dict(state)
+        part.engine.restore_pending(journal)
+        part.next_offsets = dict(manifest.offsets)
         self._open_exchange(part, exchange)
-        self._checkpointed(part)  # what was restored is what a restart would restore
-        self.parts[partition] = part
+        log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)
         return part
 
     async def checkpoint(self, partitions: set[int] | None = None, final: bool = False) -> None:
