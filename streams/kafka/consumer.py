@@ -17,8 +17,6 @@ moved past them, so they are read again only because every assignment ends with 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -28,8 +26,10 @@ from faust.types import TP
 from streams.kafka.checkpoint import UnusableCheckpoint
 from streams.kafka.fetch import Block
 from streams.kafka.internals import ConsumerHooks
+from streams.runtime.process import exit_at_once
 
-log = logging.getLogger(__name__)
+# The exit status of a worker stopped by a checkpoint it cannot use.
+UNUSABLE_CHECKPOINT_EXIT = 3
 
 # Called with (tp, records) for the input topics: all records fetched for tp, as columns.
 BatchHandler = Callable[[TP, Block], Awaitable[None]]
@@ -127,23 +127,10 @@ class BatchConsumer(ConsumerHooks):
                 return
             raise
         except UnusableCheckpoint as exc:
-            stop_on_unusable_checkpoint(exc)
+            exit_at_once(str(exc), UNUSABLE_CHECKPOINT_EXIT)
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
-
-
-# The exit status of a worker stopped by a checkpoint it cannot use.
-UNUSABLE_CHECKPOINT_EXIT = 3
-
-
-def stop_on_unusable_checkpoint(exc: UnusableCheckpoint) -> None:
-    """One line, then exit at once. Faust's crash path would print a traceback and retry
-    nothing that helps; exiting is as safe as kill -9, which the fault soak covers: nothing
-    since the last commit is lost, it is read again."""
-    log.critical("%s", exc)
-    logging.shutdown()
-    os._exit(UNUSABLE_CHECKPOINT_EXIT)
 
 
 class BatchTransport(faust_aiokafka.Transport):

@@ -10,10 +10,7 @@ rebalance or restart.
 Ownership is the assignment, not the set of engines: a partition assigned to this worker
 but with nothing new to read has no engine yet and is still owned (`assigned`).
 
-A checkpoint runs in this order: flush alerts, dead letters and snapshots; write engine state
-to the table; flush the changelog; only then publish the input offsets for commit. The
-checkpoint records the next offset it covers, so records between the last committed offset
-and the checkpoint are skipped on resume instead of being counted twice.
+Opening engines from checkpoints and the checkpoint order are in persistence.py.
 """
 
 from __future__ import annotations
@@ -24,16 +21,14 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots
-from streams.kafka import checkpoint
-from streams.kafka.campaign import CampaignExchange
-from streams.kafka.checkpoint import UnusableCheckpoint
 from streams.kafka.fetch import Block
+from streams.kafka.persistence import PartitionState, Persistence
 from streams.kafka.positions import Refetch
 from streams.kafka.routing import Router
 from streams.kafka.transactions import Transactions
@@ -44,22 +39,6 @@ log = logging.getLogger(__name__)
 PROCESSING_ERROR = "processing_error"
 EMPTY_REASON = "malformed_json"
 EMPTY_DETAIL = "record with no value (a tombstone)"
-
-
-@dataclass
-class PartitionState:
-    partition: int
-    engine: Any
-    next_offsets: dict[str, int] = field(default_factory=dict)  # topic -> next to commit
-    dirty: bool = False
-    clocks: Any = None  # watermarks.SourceClocks when records are repartitioned
-    # The campaign exchange (campaign.py): the desk owning the keys routed here, the
-    # figures this engine received, the progress last sent and checkpointed.
-    desk: Any = None
-    answers: Any = None
-    parts: Any = None  # campaign_records.Parts: records received in part
-    progress_sent: tuple[float, float] | None = None
-    done: float = float("-inf")
 
 
 @dataclass
@@ -74,7 +53,7 @@ class Topics:
     campaign: str = ""  # the campaign exchange's topic; empty: none
 
 
-class Processor(CampaignExchange):
+class Processor(Persistence):
     def __init__(
         self,
         app: Any,
@@ -277,147 +256,7 @@ class Processor(CampaignExchange):
         if high is not None:
             self.wm.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
 
-    # -- state -----------------------------------------------------------------------
-    def _open(self, partition: int) -> PartitionState:
-        try:
-            part = self._restore(partition)
-        except Exception as exc:  # noqa: BLE001 - any state that cannot be used, said below
-            problem = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
-            if not self.discard_unreadable:
-                raise UnusableCheckpoint(
-                    f"partition {partition}: its checkpoint cannot be used ({problem}). "
-                    "Restore the state changelog topic, or start the worker with "
-                    "--discard-unreadable-state to open such partitions empty from their "
-                    "committed offsets, losing the events of their open windows"
-                ) from None
-            log.warning(
-                "partition %d: its checkpoint cannot be used (%s); opened empty from the "
-                "committed offsets (--discard-unreadable-state): the events of its open "
-                "windows are lost",
-                partition,
-                problem,
-            )
-            checkpoint.discard(self.table, self.topics.input, partition)
-            self.wm.state_discarded.inc()
-            part = self._fresh(partition)
-            self._open_exchange(part, None)
-        self._checkpointed(part)  # what was restored is what a restart would restore
-        self.parts[partition] = part
-        return part
-
-    def _fresh(self, partition: int) -> PartitionState:
-        engine = self.make_engine()
-        engine.journal_pending = True  # checkpoints store open events once (take_journal)
-        part = PartitionState(partition, engine)
-        if self.event_time is not None:
-            part.clocks = self.event_time.clocks()
-            engine.set_source_watermark(part.clocks.watermark(time.monotonic()))  # -inf: none
-        return part
-
-    def _restore(self, partition: int) -> PartitionState:
-        """The partition's engine and campaign exchange from its latest checkpoint.
-        Raises whatever makes the checkpoint unusable: a blob that does not decode, a
-        changelog missing a chunk, another hash key, feature set or coding (resuming would
-        mix codes), or a journal without the events of a window held for campaign figures."""
-        part = self._fresh(partition)
-        restored = checkpoint.read(self.table, self.topics.input, partition)
-        if restored is None:
-            self._open_exchange(part, None)
-            return part
-        state, manifest, journal = restored
-        exchange = state.pop("campaign_exchange", None)
-        part.engine.load_state_dict(state)
-        part.engine.restore_pending(journal)
-        part.next_offsets = dict(manifest.offsets)
-        self._open_exchange(part, exchange)
-        log.info("partition %d resumed from checkpoint %s", partition, manifest.offsets)
-        return part
-
-    async def checkpoint(self, partitions: set[int] | None = None, final: bool = False) -> None:
-        async with self.lock:
-            await self._checkpoint_locked(partitions, final)
-
-    async def _checkpoint_locked(
-        self, partitions: set[int] | None = None, final: bool = False
-    ) -> None:
-        t0 = time.perf_counter()
-        producer = self.app.producer
-        now = time.monotonic()
-        # Snapshots wait for their own interval, except when partitions leave this worker.
-        if final or partitions is not None or now - self.last_snapshots >= self.snapshot_interval:
-            await self._send_snapshots()
-            self.last_snapshots = now
-        await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards
-        await self._check_delivered()
-        written = [
-            part
-            for p, part in self.parts.items()
-            if (part.dirty or p in self.touched) and (partitions is None or p in partitions)
-        ]
-        # The open windows' events go into journal segments, each event once, not into
-        # every state blob. Encoded side by side in threads: compression releases the GIL,
-        # so the second core does part of it. Engines are not touched meanwhile: the lock
-        # is held.
-        loop = asyncio.get_running_loop()
-        journals = [part.engine.take_journal() for part in written]
-        blobs = await asyncio.gather(
-            *(
-                loop.run_in_executor(self.encoder, _encode, self._state_of(part), lines)
-                for part, (lines, _) in zip(written, journals, strict=True)
-            )
-        )
-        for part, (blob, journal), (_, newest) in zip(written, blobs, journals, strict=True):
-            size = checkpoint.write(
-                self.table,
-                self.topics.input,
-                part.partition,
-                blob,
-                part.next_offsets,
-                journal,
-                newest,
-                part.engine.journal_floor,
-            )
-            self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
-        await producer.flush()  # 2. changelog records of the state just written
-        offsets = {
-            TP(topic, part.partition): off
-            for part in written
-            for topic, off in part.next_offsets.items()
-        }
-        for part in written:
-            part.dirty = False
-            self.touched.discard(part.partition)
-            self._checkpointed(part)
-        if self.txn is not None:
-            await self.txn.commit(offsets)  # 3. offsets into the same transactions, committed
-        elif written:
-            self.app.consumer.ready_offsets.update(offsets)
-            await self.app.consumer.commit()  # 3. input offsets, only now
-        if not final and partitions is None:  # not into the transaction of a leaving partition
-            for part in written:  # owners may drop figures these engines no longer need
-                await self._send_progress(part)
-        took = time.perf_counter() - t0
-        self.last_checkpoint = time.monotonic()
-        self.pause = checkpoint_pause(self.interval, took)
-        self.metrics.last_checkpoint.set(time.time())
-        self.wm.checkpoint_seconds.set(took)
-
-    def checkpoint_due(self, now: float) -> bool:
-        """A slow checkpoint defers the next (`checkpoint_pause`), under at_least_once only.
-        Under exactly_once other workers and engines read this worker's outputs once its
-        transactions commit: the campaign exchange moves one step per commit, and the
-        sources this worker reads go idle downstream only after their marks are committed
-        (SourceClocks). The checkpoint interval is their clock there."""
-        pause = self.interval if self.txn is not None else self.pause
-        return now - self.last_checkpoint >= pause
-
-    def _state_of(self, part: PartitionState) -> dict:
-        state = part.engine.state_dict(pending=False)
-        exchange = self.exchange_state(part)
-        if exchange is not None:
-            state["campaign_exchange"] = exchange
-        return state
-
+    # -- assignment ----------------------------------------------------------------
     def on_assigned(self, assigned: set[TP]) -> None:
         """Records the input partitions of a new assignment, before their recovery starts."""
         self.assigned = {tp.partition for tp in assigned if tp.topic == self.topics.input}
@@ -440,21 +279,3 @@ class Processor(CampaignExchange):
             self.assigned -= lost
             self.wm.owned_partitions.set(len(self.assigned))
             self.app.consumer.forget({tp for tp in revoked})
-
-
-# Checkpoints take at most about a tenth of the worker's time: working off a backlog, one
-# can take a second or two (every event of the windows not yet scored goes into the
-# journal), and every 5 s that stalled the stream a fifth of the time. The longest pause
-# bounds what a crash makes the worker read again. Under at_least_once only: see
-# Processor.checkpoint_due.
-PAUSE_FACTOR = 9.0
-MAX_PAUSE_S = 30.0
-
-
-def checkpoint_pause(interval: float, took: float) -> float:
-    """Seconds from the end of a checkpoint that took `took` to the next one."""
-    return max(interval, min(PAUSE_FACTOR * took, MAX_PAUSE_S))
-
-
-def _encode(state: Any, lines: list[bytes]) -> tuple[bytes, bytes]:
-    return checkpoint.encode_state(state), checkpoint.encode_journal(lines)

@@ -1,9 +1,14 @@
-"""Process-wide settings the Kafka worker applies before it starts its engines."""
+"""Process-wide settings the Kafka worker applies before it starts its engines, and its
+exit on a fault it cannot get past."""
 
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import sys
+
+log = logging.getLogger("vigil.worker")
 
 # Young collections after this many container allocations instead of CPython's 700.
 GC_THRESHOLDS = (100_000, 50, 100)
@@ -36,3 +41,13 @@ def tune_threads() -> None:
     wait at most that much longer, far inside their timeouts.
     """
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+def exit_at_once(line: str, status: int) -> None:
+    """`line` at CRITICAL, then exit with `status`. For a worker that cannot go on and
+    whose restart cannot either: Faust's crash path prints a traceback and helps nothing.
+    Exiting so is as safe as kill -9, which the fault soak covers: nothing after the last
+    commit is lost, it is read again."""
+    log.critical("%s", line)
+    logging.shutdown()
+    os._exit(status)

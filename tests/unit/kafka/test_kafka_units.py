@@ -28,8 +28,9 @@ from streams.kafka.consumer import BatchConsumer
 from streams.kafka.fetch import Block
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
+from streams.kafka.persistence import checkpoint_pause
 from streams.kafka.positions import GAP_RETRIES
-from streams.kafka.processor import Processor, Topics, checkpoint_pause
+from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
 
 
