@@ -99,6 +99,12 @@ class TwoPhase:
         return self._ready[0][1] if self._ready else self.closed_until
 
     @property
+    def exchange_blocked(self) -> bool:
+        """Windows wait to begin behind a held window that runs the hourly upkeep: nothing
+        more is scored until its figures come."""
+        return bool(self._ready) and any(h.hourly for h in self.held)
+
+    @property
     def awaiting_journal(self) -> bool:
         return self._journal_counts is not None
 

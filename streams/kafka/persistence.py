@@ -186,8 +186,14 @@ class Persistence(CampaignExchange):
         Under exactly_once other workers and engines read this worker's outputs once its
         transactions commit: the campaign exchange moves one step per commit, and the
         sources this worker reads go idle downstream only after their marks are committed
-        (SourceClocks). The checkpoint interval is their clock there."""
-        pause = self.interval if self.txn is not None else self.pause
+        (SourceClocks). The checkpoint interval is their clock there, except while an
+        engine's windows wait behind the hourly upkeep (`TwoPhase.exchange_blocked`)."""
+        if self.txn is None:
+            pause = self.pause
+        elif any(p.engine.exchange_blocked for p in self.parts.values()):
+            pause = min(self.interval, EXCHANGE_WAIT_S)
+        else:
+            pause = self.interval
         return now - self.last_checkpoint >= pause
 
     def _state_of(self, part: PartitionState) -> dict:
@@ -205,6 +211,11 @@ class Persistence(CampaignExchange):
 # Persistence.checkpoint_due.
 PAUSE_FACTOR = 9.0
 MAX_PAUSE_S = 30.0
+# Under exactly_once a window whose completion runs the hourly upkeep holds every later
+# window until its figures come, two commits later (the request's, then the owner's
+# figures'): working off a backlog, a round trip per hour of event time at the checkpoint
+# interval. While an engine waits so, commits come this often instead.
+EXCHANGE_WAIT_S = 1.0
 
 
 def checkpoint_pause(interval: float, took: float) -> float:

@@ -28,7 +28,7 @@ from streams.kafka.consumer import BatchConsumer
 from streams.kafka.fetch import Block
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
-from streams.kafka.persistence import checkpoint_pause
+from streams.kafka.persistence import EXCHANGE_WAIT_S, checkpoint_pause
 from streams.kafka.positions import GAP_RETRIES
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
@@ -193,6 +193,7 @@ class FakeEngine:
     closed_until = float("-inf")
     journal_floor = float("-inf")
     newest_read = float("-inf")
+    exchange_blocked = False  # windows waiting behind the hourly upkeep (TwoPhase)
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
@@ -465,6 +466,26 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
         # only once committed: the interval holds, however slow the last checkpoint was.
         proc.txn = object()
         assert proc.checkpoint_due(end + 0.11)
+
+    _run(scenario())
+
+
+def test_under_exactly_once_an_engine_waiting_on_the_hourly_upkeep_commits_sooner():
+    assignment = {TP(IN, p) for p in range(2)}
+    proc, _ = _processor(assignment)
+    proc.interval = 5.0
+    proc.txn = object()
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        end = proc.last_checkpoint
+        assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
+        proc.parts[1].engine.exchange_blocked = True  # test_campaign_exchange pins when
+        assert proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
+        assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S - 0.1)
+        proc.txn = None  # under at_least_once others read outputs at once: no hurry
+        assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
 
     _run(scenario())
 
