@@ -99,10 +99,10 @@ class TwoPhase:
         return self._ready[0][1] if self._ready else self.closed_until
 
     @property
-    def exchange_blocked(self) -> bool:
-        """Windows wait to begin behind a held window that runs the hourly upkeep: nothing
-        more is scored until its figures come."""
-        return bool(self._ready) and any(h.hourly for h in self.held)
+    def awaiting_figures(self) -> bool:
+        """Windows are held for campaign figures: nothing after them is scored until the
+        owners answer."""
+        return bool(self.held)
 
     @property
     def awaiting_journal(self) -> bool:

@@ -51,6 +51,7 @@ class Persistence(CampaignExchange):
     interval: float
     pause: float
     last_checkpoint: float
+    last_input: float  # when records of the input topic were last applied
     last_snapshots: float
     snapshot_interval: float
     discard_unreadable: bool
@@ -186,11 +187,15 @@ class Persistence(CampaignExchange):
         Under exactly_once other workers and engines read this worker's outputs once its
         transactions commit: the campaign exchange moves one step per commit, and the
         sources this worker reads go idle downstream only after their marks are committed
-        (SourceClocks). The checkpoint interval is their clock there, except while an
-        engine's windows wait behind the hourly upkeep (`TwoPhase.exchange_blocked`)."""
+        (SourceClocks). The checkpoint interval is their clock there, shortened to
+        EXCHANGE_WAIT_S while the exchange waits on commits: an engine holds windows for
+        campaign figures, or no input came for that long (what is left to send, marks and
+        progress, only moves at commits)."""
         if self.txn is None:
             pause = self.pause
-        elif any(p.engine.exchange_blocked for p in self.parts.values()):
+        elif now - self.last_input >= EXCHANGE_WAIT_S or any(
+            p.engine.awaiting_figures for p in self.parts.values()
+        ):
             pause = min(self.interval, EXCHANGE_WAIT_S)
         else:
             pause = self.interval
@@ -211,10 +216,11 @@ class Persistence(CampaignExchange):
 # Persistence.checkpoint_due.
 PAUSE_FACTOR = 9.0
 MAX_PAUSE_S = 30.0
-# Under exactly_once a window whose completion runs the hourly upkeep holds every later
-# window until its figures come, two commits later (the request's, then the owner's
-# figures'): working off a backlog, a round trip per hour of event time at the checkpoint
-# interval. While an engine waits so, commits come this often instead.
+# Under exactly_once a window waits for three commits after its events are in: the
+# sources' event-time marks', its request's, and the owners' figures'. At the checkpoint
+# interval (5 s) that is 15 s a step at the end of a backlog, and each hour of event time
+# (the hourly upkeep holds later windows until its window's figures come). While the
+# exchange waits so, commits come this often instead.
 EXCHANGE_WAIT_S = 1.0
 
 

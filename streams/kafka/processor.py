@@ -100,6 +100,7 @@ class Processor(Persistence):
         self.last_checkpoint = time.monotonic()
         self.pause = checkpoint_interval_s  # from the end of one checkpoint to the next
         self.last_progress = time.monotonic()
+        self.last_input = time.monotonic()
         self.positions: dict[TP, int] = {}
         self.consumed = 0  # for /health, which is cheaper to poll than /metrics
         self.pending: list[Any] = []  # delivery futures since the last checkpoint
@@ -172,6 +173,8 @@ class Processor(Persistence):
             part.dirty = True
             self.positions[tp] = end
             self.last_progress = time.monotonic()
+            if tp.topic == self.topics.input:
+                self.last_input = self.last_progress
             self._update_lag(tp, end)
             if self.checkpoint_due(time.monotonic()):
                 await self._checkpoint_locked()

@@ -195,14 +195,13 @@ def test_only_the_oldest_held_window_can_be_completed(lines: list[bytes]) -> Non
     assert np.array_equal(first.campaign_requests[0][1].code, eng.held[0].mine.sent.code)
 
 
-def test_windows_behind_the_hourly_upkeep_say_the_engine_is_blocked(lines: list[bytes]) -> None:
+def test_an_engine_says_when_it_waits_for_figures(lines: list[bytes]) -> None:
     """The worker commits sooner under exactly_once while this holds (persistence.py)."""
     eng = Engine(VigilConfig(), campaign_exchange=True)
+    assert not eng.awaiting_figures
     for i in range(0, len(lines), BATCH):
         eng.process_lines(lines[i : i + BATCH])
-    assert any(h.hourly for h in eng.held) and eng._ready, "the corpus must pass an hour"
-    assert eng.exchange_blocked
-    while any(h.hourly for h in eng.held):
-        assert eng.exchange_blocked == bool(eng._ready)
+    assert eng.held and eng.awaiting_figures
+    while eng.held:
         eng.complete_window(eng.held[0].end, {})
-    assert not eng.exchange_blocked
+    assert not eng.awaiting_figures

@@ -193,7 +193,7 @@ class FakeEngine:
     closed_until = float("-inf")
     journal_floor = float("-inf")
     newest_read = float("-inf")
-    exchange_blocked = False  # windows waiting behind the hourly upkeep (TwoPhase)
+    awaiting_figures = False  # windows held for campaign figures (TwoPhase)
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
@@ -470,7 +470,7 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
     _run(scenario())
 
 
-def test_under_exactly_once_an_engine_waiting_on_the_hourly_upkeep_commits_sooner():
+def test_under_exactly_once_the_worker_commits_sooner_while_the_exchange_waits():
     assignment = {TP(IN, p) for p in range(2)}
     proc, _ = _processor(assignment)
     proc.interval = 5.0
@@ -480,11 +480,16 @@ def test_under_exactly_once_an_engine_waiting_on_the_hourly_upkeep_commits_soone
         proc.on_assigned(assignment)
         await proc.on_batch(TP(IN, 1), _records(0, 1))
         end = proc.last_checkpoint
+        proc.last_input = end + 1.0  # input flowing: the interval holds
         assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
-        proc.parts[1].engine.exchange_blocked = True  # test_campaign_exchange pins when
+        proc.parts[1].engine.awaiting_figures = True  # windows held for figures
         assert proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
         assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S - 0.1)
+        proc.parts[1].engine.awaiting_figures = False
+        # No input for a while: marks and progress left to send only move at commits.
+        assert proc.checkpoint_due(proc.last_input + EXCHANGE_WAIT_S + 0.1)
         proc.txn = None  # under at_least_once others read outputs at once: no hurry
+        proc.parts[1].engine.awaiting_figures = True
         assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
 
     _run(scenario())
