@@ -179,8 +179,23 @@ def progress(port: int) -> tuple[float, float]:
     return float(d.get("events_consumed", 0)), float(d.get("events_processed", 0))
 
 
-def worker_rate(cfg_path: Path, data: Path, n: int, extra: tuple = ()) -> tuple[float, float]:
-    """(end-to-end rate, rate of taking records in) of one worker draining n records."""
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB; 0 where /proc has none."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def worker_rate(
+    cfg_path: Path, data: Path, n: int, extra: tuple = ()
+) -> tuple[float, float, float]:
+    """(end-to-end rate, rate of taking records in, peak RSS in MiB) of one worker draining
+    n records. A backlog holds the events of windows waiting for campaign figures, so the
+    peak shows what working one off costs in memory."""
     proc, port = start_worker(cfg_path, data, extra)
     try:
         first = None
@@ -203,7 +218,7 @@ def worker_rate(cfg_path: Path, data: Path, n: int, extra: tuple = ()) -> tuple[
                 # Conservative: events consumed before the first reading count as not done.
                 end_to_end = (done - first[1]) / (now - first[0])
             if end_to_end is not None and taken_in is not None:
-                return end_to_end, taken_in
+                return end_to_end, taken_in, peak_rss_mb(proc.pid)
             if proc.poll() is not None:
                 raise RuntimeError("worker exited")
             if time.monotonic() > deadline:
@@ -304,6 +319,7 @@ def main() -> None:
         bare: list[float] = []
         rates: dict[str, list[float]] = {k: [] for k in variants}
         taken: dict[str, list[float]] = {k: [] for k in variants}
+        peak: dict[str, list[float]] = {k: [] for k in variants}
         names = list(variants)
         for r in range(args.rounds):
             bare.append(asyncio.run(bare_drain(bootstrap, f"{tag}a-usage", n)))
@@ -315,9 +331,10 @@ def main() -> None:
                 cfg_v = write_config(
                     scratch / f"{group}.toml", bootstrap, tag + "a", guarantee, group
                 )
-                rate, taken_in = worker_rate(cfg_v, scratch / f"worker-{group}", n, extra)
+                rate, taken_in, rss = worker_rate(cfg_v, scratch / f"worker-{group}", n, extra)
                 rates[name].append(rate)
                 taken[name].append(taken_in)
+                peak[name].append(rss)
         bare_med = statistics.median(bare)
         vig = statistics.median(rates[names[0]])
 
@@ -350,6 +367,7 @@ def main() -> None:
             )
             print(f"{'':34s} taking records in: {statistics.median(taken[name]):10,.0f} events/s  "
                   f"{runs(taken[name])}")  # fmt: skip
+            print(f"{'':34s} peak RSS: {max(peak[name]):,.0f} MiB")  # fmt: skip
         print("target: ratio >= 0.50")  # fmt: skip
         if lat:
             p50 = lat[len(lat) // 2]
