@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from streams.kafka.produce import read_lines  # noqa: E402
 from streams.kafka.routing import account_of, partition_for  # noqa: E402
-from tests.plugins.kafka import KafkaBroker, free_port, start_private_broker  # noqa: E402
+from tests.plugins.kafka_broker import KafkaBroker, free_port, start_private_broker  # noqa: E402
 from tests.plugins.processes import die_with_parent  # noqa: E402
 
 PARTITIONS = 8

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = [
+    "tests.plugins.kafka_broker",
     "tests.plugins.kafka",
     "tests.plugins.kafka_cluster",
     "tests.plugins.postgres",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.kafka import _run_script, free_port_run, require_tools
+from tests.plugins.kafka_broker import _run_script, free_port_run, require_tools
 
 
 @dataclass
