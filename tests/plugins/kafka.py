@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,16 @@ def topic_prefix() -> str:
 
 
 # -- running workers and reading topics --------------------------------------------------
+
+
+def wait_until(cond: Callable[[], object], what: str, timeout_s: float = 90) -> None:
+    """Polls `cond` until it holds; fails with `what` after `timeout_s`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from tests.plugins.kafka import T0, KafkaEnv, event
+from tests.plugins.kafka import T0, KafkaEnv, event, wait_until
 
 
 def _rebuild_topics(env: KafkaEnv) -> None:
@@ -29,20 +29,13 @@ def _rebuild_topics(env: KafkaEnv) -> None:
     env.create_topics()
 
 
-def _wait(cond, what: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
-
-
 def test_state_ahead_of_changelog_is_discarded_and_rebuilt(kafka_env):
     env = kafka_env
     env.write_config(partitions=2)
     env.create_topics()
     w = env.start_worker("w")
     env.produce([event(f"acct_{i % 20}", T0 + i, f"old-{i}") for i in range(300)])
-    _wait(lambda: w.metric_sum("vigil_events_consumed_total") >= 300, "first run not consumed")
+    wait_until(lambda: w.metric_sum("vigil_events_consumed_total") >= 300, "first run not consumed")
     time.sleep(3)  # a few checkpoints: the local state records its changelog offsets
     w.stop()
     assert w.proc.returncode == 0, w.log()[-3000:]
@@ -54,7 +47,9 @@ def test_state_ahead_of_changelog_is_discarded_and_rebuilt(kafka_env):
 
     # The new topic's offsets start at 0 again; none may be taken for already seen.
     env.produce([event(f"acct_{i % 20}", T0 + 10_000 + i, f"new-{i}") for i in range(100)])
-    _wait(lambda: w2.metric_sum("vigil_events_consumed_total") >= 100, "new events not consumed")
+    wait_until(
+        lambda: w2.metric_sum("vigil_events_consumed_total") >= 100, "new events not consumed"
+    )
     time.sleep(2)
     assert w2.metric_sum("vigil_events_skipped_on_resume_total") == 0
     assert w2.metric_sum("vigil_events_consumed_total") == 100

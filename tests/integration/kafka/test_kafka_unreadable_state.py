@@ -14,14 +14,7 @@ import orjson
 
 from streams.kafka.checkpoint import chunk_key, manifest_key
 from streams.kafka.consumer import UNUSABLE_CHECKPOINT_EXIT
-from tests.plugins.kafka import T0, KafkaEnv, event
-
-
-def _wait(cond, what: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
+from tests.plugins.kafka import T0, KafkaEnv, event, wait_until
 
 
 def _corrupt_state_chunk(env: KafkaEnv) -> None:
@@ -54,7 +47,7 @@ def test_unreadable_checkpoint_stops_in_one_line_then_discarding_it_resumes(kafk
     env.create_topics()
     w = env.start_worker("w1")
     env.produce([event(f"acct_{i % 20}", T0 + i, f"a-{i}") for i in range(300)])
-    _wait(lambda: w.metric_sum("vigil_events_consumed_total") >= 300, "first run not consumed")
+    wait_until(lambda: w.metric_sum("vigil_events_consumed_total") >= 300, "first run not consumed")
     time.sleep(3)  # a few checkpoints
     w.stop()
     assert w.proc.returncode == 0, w.log()[-3000:]
@@ -73,7 +66,7 @@ def test_unreadable_checkpoint_stops_in_one_line_then_discarding_it_resumes(kafk
     w3 = env.start_worker("w3", extra_args=["--discard-unreadable-state"])
     env.produce([event(f"acct_{i % 20}", T0 + 2_000 + i, f"c-{i}") for i in range(50)])
     # The 50 the stopped worker never applied, then the 50 new ones.
-    _wait(lambda: w3.metric_sum("vigil_events_consumed_total") >= 100, "not resumed")
+    wait_until(lambda: w3.metric_sum("vigil_events_consumed_total") >= 100, "not resumed")
     time.sleep(2)
     assert w3.metric_sum("vigil_events_consumed_total") == 100
     assert w3.metric_sum("vigil_state_discarded_partitions_total") == 1
@@ -85,7 +78,7 @@ def test_unreadable_checkpoint_stops_in_one_line_then_discarding_it_resumes(kafk
     # The checkpoint written after the discard is whole: a worker without the flag resumes.
     w4 = env.start_worker("w4")
     env.produce([event(f"acct_{i % 20}", T0 + 3_000 + i, f"d-{i}") for i in range(10)])
-    _wait(lambda: w4.metric_sum("vigil_events_consumed_total") >= 10, "not resumed after")
+    wait_until(lambda: w4.metric_sum("vigil_events_consumed_total") >= 10, "not resumed after")
     time.sleep(2)
     assert w4.metric_sum("vigil_events_consumed_total") == 10
     assert w4.metric_sum("vigil_state_discarded_partitions_total") == 0
