@@ -102,13 +102,11 @@ def write(
             generation, len(chunks), dict(offsets), len(blob), live
         ).to_bytes()
         if previous:
-            for i in range(previous.chunks):
-                _delete(table, chunk_key(partition, previous.generation, i))
+            _delete_chunks(table, chunk_key, partition, previous.generation, previous.chunks)
         kept = {s[0] for s in live}
         for seg, n, _ in old_segments:
             if seg not in kept:
-                for i in range(n):
-                    _delete(table, segment_key(partition, seg, i))
+                _delete_chunks(table, segment_key, partition, seg, n)
     return len(blob) + len(journal)
 
 
@@ -127,17 +125,21 @@ def discard(table: Any, source_topic: str, partition: int) -> None:
         manifest = None
     with in_partition(source_topic, partition):
         if manifest is not None:
-            for i in range(manifest.chunks):
-                _delete(table, chunk_key(partition, manifest.generation, i))
+            _delete_chunks(table, chunk_key, partition, manifest.generation, manifest.chunks)
             for seg, n, _ in manifest.segments:
-                for i in range(n):
-                    _delete(table, segment_key(partition, seg, i))
+                _delete_chunks(table, segment_key, partition, seg, n)
         _delete(table, manifest_key(partition))
 
 
 def _delete(table: Any, key: bytes) -> None:
     if key in table:
         del table[key]
+
+
+def _delete_chunks(table: Any, key, partition: int, ident: int, n: int) -> None:
+    """The n chunks of one state blob or journal segment, as `_read_chunks` names them."""
+    for i in range(n):
+        _delete(table, key(partition, ident, i))
 
 
 def read_manifest(table: Any, source_topic: str, partition: int) -> Manifest | None:
