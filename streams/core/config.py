@@ -242,6 +242,10 @@ class WorkerSettings:
     # A campaign request or figures record over this goes in parts: the producer refuses
     # records over 1,000,000 bytes (streams/kafka/campaign_records.py).
     exchange_record_bytes: int = 512 * 1024
+    # An engine with more windows closed and not yet scored than this (they wait for the
+    # campaign figures) pauses the worker's input partitions until it is under again:
+    # working off a backlog, intake outran scoring and memory grew with the backlog.
+    max_unscored_windows: int = 12
     # A partition whose checkpoint cannot be used opens empty from its committed offsets
     # (losing its open windows' events) instead of stopping the worker.
     discard_unreadable_state: bool = False
@@ -390,7 +394,13 @@ def validate(cfg: VigilConfig) -> None:
     validate_fusion(cfg.fusion)
     _validate_detectors(cfg.detectors)
     w = cfg.worker
-    for name in ("checkpoint_interval_s", "session_timeout_s", "max_poll_records", "source_idle_s"):
+    for name in (
+        "checkpoint_interval_s",
+        "session_timeout_s",
+        "max_poll_records",
+        "source_idle_s",
+        "max_unscored_windows",
+    ):
         if getattr(w, name) <= 0:
             raise ConfigError(f"worker.{name}: must be > 0")
     if not 1024 <= w.exchange_record_bytes <= MAX_RECORD_BYTES:

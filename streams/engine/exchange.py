@@ -105,6 +105,12 @@ class TwoPhase:
         return bool(self.held)
 
     @property
+    def unscored_windows(self) -> int:
+        """Windows closed on event time and not yet scored: held for their figures, or
+        waiting to begin behind them. Their events stay in memory until scored."""
+        return len(self.held) + len(self._ready)
+
+    @property
     def awaiting_journal(self) -> bool:
         return self._journal_counts is not None
 

@@ -219,6 +219,7 @@ def build_worker(
         transactions=(Transactions(app, topics.input) if exactly_once else None),
         exchange_record_bytes=settings.exchange_record_bytes,
         discard_unreadable=settings.discard_unreadable_state,
+        max_unscored_windows=settings.max_unscored_windows,
     )
     app.processor = processor
     app.held_dead_letters = held
@@ -228,6 +229,7 @@ def build_worker(
     consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
     fetch.install(consumer.batch_topics)
     consumer.batch_handler = processor.on_batch
+    consumer.between_fetches = processor.flow_control
 
     setup_prometheus_sensors(
         app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"

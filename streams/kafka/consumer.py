@@ -48,6 +48,9 @@ class BatchConsumer(ConsumerHooks):
 
     batch_topics: frozenset[str] = frozenset()
     batch_handler: BatchHandler | None = None
+    # Called between fetches, where partitions may be paused or resumed: the records of a
+    # fetch are checked against the live set of active partitions while they are handed over.
+    between_fetches: Callable[[], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -94,6 +97,8 @@ class BatchConsumer(ConsumerHooks):
         handler = self.batch_handler
         try:
             while not self.stopping(fetcher):
+                if self.between_fetches is not None:
+                    self.between_fetches()
                 records, active = await self.next_records(1.0)
                 await asyncio.sleep(0)
                 if not records or self.should_stop:

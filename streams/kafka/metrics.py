@@ -89,6 +89,17 @@ class WorkerMetrics:
             "event time (the most over this worker's engines)",
             registry=r,
         )
+        self.input_paused = Gauge(
+            "vigil_input_paused_partitions",
+            "Input partitions paused because an engine holds more closed windows not yet "
+            "scored than worker.max_unscored_windows",
+            registry=r,
+        )
+        self.input_pauses = Counter(
+            "vigil_input_pauses",
+            "Times the input was paused for windows not yet scored (backpressure)",
+            registry=r,
+        )
         self.event_time_held = Gauge(
             "vigil_event_time_held_seconds",
             "How far the event time windows close on trails an engine's newest event, "

@@ -27,6 +27,7 @@ from typing import Any
 from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots
+from streams.kafka.backpressure import Backpressure
 from streams.kafka.fetch import Block
 from streams.kafka.persistence import PartitionState, Persistence
 from streams.kafka.positions import Refetch
@@ -72,6 +73,7 @@ class Processor(Persistence):
         transactions: Transactions | None = None,
         exchange_record_bytes: int = 512 * 1024,
         discard_unreadable: bool = False,
+        max_unscored_windows: int = 12,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -113,6 +115,19 @@ class Processor(Persistence):
         self.txn = transactions
         self.touched: set[int] = set()
         self.refetch = Refetch(worker_metrics.batches_refetched)  # Blocks that skip offsets
+        self.backpressure = Backpressure(
+            max_unscored_windows, worker_metrics.input_paused, worker_metrics.input_pauses
+        )
+
+    def flow_control(self) -> None:
+        """Between fetches: the input paused or resumed on the windows the owned engines
+        hold unscored (backpressure.py)."""
+        owned = [part for p, part in self.parts.items() if p in self.assigned]
+        self.backpressure.update(
+            self.app,
+            [part.engine.unscored_windows for part in owned],
+            {TP(self.topics.input, p) for p in self.assigned},
+        )
 
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: Block) -> None:
@@ -242,7 +257,10 @@ class Processor(Persistence):
         async with self.lock:
             now = time.monotonic()
             owned = [part for p, part in list(self.parts.items()) if p in self.assigned]
+            paused = {tp.partition for tp in self.backpressure.paused}
             for part in owned:
+                if part.partition in paused:  # records left: not silent downstream
+                    self.event_time.held_back(part.clocks, part.partition, now)
                 await self._send_marks(part, now, force=True)
                 tp = TP(self.topics.repartition, part.partition)
                 applied = part.next_offsets.get(tp.topic)
@@ -263,6 +281,7 @@ class Processor(Persistence):
     def on_assigned(self, assigned: set[TP]) -> None:
         """Records the input partitions of a new assignment, before their recovery starts."""
         self.assigned = {tp.partition for tp in assigned if tp.topic == self.topics.input}
+        self.backpressure.forget()
         self.wm.owned_partitions.set(len(self.assigned))
 
     async def on_revoked(self, revoked: set[TP]) -> None:

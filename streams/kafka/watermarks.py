@@ -216,6 +216,14 @@ class EventTime:
         clocks.advance(source, newest, now)
         self._unsent.add(source)
 
+    def held_back(self, clocks: SourceClocks, source: int, now: float) -> None:
+        """`source` is paused with records left (backpressure.py): not silent. Its own
+        engine hears it again, and its last mark goes to the others with the timer."""
+        mark = clocks.marks.get(source, -math.inf)
+        if mark > -math.inf:
+            clocks.advance(source, mark, now)
+            self._unsent.add(source)
+
     def marks_due(
         self, source: int, mark: float, now: float, force: bool = False
     ) -> list[tuple[int, list[tuple[str, bytes]]]]:

@@ -49,6 +49,9 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
     for bad in (100, 2_000_000):
         with pytest.raises(ConfigError, match="worker.exchange_record_bytes"):
             config_from_dict({"worker": {"exchange_record_bytes": bad}})
+    # No window may be held at all: the input would never be taken in.
+    with pytest.raises(ConfigError, match="worker.max_unscored_windows"):
+        config_from_dict({"worker": {"max_unscored_windows": 0}})
 
 
 @pytest.mark.parametrize(

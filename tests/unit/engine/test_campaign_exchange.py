@@ -202,6 +202,10 @@ def test_an_engine_says_when_it_waits_for_figures(lines: list[bytes]) -> None:
     for i in range(0, len(lines), BATCH):
         eng.process_lines(lines[i : i + BATCH])
     assert eng.held and eng.awaiting_figures
+    # What the worker's backpressure counts: held windows and those waiting behind them.
+    assert eng.unscored_windows == len(eng.held) + len(eng._ready) >= 1
     while eng.held:
+        before = eng.unscored_windows
         eng.complete_window(eng.held[0].end, {})
-    assert not eng.awaiting_figures
+        assert eng.unscored_windows == before - 1
+    assert not eng.awaiting_figures and eng.unscored_windows == 0

@@ -278,3 +278,21 @@ def test_the_engine_reports_the_newest_event_it_decoded_for_the_marks():
     assert e.newest_read == T0 + 1 and e.max_ts == T0 + 5
     e.process_lines([b"{not json"])
     assert e.newest_read == -math.inf
+
+
+def test_a_source_paused_by_backpressure_does_not_go_silent():
+    """A source paused with records left keeps holding the others back: its own engine hears
+    it again, and its last mark is due again for every other partition."""
+    et = EventTime(3, idle_after_s=10.0, max_line_bytes=1 << 16, max_future_s=3600.0)
+    c = SourceClocks(3, idle_after_s=10.0, opened=0.0)
+    c.advance(0, T0 + 100, 1.0)
+    c.advance(1, T0 + 300, 1.0)
+    c.advance(2, T0 + 300, 1.0)
+    et.held_back(c, 0, 9.0)  # paused at 9 s: heard again, mark unchanged
+    assert c.idle(15.0) == [1, 2]
+    assert c.watermark(15.0) == T0 + 100  # not run past the paused source's records
+    assert [p for p, _ in et.marks_due(0, c.marks[0], 15.0, force=True)] == [1, 2]
+    et.held_back(c, 1, 16.0)  # never read: nothing to hold back with
+    c2 = SourceClocks(3, idle_after_s=10.0, opened=0.0)
+    et.held_back(c2, 1, 16.0)
+    assert c2.marks == {} and et.marks_due(1, -math.inf, 16.0, force=True) == []
