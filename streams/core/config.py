@@ -246,6 +246,10 @@ class WorkerSettings:
     # campaign figures) pauses the worker's input partitions until it is under again:
     # working off a backlog, intake outran scoring and memory grew with the backlog.
     max_unscored_windows: int = 12
+    # ... and pauses an input partition whose event time leads the slowest source's by more
+    # than this: the engines hold every event ahead of the slowest source in open windows,
+    # and a catch-up read some partitions hours ahead of others.
+    max_source_lead_s: float = 600.0
     # A partition whose checkpoint cannot be used opens empty from its committed offsets
     # (losing its open windows' events) instead of stopping the worker.
     discard_unreadable_state: bool = False
@@ -400,6 +404,7 @@ def validate(cfg: VigilConfig) -> None:
         "max_poll_records",
         "source_idle_s",
         "max_unscored_windows",
+        "max_source_lead_s",
     ):
         if getattr(w, name) <= 0:
             raise ConfigError(f"worker.{name}: must be > 0")

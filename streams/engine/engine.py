@@ -104,6 +104,7 @@ class Engine(TwoPhase, EngineState, EngineMemory):
         self.pending: list[EventBatch] = []
         self.max_ts = -np.inf
         self.newest_read = -np.inf  # newest event time of the last process_lines call
+        self.median_read = -np.inf  # ... and its median, which one odd clock cannot move
         self.source_watermark: float | None = None  # see set_source_watermark
         self.closed_until = -np.inf  # every window ending at or before this is closed
         self._seen_ids = (IdSet(), IdSet())  # event id codes: this generation, the last
@@ -178,6 +179,7 @@ class Engine(TwoPhase, EngineState, EngineMemory):
         # For a runner's event-time marks: the newest event of these lines, duplicates and
         # late ones included, as read.
         self.newest_read = float(batch.ts.max()) if len(batch) else -np.inf
+        self.median_read = float(np.median(batch.ts)) if len(batch) else -np.inf
         self.metrics.events_read.inc(len(lines))
         out = Output(dead_letters=dead)
         out.extend(self.process_events(batch))

@@ -220,6 +220,7 @@ def build_worker(
         exchange_record_bytes=settings.exchange_record_bytes,
         discard_unreadable=settings.discard_unreadable_state,
         max_unscored_windows=settings.max_unscored_windows,
+        max_source_lead_s=settings.max_source_lead_s,
     )
     app.processor = processor
     app.held_dead_letters = held

@@ -1,22 +1,32 @@
-"""Pausing the input while engines hold more closed windows than they may.
+"""Pausing input partitions so that what a worker holds does not grow with its backlog.
 
-A window closed on event time is scored only once the campaign owners answer with its
-figures (streams/engine/exchange.py), and after each hour of event time the later windows
-wait for the hourly upkeep's. Working off a backlog, a worker took records in several times
-faster than it scored them: a 1 h backlog had 900,000 events in and 470,000 scored, and the
-events of every window waiting held memory, 1 GiB at the peak for a 1 h backlog and 2 GiB
-for 4 h. So while any owned engine holds more than `[worker] max_unscored_windows` such
-windows, the worker's input partitions are paused (Faust's public pause_partitions), and
-resumed once every engine is back at or under it. Memory then follows that many windows of
-traffic, not the length of the backlog.
+Working off a backlog, a worker took records in far faster than it scored them, and every
+event not yet scored stays in memory with its raw line. On the benchmark's 4 h corpus the
+peak grew to about 2 GiB, against 1 GiB for 1 h. Two things let the unscored events pile up:
+- The sources are read at different speeds: some input partitions ran hours of event time
+  ahead of the slowest (`vigil_event_time_held_seconds` reached 8,000 s), and an engine
+  keeps every event past the event time it closes on, the slowest source's.
+- A closed window is scored only once the campaign owners send its figures
+  (streams/engine/exchange.py); after each hour the later windows also wait for the hourly
+  upkeep's.
+
+So, between fetches, the worker pauses (Faust's public pause_partitions):
+- every input partition it owns while any engine holds more than
+  `[worker] max_unscored_windows` closed windows not yet scored;
+- otherwise each input partition whose event time leads the event time its engine closes
+  on (the slowest source's) by more than `[worker] max_source_lead_s`, like a stream
+  processor's watermark alignment. A source's event time here is the median of the last
+  block read from it (`source_lead`), so that one event from a fast clock does not pause
+  its partition.
+It resumes them as soon as that no longer holds.
 
 Only input partitions are paused: the repartition topic carries the event-time marks and
-the campaign topic the figures that let the held windows finish. It cannot deadlock: an
-engine holds a closed window only after every source's mark has passed it, and those marks
-have already gone to the other engines, so every engine can close and request that window
-while the input is paused, and its figures come. A paused source has records left, so it
-must not count as silent downstream (watermarks.py): while paused, its last mark is sent
-again with the worker's timer (`EventTime.held_back`).
+the campaign topic the figures that let the held windows finish. Neither pause waits on
+itself. An engine holds a closed window only after every source's mark has passed it, and
+those marks have already gone to the other engines, so the window's figures come while the
+input is paused. The slowest source is never paused for its lead. A paused source has
+records left, so it must not count as silent downstream (watermarks.py): while it is
+paused, its last mark is sent again with the worker's timer (`EventTime.held_back`).
 
 Faust pauses every partition itself while it rebalances and recovers tables, and resumes
 them after. This module resumes only partitions it paused since the last assignment, and
@@ -27,6 +37,7 @@ state is still being restored.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,34 +46,50 @@ from faust.types import TP
 log = logging.getLogger(__name__)
 
 
+def to_pause(
+    owned: list[tuple[int, int, float]], assigned: set[int], limit: int, max_lead_s: float
+) -> set[int]:
+    """The input partitions to pause, from each open engine's (partition, closed windows
+    not yet scored, how far its own source's mark leads the event time it closes on):
+    every assigned one while an engine holds more than `limit` windows, else the sources
+    leading by more than `max_lead_s`."""
+    if any(unscored > limit for _, unscored, _ in owned):
+        return set(assigned)
+    return {p for p, _, lead in owned if lead > max_lead_s}
+
+
+def source_lead(read_time: float, watermark: float) -> float:
+    """Event-time seconds by which a source leads the event time its engine closes on.
+    `read_time` is the median event time of the last block read from it: a mark is the
+    newest event read, and one event from a clock a day fast (within max_future_s) would
+    have paused its partition for a day. 0 while either is unknown."""
+    if read_time == -math.inf or watermark == -math.inf:
+        return 0.0
+    return read_time - watermark
+
+
 @dataclass
 class Backpressure:
-    limit: int  # closed windows not yet scored that an engine may hold
     paused_gauge: Any  # Gauge: input partitions paused now
-    pauses: Any  # Counter: times the input was paused
+    pauses: Any  # Counter: times the input went from none paused to some
     paused: set[TP] = field(default_factory=set)
 
-    def update(self, app: Any, unscored: list[int], inputs: set[TP]) -> None:
-        """`unscored`: each owned engine's closed windows not yet scored; `inputs`: the
-        owned input partitions. Called between fetches, never while a fetch's records are
-        being handed over (the drain loop reads the live set of active partitions)."""
+    def update(self, app: Any, want: set[TP]) -> None:
+        """Pauses the partitions in `want`, resumes the others this paused. Called between
+        fetches, never while a fetch's records are handed over (the drain loop reads the
+        live set of active partitions)."""
         consumer = app.consumer
-        if any(n > self.limit for n in unscored):
-            new = inputs - self.paused
-            if new:
-                if not self.paused:
-                    self.pauses.inc()
-                    log.info(
-                        "pausing the input: an engine holds %d windows not yet scored "
-                        "(max_unscored_windows %d)",
-                        max(unscored),
-                        self.limit,
-                    )
-                consumer.pause_partitions(new)
-                self.paused |= new
-        elif self.paused and not (app.rebalancing or app.in_recovery):
-            consumer.resume_partitions(self.paused & set(consumer.assignment()))
-            self.paused.clear()
+        new = want - self.paused
+        if new:
+            if not self.paused:
+                self.pauses.inc()
+            log.debug("pausing %s", sorted(tp.partition for tp in new))
+            consumer.pause_partitions(new)
+            self.paused |= new
+        done = self.paused - want
+        if done and not (app.rebalancing or app.in_recovery):
+            consumer.resume_partitions(done & set(consumer.assignment()))
+            self.paused -= done
         self.paused_gauge.set(len(self.paused))
 
     def forget(self) -> None:

@@ -34,6 +34,7 @@ class PartitionState:
     next_offsets: dict[str, int] = field(default_factory=dict)  # topic -> next to commit
     dirty: bool = False
     clocks: Any = None  # watermarks.SourceClocks when records are repartitioned
+    read_time: float = float("-inf")  # median event time of the last block of its input
     # The campaign exchange (campaign.py): the desk owning the keys routed here, the
     # figures this engine received, the progress last sent and checkpointed.
     desk: Any = None

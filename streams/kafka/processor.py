@@ -27,7 +27,7 @@ from typing import Any
 from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots
-from streams.kafka.backpressure import Backpressure
+from streams.kafka.backpressure import Backpressure, source_lead, to_pause
 from streams.kafka.fetch import Block
 from streams.kafka.persistence import PartitionState, Persistence
 from streams.kafka.positions import Refetch
@@ -74,6 +74,7 @@ class Processor(Persistence):
         exchange_record_bytes: int = 512 * 1024,
         discard_unreadable: bool = False,
         max_unscored_windows: int = 12,
+        max_source_lead_s: float = 600.0,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -115,19 +116,21 @@ class Processor(Persistence):
         self.txn = transactions
         self.touched: set[int] = set()
         self.refetch = Refetch(worker_metrics.batches_refetched)  # Blocks that skip offsets
-        self.backpressure = Backpressure(
-            max_unscored_windows, worker_metrics.input_paused, worker_metrics.input_pauses
-        )
+        self.backpressure = Backpressure(worker_metrics.input_paused, worker_metrics.input_pauses)
+        self.max_unscored = max_unscored_windows
+        self.max_lead = max_source_lead_s
 
     def flow_control(self) -> None:
-        """Between fetches: the input paused or resumed on the windows the owned engines
-        hold unscored (backpressure.py)."""
-        owned = [part for p, part in self.parts.items() if p in self.assigned]
-        self.backpressure.update(
-            self.app,
-            [part.engine.unscored_windows for part in owned],
-            {TP(self.topics.input, p) for p in self.assigned},
-        )
+        """Between fetches: input partitions paused or resumed on the windows the owned
+        engines hold unscored and on how far each source leads (backpressure.py)."""
+        now = time.monotonic()
+        owned = [
+            (p, part.engine.unscored_windows, _lead(part, now))
+            for p, part in self.parts.items()
+            if p in self.assigned
+        ]
+        pause = to_pause(owned, self.assigned, self.max_unscored, self.max_lead)
+        self.backpressure.update(self.app, {TP(self.topics.input, p) for p in pause})
 
     # -- batches ---------------------------------------------------------------------
     async def on_batch(self, tp: TP, records: Block) -> None:
@@ -177,6 +180,8 @@ class Processor(Persistence):
                 newest = -math.inf
                 if local:
                     newest = await self._apply(part, tp, local)
+                    if tp.topic == self.topics.input:  # how far this source is read
+                        part.read_time = part.engine.median_read
                     await self._audit(tp, local)
                 if self.event_time is not None:
                     undecoded = [value for _, value, _ in foreign]
@@ -301,3 +306,9 @@ class Processor(Persistence):
             self.assigned -= lost
             self.wm.owned_partitions.set(len(self.assigned))
             self.app.consumer.forget({tp for tp in revoked})
+
+
+def _lead(part: PartitionState, now: float) -> float:
+    if part.clocks is None:
+        return 0.0
+    return source_lead(part.read_time, part.clocks.watermark(now))

@@ -251,11 +251,12 @@ def test_exactly_once_commits_slower_than_the_idle_timeout_lose_nothing(kafka_en
 def test_catch_up_after_an_hour_of_downtime(kafka_env, corpus, capsys):
     """Hours 0-1 processed, the worker stopped, hours 1-3 produced, the worker restarted:
     every source is drained at its own speed and nothing more is too late. With
-    `max_unscored_windows = 1` the catch-up takes records in faster than its windows are
-    scored, so the input is paused and resumed over and over (backpressure.py): that loses
-    nothing either, and the sources paused count as silent to no engine."""
+    `max_unscored_windows = 1` and `max_source_lead_s = 60` the input is paused and
+    resumed over and over (backpressure.py): that loses nothing either, and the paused
+    sources count as silent to no engine."""
     env = kafka_env
-    env.write_config(partitions=PARTITIONS, extra="[worker]\nmax_unscored_windows = 1\n")
+    extra = "[worker]\nmax_unscored_windows = 1\nmax_source_lead_s = 60\n"
+    env.write_config(partitions=PARTITIONS, extra=extra)
     env.create_topics()
     lines = corpus["lines"]
     cut = corpus["first"] + 3600

@@ -52,6 +52,8 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
     # No window may be held at all: the input would never be taken in.
     with pytest.raises(ConfigError, match="worker.max_unscored_windows"):
         config_from_dict({"worker": {"max_unscored_windows": 0}})
+    with pytest.raises(ConfigError, match="worker.max_source_lead_s"):
+        config_from_dict({"worker": {"max_source_lead_s": -1}})
 
 
 @pytest.mark.parametrize(

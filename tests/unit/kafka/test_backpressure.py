@@ -1,13 +1,40 @@
-"""Pausing the input while an engine holds too many windows not yet scored."""
+"""Pausing input partitions: engines holding too many windows unscored, sources far ahead."""
 
 from __future__ import annotations
 
+import math
+import time
+
+import orjson
 from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from streams.kafka.backpressure import Backpressure
+from streams.core.config import VigilConfig
+from streams.engine.engine import Engine
+from streams.kafka.backpressure import Backpressure, source_lead, to_pause
 
 INPUTS = {TP("usage", 0), TP("usage", 1)}
+
+
+def _line(ts: float) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"e-{ts}",
+            "ts": ts,
+            "account_id": "acct_a",
+            "endpoint": "chat.completions",
+            "api_key_id": "k",
+            "model": "m",
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "status": 200,
+            "latency_ms": 100.0,
+            "ip": "10.0.0.1",
+            "country": "US",
+            "user_agent": "ua",
+            "plan": "payg",
+        }
+    )
 
 
 class _Consumer:
@@ -37,24 +64,55 @@ class _App:
         self.in_recovery = False
 
 
-def _bp(limit: int = 2) -> Backpressure:
+def _bp() -> Backpressure:
     r = CollectorRegistry()
-    return Backpressure(limit, Gauge("paused", "", registry=r), Counter("pauses", "", registry=r))
+    return Backpressure(Gauge("paused", "", registry=r), Counter("pauses", "", registry=r))
 
 
-def test_pauses_over_the_limit_and_resumes_once_every_engine_is_under():
-    app, bp = _App(), _bp(limit=2)
-    bp.update(app, [2, 1], INPUTS)  # at the limit: no pause
+P0, P1 = TP("usage", 0), TP("usage", 1)
+
+
+def test_every_input_pauses_while_an_engine_holds_too_many_windows():
+    both = {0, 1, 2}  # partition 2 assigned, its engine not open yet
+    assert to_pause([(0, 2, 0.0), (1, 1, 0.0)], both, limit=2, max_lead_s=600) == set()
+    assert to_pause([(0, 3, 0.0), (1, 0, 0.0)], both, limit=2, max_lead_s=600) == both
+    # Otherwise only the sources that lead the slowest by more than the bound.
+    assert to_pause([(0, 0, 601.0), (1, 0, 0.0)], both, limit=2, max_lead_s=600) == {0}
+    assert to_pause([], both, limit=2, max_lead_s=600) == set()
+
+
+def test_a_sources_lead_is_over_the_event_time_its_engine_closes_on():
+    assert source_lead(5000.0, 1000.0) == 4000.0
+    assert source_lead(-math.inf, 1000.0) == 0.0  # nothing read from it yet
+    assert source_lead(5000.0, -math.inf) == 0.0  # a source unheard, not silent yet
+
+
+def test_one_event_from_a_fast_clock_does_not_pause_its_partition():
+    """Regression: the lead was first taken from the source's mark, the newest event read,
+    and one event a day ahead (max_future_s allows it) paused its partition for a day."""
+    eng = Engine(VigilConfig())
+    now = time.time()
+    lines = [_line(now - 600 + i) for i in range(99)] + [_line(now + 86_000)]
+    eng.process_lines(lines)
+    assert eng.newest_read > now + 80_000
+    assert source_lead(eng.median_read, now - 600) < 60
+    assert not to_pause([(0, 0, source_lead(eng.median_read, now - 600))], {0}, 12, 600)
+
+
+def test_pauses_what_is_wanted_and_resumes_what_no_longer_is():
+    app, bp = _App(), _bp()
+    bp.update(app, set())
     assert app.consumer.calls == []
-    bp.update(app, [3, 0], INPUTS)
-    assert app.consumer.paused == INPUTS and bp.paused_gauge._value.get() == 2
-    bp.update(app, [4, 3], INPUTS)  # still over: nothing asked again, one pause counted
-    assert app.consumer.calls == [("pause", INPUTS)] and bp.pauses._value.get() == 1
-    bp.update(app, [2, 3], INPUTS)  # one engine still over
-    assert app.consumer.paused == INPUTS
-    bp.update(app, [2, 2], INPUTS)
+    bp.update(app, {P0})
+    assert app.consumer.paused == {P0} and bp.paused_gauge._value.get() == 1
+    bp.update(app, INPUTS)  # one more: the same episode, one pause counted
+    assert app.consumer.calls == [("pause", {P0}), ("pause", {P1})]
+    assert bp.pauses._value.get() == 1
+    bp.update(app, {P1})
+    assert app.consumer.paused == {P1} and app.consumer.calls[-1] == ("resume", {P0})
+    bp.update(app, set())
     assert app.consumer.paused == set() and bp.paused_gauge._value.get() == 0
-    bp.update(app, [5], INPUTS)
+    bp.update(app, {P0})
     assert bp.pauses._value.get() == 2
 
 
@@ -62,23 +120,23 @@ def test_never_resumes_while_faust_rebalances_or_recovers():
     """Faust pauses every partition while it restores tables: resuming one then would
     hand records to an engine whose state is not restored yet."""
     app, bp = _App(), _bp()
-    bp.update(app, [9], INPUTS)
+    bp.update(app, INPUTS)
     for flag in ("rebalancing", "in_recovery"):
         setattr(app, flag, True)
-        bp.update(app, [0], INPUTS)
+        bp.update(app, set())
         assert app.consumer.paused == INPUTS, flag
         setattr(app, flag, False)
-    bp.update(app, [0], INPUTS)
+    bp.update(app, set())
     assert app.consumer.paused == set()
 
 
 def test_resumes_only_partitions_still_assigned_and_forgets_at_an_assignment():
     app, bp = _App(), _bp()
-    bp.update(app, [9], INPUTS)
-    app.consumer.assigned = {TP("usage", 1)}
-    bp.update(app, [0], INPUTS)
-    assert app.consumer.calls[-1] == ("resume", {TP("usage", 1)})
-    bp.update(app, [9], INPUTS)
+    bp.update(app, INPUTS)
+    app.consumer.assigned = {P1}
+    bp.update(app, set())
+    assert app.consumer.calls[-1] == ("resume", {P1})
+    bp.update(app, INPUTS)
     bp.forget()  # a new assignment: Faust pauses and resumes every partition itself
-    bp.update(app, [0], INPUTS)
+    bp.update(app, set())
     assert app.consumer.calls[-1][0] == "pause" and bp.paused_gauge._value.get() == 0

@@ -194,6 +194,8 @@ class FakeEngine:
     journal_floor = float("-inf")
     newest_read = float("-inf")
     awaiting_figures = False  # windows held for campaign figures (TwoPhase)
+    unscored_windows = 0  # closed windows not yet scored (TwoPhase)
+    median_read = float("-inf")
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
@@ -227,6 +229,13 @@ class FakeConsumer:
 
     def assignment(self) -> set[TP]:
         return self.tps
+
+    # Faust's public flow control, as the backpressure uses it.
+    def pause_partitions(self, tps) -> None:
+        self.paused = getattr(self, "paused", set()) | set(tps)
+
+    def resume_partitions(self, tps) -> None:
+        self.paused = getattr(self, "paused", set()) - set(tps)
 
     async def seek(self, tp: TP, offset: int) -> None:
         self.sought.append((tp, offset))
@@ -262,7 +271,11 @@ def _processor(
     metrics = Metrics()
     wm = WorkerMetrics(metrics.registry)
     app = SimpleNamespace(
-        consumer=FakeConsumer(assignment), producer=FakeProducer(), consumer_generation_id=1
+        consumer=FakeConsumer(assignment),
+        producer=FakeProducer(),
+        consumer_generation_id=1,
+        rebalancing=False,
+        in_recovery=False,
     )
     topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots")
     proc = Processor(
@@ -491,6 +504,25 @@ def test_under_exactly_once_the_worker_commits_sooner_while_the_exchange_waits()
         proc.txn = None  # under at_least_once others read outputs at once: no hurry
         proc.parts[1].engine.awaiting_figures = True
         assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
+
+    _run(scenario())
+
+
+def test_the_input_pauses_while_an_owned_engine_holds_too_many_windows():
+    assignment = {TP(IN, p) for p in range(2)}
+    proc, _ = _processor(assignment)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        proc.flow_control()
+        assert not getattr(proc.app.consumer, "paused", set())
+        proc.parts[1].engine.unscored_windows = proc.max_unscored + 1
+        proc.flow_control()
+        assert proc.app.consumer.paused == assignment  # every owned input, not one
+        proc.parts[1].engine.unscored_windows = proc.max_unscored
+        proc.flow_control()
+        assert proc.app.consumer.paused == set()
 
     _run(scenario())
 
