@@ -50,7 +50,7 @@ def to_pause(
     owned: list[tuple[int, int, float]], assigned: set[int], limit: int, max_lead_s: float
 ) -> set[int]:
     """The input partitions to pause, from each open engine's (partition, closed windows
-    not yet scored, how far its own source's mark leads the event time it closes on):
+    not yet scored, how far its own source leads the event time it closes on, source_lead):
     every assigned one while an engine holds more than `limit` windows, else the sources
     leading by more than `max_lead_s`."""
     if any(unscored > limit for _, unscored, _ in owned):
