@@ -92,12 +92,13 @@ class WorkerMetrics:
         self.input_paused = Gauge(
             "vigil_input_paused_partitions",
             "Input partitions paused because an engine holds more closed windows not yet "
-            "scored than worker.max_unscored_windows",
+            "scored than worker.max_unscored_windows, or because their event time leads the "
+            "slowest source's by more than worker.max_source_lead_s",
             registry=r,
         )
         self.input_pauses = Counter(
             "vigil_input_pauses",
-            "Times the input was paused for windows not yet scored (backpressure)",
+            "Times the input went from no partition paused to some (backpressure)",
             registry=r,
         )
         self.event_time_held = Gauge(

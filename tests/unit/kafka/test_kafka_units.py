@@ -224,7 +224,7 @@ class FakeConsumer:
     def __init__(self, assignment: set[TP]) -> None:
         self.tps = assignment
         self.ready_offsets: dict[TP, int] = {}
-
+        self.paused: set[TP] = set()
         self.sought: list[tuple[TP, int]] = []
 
     def assignment(self) -> set[TP]:
@@ -232,10 +232,10 @@ class FakeConsumer:
 
     # Faust's public flow control, as the backpressure uses it.
     def pause_partitions(self, tps) -> None:
-        self.paused = getattr(self, "paused", set()) | set(tps)
+        self.paused |= set(tps)
 
     def resume_partitions(self, tps) -> None:
-        self.paused = getattr(self, "paused", set()) - set(tps)
+        self.paused -= set(tps)
 
     async def seek(self, tp: TP, offset: int) -> None:
         self.sought.append((tp, offset))
@@ -516,7 +516,7 @@ def test_the_input_pauses_while_an_owned_engine_holds_too_many_windows():
         proc.on_assigned(assignment)
         await proc.on_batch(TP(IN, 1), _records(0, 1))
         proc.flow_control()
-        assert not getattr(proc.app.consumer, "paused", set())
+        assert not proc.app.consumer.paused
         proc.parts[1].engine.unscored_windows = proc.max_unscored + 1
         proc.flow_control()
         assert proc.app.consumer.paused == assignment  # every owned input, not one

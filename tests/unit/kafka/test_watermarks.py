@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import orjson
@@ -10,6 +11,7 @@ import pytest
 
 from streams.core.config import ConfigError, VigilConfig, WorkerSettings, validate
 from streams.engine.engine import Engine
+from streams.kafka.backpressure import source_lead, to_pause
 from streams.kafka.fetch import Block
 from streams.kafka.watermarks import (
     EventTime,
@@ -296,3 +298,15 @@ def test_a_source_paused_by_backpressure_does_not_go_silent():
     c2 = SourceClocks(3, idle_after_s=10.0, opened=0.0)
     et.held_back(c2, 1, 16.0)
     assert c2.marks == {} and et.marks_due(1, -math.inf, 16.0, force=True) == []
+
+
+def test_one_event_from_a_fast_clock_does_not_pause_its_partition():
+    """Regression: the lead was first taken from the source's mark, the newest event read,
+    and one event a day ahead (max_future_s allows it) paused its partition for a day."""
+    eng = Engine(VigilConfig())
+    now = time.time()
+    lines = [_line(now - 600 + i) for i in range(99)] + [_line(now + 86_000)]
+    eng.process_lines(lines)
+    assert eng.newest_read > now + 80_000
+    assert source_lead(eng.median_read, now - 600) < 60
+    assert not to_pause([(0, 0, source_lead(eng.median_read, now - 600))], {0}, 12, 600)
