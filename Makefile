@@ -36,13 +36,16 @@ test: $(STAMP)
 	$(MAKE) sanitize
 	# The unit tier on both cores; the console and observability tiers on both cores, a
 	# file per worker (each starts its own PostgreSQL, Prometheus, Chromium); then the Kafka
-	# tier alone, whose timings are real ones. Each runs whatever the one before gives, and
-	# any failing fails the target.
+	# tier on two processes, a file each at a time: the three-node cluster's fault soak,
+	# which mostly waits out its faults, starts first (tests/conftest.py orders it so) and
+	# the other files go to whichever process is free.
+	# Each runs whatever the one before gives, and any failing fails the target.
 	$(BIN)/python -m pytest tests/unit -n 2 --dist worksteal; unit=$$?; \
 		$(BIN)/python -m pytest tests/integration/console tests/integration/obs -n 2 \
 			--dist loadfile; services=$$?; \
 		$(BIN)/python -m pytest tests --ignore=tests/unit --ignore=tests/integration/console \
-			--ignore=tests/integration/obs --durations=30; kafka=$$?; \
+			--ignore=tests/integration/obs -n 2 --dist loadfile \
+			--no-loadscope-reorder --durations=30; kafka=$$?; \
 		test $$unit -eq 0 -a $$services -eq 0 -a $$kafka -eq 0
 
 # The inner loop: no services, on both cores (about a minute on this 2-core machine).
@@ -59,8 +62,8 @@ SANITIZE_TESTS := tests/unit/contract/test_decoder_parity.py \
 	tests/unit/kafka/test_fetch_fuzz.py tests/unit/kafka/test_corrupt_batch.py
 sanitize: $(STAMP)
 	$(BIN)/python -m tests.sanitize build $(SANITIZE_DIR)
-	VIGIL_FUZZ_SCALE=3 $(BIN)/python -m tests.sanitize run $(SANITIZE_DIR) -- -q -s \
-		-p no:cacheprovider $(SANITIZE_TESTS)
+	VIGIL_FUZZ_SCALE=3 $(BIN)/python -m tests.sanitize run $(SANITIZE_DIR) -- -q \
+		-n 2 --dist worksteal -p no:cacheprovider $(SANITIZE_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.plugins.browser",
     "tests.plugins.prometheus",
     "tests.plugins.webhook_receiver",
+    "tests.plugins.figures",
 ]
 
 
@@ -39,7 +40,11 @@ TIERS = ("unit", "integration")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its tier, from its folder; a unit test using a service is an error."""
+    """Mark each test with its tier, from its folder; a unit test using a service is an error.
+
+    The three-node cluster's tests (the fault soak, the longest by far) come first: `make
+    test` runs the Kafka tier on two processes, a file at a time in this order, so the soak
+    starts at once and the other files go to whichever process is free."""
     root = Path(__file__).parent
     for item in items:
         tier = Path(item.path).relative_to(root).parts[0]
@@ -51,6 +56,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"{item.nodeid} uses {', '.join(sorted(used))}: move it to tests/integration"
             )
+    items.sort(key=lambda item: "kafka_cluster3" not in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops the nodes started by kafka-up.sh for the same BROKERS / KAFKA_PORT / KAFKA_DATA_DIR.
-#   --wipe     also delete the data directory
+#   --wipe     also delete the data directory (the nodes are killed, not shut down
+#              cleanly: a clean shutdown only writes checkpoints that are then deleted)
 #   --node I   stop only node I (the others keep running)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -17,7 +18,8 @@ while [ $# -gt 0 ]; do
 done
 
 stop_nodes() { # node numbers
-    local i pid pids=()
+    local i pid pids=() sig=TERM
+    [ "$wipe" = 1 ] && sig=KILL
     for i in "$@"; do
         pid="$(node_pid "$i")"
         if [ -z "$pid" ]; then
@@ -26,7 +28,7 @@ stop_nodes() { # node numbers
         fi
         # All at once: a node of a cluster shuts down cleanly only while a controller quorum
         # is still there to hand its partitions to, so one-by-one would leave the last waiting.
-        kill -TERM "$pid"
+        kill "-$sig" "$pid"
         pids+=("$i:$pid")
     done
     local entry

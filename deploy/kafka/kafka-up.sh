@@ -22,7 +22,16 @@ case "$BROKERS" in
     '' | *[!0-9]* | 0) die "BROKERS must be a positive whole number, not '$BROKERS'" ;;
 esac
 
-if ! ls "$KAFKA_LIB_DIR"/kafka_2.13-*.jar >/dev/null 2>&1; then
+have_jars() { ls "$KAFKA_LIB_DIR"/kafka_2.13-*.jar >/dev/null 2>&1; }
+if command -v flock >/dev/null 2>&1; then
+    # Test runs start brokers from several processes at once: one fetches, the others wait
+    # for it rather than find its first jar and start on a half-copied lib/. The lock's
+    # descriptor is closed below, so the brokers started later do not hold it.
+    mkdir -p "$KAFKA_LIB_DIR"
+    exec 9>"$KAFKA_LIB_DIR/.fetch.lock"
+    flock 9
+fi
+if ! have_jars; then
     command -v mvn >/dev/null 2>&1 || die "mvn not found; it is needed once to fetch the broker jars.
   Debian/Ubuntu: sudo apt-get install -y maven
   macOS:         brew install maven"
@@ -30,6 +39,7 @@ if ! ls "$KAFKA_LIB_DIR"/kafka_2.13-*.jar >/dev/null 2>&1; then
     mvn -q -B -f "$KAFKA_HOME_DIR/pom.xml" dependency:copy-dependencies \
         || die "Maven could not resolve org.apache.kafka:kafka_2.13 (is Maven Central reachable?)"
 fi
+exec 9>&-
 
 # Replication follows the cluster's size: one node cannot replicate; three or more give the
 # production shape, where one broker may die without refusing writes (acks=all).

@@ -49,7 +49,9 @@ def _alerts(env) -> list[dict]:  # type: ignore[no-untyped-def]
     return [orjson.loads(r.value) for r in env.read("alerts", idle_s=1.0)]
 
 
-def test_a_console_snooze_and_a_config_reach_a_running_worker_within_10s(kafka_env, capsys) -> None:
+def test_a_console_snooze_and_a_config_reach_a_running_worker_within_10s(
+    kafka_env, figures
+) -> None:
     from console.labels import KafkaLabelPublisher
 
     env = kafka_env
@@ -126,15 +128,14 @@ def test_a_console_snooze_and_a_config_reach_a_running_worker_within_10s(kafka_e
     assert count(muted, rules=True) == 2, "a window under the raised threshold alerted"
     (last,) = [a for a in _alerts(env) if a["account_id"] == heavy]
     assert len(cfg_before) == 1 and last["config_version"] not in cfg_before
-    with capsys.disabled():
-        print(
-            f"\nsnooze in use {snoozed_s:.2f} s after publication; lift {lifted_s:.2f} s; "
-            f"config {config_s:.2f} s"
-        )
+    figures(
+        f"\nsnooze in use {snoozed_s:.2f} s after publication; lift {lifted_s:.2f} s; "
+        f"config {config_s:.2f} s"
+    )
 
 
 def test_promotion_reaches_two_workers_within_10s_under_load(
-    kafka_env, tmp_path: Path, capsys
+    kafka_env, tmp_path: Path, figures
 ) -> None:
     partitions = 4
     env = kafka_env
@@ -256,13 +257,12 @@ def test_promotion_reaches_two_workers_within_10s_under_load(
     _wait(lambda: all(w.metric_sum(refused) == 1 for w in workers), LIMIT_S, "refusal")
     assert all(_runs(w, "clf-test-2") and w.alive() for w in workers)
     assert all("control record refused" in w.log() for w in workers)
-    with capsys.disabled():
-        print(
-            f"\npromotion in use on both workers {max(delays.values()):.2f} s after publication "
-            f"(a {delays[0]:.2f} s, b {delays[1]:.2f} s); {produced} events, "
-            f"{len(alerts)} alerts, {len(before)} before it; `vigil control promote` took "
-            f"{t_pub - t_cli:.1f} s; {both_at} windows before the switch, {last} in all"
-        )
+    figures(
+        f"\npromotion in use on both workers {max(delays.values()):.2f} s after publication "
+        f"(a {delays[0]:.2f} s, b {delays[1]:.2f} s); {produced} events, "
+        f"{len(alerts)} alerts, {len(before)} before it; `vigil control promote` took "
+        f"{t_pub - t_cli:.1f} s; {both_at} windows before the switch, {last} in all"
+    )
 
 
 def _runs(worker, version: str) -> bool:  # type: ignore[no-untyped-def]

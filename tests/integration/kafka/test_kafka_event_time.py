@@ -173,7 +173,7 @@ def _compare(
     corpus: dict,
     env: KafkaEnv,
     worker,
-    capsys,
+    figures,
     committed: bool = False,
     late_allowed: int = 0,
 ) -> None:
@@ -189,14 +189,13 @@ def _compare(
     ra = {a["account_id"] for a in corpus["alerts"]}
     wa = {a["account_id"] for a in alerts if not a["account_id"].startswith("acct_end_")}
     precision, recall = parity(corpus["alerts"], alerts)
-    with capsys.disabled():
-        print(
-            f"\n{name}, {PARTITIONS} partitions: too_late worker {len(late)}, replay "
-            f"{len(replay_late)}; per-account alerted accounts replay {len(r)}, worker "
-            f"{len(w)}, both {len(r & w)}; all alerted accounts replay {len(ra)}, worker "
-            f"{len(wa)}, both {len(ra & wa)}; (account, category) precision {precision:.3f}, "
-            f"macro recall {recall:.3f}; windows forced closed by the budget {forced:.0f}"
-        )
+    figures(
+        f"\n{name}, {PARTITIONS} partitions: too_late worker {len(late)}, replay "
+        f"{len(replay_late)}; per-account alerted accounts replay {len(r)}, worker "
+        f"{len(w)}, both {len(r & w)}; all alerted accounts replay {len(ra)}, worker "
+        f"{len(wa)}, both {len(ra & wa)}; (account, category) precision {precision:.3f}, "
+        f"macro recall {recall:.3f}; windows forced closed by the budget {forced:.0f}"
+    )
     # The budget's safety valve stays for memory, but a plain catch-up must not need it.
     assert forced == 0
     assert len(late) <= len(replay_late) + late_allowed
@@ -209,7 +208,7 @@ def _compare(
 
 
 @pytest.mark.parametrize("producer", sorted(PRODUCERS))
-def test_any_partitioner_loses_nothing_to_too_late(kafka_env, corpus, producer, capsys):
+def test_any_partitioner_loses_nothing_to_too_late(kafka_env, corpus, producer, figures):
     env = kafka_env
     env.write_config(partitions=PARTITIONS)
     env.create_topics()
@@ -219,10 +218,10 @@ def test_any_partitioner_loses_nothing_to_too_late(kafka_env, corpus, producer, 
     _wait_consumed(worker, _input_records(env))
     _wait_settled(worker)
     assert worker.alive()
-    _compare(producer, corpus, env, worker, capsys)
+    _compare(producer, corpus, env, worker, figures)
 
 
-def test_exactly_once_commits_slower_than_the_idle_timeout_lose_nothing(kafka_env, corpus, capsys):
+def test_exactly_once_commits_slower_than_the_idle_timeout_lose_nothing(kafka_env, corpus, figures):
     """Under exactly_once an engine reads the other sources' forwards and marks only once
     their transaction commits. With commits further apart than `source_idle_s` (here a
     short timeout against the commits of a loaded machine; in production a stalled
@@ -245,10 +244,10 @@ def test_exactly_once_commits_slower_than_the_idle_timeout_lose_nothing(kafka_en
     # five since has dropped 610 from the first window, by a path not yet found (docs/
     # kafka.md, "Fault soak"): the bound holds the fix, not that path.
     _compare("exactly_once, sources idle after 3 s", corpus, env, worker,
-             capsys, committed=True, late_allowed=len(corpus["lines"]) // 50)  # fmt: skip
+             figures, committed=True, late_allowed=len(corpus["lines"]) // 50)  # fmt: skip
 
 
-def test_catch_up_after_an_hour_of_downtime(kafka_env, corpus, capsys):
+def test_catch_up_after_an_hour_of_downtime(kafka_env, corpus, figures):
     """Hours 0-1 processed, the worker stopped, hours 1-3 produced, the worker restarted:
     every source is drained at its own speed and nothing more is too late. With
     `max_unscored_windows = 1` and `max_source_lead_s = 60` the input is paused and
@@ -276,10 +275,10 @@ def test_catch_up_after_an_hour_of_downtime(kafka_env, corpus, capsys):
     assert worker.alive()
     assert worker.metric_sum("vigil_input_pauses_total") >= 1, "the backlog never paused"
     assert worker.metric_sum("vigil_input_paused_partitions") == 0, "paused at the end"
-    _compare("catch-up after downtime (kcat default)", corpus, env, worker, capsys)
+    _compare("catch-up after downtime (kcat default)", corpus, env, worker, figures)
 
 
-def test_an_idle_source_holds_windows_for_its_timeout_only(kafka_env, capsys):
+def test_an_idle_source_holds_windows_for_its_timeout_only(kafka_env, figures):
     """Source 1 sends one early event and then nothing: engine 0 keeps its window open for
     `source_idle_s` after that, then closes it on the other source's time."""
     idle_s = 6.0
@@ -305,17 +304,16 @@ def test_an_idle_source_holds_windows_for_its_timeout_only(kafka_env, capsys):
         assert time.monotonic() < deadline, worker.log()[-3000:]
         time.sleep(0.2)
     waited = time.monotonic() - quiet_since
-    with capsys.disabled():
-        print(
-            f"\nidle source: window closed {waited:.1f} s after its last record (timeout {idle_s} s)"
-        )
+    figures(
+        f"\nidle source: window closed {waited:.1f} s after its last record (timeout {idle_s} s)"
+    )
     # Not before the timeout (source 1 still held it), and not long after it (timer: 1 s).
     assert idle_s - 1.0 <= waited <= idle_s + 10.0
     alerts = [orjson.loads(r.value) for r in env.read("alerts", idle_s=2.0)]
     assert {a["account_id"] for a in alerts} == {acct}
 
 
-def test_without_repartitioning_an_empty_partition_holds_nothing(kafka_env, capsys):
+def test_without_repartitioning_an_empty_partition_holds_nothing(kafka_env, figures):
     """Regression: with `repartition = false` an engine closed windows on its own events
     only, so one whose partition had none never passed a window, the campaign owners
     waited for it, and every window of the others stayed held: no alert at all."""
@@ -337,7 +335,6 @@ def test_without_repartitioning_an_empty_partition_holds_nothing(kafka_env, caps
     while worker.metric_sum("vigil_alerts_total") == 0:
         assert time.monotonic() < deadline, worker.log()[-3000:]
         time.sleep(0.2)
-    with capsys.disabled():
-        print(f"\nno repartitioning, partition 1 empty: alert {time.monotonic() - since:.1f} s")
+    figures(f"\nno repartitioning, partition 1 empty: alert {time.monotonic() - since:.1f} s")
     alerts = [orjson.loads(r.value) for r in env.read("alerts", idle_s=2.0)]
     assert {a["account_id"] for a in alerts} == {acct}

@@ -139,7 +139,7 @@ def test_one_partition_matches_replay_exactly(kafka_env, corpus):
     assert not _times_match(replay, worker)
 
 
-def test_four_partitions_alert_replays_accounts(kafka_env, corpus, capsys):
+def test_four_partitions_alert_replays_accounts(kafka_env, corpus, figures):
     """With exchange records cut at 1 KiB, so that requests and figures go in parts as a
     busy platform's do under the default limit (campaign_records.py)."""
     events, replay = corpus
@@ -149,12 +149,11 @@ def test_four_partitions_alert_replays_accounts(kafka_env, corpus, capsys):
     assert max(len(r.value) for r in exchange) <= 1024
     r, w = _keys(replay), _keys(worker)
     ra, wa = {a for a, _ in r}, {a for a, _ in w}
-    with capsys.disabled():
-        print(
-            f"\nparity, 4 partitions: replay alerted {len(ra)} accounts, worker {len(wa)}, "
-            f"both {len(ra & wa)}; account/category pairs replay {len(r)}, worker {len(w)}, "
-            f"both {len(r & w)}; only replay: {sorted(r - w)}; only worker: {sorted(w - r)}"
-        )
+    figures(
+        f"\nparity, 4 partitions: replay alerted {len(ra)} accounts, worker {len(wa)}, "
+        f"both {len(ra & wa)}; account/category pairs replay {len(r)}, worker {len(w)}, "
+        f"both {len(r & w)}; only replay: {sorted(r - w)}; only worker: {sorted(w - r)}"
+    )
     # The campaign figures are exchanged; only the per-partition population detector can
     # still move a fused score, so pairs may differ a little, accounts not at all.
     assert wa == ra, (sorted(ra - wa), sorted(wa - ra))

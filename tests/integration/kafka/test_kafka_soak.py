@@ -262,7 +262,7 @@ def _ours(alerts: list[dict]) -> list[dict]:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_fault_soak_three_brokers(
-    kafka_cluster3, corpus, tmp_path, topic_prefix, guarantee, capsys
+    kafka_cluster3, corpus, tmp_path, topic_prefix, guarantee, figures
 ):
     env = KafkaEnv(kafka_cluster3.bootstrap, topic_prefix, tmp_path)
     env.write_config(partitions=PARTITIONS, guarantee=guarantee)
@@ -377,15 +377,14 @@ def test_fault_soak_three_brokers(
         replay_late = {
             d["raw"].encode() if isinstance(d["raw"], str) else d["raw"] for d in corpus["too_late"]
         }
-        with capsys.disabled():
-            print(
-                f"\nfault soak, {guarantee}, 3 brokers, 2 workers, {PARTITIONS} partitions, "
-                f"{len(corpus['lines'])} events by kcat's default partitioner\n{soak.table()}\n"
-                f"alerts {len(alerts)}, seen twice {dup_alerts}; per-account alerted accounts "
-                f"replay {len(r)}, worker {len(w)}, both {len(r & w)}; (account, category) "
-                f"precision {precision:.3f}, macro recall {recall:.3f}; too_late worker "
-                f"{len(late)}, replay {len(replay_late)}"
-            )
+        figures(
+            f"\nfault soak, {guarantee}, 3 brokers, 2 workers, {PARTITIONS} partitions, "
+            f"{len(corpus['lines'])} events by kcat's default partitioner\n{soak.table()}\n"
+            f"alerts {len(alerts)}, seen twice {dup_alerts}; per-account alerted accounts "
+            f"replay {len(r)}, worker {len(w)}, both {len(r & w)}; (account, category) "
+            f"precision {precision:.3f}, macro recall {recall:.3f}; too_late worker "
+            f"{len(late)}, replay {len(replay_late)}"
+        )
         table = soak.table()
         for row in soak.rows:
             assert row.lost == 0, f"{row.fault}: {row.lost} events never processed\n{table}"
