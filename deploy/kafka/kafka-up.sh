@@ -22,7 +22,6 @@ case "$BROKERS" in
     '' | *[!0-9]* | 0) die "BROKERS must be a positive whole number, not '$BROKERS'" ;;
 esac
 
-have_jars() { ls "$KAFKA_LIB_DIR"/kafka_2.13-*.jar >/dev/null 2>&1; }
 if command -v flock >/dev/null 2>&1; then
     # Test runs start brokers from several processes at once: one fetches, the others wait
     # for it rather than find its first jar and start on a half-copied lib/. The lock's
@@ -31,7 +30,7 @@ if command -v flock >/dev/null 2>&1; then
     exec 9>"$KAFKA_LIB_DIR/.fetch.lock"
     flock 9
 fi
-if ! have_jars; then
+if ! ls "$KAFKA_LIB_DIR"/kafka_2.13-*.jar >/dev/null 2>&1; then
     command -v mvn >/dev/null 2>&1 || die "mvn not found; it is needed once to fetch the broker jars.
   Debian/Ubuntu: sudo apt-get install -y maven
   macOS:         brew install maven"

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import pytest
 
 KEY = "vigil_figures"
-_seen: list[tuple[str, str]] = []
 
 
 @pytest.fixture
@@ -24,14 +23,18 @@ def figures(request: pytest.FixtureRequest) -> Callable[[str], None]:
     return record
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call":
-        _seen.extend((report.nodeid, v) for k, v in report.user_properties if k == KEY)
-
-
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    if not _seen:
+    # The terminal reporter keeps every test's reports, by outcome; warnings sit there too.
+    found = [
+        (report.nodeid, value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for key, value in getattr(report, "user_properties", ())
+        if key == KEY
+    ]
+    if not found:
         return
     terminalreporter.section("figures")
-    for nodeid, text in _seen:
+    for nodeid, text in found:
         terminalreporter.write_line(f"{nodeid}\n{text}\n")

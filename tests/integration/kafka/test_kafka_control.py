@@ -129,7 +129,7 @@ def test_a_console_snooze_and_a_config_reach_a_running_worker_within_10s(
     (last,) = [a for a in _alerts(env) if a["account_id"] == heavy]
     assert len(cfg_before) == 1 and last["config_version"] not in cfg_before
     figures(
-        f"\nsnooze in use {snoozed_s:.2f} s after publication; lift {lifted_s:.2f} s; "
+        f"snooze in use {snoozed_s:.2f} s after publication; lift {lifted_s:.2f} s; "
         f"config {config_s:.2f} s"
     )
 
@@ -258,7 +258,7 @@ def test_promotion_reaches_two_workers_within_10s_under_load(
     assert all(_runs(w, "clf-test-2") and w.alive() for w in workers)
     assert all("control record refused" in w.log() for w in workers)
     figures(
-        f"\npromotion in use on both workers {max(delays.values()):.2f} s after publication "
+        f"promotion in use on both workers {max(delays.values()):.2f} s after publication "
         f"(a {delays[0]:.2f} s, b {delays[1]:.2f} s); {produced} events, "
         f"{len(alerts)} alerts, {len(before)} before it; `vigil control promote` took "
         f"{t_pub - t_cli:.1f} s; {both_at} windows before the switch, {last} in all"

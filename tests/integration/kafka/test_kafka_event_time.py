@@ -190,7 +190,7 @@ def _compare(
     wa = {a["account_id"] for a in alerts if not a["account_id"].startswith("acct_end_")}
     precision, recall = parity(corpus["alerts"], alerts)
     figures(
-        f"\n{name}, {PARTITIONS} partitions: too_late worker {len(late)}, replay "
+        f"{name}, {PARTITIONS} partitions: too_late worker {len(late)}, replay "
         f"{len(replay_late)}; per-account alerted accounts replay {len(r)}, worker "
         f"{len(w)}, both {len(r & w)}; all alerted accounts replay {len(ra)}, worker "
         f"{len(wa)}, both {len(ra & wa)}; (account, category) precision {precision:.3f}, "
@@ -304,9 +304,7 @@ def test_an_idle_source_holds_windows_for_its_timeout_only(kafka_env, figures):
         assert time.monotonic() < deadline, worker.log()[-3000:]
         time.sleep(0.2)
     waited = time.monotonic() - quiet_since
-    figures(
-        f"\nidle source: window closed {waited:.1f} s after its last record (timeout {idle_s} s)"
-    )
+    figures(f"idle source: window closed {waited:.1f} s after its last record (timeout {idle_s} s)")
     # Not before the timeout (source 1 still held it), and not long after it (timer: 1 s).
     assert idle_s - 1.0 <= waited <= idle_s + 10.0
     alerts = [orjson.loads(r.value) for r in env.read("alerts", idle_s=2.0)]
@@ -335,6 +333,6 @@ def test_without_repartitioning_an_empty_partition_holds_nothing(kafka_env, figu
     while worker.metric_sum("vigil_alerts_total") == 0:
         assert time.monotonic() < deadline, worker.log()[-3000:]
         time.sleep(0.2)
-    figures(f"\nno repartitioning, partition 1 empty: alert {time.monotonic() - since:.1f} s")
+    figures(f"no repartitioning, partition 1 empty: alert {time.monotonic() - since:.1f} s")
     alerts = [orjson.loads(r.value) for r in env.read("alerts", idle_s=2.0)]
     assert {a["account_id"] for a in alerts} == {acct}

@@ -150,7 +150,7 @@ def test_four_partitions_alert_replays_accounts(kafka_env, corpus, figures):
     r, w = _keys(replay), _keys(worker)
     ra, wa = {a for a, _ in r}, {a for a, _ in w}
     figures(
-        f"\nparity, 4 partitions: replay alerted {len(ra)} accounts, worker {len(wa)}, "
+        f"parity, 4 partitions: replay alerted {len(ra)} accounts, worker {len(wa)}, "
         f"both {len(ra & wa)}; account/category pairs replay {len(r)}, worker {len(w)}, "
         f"both {len(r & w)}; only replay: {sorted(r - w)}; only worker: {sorted(w - r)}"
     )

@@ -378,7 +378,7 @@ def test_fault_soak_three_brokers(
             d["raw"].encode() if isinstance(d["raw"], str) else d["raw"] for d in corpus["too_late"]
         }
         figures(
-            f"\nfault soak, {guarantee}, 3 brokers, 2 workers, {PARTITIONS} partitions, "
+            f"fault soak, {guarantee}, 3 brokers, 2 workers, {PARTITIONS} partitions, "
             f"{len(corpus['lines'])} events by kcat's default partitioner\n{soak.table()}\n"
             f"alerts {len(alerts)}, seen twice {dup_alerts}; per-account alerted accounts "
             f"replay {len(r)}, worker {len(w)}, both {len(r & w)}; (account, category) "
