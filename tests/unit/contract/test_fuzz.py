@@ -71,7 +71,7 @@ def mutated_lines(rng: random.Random, n: int) -> list[bytes]:
     return [mutate(rng, rng.choice(SEEDS)) for _ in range(n)]
 
 
-def test_decoder_fast_path_against_the_reference() -> None:
+def test_decoder_fast_path_against_the_reference(figures) -> None:
     rng = random.Random(19_001)
     total = count(60_000)
     for start in range(0, total, 10_000):
@@ -79,10 +79,10 @@ def test_decoder_fast_path_against_the_reference() -> None:
         fast, dead = decode_lines(lines, now_ts=NOW)
         assert not [d for d in dead if d.detail.startswith("undecodable")]
         assert_same(lines)
-    print(f"fuzz decode: {total} lines")
+    figures(f"fuzz decode: {total} lines")
 
 
-def test_texts_against_a_full_parse() -> None:
+def test_texts_against_a_full_parse(figures) -> None:
     rng = random.Random(19_002)
     total = count(20_000)
     lines = mutated_lines(rng, total)
@@ -95,10 +95,10 @@ def test_texts_against_a_full_parse() -> None:
                 continue
             want = d.get(field) if type(d) is dict else None
             assert v == (want if type(want) is str else ""), ln
-    print(f"fuzz texts: {3 * total} lookups")
+    figures(f"fuzz texts: {3 * total} lookups")
 
 
-def test_partitions_against_the_decoders_account() -> None:
+def test_partitions_against_the_decoders_account(figures) -> None:
     rng = random.Random(19_003)
     total = count(40_000)
     lines = mutated_lines(rng, total)
@@ -114,10 +114,10 @@ def test_partitions_against_the_decoders_account() -> None:
             placed += 1
             assert where[i] == partition_for(a, 12), lines[i]
     assert placed > len(accepted) // 2, "most accepted records are placed in C"
-    print(f"fuzz partitions: {total} records, {len(accepted)} accepted")
+    figures(f"fuzz partitions: {total} records, {len(accepted)} accepted")
 
 
-def test_codes_of_random_strings() -> None:
+def test_codes_of_random_strings(figures) -> None:
     rng = np.random.default_rng(19_004)
     total = count(40_000)
     for _ in range(total):
@@ -125,10 +125,10 @@ def test_codes_of_random_strings() -> None:
         c = code(b)
         assert (c == 0) == (len(b) == 0) and (c & 1 or c == 0)
         assert account_codes(b)[0] == c
-    print(f"fuzz codes: {total} strings")
+    figures(f"fuzz codes: {total} strings")
 
 
-def test_id_set_against_a_python_set() -> None:
+def test_id_set_against_a_python_set(figures) -> None:
     rng = np.random.default_rng(19_005)
     total = count(200_000)
     pool = rng.integers(0, 2**64 - 1, size=max(10, total // 4), dtype=np.uint64)
@@ -152,4 +152,4 @@ def test_id_set_against_a_python_set() -> None:
         pass
     else:
         raise AssertionError("a table of 12 slots was accepted")
-    print(f"fuzz id set: {done} ids")
+    figures(f"fuzz id set: {done} ids")

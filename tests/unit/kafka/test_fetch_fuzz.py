@@ -136,7 +136,7 @@ def _same(a: Block, b: Block) -> bool:
     return (a.offsets, a.keys, a.values, a.headers) == (b.offsets, b.keys, b.values, b.headers)
 
 
-def test_the_c_walk_reads_only_what_aiokafka_reads(pure_aiokafka):
+def test_the_c_walk_reads_only_what_aiokafka_reads(pure_aiokafka, figures):
     rng = random.Random(20261019)
     tally: Counter = Counter()
     for case in range(CASES):
@@ -155,7 +155,7 @@ def test_the_c_walk_reads_only_what_aiokafka_reads(pure_aiokafka):
             # What came before the bad batch is what aiokafka read first.
             n = len(c_block)
             assert _same(c_block, a_block.take(range(n))) and len(a_block) >= n, (case, bad.hex())
-    print(dict(tally))
+    figures(f"fetch fuzz: {dict(tally)}")
     assert tally["accepted"] > CASES // 10 and tally["refused by both"] > CASES // 10
 
 
