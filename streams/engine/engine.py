@@ -19,7 +19,6 @@ from detectors.base import Detector
 from detectors.rules import RulesDetector
 from streams.contract.codes import use_key
 from streams.contract.events import DeadLetter, EventBatch, decode_lines
-from streams.contract.seen import IdSet, add_new
 from streams.core.alerts import rfc3339
 from streams.core.batch import FeatureBatch, fill_nan
 from streams.core.config import VigilConfig
@@ -31,10 +30,10 @@ from streams.engine.budget import (
     array_bytes,
     batch_bytes,
     campaign_members,
-    idset_bytes_after,
     report,
 )
 from streams.engine.build import ModelError, Output, build_detectors
+from streams.engine.dedup import Dedup
 from streams.engine.exchange import TwoPhase
 from streams.engine.memory import EngineMemory
 from streams.engine.metric_labels import (
@@ -59,7 +58,7 @@ log = logging.getLogger("vigil.engine")
 SnoozeSource = Any  # callable(now_epoch) -> {(account_id, detector): until_epoch}
 
 
-class Engine(TwoPhase, EngineState, EngineMemory):
+class Engine(TwoPhase, EngineState, EngineMemory, Dedup):
     def __init__(
         self,
         config: VigilConfig | None = None,
@@ -107,8 +106,7 @@ class Engine(TwoPhase, EngineState, EngineMemory):
         self.median_read = -np.inf  # ... and its median, which one odd clock cannot move
         self.source_watermark: float | None = None  # see set_source_watermark
         self.closed_until = -np.inf  # every window ending at or before this is closed
-        self._seen_ids = (IdSet(), IdSet())  # event id codes: this generation, the last
-        self._seen_gen_end = -np.inf
+        self._init_dedup()
         self._windows_closed = 0
         # Memory in bytes (streams/engine/budget.py): the open windows' bytes are kept up to date
         # as events are buffered; the campaign indexes' members are counted now and then.
@@ -121,7 +119,6 @@ class Engine(TwoPhase, EngineState, EngineMemory):
         self.budget_evicted = 0  # accounts evicted to keep within the budget
         self.windows_forced = 0  # windows closed early to bound the open windows' bytes
         self.windows_split = 0  # windows scored in parts, their accounts past the budget
-        self.dedup_turned_early = 0  # dedup generations turned over before their horizon
         # Raw lines and times of events buffered since the last `take_journal()`, kept only
         # when a runner checkpoints the open windows incrementally (the Kafka worker).
         self.journal_pending = False
@@ -242,31 +239,6 @@ class Engine(TwoPhase, EngineState, EngineMemory):
         if self.pending:
             out.extend(self._close_until(np.floor(self.max_ts / w) * w + w))
         return out
-
-    def _dedup(self, batch: EventBatch) -> EventBatch:
-        # Past their share of the byte budget, the generations turn over before the ids
-        # are added (counted): the oldest ids are then remembered for less than a horizon.
-        for _ in range(2):
-            cur, prev = self._seen_ids
-            after = idset_bytes_after(cur, len(batch)) + prev.table.nbytes
-            if not self.budget.dedup_over(after) or self._seen_gen_end == -np.inf:
-                break
-            self._seen_ids = (IdSet(), cur)
-            self._seen_gen_end = self.max_ts + self.cfg.engine.dedup_horizon_s
-            self.dedup_turned_early += 1
-            self.metrics.budget_dedup_turned.inc()
-        cur, prev = self._seen_ids
-        keep = add_new(cur, prev, batch.event_id)
-        dups = len(batch) - int(np.count_nonzero(keep))
-        if dups:
-            self.metrics.events_duplicate.inc(dups)
-            batch = batch.take(np.flatnonzero(keep))
-        # Two generations of ids: every id is remembered for at least one horizon.
-        if self.max_ts > self._seen_gen_end:
-            if self._seen_gen_end > -np.inf:
-                self._seen_ids = (IdSet(), cur)
-            self._seen_gen_end = self.max_ts + self.cfg.engine.dedup_horizon_s
-        return batch
 
     # ---- windows -----------------------------------------------------------------------
     def _close_until(self, boundary: float) -> Output:

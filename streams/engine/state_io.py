@@ -11,7 +11,6 @@ import numpy as np
 
 from streams.contract.codes import CODES_VERSION
 from streams.contract.events import EventBatch, decode_lines, empty_batch
-from streams.contract.seen import IdSet
 from streams.engine.budget import batch_bytes
 from streams.features.window import FEATURES
 
@@ -31,6 +30,8 @@ class EngineState:
     journal_pending: bool
     key_fingerprint: str
     pending: list
+    _seen_state: Any  # streams/engine/dedup.py
+    _load_seen: Any
 
     def take_journal(self) -> tuple[list[bytes], float]:
         """Raw lines of the events buffered since the last call that are not yet scored:
@@ -89,8 +90,7 @@ class EngineState:
             ),
             "max_ts": self.max_ts,
             "closed_until": self.closed_until,
-            "seen_ids": tuple(ids.ids() for ids in self._seen_ids),
-            "seen_gen_end": self._seen_gen_end,
+            **self._seen_state(),
             "windows_closed": self._windows_closed,
         }
 
@@ -123,8 +123,6 @@ class EngineState:
             self._journal.append((pending.raw, pending.ts))  # a state that carried them
         self.max_ts = state["max_ts"]
         self.closed_until = state["closed_until"]
-        cur, prev = state["seen_ids"]
-        self._seen_ids = (IdSet(cur), IdSet(prev))
-        self._seen_gen_end = state["seen_gen_end"]
+        self._load_seen(state)
         self._windows_closed = state["windows_closed"]
         self.load_exchange_state(state)

@@ -5,13 +5,20 @@ covers. The blob is split into chunks so no changelog record nears the broker's 
 size limit. Chunks are keyed by a generation number and the manifest is written last, in
 the same changelog partition, so a worker killed half way through leaves the previous
 manifest pointing at complete chunks of the previous generation.
+
+Two kinds of segment ride along, each written once and named by the manifest until it is
+no longer needed: journal segments (the open windows' raw events, until their windows are
+scored) and id segments (event ids the engine deduplicates against, until their
+generation is forgotten, streams/engine/dedup.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from streams.kafka.internals import in_partition
@@ -31,6 +38,8 @@ class Manifest:
     size: int = 0
     # Journal segments holding the open windows' events: [id, chunks, newest event time].
     segments: list[list] = field(default_factory=list)
+    # Id segments: [name, chunks, dedup generation].
+    seen: list[list] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.__dict__)
@@ -44,6 +53,7 @@ class Manifest:
             dict(d["offsets"]),
             d.get("size", 0),
             [list(x) for x in d.get("segments", [])],
+            [list(x) for x in d.get("seen", [])],
         )
 
 
@@ -64,6 +74,15 @@ def segment_key(partition: int, segment: int, index: int) -> bytes:
     return f"p{partition}/s{segment}/c{index}".encode()
 
 
+def seen_key(partition: int, name: str, index: int) -> bytes:
+    return f"p{partition}/i{name}/c{index}".encode()
+
+
+def encode_seen(segments: list) -> list[tuple[int, bytes, bool]]:
+    """(generation, blob, whole) of each (generation, ids, whole) from `take_seen`."""
+    return [(gen, ids.astype("<u8").tobytes(), whole) for gen, ids, whole in segments]
+
+
 def _chunks(blob: bytes) -> list[bytes]:
     return [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
 
@@ -77,13 +96,17 @@ def write(
     journal: bytes = b"",
     journal_newest: float = float("-inf"),
     floor: float = float("-inf"),
+    seen: Sequence[tuple[int, bytes, bool]] = (),
+    seen_from: int | None = None,
 ) -> int:
     """Writes one checkpoint for `partition`; returns the bytes written.
 
     `blob` is the `encode_state` of the engine without its open events; `journal`, their
     `encode_journal` since the previous checkpoint, becomes a new segment. Segments whose
     newest event is before `floor` (the engine's `journal_floor`) hold only scored windows
-    and are dropped.
+    and are dropped. `seen` (`encode_seen`) become id segments; a whole one replaces the
+    earlier segments of its generation, and those of generations before `seen_from` are
+    dropped.
     """
     previous = read_manifest(table, source_topic, partition)
     generation = previous.generation + 1 if previous else 1
@@ -98,8 +121,18 @@ def write(
             for i, chunk in enumerate(parts):
                 table[segment_key(partition, generation, i)] = chunk
             live.append([generation, len(parts), journal_newest])
+        old_seen = previous.seen if previous else []
+        live_seen = [s for s in old_seen if seen_from is None or s[2] >= seen_from]
+        for gen, ids, whole in seen:
+            if whole:
+                live_seen = [s for s in live_seen if s[2] != gen]
+            name = f"{generation}.{gen}"
+            parts = _chunks(ids)
+            for i, chunk in enumerate(parts):
+                table[seen_key(partition, name, i)] = chunk
+            live_seen.append([name, len(parts), gen])
         table[manifest_key(partition)] = Manifest(
-            generation, len(chunks), dict(offsets), len(blob), live
+            generation, len(chunks), dict(offsets), len(blob), live, live_seen
         ).to_bytes()
         if previous:
             _delete_chunks(table, chunk_key, partition, previous.generation, previous.chunks)
@@ -107,7 +140,11 @@ def write(
         for seg, n, _ in old_segments:
             if seg not in kept:
                 _delete_chunks(table, segment_key, partition, seg, n)
-    return len(blob) + len(journal)
+        kept = {s[0] for s in live_seen}
+        for name, n, _ in old_seen:
+            if name not in kept:
+                _delete_chunks(table, seen_key, partition, name, n)
+    return len(blob) + len(journal) + sum(len(ids) for _, ids, _ in seen)
 
 
 class UnusableCheckpoint(Exception):
@@ -128,6 +165,8 @@ def discard(table: Any, source_topic: str, partition: int) -> None:
             _delete_chunks(table, chunk_key, partition, manifest.generation, manifest.chunks)
             for seg, n, _ in manifest.segments:
                 _delete_chunks(table, segment_key, partition, seg, n)
+            for name, n, _ in manifest.seen:
+                _delete_chunks(table, seen_key, partition, name, n)
         _delete(table, manifest_key(partition))
 
 
@@ -136,8 +175,8 @@ def _delete(table: Any, key: bytes) -> None:
         del table[key]
 
 
-def _delete_chunks(table: Any, key, partition: int, ident: int, n: int) -> None:
-    """The n chunks of one state blob or journal segment, as `_read_chunks` names them."""
+def _delete_chunks(table: Any, key, partition: int, ident, n: int) -> None:
+    """The n chunks of one state blob or segment, as `_read_chunks` names them."""
     for i in range(n):
         _delete(table, key(partition, ident, i))
 
@@ -165,8 +204,19 @@ def read(table: Any, source_topic: str, partition: int) -> tuple[Any, Manifest, 
     return state, manifest, lines
 
 
+def read_seen(
+    table: Any, source_topic: str, partition: int, manifest: Manifest
+) -> list[tuple[int, np.ndarray]]:
+    """(dedup generation, event id codes) of each id segment the manifest names."""
+    out = []
+    for name, n, gen in manifest.seen:
+        blob = _read_chunks(table, source_topic, partition, manifest, seen_key, name, n)
+        out.append((gen, np.frombuffer(blob, "<u8").astype(np.uint64)))
+    return out
+
+
 def _read_chunks(
-    table: Any, source_topic: str, partition: int, manifest: Manifest, key, ident: int, n: int
+    table: Any, source_topic: str, partition: int, manifest: Manifest, key, ident, n: int
 ) -> bytes:
     parts = []
     for i in range(n):

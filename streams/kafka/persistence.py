@@ -108,6 +108,9 @@ class Persistence(CampaignExchange):
         state, manifest, journal = restored
         exchange = state.pop("campaign_exchange", None)
         part.engine.load_state_dict(state)
+        part.engine.restore_seen(
+            checkpoint.read_seen(self.table, self.topics.input, partition, manifest)
+        )
         part.engine.restore_pending(journal)
         part.next_offsets = dict(manifest.offsets)
         self._open_exchange(part, exchange)
@@ -141,13 +144,14 @@ class Persistence(CampaignExchange):
         # is held.
         loop = asyncio.get_running_loop()
         journals = [part.engine.take_journal() for part in written]
+        seen = [part.engine.take_seen() for part in written]
         blobs = await asyncio.gather(
             *(
-                loop.run_in_executor(self.encoder, _encode, self._state_of(part), lines)
-                for part, (lines, _) in zip(written, journals, strict=True)
+                loop.run_in_executor(self.encoder, _encode, self._state_of(part), lines, ids)
+                for part, (lines, _), ids in zip(written, journals, seen, strict=True)
             )
         )
-        for part, (blob, journal), (_, newest) in zip(written, blobs, journals, strict=True):
+        for part, (blob, journal, ids), (_, newest) in zip(written, blobs, journals, strict=True):
             size = checkpoint.write(
                 self.table,
                 self.topics.input,
@@ -157,6 +161,8 @@ class Persistence(CampaignExchange):
                 journal,
                 newest,
                 part.engine.journal_floor,
+                ids,
+                part.engine.seen_from,
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
         await producer.flush()  # 2. changelog records of the state just written
@@ -230,5 +236,9 @@ def checkpoint_pause(interval: float, took: float) -> float:
     return max(interval, min(PAUSE_FACTOR * took, MAX_PAUSE_S))
 
 
-def _encode(state: Any, lines: list[bytes]) -> tuple[bytes, bytes]:
-    return checkpoint.encode_state(state), checkpoint.encode_journal(lines)
+def _encode(state: Any, lines: list[bytes], seen: list) -> tuple[bytes, bytes, list]:
+    return (
+        checkpoint.encode_state(state),
+        checkpoint.encode_journal(lines),
+        checkpoint.encode_seen(seen),
+    )

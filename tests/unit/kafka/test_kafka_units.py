@@ -196,6 +196,7 @@ class FakeEngine:
     awaiting_figures = False  # windows held for campaign figures (TwoPhase)
     unscored_windows = 0  # closed windows not yet scored (TwoPhase)
     median_read = float("-inf")
+    seen_from = 0  # no event ids: the dedup generations never turn
 
     def __init__(self) -> None:
         self.lines: list[bytes] = []
@@ -218,6 +219,12 @@ class FakeEngine:
 
     def restore_pending(self, lines: list[bytes]) -> None:
         self.lines += lines
+
+    def take_seen(self) -> list:
+        return []
+
+    def restore_seen(self, segments: list) -> None:
+        assert segments == []
 
 
 class FakeConsumer:
