@@ -116,8 +116,8 @@ class Dedup:
         if self.journal_pending:
             # A state that carried its ids (written by replay, or before ids were
             # journaled): the next checkpoint writes them, the state no longer will.
-            self._seen_new = [(self._seen_gen - 1, prev), (self._seen_gen, cur)]
-            self._seen_new = [(g, ids) for g, ids in self._seen_new if len(ids)]
+            gens = ((self._seen_gen - 1, prev), (self._seen_gen, cur))
+            self._seen_new = [(g, ids) for g, ids in gens if len(ids)]
 
     def restore_seen(self, segments: list[tuple[int, np.ndarray]]) -> None:
         """After `load_state_dict`: the journaled ids of the generations still remembered."""

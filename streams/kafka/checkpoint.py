@@ -112,38 +112,25 @@ def write(
     generation = previous.generation + 1 if previous else 1
     old_segments = previous.segments if previous else []
     live = [s for s in old_segments if s[2] >= floor]
-    chunks = _chunks(blob)
+    old_seen = previous.seen if previous else []
+    live_seen = [s for s in old_seen if seen_from is None or s[2] >= seen_from]
     with in_partition(source_topic, partition):
-        for i, chunk in enumerate(chunks):
-            table[chunk_key(partition, generation, i)] = chunk
+        chunks = _put_chunks(table, chunk_key, partition, generation, blob)
         if journal:
-            parts = _chunks(journal)
-            for i, chunk in enumerate(parts):
-                table[segment_key(partition, generation, i)] = chunk
-            live.append([generation, len(parts), journal_newest])
-        old_seen = previous.seen if previous else []
-        live_seen = [s for s in old_seen if seen_from is None or s[2] >= seen_from]
+            n = _put_chunks(table, segment_key, partition, generation, journal)
+            live.append([generation, n, journal_newest])
         for gen, ids, whole in seen:
             if whole:
                 live_seen = [s for s in live_seen if s[2] != gen]
             name = f"{generation}.{gen}"
-            parts = _chunks(ids)
-            for i, chunk in enumerate(parts):
-                table[seen_key(partition, name, i)] = chunk
-            live_seen.append([name, len(parts), gen])
+            live_seen.append([name, _put_chunks(table, seen_key, partition, name, ids), gen])
         table[manifest_key(partition)] = Manifest(
-            generation, len(chunks), dict(offsets), len(blob), live, live_seen
+            generation, chunks, dict(offsets), len(blob), live, live_seen
         ).to_bytes()
         if previous:
             _delete_chunks(table, chunk_key, partition, previous.generation, previous.chunks)
-        kept = {s[0] for s in live}
-        for seg, n, _ in old_segments:
-            if seg not in kept:
-                _delete_chunks(table, segment_key, partition, seg, n)
-        kept = {s[0] for s in live_seen}
-        for name, n, _ in old_seen:
-            if name not in kept:
-                _delete_chunks(table, seen_key, partition, name, n)
+        _delete_segments(table, segment_key, partition, old_segments, live)
+        _delete_segments(table, seen_key, partition, old_seen, live_seen)
     return len(blob) + len(journal) + sum(len(ids) for _, ids, _ in seen)
 
 
@@ -163,16 +150,30 @@ def discard(table: Any, source_topic: str, partition: int) -> None:
     with in_partition(source_topic, partition):
         if manifest is not None:
             _delete_chunks(table, chunk_key, partition, manifest.generation, manifest.chunks)
-            for seg, n, _ in manifest.segments:
-                _delete_chunks(table, segment_key, partition, seg, n)
-            for name, n, _ in manifest.seen:
-                _delete_chunks(table, seen_key, partition, name, n)
+            _delete_segments(table, segment_key, partition, manifest.segments)
+            _delete_segments(table, seen_key, partition, manifest.seen)
         _delete(table, manifest_key(partition))
 
 
 def _delete(table: Any, key: bytes) -> None:
     if key in table:
         del table[key]
+
+
+def _put_chunks(table: Any, key, partition: int, ident, blob: bytes) -> int:
+    """Stores `blob` in chunks named as `_read_chunks` reads them; returns how many."""
+    chunks = _chunks(blob)
+    for i, chunk in enumerate(chunks):
+        table[key(partition, ident, i)] = chunk
+    return len(chunks)
+
+
+def _delete_segments(table: Any, key, partition: int, segments: list, kept: Sequence = ()) -> None:
+    """The chunks of each segment ([name, chunks, ...]) that `kept` does not name too."""
+    names = {s[0] for s in kept}
+    for name, n, *_ in segments:
+        if name not in names:
+            _delete_chunks(table, key, partition, name, n)
 
 
 def _delete_chunks(table: Any, key, partition: int, ident, n: int) -> None:
