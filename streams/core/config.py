@@ -245,11 +245,13 @@ class WorkerSettings:
     # An engine with more windows closed and not yet scored than this (they wait for the
     # campaign figures) pauses the worker's input partitions until it is under again:
     # working off a backlog, intake outran scoring and memory grew with the backlog.
-    max_unscored_windows: int = 12
+    max_unscored_windows: int = 24
     # ... and pauses an input partition whose event time leads the slowest source's by more
     # than this: the engines hold every event ahead of the slowest source in open windows,
-    # and a catch-up read some partitions hours ahead of others.
-    max_source_lead_s: float = 600.0
+    # and a catch-up read some partitions hours ahead of others. Under exactly_once the
+    # others' event time moves only at commits, so the lead must cover what a source reads
+    # between two: at 600 s the input waited on every commit (docs/kafka.md, Backpressure).
+    max_source_lead_s: float = 1800.0
     # A partition whose checkpoint cannot be used opens empty from its committed offsets
     # (losing its open windows' events) instead of stopping the worker.
     discard_unreadable_state: bool = False

@@ -29,7 +29,6 @@ from streams.engine.budget import (
     account_parts,
     array_bytes,
     batch_bytes,
-    campaign_members,
     report,
 )
 from streams.engine.build import ModelError, Output, build_detectors
@@ -362,10 +361,8 @@ class Engine(TwoPhase, EngineState, EngineMemory, Dedup):
         self._windows_closed += 1
         if hourly is None:
             hourly = self._windows_closed % 12 == 0
-        if hourly:  # walks over every account, key and detector: hourly
-            self._evict(end)
-            self._campaign_members = campaign_members(self.campaign)
-            self._detector_bytes = array_bytes(self.detectors)
+        if hourly:
+            self._hourly_upkeep(end)
         report(self.metrics, self.usage(), len(self.table))
         snaps = [WindowSnapshots(batch, groups, ev)] if self.emit_snapshots else []
         shadowed = (

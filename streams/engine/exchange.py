@@ -16,12 +16,18 @@ window w writes. What it reads, and why finishing order does not change it:
 - detector state: begin reads none of it. Accounts that `_make_room` evicts at a begin
   leave the table at once but the detectors and fusion only once the windows held before
   are scored (`Held.forget`), where one engine closing windows one by one forgets them;
-- the byte count of the detectors' arrays (read by `_make_room` through `usage()`):
-  between hourly counts a begin adds only what its own reservation grew;
-- the hourly upkeep (table eviction, the campaign and detector byte counts) reads and
-  writes both sides, so it is not made order-free: after a window whose finish runs it,
-  later windows wait (`_ready`) until it is complete. A runner waits one round trip an
-  hour of event time, not one a window.
+- the byte count of the detectors' arrays (read by `_make_room` through `usage()`): a
+  begin adds only what its own reservation grew. Learning alone grows no per-account
+  array; the population detector's trees, about 40 KB, are counted from the next
+  restore, not at an hourly recount, whose figure would depend on how many windows were
+  scored by then;
+- the hourly upkeep runs at the begin of every 12th window, right after its features:
+  the table's eviction reads only what begins wrote, so it lets go of the accounts the
+  engine without the exchange evicts after scoring that window, and the detectors and
+  fusion forget them once that window is scored, as there (`Held.evicted`). Until 2026-12-04 it ran
+  at that window's finish and later windows waited for it, one round trip an hour of
+  event time: under exactly_once, where each step of the exchange waits for a commit,
+  that emptied the pipeline every hour.
 
 Under the option a window is never scored in account chunks (`_account_chunks`): owners
 expect one request per window and source, so the budget's chunk limit is not applied.
@@ -66,7 +72,10 @@ class Held:
     groups: Groups
     mine: Contributed
     forget: np.ndarray  # accounts evicted at its begin: forgotten before it is scored
-    hourly: bool  # its completion runs the hourly upkeep
+    # Its completion runs the hourly upkeep: only in a state written before the upkeep
+    # moved to the begin (held windows of an older checkpoint).
+    hourly: bool = False
+    evicted: np.ndarray | None = None  # by the hourly upkeep: forgotten once it is scored
 
 
 class TwoPhase:
@@ -132,7 +141,7 @@ class TwoPhase:
 
     def _begin_ready(self) -> Output:
         out = Output()
-        while self._ready and not any(h.hourly for h in self.held):
+        while self._ready and not any(h.hourly for h in self.held):  # see Held.hourly
             ev, start, end = self._ready.pop(0)
             try:
                 out.extend(self._begin_window(ev, start, end))
@@ -153,8 +162,10 @@ class TwoPhase:
         mine = contributions(end, groups.gid, groups.order, ids, sources, bad)
         self._windows_begun += 1
         forget = self._take_forget_later()
-        hourly = self._windows_begun % HOURLY == 0
-        self.held.append(Held(ev, start, end, batch, groups, mine, forget, hourly))
+        h = Held(ev, start, end, batch, groups, mine, forget)
+        if self._windows_begun % HOURLY == 0:
+            h.evicted = self._upkeep_at_begin(end)  # type: ignore[attr-defined]
+        self.held.append(h)
         return Output(campaign_requests=[(end, mine.sent)])
 
     def _take_forget_later(self) -> np.ndarray:
@@ -179,6 +190,8 @@ class TwoPhase:
                 self.before_window(self, h.start)  # type: ignore[attr-defined]
             h.batch.context = {"campaign": fill(h.batch.X, COL, h.mine, figures, h.ev.texts)}
             out.extend(self._score_window(h.ev, h.batch, h.groups, h.end, h.hourly))  # type: ignore[attr-defined]
+            if h.evicted is not None:
+                self._forget(h.evicted)  # type: ignore[attr-defined]
         except Exception as exc:
             log.exception("window %s failed", rfc3339(h.start))
             detail = f"{type(exc).__name__}: {exc}"

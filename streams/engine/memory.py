@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from streams.contract.events import EventBatch
-from streams.engine.budget import Usage, array_bytes, measure, slots_to_evict
+from streams.engine.budget import Usage, array_bytes, campaign_members, measure, slots_to_evict
 from streams.engine.build import Output
 
 
@@ -48,12 +48,27 @@ class EngineMemory:
             out.extend(self._close_until(np.floor(oldest / w) * w + w))  # type: ignore[attr-defined]
         return out
 
-    def _evict(self, now: float) -> None:
+    def _hourly_upkeep(self, now: float) -> None:
+        """After every 12th window is scored: idle accounts evicted, and the campaign
+        indexes' members and the detectors' arrays counted again (walks over every
+        account, key and detector, so hourly)."""
+        self._forget(self._evict(now))
+        self._campaign_members = campaign_members(self.campaign)
+        self._detector_bytes = array_bytes(self.detectors)
+
+    def _upkeep_at_begin(self, now: float) -> np.ndarray:
+        """The hourly upkeep under the campaign exchange, at the begin of every 12th
+        window (streams/engine/exchange.py says why it evicts the same accounts): returns
+        them, for the detectors and fusion to forget once that window is scored. The
+        detectors' arrays are not counted again."""
+        self._campaign_members = campaign_members(self.campaign)
+        return self._evict(now)
+
+    def _evict(self, now: float) -> np.ndarray:
         e = self.cfg.engine
         gone = self.table.evict(now, e.account_ttl_s, e.max_accounts)
-        if len(gone):
-            self._forget(gone)
-            self.metrics.accounts_evicted.inc(len(gone))
+        self.metrics.accounts_evicted.inc(len(gone))
+        return gone
 
     def _reserve_slots(self) -> None:
         """Per-account arrays of the detectors grow in step with the table, never ahead of
@@ -66,7 +81,7 @@ class EngineMemory:
             self._reserved = self.table.capacity
             if self.campaign_exchange:
                 # Only what the reservation added: the detectors may also hold what windows
-                # scored since the last hourly count, and with windows held, whether those
+                # scored, and with windows held, whether those
                 # are scored yet must not change what later windows read.
                 self._detector_bytes += array_bytes(self.detectors) - before
             else:
@@ -74,6 +89,8 @@ class EngineMemory:
 
     def _forget(self, accounts: np.ndarray) -> None:
         """Every stage with state of its own drops the accounts the table let go."""
+        if not len(accounts):
+            return
         for det in self.detectors.values():
             det.forget(accounts)
         self.cooldowns.forget(accounts)

@@ -7,8 +7,7 @@ peak grew to about 2 GiB, against 1 GiB for 1 h. Two things let the unscored eve
   ahead of the slowest (`vigil_event_time_held_seconds` reached 8,000 s), and an engine
   keeps every event past the event time it closes on, the slowest source's.
 - A closed window is scored only once the campaign owners send its figures
-  (streams/engine/exchange.py); after each hour the later windows also wait for the hourly
-  upkeep's.
+  (streams/engine/exchange.py).
 
 So, between fetches, the worker pauses (Faust's public pause_partitions):
 - every input partition it owns while any engine holds more than

@@ -209,3 +209,39 @@ def test_an_engine_says_when_it_waits_for_figures(lines: list[bytes]) -> None:
         eng.complete_window(eng.held[0].end, {})
         assert eng.unscored_windows == before - 1
     assert not eng.awaiting_figures and eng.unscored_windows == 0
+
+
+def test_windows_after_the_hourly_one_begin_while_it_is_held() -> None:
+    """Regression (2026-12-04): the hourly upkeep ran when its window was completed, and no
+    later window began before that; under exactly_once, where every step of the exchange
+    waits for a commit, that emptied the worker's pipeline every hour of event time. It
+    now runs at the begin, so three hours of windows all begin with none completed, and
+    its eviction still reaches the detectors only once its window is scored."""
+    cfg = VigilConfig()
+    e = dataclasses.replace(cfg.engine, account_ttl_s=1800)
+    eng = Engine(dataclasses.replace(cfg, engine=e), campaign_exchange=True)
+    early = [  # accounts seen in the first minutes only: idle past the TTL at the hour
+        b'{"event_id":"e%d","ts":%.1f,"account_id":"early-%d","endpoint":"chat.completions"}'
+        % (k, T0 + k, k)
+        for k in range(50)
+    ]
+    regular = [
+        b'{"event_id":"r%d","ts":%.1f,"account_id":"regular","endpoint":"chat.completions"}'
+        % (k, T0 + 60 + 15 * k)
+        for k in range(3 * 240)
+    ]
+    eng.process_lines(early + regular)
+    assert len(eng.held) >= 30 and not eng._ready
+    hourly = [h for h in eng.held if h.evicted is not None]
+    assert len(hourly) >= 2
+    # The table let the early accounts go at the first hourly begin; the detectors still
+    # know them until that window is scored.
+    gone = hourly[0].evicted
+    assert len(gone) == 50
+    assert eng.metrics.accounts_evicted._value.get() == 50
+    base = eng.detectors["baseline"]
+    while eng.held and eng.held[0] is not hourly[0]:
+        eng.complete_window(eng.held[0].end, {})
+    assert set(gone.tolist()) <= set(base.rows.index)
+    eng.complete_window(eng.held[0].end, {})
+    assert not set(gone.tolist()) & set(base.rows.index)
