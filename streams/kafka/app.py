@@ -228,7 +228,9 @@ def build_worker(
     consumer = app.consumer
     consumer.batch_topics = frozenset({topics.input, topics.repartition, topics.campaign})
     consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
-    fetch.install(consumer.batch_topics)
+    fetch.install(
+        consumer.batch_topics, {topics.input: kc.partitions} if settings.repartition else {}
+    )
     consumer.batch_handler = processor.on_batch
     consumer.between_fetches = processor.flow_control
 

@@ -20,6 +20,10 @@ and be fetched again forever: the records before the bad batch are handed over, 
 bad batch itself as a `CorruptBatch` on the Block, which the Processor dead-letters with its
 reason, partition and offsets, and the fetch position moves past it (see `skip_bad_batch`).
 
+For the input topic a Block also carries each record's partition by its account
+(`where`, streams/kafka/routing.py), found in the same thread: that walk over every record
+ran on the main thread, which bounds the worker, and the consumer thread has time to spare.
+
 `install()` makes aiokafka build these objects for every fetch and raises its connection
 reader limit (READER_LIMIT below), both through streams/kafka/internals.py, where the
 aiokafka internals they rely on are pinned.
@@ -35,6 +39,7 @@ from typing import Any, ClassVar
 from aiokafka import errors
 from aiokafka.record.memory_records import MemoryRecords
 
+from streams.contract import _decode
 from streams.kafka import _records
 from streams.kafka.internals import (
     PartitionRecordsHooks,
@@ -78,6 +83,9 @@ class Block:
     # (-1: not known, for records built one by one).
     fetched_from: int = -1
     until: int = -1
+    # int32 per record: the partition of its account, as `_decode.partitions` gives it
+    # (None: not worked out; Router.split does it then).
+    where: bytes | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -89,7 +97,8 @@ class Block:
         if i == 0 and len(bad) == len(self.corrupt):
             return self
         rows = self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:]
-        return Block(*rows, bad, self.fetched_from, self.until)
+        where = self.where[4 * i :] if self.where is not None else None
+        return Block(*rows, bad, self.fetched_from, self.until, where)
 
     def take(self, rows: Sequence[int]) -> Block:
         return Block(
@@ -127,6 +136,7 @@ class Block:
         self.headers.append(tuple(record.headers) if record.headers else _NO_HEADERS)
 
     def extend(self, other: Block) -> None:
+        self.where = None
         if self.fetched_from < 0 and not self.offsets and not self.corrupt:
             self.fetched_from = other.fetched_from
         self.until = max(self.until, other.until)
@@ -147,6 +157,8 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     """aiokafka's PartitionRecords; for `topics`, yields one Block per partition fetch."""
 
     topics: ClassVar[frozenset[str]] = frozenset()
+    # Topic -> partitions: Blocks of these carry `where`.
+    routed: ClassVar[dict[str, int]] = {}
 
     def unpack(self) -> Iterator[Any]:
         raw = self.fetched_bytes
@@ -164,6 +176,9 @@ class BulkPartitionRecords(PartitionRecordsHooks):
             except errors.CorruptRecordException as exc:
                 block.corrupt.append(self.skip_bad_batch(raw, exc))
         block.until = self.next_fetch_offset
+        parts = self.routed.get(self.tp.topic)
+        if parts and block.values:
+            block.where = _decode.partitions(block.values, parts)
         # Even with no record (only transaction markers or aborted batches), the Block
         # says how far the position moved, so the engine's next offset follows it.
         if block or block.corrupt or block.until > block.fetched_from:
@@ -254,9 +269,11 @@ class BulkPartitionRecords(PartitionRecordsHooks):
         return CorruptBatch(at, resume, str(exc), bytes(frame))
 
 
-def install(topics: frozenset[str]) -> None:
+def install(topics: frozenset[str], routed: dict[str, int] | None = None) -> None:
     """Fetches of `topics` come back as Blocks from here on, in this process, and every
-    aiokafka connection opened after this reads with READER_LIMIT."""
+    aiokafka connection opened after this reads with READER_LIMIT. Blocks of the `routed`
+    topics (topic -> partitions) say where each record's account belongs."""
     raise_reader_limit(READER_LIMIT)
     BulkPartitionRecords.topics = BulkPartitionRecords.topics | topics
+    BulkPartitionRecords.routed = {**BulkPartitionRecords.routed, **(routed or {})}
     install_partition_records(BulkPartitionRecords)

@@ -48,7 +48,10 @@ class Router:
         The compiled decoder places the plain records by their top-level account_id; only
         the others (escapes, a repeated account_id, odd JSON) are parsed here.
         """
-        where = np.frombuffer(_decode.partitions(block.values, self.partitions), np.int32)
+        found = block.where  # worked out in the consumer thread (fetch.py), when it could
+        if found is None or len(found) != 4 * len(block):
+            found = _decode.partitions(block.values, self.partitions)
+        where = np.frombuffer(found, np.int32)
         if ((where == partition) | (where == -1)).all():
             return block, []
         local: list[int] = []

@@ -11,6 +11,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
+from streams.contract import _decode
 from streams.kafka import _records, fetch
 from streams.kafka.fetch import Block, BulkPartitionRecords, RawMemoryRecords
 
@@ -152,3 +153,25 @@ def test_a_fetch_of_markers_only_still_says_how_far_it_moved():
     got, next_offset = _bulk(_batch(40, _rows(1, 40), control=True), 40)
     assert got.offsets == [] and (got.fetched_from, got.until) == (40, 41)
     assert next_offset == 41 and got.end_offset() == 41
+
+
+def test_a_routed_topic_s_blocks_say_where_each_account_belongs():
+    """The consumer thread finds each input record's partition (Router.split uses it); a
+    later slice keeps it aligned with its records, anything that joins Blocks drops it."""
+    try:
+        BulkPartitionRecords.routed = {TP.topic: 8}
+        got, _ = _bulk(_batch(10, _rows(40, 10)), 10)
+        assert got.where == _decode.partitions(got.values, 8)
+        assert (
+            -1 in memoryview(got.where).cast("i") and len(set(memoryview(got.where).cast("i"))) > 2
+        )
+        later = got.since(25)
+        assert later.where == _decode.partitions(later.values, 8) and len(later) == 25
+        assert got.take([0, 1]).where is None
+        joined = Block.empty()
+        joined.extend(got)
+        assert joined.where is None
+        BulkPartitionRecords.routed = {}
+        assert _bulk(_batch(10, _rows(4, 10)), 10)[0].where is None
+    finally:
+        BulkPartitionRecords.routed = {}

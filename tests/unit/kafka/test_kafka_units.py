@@ -22,6 +22,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
+from streams.contract import _decode
 from streams.engine.metrics import Metrics
 from streams.kafka import checkpoint
 from streams.kafka.consumer import BatchConsumer
@@ -74,6 +75,21 @@ def test_router_keeps_unreadable_records_local():
     assert local.values == [values[0], values[2]] and local.offsets == [0, 2]
     assert foreign == [(other[0].encode(), values[1], (("h", b"1"),))]
     assert router.owner(other[0].encode()) == partition_for(other[0].encode(), 8)
+
+
+def test_router_split_takes_the_placement_a_block_carries():
+    """Where the consumer thread already placed the records (fetch.py), split walks none
+    of them again; a placement that does not fit the Block is worked out afresh."""
+    values = [b'{"account_id":"acct_%d"}' % i for i in range(64)]
+    recs = _block(values)
+    want = Router(8).split(recs, 3)
+    recs.where = _decode.partitions(values, 8)
+    assert Router(8).split(recs, 3) == want
+    recs.where = np.full(64, 3, np.int32).tobytes()  # says every record is partition 3's
+    local, foreign = Router(8).split(recs, 3)
+    assert local is recs and foreign == []
+    recs.where = b"\x00" * 8  # two records' worth: not this Block's
+    assert Router(8).split(recs, 3) == want
 
 
 def test_router_split_matches_reading_every_record():
