@@ -11,7 +11,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.core.config import VigilConfig
+from streams.core.config import VigilConfig, flow_bounds
 from streams.kafka import fetch
 from streams.kafka.consumer import BatchTransport
 from streams.kafka.control import install as install_control
@@ -197,6 +197,7 @@ def build_worker(
             raise RuntimeError("a record of the input topics took Faust's per-record path")
 
     held = HeldDeadLetters()  # what the webhook gives up on, for the dead-letter topic
+    unscored, lead = flow_bounds(settings, exactly_once)
     processor = Processor(
         app,
         table,
@@ -219,8 +220,8 @@ def build_worker(
         transactions=(Transactions(app, topics.input) if exactly_once else None),
         exchange_record_bytes=settings.exchange_record_bytes,
         discard_unreadable=settings.discard_unreadable_state,
-        max_unscored_windows=settings.max_unscored_windows,
-        max_source_lead_s=settings.max_source_lead_s,
+        max_unscored_windows=unscored,
+        max_source_lead_s=lead,
     )
     app.processor = processor
     app.held_dead_letters = held

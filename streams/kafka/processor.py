@@ -73,8 +73,8 @@ class Processor(Persistence):
         transactions: Transactions | None = None,
         exchange_record_bytes: int = 512 * 1024,
         discard_unreadable: bool = False,
-        max_unscored_windows: int = 24,
-        max_source_lead_s: float = 1800.0,
+        max_unscored_windows: int = 12,
+        max_source_lead_s: float = 600.0,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.core.config import ConfigError, config_from_dict, load_config
+from streams.core.config import ConfigError, config_from_dict, flow_bounds, load_config
 from streams.engine.engine import build_detectors
 
 
@@ -54,6 +54,18 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
         config_from_dict({"worker": {"max_unscored_windows": 0}})
     with pytest.raises(ConfigError, match="worker.max_source_lead_s"):
         config_from_dict({"worker": {"max_source_lead_s": -1}})
+
+
+def test_flow_bounds_follow_the_guarantee_unless_set() -> None:
+    """Under exactly_once the marks a source's lead is measured against move once per
+    commit, so its bounds are wider (docs/kafka.md, Backpressure); a value set wins."""
+    w = config_from_dict({}).worker
+    assert flow_bounds(w, exactly_once=False) == (12, 600.0)
+    assert flow_bounds(w, exactly_once=True) == (24, 1800.0)
+    set_ = config_from_dict({"worker": {"max_unscored_windows": 3, "max_source_lead_s": 90}})
+    assert flow_bounds(set_.worker, exactly_once=True) == (3, 90.0)
+    one = config_from_dict({"worker": {"max_source_lead_s": 90}}).worker
+    assert flow_bounds(one, exactly_once=True) == (24, 90.0)
 
 
 @pytest.mark.parametrize(
