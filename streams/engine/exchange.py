@@ -17,17 +17,16 @@ window w writes. What it reads, and why finishing order does not change it:
   leave the table at once but the detectors and fusion only once the windows held before
   are scored (`Held.forget`), where one engine closing windows one by one forgets them;
 - the byte count of the detectors' arrays (read by `_make_room` through `usage()`): a
-  begin adds only what its own reservation grew. Learning alone grows no per-account
-  array; the population detector's trees, about 40 KB, are counted from the next
-  restore, not at an hourly recount, whose figure would depend on how many windows were
-  scored by then;
+  begin adds only what its own reservation grew, and a restore counts what it loaded.
+  Learning alone grows no per-account array (the population detector's trees add about
+  40 KB once); an hourly recount would depend on how many windows were scored by then;
 - the hourly upkeep runs at the begin of every 12th window, right after its features:
   the table's eviction reads only what begins wrote, so it lets go of the accounts the
   engine without the exchange evicts after scoring that window, and the detectors and
-  fusion forget them once that window is scored, as there (`Held.evicted`). Until 2026-12-04 it ran
-  at that window's finish and later windows waited for it, one round trip an hour of
-  event time: under exactly_once, where each step of the exchange waits for a commit,
-  that emptied the pipeline every hour.
+  fusion forget them once that window is scored, as there (`Held.evicted`). Until
+  2026-12-04 it ran at that window's finish and later windows waited for it, one round
+  trip an hour of event time: under exactly_once, where each step of the exchange waits
+  for a commit, that emptied the pipeline every hour.
 
 Under the option a window is never scored in account chunks (`_account_chunks`): owners
 expect one request per window and source, so the budget's chunk limit is not applied.

@@ -11,7 +11,7 @@ import numpy as np
 
 from streams.contract.codes import CODES_VERSION
 from streams.contract.events import EventBatch, decode_lines, empty_batch
-from streams.engine.budget import batch_bytes
+from streams.engine.budget import array_bytes, batch_bytes
 from streams.features.window import FEATURES
 
 # 2: fusion keeps its cooldowns, detectors key their state by account code.
@@ -30,6 +30,8 @@ class EngineState:
     journal_pending: bool
     key_fingerprint: str
     pending: list
+    detectors: dict[str, Any]
+    _detector_bytes: int  # streams/engine/memory.py
     _seen_state: Any  # streams/engine/dedup.py
     _load_seen: Any
 
@@ -115,6 +117,9 @@ class EngineState:
         for k, d in self.detectors.items():
             if k in state["detectors"]:
                 d.load_state_dict(state["detectors"][k])
+        # The arrays as loaded, not as this engine built them empty: under the campaign
+        # exchange nothing counts them again later (streams/engine/exchange.py).
+        self._detector_bytes = array_bytes(self.detectors)
         self.cooldowns.load_state_dict(state["fusion"])
         pending = state["pending"]
         self.pending = [pending] if len(pending) else []

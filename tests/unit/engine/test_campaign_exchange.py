@@ -14,6 +14,7 @@ import pytest
 from streams.contract.events import decode_lines
 from streams.core.alerts import Alert
 from streams.core.config import VigilConfig
+from streams.engine.budget import array_bytes
 from streams.engine.engine import Engine
 from streams.kafka import checkpoint
 from tests.events_util import T0
@@ -245,3 +246,25 @@ def test_windows_after_the_hourly_one_begin_while_it_is_held() -> None:
     assert set(gone.tolist()) <= set(base.rows.index)
     eng.complete_window(eng.held[0].end, {})
     assert not set(gone.tolist()) & set(base.rows.index)
+
+
+def test_a_restored_engine_counts_the_detectors_arrays_it_loaded() -> None:
+    """Regression (2026-12-04): the budget's count of the detectors' arrays was that of the
+    empty detectors an engine is built with, until an hourly recount; under the exchange
+    nothing recounts them any more, so a restore must."""
+    lines = [  # 3,000 accounts: past the table's first capacity, so the arrays grow
+        b'{"event_id":"m%d","ts":%.1f,"account_id":"acct-%d","endpoint":"chat.completions"}'
+        % (k, T0 + k * 0.4, k % 3000)
+        for k in range(6000)
+    ]
+    eng = Engine(VigilConfig(), campaign_exchange=True)
+    for i in range(0, len(lines), BATCH):
+        eng.process_lines(lines[i : i + BATCH])
+        while eng.held:
+            eng.complete_window(eng.held[0].end, {})
+    again = Engine(VigilConfig(), campaign_exchange=True)
+    empty = again._detector_bytes
+    again.load_state_dict(pickle.loads(pickle.dumps(eng.state_dict())))
+    assert again._detector_bytes == array_bytes(again.detectors) > empty
+    # ... and so does what the budget reads: the accounts' arrays, the table's and theirs.
+    assert again.usage().account_arrays == eng.usage().account_arrays
