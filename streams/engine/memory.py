@@ -80,9 +80,8 @@ class EngineMemory:
                 det.reserve(self.table.capacity)
             self._reserved = self.table.capacity
             if self.campaign_exchange:
-                # Only what the reservation added: the detectors may also hold what windows
-                # scored, and with windows held, whether those
-                # are scored yet must not change what later windows read.
+                # Only what the reservation added: with windows held, whether they are
+                # scored yet must not change what later windows read.
                 self._detector_bytes += array_bytes(self.detectors) - before
             else:
                 self._detector_bytes = array_bytes(self.detectors)

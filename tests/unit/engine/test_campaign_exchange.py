@@ -134,6 +134,15 @@ def test_one_engine_with_the_exchange_is_the_engine_without_it(
     assert pickle.dumps(a["table"]) == pickle.dumps(b["table"])
 
 
+def _regular(n: int, offset_s: float = 0.0) -> list[bytes]:
+    """One account with an event every 15 s: it is never idle."""
+    return [
+        b'{"event_id":"r%d","ts":%.1f,"account_id":"regular","endpoint":"chat.completions"}'
+        % (k, T0 + offset_s + 15 * k)
+        for k in range(n)
+    ]
+
+
 def _budget_engine() -> Engine:
     cfg = VigilConfig()
     # Both evictions: the budget's at each begin, the hourly one past max_accounts.
@@ -147,12 +156,7 @@ def test_finishing_order_changes_nothing_when_accounts_are_evicted() -> None:
     """Accounts evicted at a begin while older windows are held reach the detectors only
     after those are scored, and no window begins before the hourly eviction ahead of it:
     completing windows late or at once gives the same state."""
-    regular = [
-        b'{"event_id":"r%d","ts":%.1f,"account_id":"regular","endpoint":"chat.completions"}'
-        % (k, T0 + 15 * k)
-        for k in range(480)
-    ]
-    evs = sorted(flood(40_000) + flood(20_000, start=40_000, t0=T0 + 3600) + regular, key=_ts)
+    evs = sorted(flood(40_000) + flood(20_000, start=40_000, t0=T0 + 3600) + _regular(480), key=_ts)
 
     def run(lag: int) -> Split:
         s = Split(p=1, k=1, make_engine=_budget_engine)
@@ -221,17 +225,8 @@ def test_windows_after_the_hourly_one_begin_while_it_is_held() -> None:
     cfg = VigilConfig()
     e = dataclasses.replace(cfg.engine, account_ttl_s=1800)
     eng = Engine(dataclasses.replace(cfg, engine=e), campaign_exchange=True)
-    early = [  # accounts seen in the first minutes only: idle past the TTL at the hour
-        b'{"event_id":"e%d","ts":%.1f,"account_id":"early-%d","endpoint":"chat.completions"}'
-        % (k, T0 + k, k)
-        for k in range(50)
-    ]
-    regular = [
-        b'{"event_id":"r%d","ts":%.1f,"account_id":"regular","endpoint":"chat.completions"}'
-        % (k, T0 + 60 + 15 * k)
-        for k in range(3 * 240)
-    ]
-    eng.process_lines(early + regular)
+    # 50 accounts seen in the first minute only: idle past the TTL at the hour.
+    eng.process_lines(flood(50, span_s=50) + _regular(3 * 240, offset_s=60))
     assert len(eng.held) >= 30 and not eng._ready
     hourly = [h for h in eng.held if h.evicted is not None]
     assert len(hourly) >= 2
@@ -252,11 +247,7 @@ def test_a_restored_engine_counts_the_detectors_arrays_it_loaded() -> None:
     """Regression (2026-12-04): the budget's count of the detectors' arrays was that of the
     empty detectors an engine is built with, until an hourly recount; under the exchange
     nothing recounts them any more, so a restore must."""
-    lines = [  # 3,000 accounts: past the table's first capacity, so the arrays grow
-        b'{"event_id":"m%d","ts":%.1f,"account_id":"acct-%d","endpoint":"chat.completions"}'
-        % (k, T0 + k * 0.4, k % 3000)
-        for k in range(6000)
-    ]
+    lines = flood(3000, span_s=2400)  # past the table's first capacity: the arrays grow
     eng = Engine(VigilConfig(), campaign_exchange=True)
     for i in range(0, len(lines), BATCH):
         eng.process_lines(lines[i : i + BATCH])
