@@ -188,6 +188,21 @@ def _canonical(m: Memberships) -> Memberships:
     return out
 
 
+def _repeated_only(m: Memberships) -> Memberships:
+    """Without the keys of REPEATED_KINDS that one event alone carried in the window, in
+    every source together: nearly every prompt, which no group can form on. Left out before
+    `_canonical`, whose sort of account ids they made twenty times longer; the totals are
+    summed over all rows, so how the sources split them changes nothing."""
+    keep = np.ones(len(m), dtype=bool)
+    for i, kind in enumerate(KINDS):
+        rows = np.flatnonzero(m.kind == i) if kind in REPEATED_KINDS else ()
+        if len(rows):
+            _, inv = np.unique(m.code[rows], return_inverse=True)
+            total = np.bincount(inv, weights=m.events[rows])
+            keep[rows[total[inv] <= 1]] = False
+    return m if keep.all() else m.take(np.flatnonzero(keep))
+
+
 class KeyOwner:
     """The campaign indexes of the keys one owner holds."""
 
@@ -206,14 +221,10 @@ class KeyOwner:
     def record(self, window_end: float, parts: Sequence[Memberships]) -> dict[KeyRef, KeyFigures]:
         """`apply` without ending the window (one engine fills its evidence in between, so
         that the names it caches expire with their keys)."""
-        m = _canonical(Memberships.concat(window_end, parts))
+        m = _canonical(_repeated_only(Memberships.concat(window_end, parts)))
         figures: dict[KeyRef, KeyFigures] = {}
         for i, kind in enumerate(KINDS):
             rows = np.flatnonzero(m.kind == i)
-            if kind in REPEATED_KINDS and len(rows):
-                _, inv = np.unique(m.code[rows], return_inverse=True)
-                total = np.bincount(inv, weights=m.events[rows])
-                rows = rows[total[inv] > 1]
             keys = m.code[rows].tolist()
             accounts = m.account[rows].tolist()
             idx = self.index[kind]
@@ -283,8 +294,12 @@ def fill(
     best = [0] * n
     group_bad = [0] * n
     kinds = mine.sent.kind
+    # Most rows name keys without figures (prompts sent once in the window): only the
+    # rows whose code has figures under some kind are walked.
+    known = np.fromiter((k for _, k in figures), np.uint64, len(figures))
+    has = np.isin(mine.sent.code, known)
     for i, (feature, kind, text) in enumerate(SIGNALS):
-        rows = np.flatnonzero(kinds == i)
+        rows = np.flatnonzero((kinds == i) & has)
         counts = [0] * n
         top = [0] * n
         top_row = [0] * n

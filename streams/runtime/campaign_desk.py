@@ -78,13 +78,17 @@ def murmur2_rows(keys: np.ndarray) -> np.ndarray:
     return h.astype(np.int64)
 
 
-def refs_of(m: Memberships) -> set[KeyRef]:
-    return set(zip(m.kind.tolist(), m.code.tolist(), strict=True))
-
-
 def figures_for(figures: dict[KeyRef, KeyFigures], m: Memberships) -> dict[KeyRef, KeyFigures]:
-    """The figures of the keys in `m` (a source's request): what that source is sent."""
-    return {r: figures[r] for r in refs_of(m) if r in figures}
+    """The figures of the keys in `m` (a source's request): what that source is sent.
+
+    Most rows of a request name keys without figures (prompts sent once in the window), so
+    the rows are first narrowed to the codes that have figures."""
+    if not figures or not len(m):
+        return {}
+    codes = np.fromiter((c for _, c in figures), np.uint64, len(figures))
+    rows = np.flatnonzero(np.isin(m.code, codes))
+    refs = zip(m.kind[rows].tolist(), m.code[rows].tolist(), strict=True)
+    return {r: figures[r] for r in refs if r in figures}
 
 
 class Desk:

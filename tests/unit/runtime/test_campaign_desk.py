@@ -10,8 +10,8 @@ import numpy as np
 from aiokafka.partitioner import murmur2
 
 from streams.features.campaign_index import KINDS
-from streams.features.campaign_split import Memberships
-from streams.runtime.campaign_desk import Answers, Desk, murmur2_rows, owner_of
+from streams.features.campaign_split import KeyFigures, Memberships
+from streams.runtime.campaign_desk import Answers, Desk, figures_for, murmur2_rows, owner_of
 
 W = 300.0
 
@@ -101,3 +101,23 @@ def test_owners_are_kafka_s_murmur2_of_kind_and_key_hashed_a_kind_at_a_time():
         for i, c in zip(kind.tolist(), code.tolist(), strict=True)
     ]
     assert owner_of(kind, code, 8).tolist() == want
+
+
+def test_a_source_is_sent_the_figures_of_its_keys_and_only_those() -> None:
+    """Same code under two kinds, keys repeated in a request, keys without figures."""
+    figures = {
+        (0, 7): KeyFigures(3, 0, []),
+        (1, 7): KeyFigures(4, 1, []),
+        (0, 9): KeyFigures(2, 0, []),
+    }
+    m = Memberships.concat(
+        W,
+        [
+            members(W, ["a", "b"], code=7, kind=0),
+            members(W, ["a"], code=5, kind=0),  # no figures: a prompt sent once
+            members(W, ["c"], code=9, kind=1),  # the code has figures, under another kind
+            members(W, ["c"], code=9, kind=0),
+        ],
+    )
+    assert figures_for(figures, m) == {(0, 7): figures[(0, 7)], (0, 9): figures[(0, 9)]}
+    assert figures_for({}, m) == {} and figures_for(figures, Memberships.empty(W)) == {}
