@@ -353,6 +353,11 @@ def _build(cls: type, data: dict, where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
 
 
+# (max_unscored_windows, max_source_lead_s) when unset, by processing guarantee.
+AT_LEAST_ONCE_FLOW = (12, 600.0)
+EXACTLY_ONCE_FLOW = (24, 1800.0)
+
+
 def flow_bounds(w: WorkerSettings, exactly_once: bool) -> tuple[int, float]:
     """(max_unscored_windows, max_source_lead_s), the unset ones by the guarantee. Under
     exactly_once the other sources' event time moves only at commits, so the lead has to
@@ -360,7 +365,7 @@ def flow_bounds(w: WorkerSettings, exactly_once: bool) -> tuple[int, float]:
     and 1,800 s with 24 windows ran about 35% faster. Under at_least_once the larger
     bounds gained nothing measurable and held about 200 MiB more (docs/kafka.md,
     Backpressure)."""
-    unscored, lead = (24, 1800.0) if exactly_once else (12, 600.0)
+    unscored, lead = EXACTLY_ONCE_FLOW if exactly_once else AT_LEAST_ONCE_FLOW
     return (
         unscored if w.max_unscored_windows is None else w.max_unscored_windows,
         lead if w.max_source_lead_s is None else w.max_source_lead_s,

@@ -52,8 +52,7 @@ class EngineMemory:
         """After every 12th window is scored: idle accounts evicted, and the campaign
         indexes' members and the detectors' arrays counted again (walks over every
         account, key and detector, so hourly)."""
-        self._forget(self._evict(now))
-        self._campaign_members = campaign_members(self.campaign)
+        self._forget(self._upkeep_at_begin(now))
         self._detector_bytes = array_bytes(self.detectors)
 
     def _upkeep_at_begin(self, now: float) -> np.ndarray:

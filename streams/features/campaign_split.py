@@ -148,8 +148,7 @@ def contributions(
         _, first, n = np.unique(pair_key(gid[sel], c[sel]), return_index=True, return_counts=True)
         first = sel[first]
         if alone and kind in REPEATED_KINDS and len(first):
-            _, inv = np.unique(c[first], return_inverse=True)
-            keep = np.bincount(inv, weights=n)[inv] > 1
+            keep = _repeated(c[first], n)
             first, n = first[keep], n[keep]
         o = np.lexsort((c[first], gid[first]))
         first, n = first[o], n[o]
@@ -188,19 +187,30 @@ def _canonical(m: Memberships) -> Memberships:
     return out
 
 
+def _repeated(codes: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """Whether each row's key was carried by more than one event, over all the rows."""
+    _, inv = np.unique(codes, return_inverse=True)
+    return np.bincount(inv, weights=events)[inv] > 1
+
+
 def _repeated_only(m: Memberships) -> Memberships:
     """Without the keys of REPEATED_KINDS that one event alone carried in the window, in
     every source together: nearly every prompt, which no group can form on. Left out before
     `_canonical`, whose sort of account ids they made twenty times longer; the totals are
     summed over all rows, so how the sources split them changes nothing."""
     keep = np.ones(len(m), dtype=bool)
-    for i, kind in enumerate(KINDS):
-        rows = np.flatnonzero(m.kind == i) if kind in REPEATED_KINDS else ()
+    for kind in REPEATED_KINDS:
+        rows = np.flatnonzero(m.kind == KINDS.index(kind))
         if len(rows):
-            _, inv = np.unique(m.code[rows], return_inverse=True)
-            total = np.bincount(inv, weights=m.events[rows])
-            keep[rows[total[inv] <= 1]] = False
+            keep[rows] = _repeated(m.code[rows], m.events[rows])
     return m if keep.all() else m.take(np.flatnonzero(keep))
+
+
+def with_figures(codes: np.ndarray, figures: dict[KeyRef, KeyFigures]) -> np.ndarray:
+    """Whether each code has figures under some kind. Most rows name keys without any
+    (prompts sent once in the window), so callers walk only these rows in Python."""
+    known = np.fromiter((k for _, k in figures), np.uint64, len(figures))
+    return np.isin(codes, known)
 
 
 class KeyOwner:
@@ -294,10 +304,7 @@ def fill(
     best = [0] * n
     group_bad = [0] * n
     kinds = mine.sent.kind
-    # Most rows name keys without figures (prompts sent once in the window): only the
-    # rows whose code has figures under some kind are walked.
-    known = np.fromiter((k for _, k in figures), np.uint64, len(figures))
-    has = np.isin(mine.sent.code, known)
+    has = with_figures(mine.sent.code, figures)
     for i, (feature, kind, text) in enumerate(SIGNALS):
         rows = np.flatnonzero((kinds == i) & has)
         counts = [0] * n

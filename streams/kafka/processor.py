@@ -26,6 +26,7 @@ from typing import Any
 
 from faust.types import TP
 
+from streams.core.config import AT_LEAST_ONCE_FLOW
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.backpressure import Backpressure, source_lead, to_pause
 from streams.kafka.fetch import Block
@@ -73,8 +74,8 @@ class Processor(Persistence):
         transactions: Transactions | None = None,
         exchange_record_bytes: int = 512 * 1024,
         discard_unreadable: bool = False,
-        max_unscored_windows: int = 12,
-        max_source_lead_s: float = 600.0,
+        max_unscored_windows: int = AT_LEAST_ONCE_FLOW[0],
+        max_source_lead_s: float = AT_LEAST_ONCE_FLOW[1],
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics

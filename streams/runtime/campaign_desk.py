@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from streams.features.campaign_index import KINDS
-from streams.features.campaign_split import KeyFigures, KeyOwner, KeyRef, Memberships
+from streams.features.campaign_split import (
+    KeyFigures,
+    KeyOwner,
+    KeyRef,
+    Memberships,
+    with_figures,
+)
 
 _KIND_BYTES = [k.encode() for k in KINDS]
 
@@ -79,14 +85,10 @@ def murmur2_rows(keys: np.ndarray) -> np.ndarray:
 
 
 def figures_for(figures: dict[KeyRef, KeyFigures], m: Memberships) -> dict[KeyRef, KeyFigures]:
-    """The figures of the keys in `m` (a source's request): what that source is sent.
-
-    Most rows of a request name keys without figures (prompts sent once in the window), so
-    the rows are first narrowed to the codes that have figures."""
+    """The figures of the keys in `m` (a source's request): what that source is sent."""
     if not figures or not len(m):
         return {}
-    codes = np.fromiter((c for _, c in figures), np.uint64, len(figures))
-    rows = np.flatnonzero(np.isin(m.code, codes))
+    rows = np.flatnonzero(with_figures(m.code, figures))
     refs = zip(m.kind[rows].tolist(), m.code[rows].tolist(), strict=True)
     return {r: figures[r] for r in refs if r in figures}
 
