@@ -6,10 +6,15 @@ size limit. Chunks are keyed by a generation number and the manifest is written 
 the same changelog partition, so a worker killed half way through leaves the previous
 manifest pointing at complete chunks of the previous generation.
 
-Two kinds of segment ride along, each written once and named by the manifest until it is
-no longer needed: journal segments (the open windows' raw events, until their windows are
-scored) and id segments (event ids the engine deduplicates against, until their
-generation is forgotten, streams/engine/dedup.py).
+Three kinds of segment ride along, each written once and named by the manifest until it
+is no longer needed: journal segments (the open windows' raw events, until their windows
+are scored), id segments (event ids the engine deduplicates against, until their
+generation is forgotten, streams/engine/dedup.py) and held segments (the windows held for
+campaign figures, streams/engine/exchange.py, until they are scored). A held window does
+not change until it is scored, and it was three quarters of a state blob's bytes: under
+exactly_once, where a checkpoint comes every second while windows are held, each was
+written again at every checkpoint, three to six times (docs/kafka.md, "Held windows
+written once"). The state blob keeps their ends, in order; `read` puts them back.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class Manifest:
     segments: list[list] = field(default_factory=list)
     # Id segments: [name, chunks, dedup generation].
     seen: list[list] = field(default_factory=list)
+    # Held segments: [name, chunks, ends of the held windows it stores].
+    held: list[list] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.__dict__)
@@ -54,7 +61,17 @@ class Manifest:
             d.get("size", 0),
             [list(x) for x in d.get("segments", [])],
             [list(x) for x in d.get("seen", [])],
+            [list(x) for x in d.get("held", [])],
         )
+
+
+@dataclass
+class HeldWindows:
+    """The windows an engine holds for campaign figures at a checkpoint (`split_held`)."""
+
+    ends: list[float]  # every held window's end, oldest first
+    new: list  # those no held segment of the previous checkpoint stores
+    blob: bytes = b""  # encode_state(new), set by the encoder; b"" when none are new
 
 
 def encode_journal(lines: list[bytes]) -> bytes:
@@ -78,6 +95,24 @@ def seen_key(partition: int, name: str, index: int) -> bytes:
     return f"p{partition}/i{name}/c{index}".encode()
 
 
+def held_key(partition: int, name: int, index: int) -> bytes:
+    return f"p{partition}/h{name}/c{index}".encode()
+
+
+def split_held(table: Any, source_topic: str, partition: int, state: dict) -> HeldWindows:
+    """Takes the held windows out of `state` (an engine's `state_dict(pending=False)`),
+    leaving their ends; returns them with those not stored yet, which `write` puts in a new
+    held segment. Call it before encoding `state`."""
+    ex = state.get("exchange")
+    if not ex or not ex["held"]:
+        return HeldWindows([], [])
+    previous = read_manifest(table, source_topic, partition)
+    stored = {end for _, _, ends in previous.held for end in ends} if previous else set()
+    held, ex["held"] = ex["held"], []
+    ex["held_ends"] = [h.end for h in held]
+    return HeldWindows(ex["held_ends"], [h for h in held if h.end not in stored])
+
+
 def encode_seen(segments: list) -> list[tuple[int, bytes, bool]]:
     """(generation, blob, whole) of each (generation, ids, whole) from `take_seen`."""
     return [(gen, ids.astype("<u8").tobytes(), whole) for gen, ids, whole in segments]
@@ -98,6 +133,7 @@ def write(
     floor: float = float("-inf"),
     seen: Sequence[tuple[int, bytes, bool]] = (),
     seen_from: int | None = None,
+    held: HeldWindows | None = None,
 ) -> int:
     """Writes one checkpoint for `partition`; returns the bytes written.
 
@@ -106,7 +142,8 @@ def write(
     newest event is before `floor` (the engine's `journal_floor`) hold only scored windows
     and are dropped. `seen` (`encode_seen`) become id segments; a whole one replaces the
     earlier segments of its generation, and those of generations before `seen_from` are
-    dropped.
+    dropped. `held` (`split_held`, its blob encoded): its new windows become a held
+    segment; held segments none of whose windows are still held are dropped.
     """
     previous = read_manifest(table, source_topic, partition)
     generation = previous.generation + 1 if previous else 1
@@ -114,6 +151,9 @@ def write(
     live = [s for s in old_segments if s[2] >= floor]
     old_seen = previous.seen if previous else []
     live_seen = [s for s in old_seen if seen_from is None or s[2] >= seen_from]
+    old_held = previous.held if previous else []
+    now = set(held.ends) if held else set()
+    live_held = [s for s in old_held if now.intersection(s[2])]
     with in_partition(source_topic, partition):
         chunks = _put_chunks(table, chunk_key, partition, generation, blob)
         if journal:
@@ -124,14 +164,19 @@ def write(
                 live_seen = [s for s in live_seen if s[2] != gen]
             name = f"{generation}.{gen}"
             live_seen.append([name, _put_chunks(table, seen_key, partition, name, ids), gen])
+        if held and held.blob:
+            n = _put_chunks(table, held_key, partition, generation, held.blob)
+            live_held.append([generation, n, [h.end for h in held.new]])
         table[manifest_key(partition)] = Manifest(
-            generation, chunks, dict(offsets), len(blob), live, live_seen
+            generation, chunks, dict(offsets), len(blob), live, live_seen, live_held
         ).to_bytes()
         if previous:
             _delete_chunks(table, chunk_key, partition, previous.generation, previous.chunks)
         _delete_segments(table, segment_key, partition, old_segments, live)
         _delete_segments(table, seen_key, partition, old_seen, live_seen)
-    return len(blob) + len(journal) + sum(len(ids) for _, ids, _ in seen)
+        _delete_segments(table, held_key, partition, old_held, live_held)
+    held_bytes = len(held.blob) if held else 0
+    return len(blob) + len(journal) + sum(len(ids) for _, ids, _ in seen) + held_bytes
 
 
 class UnusableCheckpoint(Exception):
@@ -152,6 +197,7 @@ def discard(table: Any, source_topic: str, partition: int) -> None:
             _delete_chunks(table, chunk_key, partition, manifest.generation, manifest.chunks)
             _delete_segments(table, segment_key, partition, manifest.segments)
             _delete_segments(table, seen_key, partition, manifest.seen)
+            _delete_segments(table, held_key, partition, manifest.held)
         _delete(table, manifest_key(partition))
 
 
@@ -198,11 +244,31 @@ def read(table: Any, source_topic: str, partition: int) -> tuple[Any, Manifest, 
         table, source_topic, partition, manifest, chunk_key, manifest.generation, manifest.chunks
     )
     state = decode_state(blob)
+    ex = state.get("exchange") if isinstance(state, dict) else None
+    if ex is not None and "held_ends" in ex:  # held windows in held segments: split_held
+        ex["held"] = _held_windows(table, source_topic, partition, manifest, ex.pop("held_ends"))
     lines: list[bytes] = []
     for seg, n, _ in manifest.segments:
         blob = _read_chunks(table, source_topic, partition, manifest, segment_key, seg, n)
         lines += decode_state(blob)
     return state, manifest, lines
+
+
+def _held_windows(
+    table: Any, source_topic: str, partition: int, manifest: Manifest, ends: list[float]
+) -> list:
+    stored = {}
+    for name, n, _ in manifest.held:
+        blob = _read_chunks(table, source_topic, partition, manifest, held_key, name, n)
+        stored.update((h.end, h) for h in decode_state(blob))
+    missing = [end for end in ends if end not in stored]
+    if missing:
+        raise RuntimeError(
+            f"checkpoint of partition {partition} generation {manifest.generation} holds "
+            f"{len(missing)} window(s) waiting for campaign figures that no held segment "
+            "stores; the changelog is incomplete"
+        )
+    return [stored[end] for end in ends]
 
 
 def read_seen(

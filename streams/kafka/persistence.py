@@ -145,13 +145,21 @@ class Persistence(CampaignExchange):
         loop = asyncio.get_running_loop()
         journals = [part.engine.take_journal() for part in written]
         seen = [part.engine.take_seen() for part in written]
+        states = [self._state_of(part) for part in written]
+        # Held windows go into held segments, each once (checkpoint.split_held).
+        held = [
+            checkpoint.split_held(self.table, self.topics.input, part.partition, state)
+            for part, state in zip(written, states, strict=True)
+        ]
         blobs = await asyncio.gather(
             *(
-                loop.run_in_executor(self.encoder, _encode, self._state_of(part), lines, ids)
-                for part, (lines, _), ids in zip(written, journals, seen, strict=True)
+                loop.run_in_executor(self.encoder, _encode, state, lines, ids, h)
+                for state, (lines, _), ids, h in zip(states, journals, seen, held, strict=True)
             )
         )
-        for part, (blob, journal, ids), (_, newest) in zip(written, blobs, journals, strict=True):
+        for part, (blob, journal, ids), (_, newest), h in zip(
+            written, blobs, journals, held, strict=True
+        ):
             size = checkpoint.write(
                 self.table,
                 self.topics.input,
@@ -163,6 +171,7 @@ class Persistence(CampaignExchange):
                 part.engine.journal_floor,
                 ids,
                 part.engine.seen_from,
+                h,
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
         await producer.flush()  # 2. changelog records of the state just written
@@ -235,7 +244,10 @@ def checkpoint_pause(interval: float, took: float) -> float:
     return max(interval, min(PAUSE_FACTOR * took, MAX_PAUSE_S))
 
 
-def _encode(state: Any, lines: list[bytes], seen: list) -> tuple[bytes, bytes, list]:
+def _encode(
+    state: Any, lines: list[bytes], seen: list, held: checkpoint.HeldWindows
+) -> tuple[bytes, bytes, list]:
+    held.blob = checkpoint.encode_state(held.new) if held.new else b""
     return (
         checkpoint.encode_state(state),
         checkpoint.encode_journal(lines),

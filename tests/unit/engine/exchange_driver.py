@@ -74,6 +74,7 @@ class Split:
         self.completed = 0
         self.most_held = 0  # the most windows one engine held at once: pipelining happened
         self.restored_without_events = 0  # held windows a restore took from the journal
+        self.held_written = 0  # held windows put in held segments by the checkpoints
 
     def _new_engine(self) -> Engine:
         e = self.make_engine()
@@ -94,9 +95,15 @@ class Split:
         if self.journal:
             for i, e in enumerate(self.engines):
                 lines_, newest = e.take_journal()
-                blob = encode_state(e.state_dict(pending=False))
+                state = e.state_dict(pending=False)
+                held = checkpoint.split_held(self.tables[i], "t", i, state)
+                held.blob = encode_state(held.new) if held.new else b""
+                self.held_written += len(held.new)
+                blob = encode_state(state)
                 journal = checkpoint.encode_journal(lines_)
-                checkpoint.write(self.tables[i], "t", i, blob, {}, journal, newest, e.journal_floor)
+                checkpoint.write(
+                    self.tables[i], "t", i, blob, {}, journal, newest, e.journal_floor, held=held
+                )
 
     def flush(self) -> None:
         for i, e in enumerate(self.engines):

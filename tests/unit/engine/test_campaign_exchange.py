@@ -119,6 +119,53 @@ def test_a_journal_missing_a_held_windows_events_is_refused(lines: list[bytes]) 
     assert whole.held[0].ev.raw.tolist() == held.ev.raw.tolist()
 
 
+def _held_chunks(table, i: int) -> int:
+    return sum(k.startswith(f"p{i}/h".encode()) for k in table)
+
+
+def test_each_held_window_is_written_once_until_it_is_scored(lines: list[bytes]) -> None:
+    """Held windows go into held segments, each window in one, and not into the state
+    blob; the segments go once their windows are scored, and a restore puts them back."""
+    split = Split(journal=True)
+    for k in range(4):  # four checkpoints while the windows stay held
+        split.feed(lines[k * BATCH : (k + 1) * BATCH], complete=False)
+    held_now = sum(len(e.held) for e in split.engines)
+    assert split.held_written == held_now, "a held window was written twice"
+    i = max(range(split.p), key=lambda i: len(split.engines[i].held))
+    engine, table = split.engines[i], split.tables[i]
+    manifest = checkpoint.read_manifest(table, "t", i)
+    assert len(manifest.held) >= 2, "the windows must have been held over checkpoints"
+    assert [end for _, _, ends in manifest.held for end in ends] == [h.end for h in engine.held]
+    assert _held_chunks(table, i) == sum(n for _, n, _ in manifest.held)
+    state, _, _ = checkpoint.read(table, "t", i)
+    restored = state["exchange"]["held"]
+    assert [h.end for h in restored] == [h.end for h in engine.held]
+    for got, was in zip(restored, engine.held, strict=True):
+        assert got.ev is None and np.array_equal(got.batch.X, was.batch.X)
+        assert np.array_equal(got.mine.sent.code, was.mine.sent.code)
+    # Scored, then checkpointed: no held segment is left.
+    split.pump()
+    split.feed(lines[4 * BATCH : 5 * BATCH])
+    manifest = checkpoint.read_manifest(table, "t", i)
+    assert [end for _, _, ends in manifest.held for end in ends] == [h.end for h in engine.held]
+    assert _held_chunks(table, i) == sum(n for _, n, _ in manifest.held)
+
+
+def test_a_checkpoint_naming_a_held_window_no_segment_stores_is_refused(
+    lines: list[bytes],
+) -> None:
+    split = Split(journal=True)
+    split.feed(lines[:BATCH], complete=False)
+    split.feed(lines[BATCH : 3 * BATCH], complete=False)
+    i = next(i for i, e in enumerate(split.engines) if e.held)
+    table = split.tables[i]
+    manifest = checkpoint.read_manifest(table, "t", i)
+    manifest.held = manifest.held[1:]  # the oldest segment is not named any more
+    table[checkpoint.manifest_key(i)] = manifest.to_bytes()
+    with pytest.raises(RuntimeError, match=r"window\(s\) waiting for campaign figures"):
+        checkpoint.read(table, "t", i)
+
+
 def test_one_engine_with_the_exchange_is_the_engine_without_it(
     lines: list[bytes], whole: list[Alert]
 ) -> None:
