@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,12 +206,13 @@ class Persistence(CampaignExchange):
         sources this worker reads go idle downstream only after their marks are committed
         (SourceClocks). The checkpoint interval is their clock there, shortened to
         EXCHANGE_WAIT_S while the exchange waits on commits: an engine holds windows for
-        campaign figures, or no input came for that long (what is left to send, marks and
-        progress, only moves at commits)."""
+        campaign figures or waits for the marks that close its next window (`_awaiting_marks`),
+        or no input came for that long (what is left to send, marks and progress, only moves
+        at commits)."""
         if self.txn is None:
             pause = self.pause
         elif now - self.last_input >= EXCHANGE_WAIT_S or any(
-            p.engine.awaiting_figures for p in self.parts.values()
+            p.engine.awaiting_figures or _awaiting_marks(p, now) for p in self.parts.values()
         ):
             pause = min(self.interval, EXCHANGE_WAIT_S)
         else:
@@ -237,6 +239,18 @@ MAX_PAUSE_S = 30.0
 # interval (5 s) that is 15 s a step at the end of a backlog. While the exchange waits so,
 # commits come this often instead (0.5 s did no better: each commit is a checkpoint).
 EXCHANGE_WAIT_S = 1.0
+
+
+def _awaiting_marks(part: PartitionState, now: float) -> bool:
+    """Its source has been read a window or more past the event time its engine closes on
+    (or the engine has no mark from some source yet): the marks that close that window are
+    sent, and under exactly_once they count only once committed. At the start of a backlog
+    the first windows waited for the interval's first commit, 5 s, and the input raced
+    ahead meanwhile (docs/kafka.md, "The first commit sooner")."""
+    if part.clocks is None or part.read_time == -math.inf:
+        return False
+    mark = part.clocks.watermark(now)
+    return mark == -math.inf or part.read_time - mark >= part.engine.cfg.engine.window_s
 
 
 def checkpoint_pause(interval: float, took: float) -> float:

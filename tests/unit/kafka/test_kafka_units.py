@@ -33,6 +33,8 @@ from streams.kafka.persistence import EXCHANGE_WAIT_S, checkpoint_pause
 from streams.kafka.positions import GAP_RETRIES
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
+from streams.kafka.watermarks import SourceClocks
+from tests.events_util import T0
 
 
 @pytest.mark.parametrize("key", [b"acct_000001", b"a", b"", "ünïcode".encode(), b"x" * 97])
@@ -524,6 +526,18 @@ def test_under_exactly_once_the_worker_commits_sooner_while_the_exchange_waits()
         proc.parts[1].engine.awaiting_figures = False
         # No input for a while: marks and progress left to send only move at commits.
         assert proc.checkpoint_due(proc.last_input + EXCHANGE_WAIT_S + 0.1)
+        # A source read a window past the event time its engine closes on: the marks that
+        # close that window are sent, and count only once committed.
+        part, now = proc.parts[1], end + EXCHANGE_WAIT_S + 0.1
+        part.clocks = SourceClocks(sources=2, idle_after_s=600.0)
+        part.engine.cfg = SimpleNamespace(engine=SimpleNamespace(window_s=300.0))
+        part.read_time = T0 + 1000.0
+        assert proc.checkpoint_due(now), "no mark from any source yet"
+        part.clocks.advance(0, T0 + 1000.0, now)
+        part.clocks.advance(1, T0 + 701.0, now)
+        assert not proc.checkpoint_due(now), "less than a window ahead: the interval holds"
+        part.read_time = T0 + 1001.0
+        assert proc.checkpoint_due(now)
         proc.txn = None  # under at_least_once others read outputs at once: no hurry
         proc.parts[1].engine.awaiting_figures = True
         assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
