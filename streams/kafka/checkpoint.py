@@ -71,12 +71,21 @@ class HeldWindows:
 
     ends: list[float]  # every held window's end, oldest first
     new: list  # those no held segment of the previous checkpoint stores
-    blob: bytes = b""  # encode_state(new), set by the encoder; b"" when none are new
+    blob: bytes = b""  # the new ones' segment blob (`encode`); b"" when none are new
+
+    def encode(self) -> None:
+        """Sets `blob`; in the encoder's threads, like the journal (compression releases
+        the GIL)."""
+        self.blob = _segment_blob(self.new)
 
 
 def encode_journal(lines: list[bytes]) -> bytes:
     """A journal segment's blob, in the state's format; empty when there is no segment."""
-    return encode_state(lines) if lines else b""
+    return _segment_blob(lines)
+
+
+def _segment_blob(items: list) -> bytes:
+    return encode_state(items) if items else b""
 
 
 def manifest_key(partition: int) -> bytes:

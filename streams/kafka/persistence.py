@@ -22,6 +22,7 @@ from typing import Any
 from faust.types import TP
 
 from streams.kafka import checkpoint
+from streams.kafka.backpressure import source_lead
 from streams.kafka.campaign import CampaignExchange
 from streams.kafka.checkpoint import UnusableCheckpoint
 
@@ -250,7 +251,7 @@ def _awaiting_marks(part: PartitionState, now: float) -> bool:
     if part.clocks is None or part.read_time == -math.inf:
         return False
     mark = part.clocks.watermark(now)
-    return mark == -math.inf or part.read_time - mark >= part.engine.cfg.engine.window_s
+    return mark == -math.inf or source_lead(part.read_time, mark) >= part.engine.cfg.engine.window_s
 
 
 def checkpoint_pause(interval: float, took: float) -> float:
@@ -261,7 +262,7 @@ def checkpoint_pause(interval: float, took: float) -> float:
 def _encode(
     state: Any, lines: list[bytes], seen: list, held: checkpoint.HeldWindows
 ) -> tuple[bytes, bytes, list]:
-    held.blob = checkpoint.encode_state(held.new) if held.new else b""
+    held.encode()
     return (
         checkpoint.encode_state(state),
         checkpoint.encode_journal(lines),

@@ -97,7 +97,7 @@ class Split:
                 lines_, newest = e.take_journal()
                 state = e.state_dict(pending=False)
                 held = checkpoint.split_held(self.tables[i], "t", i, state)
-                held.blob = encode_state(held.new) if held.new else b""
+                held.encode()
                 self.held_written += len(held.new)
                 blob = encode_state(state)
                 journal = checkpoint.encode_journal(lines_)
