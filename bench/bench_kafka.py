@@ -74,7 +74,7 @@ processing_guarantee = "{guarantee}"
 
 
 def create_topics(cfg_path: Path) -> None:
-    from streams.core.config import load_config
+    from streams.core.config_load import load_config
     from streams.kafka.settings import WorkerSettings
     from streams.kafka.topics import ensure_topics, topic_specs
 

@@ -82,7 +82,7 @@ def detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped
 def webhook(cfg, dead_letters: Path | None = None, runner: str = "worker") -> None:  # type: ignore[no-untyped-def]
     """A configured webhook can sign, and (in replay) has somewhere to put what it cannot
     deliver."""
-    from streams.core.config import webhook_secret_problem
+    from streams.core.config_checks import webhook_secret_problem
 
     problem = webhook_secret_problem(cfg)
     if problem:

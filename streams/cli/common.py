@@ -19,7 +19,8 @@ def fail(msg: str, code: int = 2) -> typer.Exit:
 
 
 def load_cli_config(path: Path | None):
-    from streams.core.config import ConfigError, from_env, load_config
+    from streams.core.config import ConfigError
+    from streams.core.config_load import from_env, load_config
 
     try:
         return from_env(load_config(path))

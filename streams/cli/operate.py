@@ -99,7 +99,8 @@ def calibrate(
     keep on labelled data, written as a config file (a new config version)."""
     from models import calibrate as cal
     from models.toml_out import dumps
-    from streams.core.config import ConfigError, load_config
+    from streams.core.config import ConfigError
+    from streams.core.config_load import load_config
     from streams.core.config_version import config_version
 
     cfg = load_cli_config(config)

@@ -1,23 +1,19 @@
 """Frozen, typed configuration.
 
-Config is plain data: a TOML file parsed into frozen dataclasses. The environment is read
-only at the edge (`from_env`), never deep inside the engine, so a test can build any config
-it wants without touching `os.environ`.
+Config is plain data: a TOML file parsed into frozen dataclasses (config_load.py), checked
+as a whole before any work starts (config_checks.py). The environment is read only at the
+edge (`config_load.from_env`), never deep inside the engine, so a test can build any
+config it wants without touching `os.environ`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from streams.core.alerts import CATEGORIES, Severity
-from streams.core.webhook_config import WebhookConfig, webhook_problem
+from streams.core.alerts import Severity
+from streams.core.webhook_config import WebhookConfig
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 MIN_STATE_BUDGET = 16 * 1024**2
@@ -293,66 +289,6 @@ class VigilConfig:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
-        return _build(tp, value, where)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            allowed = ", ".join(repr(a) for a in typing.get_args(tp))
-            raise ConfigError(f"{where}: {value!r} is not one of {allowed}")
-        return value
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-        return tuple(
-            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
-        )
-    if origin in (typing.Union, types.UnionType):
-        for a in typing.get_args(tp):
-            try:
-                return _coerce(value, a, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {value!r} has the wrong type")
-    if tp is type(None):
-        if value is not None:
-            raise ConfigError(f"{where}: expected nothing")
-        return None
-    if origin is dict:
-        kt, vt = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
-        return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
-    if tp is Path and isinstance(value, str | Path):
-        return Path(value)
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, str, bool) and type(value) is tp:
-        return value
-    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
-
-
-def _build(cls: type, data: dict, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where or 'config'}: {exc}") from None
-
-
 # (max_unscored_windows, max_source_lead_s) when unset, by processing guarantee.
 AT_LEAST_ONCE_FLOW = (12, 600.0)
 EXACTLY_ONCE_FLOW = (24, 1800.0)
@@ -370,180 +306,3 @@ def flow_bounds(w: WorkerSettings, exactly_once: bool) -> tuple[int, float]:
         unscored if w.max_unscored_windows is None else w.max_unscored_windows,
         lead if w.max_source_lead_s is None else w.max_source_lead_s,
     )
-
-
-def config_from_dict(data: dict) -> VigilConfig:
-    hook = data.get("webhook")
-    if isinstance(hook, dict) and "secret" in hook:
-        raise ConfigError("webhook.secret: not in the file; set the variable named by secret_env")
-    cfg = _build(VigilConfig, data, "")
-    validate(cfg)
-    return cfg
-
-
-def load_config(path: str | Path | None) -> VigilConfig:
-    if path is None:
-        return VigilConfig()
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
-    return config_from_dict(data)
-
-
-def validate(cfg: VigilConfig) -> None:
-    c = cfg.console
-    if any(m <= 0 for m in c.sla_minutes):
-        raise ConfigError("console.sla_minutes: every SLA must be > 0 minutes")
-    if not 0 < c.common_link_share <= 1:
-        raise ConfigError("console.common_link_share: must be in (0, 1]")
-    e = cfg.engine
-    if e.window_s <= 0 or 86_400 % e.window_s:
-        raise ConfigError(f"engine.window_s: {e.window_s} must be > 0 and divide a day")
-    if e.allowed_lateness_s < 0:
-        raise ConfigError("engine.allowed_lateness_s: must be >= 0")
-    for name in ("account_ttl_s", "max_accounts", "max_line_bytes", "dedup_horizon_s"):
-        if getattr(e, name) <= 0:
-            raise ConfigError(f"engine.{name}: must be > 0")
-    if len(e.hash_key) < 16:
-        raise ConfigError("engine.hash_key: must be at least 16 characters (a random secret)")
-    if e.state_budget_bytes < MIN_STATE_BUDGET:
-        raise ConfigError(
-            f"engine.state_budget_bytes: {e.state_budget_bytes} is below the minimum "
-            f"{MIN_STATE_BUDGET} (16 MiB)"
-        )
-    validate_fusion(cfg.fusion)
-    _validate_detectors(cfg.detectors)
-    w = cfg.worker
-    for name in (
-        "checkpoint_interval_s",
-        "session_timeout_s",
-        "max_poll_records",
-        "source_idle_s",
-        "max_unscored_windows",
-        "max_source_lead_s",
-    ):
-        value = getattr(w, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"worker.{name}: must be > 0")
-    if not 1024 <= w.exchange_record_bytes <= MAX_RECORD_BYTES:
-        raise ConfigError(
-            f"worker.exchange_record_bytes: {w.exchange_record_bytes} must be between 1024 "
-            f"and {MAX_RECORD_BYTES} (the producer sends at most 1,000,000 bytes a record)"
-        )
-    if not 1 <= w.web_port <= 65535:
-        raise ConfigError(f"worker.web_port: {w.web_port} is not a port (1-65535)")
-    if cfg.platform.free_daily_tokens <= 0:
-        raise ConfigError("platform.free_daily_tokens: must be > 0")
-    if cfg.kafka.partitions < 1 or cfg.kafka.replication_factor < 1:
-        raise ConfigError("kafka.partitions and kafka.replication_factor: must be >= 1")
-    _validate_webhook(cfg.webhook)
-    seen: set[str] = set()
-    for r in cfg.rules:
-        if r.name in seen:
-            raise ConfigError(f"rules: duplicate rule name {r.name!r}")
-        seen.add(r.name)
-
-
-def validate_fusion(f: FusionConfig) -> None:
-    if not 0 < f.alert_threshold < 1:
-        raise ConfigError("fusion.alert_threshold: must be between 0 and 1")
-    if list(f.severity_thresholds) != sorted(f.severity_thresholds):
-        raise ConfigError("fusion.severity_thresholds: must be increasing")
-    for table, values in (("thresholds", f.thresholds), ("min_severity", f.min_severity)):
-        for name in values:
-            if name not in CATEGORIES:
-                raise ConfigError(
-                    f"fusion.{table}.{name}: not a category; known: {', '.join(CATEGORIES)}"
-                )
-    for name, t in f.thresholds.items():
-        if not 0 < t <= 1:
-            raise ConfigError(f"fusion.thresholds.{name}: {t} must be in (0, 1]")
-
-
-def replace_fusion(cfg: VigilConfig, fusion: FusionConfig) -> VigilConfig:
-    """`cfg` with other fusion settings, checked: what a runner swaps in at run time (new
-    thresholds from `vigil calibrate` or the control topic) without rebuilding detectors."""
-    validate_fusion(fusion)
-    return dataclasses.replace(cfg, fusion=fusion)
-
-
-def _validate_detectors(d: DetectorsConfig) -> None:
-    if not 0 < d.baseline.avg_alpha <= 1:
-        raise ConfigError("detectors.baseline.avg_alpha: must be in (0, 1]")
-    p = d.population
-    for name in ("n_trees", "height", "window_size", "learn_every"):
-        if getattr(p, name) < 1:
-            raise ConfigError(f"detectors.population.{name}: must be >= 1")
-    if any(v < 0 for v in d.baseline.noise_floor):
-        raise ConfigError("detectors.baseline.noise_floor: every floor must be >= 0")
-    if not 0 < p.hist_decay <= 1:
-        raise ConfigError("detectors.population.hist_decay: must be in (0, 1]")
-    if not 0 < p.rank_floor < 1:
-        raise ConfigError("detectors.population.rank_floor: must be in (0, 1)")
-    c = d.campaign
-    if not 2 <= c.min_group <= c.full_group:
-        raise ConfigError("detectors.campaign: need 2 <= min_group <= full_group")
-    if c.young_days <= 0:
-        raise ConfigError("detectors.campaign.young_days: must be > 0")
-    t = d.takeover
-    if not 0 <= t.start < t.full:
-        raise ConfigError("detectors.takeover: need 0 <= start < full")
-    if not 0 < t.share <= 1 or not 0 < t.top <= 1:
-        raise ConfigError("detectors.takeover: share and top must be in (0, 1]")
-    if d.classifier.intra_op_threads < 1:
-        raise ConfigError("detectors.classifier.intra_op_threads: must be >= 1")
-
-
-def _validate_webhook(w: WebhookConfig) -> None:
-    problem = webhook_problem(w)
-    if problem:
-        raise ConfigError(problem)
-
-
-def webhook_secret_problem(cfg: VigilConfig) -> str | None:
-    """Why a configured webhook cannot sign, or None; checked by the runners at start-up
-    (not by `validate`, so commands that send nothing do not need the secret)."""
-    w = cfg.webhook
-    if w.url and not w.secret:
-        return f"webhook.secret_env: environment variable {w.secret_env} is not set or empty"
-    return None
-
-
-ENV_OVERRIDES = {
-    "VIGIL_KAFKA_BOOTSTRAP": ("kafka", "bootstrap_servers"),
-    "VIGIL_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
-    "VIGIL_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
-    "VIGIL_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
-    "VIGIL_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
-    "VIGIL_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
-    "VIGIL_STORE_URL": (None, "store_url"),
-    "VIGIL_MODEL_PATH": (None, "model_path"),
-    "VIGIL_CONSOLE_SECRET": ("console", "secret"),
-    "VIGIL_HASH_KEY": ("engine", "hash_key"),
-}
-
-
-def from_env(cfg: VigilConfig, environ: dict[str, str] | None = None) -> VigilConfig:
-    """Apply VIGIL_* environment overrides; called once, by the CLI."""
-    env = os.environ if environ is None else environ
-    for var, (section, key) in ENV_OVERRIDES.items():
-        if var not in env:
-            continue
-        if section is None:
-            cfg = dataclasses.replace(cfg, **{key: env[var]})
-        else:
-            sub = _coerce(
-                {**dataclasses.asdict(getattr(cfg, section)), key: env[var]},
-                type(getattr(cfg, section)),
-                var,
-            )
-            cfg = dataclasses.replace(cfg, **{section: sub})
-    if cfg.webhook.url and env.get(cfg.webhook.secret_env):
-        hook = dataclasses.replace(cfg.webhook, secret=env[cfg.webhook.secret_env])
-        cfg = dataclasses.replace(cfg, webhook=hook)
-    validate(cfg)
-    return cfg

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streams.core.config import ConfigError, VigilConfig, config_from_dict, validate
+from streams.core.config import ConfigError, VigilConfig
+from streams.core.config_checks import validate
+from streams.core.config_load import config_from_dict
 from streams.core.config_version import config_version
 
 KINDS = ("model", "config")

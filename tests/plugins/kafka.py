@@ -126,7 +126,7 @@ processing_guarantee = "{guarantee}"
 
     @property
     def config(self):
-        from streams.core.config import load_config
+        from streams.core.config_load import load_config
 
         return load_config(self.config_path)
 

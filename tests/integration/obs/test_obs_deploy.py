@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.core.config import load_config
+from streams.core.config_load import load_config
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"

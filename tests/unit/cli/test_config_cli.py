@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.core.config import ConfigError, config_from_dict, from_env, load_config
+from streams.core.config import ConfigError
+from streams.core.config_load import config_from_dict, from_env, load_config
 
 VIGIL = [sys.executable, "-m", "streams"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.core.config import load_config
+from streams.core.config_load import load_config
 from streams.core.config_version import config_version
 
 VIGIL = [sys.executable, "-m", "streams"]

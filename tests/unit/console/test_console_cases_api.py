@@ -13,7 +13,8 @@ from console.app import create_app
 from console.labels import FileLabelPublisher, read_labels
 from console.store import AlertStore, open_store
 from console.users import add_user, issue_token
-from streams.core.config import ConfigError, config_from_dict
+from streams.core.config import ConfigError
+from streams.core.config_load import config_from_dict
 from tests.console_data import KEY_LEAK, STORM, storm_dataset
 
 PASSWORD = "correct horse battery"

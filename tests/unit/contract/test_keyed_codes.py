@@ -21,7 +21,8 @@ from streams.contract import _decode
 from streams.contract.codes import DEMO_HASH_KEY, account_codes, code, key_fingerprint, use_key
 from streams.contract.events import decode_lines
 from streams.contract.seen import EMPTY, IdSet, add_new
-from streams.core.config import ConfigError, VigilConfig, config_from_dict, from_env
+from streams.core.config import ConfigError, VigilConfig
+from streams.core.config_load import config_from_dict, from_env
 from streams.engine.engine import Engine
 from tests.collide_util import craft, craft_clustered, old_code
 from tests.events_util import T0, line

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.core.config import ConfigError, config_from_dict, flow_bounds, load_config
+from streams.core.config import ConfigError, flow_bounds
+from streams.core.config_load import config_from_dict, load_config
 from streams.engine.engine import build_detectors
 
 

@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.core.config import (
-    ConfigError,
-    config_from_dict,
-    from_env,
-    load_config,
-    webhook_secret_problem,
-)
+from streams.core.config import ConfigError
+from streams.core.config_checks import webhook_secret_problem
+from streams.core.config_load import config_from_dict, from_env, load_config
 
 
 def test_webhook_table_is_typed_and_the_secret_comes_from_the_environment(tmp_path: Path) -> None:

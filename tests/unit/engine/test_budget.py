@@ -12,7 +12,8 @@ import pytest
 
 from detectors.baseline import BaselineDetector
 from streams.contract.events import EventBatch
-from streams.core.config import ConfigError, VigilConfig, config_from_dict
+from streams.core.config import ConfigError, VigilConfig
+from streams.core.config_load import config_from_dict
 from streams.engine.budget import OPEN_WINDOW_SHARE, batch_bytes
 from streams.engine.engine import Engine
 from streams.features.state import AccountTable

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from streams.core.alerts import CATEGORIES, SEVERITIES, Alert
-from streams.core.config import ConfigError, FusionConfig, VigilConfig, replace_fusion
+from streams.core.config import ConfigError, FusionConfig, VigilConfig
+from streams.core.config_checks import replace_fusion
 from streams.engine.engine import Engine
 from streams.replay.reader import open_input, read_batches
 

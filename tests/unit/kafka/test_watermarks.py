@@ -9,7 +9,8 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.core.config import ConfigError, VigilConfig, WorkerSettings, validate
+from streams.core.config import ConfigError, VigilConfig, WorkerSettings
+from streams.core.config_checks import validate
 from streams.engine.engine import Engine
 from streams.kafka.backpressure import source_lead, to_pause
 from streams.kafka.fetch import Block

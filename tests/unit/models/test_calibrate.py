@@ -15,7 +15,8 @@ import pytest
 from models import calibrate as cal
 from models.toml_out import dumps
 from streams.core.alerts import CATEGORIES
-from streams.core.config import DEFAULT_RULES, FusionConfig, VigilConfig, config_from_dict
+from streams.core.config import DEFAULT_RULES, FusionConfig, VigilConfig
+from streams.core.config_load import config_from_dict
 from streams.fusion.candidates import alerts_at, thresholds_vector
 
 

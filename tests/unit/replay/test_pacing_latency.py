@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from streams.core.config import VigilConfig, load_config
+from streams.core.config import VigilConfig
+from streams.core.config_load import load_config
 from streams.core.config_version import config_version
 from streams.engine.alert_latency import ALERT_LATENCY_BUCKETS, AlertLatency
 from streams.replay.pacing import Pacer, PacingError
