@@ -13,6 +13,13 @@ ConfigOpt = Annotated[
 ]
 
 
+def command_group(**kwargs) -> typer.Typer:
+    """A `vigil` command group. Its help is read as Markdown, not as Rich markup (Typer's
+    default), which took `[worker]`, `[fusion]` or `[[rules]]` in a help text for tags and
+    dropped them."""
+    return typer.Typer(rich_markup_mode="markdown", **kwargs)
+
+
 def fail(msg: str, code: int = 2) -> typer.Exit:
     typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)

@@ -60,9 +60,10 @@ def parse_sla(items: list[str]) -> dict[str, float]:
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    from streams.cli.common import command_group
     from streams.runtime.kafka_client import security_options
 
-    users_app = typer.Typer(help="Manage console users.", no_args_is_help=True)
+    users_app = command_group(help="Manage console users.", no_args_is_help=True)
     app.add_typer(users_app, name="console-user")
 
     @app.command("console")

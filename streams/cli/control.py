@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streams.cli.common import fail, load_cli_config
+from streams.cli.common import command_group, fail, load_cli_config
 
 AtOpt = Annotated[
     str | None,
@@ -28,7 +28,7 @@ ToFileOpt = Annotated[
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     from streams.cli.common import ConfigOpt
 
-    control_app = typer.Typer(
+    control_app = command_group(
         help="Switch running workers to another model, config or snooze.", no_args_is_help=True
     )
     app.add_typer(control_app, name="control")

@@ -9,9 +9,9 @@ import typer
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     from streams.cli import checks
-    from streams.cli.common import ConfigOpt, fail, load_cli_config
+    from streams.cli.common import ConfigOpt, command_group, fail, load_cli_config
 
-    alerts_app = typer.Typer(help="Read alerts from Kafka.", no_args_is_help=True)
+    alerts_app = command_group(help="Read alerts from Kafka.", no_args_is_help=True)
     app.add_typer(alerts_app, name="alerts")
 
     @app.command("worker")

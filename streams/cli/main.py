@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from streams.cli.common import command_group
+
 COMMANDS = (
     "streams.cli.commands",
     "streams.cli.kafka",
@@ -65,7 +67,7 @@ def _tidy(cmd: Any, ctx: Any) -> None:
 
 
 def build() -> typer.Typer:
-    app = typer.Typer(
+    app = command_group(
         help="Vigil: streaming misuse detection for AI API platforms.",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
@@ -79,7 +81,7 @@ def build() -> typer.Typer:
     ) -> None:
         """Vigil: streaming misuse detection for AI API platforms."""
 
-    eval_app = typer.Typer(help="Evaluate detectors.", no_args_is_help=True)
+    eval_app = command_group(help="Evaluate detectors.", no_args_is_help=True)
     app.add_typer(eval_app, name="eval")
     for mod in COMMANDS:
         importlib.import_module(mod).register(app, eval_app)

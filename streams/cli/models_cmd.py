@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from streams.cli import checks
-from streams.cli.common import ConfigOpt, fail, load_cli_config
+from streams.cli.common import ConfigOpt, command_group, fail, load_cli_config
 
 REGISTRY_ENV = "VIGIL_MODEL_REGISTRY"
 DEFAULT_REGISTRY = Path("data/models")
@@ -290,7 +290,7 @@ def rollback(
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
-    models = typer.Typer(help="The model registry: add, list, show, promote, roll back.")
+    models = command_group(help="The model registry: add, list, show, promote, roll back.")
     models.command("add")(add)
     models.command("list")(list_models)
     models.command("show")(show)
