@@ -18,14 +18,16 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML con
 
 
 def _store_url(store: str, config: Path | None) -> str:
-    if store:
-        return store
+    """The store's URL, checked: one that names no store Vigil can use stops here."""
+    from streams.cli import checks
     from streams.cli.common import fail, load_cli_config
 
+    if store:
+        return checks.store_url(store)
     url = load_cli_config(config).store_url
     if not url:
         raise fail("no store: pass --store URL or set store_url / VIGIL_STORE_URL")
-    return url
+    return checks.store_url(url, "store_url")
 
 
 def default_labels_file(url: str) -> Path | None:

@@ -124,7 +124,10 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             raise fail(f"{file} does not exist")
         cfg = load_cli_config(config)
         t0 = time.perf_counter()
-        n = run(read_lines(file), cfg.kafka, topic or None, rate, key_by_account=not no_key)
+        try:
+            n = run(read_lines(file), cfg.kafka, topic or None, rate, key_by_account=not no_key)
+        except ValueError as exc:  # the file, unreadable part way (read_lines)
+            raise fail(str(exc)) from None
         dt = time.perf_counter() - t0
         typer.echo(f"produced {n} events to {topic or cfg.kafka.input_topic} in {dt:.1f}s")
 

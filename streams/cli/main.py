@@ -98,11 +98,17 @@ def main() -> None:
     """Usage errors are one line naming the problem, as every other error here is."""
     try:
         rv = command().main(prog_name="vigil", standalone_mode=False)
+    except typer.Abort:  # Ctrl-C, or no input where a prompt asked for some
+        # On a line of its own: a prompt or ^C may have left the cursor mid-line.
+        typer.secho("\nerror: aborted: interrupted, or no input for a prompt", err=True, fg="red")
+        sys.exit(1)
     except Exception as exc:
         if not hasattr(exc, "format_message"):  # a bug, not a usage error: keep its traceback
             raise
         ctx = getattr(exc, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
-        typer.secho(f"error: {where}{exc.format_message()}", err=True, fg=typer.colors.RED)
+        message = exc.format_message()
+        if message:  # none when a group without a command printed its help
+            typer.secho(f"error: {where}{message}", err=True, fg=typer.colors.RED)
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(rv if isinstance(rv, int) else 0)

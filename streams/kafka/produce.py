@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,23 @@ from streams.runtime.kafka_client import kafka_python_options
 
 
 def read_lines(path: Path) -> Iterator[bytes]:
+    """The file's non-empty lines. One that cannot be read to its end (a gzip file cut
+    short or damaged, a read error) raises ValueError in one line, after every line
+    before that point."""
     opener: Any = gzip.open if path.suffix == ".gz" else open
+    n = 0
     with opener(path, "rb") as f:
-        for line in f:
-            line = line.rstrip(b"\r\n")
-            if line:
-                yield line
+        try:
+            for line in f:
+                line = line.rstrip(b"\r\n")
+                if line:
+                    n += 1
+                    yield line
+        except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            problem = " ".join(str(exc).split()) or type(exc).__name__
+            raise ValueError(
+                f"{path} is unreadable after {n:,} lines ({problem}); those were sent"
+            ) from None
 
 
 def make_producer(cfg: KafkaConfig, **overrides: Any) -> Any:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import io
 import queue
 import sys
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,13 +26,38 @@ def open_input(path: str) -> BinaryIO:
     if not p.exists():
         raise FileNotFoundError(f"input {path} does not exist")
     if p.suffix == ".gz":
-        return io.BufferedReader(gzip.open(p, "rb"), buffer_size=1 << 20)  # type: ignore[arg-type]
+        return gzip.open(p, "rb")  # type: ignore[return-value]
     return open(p, "rb", buffering=1 << 20)
 
 
+class UnreadableInput(ValueError):
+    """The input cannot be read on from some point: a gzip file cut short or damaged, or a
+    read error. What was read before it is processed; the message is one line."""
+
+
 def read_chunks(fh: BinaryIO, size: int = 4 << 20) -> Iterator[bytes]:
-    while chunk := fh.read(size):
-        yield chunk
+    """Chunks of about `size` bytes. Built from `read1` calls, each what one read gives: a
+    read of `size` that fails part way drops what it had inflated, so a gzip file cut short
+    would lose the lines before the cut."""
+    read = getattr(fh, "read1", None) or fh.read
+    done = 0
+    while True:
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < size and (part := read(size - got)):
+                parts.append(part)
+                got += len(part)
+        except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            if parts:
+                yield b"".join(parts)
+            problem = " ".join(str(exc).split()) or type(exc).__name__
+            raise UnreadableInput(f"unreadable after {done + got:,} bytes ({problem})") from None
+        if parts:
+            yield b"".join(parts) if len(parts) > 1 else parts[0]
+        if got < size:
+            return
+        done += got
 
 
 def read_batches(
@@ -47,20 +72,26 @@ def read_batches(
     chunks = prefetch(read_chunks(fh)) if read_ahead else read_chunks(fh)
     buf: list[bytes] = []
     tail = b""
-    for chunk in chunks:
-        data = tail + chunk
-        lines = data.split(b"\n")
-        tail = lines.pop()
-        if b"\r" in data:
-            lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
-        buf.extend(lines)
-        while len(buf) >= size:
-            yield buf[:size]
-            buf = buf[size:]
-    if tail:
+    failure: UnreadableInput | None = None
+    try:
+        for chunk in chunks:
+            data = tail + chunk
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            if b"\r" in data:
+                lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+            buf.extend(lines)
+            while len(buf) >= size:
+                yield buf[:size]
+                buf = buf[size:]
+    except UnreadableInput as exc:
+        failure = exc  # the lines read before it still go out, below; then it is raised
+    if tail:  # cut short by a failure, it is a malformed line: dead-lettered, so counted
         buf.append(tail[:-1] if tail.endswith(b"\r") else tail)
     if buf:
         yield buf
+    if failure is not None:
+        raise failure
 
 
 def prefetch(items: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
@@ -112,6 +143,7 @@ class ReplaySummary:
     windows_forced: int = 0  # windows closed early to bound the open windows' bytes
     windows_split: int = 0  # windows scored in parts, their accounts past the budget
     dedup_turned: int = 0  # dedup generations turned over early
+    unreadable: str = ""  # why the input could not be read to its end (UnreadableInput)
 
 
 def replay(
@@ -126,15 +158,20 @@ def replay(
     summary = ReplaySummary()
     t0 = time.perf_counter()
     size = pacer.batch_lines if pacer else BATCH_LINES
-    for lines in read_batches(fh, size, read_ahead=True):
-        out = engine.process_lines(lines)
-        summary.lines += len(lines)
-        _account(summary, out)
-        sink(out)
-        if progress:
-            progress(len(lines))
-        if pacer:
-            pacer.after_batch(len(lines), engine.max_ts)
+    try:
+        for lines in read_batches(fh, size, read_ahead=True):
+            out = engine.process_lines(lines)
+            summary.lines += len(lines)
+            _account(summary, out)
+            sink(out)
+            if progress:
+                progress(len(lines))
+            if pacer:
+                pacer.after_batch(len(lines), engine.max_ts)
+    except UnreadableInput as exc:
+        # The input ends there: its windows close and its alerts go out as at its end,
+        # and the runner then fails in one line (runner.run_replay).
+        summary.unreadable = str(exc)
     out = engine.flush()
     _account(summary, out)
     sink(out)

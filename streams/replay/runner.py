@@ -19,7 +19,7 @@ from streams.engine.engine import Engine, Output, SnoozeSource
 from streams.engine.metrics import Metrics
 from streams.engine.shadow import Shadow
 from streams.replay.pacing import Pacer
-from streams.replay.reader import ReplaySummary, open_input, replay
+from streams.replay.reader import ReplaySummary, UnreadableInput, open_input, replay
 from streams.replay.warm import load_state, reset, save_state
 from streams.runtime.sinks import Sink
 
@@ -94,6 +94,11 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         save_state(engine, job.state_path)
         metrics.last_checkpoint.set(time.time())
     print_summary(summary, engine, echo)
+    if summary.unreadable:
+        raise UnreadableInput(
+            f"input {job.path} is {summary.unreadable}; the {summary.lines:,} lines before "
+            "that point were processed"
+        )
     if job.hold:
         typer.echo("input done; still serving /metrics until interrupted (Ctrl-C)", err=True)
         stop = threading.Event()

@@ -91,3 +91,45 @@ def test_version_and_plain_option_help() -> None:
     assert r.returncode == 0 and "--hold" in out
     assert "<bool>" not in out
     assert "--no-hold" not in out and "<str>" not in out and "<path>" not in out
+
+
+def test_a_gzip_input_cut_short_is_replayed_up_to_the_cut_then_fails_in_one_line(
+    tmp_path: Path,
+) -> None:
+    import gzip
+
+    line = b'{"event_id":"e%d","ts":1767225600,"account_id":"acct-%d","endpoint":"chat"}'
+    packed = gzip.compress(b"\n".join(line % (i, i % 50) for i in range(60_000)) + b"\n")
+    cut = tmp_path / "events.jsonl.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    dead = tmp_path / "dead.jsonl"
+    r = _vigil("replay", str(cut), "--dead-letters", str(dead))
+    _one_line_error(r, str(cut), "unreadable after", "lines before that point were processed")
+    out = r.stdout.decode()
+    read = int(out.split("read ", 1)[1].split(" lines", 1)[0].replace(",", ""))
+    assert 20_000 < read < 60_000, out
+    # The line the cut went through is dead-lettered: read = processed + rejected.
+    assert dead.read_text().count("\n") == 1 and "malformed_json" in dead.read_text()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("console", "--store", "bogus://db"), ("console-user", "list", "--store", "bogus://db")],
+)
+def test_a_store_url_vigil_cannot_use_stops_the_console_in_one_line(args) -> None:
+    _one_line_error(_vigil(*args), "--store", "unsupported store")
+
+
+def test_a_group_without_its_command_prints_its_help_and_no_empty_error() -> None:
+    r = _vigil("dashboards")
+    assert r.returncode == 2 and "render" in r.stdout.decode()
+    assert "error" not in r.stderr.decode() and "Traceback" not in r.stderr.decode()
+
+
+def test_a_prompt_without_input_stops_in_one_line(tmp_path: Path) -> None:
+    r = _vigil("console-user", "add", "bob", "--store", str(tmp_path / "c.db"))
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert [x for x in err.splitlines() if x.startswith("error:")] == [
+        "error: aborted: interrupted, or no input for a prompt"
+    ], err

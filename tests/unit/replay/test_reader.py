@@ -1,0 +1,79 @@
+"""Reading the replay input: a file that cannot be read to its end gives up every line
+before the point where it breaks, then fails with one line."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import pytest
+
+from streams.replay.reader import UnreadableInput, open_input, read_batches
+
+
+def _lines(n: int) -> list[bytes]:
+    return [b'{"event_id":"e%d","ts":%d,"account_id":"a%d"}' % (i, i, i % 97) for i in range(n)]
+
+
+def _read_all(path: Path, read_ahead: bool) -> tuple[list[bytes], UnreadableInput | None]:
+    got: list[bytes] = []
+    with open_input(str(path)) as fh:
+        try:
+            for batch in read_batches(fh, 1000, read_ahead=read_ahead):
+                got += batch
+        except UnreadableInput as exc:
+            return got, exc
+    return got, None
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_a_gzip_file_cut_short_gives_every_line_before_the_cut(
+    tmp_path: Path, read_ahead: bool
+) -> None:
+    whole = b"\n".join(_lines(200_000)) + b"\n"
+    packed = gzip.compress(whole)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    # What any gzip reader can get out of the first half: every line it holds in full,
+    # then part of the next.
+    readable = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(packed[: len(packed) // 2])
+    *full, partial = readable.split(b"\n")
+    assert len(full) > 50_000 and partial
+
+    got, failure = _read_all(cut, read_ahead)
+
+    assert failure is not None and "unreadable after" in str(failure)
+    assert "\n" not in str(failure)
+    assert got == [*full, partial]  # the cut line too: the contract dead-letters it
+
+
+def test_a_whole_gzip_file_reads_to_its_end(tmp_path: Path) -> None:
+    lines = _lines(30_000)
+    path = tmp_path / "whole.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    assert _read_all(path, True) == (lines, None)
+
+
+class _BreaksAfter:
+    """A stream that gives `data` in pieces, then fails as a disk or pipe can."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.piece, self.at = data, piece, 0
+
+    def read1(self, size: int) -> bytes:
+        if self.at >= len(self.data):
+            raise OSError("Input/output error")
+        out = self.data[self.at : self.at + min(size, self.piece)]
+        self.at += len(out)
+        return out
+
+
+def test_a_read_error_part_way_loses_no_line_read_before_it() -> None:
+    lines = _lines(5_000)
+    data = b"\n".join(lines) + b"\n"
+    got: list[bytes] = []
+    with pytest.raises(UnreadableInput, match=f"after {len(data):,} bytes"):
+        for batch in read_batches(_BreaksAfter(data, 7_777), 1000):  # type: ignore[arg-type]
+            got += batch
+    assert got == lines
