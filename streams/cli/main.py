@@ -103,6 +103,15 @@ def main() -> None:
         typer.secho("\nerror: aborted: interrupted, or no input for a prompt", err=True, fg="red")
         sys.exit(1)
     except Exception as exc:
+        if _is_kafka_error(exc):  # a broker it cannot reach or that refuses: not a bug
+            problem = " ".join(str(exc).split()) or type(exc).__name__
+            typer.secho(
+                f"error: Kafka: {problem} (check kafka.bootstrap_servers, its security "
+                "settings and that the brokers are up)",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            sys.exit(1)
         if not hasattr(exc, "format_message"):  # a bug, not a usage error: keep its traceback
             raise
         ctx = getattr(exc, "ctx", None)
@@ -112,3 +121,10 @@ def main() -> None:
             typer.secho(f"error: {where}{message}", err=True, fg=typer.colors.RED)
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _is_kafka_error(exc: Exception) -> bool:
+    """An error of the Kafka client the commands use (kafka-python), without importing it:
+    `vigil --help` stays fast, and only a command that used it can raise one."""
+    errors = sys.modules.get("kafka.errors")
+    return errors is not None and isinstance(exc, errors.KafkaError)

@@ -133,3 +133,17 @@ def test_a_prompt_without_input_stops_in_one_line(tmp_path: Path) -> None:
     assert [x for x in err.splitlines() if x.startswith("error:")] == [
         "error: aborted: interrupted, or no input for a prompt"
     ], err
+
+
+def test_a_broker_it_cannot_reach_stops_the_worker_in_one_line(tmp_path: Path) -> None:
+    # Port 1 on this machine: nothing listens, so every bootstrap is refused. The worker
+    # gives up after the Kafka client's bootstrap timeout (about 30 s); `vigil produce`,
+    # `alerts tail` and `store-sink` end the same way, through the same handler.
+    config = tmp_path / "vigil.toml"
+    config.write_text('[kafka]\nbootstrap_servers = "127.0.0.1:1"\n')
+    r = _vigil("worker", "--config", str(config))
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "127.0.0.1:1" in lines[0], err
+    assert "kafka.bootstrap_servers" in lines[0], err
