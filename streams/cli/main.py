@@ -100,7 +100,9 @@ def main() -> None:
         rv = command().main(prog_name="vigil", standalone_mode=False)
     except typer.Abort:  # Ctrl-C, or no input where a prompt asked for some
         # On a line of its own: a prompt or ^C may have left the cursor mid-line.
-        typer.secho("\nerror: aborted: interrupted, or no input for a prompt", err=True, fg="red")
+        typer.secho(
+            "\nerror: aborted: interrupted, or no input for a prompt", err=True, fg=typer.colors.RED
+        )
         sys.exit(1)
     except Exception as exc:
         if _is_kafka_error(exc):  # a broker it cannot reach or that refuses: not a bug
