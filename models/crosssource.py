@@ -86,12 +86,12 @@ _ACCOUNT = re.compile(rb'"account_id"\s*:\s*"([^"\\]*)"')
 
 def accounts_in(events: Path) -> set[str]:
     """Every account id in an events file (.jsonl or .jsonl.gz), by a light scan."""
-    from streams.replay.reader import open_input
+    from streams.replay.reader import open_input, read_chunks
 
     found: set[bytes] = set()
     rest = b""
     with open_input(str(events)) as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
+        for block in read_chunks(fh, 1 << 24):  # a file it cannot read: UnreadableInput
             block = rest + block
             cut = block.rfind(b"\n") + 1  # a line split across blocks waits for the next
             found.update(_ACCOUNT.findall(block, 0, cut))

@@ -80,17 +80,18 @@ def judge(
 
 def first_hours(events: Path, until: float, out: Path) -> Path:
     """The events with a time at or before `until` (the verdicts' history)."""
-    from streams.replay.reader import open_input
+    from streams.replay.reader import open_input, read_batches
 
     with open_input(str(events)) as fh, out.open("wb") as dst:
-        for line in fh:
-            try:
-                ts = orjson.loads(line).get("ts")
-                t = _epoch(ts) if isinstance(ts, str) else float(ts)
-            except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
-                continue  # a bad line would be a dead letter; it carries no verdict
-            if t <= until:
-                dst.write(line if line.endswith(b"\n") else line + b"\n")
+        for batch in read_batches(fh):  # a file it cannot read: UnreadableInput
+            for line in batch:
+                try:
+                    ts = orjson.loads(line).get("ts")
+                    t = _epoch(ts) if isinstance(ts, str) else float(ts)
+                except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
+                    continue  # a bad line would be a dead letter; it carries no verdict
+                if t <= until:
+                    dst.write(line + b"\n")
     return out
 
 

@@ -337,6 +337,7 @@ def eval_cross_source(
     import orjson
 
     from models.crosssource import run_cross_source
+    from streams.replay.reader import UnreadableInput
 
     for p in (events, truth):
         if not p.is_file():
@@ -344,6 +345,8 @@ def eval_cross_source(
     cfg = load_cli_config(config)
     try:
         res = run_cross_source(cfg, events, truth, data, accounts, hours, seed, fit, typer.echo)
+    except UnreadableInput as exc:  # the events file (named in it), not the truth file
+        raise fail(str(exc)) from None
     except (KeyError, ValueError, orjson.JSONDecodeError) as exc:
         raise fail(f"{truth}: not a truth file this command reads ({exc!r})") from None
     if out:

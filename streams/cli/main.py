@@ -114,6 +114,9 @@ def main() -> None:
                 fg=typer.colors.RED,
             )
             sys.exit(1)
+        if _is_unreadable_input(exc):  # an input file cut short or damaged (replay.reader)
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            sys.exit(2)
         if not hasattr(exc, "format_message"):  # a bug, not a usage error: keep its traceback
             raise
         ctx = getattr(exc, "ctx", None)
@@ -130,3 +133,8 @@ def _is_kafka_error(exc: Exception) -> bool:
     `vigil --help` stays fast, and only a command that used it can raise one."""
     errors = sys.modules.get("kafka.errors")
     return errors is not None and isinstance(exc, errors.KafkaError)
+
+
+def _is_unreadable_input(exc: Exception) -> bool:
+    reader = sys.modules.get("streams.replay.reader")  # loaded by any command that reads
+    return reader is not None and isinstance(exc, reader.UnreadableInput)

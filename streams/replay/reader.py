@@ -32,7 +32,12 @@ def open_input(path: str) -> BinaryIO:
 
 class UnreadableInput(ValueError):
     """The input cannot be read on from some point: a gzip file cut short or damaged, or a
-    read error. What was read before it is processed; the message is one line."""
+    read error. What was read before it is processed; the message is one line. From
+    `replay`, it carries the summary of what was."""
+
+    def __init__(self, message: str, summary: ReplaySummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 def read_chunks(fh: BinaryIO, size: int = 4 << 20) -> Iterator[bytes]:
@@ -52,7 +57,10 @@ def read_chunks(fh: BinaryIO, size: int = 4 << 20) -> Iterator[bytes]:
             if parts:
                 yield b"".join(parts)
             problem = " ".join(str(exc).split()) or type(exc).__name__
-            raise UnreadableInput(f"unreadable after {done + got:,} bytes ({problem})") from None
+            name = getattr(fh, "name", None) or "the input"  # a path, or <stdin>
+            raise UnreadableInput(
+                f"input {name} is unreadable after {done + got:,} bytes ({problem})"
+            ) from None
         if parts:
             yield b"".join(parts) if len(parts) > 1 else parts[0]
         if got < size:
@@ -143,7 +151,6 @@ class ReplaySummary:
     windows_forced: int = 0  # windows closed early to bound the open windows' bytes
     windows_split: int = 0  # windows scored in parts, their accounts past the budget
     dedup_turned: int = 0  # dedup generations turned over early
-    unreadable: str = ""  # why the input could not be read to its end (UnreadableInput)
 
 
 def replay(
@@ -170,8 +177,11 @@ def replay(
                 pacer.after_batch(len(lines), engine.max_ts)
     except UnreadableInput as exc:
         # The input ends there: its windows close and its alerts go out as at its end,
-        # and the runner then fails in one line (runner.run_replay).
-        summary.unreadable = str(exc)
+        # then the error is raised with the summary, so no caller takes part of a file
+        # for all of it (runner.run_replay reports it in one line).
+        failure = exc
+    else:
+        failure = None
     out = engine.flush()
     _account(summary, out)
     sink(out)
@@ -180,6 +190,8 @@ def replay(
     summary.windows_forced = engine.windows_forced
     summary.windows_split = engine.windows_split
     summary.dedup_turned = engine.dedup_turned_early
+    if failure is not None:
+        raise UnreadableInput(str(failure), summary)
     return summary
 
 

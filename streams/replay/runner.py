@@ -87,17 +87,22 @@ def run_replay(job: ReplayJob, echo: Callable[[str], None] = typer.echo) -> Repl
         ) as bar,
     ):
         task = bar.add_task("replay")
-        summary = replay(engine, fh, sink, lambda n: bar.advance(task, n), job.pacer)
+        failure: UnreadableInput | None = None
+        try:
+            summary = replay(engine, fh, sink, lambda n: bar.advance(task, n), job.pacer)
+        except UnreadableInput as exc:  # what was read is processed: kept, then reported
+            if exc.summary is None:
+                raise
+            summary, failure = exc.summary, exc
     for s in job.sinks:
         s.close()
     if job.state_path:
         save_state(engine, job.state_path)
         metrics.last_checkpoint.set(time.time())
     print_summary(summary, engine, echo)
-    if summary.unreadable:
+    if failure is not None:
         raise UnreadableInput(
-            f"input {job.path} is {summary.unreadable}; the {summary.lines:,} lines before "
-            "that point were processed"
+            f"{failure}; the {summary.lines:,} lines before that point were processed"
         )
     if job.hold:
         typer.echo("input done; still serving /metrics until interrupted (Ctrl-C)", err=True)

@@ -110,6 +110,10 @@ def test_a_gzip_input_cut_short_is_replayed_up_to_the_cut_then_fails_in_one_line
     assert 20_000 < read < 60_000, out
     # The line the cut went through is dead-lettered: read = processed + rejected.
     assert dead.read_text().count("\n") == 1 and "malformed_json" in dead.read_text()
+    # Commands that need the whole file stop in one line naming it, and write nothing.
+    state = tmp_path / "warm.state"
+    _one_line_error(_vigil("warm", "--events", str(cut), "--out", str(state)), str(cut))
+    assert not state.exists()
 
 
 @pytest.mark.parametrize(

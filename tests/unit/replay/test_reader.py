@@ -77,3 +77,24 @@ def test_a_read_error_part_way_loses_no_line_read_before_it() -> None:
         for batch in read_batches(_BreaksAfter(data, 7_777), 1000):  # type: ignore[arg-type]
             got += batch
     assert got == lines
+
+
+def test_replay_of_a_cut_file_flushes_then_raises_with_what_it_read(tmp_path: Path) -> None:
+    """No caller (training sets, verdict rows, cross-source runs) takes part of a file for
+    all of it: replay raises after closing the windows, and carries the summary."""
+    from streams.engine.engine import Engine
+    from streams.replay.reader import replay
+
+    line = b'{"event_id":"e%d","ts":1767225600,"account_id":"acct-%d","endpoint":"chat"}'
+    packed = gzip.compress(b"\n".join(line % (i, i % 50) for i in range(60_000)) + b"\n")
+    cut = tmp_path / "events.jsonl.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    readable = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(packed[: len(packed) // 2])
+    outs = []
+    with open_input(str(cut)) as fh, pytest.raises(UnreadableInput) as failure:
+        replay(Engine(), fh, outs.append)
+    summary = failure.value.summary
+    assert summary is not None and summary.lines == readable.count(b"\n") + 1
+    assert str(cut) in str(failure.value)
+    # The cut line is the one dead letter, and the flush's output reached the sink too.
+    assert summary.dead_letters == 1 and sum(len(o.dead_letters) for o in outs) == 1
