@@ -106,9 +106,10 @@ def main() -> None:
         sys.exit(1)
     except Exception as exc:
         if _is_kafka_error(exc):  # a broker it cannot reach or that refuses: not a bug
-            problem = " ".join(str(exc).split()) or type(exc).__name__
+            from streams.core.problems import one_line
+
             typer.secho(
-                f"error: Kafka: {problem} (check kafka.bootstrap_servers, its security "
+                f"error: Kafka: {one_line(exc)} (check kafka.bootstrap_servers, its security "
                 "settings and that the brokers are up)",
                 err=True,
                 fg=typer.colors.RED,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gzip
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from streams.core.config import KafkaConfig
+from streams.core.problems import READ_ERRORS, one_line
 from streams.kafka.routing import account_of
 from streams.runtime.kafka_client import kafka_python_options
 
@@ -27,10 +27,9 @@ def read_lines(path: Path) -> Iterator[bytes]:
                 if line:
                     n += 1
                     yield line
-        except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-            problem = " ".join(str(exc).split()) or type(exc).__name__
+        except READ_ERRORS as exc:
             raise ValueError(
-                f"{path} is unreadable after {n:,} lines ({problem}); those were sent"
+                f"{path} is unreadable after {n:,} lines ({one_line(exc)}); those were sent"
             ) from None
 
 

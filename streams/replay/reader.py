@@ -6,13 +6,13 @@ import gzip
 import queue
 import sys
 import threading
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from streams.core.problems import READ_ERRORS, one_line
 from streams.engine.engine import Engine, Output
 from streams.replay.pacing import Pacer
 
@@ -53,16 +53,15 @@ def read_chunks(fh: BinaryIO, size: int = 4 << 20) -> Iterator[bytes]:
             while got < size and (part := read(size - got)):
                 parts.append(part)
                 got += len(part)
-        except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        except READ_ERRORS as exc:
             if parts:
                 yield b"".join(parts)
-            problem = " ".join(str(exc).split()) or type(exc).__name__
             name = getattr(fh, "name", None) or "the input"  # a path, or <stdin>
             raise UnreadableInput(
-                f"input {name} is unreadable after {done + got:,} bytes ({problem})"
+                f"input {name} is unreadable after {done + got:,} bytes ({one_line(exc)})"
             ) from None
         if parts:
-            yield b"".join(parts) if len(parts) > 1 else parts[0]
+            yield b"".join(parts)  # one part: the same object, not a copy
         if got < size:
             return
         done += got
