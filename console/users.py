@@ -50,11 +50,16 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add_user(store: AlertStore, name: str, role: str, password: str) -> None:
+def check_user(name: str, role: str) -> None:
+    """Raise ValueError naming what is wrong with a user's name or role."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not name or len(name) > 200:
         raise ValueError("user name must be 1 to 200 characters")
+
+
+def add_user(store: AlertStore, name: str, role: str, password: str) -> None:
+    check_user(name, role)
     if len(password) < 8:
         raise ValueError("password must be at least 8 characters")
     row = {"role": role, "password_hash": hash_password(password)}

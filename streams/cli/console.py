@@ -215,14 +215,20 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     ) -> None:
         """Add a user, or change an existing user's role and password."""
         from console.store import open_store
-        from console.users import add_user
+        from console.users import add_user, check_user
         from streams.cli.common import fail
 
+        # Everything that can be checked without the password is, before asking for it.
+        url = _store_url(store, config)
+        try:
+            check_user(name, role)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
         if password_stdin:
             password = sys.stdin.readline().rstrip("\n")
         else:
             password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-        with open_store(_store_url(store, config)) as st:
+        with open_store(url) as st:
             try:
                 add_user(st, name, role, password)
             except ValueError as exc:

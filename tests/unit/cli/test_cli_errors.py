@@ -139,6 +139,23 @@ def test_a_prompt_without_input_stops_in_one_line(tmp_path: Path) -> None:
     ], err
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--store", "bogus://db"), ("--store", "unsupported store")),
+        (("--role", "admin", "--store", "STORE"), ("role must be one of",)),
+    ],
+)
+def test_console_user_add_checks_its_arguments_before_asking_for_the_password(
+    tmp_path: Path, args: tuple, words: tuple
+) -> None:
+    # stdin is empty: had it prompted first, the command would end in "aborted".
+    args = tuple(str(tmp_path / "c.db") if a == "STORE" else a for a in args)
+    r = _vigil("console-user", "add", "bob", *args)
+    _one_line_error(r, *words)
+    assert "password" not in r.stdout.decode()
+
+
 def test_a_broker_it_cannot_reach_stops_the_worker_in_one_line(tmp_path: Path) -> None:
     # Port 1 on this machine: nothing listens, so every bootstrap is refused. The worker
     # gives up after the Kafka client's bootstrap timeout (about 30 s); `vigil produce`,
