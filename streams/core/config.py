@@ -247,6 +247,10 @@ class WorkerSettings:
     # than this: the engines hold every event ahead of the slowest source in open windows,
     # and a catch-up read some partitions hours ahead of others. Unset: as above.
     max_source_lead_s: float | None = None
+    # ... and, while the events its engines hold unscored pass this many bytes, pauses
+    # every input partition but the slowest: the two bounds above are in event time, so
+    # what they hold grows with the event rate (backpressure.py). Unset: no such bound.
+    max_unscored_bytes: int | None = None
     # A partition whose checkpoint cannot be used opens empty from its committed offsets
     # (losing its open windows' events) instead of stopping the worker.
     discard_unreadable_state: bool = False

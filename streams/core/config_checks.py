@@ -48,6 +48,7 @@ def validate(cfg: VigilConfig) -> None:
         "source_idle_s",
         "max_unscored_windows",
         "max_source_lead_s",
+        "max_unscored_bytes",
     ):
         value = getattr(w, name)
         if value is not None and value <= 0:

@@ -110,6 +110,10 @@ class Engine(TwoPhase, EngineState, EngineMemory, Dedup):
         # Memory in bytes (streams/engine/budget.py): the open windows' bytes are kept up to date
         # as events are buffered; the campaign indexes' members are counted now and then.
         self._open_bytes = 0
+        # Events and bytes buffered since start: their mean sizes the closed windows that
+        # wait to be scored (exchange.py, unscored_bytes) without a walk over their lines.
+        self._events_in = 0
+        self._bytes_in = 0
         self._campaign_members = 0
         self._detector_bytes = 0  # the detectors' arrays: counted as they grow, and hourly
         self._reserved = 0  # accounts the detectors' arrays are sized for
@@ -207,7 +211,10 @@ class Engine(TwoPhase, EngineState, EngineMemory, Dedup):
             batch = batch.take(np.flatnonzero(~late))
         if len(batch):
             self.pending.append(batch)
-            self._open_bytes += batch_bytes(batch)
+            nbytes = batch_bytes(batch)
+            self._open_bytes += nbytes
+            self._events_in += len(batch)
+            self._bytes_in += nbytes
             if self.journal_pending:
                 self._journal.append((batch.raw, batch.ts))
             self.max_ts = max(self.max_ts, float(batch.ts.max()))

@@ -89,6 +89,9 @@ class TwoPhase:
     closed_until: float
     table: Any
     campaign: Any
+    _open_bytes: int
+    _events_in: int
+    _bytes_in: int
 
     def _init_exchange(self) -> None:
         self.held = []
@@ -117,6 +120,17 @@ class TwoPhase:
         """Windows closed on event time and not yet scored: held for their figures, or
         waiting to begin behind them. Their events stay in memory until scored."""
         return len(self.held) + len(self._ready)
+
+    @property
+    def unscored_bytes(self) -> int:
+        """About the bytes the events not yet scored hold: the open windows' as counted when
+        they were buffered, and the closed windows' waiting for figures or to begin at the
+        mean size of the events buffered so far (none are walked). A worker bounds it
+        (streams/kafka/backpressure.py)."""
+        closed = sum(len(h.ev) for h in self.held if h.ev is not None)
+        closed += sum(len(ev) for ev, _, _ in self._ready if ev is not None)
+        mean = self._bytes_in / self._events_in if self._events_in else 0.0
+        return self._open_bytes + int(closed * mean)
 
     @property
     def awaiting_journal(self) -> bool:

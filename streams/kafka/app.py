@@ -222,6 +222,7 @@ def build_worker(
         discard_unreadable=settings.discard_unreadable_state,
         max_unscored_windows=unscored,
         max_source_lead_s=lead,
+        max_unscored_bytes=settings.max_unscored_bytes,
     )
     app.processor = processor
     app.held_dead_letters = held

@@ -17,6 +17,12 @@ So, between fetches, the worker pauses (Faust's public pause_partitions):
   processor's watermark alignment. A source's event time here is the median of the last
   block read from it (`source_lead`), so that one event from a fast clock does not pause
   its partition.
+Both bounds are in event time, so what they let the engines hold grows with the event
+rate. A third, off unless set, is in bytes: while the events the engines hold unscored
+(open windows, and closed ones waiting for figures, `Engine.unscored_bytes`) pass
+`[worker] max_unscored_bytes`, every input partition but the slowest is paused. Without it a fast
+stream's backlog would fill the engines' open-window budget, which closes windows early and
+sends their late events to dead letters (streams/engine/budget.py); pausing loses nothing.
 It resumes them as soon as that no longer holds.
 
 Only input partitions are paused: the repartition topic carries the event-time marks and
@@ -46,15 +52,22 @@ log = logging.getLogger(__name__)
 
 
 def to_pause(
-    owned: list[tuple[int, int, float]], assigned: set[int], limit: int, max_lead_s: float
+    owned: list[tuple[int, int, float]],
+    assigned: set[int],
+    limit: int,
+    max_lead_s: float,
+    over_bytes: bool = False,
 ) -> set[int]:
     """The input partitions to pause, from each open engine's (partition, closed windows
     not yet scored, how far its own source leads the event time it closes on, source_lead):
     every assigned one while an engine holds more than `limit` windows, else the sources
-    leading by more than `max_lead_s`."""
+    leading by more than `max_lead_s`, or by anything at all while the engines hold more
+    bytes unscored than allowed (`over_bytes`). The slowest source leads by nothing, so it
+    keeps the event time moving and the open windows closing."""
     if any(unscored > limit for _, unscored, _ in owned):
         return set(assigned)
-    return {p for p, _, lead in owned if lead > max_lead_s}
+    bound = 0.0 if over_bytes else max_lead_s
+    return {p for p, _, lead in owned if lead > bound}
 
 
 def source_lead(read_time: float, watermark: float) -> float:

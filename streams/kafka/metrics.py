@@ -93,7 +93,15 @@ class WorkerMetrics:
             "vigil_input_paused_partitions",
             "Input partitions paused because an engine holds more closed windows not yet "
             "scored than worker.max_unscored_windows, or because their event time leads the "
-            "slowest source's by more than worker.max_source_lead_s",
+            "slowest source's by more than worker.max_source_lead_s, or, but for the "
+            "slowest, because the engines hold more than worker.max_unscored_bytes",
+            registry=r,
+        )
+        self.unscored_bytes = Gauge(
+            "vigil_unscored_bytes",
+            "About the bytes this worker's engines hold in events not yet scored (open "
+            "windows, and closed ones waiting for campaign figures); bounded by "
+            "worker.max_unscored_bytes",
             registry=r,
         )
         self.input_pauses = Counter(

@@ -76,6 +76,7 @@ class Processor(Persistence):
         discard_unreadable: bool = False,
         max_unscored_windows: int = AT_LEAST_ONCE_FLOW[0],
         max_source_lead_s: float = AT_LEAST_ONCE_FLOW[1],
+        max_unscored_bytes: float | None = None,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -120,6 +121,7 @@ class Processor(Persistence):
         self.backpressure = Backpressure(worker_metrics.input_paused, worker_metrics.input_pauses)
         self.max_unscored = max_unscored_windows
         self.max_lead = max_source_lead_s
+        self.max_bytes = math.inf if max_unscored_bytes is None else max_unscored_bytes
 
     def flow_control(self) -> None:
         """Between fetches: input partitions paused or resumed on the windows the owned
@@ -130,7 +132,13 @@ class Processor(Persistence):
             for p, part in self.parts.items()
             if p in self.assigned
         ]
-        pause = to_pause(owned, self.assigned, self.max_unscored, self.max_lead)
+        held = sum(
+            part.engine.unscored_bytes for p, part in self.parts.items() if p in self.assigned
+        )
+        self.wm.unscored_bytes.set(held)
+        pause = to_pause(
+            owned, self.assigned, self.max_unscored, self.max_lead, held > self.max_bytes
+        )
         self.backpressure.update(self.app, {TP(self.topics.input, p) for p in pause})
 
     # -- batches ---------------------------------------------------------------------

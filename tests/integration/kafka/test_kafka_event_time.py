@@ -250,11 +250,15 @@ def test_exactly_once_commits_slower_than_the_idle_timeout_lose_nothing(kafka_en
 def test_catch_up_after_an_hour_of_downtime(kafka_env, corpus, figures):
     """Hours 0-1 processed, the worker stopped, hours 1-3 produced, the worker restarted:
     every source is drained at its own speed and nothing more is too late. With
-    `max_unscored_windows = 1` and `max_source_lead_s = 60` the input is paused and
-    resumed over and over (backpressure.py): that loses nothing either, and the paused
-    sources count as silent to no engine."""
+    `max_unscored_windows = 1`, `max_source_lead_s = 60` and `max_unscored_bytes` of
+    1 MiB (about 2,000 events, so every source but the slowest pauses most of the time)
+    the input is paused and resumed over and over (backpressure.py): that loses nothing
+    either, and the paused sources count as silent to no engine."""
     env = kafka_env
-    extra = "[worker]\nmax_unscored_windows = 1\nmax_source_lead_s = 60\n"
+    extra = (
+        "[worker]\nmax_unscored_windows = 1\nmax_source_lead_s = 60\n"
+        f"max_unscored_bytes = {2**20}\n"
+    )
     env.write_config(partitions=PARTITIONS, extra=extra)
     env.create_topics()
     lines = corpus["lines"]
@@ -275,6 +279,7 @@ def test_catch_up_after_an_hour_of_downtime(kafka_env, corpus, figures):
     assert worker.alive()
     assert worker.metric_sum("vigil_input_pauses_total") >= 1, "the backlog never paused"
     assert worker.metric_sum("vigil_input_paused_partitions") == 0, "paused at the end"
+    assert 0 < worker.metric_sum("vigil_unscored_bytes") < 2**20, "bytes left unscored"
     _compare("catch-up after downtime (kcat default)", corpus, env, worker, figures)
 
 

@@ -55,6 +55,8 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
         config_from_dict({"worker": {"max_unscored_windows": 0}})
     with pytest.raises(ConfigError, match="worker.max_source_lead_s"):
         config_from_dict({"worker": {"max_source_lead_s": -1}})
+    with pytest.raises(ConfigError, match="worker.max_unscored_bytes"):
+        config_from_dict({"worker": {"max_unscored_bytes": 0}})
 
 
 def test_flow_bounds_follow_the_guarantee_unless_set() -> None:

@@ -14,7 +14,7 @@ import pytest
 from streams.contract.events import decode_lines
 from streams.core.alerts import Alert
 from streams.core.config import VigilConfig
-from streams.engine.budget import array_bytes
+from streams.engine.budget import array_bytes, batch_bytes
 from streams.engine.engine import Engine
 from streams.kafka import checkpoint
 from tests.events_util import T0
@@ -117,6 +117,24 @@ def test_a_journal_missing_a_held_windows_events_is_refused(lines: list[bytes]) 
     whole.restore_pending(journal)
     assert np.array_equal(whole.held[0].ev.event_id, held.ev.event_id)
     assert whole.held[0].ev.raw.tolist() == held.ev.raw.tolist()
+
+
+def test_unscored_bytes_follow_the_events_from_buffered_to_scored(lines: list[bytes]) -> None:
+    """What the worker's byte bound reads: open windows as buffered, held ones at the mean
+    event size, nothing once every window is scored."""
+    split = Split()
+    split.feed(lines[:BATCH], complete=False)
+    split.feed(lines[BATCH : 3 * BATCH], complete=False)
+    engine = next(e for e in split.engines if e.held)
+    held = sum(len(h.ev) for h in engine.held) + sum(len(ev) for ev, _, _ in engine._ready)
+    open_bytes = sum(batch_bytes(b) for b in engine.pending)
+    walked = open_bytes + sum(batch_bytes(h.ev) for h in engine.held)
+    walked += sum(batch_bytes(ev) for ev, _, _ in engine._ready)
+    assert held > 0 and engine.unscored_bytes > open_bytes
+    assert abs(engine.unscored_bytes - walked) < 0.2 * walked
+    split.pump()
+    assert not engine.held
+    assert engine.unscored_bytes == sum(batch_bytes(b) for b in engine.pending)
 
 
 def _held_chunks(table, i: int) -> int:

@@ -56,6 +56,15 @@ def test_every_input_pauses_while_an_engine_holds_too_many_windows():
     assert to_pause([], both, limit=2, max_lead_s=600) == set()
 
 
+def test_past_the_byte_bound_every_source_but_the_slowest_pauses():
+    both = {0, 1, 2}
+    owned = [(0, 0, 120.0), (1, 0, -30.0), (2, 0, 5.0)]  # 1 is the slowest source
+    assert to_pause(owned, both, limit=2, max_lead_s=600) == set()
+    assert to_pause(owned, both, limit=2, max_lead_s=600, over_bytes=True) == {0, 2}
+    # A source whose lead is not known yet (0) keeps reading: it may be the slowest.
+    assert to_pause([(0, 0, 0.0), (1, 0, 9.0)], both, 2, 600, over_bytes=True) == {1}
+
+
 def test_a_sources_lead_is_over_the_event_time_its_engine_closes_on():
     assert source_lead(5000.0, 1000.0) == 4000.0
     assert source_lead(-math.inf, 1000.0) == 0.0  # nothing read from it yet

@@ -213,6 +213,7 @@ class FakeEngine:
     newest_read = float("-inf")
     awaiting_figures = False  # windows held for campaign figures (TwoPhase)
     unscored_windows = 0  # closed windows not yet scored (TwoPhase)
+    unscored_bytes = 0
     median_read = float("-inf")
     seen_from = 0  # no event ids: the dedup generations never turn
 
@@ -559,6 +560,28 @@ def test_the_input_pauses_while_an_owned_engine_holds_too_many_windows():
         assert proc.app.consumer.paused == assignment  # every owned input, not one
         proc.parts[1].engine.unscored_windows = proc.max_unscored
         proc.flow_control()
+        assert proc.app.consumer.paused == set()
+
+    _run(scenario())
+
+
+def test_the_unscored_bytes_of_the_owned_engines_are_shown_and_bound():
+    assignment = {TP(IN, p) for p in range(2)}
+    proc, _ = _processor(assignment)
+
+    def shown() -> float | None:
+        return proc.metrics.registry.get_sample_value("vigil_unscored_bytes")
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        for p in range(2):
+            await proc.on_batch(TP(IN, p), _records(0, 1))
+            proc.parts[p].engine.unscored_bytes = 600 * (p + 1)
+        proc.max_bytes = 1000
+        proc.flow_control()
+        assert shown() == 1800
+        # Past the bound, but no source's lead is known yet: none is known to be ahead of
+        # the slowest, so none pauses (to_pause's tests cover the leads).
         assert proc.app.consumer.paused == set()
 
     _run(scenario())
