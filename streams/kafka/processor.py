@@ -76,7 +76,7 @@ class Processor(Persistence):
         discard_unreadable: bool = False,
         max_unscored_windows: int = AT_LEAST_ONCE_FLOW[0],
         max_source_lead_s: float = AT_LEAST_ONCE_FLOW[1],
-        max_unscored_bytes: float | None = None,
+        max_unscored_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -121,20 +121,15 @@ class Processor(Persistence):
         self.backpressure = Backpressure(worker_metrics.input_paused, worker_metrics.input_pauses)
         self.max_unscored = max_unscored_windows
         self.max_lead = max_source_lead_s
-        self.max_bytes = math.inf if max_unscored_bytes is None else max_unscored_bytes
+        self.max_bytes: float = math.inf if max_unscored_bytes is None else max_unscored_bytes
 
     def flow_control(self) -> None:
-        """Between fetches: input partitions paused or resumed on the windows the owned
-        engines hold unscored and on how far each source leads (backpressure.py)."""
+        """Between fetches: input partitions paused or resumed on the windows and bytes the
+        owned engines hold unscored and on how far each source leads (backpressure.py)."""
         now = time.monotonic()
-        owned = [
-            (p, part.engine.unscored_windows, _lead(part, now))
-            for p, part in self.parts.items()
-            if p in self.assigned
-        ]
-        held = sum(
-            part.engine.unscored_bytes for p, part in self.parts.items() if p in self.assigned
-        )
+        parts = [(p, part) for p, part in self.parts.items() if p in self.assigned]
+        owned = [(p, part.engine.unscored_windows, _lead(part, now)) for p, part in parts]
+        held = sum(part.engine.unscored_bytes for _, part in parts)
         self.wm.unscored_bytes.set(held)
         pause = to_pause(
             owned, self.assigned, self.max_unscored, self.max_lead, held > self.max_bytes

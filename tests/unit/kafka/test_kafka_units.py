@@ -565,7 +565,7 @@ def test_the_input_pauses_while_an_owned_engine_holds_too_many_windows():
     _run(scenario())
 
 
-def test_the_unscored_bytes_of_the_owned_engines_are_shown_and_bound():
+def test_the_owned_engines_unscored_bytes_are_shown():
     assignment = {TP(IN, p) for p in range(2)}
     proc, _ = _processor(assignment)
 
