@@ -8,7 +8,7 @@ import json
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -24,6 +24,10 @@ from console.schema import SEVERITY_RANK, STATUSES
 from console.users import authenticate_password
 
 router = APIRouter()
+# Row ids are 64-bit signed integers in both stores: a larger one names no row, and the
+# drivers refuse to bind it (an OverflowError, a 500) instead of finding nothing.
+ROW_ID_MAX = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 Viewer = Annotated[Principal, Depends(require_viewer)]
 Analyst = Annotated[Principal, Depends(require_analyst)]
 # Bounds on what a URL may ask for: page numbers keep OFFSET inside a 64-bit integer, and

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import desc, insert, select
 
-from console.api import Viewer
+from console.api import RowId, Viewer
 from console.registry import history, list_versions
 from console.schema import backtests
 from console.store import AlertStore
@@ -71,7 +71,7 @@ def backtests_page(request: Request, p: Viewer) -> Response:
 
 
 @router.get("/backtests/{backtest_id}", response_class=HTMLResponse)
-def backtest_page(backtest_id: int, request: Request, p: Viewer) -> Response:
+def backtest_page(backtest_id: RowId, request: Request, p: Viewer) -> Response:
     bt = get_backtest(request.app.state.store, backtest_id)
     if bt is None:
         raise HTTPException(404, f"no backtest {backtest_id}")
@@ -86,7 +86,7 @@ def models_page(request: Request, p: Viewer) -> Response:
 
 
 @api.get("/api/backtests/{backtest_id}")
-def backtest_json(backtest_id: int, request: Request, p: Viewer) -> dict:
+def backtest_json(backtest_id: RowId, request: Request, p: Viewer) -> dict:
     bt = get_backtest(request.app.state.store, backtest_id)
     if bt is None:
         raise HTTPException(404, f"no backtest {backtest_id}")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from console import caseactions, casequeries, snoozectl, triage
-from console.api import Analyst, VerdictIn, Viewer
+from console.api import ROW_ID_MAX, Analyst, RowId, VerdictIn, Viewer
 from console.casequeries import CaseFilter, FilterError
 from console.contrib import Thresholds
 
@@ -64,7 +64,9 @@ def run(fn, *args):  # type: ignore[no-untyped-def]
 
 class BulkIn(BaseModel):
     action: Literal["verdict", "assign", "snooze", "close", "status"]
-    case_ids: list[int] = Field(default_factory=list, description="the cases, or use `filter`")
+    case_ids: list[Annotated[int, Field(ge=1, le=ROW_ID_MAX)]] = Field(
+        default_factory=list, description="the cases, or use `filter`"
+    )
     filter: dict[str, str] | None = Field(
         None, description="every case matching these queue filters (view, severity, q, ...)"
     )
@@ -159,7 +161,7 @@ def bulk_alerts(body: AlertBulkIn, p: Analyst, request: Request) -> dict:
 
 
 @router.get("/api/cases/{case_id}", tags=["cases"], summary="One case with its alerts")
-def get_case(case_id: int, p: Viewer, request: Request) -> dict:
+def get_case(case_id: RowId, p: Viewer, request: Request) -> dict:
     d = casequeries.case_detail(request.app.state.store, case_id, thresholds(request))
     if d is None:
         raise HTTPException(404, f"no case {case_id}")
@@ -167,18 +169,18 @@ def get_case(case_id: int, p: Viewer, request: Request) -> dict:
 
 
 @router.post("/api/cases/{case_id}/verdict", tags=["cases"], summary="Verdict on every alert")
-def case_verdict(case_id: int, body: VerdictIn, p: Analyst, request: Request) -> dict:
+def case_verdict(case_id: RowId, body: VerdictIn, p: Analyst, request: Request) -> dict:
     bulk = BulkIn(action="verdict", case_ids=[case_id], verdict=body)
     return bulk_cases(bulk, p, request)
 
 
 @router.post("/api/cases/{case_id}/status", tags=["cases"])
-def case_status(case_id: int, body: CaseStatusIn, p: Analyst, request: Request) -> dict:
+def case_status(case_id: RowId, body: CaseStatusIn, p: Analyst, request: Request) -> dict:
     return bulk_cases(BulkIn(action="status", case_ids=[case_id], status=body.status), p, request)
 
 
 @router.post("/api/cases/{case_id}/assign", tags=["cases"])
-def case_assign(case_id: int, body: dict, p: Analyst, request: Request) -> dict:
+def case_assign(case_id: RowId, body: dict, p: Analyst, request: Request) -> dict:
     who = body.get("assignee")
     if who is not None and not isinstance(who, str):
         raise HTTPException(422, "assignee must be a user name or null")
@@ -186,7 +188,7 @@ def case_assign(case_id: int, body: dict, p: Analyst, request: Request) -> dict:
 
 
 @router.post("/api/cases/{case_id}/notes", tags=["cases"])
-def case_note(case_id: int, body: dict, p: Analyst, request: Request) -> dict:
+def case_note(case_id: RowId, body: dict, p: Analyst, request: Request) -> dict:
     text = body.get("text")
     if not isinstance(text, str):
         raise HTTPException(422, "text must be a string")
@@ -215,7 +217,7 @@ def post_snooze(body: SnoozeIn, p: Analyst, request: Request) -> dict:
 
 
 @router.post("/api/snoozes/{snooze_id}/lift", tags=["snoozes"], summary="End a snooze now")
-def lift_snooze(snooze_id: int, p: Analyst, request: Request) -> dict:
+def lift_snooze(snooze_id: RowId, p: Analyst, request: Request) -> dict:
     s = run(snoozectl.lift, request.app.state.store, p.name, snooze_id)
     request.app.state.publisher.publish_snooze(s)
     return s

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console import caseactions, casequeries, snoozectl, timeline, triage
-from console.api import Analyst, Viewer
+from console.api import ROW_ID_MAX, Analyst, RowId, Viewer
 from console.caseapi import RawCaseFilter, publish, thresholds
 from console.casequeries import CaseFilter, FilterError
 from console.messages import flash_params
@@ -90,10 +90,10 @@ async def bulk_form(request: Request, p: Analyst) -> Response:
     ctx = str(form.get("ctx", ""))
     f = ctx_filter(ctx)
     page = int(str(form.get("page", "1")) or 1) if str(form.get("page", "1")).isdigit() else 1
-    selected = [int(x) for x in form.getlist("case_id") if str(x).isdigit()]
+    selected = _row_ids(form.getlist("case_id"))
     scope = str(form.get("scope", "selected"))
     if scope == "page":
-        ids = [int(x) for x in str(form.get("page_ids", "")).split(",") if x.isdigit()]
+        ids = _row_ids(str(form.get("page_ids", "")).split(","))
     elif scope == "filter":
         ids = casequeries.case_ids(request.app.state.store, f, thresholds(request))
     else:
@@ -209,9 +209,14 @@ def _case_ctx(
 def case_page(
     request: Request, p: Viewer, case_id: str, f: RawCaseFilter, range: str = "all"
 ) -> Response:
-    if not case_id.isdigit():
+    if not _row_ids([case_id]):
         return render(request, "error.html", {"message": f"no case {case_id!r}"}, status=404)
     return _case_page(request, int(case_id), f, range)
+
+
+def _row_ids(values: list) -> list[int]:
+    """The values of a form or path that can name a row (ids past ROW_ID_MAX name none)."""
+    return [int(x) for x in map(str, values) if x.isdigit() and int(x) <= ROW_ID_MAX]
 
 
 def _case_page(request: Request, case_id: int, f: CaseFilter, range: str) -> Response:
@@ -241,7 +246,7 @@ def _after(case_id: int, f: CaseFilter, msg: dict[str, str]) -> RedirectResponse
 
 
 @router.post("/case/{case_id}/verdict")
-async def case_verdict_form(case_id: int, request: Request, p: Analyst) -> Response:
+async def case_verdict_form(case_id: RowId, request: Request, p: Analyst) -> Response:
     form = await request.form()
     ctx = str(form.get("ctx", ""))
     f = ctx_filter(ctx)
@@ -274,7 +279,7 @@ async def case_verdict_form(case_id: int, request: Request, p: Analyst) -> Respo
 
 
 @router.post("/case/{case_id}/assign")
-async def case_assign_form(case_id: int, request: Request, p: Analyst) -> Response:
+async def case_assign_form(case_id: RowId, request: Request, p: Analyst) -> Response:
     form = await request.form()
     f = ctx_filter(str(form.get("ctx", "")))
     who = p.name if form.get("action", "me") == "me" else None
@@ -292,7 +297,7 @@ async def case_assign_form(case_id: int, request: Request, p: Analyst) -> Respon
 
 
 @router.post("/case/{case_id}/status")
-async def case_status_form(case_id: int, request: Request, p: Analyst) -> Response:
+async def case_status_form(case_id: RowId, request: Request, p: Analyst) -> Response:
     form = await request.form()
     ctx = str(form.get("ctx", ""))
     req = caseactions.BulkRequest("status", status=str(form.get("status", "")))
@@ -304,7 +309,7 @@ async def case_status_form(case_id: int, request: Request, p: Analyst) -> Respon
 
 
 @router.post("/case/{case_id}/notes")
-async def case_note_form(case_id: int, request: Request, p: Analyst) -> Response:
+async def case_note_form(case_id: RowId, request: Request, p: Analyst) -> Response:
     form = await request.form()
     ctx = str(form.get("ctx", ""))
     try:
@@ -317,7 +322,7 @@ async def case_note_form(case_id: int, request: Request, p: Analyst) -> Response
 
 
 @router.post("/case/{case_id}/alerts")
-async def case_alerts_form(case_id: int, request: Request, p: Analyst) -> Response:
+async def case_alerts_form(case_id: RowId, request: Request, p: Analyst) -> Response:
     """A bulk action on the alerts ticked on a case page."""
     form = await request.form()
     ctx = str(form.get("ctx", ""))
@@ -383,7 +388,7 @@ async def snooze_create_form(request: Request, p: Analyst) -> Response:
 
 
 @router.post("/snoozes/{snooze_id}/lift")
-async def snooze_lift_form(snooze_id: int, request: Request, p: Analyst) -> Response:
+async def snooze_lift_form(snooze_id: RowId, request: Request, p: Analyst) -> Response:
     try:
         s = snoozectl.lift(request.app.state.store, p.name, snooze_id)
     except (triage.TriageError, triage.NotFound) as exc:

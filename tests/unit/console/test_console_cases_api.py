@@ -122,6 +122,38 @@ def test_snooze_api_and_viewer_limits(client: TestClient, store: AlertStore) -> 
     assert bad.status_code == 422 and "RFC 3339" in bad.json()["detail"]
 
 
+def test_an_id_past_64_bits_names_no_row_and_is_refused_without_a_500(
+    client: TestClient,
+) -> None:
+    """Regression: the driver refused to bind such an id (OverflowError) and every route
+    taking a case, snooze or backtest id answered 500."""
+    h = login(client, "ana")
+    huge = str(2**63)
+    for path in (f"/api/cases/{huge}", f"/api/backtests/{huge}"):
+        assert client.get(path).status_code == 422, path
+    for path, body in (
+        (f"/api/cases/{huge}/notes", {"text": "x"}),
+        (f"/api/cases/{huge}/status", {"status": "closed"}),
+        (f"/api/cases/{huge}/assign", {"assignee": "ana"}),
+        (f"/api/snoozes/{huge}/lift", None),
+        ("/api/cases/bulk", {"action": "status", "status": "closed", "case_ids": [2**63]}),
+    ):
+        assert client.post(path, json=body, headers=h).status_code == 422, path
+    assert client.get(f"/case/{huge}").status_code == 404
+    r = client.post(
+        "/queue/bulk",
+        data={
+            "scope": "page",
+            "page_ids": f"{huge},1",
+            "action": "assign_me",
+            "csrf_token": h["X-CSRF-Token"],
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code < 500
+    assert client.get(f"/api/cases/{2**63 - 1}").status_code == 404  # the largest id: no row
+
+
 def test_console_config_section() -> None:
     cfg = config_from_dict(
         {"console": {"sla_minutes": [600, 120, 30, 5], "common_link_share": 0.05}}
