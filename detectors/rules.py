@@ -11,6 +11,7 @@ from detectors.base import Explanation, NoAccountState, ScoreThenLearn
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch, fill_nan
 from streams.core.config import DEFAULT_RULES, RuleConfig
+from streams.features.window import FEATURES
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
@@ -20,6 +21,14 @@ class RulesDetector(NoAccountState, ScoreThenLearn):
     version = "1"
 
     def __init__(self, rules: tuple[RuleConfig, ...] = DEFAULT_RULES) -> None:
+        for r in rules:
+            # A feature the windows do not compute reads as missing: the rule would never
+            # fire, and nothing would say so.
+            if r.feature not in FEATURES:
+                raise ValueError(
+                    f"rules.{r.name}.feature: {r.feature!r} is not a feature; known: "
+                    f"{', '.join(FEATURES)}"
+                )
         self.rules = tuple(rules)
 
     def params(self) -> dict[str, Any]:

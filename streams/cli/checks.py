@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import orjson
@@ -23,12 +23,16 @@ def input_file(path: str) -> None:
         raise fail(f"input {path}: not readable")
 
 
-def output_file(path: Path | None, option: str) -> None:
-    """A file the run will write: not a directory, in a folder that exists or can be made."""
+def output_file(path: Path | None, option: str, reads: Iterable[str | Path] = ()) -> None:
+    """A file the run will write: not a directory, in a folder that exists or can be made,
+    and none of the files it `reads` (opening it to write would empty that input first)."""
     if path is None:
         return
     if path.is_dir():
         raise fail(f"{option} {path} is a directory; give a file path")
+    for r in reads:
+        if str(r) != "-" and path.exists() and Path(r).exists() and os.path.samefile(path, r):
+            raise fail(f"{option} {path} is also an input of this run; give another path")
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
@@ -36,6 +40,14 @@ def output_file(path: Path | None, option: str) -> None:
         raise fail(f"{option} {path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise fail(f"{option} {path}: not writable")
+    if parent == path.parent and not path.exists():
+        # os.access says yes to root everywhere, /proc and read-only mounts included: only
+        # making the file shows it can be made.
+        try:
+            path.touch()
+            path.unlink()
+        except OSError as exc:
+            raise fail(f"{option} {path}: cannot be written ({exc.strerror})") from None
 
 
 def output_dir(path: Path, option: str) -> None:

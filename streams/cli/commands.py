@@ -115,9 +115,10 @@ def replay(
     if hold and metrics_port is None:
         raise fail("--hold needs --metrics-port")
     checks.input_file(path)
-    checks.output_file(alerts, "--alerts")
-    checks.output_file(dead_letters, "--dead-letters")
-    checks.output_file(state, "--state")
+    reads = [path, *(p for p in (labels, control, state) if p is not None)]
+    checks.output_file(alerts, "--alerts", reads)
+    checks.output_file(dead_letters, "--dead-letters", reads)
+    checks.output_file(state, "--state", [path])
     truth = checks.json_file(labels, "--labels")
     url = store or cfg.store_url
     url = checks.store_url(url, "--store" if store else "store_url") if url else None
@@ -131,7 +132,7 @@ def replay(
         cfg = registry_model(cfg, url)  # model_path = champion, shadow or a version
     detectors = checks.detectors(cfg, without_classifier)
     checks.webhook(cfg, dead_letters, "replay")
-    checks.output_file(shadow_alerts, "--shadow-alerts")
+    checks.output_file(shadow_alerts, "--shadow-alerts", reads)
     if shadow_alerts and not shadow_model:
         raise fail("--shadow-alerts needs --shadow-model")
     shadow = None

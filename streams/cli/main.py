@@ -6,6 +6,7 @@ stays fast. Each module in COMMANDS adds its commands through `register(app, eva
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from importlib.metadata import version
@@ -118,6 +119,29 @@ def main() -> None:
         if _is_unreadable_input(exc):  # an input file cut short or damaged (replay.reader)
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
             sys.exit(2)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # A path the machine refused (missing directory, not a directory, no room, no
+            # permission): the environment's problem, said with the path, not a bug.
+            typer.secho(
+                f"error: {exc.strerror or exc}: {exc.filename}", err=True, fg=typer.colors.RED
+            )
+            sys.exit(1)
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            typer.secho(
+                f"error: {exc.strerror}: a port this command was told to listen on is taken",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            sys.exit(1)
+        if _is_store_error(exc):  # a store file that is no database, a server not up
+            from streams.core.problems import one_line
+
+            typer.secho(
+                f"error: store: {one_line(getattr(exc, 'orig', None) or exc)} (check the store URL and that the database is up)",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            sys.exit(1)
         if not hasattr(exc, "format_message"):  # a bug, not a usage error: keep its traceback
             raise
         ctx = getattr(exc, "ctx", None)
@@ -134,6 +158,12 @@ def _is_kafka_error(exc: Exception) -> bool:
     `vigil --help` stays fast, and only a command that used it can raise one."""
     errors = sys.modules.get("kafka.errors")
     return errors is not None and isinstance(exc, errors.KafkaError)
+
+
+def _is_store_error(exc: Exception) -> bool:
+    """An error of the database under the alert store (SQLAlchemy's), as for Kafka's."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.DatabaseError)  # OperationalError is one
 
 
 def _is_unreadable_input(exc: Exception) -> bool:

@@ -41,7 +41,7 @@ def warm(
     cfg = load_cli_config(config)
     for p in events:
         checks.input_file(p)
-    checks.output_file(out, "--out")
+    checks.output_file(out, "--out", events)
     if bool(only) != (into is not None):
         raise fail("--only and --into go together: the detectors to warm and the state to keep")
     if into is not None and not into.is_file():
@@ -106,7 +106,7 @@ def calibrate(
     cfg = load_cli_config(config)
     for p in events:
         checks.input_file(p)
-    checks.output_file(out, "--out")
+    checks.output_file(out, "--out", events)
     truth = cal.Truth()
     try:
         if labels is not None:

@@ -204,6 +204,15 @@ def decode_lines(
                 # this never happens (the detail says so when it does).
                 dead.append(DeadLetter(ln, "malformed_json", f"undecodable: {exc!r}"))
                 keep[i] = False
+    # Before the Unix epoch no API event was made; far enough back (ts -1e20), window
+    # arithmetic overflowed and the event was in no count at all.
+    past = floats[0] < 0
+    if past.any():
+        for i in np.flatnonzero(past & (keep if keep is not None else True)).tolist():
+            dead.append(
+                DeadLetter(lines[i], "bad_timestamp", f"ts {floats[0, i]:.0f} is before 1970")
+            )
+        keep = ~past if keep is None else keep & ~past
     future = floats[0] > now_ts + max_future_s
     if future.any():
         for i in np.flatnonzero(future & (keep if keep is not None else True)).tolist():

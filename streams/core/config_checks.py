@@ -12,6 +12,7 @@ from streams.core.config import (
     ConfigError,
     DetectorsConfig,
     FusionConfig,
+    RuleConfig,
     VigilConfig,
 )
 from streams.core.webhook_config import WebhookConfig, webhook_problem
@@ -70,6 +71,24 @@ def validate(cfg: VigilConfig) -> None:
         if r.name in seen:
             raise ConfigError(f"rules: duplicate rule name {r.name!r}")
         seen.add(r.name)
+        _validate_rule(r)
+
+
+def _validate_rule(r: RuleConfig) -> None:
+    """What a rule's alert will say is checked now: a wrong category or text template used
+    to pass, then fail every window it fired in (processing_error dead letters)."""
+    if r.category not in CATEGORIES:
+        raise ConfigError(
+            f"rules.{r.name}.category: {r.category!r} is not a category; "
+            f"known: {', '.join(CATEGORIES)}"
+        )
+    try:
+        r.text.format(value=1.0, threshold=r.threshold, feature=r.feature, op=r.op)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"rules.{r.name}.text: {r.text!r} is not a template of {{value}}, {{threshold}}, "
+            f"{{feature}} and {{op}} ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def validate_fusion(f: FusionConfig) -> None:

@@ -89,10 +89,14 @@ def load_config(path: str | Path | None) -> VigilConfig:
     if path is None:
         return VigilConfig()
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a directory")
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
     return config_from_dict(data)

@@ -48,6 +48,13 @@ def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
         (("generate", "--out", "{tmp}/g", "--accounts", "10"), ("--accounts",)),
         (("generate", "--out", "{tmp}/g", "--accounts", "20"), ("--accounts",)),
         (("generate", "--out", "{file}"), ("--out", "is a file")),
+        (("replay", "{file}", "--alerts", "{file}"), ("--alerts", "also an input")),
+        (("replay", "{file}", "--dead-letters", "{file}"), ("--dead-letters", "also an input")),
+        (("replay", "{file}", "--state", "{file}"), ("--state", "also an input")),
+        (("warm", "--events", "{file}", "--out", "{file}"), ("--out", "also an input")),
+        (("replay", "-", "--alerts", "/proc/vigil-x"), ("--alerts", "cannot be written")),
+        (("replay", "-", "-c", "{tmp}"), ("{tmp}", "is a directory")),
+        (("replay", "-", "-c", "{binary}"), ("{binary}", "not UTF-8")),
         (("replay",), ("PATH",)),
         (("no-such-command",), ("no-such-command",)),
     ],
@@ -55,8 +62,28 @@ def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
 def test_bad_arguments_give_one_line(tmp_path: Path, args: tuple[str, ...], words) -> None:
     f = tmp_path / "a-file"
     f.write_text("x")
-    r = _vigil(*(a.format(tmp=tmp_path, file=f) for a in args))
-    _one_line_error(r, *words)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    names = {"tmp": tmp_path, "file": f, "binary": binary}
+    r = _vigil(*(a.format(**names) for a in args))
+    _one_line_error(r, *(w.format(**names) for w in words))
+    assert f.read_text() == "x", "an input was written over"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("models", "list", "--store", "{file}"), ("error: store:", "not a database")),
+        (("console-user", "list", "--store", "{file}"), ("error: store:", "not a database")),
+    ],
+)
+def test_a_store_that_is_no_database_stops_in_one_line(tmp_path: Path, args, words) -> None:
+    f = tmp_path / "not-a-db"
+    f.write_bytes(b"x" * 4096)
+    r = _vigil(*(a.format(file=f) for a in args))
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and all(w in err for w in words), err
 
 
 def test_labels_are_checked_before_the_input_is_read(tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ BAD = [
     (line(ts="yesterday"), "bad_timestamp"),
     (line(ts="2026-10-01T00:00:00"), "bad_timestamp"),
     (line(ts=NOW + 2 * 86_400), "future_timestamp"),
+    (line(ts=-1e20), "bad_timestamp"),  # regression: in no count, dead letter or window
+    (line(ts=-1), "bad_timestamp"),
+    (line(ts="0001-01-01T00:00:00Z"), "bad_timestamp"),
     (b'{"event_id": "big", "pad": "' + b"x" * 70_000 + b'"}', "too_large"),
 ]
 

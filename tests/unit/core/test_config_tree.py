@@ -59,6 +59,20 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
         config_from_dict({"worker": {"max_unscored_bytes": 0}})
 
 
+RULE = {"name": "r", "feature": "tokens", "op": ">", "threshold": 1, "category": "key_leak"}
+
+
+def test_a_rules_category_and_text_are_checked_before_any_alert_needs_them() -> None:
+    """Regression: text "{nosuch}" passed, then every window the rule fired in failed
+    (processing_error dead letters); category "nocat" went out in alerts."""
+    with pytest.raises(ConfigError, match=r"rules\.r\.text: '\{nosuch\}'"):
+        config_from_dict({"rules": [{**RULE, "text": "{nosuch}"}]})
+    with pytest.raises(ConfigError, match=r"rules\.r\.category: 'nocat'"):
+        config_from_dict({"rules": [{**RULE, "category": "nocat"}]})
+    ok = config_from_dict({"rules": [{**RULE, "text": "{value:.0f} tokens over {threshold}"}]})
+    assert ok.rules[0].text.startswith("{value")
+
+
 def test_flow_bounds_follow_the_guarantee_unless_set() -> None:
     """Under exactly_once the marks a source's lead is measured against move once per
     commit, so its bounds are wider (docs/kafka.md, Backpressure); a value set wins."""
