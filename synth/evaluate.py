@@ -92,6 +92,25 @@ def _epoch(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
 
 
+def labels_problem(labels: object) -> str | None:
+    """What keeps `labels` from being the ground truth `vigil generate` writes, or None:
+    checked before a run, which would otherwise fail only once it had scored everything."""
+    if not isinstance(labels, dict):
+        return f"expected a JSON object, got {type(labels).__name__}"
+    for key in ("start", "end"):
+        if not isinstance(labels.get(key), int | float):
+            return f"{key!r} is missing or not a number"
+    accounts = labels.get("accounts")
+    if not isinstance(accounts, dict):
+        return "'accounts' is missing or not an object"
+    for acct, lab in accounts.items():
+        if not isinstance(lab, dict) or not isinstance(lab.get("label"), str):
+            return f"account {acct!r} has no 'label'"
+        if lab["label"] != "benign" and not isinstance(lab.get("onset"), int | float):
+            return f"account {acct!r} is {lab['label']} without a numeric 'onset'"
+    return None
+
+
 def score_alerts(alerts: list[Alert], labels: dict) -> Quality:
     accounts: dict[str, dict] = labels["accounts"]
     days = (labels["end"] - labels["start"]) / 86_400

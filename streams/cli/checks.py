@@ -59,6 +59,8 @@ def output_dir(path: Path, option: str) -> None:
 def json_file(path: Path | None, option: str) -> object:
     if path is None:
         return None
+    if path.is_dir():
+        raise fail(f"{option} {path} is a directory; give a JSON file")
     if not path.is_file():
         raise fail(f"{option} {path} does not exist")
     try:

@@ -22,10 +22,11 @@ def _progress(total: int | None, label: str):
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Output directory")],
     accounts: Annotated[
-        int, typer.Option(min=50, help="Benign accounts (misuse accounts come on top)")
+        int,
+        typer.Option(min=50, max=1_000_000, help="Benign accounts (misuse accounts come on top)"),
     ] = 2000,
     hours: Annotated[float, typer.Option(min=1.0, max=24 * 14, help="Hours of traffic")] = 24.0,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 7,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed")] = 7,
     bad_rate: Annotated[float, typer.Option(min=0.0, max=0.1, help="Share of bad lines")] = 1e-4,
 ) -> None:
     """Write OUT/events.jsonl.gz and OUT/labels.json (ground truth with onsets)."""
@@ -120,6 +121,11 @@ def replay(
     checks.output_file(dead_letters, "--dead-letters", reads)
     checks.output_file(state, "--state", [path])
     truth = checks.json_file(labels, "--labels")
+    if truth is not None:
+        from synth.evaluate import labels_problem
+
+        if problem := labels_problem(truth):
+            raise fail(f"--labels {labels}: not ground truth vigil generate writes ({problem})")
     url = store or cfg.store_url
     url = checks.store_url(url, "--store" if store else "store_url") if url else None
     try:
@@ -299,7 +305,9 @@ def train(
 
 
 def eval_scenarios(
-    seed: Annotated[int, typer.Option(help="Generator seed (not one used for training)")] = 9001,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Generator seed (not one used for training)")
+    ] = 9001,
     accounts: Annotated[int, typer.Option(min=200)] = 4000,
     hours: Annotated[float, typer.Option(min=6)] = 24.0,
     config: ConfigOpt = None,
@@ -321,7 +329,8 @@ def eval_cross_source(
     events: Annotated[Path, typer.Option(help="Events of the other source (.jsonl or .jsonl.gz)")],
     truth: Annotated[Path, typer.Option(help="Its truth.json (labels, incidents, hard negatives)")],
     seed: Annotated[
-        int, typer.Option(help="Held-out generator seed for the other direction")
+        int,
+        typer.Option(min=0, max=2**32 - 1, help="Held-out generator seed for the other direction"),
     ] = 9001,
     accounts: Annotated[int, typer.Option(min=200)] = 4000,
     hours: Annotated[float, typer.Option(min=6)] = 24.0,

@@ -22,9 +22,10 @@ def _store_url(store: str, config: Path | None) -> str:
     from streams.cli import checks
     from streams.cli.common import fail, load_cli_config
 
+    cfg = load_cli_config(config)  # checked even when --store makes its store_url moot
     if store:
         return checks.store_url(store)
-    url = load_cli_config(config).store_url
+    url = cfg.store_url
     if not url:
         raise fail("no store: pass --store URL or set store_url / VIGIL_STORE_URL")
     return checks.store_url(url, "store_url")

@@ -49,6 +49,8 @@ def open_registry_store(store: str | None, config: Path | None):  # type: ignore
     from console.store import open_store
 
     url = store or load_cli_config(config).store_url
+    if store and config is not None:
+        load_cli_config(config)  # a config given is checked, though --store overrides it
     if not url:
         raise fail("the model registry lives in the store: give --store or set store_url")
     return open_store(checks.store_url(url, "--store" if store else "store_url"))

@@ -68,7 +68,8 @@ def _build(cls: type, data: dict, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(names)}")
+        what = where or "config"  # the top level has no path of its own
+        raise ConfigError(f"{what}: unknown key(s) {', '.join(unknown)}; known: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -122,6 +123,10 @@ def from_env(cfg: VigilConfig, environ: dict[str, str] | None = None) -> VigilCo
     for var, (section, key) in ENV_OVERRIDES.items():
         if var not in env:
             continue
+        try:
+            env[var].encode("utf-8")
+        except UnicodeEncodeError:  # bytes the locale could not decode, kept as surrogates
+            raise ConfigError(f"{var}: not UTF-8 text") from None
         if section is None:
             cfg = dataclasses.replace(cfg, **{key: env[var]})
         else:

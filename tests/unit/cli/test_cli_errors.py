@@ -55,6 +55,14 @@ def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
         (("replay", "-", "--alerts", "/proc/vigil-x"), ("--alerts", "cannot be written")),
         (("replay", "-", "-c", "{tmp}"), ("{tmp}", "is a directory")),
         (("replay", "-", "-c", "{binary}"), ("{binary}", "not UTF-8")),
+        (("replay", "-", "-c", "{bogus}"), ("config: unknown key(s) bogus",)),
+        (("replay", "-", "--labels", "{tmp}"), ("--labels", "is a directory")),
+        (("replay", "-", "--labels", "{list}"), ("--labels", "expected a JSON object")),
+        (("replay", "-", "--labels", "{file}.json"), ("--labels", "'end' is missing")),
+        (("generate", "--out", "{tmp}/g", "--seed", "-1"), ("--seed",)),
+        (("generate", "--out", "{tmp}/g", "--accounts", "99999999999999"), ("--accounts",)),
+        (("console-user", "list", "--store", "{tmp}/u.db", "-c", "{binary}"), ("not UTF-8",)),
+        (("models", "list", "--store", "{tmp}/m.db", "-c", "{binary}"), ("not UTF-8",)),
         (("replay",), ("PATH",)),
         (("no-such-command",), ("no-such-command",)),
     ],
@@ -64,10 +72,20 @@ def test_bad_arguments_give_one_line(tmp_path: Path, args: tuple[str, ...], word
     f.write_text("x")
     binary = tmp_path / "binary.toml"
     binary.write_bytes(b"\xff\xfe\x00\x81")
-    names = {"tmp": tmp_path, "file": f, "binary": binary}
+    bogus = tmp_path / "bogus.toml"
+    bogus.write_text("[bogus]\nx = 1\n")
+    (tmp_path / "list.json").write_text("[1, 2, 3]")
+    (tmp_path / "a-file.json").write_text('{"accounts": {}, "start": 0}')
+    names = {"tmp": tmp_path, "file": f, "binary": binary, "bogus": bogus}
+    names["list"] = tmp_path / "list.json"
     r = _vigil(*(a.format(**names) for a in args))
     _one_line_error(r, *(w.format(**names) for w in words))
     assert f.read_text() == "x", "an input was written over"
+
+
+def test_an_environment_variable_that_is_not_text_is_named(tmp_path: Path) -> None:
+    r = _vigil("replay", "-", env={"VIGIL_HASH_KEY": "\udcff\udcfe" + "k" * 20})
+    _one_line_error(r, "VIGIL_HASH_KEY", "not UTF-8")
 
 
 @pytest.mark.parametrize(
