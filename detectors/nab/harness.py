@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.nab.scoring import FileLabels, file_labels, window_indices
+from detectors.nab.scoring import (
+    SHAPE_ERRORS,
+    FileLabels,
+    NabFileError,
+    file_labels,
+    window_indices,
+)
+from streams.core.problems import one_line
 
 
 @dataclass
@@ -29,12 +36,17 @@ def _parse_times(raw: list[str]) -> np.ndarray:
 
 
 def read_series(path: Path, name: str) -> Series:
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    header, body = rows[0], [r for r in rows[1:] if r]
-    ti, vi = header.index("timestamp"), header.index("value")
-    ts = _parse_times([r[ti] for r in body])
-    vals = np.array([float(r[vi]) for r in body], dtype=np.float64)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        header, body = rows[0], [r for r in rows[1:] if r]
+        ti, vi = header.index("timestamp"), header.index("value")
+        ts = _parse_times([r[ti] for r in body])
+        vals = np.array([float(r[vi]) for r in body], dtype=np.float64)
+    except SHAPE_ERRORS as exc:
+        raise NabFileError(
+            f"{path}: not a CSV of timestamp and value ({type(exc).__name__}: {one_line(exc)})"
+        ) from None
     return Series(name, ts.astype("datetime64[s]"), vals)
 
 
@@ -47,8 +59,14 @@ def load_dir(root: Path) -> list[Series]:
 
 
 def load_windows(path: Path) -> dict[str, list[tuple[np.datetime64, np.datetime64]]]:
-    raw = json.loads(Path(path).read_text())
-    return {k: [tuple(_parse_times(w)) for w in v] for k, v in raw.items()}
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {k: [tuple(_parse_times(w)) for w in v] for k, v in raw.items()}
+    except SHAPE_ERRORS as exc:
+        raise NabFileError(
+            f"{path}: not a windows file (file name -> list of [start, end]): "
+            f"{type(exc).__name__}: {one_line(exc)}"
+        ) from None
 
 
 def label_column(series: Series, windows: list) -> np.ndarray:

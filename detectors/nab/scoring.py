@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from streams.core.problems import one_line
+
 PROBATION_PERCENT = 0.15
 PROFILE_KEYS = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
@@ -67,17 +69,33 @@ class ProfileResult:
     fp: int  # detections outside windows
 
 
+class NabFileError(ValueError):
+    """A NAB input (series CSV, windows or profiles file) that cannot be read: names it."""
+
+
+# What reading a malformed NAB file raises, from the text up to the shape.
+SHAPE_ERRORS = (UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError, AttributeError)
+
+
 def load_profiles(path: Path | None) -> list[Profile]:
     if path is None:
         data = {k: {"CostMatrix": v} for k, v in DEFAULT_PROFILES.items()}
     else:
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except SHAPE_ERRORS as exc:
+            raise NabFileError(f"{path}: not a profiles JSON file: {one_line(exc)}") from None
     out = []
     for name in PROFILE_KEYS:
-        cm = data[name]["CostMatrix"]
-        out.append(
-            Profile(name, float(cm["tpWeight"]), float(cm["fnWeight"]), float(cm["fpWeight"]))
-        )
+        try:
+            cm = data[name]["CostMatrix"]
+            weights = float(cm["tpWeight"]), float(cm["fnWeight"]), float(cm["fpWeight"])
+        except SHAPE_ERRORS as exc:
+            raise NabFileError(
+                f"{path}: profile {name} has no CostMatrix of tpWeight, fnWeight and fpWeight "
+                f"({type(exc).__name__}: {one_line(exc)})"
+            ) from None
+        out.append(Profile(name, *weights))
     return out
 
 

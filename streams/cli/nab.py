@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +18,10 @@ def _parse_params(items: list[str] | None) -> dict[str, float | int]:
         key, sep, raw = item.partition("=")
         if not sep:
             raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        num = float(raw)
+        try:
+            num = float(raw)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: the value must be a number") from None
         out[key.strip()] = int(num) if num.is_integer() and "." not in raw else num
     return out
 
@@ -39,6 +44,18 @@ def make_detector(name: str, params: dict):
         except TypeError as exc:
             raise typer.BadParameter(f"bad detector parameter: {exc}") from None
     raise typer.BadParameter(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+
+
+@contextmanager
+def _readable_inputs() -> Iterator[None]:
+    """A CSV, windows or profiles file that cannot be read stops the command in one line."""
+    from detectors.nab.scoring import NabFileError
+    from streams.cli.common import fail
+
+    try:
+        yield
+    except NabFileError as exc:
+        raise fail(str(exc)) from None
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
@@ -70,14 +87,16 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 labels = _default_sibling(data, "labels/combined_windows.json")
             if profiles is None and data is not None:
                 profiles = _default_sibling(data, "profiles.json")
-            score_existing(out, labels, profiles)
+            with _readable_inputs():
+                score_existing(out, labels, profiles)
             return
         if data is None:
             raise typer.BadParameter("--data is required unless --score-only is given")
         labels = labels or _default_sibling(data, "labels/combined_windows.json")
         profiles = profiles or _default_sibling(data, "profiles.json")
         det = make_detector(detector, _parse_params(param))
-        run_and_score(data, out, det, labels, profiles)
+        with _readable_inputs():
+            run_and_score(data, out, det, labels, profiles)
 
     @eval_app.command("nab-sweep")
     def nab_sweep(
@@ -95,7 +114,8 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         profiles = profiles or _default_sibling(data, "profiles.json")
         if labels is None:
             raise typer.BadParameter("--labels is required (no DATA/../labels/ found)")
-        sweep_table(data, labels, profiles, factor or [0.5, 0.75, 1.5, 2.0])
+        with _readable_inputs():
+            sweep_table(data, labels, profiles, factor or [0.5, 0.75, 1.5, 2.0])
 
     @eval_app.command("nab-cv")
     def nab_cv(
@@ -130,14 +150,15 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         given = _parse_params(param)
         start = make_detector(detector, given).params()
         start.pop("n_metrics", None)
-        run_cv_command(
-            data,
-            labels,
-            profiles,
-            lambda p: make_detector(detector, p),
-            start,
-            detector,
-            rounds,
-            out,
-            frozenset(given),
-        )
+        with _readable_inputs():
+            run_cv_command(
+                data,
+                labels,
+                profiles,
+                lambda p: make_detector(detector, p),
+                start,
+                detector,
+                rounds,
+                out,
+                frozenset(given),
+            )

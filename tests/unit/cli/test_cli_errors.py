@@ -213,3 +213,35 @@ def test_a_broker_it_cannot_reach_stops_the_worker_in_one_line(tmp_path: Path) -
     lines = [x for x in err.splitlines() if x.startswith("error:")]
     assert len(lines) == 1 and "127.0.0.1:1" in lines[0], err
     assert "kafka.bootstrap_servers" in lines[0], err
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("value", ("a.csv", "not a CSV of timestamp and value")),
+        ("binary_csv", ("b.csv", "not a CSV of timestamp and value")),
+        ("param", ("threshold=abc", "must be a number")),
+        ("labels", ("l.json", "not a windows file")),
+        ("profiles", ("l.json", "profile standard has no CostMatrix")),
+    ],
+)
+def test_eval_nab_names_the_input_it_cannot_read(tmp_path: Path, case: str, words) -> None:
+    """Regression: each of these ended in a ValueError, TypeError or UnicodeDecodeError
+    traceback."""
+    data = tmp_path / "data" / "cat1"
+    data.mkdir(parents=True)
+    value = "abc" if case == "value" else "2"
+    (data / "a.csv").write_text(
+        f"timestamp,value\n2020-01-01 00:00:00,1\n2020-01-01 00:05:00,{value}\n"
+    )
+    if case == "binary_csv":
+        (data / "b.csv").write_bytes(b"\xff\xfe\x00\x81" * 20)
+    (tmp_path / "l.json").write_text("[1, 2]")
+    (tmp_path / "w.json").write_text("{}")  # windows: none
+    args = ["eval", "nab", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "o")]
+    args += {
+        "param": ["-p", "threshold=abc"],
+        "labels": ["--labels", str(tmp_path / "l.json")],
+        "profiles": ["--profiles", str(tmp_path / "l.json"), "--labels", str(tmp_path / "w.json")],
+    }.get(case, [])
+    _one_line_error(_vigil(*args), *words)
