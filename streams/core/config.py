@@ -19,6 +19,8 @@ ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 MIN_STATE_BUDGET = 16 * 1024**2
 # Largest campaign exchange record: under the producer's 1,000,000 bytes, with room for headers.
 MAX_RECORD_BYTES = 900 * 1024
+# Of a raw line in a dead letter, this much is kept (under the producer's record limit).
+DEAD_LETTER_MAX_BYTES = 900 * 1024
 
 
 class ConfigError(ValueError):
@@ -234,7 +236,7 @@ class WorkerSettings:
     # Snapshots go out at the first checkpoint after this long: the latest per account.
     # A live stream closes a window every few minutes, so this only thins out a backlog.
     snapshot_interval_s: float = 30.0
-    dead_letter_max_bytes: int = 900 * 1024  # raw payload kept in a dead letter
+    dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES  # raw payload kept in a dead letter
     # A campaign request or figures record over this goes in parts: the producer refuses
     # records over 1,000,000 bytes (streams/kafka/campaign_records.py).
     exchange_record_bytes: int = 512 * 1024

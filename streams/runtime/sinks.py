@@ -7,12 +7,14 @@ wired by the command line, so the runners never import what they write to.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from streams.contract.reference import DeadLetter
+from streams.core.config import DEAD_LETTER_MAX_BYTES
 from streams.engine.engine import Output
 
 
@@ -69,15 +71,26 @@ class ShadowAlertFile:
 
 
 class DeadLetterFile:
-    def __init__(self, path: Path) -> None:
+    """Dead letters as JSON Lines. A raw line past `max_raw_bytes` keeps its first bytes, as
+    the worker's dead-letter topic does: one 200 MB line would otherwise be a 1.2 GB record
+    (every NUL byte escaped)."""
+
+    def __init__(self, path: Path, max_raw_bytes: int = DEAD_LETTER_MAX_BYTES) -> None:
         self._file = FileSink(path)
+        self._max = max_raw_bytes
+
+    def _json(self, d: DeadLetter) -> bytes:
+        if len(d.raw) <= self._max:
+            return d.to_json()
+        cut = dataclasses.replace(d, raw=d.raw[: self._max])
+        return cut.to_json()[:-1] + b',"truncated":true,"raw_bytes":%d}' % len(d.raw)
 
     def write(self, out: Output) -> None:
-        self._file.write([d.to_json() for d in out.dead_letters])
+        self._file.write([self._json(d) for d in out.dead_letters])
 
     def dead_letter(self, dl: DeadLetter) -> None:
         """One dead letter made outside the engine (a webhook's); thread-safe."""
-        self._file.write([dl.to_json()])
+        self._file.write([self._json(dl)])
 
     def close(self) -> None:
         self._file.close()
