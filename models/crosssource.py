@@ -100,8 +100,23 @@ def accounts_in(events: Path) -> set[str]:
     return {a.decode() for a in found}
 
 
-def external_truth(path: Path, events: Path) -> Truth:
+class TruthFileError(ValueError):
+    """A truth file that holds no JSON object: the message names the file."""
+
+
+def truth_object(path: Path) -> dict:
+    """The truth file's JSON object."""
     t = orjson.loads(path.read_bytes())
+    if not isinstance(t, dict):
+        raise TruthFileError(
+            f"{path}: not a truth file this command reads "
+            f"(expected a JSON object, got {type(t).__name__})"
+        )
+    return t
+
+
+def external_truth(path: Path, events: Path) -> Truth:
+    t = truth_object(path)
     labels = [
         Label(
             x["account_id"],
@@ -129,7 +144,7 @@ def external_truth(path: Path, events: Path) -> Truth:
 
 
 def generator_truth(path: Path) -> Truth:
-    t = orjson.loads(path.read_bytes())
+    t = truth_object(path)
     labels, benign = [], set()
     hard: dict[str, list[tuple[str, float, float]]] = {}
     for acct, x in t["accounts"].items():

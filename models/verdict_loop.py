@@ -18,13 +18,22 @@ from typing import Any
 
 import orjson
 
-from models.crosssource import GRACE_S, Truth, category_of, external_truth, generator_truth, score
+from models.crosssource import (
+    GRACE_S,
+    Truth,
+    category_of,
+    external_truth,
+    generator_truth,
+    score,
+    truth_object,
+)
 from streams.core.config import VigilConfig
 
 
 def read_truth(path: Path, events: Path) -> Truth:
-    t = orjson.loads(path.read_bytes())
-    return generator_truth(path) if "accounts" in t else external_truth(path, events)
+    return (
+        generator_truth(path) if "accounts" in truth_object(path) else external_truth(path, events)
+    )
 
 
 def replay_alerts(events: Path, cfg: VigilConfig, model: str = "") -> list:
@@ -119,6 +128,11 @@ def run_loop(
     out.mkdir(parents=True, exist_ok=True)
     truth = read_truth(truth_path, events)
     cut = truth.start + hours * 3600
+    if cut >= truth.end:  # checked before any replay: nothing would be left to score
+        raise ValueError(
+            f"--hours {hours:g} reaches the end of the labelled period "
+            f"({(truth.end - truth.start) / 3600:g} h): no hours are left to score after it"
+        )
     echo(f"replaying {events} with the current model")
     shipped = replay_alerts(events, cfg)
     verdicts = judge(shipped, truth, cut, reject)

@@ -346,7 +346,7 @@ def eval_cross_source(
     """Fit on one source, report on another: Vigil's generator <-> a labelled corpus."""
     import orjson
 
-    from models.crosssource import run_cross_source
+    from models.crosssource import TruthFileError, run_cross_source
     from streams.replay.reader import UnreadableInput
 
     for p in (events, truth):
@@ -355,12 +355,17 @@ def eval_cross_source(
     cfg = load_cli_config(config)
     try:
         res = run_cross_source(cfg, events, truth, data, accounts, hours, seed, fit, typer.echo)
-    except UnreadableInput as exc:  # the events file (named in it), not the truth file
+    except (UnreadableInput, TruthFileError) as exc:  # each names its file
         raise fail(str(exc)) from None
-    except (KeyError, ValueError, orjson.JSONDecodeError) as exc:
-        raise fail(f"{truth}: not a truth file this command reads ({exc!r})") from None
+    except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise _not_truth(truth, exc) from None
     if out:
         out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+
+
+def _not_truth(path: Path, exc: Exception) -> typer.Exit:
+    why = f"no field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+    return fail(f"{path}: not a truth file this command reads ({why})")
 
 
 def eval_verdict_loop(
@@ -378,6 +383,7 @@ def eval_verdict_loop(
     models scored on the hours after."""
     import orjson
 
+    from models.crosssource import TruthFileError
     from models.verdict_loop import run_loop
     from streams.engine.engine import ModelError
 
@@ -388,8 +394,10 @@ def eval_verdict_loop(
     cfg = load_cli_config(config)
     try:
         run_loop(events, truth, hours, out, cfg, typer.echo, frozenset(reject or ()))
-    except (KeyError, orjson.JSONDecodeError) as exc:
-        raise fail(f"{truth}: not a truth file this command reads ({exc!r})") from None
+    except TruthFileError as exc:
+        raise fail(str(exc)) from None
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise _not_truth(truth, exc) from None
     except (ModelError, ValueError) as exc:
         raise fail(str(exc)) from None
 

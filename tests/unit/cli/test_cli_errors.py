@@ -63,6 +63,18 @@ def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
         (("generate", "--out", "{tmp}/g", "--accounts", "99999999999999"), ("--accounts",)),
         (("console-user", "list", "--store", "{tmp}/u.db", "-c", "{binary}"), ("not UTF-8",)),
         (("models", "list", "--store", "{tmp}/m.db", "-c", "{binary}"), ("not UTF-8",)),
+        (
+            ("eval", "verdict-loop", "--events", "{file}", "--truth", "{list}", "--out", "{tmp}/v"),
+            ("list.json: not a truth file", "expected a JSON object"),
+        ),
+        (
+            ("eval", "cross-source", "--events", "{file}", "--truth", "{list}"),
+            ("list.json: not a truth file", "expected a JSON object"),
+        ),
+        (
+            ("eval", "verdict-loop", "--events", "{file}", "--truth", "{gen}", "--out", "{tmp}/v"),
+            ("--hours 18 reaches the end of the labelled period (1 h)",),
+        ),
         (("replay",), ("PATH",)),
         (("no-such-command",), ("no-such-command",)),
     ],
@@ -78,6 +90,8 @@ def test_bad_arguments_give_one_line(tmp_path: Path, args: tuple[str, ...], word
     (tmp_path / "a-file.json").write_text('{"accounts": {}, "start": 0}')
     names = {"tmp": tmp_path, "file": f, "binary": binary, "bogus": bogus}
     names["list"] = tmp_path / "list.json"
+    names["gen"] = tmp_path / "gen.json"
+    names["gen"].write_text('{"start": 0, "end": 3600, "accounts": {}}')
     r = _vigil(*(a.format(**names) for a in args))
     _one_line_error(r, *(w.format(**names) for w in words))
     assert f.read_text() == "x", "an input was written over"
