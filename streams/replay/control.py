@@ -11,6 +11,8 @@ stops the replay with one line naming its line number.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -101,16 +103,17 @@ def load_control(
 
 
 def parse_at(value: Any) -> float:
-    """Epoch seconds (a number or a numeric string) or an RFC 3339 time."""
+    """Epoch seconds (a number or a numeric string) or an RFC 3339 time, finite: "nan"
+    reads as a float, and written out became null, which no reader took."""
+    at = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        at = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            at = float(value)
         except ValueError:
-            pass
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise ControlError(f"`at` must be epoch seconds or an RFC 3339 time, got {value!r}")
+            with contextlib.suppress(ValueError):
+                at = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    if at is None or not math.isfinite(at):
+        raise ControlError(f"`at` must be epoch seconds or an RFC 3339 time, got {value!r}")
+    return at

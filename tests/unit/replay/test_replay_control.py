@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
+from streams.replay.control import parse_at
+from streams.runtime.control import ControlError
 from tests.events_util import T0
 from tests.unit.engine.test_engine_swap import farming
 from tests.unit.runtime.test_control import copy_model
@@ -56,3 +59,11 @@ def test_a_bad_control_file_stops_replay_with_one_line(tmp_path: Path) -> None:
     err = r.stderr.decode().strip()
     assert r.returncode == 2 and "Traceback" not in err, err
     assert len(err.splitlines()) == 1 and "line 2" in err and "does not exist" in err, err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", float("nan"), "yesterday", True])
+def test_an_at_that_is_no_finite_time_is_refused(value) -> None:
+    """Regression: `--at nan` read as a float and was written out as "at": null."""
+    with pytest.raises(ControlError, match="`at` must be"):
+        parse_at(value)
+    assert parse_at("2026-10-01T00:00:00Z") == parse_at(1_790_812_800) == 1_790_812_800.0
