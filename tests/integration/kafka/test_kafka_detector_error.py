@@ -1,35 +1,54 @@
 """A detector that raises inside the worker: its events are dead-lettered and counted.
 
-The rule below has a reason template naming a placeholder that does not exist, so the
-rules detector raises KeyError while explaining every alert it would raise. Nothing may be
-lost silently: each event of a failing window lands in the dead-letter topic with the
-error, and consumed = processed + rejected + duplicates.
+The rule below fires on every window, and the worker process is started with a
+`sitecustomize` that makes the rules detector raise KeyError while explaining every alert
+it would raise. (Until 2026-12-05 a rule text naming an unknown placeholder did that; the
+config checks now refuse such a rule at load.) Nothing may be lost silently: each event of
+a failing window lands in the dead-letter topic with the error, and consumed = processed +
+rejected + duplicates.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import orjson
 
 from tests.plugins.kafka import T0, event, watermark_pushers
 
-BROKEN_RULE = """
+RULE = """
 [[rules]]
-name = "broken_template"
+name = "every_window"
 feature = "requests"
 op = ">="
 threshold = 1
 score = 0.9
-text = "{no_such_placeholder}"
 """
+
+# Run by the worker's interpreter at start-up, before the command.
+RAISING_EXPLAIN = """
+from detectors.rules import RulesDetector
+
+def _explain(self, batch, i):
+    raise KeyError("injected by test_kafka_detector_error")
+
+RulesDetector.explain = _explain
+"""
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_raising_detector_dead_letters_its_events(kafka_env):
     env = kafka_env
-    env.write_config(partitions=2, extra=BROKEN_RULE)
+    env.write_config(partitions=2, extra=RULE)
     env.create_topics()
-    worker = env.start_worker("w")
+    inject = env.root / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(RAISING_EXPLAIN)
+    path = os.pathsep.join(p for p in (str(inject), str(REPO), os.environ.get("PYTHONPATH")) if p)
+    worker = env.start_worker("w", env={"PYTHONPATH": path})
 
     events = [event(f"acct_{i % 4}", T0 + 10 + i, f"bad-{i}") for i in range(40)]
     env.produce(events)
