@@ -18,6 +18,7 @@ from streams.cli.common import command_group
 
 COMMANDS = (
     "streams.cli.commands",
+    "streams.cli.eval_cmd",
     "streams.cli.kafka",
     "streams.cli.console",
     "streams.cli.nab",
@@ -106,42 +107,11 @@ def main() -> None:
         )
         sys.exit(1)
     except Exception as exc:
-        if _is_kafka_error(exc):  # a broker it cannot reach or that refuses: not a bug
-            from streams.core.problems import one_line
-
-            typer.secho(
-                f"error: Kafka: {one_line(exc)} (check kafka.bootstrap_servers, its security "
-                "settings and that the brokers are up)",
-                err=True,
-                fg=typer.colors.RED,
-            )
-            sys.exit(1)
-        if _is_unreadable_input(exc):  # an input file cut short or damaged (replay.reader)
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-            sys.exit(2)
-        if isinstance(exc, OSError) and exc.filename is not None:
-            # A path the machine refused (missing directory, not a directory, no room, no
-            # permission): the environment's problem, said with the path, not a bug.
-            typer.secho(
-                f"error: {exc.strerror or exc}: {exc.filename}", err=True, fg=typer.colors.RED
-            )
-            sys.exit(1)
-        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-            typer.secho(
-                f"error: {exc.strerror}: a port this command was told to listen on is taken",
-                err=True,
-                fg=typer.colors.RED,
-            )
-            sys.exit(1)
-        if _is_store_error(exc):  # a store file that is no database, a server not up
-            from streams.core.problems import one_line
-
-            typer.secho(
-                f"error: store: {one_line(getattr(exc, 'orig', None) or exc)} (check the store URL and that the database is up)",
-                err=True,
-                fg=typer.colors.RED,
-            )
-            sys.exit(1)
+        said = _environment_error(exc)
+        if said is not None:  # what the machine, a broker or a database refused: not a bug
+            message, code = said
+            typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+            sys.exit(code)
         if not hasattr(exc, "format_message"):  # a bug, not a usage error: keep its traceback
             raise
         ctx = getattr(exc, "ctx", None)
@@ -151,6 +121,31 @@ def main() -> None:
             typer.secho(f"error: {where}{message}", err=True, fg=typer.colors.RED)
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _environment_error(exc: Exception) -> tuple[str, int] | None:
+    """(one line, exit status) for an error outside the command: a broker it cannot reach,
+    an input cut short, a path or port the machine refused, a store that is no database or
+    not up. None for anything else, which keeps its traceback."""
+    from streams.core.problems import one_line
+
+    if _is_kafka_error(exc):
+        return (
+            f"Kafka: {one_line(exc)} (check kafka.bootstrap_servers, its security settings "
+            "and that the brokers are up)",
+            1,
+        )
+    if _is_unreadable_input(exc):  # replay.reader names the file and how far it got
+        return str(exc), 2
+    if isinstance(exc, OSError) and exc.filename is not None:
+        # Missing directory, not a directory, no room, no permission: said with the path.
+        return f"{exc.strerror or exc}: {exc.filename}", 1
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"{exc.strerror}: a port this command was told to listen on is taken", 1
+    if _is_store_error(exc):
+        reason = one_line(getattr(exc, "orig", None) or exc)
+        return f"store: {reason} (check the store URL and that the database is up)", 1
+    return None
 
 
 def _is_kafka_error(exc: Exception) -> bool:
