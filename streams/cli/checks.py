@@ -79,6 +79,16 @@ def store_url(url: str, option: str = "--store") -> str:
     return full
 
 
+def existing_store(full_url: str, named: str, how: str) -> None:
+    """An SQLite store that must be there already: opening one that is not creates it,
+    empty. `named` is what the user gave; `how` says what creates the store."""
+    if not full_url.startswith("sqlite:///") or full_url.endswith(":memory:"):
+        return
+    path = Path(full_url.removeprefix("sqlite:///"))
+    if not path.is_file():
+        raise fail(f"{named}: no store at {path} ({how})")
+
+
 def detectors(cfg, without_classifier: bool) -> dict:  # type: ignore[no-untyped-def]
     """The engine's detectors, built before the run so that a model that cannot be loaded
     stops it with one line, unless the user asked to run without the classifier."""

@@ -87,10 +87,15 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     ) -> None:
         """Mute one detector for one account, published as the console publishes it. The
         console's store does not learn of it: prefer the console, which audits it."""
+        from streams.engine.build import DETECTOR_NAMES
         from streams.runtime.control import snooze_record
 
         if not account.strip() or not detector.strip():
             raise fail("a snooze needs --account and --detector")
+        if detector not in DETECTOR_NAMES:
+            raise fail(
+                f"--detector {detector}: not a detector; use one of {', '.join(DETECTOR_NAMES)}"
+            )
         if not lift and not reason.strip():
             raise fail("a snooze needs a --reason")
         now = time.time()

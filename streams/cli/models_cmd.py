@@ -45,7 +45,9 @@ def actor_name(actor: str | None) -> str:
         return "unknown"
 
 
-def open_registry_store(store: str | None, config: Path | None):  # type: ignore[no-untyped-def]
+def open_registry_store(store: str | None, config: Path | None, create: bool = False):  # type: ignore[no-untyped-def]
+    """The store the registry lives in. Only `add` may create it: reading or changing a
+    registry in an SQLite file that is not there would make an empty one in its place."""
     from console.store import open_store
 
     url = store or load_cli_config(config).store_url
@@ -53,7 +55,11 @@ def open_registry_store(store: str | None, config: Path | None):  # type: ignore
         load_cli_config(config)  # a config given is checked, though --store overrides it
     if not url:
         raise fail("the model registry lives in the store: give --store or set store_url")
-    return open_store(checks.store_url(url, "--store" if store else "store_url"))
+    option = "--store" if store else "store_url"
+    full = checks.store_url(url, option)
+    if not create:
+        checks.existing_store(full, f"{option} {url}", "`vigil models add` creates it")
+    return open_store(full)
 
 
 def _why(why: str) -> str:
@@ -125,7 +131,7 @@ def add(
     verified(path, f"cannot add {path}")
     root = registry or Path(os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY)
     checks.output_dir(root, "--registry")
-    with open_registry_store(store, config) as db:
+    with open_registry_store(store, config, create=True) as db:
         try:
             parent_v = resolve(db, parent)["version"] if parent else None
             stored = store_files(path, root.resolve())

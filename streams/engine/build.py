@@ -41,6 +41,10 @@ class ModelError(RuntimeError):
     """The classifier's model cannot be loaded; the message names the model and why."""
 
 
+# Every name `build_detectors` can give a detector: a snooze names one of these.
+DETECTOR_NAMES = ("rules", "baseline", "population", "campaign", "takeover", "classifier")
+
+
 def build_detectors(cfg: VigilConfig, classifier: bool = True) -> dict[str, Detector]:
     """Every detector the config asks for, with its `[detectors.NAME]` parameters. A
     classifier that cannot be loaded raises ModelError: running silently without it would

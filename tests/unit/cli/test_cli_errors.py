@@ -75,6 +75,13 @@ def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
             ("eval", "verdict-loop", "--events", "{file}", "--truth", "{gen}", "--out", "{tmp}/v"),
             ("--hours 18 reaches the end of the labelled period (1 h)",),
         ),
+        (("models", "list", "--store", "{tmp}/none.db"), ("--store", "no store at", "add")),
+        (("models", "show", "champion", "--store", "{tmp}/none.db"), ("no store at",)),
+        (
+            ("control", "snooze", "--account", "a", "--detector", "nosuch", "--reason", "r")
+            + ("--to-file", "{tmp}/s.jsonl", "--at", "0"),
+            ("--detector nosuch: not a detector", "takeover"),
+        ),
         (("replay",), ("PATH",)),
         (("no-such-command",), ("no-such-command",)),
     ],
@@ -95,6 +102,8 @@ def test_bad_arguments_give_one_line(tmp_path: Path, args: tuple[str, ...], word
     r = _vigil(*(a.format(**names) for a in args))
     _one_line_error(r, *(w.format(**names) for w in words))
     assert f.read_text() == "x", "an input was written over"
+    assert not (tmp_path / "none.db").exists(), "a store was made by a command that reads one"
+    assert not (tmp_path / "s.jsonl").exists()
 
 
 def test_an_environment_variable_that_is_not_text_is_named(tmp_path: Path) -> None:

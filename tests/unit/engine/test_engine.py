@@ -13,6 +13,7 @@ import pytest
 from detectors.base import NoAccountState
 from streams.core.alerts import CATEGORIES, SEVERITIES, Alert
 from streams.core.config import VigilConfig
+from streams.engine.build import DETECTOR_NAMES
 from streams.engine.engine import Engine, ModelError, build_detectors
 from streams.replay.reader import UnreadableInput, open_input, read_batches
 from synth.evaluate import score_alerts
@@ -136,6 +137,11 @@ def test_model_failure_stops_the_engine_unless_asked_to_run_without_it(tmp_path)
     assert eng.metrics.model_loaded._value.get() == 0
     assert set(build_detectors(VigilConfig())) >= {"rules", "baseline", "campaign", "classifier"}
     assert Engine(VigilConfig()).metrics.model_loaded._value.get() == 1
+
+
+def test_the_detector_names_a_snooze_may_give_are_those_the_engine_builds() -> None:
+    # `vigil control snooze --detector` refuses any other name.
+    assert tuple(build_detectors(VigilConfig())) == DETECTOR_NAMES
 
 
 def test_read_ahead_gives_the_same_batches_and_raises_reader_errors(small_corpus, tmp_path) -> None:
