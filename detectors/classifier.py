@@ -105,7 +105,7 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
             path = path / "classifier.onnx"
         card_path = path.with_suffix(".card.json")
         require_files(path, card_path)
-        self.card: dict[str, Any] = orjson.loads(card_path.read_bytes())
+        self.card: dict[str, Any] = _read_card(card_path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.intra_op_threads
         try:
@@ -115,18 +115,15 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
         except Exception as exc:  # onnxruntime's messages run over many lines
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelRefused(f"model {path} is not a readable ONNX model: {first}") from None
-        self.features: list[str] = self.card["features"]
-        self.classes: list[str] = self.card["classes"]
+        try:
+            self._read_card_fields()
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise ModelRefused(
+                f"model card {card_path} is not one `vigil train` writes ({what})"
+            ) from None
         self._input = self.session.get_inputs()[0].name
         self._prob_out = [o.name for o in self.session.get_outputs() if "prob" in o.name][0]
-        self._benign = self.classes.index("benign")
-        ref = self.card["reference"]
-        self._median = np.array([ref[f]["median"] for f in self.features])
-        self._p99 = np.array([ref[f]["p99"] for f in self.features])
-        rng = self.card.get("range")
-        # Models trained before the guard existed carry no ranges: then every row passes.
-        self._lo = np.array([rng[f][0] if rng else -np.inf for f in self.features])
-        self._hi = np.array([rng[f][1] if rng else np.inf for f in self.features])
         check_width(path, self.session, self.features)
         lo = np.where(np.isfinite(self._lo), self._lo, 0.0)
         hi = np.maximum(np.where(np.isfinite(self._hi), self._hi, self._p99 * 2), self._p99 * 2)
@@ -138,9 +135,21 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
         # A verdict gate trained beside this classifier (`vigil train --verdicts`).
         gate_path = path.parent / "gate.onnx"
         self.gate: VerdictGate | None = load_gate(gate_path) if gate_path.exists() else None
-        self.version: str = self.card["version"]
         if self.gate is not None:
             self.version += "+" + self.gate.version
+
+    def _read_card_fields(self) -> None:
+        self.features: list[str] = list(self.card["features"])
+        self.classes: list[str] = list(self.card["classes"])
+        self._benign = self.classes.index("benign")
+        self.version: str = str(self.card["version"])
+        ref = self.card["reference"]
+        self._median = np.array([ref[f]["median"] for f in self.features], dtype=float)
+        self._p99 = np.array([ref[f]["p99"] for f in self.features], dtype=float)
+        rng = self.card.get("range")
+        # Models trained before the guard existed carry no ranges: then every row passes.
+        self._lo = np.array([rng[f][0] if rng else -np.inf for f in self.features], dtype=float)
+        self._hi = np.array([rng[f][1] if rng else np.inf for f in self.features], dtype=float)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -272,3 +281,14 @@ def load_gate(path: Path) -> VerdictGate:
 
     check_parity(path, run, sample(lo, hi))
     return gate
+
+
+def _read_card(path: Path) -> dict[str, Any]:
+    """A model card: a JSON object, or ModelRefused naming the file."""
+    try:
+        card = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ModelRefused(f"model card {path} is not JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise ModelRefused(f"model card {path} is not a JSON object")
+    return card

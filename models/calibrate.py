@@ -49,19 +49,28 @@ class Truth:
 
 
 def load_truth(path: Path) -> dict[str, tuple[str, float, float]]:
-    """The generator's labels.json (`accounts`) or a corpus truth.json (`labels`)."""
-    d = orjson.loads(path.read_bytes())
+    """The generator's labels.json (`accounts`) or a corpus truth.json (`labels`). Raises
+    ValueError naming the file for anything else."""
+    try:
+        d = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
     out: dict[str, tuple[str, float, float]] = {}
-    if isinstance(d, dict) and isinstance(d.get("accounts"), dict):
-        for acct, lab in d["accounts"].items():
-            if lab.get("label", "benign") != "benign":
-                out[acct] = (lab["label"], float(lab["onset"]), np.inf)
-    elif isinstance(d, dict) and isinstance(d.get("labels"), list):
-        for lab in d["labels"]:
-            until = _epoch(lab["end"]) + GRACE_S
-            out[lab["account_id"]] = (lab["scenario"], _epoch(lab["onset"]), until)
-    else:
-        raise ValueError(f"{path}: neither a generator labels.json nor a truth.json")
+    try:
+        if isinstance(d, dict) and isinstance(d.get("accounts"), dict):
+            for acct, lab in d["accounts"].items():
+                if lab.get("label", "benign") != "benign":
+                    out[acct] = (lab["label"], float(lab["onset"]), np.inf)
+        elif isinstance(d, dict) and isinstance(d.get("labels"), list):
+            for lab in d["labels"]:
+                until = _epoch(lab["end"]) + GRACE_S
+                out[lab["account_id"]] = (lab["scenario"], _epoch(lab["onset"]), until)
+        else:
+            raise ValueError(f"{path}: neither a generator labels.json nor a truth.json")
+    except KeyError as exc:
+        raise ValueError(f"{path}: a label without {exc}") from None
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: a label of the wrong shape ({exc})") from None
     return out
 
 
@@ -74,8 +83,15 @@ def load_verdicts(paths: list[Path]) -> dict[str, str]:
             with open(p, newline="") as fh:
                 rows = list(csv.DictReader(fh))
         else:
-            rows = [orjson.loads(ln) for ln in p.read_bytes().splitlines() if ln.strip()]
+            rows = []
+            for i, ln in enumerate(p.read_bytes().splitlines(), 1):
+                try:
+                    rows.append(orjson.loads(ln) if ln.strip() else None)
+                except orjson.JSONDecodeError as exc:
+                    raise ValueError(f"{p}:{i}: not JSON ({exc})") from None
         for i, r in enumerate(rows, 1):
+            if r is None:  # a blank line
+                continue
             if not isinstance(r, dict) or "account_id" not in r or "verdict" not in r:
                 raise ValueError(f"{p}:{i}: a verdict needs account_id and verdict")
             if r["verdict"] not in ("misuse", "false_positive", "needs_info"):

@@ -84,11 +84,15 @@ def check_model(path: str | Path, engine_features: tuple[str, ...] | None = None
         raise ModelRejected(f"model {d}: missing {', '.join(missing)}")
     try:
         card = orjson.loads((d / CARD).read_bytes())
+        if not isinstance(card, dict):
+            raise TypeError("not a JSON object")
         feats = list(card["features"])
         classes = list(card["classes"])
         version = str(card["version"])
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ModelRejected(f"model {d}: unreadable card {CARD} ({exc!r})") from None
+    except KeyError as exc:
+        raise ModelRejected(f"model {d}: unreadable card {CARD} (no {exc})") from None
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise ModelRejected(f"model {d}: unreadable card {CARD} ({exc})") from None
     if engine_features is not None:
         unknown = [f for f in feats if f not in engine_features]
         if unknown:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from streams.cli import checks
-from streams.cli.common import ConfigOpt, fail, load_cli_config
+from streams.cli.common import ACCOUNTS_MAX, HOURS_MAX, ConfigOpt, fail, load_cli_config
 
 
 def _progress(total: int | None, label: str):
@@ -23,9 +23,11 @@ def generate(
     out: Annotated[Path, typer.Option("--out", help="Output directory")],
     accounts: Annotated[
         int,
-        typer.Option(min=50, max=1_000_000, help="Benign accounts (misuse accounts come on top)"),
+        typer.Option(
+            min=50, max=ACCOUNTS_MAX, help="Benign accounts (misuse accounts come on top)"
+        ),
     ] = 2000,
-    hours: Annotated[float, typer.Option(min=1.0, max=24 * 14, help="Hours of traffic")] = 24.0,
+    hours: Annotated[float, typer.Option(min=1.0, max=HOURS_MAX, help="Hours of traffic")] = 24.0,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed")] = 7,
     bad_rate: Annotated[float, typer.Option(min=0.0, max=0.1, help="Share of bad lines")] = 1e-4,
 ) -> None:
@@ -261,8 +263,8 @@ def train(
     weak_negatives: Annotated[
         bool, typer.Option(help="Count unjudged alerting windows as false positives")
     ] = False,
-    accounts: Annotated[int, typer.Option(min=200)] = 2000,
-    hours: Annotated[float, typer.Option(min=6)] = 24.0,
+    accounts: Annotated[int, typer.Option(min=200, max=ACCOUNTS_MAX)] = 2000,
+    hours: Annotated[float, typer.Option(min=6, max=HOURS_MAX)] = 24.0,
     config: ConfigOpt = None,
 ) -> None:
     """Train a model: from analysts' verdicts (--events, --verdicts) or, without them, the

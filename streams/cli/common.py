@@ -7,6 +7,10 @@ from typing import Annotated
 
 import typer
 
+# The most a generated corpus may hold: past these, `generate` and the commands that
+# generate their own corpora would run for days or run out of memory.
+ACCOUNTS_MAX = 1_000_000
+HOURS_MAX = 24 * 14
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML config file", show_default=False, metavar="FILE"),

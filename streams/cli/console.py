@@ -226,7 +226,11 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         except ValueError as exc:
             raise fail(str(exc)) from None
         if password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
+            line = sys.stdin.buffer.readline().removesuffix(b"\n").removesuffix(b"\r")
+            try:
+                password = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise fail("--password-stdin: the password read is not UTF-8 text") from None
         else:
             password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
         with open_store(url) as st:

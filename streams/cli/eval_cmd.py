@@ -8,15 +8,15 @@ from typing import Annotated
 import typer
 
 from streams.cli import checks
-from streams.cli.common import ConfigOpt, fail, load_cli_config
+from streams.cli.common import ACCOUNTS_MAX, HOURS_MAX, ConfigOpt, fail, load_cli_config
 
 
 def eval_scenarios(
     seed: Annotated[
         int, typer.Option(min=0, max=2**32 - 1, help="Generator seed (not one used for training)")
     ] = 9001,
-    accounts: Annotated[int, typer.Option(min=200)] = 4000,
-    hours: Annotated[float, typer.Option(min=6)] = 24.0,
+    accounts: Annotated[int, typer.Option(min=200, max=ACCOUNTS_MAX)] = 4000,
+    hours: Annotated[float, typer.Option(min=6, max=HOURS_MAX)] = 24.0,
     config: ConfigOpt = None,
     data: Annotated[Path, typer.Option(help="Where generated corpora are cached")] = Path(
         "data/eval"
@@ -39,8 +39,8 @@ def eval_cross_source(
         int,
         typer.Option(min=0, max=2**32 - 1, help="Held-out generator seed for the other direction"),
     ] = 9001,
-    accounts: Annotated[int, typer.Option(min=200)] = 4000,
-    hours: Annotated[float, typer.Option(min=6)] = 24.0,
+    accounts: Annotated[int, typer.Option(min=200, max=ACCOUNTS_MAX)] = 4000,
+    hours: Annotated[float, typer.Option(min=6, max=HOURS_MAX)] = 24.0,
     fit: Annotated[
         bool, typer.Option(help="Also train on the other source and report both ways")
     ] = True,
@@ -79,7 +79,9 @@ def eval_verdict_loop(
     events: Annotated[Path, typer.Option(help="Labelled events (.jsonl or .jsonl.gz)")],
     truth: Annotated[Path, typer.Option(help="truth.json of a corpus, or a generator labels.json")],
     out: Annotated[Path, typer.Option(help="Directory for verdicts, model and loop.json")],
-    hours: Annotated[float, typer.Option(min=1, help="Hours judged before retraining")] = 18.0,
+    hours: Annotated[
+        float, typer.Option(min=1, max=HOURS_MAX, help="Hours judged before retraining")
+    ] = 18.0,
     reject: Annotated[
         list[str] | None,
         typer.Option(help="Alert category the analysts call false alarms (a policy stress test)"),

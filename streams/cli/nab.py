@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +115,9 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         profiles = profiles or _default_sibling(data, "profiles.json")
         if labels is None:
             raise typer.BadParameter("--labels is required (no DATA/../labels/ found)")
+        for f in factor or []:
+            if not 0 < f < math.inf:  # a scale of 0, below or nan gives parameters with no meaning
+                raise typer.BadParameter(f"--factor {f:g}: a multiplier must be above 0 and finite")
         with _readable_inputs():
             sweep_table(data, labels, profiles, factor or [0.5, 0.75, 1.5, 2.0])
 

@@ -82,6 +82,13 @@ def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
             + ("--to-file", "{tmp}/s.jsonl", "--at", "0"),
             ("--detector nosuch: not a detector", "takeover"),
         ),
+        (("eval", "scenarios", "--hours", "inf"), ("--hours",)),
+        (("eval", "cross-source", "--accounts", "99999999999"), ("--accounts",)),
+        (("train", "--hours", "1e9"), ("--hours",)),
+        (
+            ("eval", "nab-sweep", "--data", "{tmp}", "--labels", "{file}", "--factor", "-1"),
+            ("--factor -1", "above 0"),
+        ),
         (("replay",), ("PATH",)),
         (("no-such-command",), ("no-such-command",)),
     ],

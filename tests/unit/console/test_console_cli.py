@@ -51,11 +51,27 @@ def test_user_management(cli: typer.Typer, tmp_path: Path) -> None:
     assert r.exit_code != 0 and "role must be one of" in r.output
     r = run(cli, ["console-user", "add", "bob", "--password-stdin", "--store", db], input="short\n")
     assert r.exit_code != 0
+    add_carl = [
+        "console-user",
+        "add",
+        "carl",
+        "--role",
+        "viewer",
+        "--password-stdin",
+        "--store",
+        db,
+    ]
+    r = run(cli, add_carl, input=b"\xff\xfe-not-text-pw\n")
+    assert r.exit_code == 2 and "--password-stdin" in r.output and "not UTF-8" in r.output
     assert run(cli, ["console-user", "list", "--store", db]).output == "ana\tanalyst\n"
     token = run(cli, ["console-user", "token", "ana", "--store", db]).output.strip()
+    # A line ended the Windows way (a file written there, piped in) keeps no carriage return.
+    assert run(cli, add_carl, input=b"carl-long-pw\r\n").exit_code == 0
     with open_store(db) as st:
+        assert authenticate_password(st, "carl", "carl-long-pw").role == "viewer"
         assert authenticate_password(st, "ana", "long-enough-pw").role == "analyst"
         assert authenticate_token(st, token).name == "ana"
+    assert run(cli, ["console-user", "remove", "carl", "--store", db]).exit_code == 0
     assert run(cli, ["console-user", "remove", "ana", "--store", db]).exit_code == 0
     assert run(cli, ["console-user", "remove", "ana", "--store", db]).exit_code != 0
 

@@ -113,3 +113,22 @@ def test_gate_without_its_card_is_refused(tmp_path: Path) -> None:
     (d / "gate.onnx").write_bytes((d / "classifier.onnx").read_bytes())
     with pytest.raises(ModelRefused, match="gate.card.json does not exist"):
         ClassifierDetector(str(d))
+
+
+@pytest.mark.parametrize(
+    ("card", "words"),
+    [
+        (b"[1, 2]", ("classifier.card.json", "not a JSON object")),
+        (b"{nope", ("classifier.card.json", "not JSON")),
+        (None, ("classifier.card.json", "no 'reference'")),
+    ],
+)
+def test_a_card_that_is_not_a_model_card_is_named(tmp_path: Path, card, words) -> None:
+    d = _copy(tmp_path)
+    path = d / "classifier.card.json"
+    if card is None:  # a card missing one of its tables
+        body = orjson.loads(path.read_bytes())
+        del body["reference"]
+        card = orjson.dumps(body)
+    path.write_bytes(card)
+    _refused_in_one_line(d, *words)

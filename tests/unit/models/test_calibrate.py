@@ -98,6 +98,18 @@ def test_truth_and_verdict_formats(tmp_path: Path, small_corpus) -> None:
         cal.load_verdicts([bad])
     with pytest.raises(ValueError, match="neither"):
         cal.load_truth(bad)
+    # Lines are counted as in the file, blank ones too; what is not JSON is named by line.
+    bad.write_text('{"account_id": "a1", "verdict": "misuse"}\n\n{garbage\n')
+    with pytest.raises(ValueError, match="bad.jsonl:3: not JSON"):
+        cal.load_verdicts([bad])
+    with pytest.raises(ValueError, match="bad.jsonl: not JSON"):
+        cal.load_truth(bad)
+    bad.write_text('{"accounts": {"a1": {"label": "spam_campaign"}}}')
+    with pytest.raises(ValueError, match="bad.jsonl: a label without 'onset'"):
+        cal.load_truth(bad)
+    bad.write_text('{"labels": [7]}')
+    with pytest.raises(ValueError, match="bad.jsonl: a label of the wrong shape"):
+        cal.load_truth(bad)
 
 
 def test_a_config_written_as_toml_reads_back_the_same() -> None:
