@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from streams.core.config import KafkaConfig
+from streams.core.inputs import open_events
 from streams.core.problems import READ_ERRORS, one_line
 from streams.kafka.routing import account_of
 from streams.runtime.kafka_client import kafka_python_options
@@ -18,9 +18,8 @@ def read_lines(path: Path) -> Iterator[bytes]:
     """The file's non-empty lines. One that cannot be read to its end (a gzip file cut
     short or damaged, a read error) raises ValueError in one line, after every line
     before that point."""
-    opener: Any = gzip.open if path.suffix == ".gz" else open
     n = 0
-    with opener(path, "rb") as f:
+    with open_events(path) as f:
         try:
             for line in f:
                 line = line.rstrip(b"\r\n")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import queue
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -12,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from streams.core.inputs import open_events
 from streams.core.problems import READ_ERRORS, one_line
 from streams.engine.engine import Engine, Output
 from streams.replay.pacing import Pacer
@@ -20,14 +19,9 @@ BATCH_LINES = 8192
 
 
 def open_input(path: str) -> BinaryIO:
-    if path == "-":
-        return sys.stdin.buffer
-    p = Path(path)
-    if not p.exists():
+    if path != "-" and not Path(path).exists():
         raise FileNotFoundError(f"input {path} does not exist")
-    if p.suffix == ".gz":
-        return gzip.open(p, "rb")  # type: ignore[return-value]
-    return open(p, "rb", buffering=1 << 20)
+    return open_events(path)
 
 
 class UnreadableInput(ValueError):

@@ -55,6 +55,40 @@ def test_a_whole_gzip_file_reads_to_its_end(tmp_path: Path) -> None:
     assert _read_all(path, True) == (lines, None)
 
 
+@pytest.mark.parametrize("name", ["events.jsonl", "events", "events.json"])
+def test_a_gzip_file_is_read_as_gzip_whatever_its_name(tmp_path: Path, name: str) -> None:
+    # Named .jsonl, it was read as text: every line a dead letter (invalid_utf8).
+    lines = _lines(5_000)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    assert _read_all(path, True) == (lines, None)
+
+
+def test_a_plain_file_named_gz_is_read_as_it_is(tmp_path: Path) -> None:
+    lines = _lines(1_000)
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert _read_all(path, False) == (lines, None)
+
+
+def test_gzip_on_stdin_is_inflated(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    lines = _lines(2_000)
+    code = (
+        "import sys; from streams.replay.reader import open_input; "
+        "sys.stdout.write(str(sum(1 for _ in open_input('-'))))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        input=gzip.compress(b"\n".join(lines) + b"\n"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and r.stdout == b"2000", r.stderr
+
+
 class _BreaksAfter:
     """A stream that gives `data` in pieces, then fails as a disk or pipe can."""
 
