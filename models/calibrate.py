@@ -275,7 +275,7 @@ def verify(
     alerts: list[Alert] = []
     for p in paths:
         with open_input(p) as fh:
-            for lines in read_batches(fh, read_ahead=True):
+            for lines in read_batches(fh, read_ahead=True, max_line=cfg.engine.max_line_bytes):
                 alerts += engine.process_lines(lines).alerts
     alerts += engine.flush().alerts
     recent = [a for a in alerts if _epoch(a.ts) > rec.since]

@@ -182,7 +182,9 @@ def decode_lines(
             ln = lines[i]
             s = status[i]
             if s == _TOO_LARGE:
-                dead.append(DeadLetter(ln, "too_large", f"{len(ln)} bytes > {max_line_bytes}"))
+                # A CutLine (replay's reader) is the head of a longer line.
+                n = getattr(ln, "length", len(ln))
+                dead.append(DeadLetter(ln, "too_large", f"{n} bytes > {max_line_bytes}"))
                 keep[i] = False
                 continue
             if s == _EMPTY:

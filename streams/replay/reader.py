@@ -61,32 +61,62 @@ def read_chunks(fh: BinaryIO, size: int = 4 << 20) -> Iterator[bytes]:
         done += got
 
 
+class CutLine(bytes):
+    """The head of a line too long to hold (`read_batches`): `length` is the whole line's.
+    The contract dead-letters it as `too_large` and the dead letter names that length."""
+
+    length: int
+
+
+# Lines are cut past this when the caller names no limit (`read_batches`'s `max_line`).
+LONG_LINE_CUT = 64 << 20
+
+
 def read_batches(
-    fh: BinaryIO, size: int = BATCH_LINES, read_ahead: bool = False
+    fh: BinaryIO, size: int = BATCH_LINES, read_ahead: bool = False, max_line: int = LONG_LINE_CUT
 ) -> Iterator[list[bytes]]:
     """Batches of lines, read in large chunks rather than line by line.
 
     With `read_ahead`, a thread reads (and inflates) the next chunks meanwhile; splitting
     stays here, so that thread rarely holds the GIL. CRLF files lose their CR. Blank lines
     are kept: the contract dead-letters them as empty records, so nothing goes uncounted.
+    A line over `max_line` bytes comes as a `CutLine` of its first `max_line + 1`: still
+    too large for a contract with that limit. Held whole, a file with no line ends (a JSON
+    array on one line, a binary file) took its size in memory, and joining each chunk to
+    it made reading quadratic.
     """
     chunks = prefetch(read_chunks(fh)) if read_ahead else read_chunks(fh)
+    keep = max_line + 1
     buf: list[bytes] = []
     tail = b""
+    cut: CutLine | None = None  # the head of a line being skipped to its end
     failure: UnreadableInput | None = None
     try:
         for chunk in chunks:
+            if cut is not None:
+                end = chunk.find(b"\n")
+                if end < 0:
+                    cut.length += len(chunk)
+                    continue
+                cut.length += end
+                buf.append(cut)
+                cut, chunk = None, chunk[end + 1 :]
             data = tail + chunk
             lines = data.split(b"\n")
             tail = lines.pop()
             if b"\r" in data:
                 lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
             buf.extend(lines)
+            if len(tail) > keep:
+                cut = CutLine(tail[:keep])
+                cut.length, tail = len(tail), b""
             while len(buf) >= size:
                 yield buf[:size]
                 buf = buf[size:]
     except UnreadableInput as exc:
         failure = exc  # the lines read before it still go out, below; then it is raised
+    if cut is not None:
+        buf.append(cut)
     if tail:  # cut short by a failure, it is a malformed line: dead-lettered, so counted
         buf.append(tail[:-1] if tail.endswith(b"\r") else tail)
     if buf:
@@ -159,7 +189,7 @@ def replay(
     t0 = time.perf_counter()
     size = pacer.batch_lines if pacer else BATCH_LINES
     try:
-        for lines in read_batches(fh, size, read_ahead=True):
+        for lines in read_batches(fh, size, True, engine.cfg.engine.max_line_bytes):
             out = engine.process_lines(lines)
             summary.lines += len(lines)
             _account(summary, out)

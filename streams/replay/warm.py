@@ -42,7 +42,7 @@ def warm_engine(
     summary = WarmSummary()
     for path in paths:
         with open_input(path) as fh:  # one it cannot read raises: no state from part of it
-            for lines in read_batches(fh, BATCH_LINES, read_ahead=True):
+            for lines in read_batches(fh, BATCH_LINES, True, cfg.engine.max_line_bytes):
                 out = engine.process_lines(lines)
                 summary.lines += len(lines)
                 summary.alerts += len(out.alerts)

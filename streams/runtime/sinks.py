@@ -80,10 +80,12 @@ class DeadLetterFile:
         self._max = max_raw_bytes
 
     def _json(self, d: DeadLetter) -> bytes:
-        if len(d.raw) <= self._max:
+        # The reader hands a line too long to hold as its head, which knows its length.
+        whole = getattr(d.raw, "length", len(d.raw))
+        if whole <= self._max:
             return d.to_json()
         cut = dataclasses.replace(d, raw=d.raw[: self._max])
-        return cut.to_json()[:-1] + b',"truncated":true,"raw_bytes":%d}' % len(d.raw)
+        return cut.to_json()[:-1] + b',"truncated":true,"raw_bytes":%d}' % whole
 
     def write(self, out: Output) -> None:
         self._file.write([self._json(d) for d in out.dead_letters])

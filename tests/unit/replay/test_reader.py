@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.replay.reader import UnreadableInput, open_input, read_batches
+from streams.replay.reader import CutLine, UnreadableInput, open_input, read_batches
 
 
 def _lines(n: int) -> list[bytes]:
@@ -87,6 +87,31 @@ def test_gzip_on_stdin_is_inflated(tmp_path: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 0 and r.stdout == b"2000", r.stderr
+
+
+@pytest.mark.parametrize("ending", [b"\n", b""])
+def test_a_line_too_long_to_hold_comes_as_its_head_knowing_its_length(
+    tmp_path: Path, ending: bytes
+) -> None:
+    # A JSON array on one line: held whole, it took its size in memory, and joining every
+    # chunk to it made reading quadratic.
+    huge = b"[" + b'{"k":1},' * 2_000_000 + b"{}]"
+    first, last = _lines(2)
+    path = tmp_path / "array.jsonl"
+    path.write_bytes(first + b"\n" + huge + b"\n" + last + ending)
+    with open_input(str(path)) as fh:
+        got = [ln for batch in read_batches(fh, 1000, max_line=1000) for ln in batch]
+    assert got[0] == first and got[2] == last and len(got) == 3
+    assert isinstance(got[1], CutLine) and got[1] == huge[:1001]
+    assert got[1].length == len(huge)
+
+
+def test_a_file_ending_inside_a_line_too_long_still_gives_that_line(tmp_path: Path) -> None:
+    path = tmp_path / "no-end.bin"
+    path.write_bytes(b"x" * 9_000_000)
+    with open_input(str(path)) as fh:
+        got = [ln for batch in read_batches(fh, 1000, max_line=100) for ln in batch]
+    assert got == [b"x" * 101] and got[0].length == 9_000_000
 
 
 class _BreaksAfter:
