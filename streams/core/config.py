@@ -153,6 +153,10 @@ class KafkaConfig:
     sasl_password: str = ""
     ssl_cafile: str = ""
     group_id: str = "vigil"
+    # How long a Kafka client of the CLI, console or worker start-up tries the bootstrap
+    # servers before it stops in one line. The clients' own default, 30 s, was a long wait
+    # to learn of a typo or a broker that is down.
+    bootstrap_timeout_s: float = 10.0
     # Compacted: promotions, rollbacks and config versions that running workers switch to
     # (docs/kafka.md, "Control and snooze topics").
     control_topic: str = "vigil-control"

@@ -65,6 +65,10 @@ def validate(cfg: VigilConfig) -> None:
         raise ConfigError("platform.free_daily_tokens: must be > 0")
     if cfg.kafka.partitions < 1 or cfg.kafka.replication_factor < 1:
         raise ConfigError("kafka.partitions and kafka.replication_factor: must be >= 1")
+    if not 0 < cfg.kafka.bootstrap_timeout_s <= 600:
+        raise ConfigError(
+            f"kafka.bootstrap_timeout_s: {cfg.kafka.bootstrap_timeout_s} must be in (0, 600]"
+        )
     _validate_webhook(cfg.webhook)
     seen: set[str] = set()
     for r in cfg.rules:

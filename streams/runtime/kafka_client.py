@@ -33,7 +33,11 @@ def security_options(cfg: KafkaConfig) -> dict[str, Any]:
 
 def kafka_python_options(cfg: KafkaConfig) -> dict[str, Any]:
     """Connection options for kafka-python clients (produce, tail, admin, console)."""
-    return {"bootstrap_servers": servers(cfg), **security_options(cfg)}
+    return {
+        "bootstrap_servers": servers(cfg),
+        "bootstrap_timeout_ms": round(cfg.bootstrap_timeout_s * 1000),
+        **security_options(cfg),
+    }
 
 
 def broker_url(cfg: KafkaConfig) -> str:

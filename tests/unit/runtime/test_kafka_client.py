@@ -39,6 +39,7 @@ def test_sasl_ssl_without_a_mechanism_is_plain_with_the_credentials(cafile: str)
     opts = kafka_python_options(k)
     assert opts == {
         "bootstrap_servers": ["a:9093", "b:9093"],
+        "bootstrap_timeout_ms": 10_000,
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "PLAIN",
         "sasl_plain_username": "vigil",
@@ -46,7 +47,8 @@ def test_sasl_ssl_without_a_mechanism_is_plain_with_the_credentials(cafile: str)
         "ssl_cafile": cafile,
     }
     # The console's publisher and store-sink take the same security options.
-    assert security_options(k) == {key: v for key, v in opts.items() if key != "bootstrap_servers"}
+    connection = ("bootstrap_servers", "bootstrap_timeout_ms")
+    assert security_options(k) == {key: v for key, v in opts.items() if key not in connection}
     creds = faust_credentials(k)
     assert (creds.username, creds.password, creds.mechanism.value) == ("vigil", "s3cret", "PLAIN")
     assert creds.ssl_context is not None
@@ -94,3 +96,23 @@ def test_no_client_builds_its_own_options() -> None:
         if "sasl_plain_username" in p.read_text() and p.name != "kafka_client.py"
     ]
     assert offenders == []
+
+
+def test_a_client_gives_up_on_brokers_it_cannot_reach_after_bootstrap_timeout_s() -> None:
+    """Regression: `vigil produce` and `vigil control` waited 30 s (the client's default)
+    to say that nothing listens at the bootstrap address."""
+    import socket
+    import time
+
+    from kafka.errors import KafkaTimeoutError
+
+    from streams.kafka.produce import make_producer
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = KafkaConfig(bootstrap_servers=f"127.0.0.1:{port}", bootstrap_timeout_s=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(KafkaTimeoutError):
+        make_producer(cfg)
+    assert time.monotonic() - t0 < 10
