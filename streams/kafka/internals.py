@@ -151,6 +151,12 @@ class ConsumerHooks(faust_aiokafka.Consumer):
             await self.wait_first(callback(self._to_message(tp, record)), suspended())
             self._read_offset[tp] = record.offset
 
+    # Faust's `highwater` answers aiokafka's last stable offset under exactly_once; the end
+    # of the log, open transactions included, is aiokafka's `highwater` on the thread's
+    # consumer (a read of fetch state, as Faust's own `highwater` does from this thread).
+    def log_end(self, tp: TP) -> int | None:
+        return self._thread._ensure_consumer().highwater(tp)
+
     # Faust's thread-delegating consumer has no public seek_to_beginning; its thread does.
     async def seek_partitions_to_beginning(self, *tps: TP) -> None:
         await self._thread.seek_to_beginning(*tps)

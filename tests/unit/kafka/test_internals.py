@@ -14,6 +14,7 @@ import typing
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -616,3 +617,22 @@ def test_transactions_follow_in_worker_and_are_cached_when_first_read():
     internals.enable_transactions(app)
     assert app.in_transaction is True
     assert app.consumer.in_transaction is True
+
+
+def test_log_end_is_aiokafkas_highwater_and_not_fausts_last_stable_offset():
+    """Faust's `highwater` answers the last stable offset under exactly_once, which put
+    marks waiting behind an open transaction out of the idle check's sight (sources went
+    silent while their marks waited for a commit). `log_end` asks aiokafka's consumer for
+    the end of the log itself; pinned here are both Faust's switch and that call."""
+    thread_hw = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.highwater)
+    assert "in_transaction" in thread_hw and "last_stable_offset" in thread_hw
+    ends = {"highwater": 42, "last_stable_offset": 7}
+    inner = SimpleNamespace(
+        highwater=lambda tp: ends["highwater"],
+        last_stable_offset=lambda tp: ends["last_stable_offset"],
+    )
+    c = object.__new__(internals.ConsumerHooks)
+    c._thread = SimpleNamespace(_ensure_consumer=lambda: inner)
+    assert c.log_end(TP("t", 0)) == 42
+    consumer_cls = aiokafka_consumer.AIOKafkaConsumer
+    assert callable(consumer_cls.highwater) and callable(consumer_cls.last_stable_offset)

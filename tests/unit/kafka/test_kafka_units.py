@@ -269,6 +269,9 @@ class FakeConsumer:
     def highwater(self, tp: TP) -> int | None:
         return None
 
+    def log_end(self, tp: TP) -> int | None:
+        return None
+
     async def commit(self) -> bool:
         return True
 

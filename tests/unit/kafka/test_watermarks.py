@@ -129,13 +129,38 @@ def test_a_workers_clocks_wait_for_their_first_reading():
     assert c.idle(c.opened + 100.0) == []  # no reading yet: nothing known of what waits
 
     class Consumer:
-        def highwater(self, tp):
+        def log_end(self, tp):
             return 7
 
     read_exchange(Consumer(), "tp", None, c, c.opened + 101.0)
     assert c.idle(c.opened + 102.0) == []
     read_exchange(Consumer(), "tp", 7, c, c.opened + 103.0)
     assert c.idle(c.opened + 103.0) == [0, 1]
+
+
+def test_marks_behind_an_open_transaction_keep_their_sources_from_going_silent():
+    """Regression: the reading took Faust's `highwater`, the last stable offset under
+    exactly_once. Everything before an open transaction read, the engine counted as read
+    through, and sources whose marks waited in that transaction went silent: with commits
+    further apart than `source_idle_s`, windows closed early and 9,573 events went to
+    too_late in one CI run. The reading now takes the log's end (`log_end`)."""
+    et = EventTime(2, idle_after_s=3.0, max_line_bytes=1 << 16, max_future_s=3600.0)
+    c = et.clocks()
+    c.advance(0, T0, c.opened)
+    c.advance(1, T0, c.opened)
+
+    class Consumer:  # 5 records committed and applied; 4 more in an open transaction
+        def highwater(self, tp):
+            return 5  # what Faust answers under exactly_once
+
+        def log_end(self, tp):
+            return 9
+
+    for t in range(1, 11):
+        read_exchange(Consumer(), "tp", 5, c, c.opened + t)
+    assert c.idle(c.opened + 10.0) == []  # the marks are on their way, not missing
+    read_exchange(Consumer(), "tp", 9, c, c.opened + 11.0)  # committed and read
+    assert c.idle(c.opened + 11.0) == [0, 1]
 
 
 def test_a_long_stall_keeps_its_readings_bounded():
