@@ -41,6 +41,14 @@ def normalize_url(url: str) -> str:
     return f"sqlite:///{Path(url).expanduser().resolve()}"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file an SQLite store's URL (or bare path) names; None for another
+    kind of store and for an in-memory one."""
+    full = normalize_url(url)
+    path = full.removeprefix("sqlite:///") if full.startswith("sqlite:///") else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
 def to_epoch(ts: str | float | int) -> float:
     if isinstance(ts, int | float):
         return float(ts)
@@ -65,19 +73,18 @@ def url_problem(url: str) -> str | None:
     scheme = normalize_url(url).split("://", 1)[0]
     if scheme not in SCHEMES:
         return f"unsupported store {scheme!r}; use sqlite:///PATH, a file path or postgresql://..."
-    if scheme == "sqlite":
-        path = normalize_url(url).split("///", 1)[-1]
-        if path and path != ":memory:" and Path(path).is_dir():
-            return "is a directory; give the database file"
+    path = sqlite_file(url)
+    if path is not None and path.is_dir():
+        return "is a directory; give the database file"
     return None
 
 
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -79,13 +79,13 @@ def store_url(url: str, option: str = "--store") -> str:
     return full
 
 
-def existing_store(full_url: str, named: str, how: str) -> None:
+def existing_store(url: str, named: str, how: str) -> None:
     """An SQLite store that must be there already: opening one that is not creates it,
     empty. `named` is what the user gave; `how` says what creates the store."""
-    if not full_url.startswith("sqlite:///") or full_url.endswith(":memory:"):
-        return
-    path = Path(full_url.removeprefix("sqlite:///"))
-    if not path.is_file():
+    from console.store import sqlite_file
+
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
         raise fail(f"{named}: no store at {path} ({how})")
 
 

@@ -33,12 +33,10 @@ def _store_url(store: str, config: Path | None) -> str:
 
 def default_labels_file(url: str) -> Path | None:
     """Next to an SQLite store, so `make demo` keeps everything in one folder."""
-    from console.store import normalize_url
+    from console.store import sqlite_file
 
-    full = normalize_url(url)
-    if not full.startswith("sqlite:///") or full.endswith(":memory:"):
-        return None
-    return Path(full.removeprefix("sqlite:///")).with_name("analyst-labels.jsonl")
+    path = sqlite_file(url)
+    return None if path is None else path.with_name("analyst-labels.jsonl")
 
 
 def parse_sla(items: list[str]) -> dict[str, float]:
