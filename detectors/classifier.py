@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from detectors.base import Explanation, NoAccountState, ScoreThenLearn
 from detectors.gate import SCORED, VerdictGate
@@ -20,6 +19,7 @@ from detectors.model_checks import (
     ModelRefused,
     check_parity,
     check_width,
+    read_card,
     require_files,
     sample,
 )
@@ -105,7 +105,7 @@ class ClassifierDetector(NoAccountState, ScoreThenLearn):
             path = path / "classifier.onnx"
         card_path = path.with_suffix(".card.json")
         require_files(path, card_path)
-        self.card: dict[str, Any] = _read_card(card_path)
+        self.card: dict[str, Any] = read_card(card_path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.intra_op_threads
         try:
@@ -281,14 +281,3 @@ def load_gate(path: Path) -> VerdictGate:
 
     check_parity(path, run, sample(lo, hi))
     return gate
-
-
-def _read_card(path: Path) -> dict[str, Any]:
-    """A model card: a JSON object, or ModelRefused naming the file."""
-    try:
-        card = orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise ModelRefused(f"model card {path} is not JSON ({exc})") from None
-    if not isinstance(card, dict):
-        raise ModelRefused(f"model card {path} is not a JSON object")
-    return card

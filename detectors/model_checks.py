@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from streams.features.window import FEATURES
 
@@ -102,3 +103,14 @@ def check_parity(model: Path, run_onnx: Any, X: np.ndarray) -> float:
         )
     _checked[key] = diff
     return diff
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """A model card: a JSON object, or ModelRefused naming the file."""
+    try:
+        card = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ModelRefused(f"model card {path} is not JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise ModelRefused(f"model card {path} is not a JSON object")
+    return card

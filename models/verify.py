@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
+
+from detectors.model_checks import ModelRefused, read_card
 
 ONNX, CARD, SKL, README = (
     "classifier.onnx",
@@ -83,15 +84,15 @@ def check_model(path: str | Path, engine_features: tuple[str, ...] | None = None
     if missing:
         raise ModelRejected(f"model {d}: missing {', '.join(missing)}")
     try:
-        card = orjson.loads((d / CARD).read_bytes())
-        if not isinstance(card, dict):
-            raise TypeError("not a JSON object")
+        card = read_card(d / CARD)
         feats = list(card["features"])
         classes = list(card["classes"])
         version = str(card["version"])
+    except ModelRefused as exc:
+        raise ModelRejected(f"model {d}: {exc}") from None
     except KeyError as exc:
         raise ModelRejected(f"model {d}: unreadable card {CARD} (no {exc})") from None
-    except (orjson.JSONDecodeError, TypeError) as exc:
+    except TypeError as exc:
         raise ModelRejected(f"model {d}: unreadable card {CARD} ({exc})") from None
     if engine_features is not None:
         unknown = [f for f in feats if f not in engine_features]
