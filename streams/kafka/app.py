@@ -276,6 +276,9 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
         pending = processor.touched or any(p.dirty for p in processor.parts.values())
         if not recovering and idle and pending:
             await processor.checkpoint()
+        elif not recovering and processor.exchange_commit_due(now):
+            async with processor.lock:
+                await processor.exchange_commit()
 
     def inputs() -> HealthInputs:
         lag = 0

@@ -68,6 +68,12 @@ class WorkerMetrics:
             "Wall time of the last checkpoint (flush, state, flush, commit)",
             registry=r,
         )
+        self.exchange_commits = Counter(
+            "vigil_exchange_commits",
+            "exactly_once: transactions committed between checkpoints to publish the "
+            "campaign exchange's records and event-time marks",
+            registry=r,
+        )
         self.checkpoint_bytes = Gauge(
             "vigil_checkpoint_state_bytes",
             "Size of the compressed engine state written at the last checkpoint",

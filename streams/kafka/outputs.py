@@ -5,6 +5,15 @@ the repartition topic, audit records, console snapshots) is enqueued here and it
 awaited only at the next checkpoint (`_check_delivered`), which must succeed before input
 offsets are committed. Under exactly_once each output names the input partition it comes
 from, and joins that partition's transaction (transactions.py).
+
+Under exactly_once a partition's transaction is also committed between checkpoints, with
+the input offsets of its last checkpoint, so that the campaign exchange does not wait for
+a checkpoint at every step (Persistence.exchange_commit). Such a commit must publish only
+records that a restart from that checkpoint may send again harmlessly: the exchange's
+(campaign requests, figures and progress, which owners and engines take twice without
+effect, streams/runtime/campaign_desk.py) and event-time marks (a maximum). So until the
+checkpoint, alerts, dead letters, audit records and snapshots are held here
+(`_release_held`), and a partition that forwards events is left out of exchange commits.
 """
 
 from __future__ import annotations
@@ -25,6 +34,10 @@ log = logging.getLogger(__name__)
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 CORRUPT_REASON = "corrupt_batch"
+# Outputs under exactly_once (`Outputs._send`): the exchange's, which exchange commits
+# publish; events forwarded to their engine, which leave their partition to checkpoints;
+# and the rest, held until the checkpoint.
+EXCHANGE, FORWARD, HELD = "exchange", "forward", "held"
 
 
 class Outputs:
@@ -42,6 +55,12 @@ class Outputs:
     assigned: set[int]
     pending: list
     touched: set[int]
+    # exactly_once: outputs held for the checkpoint, as (source, record); the partitions
+    # that sent exchange records, and those that forwarded events, since their last commit.
+    held: list
+    releasing: bool
+    exchanged: set[int]
+    bound: set[int]
     snapshots: LatestSnapshots
 
     async def _send(
@@ -57,16 +76,50 @@ class Outputs:
         is the input partition the output comes from: its transaction under exactly_once."""
         if self.txn is None:
             fut = await self.app.producer.send(topic, key, value, partition, None, headers)
+            self.pending.append(fut)
+            return
+        if source is None or source not in self.parts:
+            source = fallback_partition(p for p in self.parts if p in self.assigned)
+        record = (topic, key, value, headers, partition)
+        kind = self._kind(topic, value)
+        if kind == HELD and not self.releasing:
+            self.held.append((source, record))
         else:
-            if source is None or source not in self.parts:
-                source = fallback_partition(p for p in self.parts if p in self.assigned)
-            tid = self.txn.id_for(source) if source is not None else None
-            fut = await self.app.producer.send(
-                topic, key, value, partition, None, headers, transactional_id=tid
-            )
+            await self._send_in(source, record)
             if source is not None:
-                self.touched.add(source)
+                (self.bound if kind == FORWARD else self.exchanged).add(source)
+        if source is not None:
+            self.touched.add(source)
+
+    def _kind(self, topic: str, value: bytes | None) -> str:
+        if topic == self.topics.campaign:
+            return EXCHANGE
+        if topic == self.topics.repartition:
+            return FORWARD if value else EXCHANGE  # a mark has no value
+        return HELD
+
+    async def _send_in(self, source: int | None, record: tuple) -> None:
+        topic, key, value, headers, partition = record
+        tid = self.txn.id_for(source) if source is not None else None  # type: ignore[union-attr]
+        fut = await self.app.producer.send(
+            topic, key, value, partition, None, headers, transactional_id=tid
+        )
         self.pending.append(fut)
+
+    async def _release_held(self, partitions: set[int] | None) -> None:
+        """Sends the held outputs of `partitions` (None: all) into their transactions, in
+        the order they were made; the checkpoint commits them next."""
+        kept = []
+        self.releasing = True
+        try:
+            for source, record in self.held:
+                if partitions is None or source in partitions:
+                    await self._send_in(source, record)
+                else:
+                    kept.append((source, record))
+        finally:
+            self.releasing = False
+        self.held = kept
 
     async def _emit(self, out: Any, tp: TP) -> None:
         p = tp.partition

@@ -44,6 +44,9 @@ class PartitionState:
     parts: Any = None  # campaign_records.Parts: records received in part
     progress_sent: tuple[float, float] | None = None
     done: float = float("-inf")
+    # Topic -> the input offset its last checkpoint covers (a restart resumes there):
+    # under exactly_once, an exchange commit commits these again (`exchange_commit`).
+    committed: dict[str, int] = field(default_factory=dict)
 
 
 class Persistence(CampaignExchange):
@@ -85,6 +88,7 @@ class Persistence(CampaignExchange):
             part = self._fresh(partition)
             self._open_exchange(part, None)
         self._checkpointed(part)  # what was restored is what a restart would restore
+        part.committed = dict(part.next_offsets)
         self.parts[partition] = part
         return part
 
@@ -133,6 +137,7 @@ class Persistence(CampaignExchange):
         if final or partitions is not None or now - self.last_snapshots >= self.snapshot_interval:
             await self._send_snapshots()
             self.last_snapshots = now
+        await self._release_held(partitions)  # exactly_once: what waited for this checkpoint
         await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards
         await self._check_delivered()
         written = [
@@ -186,8 +191,10 @@ class Persistence(CampaignExchange):
             part.dirty = False
             self.touched.discard(part.partition)
             self._checkpointed(part)
+            part.committed = dict(part.next_offsets)
         if self.txn is not None:
             await self.txn.commit(offsets)  # 3. offsets into the same transactions, committed
+            self._committed(offsets)
         elif written:
             self.app.consumer.ready_offsets.update(offsets)
             await self.app.consumer.commit()  # 3. input offsets, only now
@@ -212,13 +219,56 @@ class Persistence(CampaignExchange):
         at commits)."""
         if self.txn is None:
             pause = self.pause
-        elif now - self.last_input >= EXCHANGE_WAIT_S or any(
-            p.engine.awaiting_figures or _awaiting_marks(p, now) for p in self.parts.values()
-        ):
+        elif self.bound and self._exchange_waits(now):
             pause = min(self.interval, EXCHANGE_WAIT_S)
         else:
             pause = self.interval
         return now - self.last_checkpoint >= pause
+
+    def exchange_commit_due(self, now: float) -> bool:
+        """Under exactly_once: the exchange waits, and some partition has sent campaign
+        records or marks since the last commit that an exchange commit can publish."""
+        return (
+            self.txn is not None
+            and now - self.last_commit >= EXCHANGE_COMMIT_S
+            and bool(self.exchanged - self.bound)
+            and self._exchange_waits(now)
+        )
+
+    async def exchange_commit(self) -> None:
+        """Commits the open transactions of the partitions whose outputs since their last
+        checkpoint are only the campaign exchange's records and event-time marks, with the
+        input offsets of that checkpoint: the exchange moves on without a checkpoint
+        (docs/kafka.md, "Exchange commits"). Everything else a partition outputs waits for
+        its checkpoint (`Outputs._send`), and a partition that forwarded events since is
+        left to it, so a restart re-sends only records the exchange takes twice."""
+        offsets = {
+            TP(topic, p): off
+            for p in self.exchanged - self.bound
+            if p in self.assigned and p in self.parts
+            for topic, off in self.parts[p].committed.items()
+        }
+        self.last_commit = time.monotonic()
+        if not offsets:  # nothing read yet to name the transaction: the checkpoint will
+            return
+        await self.app.producer.flush()
+        await self.txn.commit(offsets)  # type: ignore[union-attr]
+        self._committed(offsets)
+        self.wm.exchange_commits.inc()
+
+    def _committed(self, offsets: dict) -> None:
+        committed = {tp.partition for tp in offsets}
+        self.exchanged -= committed
+        self.bound -= committed
+        self.last_commit = time.monotonic()
+
+    def _exchange_waits(self, now: float) -> bool:
+        """The campaign exchange waits on commits: an engine holds windows for campaign
+        figures or waits for the marks that close its next window (`_awaiting_marks`), or
+        no input came for EXCHANGE_WAIT_S (what is left to send only moves at commits)."""
+        return now - self.last_input >= EXCHANGE_WAIT_S or any(
+            p.engine.awaiting_figures or _awaiting_marks(p, now) for p in self.parts.values()
+        )
 
     def _state_of(self, part: PartitionState) -> dict:
         state = part.engine.state_dict(pending=False)
@@ -240,6 +290,9 @@ MAX_PAUSE_S = 30.0
 # interval (5 s) that is 15 s a step at the end of a backlog. While the exchange waits so,
 # commits come this often instead (0.5 s did no better: each commit is a checkpoint).
 EXCHANGE_WAIT_S = 1.0
+# ... and exchange commits, which publish only the exchange's records and cost no
+# checkpoint, this often (docs/kafka.md, "Exchange commits").
+EXCHANGE_COMMIT_S = 0.25
 
 
 def _awaiting_marks(part: PartitionState, now: float) -> bool:

@@ -117,6 +117,11 @@ class Processor(Persistence):
         # transaction holds outputs since the last checkpoint.
         self.txn = transactions
         self.touched: set[int] = set()
+        self.held: list = []  # exactly_once: outputs waiting for the checkpoint (outputs.py)
+        self.releasing = False
+        self.exchanged: set[int] = set()
+        self.bound: set[int] = set()
+        self.last_commit = time.monotonic()
         self.refetch = Refetch(worker_metrics.batches_refetched)  # Blocks that skip offsets
         self.backpressure = Backpressure(worker_metrics.input_paused, worker_metrics.input_pauses)
         self.max_unscored = max_unscored_windows
@@ -159,6 +164,9 @@ class Processor(Persistence):
             part = self.parts.get(tp.partition) or self._open(tp.partition)
             first = part.next_offsets.get(tp.topic, 0)
             known = tp.topic in part.next_offsets
+            if not known and records.offsets:  # where a restart would resume
+                start = records.fetched_from if records.fetched_from >= 0 else records.offsets[0]
+                part.committed.setdefault(tp.topic, start)
             if known and await self.refetch.drop(
                 self.app.consumer, tp, first, records.fetched_from
             ):
@@ -200,8 +208,11 @@ class Processor(Persistence):
             if tp.topic == self.topics.input:
                 self.last_input = self.last_progress
             self._update_lag(tp, end)
-            if self.checkpoint_due(time.monotonic()):
+            now = time.monotonic()
+            if self.checkpoint_due(now):
                 await self._checkpoint_locked()
+            elif self.exchange_commit_due(now):
+                await self.exchange_commit()
 
     async def _apply(self, part: PartitionState, tp: TP, records: Block) -> float:
         """The records into the engine; returns the newest event time it decoded."""
@@ -306,6 +317,11 @@ class Processor(Persistence):
                 log.exception("checkpoint on revoke failed")
             for p in lost:
                 self.parts.pop(p, None)
+            # exactly_once: outputs a failed checkpoint left held belong to a transaction
+            # the next owner aborts; it makes them again from the previous checkpoint.
+            self.held = [(s, record) for s, record in self.held if s not in lost]
+            self.exchanged -= lost
+            self.bound -= lost
             # Batches still waiting for the lock are refused from here on (on_batch).
             self.assigned -= lost
             self.wm.owned_partitions.set(len(self.assigned))

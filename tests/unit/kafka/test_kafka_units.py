@@ -29,7 +29,7 @@ from streams.kafka.consumer import BatchConsumer
 from streams.kafka.fetch import Block
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
-from streams.kafka.persistence import EXCHANGE_WAIT_S, checkpoint_pause
+from streams.kafka.persistence import EXCHANGE_COMMIT_S, EXCHANGE_WAIT_S, checkpoint_pause
 from streams.kafka.positions import GAP_RETRIES
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
@@ -284,8 +284,9 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple] = []
 
-    async def send(self, *args: Any) -> asyncio.Future:
-        self.sent.append(args)
+    async def send(self, *args: Any, transactional_id: str | None = None) -> asyncio.Future:
+        # Under exactly_once the transaction an output joins comes last.
+        self.sent.append(args if transactional_id is None else (*args, transactional_id))
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut
@@ -512,7 +513,7 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
     _run(scenario())
 
 
-def test_under_exactly_once_the_worker_commits_sooner_while_the_exchange_waits():
+def test_under_exactly_once_the_exchange_is_committed_sooner_while_it_waits():
     assignment = {TP(IN, p) for p in range(2)}
     proc, _ = _processor(assignment)
     proc.interval = 5.0
@@ -523,8 +524,18 @@ def test_under_exactly_once_the_worker_commits_sooner_while_the_exchange_waits()
         await proc.on_batch(TP(IN, 1), _records(0, 1))
         end = proc.last_checkpoint
         proc.last_input = end + 1.0  # input flowing: the interval holds
-        assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
+        proc.exchanged = {1}  # campaign records or marks sent, nothing forwarded
+        soon = proc.last_commit + EXCHANGE_COMMIT_S + 0.01
+        assert not proc.exchange_commit_due(soon) and not proc.checkpoint_due(soon)
         proc.parts[1].engine.awaiting_figures = True  # windows held for figures
+        assert proc.exchange_commit_due(soon)
+        assert not proc.exchange_commit_due(proc.last_commit + EXCHANGE_COMMIT_S - 0.01)
+        # Exchange commits publish the exchange: no checkpoint before the interval.
+        assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
+        # A partition that forwarded events since its checkpoint publishes them, and its
+        # marks, only with a checkpoint: that comes sooner instead.
+        proc.bound = {1}
+        assert not proc.exchange_commit_due(soon)
         assert proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
         assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S - 0.1)
         proc.parts[1].engine.awaiting_figures = False
@@ -545,6 +556,7 @@ def test_under_exactly_once_the_worker_commits_sooner_while_the_exchange_waits()
         proc.txn = None  # under at_least_once others read outputs at once: no hurry
         proc.parts[1].engine.awaiting_figures = True
         assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
+        assert not proc.exchange_commit_due(soon)
 
     _run(scenario())
 
