@@ -271,6 +271,11 @@ class WorkerSettings:
     # An input partition whose records stop coming for this long (wall clock) no longer
     # holds back the event time of the engines it feeds (streams/kafka/watermarks.py).
     source_idle_s: float = 30.0
+    # exactly_once: while the campaign exchange waits on commits, its records are committed
+    # this often between checkpoints (docs/kafka.md, "Exchange commits between
+    # checkpoints"). 0: off; the exchange then moves only at checkpoints, which come after
+    # 1 s instead of the interval while it waits.
+    exchange_commit_s: float = 0.25
 
     # The internal topics belong to one consumer group, as its changelog does: another
     # group on the same input (a second deployment, a group reset to a new id, a benchmark

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from streams.core.alerts import CATEGORIES
 from streams.core.config import (
@@ -59,6 +60,8 @@ def validate(cfg: VigilConfig) -> None:
             f"worker.exchange_record_bytes: {w.exchange_record_bytes} must be between 1024 "
             f"and {MAX_RECORD_BYTES} (the producer sends at most 1,000,000 bytes a record)"
         )
+    if not (math.isfinite(w.exchange_commit_s) and w.exchange_commit_s >= 0):
+        raise ConfigError("worker.exchange_commit_s: must be >= 0 (0: no exchange commits)")
     if not 1 <= w.web_port <= 65535:
         raise ConfigError(f"worker.web_port: {w.web_port} is not a port (1-65535)")
     if cfg.platform.free_daily_tokens <= 0:

@@ -223,6 +223,7 @@ def build_worker(
         max_unscored_windows=unscored,
         max_source_lead_s=lead,
         max_unscored_bytes=settings.max_unscored_bytes,
+        exchange_commit_s=settings.exchange_commit_s,
     )
     app.processor = processor
     app.held_dead_letters = held

@@ -44,7 +44,8 @@ class WorkerMetrics:
         )
         self.events_skipped = Counter(
             "vigil_events_skipped_on_resume",
-            "Records already covered by the restored checkpoint and not applied again",
+            "Records already covered by the restored checkpoint and not applied again, and "
+            "copies of forwarded events a restored source sent again",
             registry=r,
         )
         self.batches_refetched = Counter(
@@ -71,7 +72,7 @@ class WorkerMetrics:
         self.exchange_commits = Counter(
             "vigil_exchange_commits",
             "exactly_once: transactions committed between checkpoints to publish the "
-            "campaign exchange's records and event-time marks",
+            "campaign exchange's records, event-time marks and forwarded events",
             registry=r,
         )
         self.checkpoint_bytes = Gauge(

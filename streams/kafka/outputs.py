@@ -11,9 +11,9 @@ the input offsets of its last checkpoint, so that the campaign exchange does not
 a checkpoint at every step (Persistence.exchange_commit). Such a commit must publish only
 records that a restart from that checkpoint may send again harmlessly: the exchange's
 (campaign requests, figures and progress, which owners and engines take twice without
-effect, streams/runtime/campaign_desk.py) and event-time marks (a maximum). So until the
-checkpoint, alerts, dead letters, audit records and snapshots are held here
-(`_release_held`), and a partition that forwards events is left out of exchange commits.
+effect, streams/runtime/campaign_desk.py), event-time marks (a maximum) and forwarded
+events (their engine drops copies, forwards.py). So until the checkpoint, alerts, dead
+letters, audit records and snapshots are held here (`_release_held`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.fetch import Block
+from streams.kafka.forwards import from_header
 from streams.kafka.routing import Forward, Router
 from streams.kafka.transactions import Transactions, fallback_partition
 
@@ -34,10 +35,10 @@ log = logging.getLogger(__name__)
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 CORRUPT_REASON = "corrupt_batch"
-# Outputs under exactly_once (`Outputs._send`): the exchange's, which exchange commits
-# publish; events forwarded to their engine, which leave their partition to checkpoints;
-# and the rest, held until the checkpoint.
-EXCHANGE, FORWARD, HELD = "exchange", "forward", "held"
+# Outputs under exactly_once (`Outputs._send`): the exchange's (campaign records, marks
+# and forwarded events), which exchange commits publish, and the rest, held until the
+# checkpoint.
+EXCHANGE, HELD = "exchange", "held"
 
 
 class Outputs:
@@ -55,12 +56,12 @@ class Outputs:
     assigned: set[int]
     pending: list
     touched: set[int]
-    # exactly_once: outputs held for the checkpoint, as (source, record); the partitions
-    # that sent exchange records, and those that forwarded events, since their last commit.
+    # exactly_once: outputs held for the checkpoint, as (source, record), and the
+    # partitions that sent exchange records since their last commit.
     held: list
     releasing: bool
     exchanged: set[int]
-    bound: set[int]
+    exchange_commit_s: float  # 0: no exchange commits, so nothing is held
     snapshots: LatestSnapshots
 
     async def _send(
@@ -81,22 +82,18 @@ class Outputs:
         if source is None or source not in self.parts:
             source = fallback_partition(p for p in self.parts if p in self.assigned)
         record = (topic, key, value, headers, partition)
-        kind = self._kind(topic, value)
-        if kind == HELD and not self.releasing:
+        kind = self._kind(topic)
+        if kind == HELD and self.exchange_commit_s > 0 and not self.releasing:
             self.held.append((source, record))
         else:
             await self._send_in(source, record)
             if source is not None:
-                (self.bound if kind == FORWARD else self.exchanged).add(source)
+                self.exchanged.add(source)
         if source is not None:
             self.touched.add(source)
 
-    def _kind(self, topic: str, value: bytes | None) -> str:
-        if topic == self.topics.campaign:
-            return EXCHANGE
-        if topic == self.topics.repartition:
-            return FORWARD if value else EXCHANGE  # a mark has no value
-        return HELD
+    def _kind(self, topic: str) -> str:
+        return EXCHANGE if topic in (self.topics.campaign, self.topics.repartition) else HELD
 
     async def _send_in(self, source: int | None, record: tuple) -> None:
         topic, key, value, headers, partition = record
@@ -185,9 +182,11 @@ class Outputs:
         if not foreign:
             return
         owner = self.router.owner  # type: ignore[union-attr]
-        for account, value, headers in foreign:
+        for account, value, headers, offset in foreign:
+            # Where it was read: its engine applies it once (forwards.py).
+            headers = [*headers, from_header(source, offset)]
             await self._send(
-                self.topics.repartition, account, value, list(headers), owner(account), source
+                self.topics.repartition, account, value, headers, owner(account), source
             )
         self.wm.events_repartitioned.inc(len(foreign))
 

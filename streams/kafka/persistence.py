@@ -47,6 +47,9 @@ class PartitionState:
     # Topic -> the input offset its last checkpoint covers (a restart resumes there):
     # under exactly_once, an exchange commit commits these again (`exchange_commit`).
     committed: dict[str, int] = field(default_factory=dict)
+    # Source partition -> the input offset after the last event it forwarded that this
+    # engine applied: copies below it are dropped (forwards.py). In the checkpoint.
+    forwards: dict[int, int] = field(default_factory=dict)
 
 
 class Persistence(CampaignExchange):
@@ -58,6 +61,8 @@ class Persistence(CampaignExchange):
     pause: float
     last_checkpoint: float
     last_input: float  # when records of the input topic were last applied
+    last_commit: float  # exactly_once: of the last checkpoint or exchange commit
+    exchange_commit_s: float
     last_snapshots: float
     snapshot_interval: float
     discard_unreadable: bool
@@ -113,6 +118,7 @@ class Persistence(CampaignExchange):
             return part
         state, manifest, journal = restored
         exchange = state.pop("campaign_exchange", None)
+        part.forwards = dict(state.pop("forwards_applied", {}))
         part.engine.load_state_dict(state)
         part.engine.restore_seen(
             checkpoint.read_seen(self.table, self.topics.input, partition, manifest)
@@ -209,42 +215,43 @@ class Persistence(CampaignExchange):
 
     def checkpoint_due(self, now: float) -> bool:
         """A slow checkpoint defers the next (`checkpoint_pause`), under at_least_once only.
-        Under exactly_once other workers and engines read this worker's outputs once its
-        transactions commit: the campaign exchange moves one step per commit, and the
-        sources this worker reads go idle downstream only after their marks are committed
-        (SourceClocks). The checkpoint interval is their clock there, shortened to
-        EXCHANGE_WAIT_S while the exchange waits on commits: an engine holds windows for
-        campaign figures or waits for the marks that close its next window (`_awaiting_marks`),
-        or no input came for that long (what is left to send, marks and progress, only moves
-        at commits)."""
+        Under exactly_once the interval holds, and exchange commits move the exchange
+        between checkpoints (`exchange_commit_due`); with them off, a checkpoint comes
+        after EXCHANGE_WAIT_S while the exchange waits."""
         if self.txn is None:
             pause = self.pause
-        elif self.bound and self._exchange_waits(now):
+        elif not self.exchange_commit_s and self._exchange_waits(now):
             pause = min(self.interval, EXCHANGE_WAIT_S)
         else:
             pause = self.interval
         return now - self.last_checkpoint >= pause
 
     def exchange_commit_due(self, now: float) -> bool:
-        """Under exactly_once: the exchange waits, and some partition has sent campaign
-        records or marks since the last commit that an exchange commit can publish."""
+        """Under exactly_once other workers and engines read this worker's outputs only
+        once its transactions commit: the campaign exchange moves one step per commit, and
+        the sources this worker reads go idle downstream only after their marks are
+        committed (SourceClocks). So an exchange commit is due every `exchange_commit_s`
+        (`[worker]`, 0: never) while some partition has sent exchange records since its
+        last commit and the exchange waits (`_exchange_waits`)."""
         return (
             self.txn is not None
-            and now - self.last_commit >= EXCHANGE_COMMIT_S
-            and bool(self.exchanged - self.bound)
+            and self.exchange_commit_s > 0
+            and now - self.last_commit >= self.exchange_commit_s
+            and bool(self.exchanged)
             and self._exchange_waits(now)
         )
 
     async def exchange_commit(self) -> None:
-        """Commits the open transactions of the partitions whose outputs since their last
-        checkpoint are only the campaign exchange's records and event-time marks, with the
-        input offsets of that checkpoint: the exchange moves on without a checkpoint
-        (docs/kafka.md, "Exchange commits"). Everything else a partition outputs waits for
-        its checkpoint (`Outputs._send`), and a partition that forwarded events since is
-        left to it, so a restart re-sends only records the exchange takes twice."""
+        """Commits the open transactions of the partitions that sent exchange records
+        (campaign records, event-time marks, forwarded events) since their last commit,
+        with the input offsets of their last checkpoint, and writes no state: the exchange
+        moves on without a checkpoint (docs/kafka.md, "Exchange commits between
+        checkpoints"). What a restart from that checkpoint sends again, the exchange takes
+        twice without effect; every other output waits for the checkpoint
+        (`Outputs._send`)."""
         offsets = {
             TP(topic, p): off
-            for p in self.exchanged - self.bound
+            for p in self.exchanged
             if p in self.assigned and p in self.parts
             for topic, off in self.parts[p].committed.items()
         }
@@ -259,7 +266,6 @@ class Persistence(CampaignExchange):
     def _committed(self, offsets: dict) -> None:
         committed = {tp.partition for tp in offsets}
         self.exchanged -= committed
-        self.bound -= committed
         self.last_commit = time.monotonic()
 
     def _exchange_waits(self, now: float) -> bool:
@@ -275,6 +281,8 @@ class Persistence(CampaignExchange):
         exchange = self.exchange_state(part)
         if exchange is not None:
             state["campaign_exchange"] = exchange
+        if part.forwards:
+            state["forwards_applied"] = dict(part.forwards)
         return state
 
 
@@ -286,13 +294,13 @@ class Persistence(CampaignExchange):
 PAUSE_FACTOR = 9.0
 MAX_PAUSE_S = 30.0
 # Under exactly_once a window waits for three commits after its events are in: the
-# sources' event-time marks', its request's, and the owners' figures'. At the checkpoint
-# interval (5 s) that is 15 s a step at the end of a backlog. While the exchange waits so,
-# commits come this often instead (0.5 s did no better: each commit is a checkpoint).
-EXCHANGE_WAIT_S = 1.0
-# ... and exchange commits, which publish only the exchange's records and cost no
-# checkpoint, this often (docs/kafka.md, "Exchange commits").
+# sources' event-time marks', its request's, and the owners' figures'. While the exchange
+# waits so, exchange commits, which write no state, come this often by default
+# (`[worker] exchange_commit_s`; docs/kafka.md, "Exchange commits between checkpoints").
 EXCHANGE_COMMIT_S = 0.25
+# After this long without input, what is left to send only moves at commits; with
+# exchange commits off, checkpoints come this often while the exchange waits.
+EXCHANGE_WAIT_S = 1.0
 
 
 def _awaiting_marks(part: PartitionState, now: float) -> bool:

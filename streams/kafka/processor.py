@@ -30,7 +30,8 @@ from streams.core.config import AT_LEAST_ONCE_FLOW
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.backpressure import Backpressure, source_lead, to_pause
 from streams.kafka.fetch import Block
-from streams.kafka.persistence import PartitionState, Persistence
+from streams.kafka.forwards import fresh
+from streams.kafka.persistence import EXCHANGE_COMMIT_S, PartitionState, Persistence
 from streams.kafka.positions import Refetch
 from streams.kafka.routing import Router
 from streams.kafka.transactions import Transactions
@@ -77,6 +78,7 @@ class Processor(Persistence):
         max_unscored_windows: int = AT_LEAST_ONCE_FLOW[0],
         max_source_lead_s: float = AT_LEAST_ONCE_FLOW[1],
         max_unscored_bytes: int | None = None,
+        exchange_commit_s: float = EXCHANGE_COMMIT_S,
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -120,8 +122,8 @@ class Processor(Persistence):
         self.held: list = []  # exactly_once: outputs waiting for the checkpoint (outputs.py)
         self.releasing = False
         self.exchanged: set[int] = set()
-        self.bound: set[int] = set()
         self.last_commit = time.monotonic()
+        self.exchange_commit_s = exchange_commit_s  # 0: no exchange commits
         self.refetch = Refetch(worker_metrics.batches_refetched)  # Blocks that skip offsets
         self.backpressure = Backpressure(worker_metrics.input_paused, worker_metrics.input_pauses)
         self.max_unscored = max_unscored_windows
@@ -189,6 +191,9 @@ class Processor(Persistence):
                     await self._forward(foreign, tp.partition)
                 elif self.event_time is not None and tp.topic == self.topics.repartition:
                     local, marks = split_marks(kept)
+                if tp.topic == self.topics.repartition:  # forwarded again by a restored source
+                    local, again = fresh(local, part.forwards)
+                    self.wm.events_skipped.inc(again)
                 newest = -math.inf
                 if local:
                     newest = await self._apply(part, tp, local)
@@ -196,7 +201,7 @@ class Processor(Persistence):
                         part.read_time = part.engine.median_read
                     await self._audit(tp, local)
                 if self.event_time is not None:
-                    undecoded = [value for _, value, _ in foreign]
+                    undecoded = [value for _, value, _, _ in foreign]
                     await self._advance_time(part, tp, newest, undecoded, marks)
             if part.desk is not None and tp.topic != self.topics.campaign:
                 await self._complete_held(part)
@@ -321,7 +326,6 @@ class Processor(Persistence):
             # the next owner aborts; it makes them again from the previous checkpoint.
             self.held = [(s, record) for s, record in self.held if s not in lost]
             self.exchanged -= lost
-            self.bound -= lost
             # Batches still waiting for the lock are refused from here on (on_batch).
             self.assigned -= lost
             self.wm.owned_partitions.set(len(self.assigned))

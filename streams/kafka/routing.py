@@ -16,8 +16,8 @@ from streams.contract import _decode
 from streams.contract.reference import Reject, decode_event
 from streams.kafka.fetch import Block
 
-# A record for another partition: its account, raw value and headers.
-Forward = tuple[bytes, bytes, tuple]
+# A record for another partition: its account, raw value, headers and input offset.
+Forward = tuple[bytes, bytes, tuple, int]
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -42,7 +42,8 @@ class Router:
         return p
 
     def split(self, block: Block, partition: int) -> tuple[Block, list[Forward]]:
-        """Records that belong here, and (account, value, headers) of those that do not.
+        """Records that belong here, and (account, value, headers, offset) of those that
+        do not.
 
         Anything whose account cannot be read stays here, so the engine dead-letters it.
         The compiled decoder places the plain records by their top-level account_id; only
@@ -65,7 +66,7 @@ class Router:
             if account is None or owner(account) == partition:
                 local.append(i)
             else:
-                foreign.append((account, value, block.headers[i]))
+                foreign.append((account, value, block.headers[i], block.offsets[i]))
         return block.take(local), foreign
 
 

@@ -27,7 +27,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -89,6 +89,7 @@ class Soak:
         self.values: dict[tuple[str, int, int], bytes] = {}
         self.unresolved: list[tuple[str, int, int]] = []
         self.seen: Counter[bytes] = Counter()
+        self.where: defaultdict[bytes, list] = defaultdict(list)  # value -> audited refs
         self.sent: Counter[bytes] = Counter()  # the corpus has some events twice, on purpose
         self.dead: Counter[str] = Counter()
         self.dead_values: list[tuple[str, bytes]] = []
@@ -113,6 +114,7 @@ class Soak:
         for ref in refs:
             if ref in self.values:
                 self.seen[self.values[ref]] += 1
+                self.where[self.values[ref]].append(ref)
         for r in self.dead_tail.new():
             reason = dict(r.headers or []).get("vigil-reason", b"?").decode()
             self.dead[reason] += 1
@@ -157,6 +159,10 @@ class Soak:
         )
         self.rows.append(row)
         return row
+
+    def twice(self, n: int = 5) -> list:
+        """Where some events processed more often than produced were read: for a failure."""
+        return [self.where[v] for v, k in self.seen.items() if k > self.sent[v]][:n]
 
     def duplicated(self) -> int:
         """Events handed to an engine more often than they were produced."""
@@ -399,7 +405,7 @@ def test_fault_soak_three_brokers(
             assert by_fault[name].duplicated == 0, table
         if exactly_once:  # and, read committed, no fault re-processes or re-alerts anything
             for row in soak.rows:
-                assert row.duplicated == 0, f"{row.fault}: processed twice\n{table}"
+                assert row.duplicated == 0, f"{row.fault}: processed twice\n{table}\n{soak.twice()}"
             assert dup_alerts == 0, ids.most_common(3)
         # Dead letters: what replay dead-letters in the corpus, the poison and the corrupted
         # batch, and as too_late only what replay finds too late in the same file. A fault

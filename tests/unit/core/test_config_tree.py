@@ -57,6 +57,10 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
         config_from_dict({"worker": {"max_source_lead_s": -1}})
     with pytest.raises(ConfigError, match="worker.max_unscored_bytes"):
         config_from_dict({"worker": {"max_unscored_bytes": 0}})
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="worker.exchange_commit_s"):
+            config_from_dict({"worker": {"exchange_commit_s": bad}})
+    assert config_from_dict({"worker": {"exchange_commit_s": 0}}).worker.exchange_commit_s == 0
     for bad in (0, -1, 601):
         with pytest.raises(ConfigError, match="kafka.bootstrap_timeout_s"):
             config_from_dict({"kafka": {"bootstrap_timeout_s": bad}})

@@ -1,5 +1,6 @@
-"""exactly_once: what an exchange commit publishes between checkpoints, and what it leaves
-to the checkpoint (streams/kafka/outputs.py, Persistence.exchange_commit)."""
+"""exactly_once: what an exchange commit publishes between checkpoints, what it leaves to
+the checkpoint (streams/kafka/outputs.py, Persistence.exchange_commit), and forwarded
+events applied once (streams/kafka/forwards.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from types import SimpleNamespace
 
 from faust.types import TP
 
+from streams.kafka import checkpoint
+from streams.kafka.fetch import Block
+from streams.kafka.forwards import FROM_HEADER, fresh, from_header, origin
+from streams.kafka.persistence import EXCHANGE_WAIT_S
 from streams.kafka.processor import Topics
 from tests.unit.kafka.test_kafka_units import IN, REP, _processor, _records, _run
 
@@ -49,14 +54,14 @@ def test_alerts_and_dead_letters_wait_for_the_checkpoint_the_exchange_does_not()
         await proc._send(REP, None, b"", [], 1, source=0)  # an event-time mark
         await proc._send(REP, b"acct_9", b'{"account_id": "acct_9"}', [], 0, source=1)
         assert [a[0] for a in sent] == [CAMPAIGN, REP, REP]
-        assert proc.exchanged == {0} and proc.bound == {1}
+        assert proc.exchanged == {0, 1}
 
-        # The exchange commit: partition 0 only (1 forwarded an event), at the offsets its
-        # last checkpoint covers, none yet: where it was first read from.
+        # The exchange commit, at the offsets the partitions' last checkpoint covers (none
+        # yet: where each was first read from), not the ones read since.
         await proc.exchange_commit()
-        assert proc.txn.commits == [{TP(IN, 0): 0}]
-        assert proc.exchanged == set() and proc.bound == {1}
-        assert [a[0] for a in sent] == [CAMPAIGN, REP, REP], "nothing released"
+        assert proc.txn.commits == [{TP(IN, 0): 0, TP(IN, 1): 0}]
+        assert proc.exchanged == set()
+        assert [a[0] for a in sent] == [CAMPAIGN, REP, REP], "nothing held was released"
 
         # The checkpoint sends what was held, then commits every partition's offsets.
         await proc.checkpoint()
@@ -64,7 +69,6 @@ def test_alerts_and_dead_letters_wait_for_the_checkpoint_the_exchange_does_not()
         assert topics[:3] == [CAMPAIGN, REP, REP] and "t-alerts" in topics[3:]
         assert "t-dead" in topics[3:] and proc.held == []
         assert proc.txn.commits[-1] == {TP(IN, 0): 2, TP(IN, 1): 1}
-        assert proc.bound == set() and proc.exchanged == set()
         alert_txn = next(a[-1] for a in sent if a[0] == "t-alerts")
         assert alert_txn == "txn-0", "a held output joins its own partition's transaction"
 
@@ -103,5 +107,84 @@ def test_under_at_least_once_nothing_is_held():
         await proc._dead_letter(b"a", "bad_json", "", TP(IN, 0))
         assert [a[0] for a in proc.app.producer.sent] == ["t-dead"] and proc.held == []
         assert not proc.exchange_commit_due(proc.last_commit + 60.0)
+
+    _run(scenario())
+
+
+# -- forwarded events -------------------------------------------------------------------
+
+
+def _forwards(first: int, *origins: tuple[int, int]) -> Block:
+    n = len(origins)
+    headers = [(("k", b"v"), from_header(s, o)) for s, o in origins]
+    values = [b'{"account_id": "acct_%d"}' % o for _, o in origins]
+    return Block(list(range(first, first + n)), [None] * n, values, headers)
+
+
+def test_a_forward_names_where_it_was_read_and_the_last_such_header_counts():
+    assert origin([from_header(3, 17)]) == (3, 17)
+    # A producer may have set the header itself; the worker's own comes last.
+    assert origin([(FROM_HEADER, b"9 9"), ("x", b""), from_header(2, 5)]) == (2, 5)
+    assert origin([(FROM_HEADER, b"garbage")]) is None
+    assert origin([("x", b"1 2")]) is None
+
+
+def test_copies_of_forwards_are_dropped_per_source_in_order():
+    applied: dict[int, int] = {}
+    kept, again = fresh(_forwards(0, (0, 10), (1, 4), (0, 11)), applied)
+    assert len(kept) == 3 and again == 0 and applied == {0: 12, 1: 5}
+    # Source 0 restored from a checkpoint at offset 10 forwards 10 and 11 again, then 12;
+    # a record without the header (from an older worker) is kept.
+    block = _forwards(3, (0, 10), (0, 11), (0, 12), (1, 5))
+    block.headers.append(())
+    block.offsets.append(7)
+    block.keys.append(None)
+    block.values.append(b"{}")
+    kept, again = fresh(block, applied)
+    assert again == 2 and kept.offsets == [5, 6, 7]
+    assert applied == {0: 13, 1: 6}
+
+
+def test_the_engine_applies_a_forward_once_across_its_checkpoint():
+    assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
+    proc, _ = _processor(assignment)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(REP, 1), _forwards(0, (0, 100), (0, 101)))
+        assert len(proc.parts[1].engine.lines) == 2
+        await proc.checkpoint()
+        restored = checkpoint.read(proc.table, IN, 1)
+        assert restored is not None and restored[0]["forwards_applied"] == {0: 102}
+        # Reopened from that checkpoint (the partition left and came back): the copies a
+        # restored source forwards again are dropped, the new forward is applied.
+        await proc.on_revoked({TP(IN, 1), TP(REP, 1)})
+        proc.on_assigned(assignment)
+        skipped = proc.wm.events_skipped._value.get()
+        await proc.on_batch(TP(REP, 1), _forwards(2, (0, 100), (0, 101), (0, 102)))
+        part = proc.parts[1]
+        assert part.engine.lines[-1] == b'{"account_id": "acct_102"}'
+        assert part.forwards == {0: 103} and len(part.engine.lines) == 3
+        assert proc.wm.events_skipped._value.get() - skipped == 2
+
+    _run(scenario())
+
+
+def test_with_exchange_commits_off_nothing_is_held_and_checkpoints_come_sooner():
+    proc = _eos_processor()
+    proc.exchange_commit_s = 0.0
+    proc.interval = 5.0
+
+    async def scenario() -> None:
+        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc._dead_letter(b"a", "bad_json", "", TP(IN, 0))
+        assert [a[0] for a in proc.app.producer.sent] == ["t-dead"] and proc.held == []
+        await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
+        proc.parts[0].engine.awaiting_figures = True
+        later = proc.last_checkpoint + EXCHANGE_WAIT_S + 0.1
+        assert not proc.exchange_commit_due(later)
+        assert proc.checkpoint_due(later), "the exchange moves at checkpoints, 1 s apart"
+        proc.exchange_commit_s = 0.25
+        assert proc.exchange_commit_due(later) and not proc.checkpoint_due(later)
 
     _run(scenario())

@@ -75,7 +75,7 @@ def test_router_keeps_unreadable_records_local():
     recs = _block(values, headers=[(), (("h", b"1"),), ()])
     local, foreign = router.split(recs, 3)
     assert local.values == [values[0], values[2]] and local.offsets == [0, 2]
-    assert foreign == [(other[0].encode(), values[1], (("h", b"1"),))]
+    assert foreign == [(other[0].encode(), values[1], (("h", b"1"),), 1)]  # and its offset
     assert router.owner(other[0].encode()) == partition_for(other[0].encode(), 8)
 
 
@@ -106,12 +106,12 @@ def test_router_split_matches_reading_every_record():
     for part in (0, 5):
         local, foreign = Router(8).split(recs, part)
         want_local, want_foreign = [], []
-        for v in values:
+        for offset, v in enumerate(values):
             a = account_of(v)
             if a is None or partition_for(a, 8) == part:
                 want_local.append(v)
             else:
-                want_foreign.append((a, v, ()))
+                want_foreign.append((a, v, (), offset))
         assert local.values == want_local and foreign == want_foreign
         assert foreign and local
 
@@ -513,7 +513,7 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
     _run(scenario())
 
 
-def test_under_exactly_once_the_exchange_is_committed_sooner_while_it_waits():
+def test_under_exactly_once_the_exchange_is_committed_between_checkpoints_while_it_waits():
     assignment = {TP(IN, p) for p in range(2)}
     proc, _ = _processor(assignment)
     proc.interval = 5.0
@@ -523,40 +523,36 @@ def test_under_exactly_once_the_exchange_is_committed_sooner_while_it_waits():
         proc.on_assigned(assignment)
         await proc.on_batch(TP(IN, 1), _records(0, 1))
         end = proc.last_checkpoint
-        proc.last_input = end + 1.0  # input flowing: the interval holds
-        proc.exchanged = {1}  # campaign records or marks sent, nothing forwarded
+        proc.last_input = end + 1.0  # input flowing
+        proc.exchanged = {1}  # campaign records, marks or forwards sent since the commit
         soon = proc.last_commit + EXCHANGE_COMMIT_S + 0.01
-        assert not proc.exchange_commit_due(soon) and not proc.checkpoint_due(soon)
+        assert not proc.exchange_commit_due(soon), "nothing waits on a commit"
         proc.parts[1].engine.awaiting_figures = True  # windows held for figures
         assert proc.exchange_commit_due(soon)
         assert not proc.exchange_commit_due(proc.last_commit + EXCHANGE_COMMIT_S - 0.01)
-        # Exchange commits publish the exchange: no checkpoint before the interval.
-        assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
-        # A partition that forwarded events since its checkpoint publishes them, and its
-        # marks, only with a checkpoint: that comes sooner instead.
-        proc.bound = {1}
-        assert not proc.exchange_commit_due(soon)
-        assert proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
-        assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S - 0.1)
+        # Exchange commits move the exchange: checkpoints keep their interval.
+        assert not proc.checkpoint_due(end + 4.9) and proc.checkpoint_due(end + 5.1)
+        proc.exchanged = set()
+        assert not proc.exchange_commit_due(soon), "nothing to publish"
+        proc.exchanged = {1}
         proc.parts[1].engine.awaiting_figures = False
         # No input for a while: marks and progress left to send only move at commits.
-        assert proc.checkpoint_due(proc.last_input + EXCHANGE_WAIT_S + 0.1)
+        assert proc.exchange_commit_due(proc.last_input + EXCHANGE_WAIT_S + 0.1)
         # A source read a window past the event time its engine closes on: the marks that
         # close that window are sent, and count only once committed.
-        part, now = proc.parts[1], end + EXCHANGE_WAIT_S + 0.1
+        part, now = proc.parts[1], soon
         part.clocks = SourceClocks(sources=2, idle_after_s=600.0)
         part.engine.cfg = SimpleNamespace(engine=SimpleNamespace(window_s=300.0))
         part.read_time = T0 + 1000.0
-        assert proc.checkpoint_due(now), "no mark from any source yet"
+        assert proc.exchange_commit_due(now), "no mark from any source yet"
         part.clocks.advance(0, T0 + 1000.0, now)
         part.clocks.advance(1, T0 + 701.0, now)
-        assert not proc.checkpoint_due(now), "less than a window ahead: the interval holds"
+        assert not proc.exchange_commit_due(now), "less than a window ahead"
         part.read_time = T0 + 1001.0
-        assert proc.checkpoint_due(now)
-        proc.txn = None  # under at_least_once others read outputs at once: no hurry
+        assert proc.exchange_commit_due(now)
+        proc.txn = None  # under at_least_once others read outputs at once: no commits
         proc.parts[1].engine.awaiting_figures = True
-        assert not proc.checkpoint_due(end + EXCHANGE_WAIT_S + 0.1)
-        assert not proc.exchange_commit_due(soon)
+        assert not proc.exchange_commit_due(now)
 
     _run(scenario())
 

@@ -80,5 +80,5 @@ def test_router_sends_every_record_to_its_decoded_accounts_partition() -> None:
         local, foreign = router.split(block, part)
         for v in local.values:
             assert partition_for(decoder_account(v), 8) == part
-        for account, v, _ in foreign:
+        for account, v, _, _ in foreign:
             assert account == decoder_account(v) and partition_for(account, 8) != part
