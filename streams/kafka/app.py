@@ -278,8 +278,7 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
         if not recovering and idle and pending:
             await processor.checkpoint()
         elif not recovering and processor.exchange_commit_due(now):
-            async with processor.lock:
-                await processor.exchange_commit()
+            await processor.exchange_commit()
 
     def inputs() -> HealthInputs:
         lag = 0

@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 CORRUPT_REASON = "corrupt_batch"
-# Outputs under exactly_once (`Outputs._send`): the exchange's (campaign records, marks
-# and forwarded events), which exchange commits publish, and the rest, held until the
-# checkpoint.
-EXCHANGE, HELD = "exchange", "held"
 
 
 class Outputs:
@@ -59,7 +55,6 @@ class Outputs:
     # exactly_once: outputs held for the checkpoint, as (source, record), and the
     # partitions that sent exchange records since their last commit.
     held: list
-    releasing: bool
     exchanged: set[int]
     exchange_commit_s: float  # 0: no exchange commits, so nothing is held
     snapshots: LatestSnapshots
@@ -82,8 +77,7 @@ class Outputs:
         if source is None or source not in self.parts:
             source = fallback_partition(p for p in self.parts if p in self.assigned)
         record = (topic, key, value, headers, partition)
-        kind = self._kind(topic)
-        if kind == HELD and self.exchange_commit_s > 0 and not self.releasing:
+        if self.exchange_commit_s > 0 and not self._exchange_record(topic):
             self.held.append((source, record))
         else:
             await self._send_in(source, record)
@@ -92,8 +86,10 @@ class Outputs:
         if source is not None:
             self.touched.add(source)
 
-    def _kind(self, topic: str) -> str:
-        return EXCHANGE if topic in (self.topics.campaign, self.topics.repartition) else HELD
+    def _exchange_record(self, topic: str) -> bool:
+        """Campaign records, marks and forwarded events, which exchange commits publish;
+        every other output is held until the checkpoint."""
+        return topic in (self.topics.campaign, self.topics.repartition)
 
     async def _send_in(self, source: int | None, record: tuple) -> None:
         topic, key, value, headers, partition = record
@@ -107,15 +103,11 @@ class Outputs:
         """Sends the held outputs of `partitions` (None: all) into their transactions, in
         the order they were made; the checkpoint commits them next."""
         kept = []
-        self.releasing = True
-        try:
-            for source, record in self.held:
-                if partitions is None or source in partitions:
-                    await self._send_in(source, record)
-                else:
-                    kept.append((source, record))
-        finally:
-            self.releasing = False
+        for source, record in self.held:
+            if partitions is None or source in partitions:
+                await self._send_in(source, record)
+            else:
+                kept.append((source, record))
         self.held = kept
 
     async def _emit(self, out: Any, tp: TP) -> None:

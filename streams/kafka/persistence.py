@@ -62,7 +62,6 @@ class Persistence(CampaignExchange):
     last_checkpoint: float
     last_input: float  # when records of the input topic were last applied
     last_commit: float  # exactly_once: of the last checkpoint or exchange commit
-    exchange_commit_s: float
     last_snapshots: float
     snapshot_interval: float
     discard_unreadable: bool
@@ -242,6 +241,10 @@ class Persistence(CampaignExchange):
         )
 
     async def exchange_commit(self) -> None:
+        async with self.lock:
+            await self._exchange_commit_locked()
+
+    async def _exchange_commit_locked(self) -> None:
         """Commits the open transactions of the partitions that sent exchange records
         (campaign records, event-time marks, forwarded events) since their last commit,
         with the input offsets of their last checkpoint, and writes no state: the exchange
@@ -255,8 +258,8 @@ class Persistence(CampaignExchange):
             if p in self.assigned and p in self.parts
             for topic, off in self.parts[p].committed.items()
         }
-        self.last_commit = time.monotonic()
         if not offsets:  # nothing read yet to name the transaction: the checkpoint will
+            self.last_commit = time.monotonic()
             return
         await self.app.producer.flush()
         await self.txn.commit(offsets)  # type: ignore[union-attr]

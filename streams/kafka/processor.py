@@ -120,7 +120,6 @@ class Processor(Persistence):
         self.txn = transactions
         self.touched: set[int] = set()
         self.held: list = []  # exactly_once: outputs waiting for the checkpoint (outputs.py)
-        self.releasing = False
         self.exchanged: set[int] = set()
         self.last_commit = time.monotonic()
         self.exchange_commit_s = exchange_commit_s  # 0: no exchange commits
@@ -217,7 +216,7 @@ class Processor(Persistence):
             if self.checkpoint_due(now):
                 await self._checkpoint_locked()
             elif self.exchange_commit_due(now):
-                await self.exchange_commit()
+                await self._exchange_commit_locked()
 
     async def _apply(self, part: PartitionState, tp: TP, records: Block) -> float:
         """The records into the engine; returns the newest event time it decoded."""
