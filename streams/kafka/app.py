@@ -26,7 +26,7 @@ from streams.kafka.stale_state import discard_stale_state
 from streams.kafka.transactions import EXACTLY_ONCE, Transactions, table_settings
 from streams.kafka.watermarks import EventTime
 from streams.runtime.kafka_client import broker_url, faust_credentials
-from streams.runtime.process import tune_gc, tune_threads
+from streams.runtime.process import tune_gc, tune_malloc, tune_threads
 
 log = logging.getLogger(__name__)
 CONTROL_CATCH_UP_S = 30.0
@@ -313,6 +313,8 @@ def run_worker(
     ensure_topics(config.kafka, topic_specs(config.kafka, settings))
     tune_gc()
     tune_threads()
+    if not tune_malloc():
+        log.info("malloc settings left as they are (not glibc, or set in the environment)")
     worker = build_worker(config, settings, control=True, check_model=check_model)
     # Engines open with the latest promotion, config and snoozes, not the start-up ones.
     worker.control.wait_caught_up(CONTROL_CATCH_UP_S)
