@@ -38,7 +38,7 @@ from streams.features.campaign_index import (
     SIGNALS,
     KeyIndex,
 )
-from streams.features.groups import pair_key
+from streams.features.groups import first_and_counts, pair_key
 
 # (index of the kind in KINDS, key code): how figures are looked up.
 KeyRef = tuple[int, int]
@@ -145,7 +145,7 @@ def contributions(
         c_all, use = sources[kind]
         c, u = c_all[order], use[order]
         sel = np.flatnonzero(u & (c != 0))
-        _, first, n = np.unique(pair_key(gid[sel], c[sel]), return_index=True, return_counts=True)
+        first, n = first_and_counts(pair_key(gid[sel], c[sel]))
         first = sel[first]
         if alone and kind in REPEATED_KINDS and len(first):
             keep = _repeated(c[first], n)

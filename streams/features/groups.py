@@ -44,7 +44,24 @@ def pair_key(gid: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 def unique_pairs(gid: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Index of the first occurrence of each distinct (group, code) pair."""
-    return np.unique(pair_key(gid, codes), return_index=True)[1]
+    return first_and_counts(pair_key(gid, codes))[0]
+
+
+def first_and_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What `np.unique(keys, return_index=True, return_counts=True)` gives after the
+    unique keys: the index of each distinct key's first occurrence and its count, in the
+    order of the sorted keys.
+
+    np.unique finds first occurrences with a stable sort, which on 64-bit keys is a merge
+    sort; an unstable sort and the least index of each run of equal keys give the same
+    answer 3 to 4 times faster from 20,000 keys up. In a busy worker's main thread these
+    sorts took about 5% of the time."""
+    if len(keys) == 0:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    perm = np.argsort(keys, kind="quicksort")
+    ordered = keys[perm]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return np.minimum.reduceat(perm, starts), np.diff(np.r_[starts, len(keys)])
 
 
 def group_by_account(slots: np.ndarray, ts: np.ndarray) -> Groups:
