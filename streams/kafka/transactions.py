@@ -20,11 +20,17 @@ store).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import ProducerFenced
 from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 EXACTLY_ONCE = "exactly_once"
 
@@ -52,18 +58,42 @@ class Transactions:
 
     def id_for(self, partition: int) -> str:
         """The transactional id of Faust's producer for input partition `partition`."""
-        group = self.app.assignor.group_for_topic(self.input_topic)
-        return f"{self.app.conf.id}-{group}-{partition}"
+        return self._id_of(TP(self.input_topic, partition))
 
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         """Sends the offsets into their partitions' transactions, commits them and opens
         the next ones. Partitions whose offsets did not move are committed too: their open
-        transaction may hold outputs (marks, windows an idle source let close)."""
-        # aiokafka's send_offsets_to_transaction takes only its own TopicPartition, which
-        # Faust's TP (a namedtuple of the same fields) is not.
-        tps = {TopicPartition(tp.topic, tp.partition): off for tp, off in offsets.items()}
-        if tps:
-            await self.app.consumer.transactions.commit(tps, start_new_transaction=True)
+        transaction may hold outputs (marks, windows an idle source let close).
+
+        The partitions' transactions are committed side by side. Faust's own commit
+        goes through them one after another, three round trips to the broker each
+        (the offsets, the commit, the markers), and the engines wait for it: on the
+        benchmark's 4 h topic, 8 partitions, 78 commits took 3.8 s of a worker's drain,
+        and side by side 0.6 s (docs/kafka.md, Measured). Each transaction has its own
+        producer, so nothing orders one partition's commit before another's."""
+        by_id: dict[str, dict[TopicPartition, int]] = defaultdict(dict)
+        for tp, offset in offsets.items():
+            # aiokafka's send_offsets_to_transaction takes only its own TopicPartition,
+            # which Faust's TP (a namedtuple of the same fields) is not.
+            by_id[self._id_of(tp)][TopicPartition(tp.topic, tp.partition)] = offset
+        if not by_id:
+            return
+        producer, group_id = self.app.producer, self.app.conf.id
+        try:
+            await asyncio.gather(
+                *(
+                    producer.commit_transactions({tid: offs}, group_id, start_new_transaction=True)
+                    for tid, offs in by_id.items()
+                )
+            )
+        except ProducerFenced as exc:  # another worker owns the partition now: as Faust does
+            log.warning("producer fenced: %s", exc)
+            await self.app.crash(exc)
+
+    def _id_of(self, tp: TP) -> str:
+        # Faust's transactional id for a partition of any of its topics (id_for's rule).
+        group = self.app.assignor.group_for_topic(tp.topic)
+        return f"{self.app.conf.id}-{group}-{tp.partition}"
 
 
 def fallback_partition(candidates: Iterable[int]) -> int | None:
