@@ -160,11 +160,40 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     # Topic -> partitions: Blocks of these carry `where`.
     routed: ClassVar[dict[str, int]] = {}
 
+    # (Block or None, the position after it) when `prepare` read the fetch ahead.
+    ahead: tuple[Block | None, int] | None = None
+
+    def prepare(self) -> None:
+        """Reads the fetch as it arrives, in the client's thread. Read only when the main
+        thread asks (`getmany`), the walk ran while the engines waited for it; now it
+        overlaps their work on the previous fetch. The position stays at the fetch offset
+        until the Block is handed over, as aiokafka checks it against the consumer's
+        before handing anything (a pause or seek in between drops the fetch). Fetches
+        carrying aborted transactions are still read when asked."""
+        raw = self.fetched_bytes
+        if self.tp.topic not in self.topics or raw is None or self.has_aborted_transactions():
+            return
+        start = self.next_fetch_offset
+        block = self.read(raw)
+        self.ahead = (block, self.next_fetch_offset)
+        self.next_fetch_offset = start
+
     def unpack(self) -> Iterator[Any]:
         raw = self.fetched_bytes
-        if self.tp.topic not in self.topics or raw is None:
+        if self.ahead is not None:
+            block, self.next_fetch_offset = self.ahead
+            self.ahead = None
+        elif self.tp.topic not in self.topics or raw is None:
             yield from self.aiokafka_unpack()
             return
+        else:
+            block = self.read(raw)
+        if block is not None:
+            yield block
+
+    def read(self, raw: bytes) -> Block | None:
+        """The fetch's records as one Block, moving the position past them; None when
+        it covers nothing at all."""
         block = Block.empty()
         block.fetched_from = self.next_fetch_offset
         if self.has_aborted_transactions():
@@ -182,7 +211,8 @@ class BulkPartitionRecords(PartitionRecordsHooks):
         # Even with no record (only transaction markers or aborted batches), the Block
         # says how far the position moved, so the engine's next offset follows it.
         if block or block.corrupt or block.until > block.fetched_from:
-            yield block
+            return block
+        return None
 
     def walk(self, raw: memoryview, block: Block) -> None:
         """Appends the records of the fetched bytes to `block`, advancing the position.

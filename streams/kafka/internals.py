@@ -216,6 +216,15 @@ class PartitionRecordsHooks(fetcher.PartitionRecords):
     """aiokafka's PartitionRecords (the records of one partition fetch) with public names
     for the private state a subclass reads, and `unpack` as the hook to override."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Called once the fetch's records are in place, in the thread that fetched them
+        (aiokafka builds this object as the fetch response arrives, long before it is
+        iterated), with `next_fetch_offset` at the fetch position; nothing by default."""
+
     def unpack(self) -> Iterator[Any]:
         """What iterating this object yields; aiokafka's records by default."""
         return self.aiokafka_unpack()

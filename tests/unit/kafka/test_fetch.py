@@ -175,3 +175,32 @@ def test_a_routed_topic_s_blocks_say_where_each_account_belongs():
         assert _bulk(_batch(10, _rows(4, 10)), 10)[0].where is None
     finally:
         BulkPartitionRecords.routed = {}
+
+
+def test_a_fetch_is_read_as_it_arrives_and_the_position_moves_when_handed_over():
+    # Walked in the client's thread when aiokafka builds the object; aiokafka compares the
+    # position with the consumer's before handing anything over, so it must not move yet.
+    good = _batch(0, _rows(5))
+    bad = bytearray(_batch(5, _rows(4, 5)))
+    bad[-3] ^= 0xFF
+    raw = good + bytes(bad) + _batch(9, _rows(3, 9))
+    BulkPartitionRecords.topics = frozenset({TP.topic})
+    pr = BulkPartitionRecords(TP, RawMemoryRecords(raw), [], 2, None, None, True, 0)
+    assert pr.ahead is not None and pr.next_fetch_offset == 2
+    lazy = BulkPartitionRecords(TP, RawMemoryRecords(raw), [], 2, None, None, True, 0)
+    lazy.ahead = None  # read when iterated, as before
+    [ahead], [when_asked] = list(pr), list(lazy)
+    for got in (ahead, when_asked):
+        assert got.offsets == [2, 3, 4] and got.fetched_from == 2
+        assert [(c.offset, c.next_offset) for c in got.corrupt] == [(5, 6)]
+    assert pr.next_fetch_offset == lazy.next_fetch_offset == 6
+    assert pr.ahead is None
+
+
+def test_a_fetch_with_aborted_transactions_is_read_only_when_asked():
+    BulkPartitionRecords.topics = frozenset({TP.topic})
+    raw = _batch(0, _rows(3))
+    committed = BulkPartitionRecords(TP, RawMemoryRecords(raw), [(7, 0)], 0, None, None, True, 1)
+    assert committed.ahead is None and committed.next_fetch_offset == 0
+    [block] = list(committed)
+    assert block.offsets == [0, 1, 2] and committed.next_fetch_offset == 3

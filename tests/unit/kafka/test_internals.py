@@ -431,6 +431,16 @@ def test_unpack_is_the_iterator_and_runs_only_when_iterated():
     assert list(pr) == ["block"] and pr.started
 
 
+def test_prepare_runs_as_the_fetch_arrives_at_the_fetch_position():
+    class Probe(PartitionRecordsHooks):
+        def prepare(self) -> None:
+            self.prepared_at = self.next_fetch_offset
+
+    pr = Probe(TP("in", 0), RawMemoryRecords(_fetched(2)), [], 0, None, None, True, 0)
+    assert pr.prepared_at == 0
+    assert [r.value for r in pr] == [b"v0", b"v1"]
+
+
 def test_fetcher_builds_records_through_the_module_globals_installed_over():
     names = inspect.getclosurevars(fetcher.Fetcher._proc_fetch_request).globals
     assert names["PartitionRecords"] is fetcher.PartitionRecords
