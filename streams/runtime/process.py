@@ -60,10 +60,10 @@ def tune_malloc() -> bool:
     such block is a fresh mapping whose pages fault in, zero-filled, as the bytes are
     copied, and that happens in the Kafka client's thread with the GIL held, so the
     engines wait for it. Reused heap blocks are already mapped. Side by side on the
-    benchmark's 4 h topic the worker ran about 9% faster under at_least_once (ahead in six
-    rounds of six) and the same under exactly_once; peak memory did not move
-    (docs/kafka.md, Measured). Only on glibc; skipped when the operator set glibc's malloc
-    variables."""
+    benchmark's 4 h topic the worker was ahead in nine rounds of ten under at_least_once
+    and five of six under exactly_once; peak memory stayed within its usual spread
+    (docs/kafka.md, Measured, "glibc's heap"). Only on glibc; skipped when the operator
+    set glibc's malloc variables."""
     if platform.libc_ver()[0] != "glibc" or any(k in os.environ for k in MALLOC_ENV):
         return False
     libc = ctypes.CDLL(None)
