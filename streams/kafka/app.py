@@ -235,6 +235,7 @@ def build_worker(
         consumer.batch_topics, {topics.input: kc.partitions} if settings.repartition else {}
     )
     consumer.batch_handler = processor.on_batch
+    processor.in_group = consumer.in_group
     consumer.between_fetches = processor.flow_control
 
     setup_prometheus_sensors(

@@ -14,6 +14,7 @@ that the worker's own classes (app.py, consumer.py, fetch.py) override in turn.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from typing import Any
 import faust
 from aiokafka import conn
 from aiokafka.consumer import fetcher
+from aiokafka.protocol.group import JoinGroupRequest
 from aiokafka.record.memory_records import MemoryRecords
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -73,6 +75,14 @@ class ConsumerThreadHooks(faust_aiokafka.AIOKafkaConsumerThread):
         if wait is not None:
             consumer._fetch_max_wait_ms = wait
         return consumer
+
+    # Faust creates and starts the aiokafka consumer here, and with it the group coordinator
+    # (aiokafka's private `_coordinator`), whose heartbeats the lease watches.
+    async def on_start(self) -> None:
+        started = time.monotonic()  # before any membership of this consumer began
+        await super().on_start()
+        coordinator = self._ensure_consumer()._coordinator
+        self.lease = GroupLease(coordinator, self.app.conf.broker_session_timeout, started)
 
     # Faust's recovery asks this for each changelog's end before reading it. Under
     # exactly_once it answers with the last stable offset cached from the last fetch
@@ -157,9 +167,66 @@ class ConsumerHooks(faust_aiokafka.Consumer):
     def log_end(self, tp: TP) -> int | None:
         return self._thread._ensure_consumer().highwater(tp)
 
+    # `_thread`: Faust's consumer thread (ConsumerThreadHooks), whose lease starts with it.
+    def in_group(self) -> bool:
+        """Whether this worker may still write the state of the partitions it holds
+        (GroupLease.holds); True before the consumer starts, when it holds none."""
+        lease = getattr(self._thread, "lease", None)
+        return lease.holds() if lease is not None else True
+
     # Faust's thread-delegating consumer has no public seek_to_beginning; its thread does.
     async def seek_partitions_to_beginning(self, *tps: TP) -> None:
         await self._thread.seek_to_beginning(*tps)
+
+
+# -- aiokafka's group coordinator -----------------------------------------------------------
+class GroupLease:
+    """How long the broker keeps this worker in its consumer group at least.
+
+    The broker drops a member that sends no heartbeat for the session timeout and hands its
+    partitions to the others at once; the member learns of it only from its next heartbeat's
+    answer. A worker stopped past the timeout (SIGSTOP, a paused VM, a starved consumer
+    thread) resumes still holding engines of partitions another worker now owns. Under
+    at_least_once nothing fences its table writes: its checkpoints interleave with the new
+    owner's in the changelog and delete segments the new owner's manifest still names, and
+    whoever next restores that partition from the changelog finds it incomplete (seen in
+    the fault soak). The lease tells the processor not to write then.
+
+    aiokafka's coordinator sends heartbeats from its private `_do_heartbeat` (True when the
+    broker answered that the member is still in the group); it sets the public `member_id`
+    back to UNKNOWN_MEMBER_ID when the broker answers that it is not.
+    """
+
+    def __init__(self, coordinator: Any, session_timeout_s: float, since: float) -> None:
+        self.session_timeout_s = session_timeout_s
+        # Send time of the last heartbeat the broker answered (it received it later, so it
+        # keeps the member until at least this plus the session timeout); until the first,
+        # `since`, a time before the consumer joined: a session starts at the join.
+        self.renewed = since
+        self._coordinator = coordinator
+        beat = coordinator._do_heartbeat
+
+        async def heartbeat() -> bool:
+            sent = time.monotonic()
+            ok = await beat()
+            if ok:
+                self.renewed = max(self.renewed, sent)
+            return bool(ok)
+
+        coordinator._do_heartbeat = heartbeat
+
+    def left(self) -> float:
+        """Seconds the member is sure to stay in the group; 0 once the coordinator knows it
+        is out."""
+        if self._coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
+            return 0.0
+        return max(0.0, self.renewed + self.session_timeout_s - time.monotonic())
+
+    def holds(self) -> bool:
+        """Whether at least half the session timeout is left. Heartbeats every fifth of it
+        (app.py) keep four fifths left; half leaves time for a checkpoint's writes to land,
+        and a failing heartbeat three tenths of the timeout to be retried first."""
+        return self.left() >= self.session_timeout_s / 2
 
 
 # -- Faust tables ------------------------------------------------------------------------

@@ -69,6 +69,13 @@ class WorkerMetrics:
             "Wall time of the last checkpoint (flush, state, flush, commit)",
             registry=r,
         )
+        self.checkpoints_withheld = Counter(
+            "vigil_checkpoints_withheld",
+            "Checkpoints not written because the worker may no longer be in its consumer "
+            "group (its last answered heartbeat is older than half the session timeout, or "
+            "the broker answered that it is out): its partitions may be another's by now",
+            registry=r,
+        )
         self.exchange_commits = Counter(
             "vigil_exchange_commits",
             "exactly_once: transactions committed between checkpoints to publish the "

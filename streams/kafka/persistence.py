@@ -58,6 +58,8 @@ class Persistence(CampaignExchange):
     table: Any
     encoder: Any
     interval: float
+    in_group: Any
+    withholding: bool
     pause: float
     last_checkpoint: float
     last_input: float  # when records of the input topic were last applied
@@ -135,6 +137,9 @@ class Persistence(CampaignExchange):
     async def _checkpoint_locked(
         self, partitions: set[int] | None = None, final: bool = False
     ) -> None:
+        if not self.in_group():
+            self._withhold(partitions)
+            return
         t0 = time.perf_counter()
         producer = self.app.producer
         now = time.monotonic()
@@ -207,10 +212,31 @@ class Persistence(CampaignExchange):
             for part in written:  # owners may drop figures these engines no longer need
                 await self._send_progress(part)
         took = time.perf_counter() - t0
+        if self.withholding:
+            self.withholding = False
+            log.info("checkpoints written again: the consumer group answered")
         self.last_checkpoint = time.monotonic()
         self.pause = checkpoint_pause(self.interval, took)
         self.metrics.last_checkpoint.set(time.time())
         self.wm.checkpoint_seconds.set(took)
+
+    def _withhold(self, partitions: set[int] | None) -> None:
+        """No state is written while the worker may be out of its group: the broker may
+        have given its partitions to another worker, whose checkpoints these would
+        corrupt (internals.GroupLease). The next checkpoint tries again; a partition
+        that is gone resumes at its new owner from its last checkpoint, and under
+        at_least_once the events read since are processed twice."""
+        self.wm.checkpoints_withheld.inc()
+        if self.withholding:  # said once until a checkpoint is written again
+            return
+        self.withholding = True
+        which = "all partitions" if partitions is None else f"partitions {sorted(partitions)}"
+        log.warning(
+            "checkpoint of %s withheld: this worker may no longer be in its consumer group "
+            "(no heartbeat answered within half the session timeout, or the broker "
+            "answered that it is out)",
+            which,
+        )
 
     def checkpoint_due(self, now: float) -> bool:
         """A slow checkpoint defers the next (`checkpoint_pause`), under at_least_once only.

@@ -123,6 +123,10 @@ class Processor(Persistence):
         self.exchanged: set[int] = set()
         self.last_commit = time.monotonic()
         self.exchange_commit_s = exchange_commit_s  # 0: no exchange commits
+        # Whether this worker is still sure to be in its group (internals.GroupLease);
+        # app.py sets the consumer's. Checkpoints are written only while it is.
+        self.in_group: Callable[[], bool] = lambda: True
+        self.withholding = False  # since the last checkpoint, one was withheld
         self.refetch = Refetch(worker_metrics.batches_refetched)  # Blocks that skip offsets
         self.backpressure = Backpressure(worker_metrics.input_paused, worker_metrics.input_pauses)
         self.max_unscored = max_unscored_windows
@@ -319,6 +323,8 @@ class Processor(Persistence):
             except Exception:
                 # The next owner resumes from the previous checkpoint: slower, not lossy.
                 log.exception("checkpoint on revoke failed")
+            # When the group dropped this worker (its session expired), the partitions
+            # are already another's, and _checkpoint_locked wrote nothing for them.
             for p in lost:
                 self.parts.pop(p, None)
             # exactly_once: outputs a failed checkpoint left held belong to a transaction

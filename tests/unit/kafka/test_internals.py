@@ -285,6 +285,73 @@ def test_consumer_thread_passes_fetch_max_wait_ms_to_aiokafka():
     assert _run(built(None)) == 1500  # Faust's own value, kept when none is set
 
 
+def _coordinator(answers: list[int]) -> Any:
+    """aiokafka's GroupCoordinator, a member of generation 3, whose heartbeats the broker
+    answers with `answers`' error codes in turn (its real `_do_heartbeat` runs)."""
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.protocol.group import HeartbeatResponse_v1
+
+    coord = object.__new__(GroupCoordinator)
+    coord.group_id, coord.generation, coord.member_id = "pin-group", 3, "member-1"
+    coord.coordinator_id = 1
+    coord._rejoin_needed_fut = asyncio.get_running_loop().create_future()
+
+    async def send_req(request: Any) -> Any:
+        return HeartbeatResponse_v1(throttle_time_ms=0, error_code=answers.pop(0))
+
+    coord._send_req = send_req
+    return coord
+
+
+def test_the_group_lease_is_renewed_by_answered_heartbeats_and_ends_with_the_membership():
+    import time
+
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    # aiokafka's heartbeat task calls the instance's `_do_heartbeat`, which the lease wraps.
+    assert "await self._do_heartbeat()" in inspect.getsource(GroupCoordinator._heartbeat_routine)
+    assert _params(GroupCoordinator._do_heartbeat) == ["self"]
+
+    async def scenario() -> None:
+        answers = [0, 27, 0, 25]  # ok, rebalance in progress, ok, unknown member
+        coord = _coordinator(answers)
+        # Until a heartbeat is answered the session is taken to start at `since`.
+        lease = internals.GroupLease(coord, 6.0, time.monotonic() - 4)
+        assert 1.5 < lease.left() < 2.1 and not lease.holds()
+        assert await coord._do_heartbeat() is True
+        assert 5.5 < lease.left() <= 6.0 and lease.holds()
+        # During a rebalance the member stays in the group: the heartbeat counts.
+        before = lease.renewed
+        assert await coord._do_heartbeat() is True and lease.renewed >= before
+        # The broker has dropped the member: aiokafka forgets its id, and the lease ends.
+        assert await coord._do_heartbeat() is True
+        assert await coord._do_heartbeat() is False
+        assert coord.member_id == "" and lease.left() == 0 and not lease.holds()
+
+        # No heartbeat answered for half the session timeout: no longer held.
+        coord = _coordinator([0])
+        lease = internals.GroupLease(coord, 0.4, float("-inf"))
+        assert await coord._do_heartbeat() is True and lease.holds()
+        time.sleep(0.25)
+        assert coord.member_id == "member-1" and 0 < lease.left() < 0.2 and not lease.holds()
+
+    _run(scenario())
+
+
+def test_the_consumer_thread_watches_the_coordinator_its_consumer_starts():
+    # Faust's thread builds and starts its aiokafka consumer in on_start; aiokafka's start
+    # creates the group coordinator, which ConsumerThreadHooks.on_start then watches.
+    thread_start = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.on_start)
+    assert "self._consumer = self._create_consumer(" in thread_start
+    assert "await self._consumer.start()" in thread_start
+    consumer_start = inspect.getsource(aiokafka_consumer.AIOKafkaConsumer.start)
+    assert "self._coordinator = GroupCoordinator(" in consumer_start
+    _, c = _consumer()
+    assert c.in_group()  # before the thread starts: nothing is owned yet
+    c._thread.lease = SimpleNamespace(holds=lambda: False)
+    assert not c.in_group()
+
+
 def test_stopping_reads_modes_stop_events():
     _, c = _consumer()
     fetcher_service = mode.Service()

@@ -344,6 +344,45 @@ def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
     _run(scenario())
 
 
+def test_a_worker_out_of_its_group_writes_no_state_and_still_drops_what_it_lost():
+    # Regression (fault soak, at_least_once): a worker frozen past its session timeout
+    # checkpointed its partitions on the revoke that followed, after the other worker had
+    # taken them over; its writes deleted segments the new owner's manifest still named,
+    # and a restart from the changelog stopped on "the changelog is incomplete".
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, owned = _processor(assignment)
+    member = {"in": True}
+    proc.in_group = lambda: member["in"]
+    withheld = lambda: proc.metrics.registry.get_sample_value("vigil_checkpoints_withheld_total")  # noqa: E731
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        await proc.checkpoint()
+        first = checkpoint.read_manifest(proc.table, IN, 1)
+        assert first is not None and first.offsets == {IN: 2}
+        await proc.on_batch(TP(IN, 1), _records(2, 3))
+
+        member["in"] = False  # the lease ran out: no state, no offsets
+        await proc.checkpoint()
+        await proc.checkpoint()
+        assert checkpoint.read_manifest(proc.table, IN, 1) == first
+        assert proc.app.consumer.ready_offsets == {TP(IN, 1): 2} and withheld() == 2
+        assert proc.parts[1].dirty  # still to be written, should the lease come back
+
+        await proc.on_revoked({TP(t, 1) for t in (IN, REP, LOG)})  # the group moved on
+        assert checkpoint.read_manifest(proc.table, IN, 1) == first
+        assert 1 not in proc.parts and owned() == 3 and withheld() == 3
+
+        member["in"] = True  # back in the group: checkpoints are written again
+        await proc.on_batch(TP(IN, 2), _records(0))
+        await proc.checkpoint()
+        written = checkpoint.read_manifest(proc.table, IN, 2)
+        assert written is not None and written.offsets == {IN: 1} and not proc.withholding
+
+    _run(scenario())
+
+
 def test_a_batch_fetched_before_a_rebalance_is_dropped_even_if_the_partition_returns():
     # Regression: under exactly_once, a batch that waited for the lock through a rebalance
     # was applied to the engine restored from an older checkpoint when the partition came
