@@ -22,7 +22,7 @@ from streams.kafka.internals import AppHooks, enable_transactions
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
-from streams.kafka.stale_state import discard_stale_state
+from streams.kafka.stale_state import discard_after_crash, discard_stale_state, mark_clean_stop
 from streams.kafka.transactions import EXACTLY_ONCE, Transactions, table_settings
 from streams.kafka.watermarks import EventTime
 from streams.runtime.kafka_client import broker_url, faust_credentials
@@ -38,6 +38,7 @@ class VigilApp(AppHooks):
     processor: Processor | None = None
     worker_metrics: WorkerMetrics | None = None
     held_dead_letters: HeldDeadLetters | None = None
+    local_state: Any = None  # the table kept on local disk (at_least_once), if any
 
     def new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -60,6 +61,8 @@ class VigilApp(AppHooks):
                 await asyncio.wait_for(self.processor.checkpoint(final=True), timeout=30)
             except Exception:
                 log.exception("final checkpoint failed; the next owner resumes from the last one")
+            if self.local_state is not None and not self.processor.changelog_behind:
+                mark_clean_stop(self.local_state)  # the next start may keep the local state
         await super().on_stop()
 
     async def close_sinks(self) -> None:
@@ -177,7 +180,9 @@ def build_worker(
         value_type=bytes,
     )
     if not exactly_once:  # in memory otherwise: nothing local to go stale
+        discard_after_crash(table, kc.partitions, wm.state_discarded)
         discard_stale_state(table, kc, kc.partitions, wm.state_discarded)
+        app.local_state = table
     source = app.topic(
         topics.input,
         topics.repartition,

@@ -90,8 +90,9 @@ class WorkerMetrics:
         )
         self.state_discarded = Counter(
             "vigil_state_discarded_partitions",
-            "Local state partitions deleted at start-up because they were ahead of their "
-            "changelog (cluster or topics rebuilt); rebuilt from the changelog",
+            "Local state partitions deleted and rebuilt from the changelog: at start-up after "
+            "a worker that did not stop cleanly, or when ahead of their changelog (cluster or "
+            "topics rebuilt); and checkpoints dropped by --discard-unreadable-state",
             registry=r,
         )
         self.owned_partitions = Gauge(

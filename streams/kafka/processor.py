@@ -127,6 +127,7 @@ class Processor(Persistence):
         # app.py sets the consumer's. Checkpoints are written only while it is.
         self.in_group: Callable[[], bool] = lambda: True
         self.withholding = False  # since the last checkpoint, one was withheld
+        self.changelog_behind = False  # a checkpoint's table writes not flushed yet
         self.refetch = Refetch(worker_metrics.batches_refetched)  # Blocks that skip offsets
         self.backpressure = Backpressure(worker_metrics.input_paused, worker_metrics.input_pauses)
         self.max_unscored = max_unscored_windows

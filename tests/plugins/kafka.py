@@ -145,6 +145,7 @@ processing_guarantee = "{guarantee}"
             "audit": f"{self.prefix}-audit",
             "repartition": WorkerSettings().repartition_topic(k),
             "campaign": WorkerSettings().campaign_topic(k),
+            "changelog": f"{k.group_id}-{WorkerSettings().state_table}-changelog",
         }[kind]
 
     def create_topics(self, audit: bool = False) -> None:
@@ -290,6 +291,29 @@ processing_guarantee = "{guarantee}"
         finally:
             c.close()
         return out
+
+    def unreadable_checkpoints(self, committed_only: bool = False) -> dict[int, str]:
+        """Each partition whose last checkpoint in the state changelog cannot be read whole
+        (a manifest naming a chunk the changelog no longer holds), with why: what a worker
+        restoring it from the changelog would stop on."""
+        from streams.kafka import checkpoint
+
+        tables: dict[int, dict[bytes, bytes]] = {}
+        for r in self.read("changelog", committed_only=committed_only):
+            table = tables.setdefault(r.partition, {})
+            if r.value is None:  # a deleted chunk
+                table.pop(r.key, None)
+            else:
+                table[r.key] = r.value
+        bad = {}
+        for p, table in sorted(tables.items()):
+            try:
+                got = checkpoint.read(table, self.topic("input"), p)
+                if got is not None:
+                    checkpoint.read_seen(table, self.topic("input"), p, got[1])
+            except Exception as exc:  # noqa: BLE001 - each partition's reason is reported
+                bad[p] = f"{type(exc).__name__}: {exc}"
+        return bad
 
     def close(self) -> None:
         for w in self.workers or []:

@@ -67,6 +67,7 @@ def test_a_worker_frozen_past_its_session_timeout_writes_no_state_on_resuming(ka
     w.stop()
     assert w.proc.returncode == 0, w.log()[-4000:]
     assert _changelog_records(env) > written
+    assert env.unreadable_checkpoints() == {}
     w2 = env.start_worker("b")
     env.produce([event(f"acct_{i % 40}", T0 + 400 + i, f"f-{i}") for i in range(40)])
     wait_until(lambda: "resumed from checkpoint" in w2.log(), "no partition resumed", 60)

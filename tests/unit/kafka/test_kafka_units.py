@@ -383,6 +383,38 @@ def test_a_worker_out_of_its_group_writes_no_state_and_still_drops_what_it_lost(
     _run(scenario())
 
 
+def test_a_checkpoint_cut_short_marks_the_changelog_behind_for_the_rest_of_the_run():
+    # The worker marks a clean stop (stale_state.mark_clean_stop) only when every table
+    # write of its checkpoints was flushed to the changelog.
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, _ = _processor(assignment)
+    flushes = {"n": 0, "fail_at": 0}
+
+    async def flush() -> None:
+        flushes["n"] += 1
+        if flushes["n"] == flushes["fail_at"]:
+            raise RuntimeError("broker gone")
+
+    proc.app.producer.flush = flush
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        await proc.checkpoint()
+        assert not proc.changelog_behind and flushes["n"] == 2  # sinks, then the changelog
+        await proc.on_batch(TP(IN, 1), _records(2))
+        flushes["fail_at"] = flushes["n"] + 2  # the flush after the table writes fails
+        with pytest.raises(RuntimeError):
+            await proc.checkpoint()
+        assert proc.changelog_behind
+        # A later checkpoint gets through, but what the failed flush dropped stays lost:
+        # only a rebuild from the changelog at the next start makes the two agree.
+        await proc.checkpoint()
+        assert proc.changelog_behind and not proc.parts[1].dirty
+
+    _run(scenario())
+
+
 def test_a_batch_fetched_before_a_rebalance_is_dropped_even_if_the_partition_returns():
     # Regression: under exactly_once, a batch that waited for the lock through a rebalance
     # was applied to the engine restored from an older checkpoint when the partition came

@@ -31,3 +31,40 @@ def test_reads_the_offset_faust_persisted(tmp_path: Path):
     assert path.is_dir()
     assert persisted_offset(path, store.offset_key) == 42
     assert not store.partition_path(0).exists()
+
+
+def _table(tmp_path: Path, written: tuple[int, ...]) -> faust.Table:
+    """A Faust RocksDB table under tmp_path with a record in each partition of `written`."""
+    from streams.kafka.internals import in_partition
+
+    app = faust.App("crash-test", datadir=str(tmp_path), store="rocksdb://")
+    table = app.Table("engine-state", default=None, partitions=4, key_type=bytes, value_type=bytes)
+    for p in written:
+        with in_partition("t-usage", p):
+            table.data[b"p%d" % p] = b"manifest"  # the store alone: no producer here
+    for db in list(table.data._dbs.values()):
+        db.close()
+    return table
+
+
+def test_local_state_is_discarded_after_a_crash_and_kept_after_a_clean_stop(tmp_path: Path):
+    from prometheus_client import CollectorRegistry, Counter
+
+    from streams.kafka.stale_state import clean_stop_marker, discard_after_crash, mark_clean_stop
+
+    counter = Counter("discarded", "test", registry=CollectorRegistry())
+    table = _table(tmp_path, (0, 2))
+    paths = [table.data.partition_path(p) for p in range(4)]
+    assert [p.is_dir() for p in paths] == [True, False, True, False]
+
+    # A clean stop: kept, and the marker is gone, so that a crash of this run leaves none.
+    mark_clean_stop(table)
+    assert clean_stop_marker(table).is_file()
+    assert discard_after_crash(table, 4, counter) == []
+    assert [p.is_dir() for p in paths] == [True, False, True, False]
+    assert not clean_stop_marker(table).exists()
+
+    # No marker: the last run did not stop cleanly, and every local partition goes.
+    assert discard_after_crash(table, 4, counter) == [0, 2]
+    assert not any(p.exists() for p in paths) and counter._value.get() == 2
+    assert discard_after_crash(table, 4, counter) == []  # nothing left to discard
