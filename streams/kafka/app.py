@@ -23,6 +23,7 @@ from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
 from streams.kafka.stale_state import discard_after_crash, discard_stale_state, mark_clean_stop
+from streams.kafka.state_table import state_table
 from streams.kafka.transactions import EXACTLY_ONCE, Transactions, table_settings
 from streams.kafka.watermarks import EventTime
 from streams.runtime.kafka_client import broker_url, faust_credentials
@@ -61,9 +62,20 @@ class VigilApp(AppHooks):
                 await asyncio.wait_for(self.processor.checkpoint(final=True), timeout=30)
             except Exception:
                 log.exception("final checkpoint failed; the next owner resumes from the last one")
-            if self.local_state is not None and not self.processor.changelog_behind:
-                mark_clean_stop(self.local_state)  # the next start may keep the local state
+            else:
+                self.mark_clean_stop()
         await super().on_stop()
+
+    def mark_clean_stop(self) -> None:
+        """The next start may keep the local state: the final checkpoint is done, nothing
+        is written after it, and the changelog acknowledged every local write."""
+        if self.local_state is None or self.processor is None:
+            return
+        if self.processor.closed and not self.processor.changelog_behind:
+            try:
+                mark_clean_stop(self.local_state)
+            except OSError as exc:  # the next start rebuilds from the changelog: slower
+                log.warning("could not mark a clean stop: %s", exc)
 
     async def close_sinks(self) -> None:
         # A webhook drains its queue (bounded by its close_timeout_s) and dead-letters the
@@ -172,13 +184,7 @@ def build_worker(
         shadow_alerts=kc.shadow_alerts_topic if settings.shadow_model else "",
         campaign=settings.campaign_topic(kc),
     )
-    table = app.Table(
-        settings.state_table,
-        default=None,
-        partitions=kc.partitions,
-        key_type=bytes,
-        value_type=bytes,
-    )
+    table = state_table(app, settings.state_table, kc.partitions)
     if not exactly_once:  # in memory otherwise: nothing local to go stale
         discard_after_crash(table, kc.partitions, wm.state_discarded)
         discard_stale_state(table, kc, kc.partitions, wm.state_discarded)
@@ -240,7 +246,7 @@ def build_worker(
         consumer.batch_topics, {topics.input: kc.partitions} if settings.repartition else {}
     )
     consumer.batch_handler = processor.on_batch
-    processor.in_group = consumer.in_group
+    processor.group_lease = consumer.group_lease
     consumer.between_fetches = processor.flow_control
 
     setup_prometheus_sensors(

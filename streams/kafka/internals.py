@@ -168,11 +168,10 @@ class ConsumerHooks(faust_aiokafka.Consumer):
         return self._thread._ensure_consumer().highwater(tp)
 
     # `_thread`: Faust's consumer thread (ConsumerThreadHooks), whose lease starts with it.
-    def in_group(self) -> bool:
-        """Whether this worker may still write the state of the partitions it holds
-        (GroupLease.holds); True before the consumer starts, when it holds none."""
-        lease = getattr(self._thread, "lease", None)
-        return lease.holds() if lease is not None else True
+    def group_lease(self) -> GroupLease | None:
+        """The consumer thread's GroupLease; None before the consumer starts, when this
+        worker holds no partition."""
+        return getattr(self._thread, "lease", None)
 
     # Faust's thread-delegating consumer has no public seek_to_beginning; its thread does.
     async def seek_partitions_to_beginning(self, *tps: TP) -> None:
@@ -215,10 +214,13 @@ class GroupLease:
 
         coordinator._do_heartbeat = heartbeat
 
+    def out(self) -> bool:
+        """Whether the broker answered that this member is no longer in the group."""
+        return self._coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID
+
     def left(self) -> float:
-        """Seconds the member is sure to stay in the group; 0 once the coordinator knows it
-        is out."""
-        if self._coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
+        """Seconds the member is sure to stay in the group; 0 once it is out."""
+        if self.out():
             return 0.0
         return max(0.0, self.renewed + self.session_timeout_s - time.monotonic())
 

@@ -52,15 +52,32 @@ class PartitionState:
     forwards: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _NoLease:
+    """Before the consumer starts: no partition held, nothing in doubt."""
+
+    session_timeout_s: float = math.inf
+
+    def holds(self) -> bool:
+        return True
+
+    def out(self) -> bool:
+        return False
+
+
+NO_LEASE = _NoLease()
+
+
 class Persistence(CampaignExchange):
     """The Processor's state half; the Processor sets these in its __init__."""
 
     table: Any
     encoder: Any
     interval: float
-    in_group: Any
+    group_lease: Any  # () -> internals.GroupLease | None
     withholding: bool
     changelog_behind: bool
+    closed: bool
     pause: float
     last_checkpoint: float
     last_input: float  # when records of the input topic were last applied
@@ -134,11 +151,15 @@ class Persistence(CampaignExchange):
     async def checkpoint(self, partitions: set[int] | None = None, final: bool = False) -> None:
         async with self.lock:
             await self._checkpoint_locked(partitions, final)
+            if final:  # nothing more is written: the stop may be marked clean (app.py)
+                self.closed = True
 
     async def _checkpoint_locked(
         self, partitions: set[int] | None = None, final: bool = False
     ) -> None:
-        if not self.in_group():
+        if self.closed:  # after the final checkpoint (app.py marks the stop clean)
+            return
+        if not self._lease().holds():
             self._withhold(partitions)
             return
         t0 = time.perf_counter()
@@ -175,9 +196,14 @@ class Persistence(CampaignExchange):
                 for state, (lines, _), ids, h in zip(states, journals, seen, held, strict=True)
             )
         )
+        if written and not await self._lease_for_writes():
+            # Out of the group: the revoke that follows drops these engines, journals
+            # taken and all, and their partitions resume elsewhere from the changelog.
+            self._withhold(partitions)
+            return
         # Local writes the changelog may not hold: a clean stop needs none (app.py). Once a
-        # checkpoint fails between its writes and their flush, it stays so for this run:
-        # what the producer dropped is not sent again.
+        # checkpoint fails between its writes and their acknowledgement, it stays so for
+        # this run: what the producer dropped is not sent again.
         behind_before = self.changelog_behind
         self.changelog_behind = self.changelog_behind or bool(written)
         for part, (blob, journal, ids), (_, newest), h in zip(
@@ -198,6 +224,7 @@ class Persistence(CampaignExchange):
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
         await producer.flush()  # 2. changelog records of the state just written
+        await self._check_changelog()  # acknowledged, every one
         self.changelog_behind = behind_before
         offsets = {
             TP(topic, part.partition): off
@@ -226,6 +253,40 @@ class Persistence(CampaignExchange):
         self.pause = checkpoint_pause(self.interval, took)
         self.metrics.last_checkpoint.set(time.time())
         self.wm.checkpoint_seconds.set(took)
+
+    def _lease(self) -> Any:
+        return self.group_lease() or NO_LEASE
+
+    async def _lease_for_writes(self) -> bool:
+        """Whether the lease still holds once the state is encoded, which can take
+        seconds; a worker frozen meanwhile (SIGSTOP) would write at once on resuming. In
+        doubt it waits for the consumer thread's next heartbeat answer: held again, it
+        writes; out of the group, it does not. Still in doubt after the session timeout,
+        it raises, and the worker stops: its engines' journals are taken, so a later
+        checkpoint would miss their events, while a restart rebuilds from the changelog."""
+        lease = self._lease()
+        deadline = time.monotonic() + lease.session_timeout_s
+        while not lease.holds():
+            if lease.out():
+                return False
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    "no heartbeat answered for the session timeout during a checkpoint; "
+                    "stopping so that a restart resumes from the changelog"
+                )
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _check_changelog(self) -> None:
+        """Waits until the broker acknowledged every changelog record written since the
+        last check. The producer's flush does not tell: Faust's gives up once its buffer
+        makes no progress for 0.1 s, and aiokafka's reports no failed send (state_table.py)."""
+        sent = self.table.take_sent()
+        results = await asyncio.gather(*sent, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            # Offsets committed now would cover state the changelog does not hold.
+            raise RuntimeError(f"{len(failed)} changelog records were not delivered: {failed[0]!r}")
 
     def _withhold(self, partitions: set[int] | None) -> None:
         """No state is written while the worker may be out of its group: the broker may

@@ -123,11 +123,12 @@ class Processor(Persistence):
         self.exchanged: set[int] = set()
         self.last_commit = time.monotonic()
         self.exchange_commit_s = exchange_commit_s  # 0: no exchange commits
-        # Whether this worker is still sure to be in its group (internals.GroupLease);
-        # app.py sets the consumer's. Checkpoints are written only while it is.
-        self.in_group: Callable[[], bool] = lambda: True
+        # The consumer's group lease (internals.GroupLease), set by app.py: checkpoints
+        # are written only while it holds.
+        self.group_lease: Callable[[], Any] = lambda: None
         self.withholding = False  # since the last checkpoint, one was withheld
-        self.changelog_behind = False  # a checkpoint's table writes not flushed yet
+        self.changelog_behind = False  # table writes the changelog may not hold
+        self.closed = False  # the final checkpoint is done: nothing more is written
         self.refetch = Refetch(worker_metrics.batches_refetched)  # Blocks that skip offsets
         self.backpressure = Backpressure(worker_metrics.input_paused, worker_metrics.input_pauses)
         self.max_unscored = max_unscored_windows

@@ -326,7 +326,8 @@ def test_the_group_lease_is_renewed_by_answered_heartbeats_and_ends_with_the_mem
         # The broker has dropped the member: aiokafka forgets its id, and the lease ends.
         assert await coord._do_heartbeat() is True
         assert await coord._do_heartbeat() is False
-        assert coord.member_id == "" and lease.left() == 0 and not lease.holds()
+        assert coord.member_id == "" and lease.out() and lease.left() == 0
+        assert not lease.holds()
 
         # No heartbeat answered for half the session timeout: no longer held.
         coord = _coordinator([0])
@@ -347,9 +348,9 @@ def test_the_consumer_thread_watches_the_coordinator_its_consumer_starts():
     consumer_start = inspect.getsource(aiokafka_consumer.AIOKafkaConsumer.start)
     assert "self._coordinator = GroupCoordinator(" in consumer_start
     _, c = _consumer()
-    assert c.in_group()  # before the thread starts: nothing is owned yet
-    c._thread.lease = SimpleNamespace(holds=lambda: False)
-    assert not c.in_group()
+    assert c.group_lease() is None  # before the thread starts: nothing is owned yet
+    c._thread.lease = lease = SimpleNamespace(holds=lambda: False)
+    assert c.group_lease() is lease
 
 
 def test_stopping_reads_modes_stop_events():

@@ -280,6 +280,21 @@ class FakeConsumer:
             self.ready_offsets.pop(tp, None)
 
 
+class FakeTable(dict):
+    """The state table (state_table.StateTable): a dict whose changelog sends are
+    acknowledged at once, or fail when `failing` is set."""
+
+    failing: Exception | None = None
+
+    def take_sent(self) -> list:
+        fut = asyncio.get_running_loop().create_future()
+        if self.failing is not None:
+            fut.set_exception(self.failing)
+        else:
+            fut.set_result(None)
+        return [fut]
+
+
 class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple] = []
@@ -309,7 +324,7 @@ def _processor(
     )
     topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots")
     proc = Processor(
-        app, {}, topics, 4, FakeEngine, metrics, wm, 60.0, 1000, False, snapshot_interval_s
+        app, FakeTable(), topics, 4, FakeEngine, metrics, wm, 60.0, 1000, False, snapshot_interval_s
     )
     return proc, lambda: metrics.registry.get_sample_value("vigil_owned_partitions")
 
@@ -352,7 +367,9 @@ def test_a_worker_out_of_its_group_writes_no_state_and_still_drops_what_it_lost(
     assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
     proc, owned = _processor(assignment)
     member = {"in": True}
-    proc.in_group = lambda: member["in"]
+    proc.group_lease = lambda: SimpleNamespace(
+        holds=lambda: member["in"], out=lambda: not member["in"], session_timeout_s=6.0
+    )
     withheld = lambda: proc.metrics.registry.get_sample_value("vigil_checkpoints_withheld_total")  # noqa: E731
 
     async def scenario() -> None:
@@ -379,6 +396,84 @@ def test_a_worker_out_of_its_group_writes_no_state_and_still_drops_what_it_lost(
         await proc.checkpoint()
         written = checkpoint.read_manifest(proc.table, IN, 2)
         assert written is not None and written.offsets == {IN: 1} and not proc.withholding
+
+    _run(scenario())
+
+
+def _leased(proc: Processor, holds: list[bool], out: bool, timeout_s: float = 6.0) -> None:
+    """A lease whose holds() answers `holds` in turn, then its last answer for good."""
+    answers = iter(holds)
+    last = {"v": holds[-1]}
+
+    def held() -> bool:
+        last["v"] = next(answers, last["v"])
+        return last["v"]
+
+    proc.group_lease = lambda: SimpleNamespace(
+        holds=held, out=lambda: out, session_timeout_s=timeout_s
+    )
+
+
+def test_a_lease_lost_while_the_state_is_encoded_writes_nothing():
+    # A worker frozen (SIGSTOP) after a checkpoint checked its lease and before it wrote.
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+
+    async def scenario(holds: list[bool], out: bool, timeout_s: float = 6.0):
+        proc, _ = _processor(assignment)
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        _leased(proc, holds, out, timeout_s)
+        try:
+            await proc.checkpoint()
+        except RuntimeError as exc:
+            return proc, exc
+        return proc, None
+
+    # Out of the group by the time the state is encoded: nothing written or committed.
+    proc, exc = _run(scenario([True, False], out=True))
+    assert exc is None and checkpoint.read_manifest(proc.table, IN, 1) is None
+    assert proc.app.consumer.ready_offsets == {} and proc.withholding
+    # In doubt, then a heartbeat is answered: written.
+    proc, exc = _run(scenario([True, False, False, True], out=False))
+    assert exc is None and checkpoint.read_manifest(proc.table, IN, 1) is not None
+    # In doubt for the whole session timeout: the worker stops rather than lose the
+    # journal it took, and nothing is written.
+    proc, exc = _run(scenario([True, False], out=False, timeout_s=0.2))
+    assert exc is not None and "session timeout" in str(exc)
+    assert checkpoint.read_manifest(proc.table, IN, 1) is None
+
+
+def test_a_changelog_record_not_acknowledged_fails_the_checkpoint_before_its_commit():
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, _ = _processor(assignment)
+    proc.table.failing = RuntimeError("NotEnoughReplicas")
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        with pytest.raises(RuntimeError, match="changelog records were not delivered"):
+            await proc.checkpoint()
+        assert proc.app.consumer.ready_offsets == {} and proc.changelog_behind
+
+    _run(scenario())
+
+
+def test_nothing_is_written_after_the_final_checkpoint():
+    # The stop is marked clean right after the final checkpoint (app.py): a checkpoint
+    # still waiting for the lock then must not write what the marker would not cover.
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, _ = _processor(assignment)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        await proc.checkpoint(final=True)
+        assert proc.closed
+        written = checkpoint.read_manifest(proc.table, IN, 1)
+        await proc.on_batch(TP(IN, 1), _records(2))
+        await proc.checkpoint()
+        assert checkpoint.read_manifest(proc.table, IN, 1) == written
+        assert not proc.withholding  # closed, not in doubt: nothing said
 
     _run(scenario())
 
