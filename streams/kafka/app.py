@@ -22,7 +22,12 @@ from streams.kafka.internals import AppHooks, enable_transactions
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
-from streams.kafka.stale_state import discard_after_crash, discard_stale_state, mark_clean_stop
+from streams.kafka.stale_state import (
+    discard_after_crash,
+    discard_stale_state,
+    hold_data_dir,
+    mark_clean_stop,
+)
 from streams.kafka.state_table import state_table
 from streams.kafka.transactions import EXACTLY_ONCE, Transactions, table_settings
 from streams.kafka.watermarks import EventTime
@@ -40,6 +45,7 @@ class VigilApp(AppHooks):
     worker_metrics: WorkerMetrics | None = None
     held_dead_letters: HeldDeadLetters | None = None
     local_state: Any = None  # the table kept on local disk (at_least_once), if any
+    data_dir_lock: Any = None  # stale_state.hold_data_dir's file, open while running
 
     def new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -322,12 +328,14 @@ def run_worker(
     """Creates missing topics, then runs a worker until SIGTERM/SIGINT."""
     from streams.kafka.topics import ensure_topics, topic_specs
 
+    held = hold_data_dir(settings.data_dir)  # before any local state is read or deleted
     ensure_topics(config.kafka, topic_specs(config.kafka, settings))
     tune_gc()
     tune_threads()
     if not tune_malloc():
         log.info("malloc settings left as they are (not glibc, or set in the environment)")
     worker = build_worker(config, settings, control=True, check_model=check_model)
+    worker.app.data_dir_lock = held  # held until the process exits
     # Engines open with the latest promotion, config and snoozes, not the start-up ones.
     worker.control.wait_caught_up(CONTROL_CATCH_UP_S)
     faust_worker(worker.app, settings).execute_from_commandline()

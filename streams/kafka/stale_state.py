@@ -25,10 +25,12 @@ for a new worker.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from streams.core.config import KafkaConfig
 from streams.kafka.internals import local_offset_key, local_state_dirs
@@ -73,6 +75,30 @@ def stale_partitions(local: dict[int, int | None], ends: dict[int, int]) -> list
 
 
 CLEAN_STOP = "vigil-stopped-cleanly"
+LOCK = "vigil.lock"
+
+
+def hold_data_dir(path: Path) -> IO[str]:
+    """Locks `path` for as long as the returned file stays open (this process's life).
+    Two workers on one --data-dir would share RocksDB directories, and a starting worker
+    deletes the local state a crash left (`discard_after_crash`) that a running one uses.
+    Raises ValueError, one line, when another process holds it."""
+    path.mkdir(parents=True, exist_ok=True)
+    f = (path / LOCK).open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ValueError(
+            f"--data-dir {path} is in use by {holder}; give each worker a directory of its own"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"the worker with pid {os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def clean_stop_marker(table: Any) -> Path:

@@ -68,3 +68,20 @@ def test_local_state_is_discarded_after_a_crash_and_kept_after_a_clean_stop(tmp_
     assert discard_after_crash(table, 4, counter) == [0, 2]
     assert not any(p.exists() for p in paths) and counter._value.get() == 2
     assert discard_after_crash(table, 4, counter) == []  # nothing left to discard
+
+
+def test_a_data_dir_is_held_by_one_worker_at_a_time(tmp_path: Path):
+    import os
+
+    import pytest
+
+    from streams.kafka.stale_state import hold_data_dir
+
+    data = tmp_path / "data"
+    held = hold_data_dir(data)
+    with pytest.raises(ValueError) as err:
+        hold_data_dir(data)  # another open file: flock refuses it as it would another process
+    message = str(err.value)
+    assert "\n" not in message and str(data) in message and f"pid {os.getpid()}" in message
+    held.close()  # the process's exit does the same
+    hold_data_dir(data).close()
