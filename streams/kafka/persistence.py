@@ -25,6 +25,8 @@ from streams.kafka import checkpoint
 from streams.kafka.backpressure import source_lead
 from streams.kafka.campaign import CampaignExchange
 from streams.kafka.checkpoint import UnusableCheckpoint
+from streams.kafka.lease import NO_LEASE, held_for_writes
+from streams.kafka.state_table import acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +52,6 @@ class PartitionState:
     # Source partition -> the input offset after the last event it forwarded that this
     # engine applied: copies below it are dropped (forwards.py). In the checkpoint.
     forwards: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _NoLease:
-    """Before the consumer starts: no partition held, nothing in doubt."""
-
-    session_timeout_s: float = math.inf
-
-    def holds(self) -> bool:
-        return True
-
-    def out(self) -> bool:
-        return False
-
-
-NO_LEASE = _NoLease()
 
 
 class Persistence(CampaignExchange):
@@ -196,7 +182,7 @@ class Persistence(CampaignExchange):
                 for state, (lines, _), ids, h in zip(states, journals, seen, held, strict=True)
             )
         )
-        if written and not await self._lease_for_writes():
+        if written and not await held_for_writes(self._lease()):
             # Out of the group: the revoke that follows drops these engines, journals
             # taken and all, and their partitions resume elsewhere from the changelog.
             self._withhold(partitions)
@@ -224,7 +210,7 @@ class Persistence(CampaignExchange):
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
         await producer.flush()  # 2. changelog records of the state just written
-        await self._check_changelog()  # acknowledged, every one
+        await acknowledged(self.table.take_sent())  # the changelog's, every record
         self.changelog_behind = behind_before
         offsets = {
             TP(topic, part.partition): off
@@ -256,37 +242,6 @@ class Persistence(CampaignExchange):
 
     def _lease(self) -> Any:
         return self.group_lease() or NO_LEASE
-
-    async def _lease_for_writes(self) -> bool:
-        """Whether the lease still holds once the state is encoded, which can take
-        seconds; a worker frozen meanwhile (SIGSTOP) would write at once on resuming. In
-        doubt it waits for the consumer thread's next heartbeat answer: held again, it
-        writes; out of the group, it does not. Still in doubt after the session timeout,
-        it raises, and the worker stops: its engines' journals are taken, so a later
-        checkpoint would miss their events, while a restart rebuilds from the changelog."""
-        lease = self._lease()
-        deadline = time.monotonic() + lease.session_timeout_s
-        while not lease.holds():
-            if lease.out():
-                return False
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    "no heartbeat answered for the session timeout during a checkpoint; "
-                    "stopping so that a restart resumes from the changelog"
-                )
-            await asyncio.sleep(0.05)
-        return True
-
-    async def _check_changelog(self) -> None:
-        """Waits until the broker acknowledged every changelog record written since the
-        last check. The producer's flush does not tell: Faust's gives up once its buffer
-        makes no progress for 0.1 s, and aiokafka's reports no failed send (state_table.py)."""
-        sent = self.table.take_sent()
-        results = await asyncio.gather(*sent, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            # Offsets committed now would cover state the changelog does not hold.
-            raise RuntimeError(f"{len(failed)} changelog records were not delivered: {failed[0]!r}")
 
     def _withhold(self, partitions: set[int] | None) -> None:
         """No state is written while the worker may be out of its group: the broker may
