@@ -73,11 +73,11 @@ class VigilApp(AppHooks):
         await super().on_stop()
 
     def mark_clean_stop(self) -> None:
-        """The next start may keep the local state: the final checkpoint is done, nothing
-        is written after it, and the changelog acknowledged every local write."""
+        """After a final checkpoint that completed (nothing is written after it): the next
+        start may keep the local state if the changelog acknowledged every local write."""
         if self.local_state is None or self.processor is None:
             return
-        if self.processor.closed and not self.processor.changelog_behind:
+        if not self.processor.changelog_behind:
             try:
                 mark_clean_stop(self.local_state)
             except OSError as exc:  # the next start rebuilds from the changelog: slower

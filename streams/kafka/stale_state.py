@@ -74,6 +74,11 @@ def stale_partitions(local: dict[int, int | None], ends: dict[int, int]) -> list
     return sorted(p for p, off in local.items() if off is not None and off >= ends.get(p, 0))
 
 
+def _present(table: Any, partitions: int) -> dict[int, Path]:
+    """The partitions of `table` that have a local RocksDB directory, and where."""
+    return {p: path for p, path in local_state_dirs(table, partitions).items() if path.exists()}
+
+
 CLEAN_STOP = "vigil-stopped-cleanly"
 LOCK = "vigil.lock"
 
@@ -115,7 +120,7 @@ def discard_after_crash(table: Any, partitions: int, counter: Any) -> list[int]:
     marker.unlink(missing_ok=True)
     if clean:
         return []
-    present = {p: path for p, path in local_state_dirs(table, partitions).items() if path.exists()}
+    present = _present(table, partitions)
     if not present:
         return []
     log.warning(
@@ -140,8 +145,7 @@ def mark_clean_stop(table: Any) -> None:
 
 def discard_stale_state(table: Any, cfg: KafkaConfig, partitions: int, counter: Any) -> list[int]:
     """Deletes the local partitions of `table` that are ahead of its changelog."""
-    paths = local_state_dirs(table, partitions)
-    present = {p: path for p, path in paths.items() if path.exists()}
+    present = _present(table, partitions)
     if not present:
         return []
     key = local_offset_key(table)

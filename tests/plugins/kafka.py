@@ -16,6 +16,8 @@ import pytest
 from tests.plugins.kafka_broker import REPO, free_port
 from tests.plugins.processes import die_with_parent
 
+SESSION_TIMEOUT_S = 6  # what start_worker passes to every worker
+
 
 @pytest.fixture
 def topic_prefix() -> str:
@@ -186,7 +188,7 @@ processing_guarantee = "{guarantee}"
             "--checkpoint-interval",
             "1.0",
             "--session-timeout",
-            "6",
+            str(SESSION_TIMEOUT_S),
             "--loglevel",
             "INFO",
         ]

@@ -15,17 +15,13 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.plugins.kafka import T0, KafkaEnv, event, wait_until
-
-SESSION_TIMEOUT_S = 6  # what KafkaEnv.start_worker passes to the worker
+from tests.plugins.kafka import SESSION_TIMEOUT_S, T0, KafkaEnv, event, wait_until
 
 
 def _changelog_records(env: KafkaEnv) -> int:
     from kafka import KafkaConsumer, TopicPartition
 
-    from streams.kafka.settings import WorkerSettings
-
-    topic = f"{env.config.kafka.group_id}-{WorkerSettings().state_table}-changelog"
+    topic = env.topic("changelog")
     c = KafkaConsumer(bootstrap_servers=env.bootstrap, group_id=None)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]

@@ -44,13 +44,12 @@ from tests.integration.kafka.test_kafka_event_time import (
     parity,
 )
 from tests.integration.kafka.test_kafka_kcat import _kcat
-from tests.plugins.kafka import KafkaEnv, WorkerProc, event
+from tests.plugins.kafka import SESSION_TIMEOUT_S, KafkaEnv, WorkerProc, event
 from tests.plugins.segments import ONE_BATCH, flip_last_record_byte, records_in
 from tests.plugins.segments import batches as batches_in
 from tests.plugins.tail import Tail
 
 PARTITIONS = 4
-SESSION_TIMEOUT_S = 6  # what KafkaEnv.start_worker passes to the worker
 # Slices of the corpus: seven faults take one share each, the burst ten, the poison one.
 SHARES = 18
 CORRUPT_PARTITION = 3  # not the partition whose leader is killed: that broker's restart
