@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,3 +346,18 @@ def enable_transactions(app: Any) -> None:
     app.in_worker = True
     if not (app.in_transaction and app.consumer.in_transaction):
         raise RuntimeError("Faust did not enable transactions for processing_guarantee")
+
+
+# -- Faust's producers -------------------------------------------------------------------
+@asynccontextmanager
+async def aiokafka_producer(producer: Any, transactional_id: str | None) -> AsyncIterator[Any]:
+    """The aiokafka producer behind Faust's `producer`, for sending whole record batches
+    (its public `create_batch` and `send_batch`): the plain one, or the transactional
+    one of `transactional_id`, held under the lock Faust's own `send` takes for it so
+    that no commit of that transaction runs in between. Faust's `send` takes one
+    record at a time and makes a future for each."""
+    if transactional_id is None:
+        yield producer._ensure_producer()
+        return
+    async with producer._trn_locks[transactional_id]:
+        yield producer._transaction_producers[transactional_id]

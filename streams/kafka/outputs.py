@@ -28,6 +28,7 @@ from faust.types import TP
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import from_header
+from streams.kafka.internals import aiokafka_producer
 from streams.kafka.routing import Forward, Router
 from streams.kafka.transactions import Transactions, fallback_partition
 
@@ -171,15 +172,28 @@ class Outputs:
         )
 
     async def _forward(self, foreign: list[Forward], source: int) -> None:
+        """Sends the records of another partition's accounts to it, through the repartition
+        topic, in record batches: a producer's `send` per record, and the future it makes,
+        cost more than the engine's work on the event (docs/kafka.md, "Forwarding in
+        batches"). Under exactly_once they join `source`'s transaction, which exchange
+        commits publish (forwards.py makes copies harmless)."""
         if not foreign:
             return
         owner = self.router.owner  # type: ignore[union-attr]
+        by_owner: dict[int, list[tuple]] = {}
         for account, value, headers, offset in foreign:
             # Where it was read: its engine applies it once (forwards.py).
-            headers = [*headers, from_header(source, offset)]
-            await self._send(
-                self.topics.repartition, account, value, headers, owner(account), source
-            )
+            record = (account, value, [*headers, from_header(source, offset)])
+            by_owner.setdefault(owner(account), []).append(record)
+        tid = self.txn.id_for(source) if self.txn is not None else None
+        async with aiokafka_producer(self.app.producer, tid) as producer:
+            for dest, records in by_owner.items():
+                self.pending.extend(
+                    await send_batches(producer, self.topics.repartition, dest, records)
+                )
+        if self.txn is not None:
+            self.exchanged.add(source)
+            self.touched.add(source)
         self.wm.events_repartitioned.inc(len(foreign))
 
     async def _audit(self, tp: TP, records: Block) -> None:
@@ -211,3 +225,24 @@ class Outputs:
         if failed:
             # Committing now would lose these outputs; crash and let the group replay.
             raise RuntimeError(f"{len(failed)} output records were not delivered: {failed[0]!r}")
+
+
+async def send_batches(
+    producer: Any, topic: str, partition: int, records: list[tuple]
+) -> list[asyncio.Future]:
+    """Sends (key, value, headers) records to one partition through an aiokafka producer's
+    public batch API, in order; returns a delivery future per batch. An empty batch takes
+    any record, however large (aiokafka's builder, pinned in the unit tests), so every
+    record goes in one."""
+    futures = []
+    batch, count = producer.create_batch(), 0
+    for key, value, headers in records:
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            # Full, and closed by the refusal: it goes, and the record opens the next.
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch, count = producer.create_batch(), 0
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
+        count += 1
+    if count:
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures

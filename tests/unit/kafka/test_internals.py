@@ -714,3 +714,41 @@ def test_log_end_is_aiokafkas_highwater_and_not_fausts_last_stable_offset():
     assert c.log_end(TP("t", 0)) == 42
     consumer_cls = aiokafka_consumer.AIOKafkaConsumer
     assert callable(consumer_cls.highwater) and callable(consumer_cls.last_stable_offset)
+
+
+def test_fausts_producer_keeps_its_aiokafka_producers_where_the_batch_path_reads_them():
+    """`aiokafka_producer` hands out the aiokafka producer behind Faust's: the plain one
+    from `_ensure_producer`, a transaction's from `_transaction_producers`, under the lock
+    in `_trn_locks` that Faust's own `send` takes for that transaction."""
+    send = inspect.getsource(faust_aiokafka.Producer.send)
+    assert "self._transaction_producers.get(transactional_id)" in send
+    assert "self._trn_locks[transactional_id]" in send
+    assert "self._producer" in inspect.getsource(faust_aiokafka.Producer._ensure_producer)
+    app = faust.App("pin-producers", broker="kafka://127.0.0.1:1")
+    producer = app.producer
+    assert isinstance(producer, faust_aiokafka.Producer)
+    plain, txn, lock = object(), object(), asyncio.Lock()
+    producer._producer = plain  # what on_start sets: its aiokafka producer
+    producer._transaction_producers["t-0"] = txn
+    producer._trn_locks["t-0"] = lock
+
+    async def use() -> tuple[Any, Any, bool]:
+        async with internals.aiokafka_producer(producer, None) as p0:
+            pass
+        async with internals.aiokafka_producer(producer, "t-0") as p1:
+            held = lock.locked()
+        return p0, p1, held
+
+    p0, p1, held = asyncio.run(use())
+    assert p0 is plain and p1 is txn and held and not lock.locked()
+
+
+def test_an_empty_aiokafka_batch_takes_any_record_and_a_full_one_refuses_and_closes():
+    """What outputs.send_batches relies on: a record larger than the batch size still
+    goes into an empty batch; a batch refuses the next record once full."""
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
+    batch = BatchBuilder(1000, 0)
+    assert batch.append(key=b"k", value=b"x" * 5000, timestamp=None, headers=[]) is not None
+    assert batch.append(key=b"k", value=b"y", timestamp=None, headers=[]) is None
+    assert batch.append(key=b"k", value=b"", timestamp=None, headers=[]) is None  # closed

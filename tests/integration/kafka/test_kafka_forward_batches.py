@@ -1,0 +1,115 @@
+"""Forwarded events reach the repartition topic in whole record batches
+(`outputs.send_batches`, aiokafka's public batch API), on the real broker: in order, with
+their keys and headers, split over as many batches as their size needs, and under
+exactly_once inside the open transaction, invisible to a read_committed reader until it
+commits and gone if it aborts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from streams.kafka.forwards import from_header
+from streams.kafka.outputs import send_batches
+
+BATCH_BYTES = 4096  # small, so that the records below need several batches
+
+
+def _records(n: int, tag: str) -> list[tuple]:
+    out = []
+    for i in range(n):
+        # Every 50th record is larger than a whole batch: it goes in a batch of its own.
+        value = (b"x" * (3 * BATCH_BYTES) if i % 50 == 49 else b"v") + f"-{tag}-{i}".encode()
+        headers = [("vigil-test", str(i).encode()), from_header(3, 1000 + i)]
+        out.append((f"acct-{i % 7}".encode(), value, headers))
+    return out
+
+
+def _create(bootstrap: str, topic: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 2, 1)])
+    finally:
+        admin.close()
+
+
+async def _read(bootstrap: str, topic: str, partition: int, expect: int) -> list:
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        out: list = []
+        idle = 0
+        while len(out) < expect and idle < 3:
+            got = await consumer.getmany(tp, timeout_ms=1000)
+            idle = 0 if got else idle + 1
+            out.extend(got.get(tp, []))
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _as_sent(records: list) -> list[tuple]:
+    return [(r.key, r.value, list(r.headers)) for r in records]
+
+
+def test_records_arrive_in_order_with_keys_and_headers_in_several_batches(
+    kafka_bootstrap, topic_prefix
+):
+    topic = f"{topic_prefix}-fwd"
+    _create(kafka_bootstrap, topic)
+    sent = _records(400, "plain")
+
+    async def run() -> tuple[int, list]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_batch_size=BATCH_BYTES)
+        await producer.start()
+        try:
+            futures = await send_batches(producer, topic, 1, sent)
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        return len(futures), await _read(kafka_bootstrap, topic, 1, len(sent))
+
+    batches, got = asyncio.run(run())
+    assert _as_sent(got) == [(k, v, [(h, bytes(b)) for h, b in hs]) for k, v, hs in sent]
+    # 400 small records need a few batches of 4 KiB; each of the 8 large ones, its own.
+    assert batches > 8 + 400 * 8 // BATCH_BYTES
+    assert batches < len(sent) // 4
+    assert not asyncio.run(_read(kafka_bootstrap, topic, 0, 1)), "only partition 1 was asked"
+
+
+def test_in_a_transaction_they_are_seen_only_once_it_commits(kafka_bootstrap, topic_prefix):
+    topic = f"{topic_prefix}-fwd-txn"
+    _create(kafka_bootstrap, topic)
+    aborted, committed = _records(120, "aborted"), _records(120, "committed")
+
+    async def run() -> tuple[list, list]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap,
+            max_batch_size=BATCH_BYTES,
+            transactional_id=f"{topic_prefix}-fwd-txn",
+        )
+        await producer.start()
+        try:
+            await producer.begin_transaction()
+            await asyncio.gather(*await send_batches(producer, topic, 0, aborted))
+            await producer.abort_transaction()
+            await producer.begin_transaction()
+            await asyncio.gather(*await send_batches(producer, topic, 0, committed))
+            before = await _read(kafka_bootstrap, topic, 0, 1)
+            await producer.commit_transaction()
+        finally:
+            await producer.stop()
+        return before, await _read(kafka_bootstrap, topic, 0, len(committed))
+
+    before, after = asyncio.run(run())
+    assert before == []
+    assert [r.value for r in after] == [v for _, v, _ in committed]
