@@ -220,11 +220,17 @@ class Outputs:
 
     async def _check_delivered(self) -> None:
         pending, self.pending = self.pending, []
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            # Committing now would lose these outputs; crash and let the group replay.
-            raise RuntimeError(f"{len(failed)} output records were not delivered: {failed[0]!r}")
+        # Committing now would lose these outputs; crash and let the group replay.
+        await delivered(pending, "output records")
+
+
+async def delivered(futures: list, what: str) -> None:
+    """Waits for every delivery future; raises, one line, if any record was not delivered,
+    before the checkpoint commits offsets that would cover it."""
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} {what} were not delivered: {failed[0]!r}")
 
 
 async def send_batches(
@@ -235,14 +241,13 @@ async def send_batches(
     any record, however large (aiokafka's builder, pinned in the unit tests), so every
     record goes in one."""
     futures = []
-    batch, count = producer.create_batch(), 0
+    batch = producer.create_batch()
     for key, value, headers in records:
         if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
             # Full, and closed by the refusal: it goes, and the record opens the next.
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-            batch, count = producer.create_batch(), 0
+            batch = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None, headers=headers)
-        count += 1
-    if count:
+    if records:  # the last batch holds at least the last record
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures

@@ -26,7 +26,7 @@ from streams.kafka.backpressure import source_lead
 from streams.kafka.campaign import CampaignExchange
 from streams.kafka.checkpoint import UnusableCheckpoint
 from streams.kafka.lease import NO_LEASE, held_for_writes
-from streams.kafka.state_table import acknowledged
+from streams.kafka.outputs import delivered
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Persistence(CampaignExchange):
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
         await producer.flush()  # 2. changelog records of the state just written
-        await acknowledged(self.table.take_sent())  # the changelog's, every record
+        await delivered(self.table.take_sent(), "changelog records")  # every one acknowledged
         self.changelog_behind = behind_before
         offsets = {
             TP(topic, part.partition): off

@@ -10,7 +10,6 @@ record and fails when it did not; this table keeps them until the checkpoint tak
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import faust
@@ -44,12 +43,3 @@ def state_table(app: faust.App, name: str, partitions: int) -> StateTable:
         value_type=bytes,
     )
     return app.tables.add(table)
-
-
-async def acknowledged(sent: list) -> None:
-    """Waits for the futures `take_sent` gave; raises, one line, if a record was not
-    delivered: offsets committed then would cover state the changelog does not hold."""
-    results = await asyncio.gather(*sent, return_exceptions=True)
-    failed = [r for r in results if isinstance(r, BaseException)]
-    if failed:
-        raise RuntimeError(f"{len(failed)} changelog records were not delivered: {failed[0]!r}")
