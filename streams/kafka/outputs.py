@@ -29,7 +29,7 @@ from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import from_header
 from streams.kafka.internals import aiokafka_producer
-from streams.kafka.routing import Forward, Router
+from streams.kafka.routing import Forward, Router, partition_for
 from streams.kafka.transactions import Transactions, fallback_partition
 
 log = logging.getLogger(__name__)
@@ -187,10 +187,7 @@ class Outputs:
             by_owner.setdefault(owner(account), []).append(record)
         tid = self.txn.id_for(source) if self.txn is not None else None
         async with aiokafka_producer(self.app.producer, tid) as producer:
-            for dest, records in by_owner.items():
-                self.pending.extend(
-                    await send_batches(producer, self.topics.repartition, dest, records)
-                )
+            self.pending += await send_grouped(producer, self.topics.repartition, by_owner)
         if self.txn is not None:
             self.exchanged.add(source)
             self.touched.add(source)
@@ -202,15 +199,38 @@ class Outputs:
         body = {"topic": tp.topic, "partition": tp.partition, "offsets": records.offsets}
         await self._send(self.topics.audit, None, orjson.dumps(body), source=tp.partition)
 
-    async def _send_snapshots(self) -> None:
+    async def _send_snapshots(self, partitions: set[int] | None = None) -> None:
+        """The latest snapshot of each account, at a checkpoint of `partitions` (None:
+        all), in record batches: one producer `send` per account cost a worker about 2 s
+        of its main thread at every snapshot interval (docs/kafka.md, "Snapshots in
+        batches"). Under exactly_once they join the transaction of a partition this
+        checkpoint commits."""
         try:
             built = self.snapshots.take()
         except Exception:
             self._snapshot_failure("sending")
             built = []
-        for account, snap in built:
-            value = orjson.dumps(snap, option=_NUMPY)
-            await self._send(self.topics.snapshots, account.encode() or None, value)
+        records = [
+            (account.encode() or None, orjson.dumps(snap, option=_NUMPY), [])
+            for account, snap in built
+        ]
+        if not records:
+            return
+        tid = None
+        if self.txn is not None:
+            source = fallback_partition(
+                p
+                for p in self.parts
+                if p in self.assigned and (partitions is None or p in partitions)
+            )
+            if source is None:  # no transaction of this checkpoint: held as any output
+                for key, value, _ in records:
+                    await self._send(self.topics.snapshots, key, value)
+                return
+            tid = self.txn.id_for(source)
+            self.touched.add(source)
+        async with aiokafka_producer(self.app.producer, tid) as producer:
+            self.pending += await send_keyed(producer, self.topics.snapshots, records)
 
     def _snapshot_failure(self, when: str) -> None:
         # Snapshots only feed the console: losing some must not stop detection, and the
@@ -231,6 +251,29 @@ async def delivered(futures: list, what: str) -> None:
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
         raise RuntimeError(f"{len(failed)} {what} were not delivered: {failed[0]!r}")
+
+
+async def send_keyed(producer: Any, topic: str, records: list[tuple]) -> list[asyncio.Future]:
+    """Sends (key, value, headers) records in batches, each to the partition its key hashes
+    to as the producer's default partitioner places it (`routing.partition_for`, the Java
+    client's murmur2), so that on a compacted topic an account's records share a partition
+    whichever way they were sent; a record without a key goes to partition 0."""
+    n = len(await producer.partitions_for(topic))
+    by_partition: dict[int, list[tuple]] = {}
+    for record in records:
+        key = record[0]
+        by_partition.setdefault(partition_for(key, n) if key else 0, []).append(record)
+    return await send_grouped(producer, topic, by_partition)
+
+
+async def send_grouped(
+    producer: Any, topic: str, by_partition: dict[int, list[tuple]]
+) -> list[asyncio.Future]:
+    """`send_batches` for each partition's records; the delivery futures of all."""
+    futures = []
+    for partition, records in by_partition.items():
+        futures += await send_batches(producer, topic, partition, records)
+    return futures
 
 
 async def send_batches(

@@ -122,6 +122,8 @@ class Processor(Persistence):
         self.held: list = []  # exactly_once: outputs waiting for the checkpoint (outputs.py)
         self.exchanged: set[int] = set()
         self.last_commit = time.monotonic()
+        self.commit_lock = asyncio.Lock()
+        self.committing: asyncio.Future | None = None
         self.exchange_commit_s = exchange_commit_s  # 0: no exchange commits
         # The consumer's group lease (internals.GroupLease), set by app.py: checkpoints
         # are written only while it holds.
@@ -159,6 +161,7 @@ class Processor(Persistence):
         # exactly_once, docs/kafka.md). So a batch of an older generation is dropped.
         generation = self.app.consumer_generation_id
         async with self.lock:
+            self.raise_failed_commit()
             if generation != self.app.consumer_generation_id:
                 return
             if tp.partition not in self.assigned or tp not in self.app.consumer.assignment():
@@ -222,7 +225,7 @@ class Processor(Persistence):
             if self.checkpoint_due(now):
                 await self._checkpoint_locked()
             elif self.exchange_commit_due(now):
-                await self._exchange_commit_locked()
+                self.start_exchange_commit()
 
     async def _apply(self, part: PartitionState, tp: TP, records: Block) -> float:
         """The records into the engine; returns the newest event time it decoded."""

@@ -2,7 +2,9 @@
 (`outputs.send_batches`, aiokafka's public batch API), on the real broker: in order, with
 their keys and headers, split over as many batches as their size needs, and under
 exactly_once inside the open transaction, invisible to a read_committed reader until it
-commits and gone if it aborts."""
+commits and gone if it aborts. Console snapshots go in batches too (`outputs.send_keyed`),
+each on the partition the producer's own partitioner gives its key: the snapshot topic is
+compacted."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from streams.kafka.forwards import from_header
-from streams.kafka.outputs import send_batches
+from streams.kafka.outputs import send_batches, send_keyed
 
 BATCH_BYTES = 4096  # small, so that the records below need several batches
 
@@ -27,10 +29,10 @@ def _records(n: int, tag: str) -> list[tuple]:
     return out
 
 
-def _create(bootstrap: str, topic: str) -> None:
+def _create(bootstrap: str, topic: str, partitions: int = 2) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics([NewTopic(topic, 2, 1)])
+        admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:
         admin.close()
 
@@ -113,3 +115,31 @@ def test_in_a_transaction_they_are_seen_only_once_it_commits(kafka_bootstrap, to
     before, after = asyncio.run(run())
     assert before == []
     assert [r.value for r in after] == [v for _, v, _ in committed]
+
+
+def test_keyed_batches_land_where_the_producers_own_partitioner_puts_each_key(
+    kafka_bootstrap, topic_prefix
+):
+    topic = f"{topic_prefix}-keyed"
+    _create(kafka_bootstrap, topic, partitions=3)
+    keys = [f"acct_{i}".encode() for i in range(60)]
+
+    async def run() -> list:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await asyncio.gather(*[await producer.send(topic, b"send", key=k) for k in keys])
+            batched = [(k, b"batch", []) for k in keys] + [(None, b"no key", [])]
+            await asyncio.gather(*await send_keyed(producer, topic, batched))
+        finally:
+            await producer.stop()
+        return [
+            (p, r) for p in range(3) for r in await _read(kafka_bootstrap, topic, p, 2 * len(keys))
+        ]
+
+    got = asyncio.run(run())
+    where: dict[tuple, int] = {(r.key, r.value): p for p, r in got}
+    assert len(got) == 2 * len(keys) + 1
+    assert all(where[(k, b"batch")] == where[(k, b"send")] for k in keys)
+    assert len({where[(k, b"send")] for k in keys}) == 3  # the keys are spread
+    assert where[(None, b"no key")] == 0

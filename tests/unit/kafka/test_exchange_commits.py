@@ -4,8 +4,10 @@ events applied once (streams/kafka/forwards.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
+import pytest
 from faust.types import TP
 
 from streams.kafka import checkpoint
@@ -186,5 +188,65 @@ def test_with_exchange_commits_off_nothing_is_held_and_checkpoints_come_sooner()
         assert proc.checkpoint_due(later), "the exchange moves at checkpoints, 1 s apart"
         proc.exchange_commit_s = 0.25
         assert proc.exchange_commit_due(later) and not proc.checkpoint_due(later)
+
+    _run(scenario())
+
+
+class BlockingTransactions(FakeTransactions):
+    """Commits wait for `release`, as a round trip to the broker does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def commit(self, offsets: dict[TP, int]) -> None:
+        await self.release.wait()
+        if self.fail is not None:
+            raise self.fail
+        await super().commit(offsets)
+
+
+def test_an_exchange_commit_runs_beside_the_engines_and_a_checkpoint_waits_for_it():
+    proc = _eos_processor()
+    proc.txn = txn = BlockingTransactions()
+
+    async def scenario() -> None:
+        await proc.on_batch(TP(IN, 0), _records(0, 1))
+        await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
+        proc.start_exchange_commit()
+        await asyncio.sleep(0)  # the commit task starts and waits on the broker
+        assert proc.exchanged == set() and txn.commits == []
+        # The engines go on meanwhile; what they send is left for the next commit.
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(2)), 1.0)
+        await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
+        assert proc.exchanged == {0}
+        proc.start_exchange_commit()  # one in flight: no second one
+        checkpoint = asyncio.ensure_future(proc.checkpoint())
+        await asyncio.sleep(0.05)
+        assert not checkpoint.done(), "a checkpoint went beside an exchange commit"
+        txn.release.set()
+        await asyncio.wait_for(checkpoint, 1.0)
+        # The exchange commit at the previous checkpoint's offsets, then the checkpoint.
+        assert txn.commits == [{TP(IN, 0): 0}, {TP(IN, 0): 3}]
+
+    _run(scenario())
+
+
+def test_a_failed_exchange_commit_stops_the_next_batch():
+    proc = _eos_processor()
+    proc.txn = txn = BlockingTransactions()
+    txn.fail = RuntimeError("broker said no")
+    txn.release.set()
+
+    async def scenario() -> None:
+        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
+        proc.start_exchange_commit()
+        await asyncio.sleep(0.01)
+        with pytest.raises(RuntimeError, match="broker said no"):
+            await proc.on_batch(TP(IN, 0), _records(1))
+        with pytest.raises(RuntimeError, match="broker said no"):
+            await proc.checkpoint()
 
     _run(scenario())
