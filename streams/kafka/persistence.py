@@ -272,16 +272,17 @@ class Persistence(CampaignExchange):
         )
 
     def checkpoint_due(self, now: float) -> bool:
-        """A slow checkpoint defers the next (`checkpoint_pause`), under at_least_once only.
-        Under exactly_once the interval holds, and exchange commits move the exchange
-        between checkpoints (`exchange_commit_due`); with them off, a checkpoint comes
-        after EXCHANGE_WAIT_S while the exchange waits."""
+        """A slow checkpoint defers the next (`checkpoint_pause`). Under exactly_once by
+        at most EOS_MAX_PAUSE_S, and exchange commits move the exchange between
+        checkpoints (`exchange_commit_due`); with them off, the interval holds, and a
+        checkpoint comes after EXCHANGE_WAIT_S while the exchange waits."""
         if self.txn is None:
             pause = self.pause
-        elif not self.exchange_commit_s and self._exchange_waits(now):
-            pause = min(self.interval, EXCHANGE_WAIT_S)
+        elif not self.exchange_commit_s:
+            waits = self._exchange_waits(now)
+            pause = min(self.interval, EXCHANGE_WAIT_S) if waits else self.interval
         else:
-            pause = self.interval
+            pause = max(self.interval, min(self.pause, EOS_MAX_PAUSE_S))
         return now - self.last_checkpoint >= pause
 
     def exchange_commit_due(self, now: float) -> bool:
@@ -376,10 +377,13 @@ class Persistence(CampaignExchange):
 # Checkpoints take at most about a tenth of the worker's time: working off a backlog, one
 # can take a second or two (every event of the windows not yet scored goes into the
 # journal), and every 5 s that stalled the stream a fifth of the time. The longest pause
-# bounds what a crash makes the worker read again. Under at_least_once only: see
-# Persistence.checkpoint_due.
+# bounds what a crash makes the worker read again.
 PAUSE_FACTOR = 9.0
 MAX_PAUSE_S = 30.0
+# Under exactly_once alerts wait for the checkpoint, and other workers' engines for this
+# worker's marks when its own exchange does not wait (docs/kafka.md, "Checkpoint order
+# and the processing guarantee"): a shorter bound.
+EOS_MAX_PAUSE_S = 15.0
 # Under exactly_once a window waits for three commits after its events are in: the
 # sources' event-time marks', its request's, and the owners' figures'. While the exchange
 # waits so, exchange commits, which write no state, come this often by default

@@ -29,7 +29,12 @@ from streams.kafka.consumer import BatchConsumer
 from streams.kafka.fetch import Block
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
-from streams.kafka.persistence import EXCHANGE_COMMIT_S, EXCHANGE_WAIT_S, checkpoint_pause
+from streams.kafka.persistence import (
+    EOS_MAX_PAUSE_S,
+    EXCHANGE_COMMIT_S,
+    EXCHANGE_WAIT_S,
+    checkpoint_pause,
+)
 from streams.kafka.positions import GAP_RETRIES
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for
@@ -695,9 +700,16 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
         assert proc.pause >= 0.9
         assert not proc.checkpoint_due(end + 0.5)
         assert proc.checkpoint_due(end + proc.pause)
-        # Under exactly_once others read the outputs (campaign figures, event-time marks)
-        # only once committed: the interval holds, however slow the last checkpoint was.
+        # Under exactly_once alerts wait for the checkpoint and exchange commits move the
+        # exchange meanwhile: the pause is bounded by EOS_MAX_PAUSE_S.
         proc.txn = object()
+        assert not proc.checkpoint_due(end + 0.5)
+        assert proc.checkpoint_due(end + proc.pause)
+        proc.pause = 25.0
+        assert not proc.checkpoint_due(end + EOS_MAX_PAUSE_S - 0.1)
+        assert proc.checkpoint_due(end + EOS_MAX_PAUSE_S)
+        # With exchange commits off only checkpoints move the exchange: the interval holds.
+        proc.exchange_commit_s = 0.0
         assert proc.checkpoint_due(end + 0.11)
 
     _run(scenario())
@@ -706,7 +718,7 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
 def test_under_exactly_once_the_exchange_is_committed_between_checkpoints_while_it_waits():
     assignment = {TP(IN, p) for p in range(2)}
     proc, _ = _processor(assignment)
-    proc.interval = 5.0
+    proc.interval = proc.pause = 5.0  # as after a quick checkpoint
     proc.txn = object()
 
     async def scenario() -> None:
