@@ -4,7 +4,7 @@ A source forwards a record to the repartition topic with a header naming where i
 it (input partition and offset). A source restored from a checkpoint reads its input
 again from there, and forwards again what it had forwarded since: under at_least_once
 those copies were always visible, and under exactly_once an exchange commit may have
-published the first ones (Persistence.exchange_commit). The copies come in the order the
+published the first ones (ExchangeCommits.exchange_commit). The copies come in the order the
 source read them, so each receiving engine keeps, per source, the offset after the last
 forward it applied, in its checkpoint, and drops every forward below it: a producer's
 sequence numbers, per source partition.

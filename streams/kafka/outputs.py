@@ -8,7 +8,7 @@ from, and joins that partition's transaction (transactions.py).
 
 Under exactly_once a partition's transaction is also committed between checkpoints, with
 the input offsets of its last checkpoint, so that the campaign exchange does not wait for
-a checkpoint at every step (Persistence.exchange_commit). Such a commit must publish only
+a checkpoint at every step (ExchangeCommits.exchange_commit). Such a commit must publish only
 records that a restart from that checkpoint may send again harmlessly: the exchange's
 (campaign requests, figures and progress, which owners and engines take twice without
 effect, streams/runtime/campaign_desk.py), event-time marks (a maximum) and forwarded

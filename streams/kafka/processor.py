@@ -29,9 +29,10 @@ from faust.types import TP
 from streams.core.config import AT_LEAST_ONCE_FLOW
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.backpressure import Backpressure, source_lead, to_pause
+from streams.kafka.exchange_commits import EXCHANGE_COMMIT_S
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import fresh
-from streams.kafka.persistence import EXCHANGE_COMMIT_S, PartitionState, Persistence
+from streams.kafka.persistence import PartitionState, Persistence
 from streams.kafka.positions import Refetch
 from streams.kafka.routing import Router
 from streams.kafka.transactions import Transactions

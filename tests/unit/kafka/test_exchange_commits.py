@@ -1,5 +1,5 @@
 """exactly_once: what an exchange commit publishes between checkpoints, what it leaves to
-the checkpoint (streams/kafka/outputs.py, Persistence.exchange_commit), and forwarded
+the checkpoint (streams/kafka/outputs.py, ExchangeCommits.exchange_commit), and forwarded
 events applied once (streams/kafka/forwards.py)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from faust.types import TP
 
 from streams.kafka import checkpoint
+from streams.kafka.exchange_commits import EXCHANGE_WAIT_S
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import FROM_HEADER, fresh, from_header, origin
-from streams.kafka.persistence import EXCHANGE_WAIT_S
 from streams.kafka.processor import Topics
 from tests.unit.kafka.test_kafka_units import IN, REP, _processor, _records, _run
 
