@@ -102,10 +102,10 @@ class ExchangeCommits:
             if self.closed:
                 return
             # Read under the commit lock: a checkpoint that ran first moved `committed`.
-            committing = {p for p in self.exchanged if p in self.assigned and p in self.parts}
             offsets = {
                 TP(topic, p): off
-                for p in committing
+                for p in self.exchanged
+                if p in self.assigned and p in self.parts
                 for topic, off in self.parts[p].committed.items()
             }
             if not offsets:  # nothing read yet to name the transaction: the checkpoint will

@@ -274,11 +274,12 @@ class Persistence(ExchangeCommits, CampaignExchange):
         checkpoint comes after EXCHANGE_WAIT_S while the exchange waits."""
         if self.txn is None:
             pause = self.pause
-        elif not self.exchange_commit_s:
-            waits = self._exchange_waits(now)
-            pause = min(self.interval, EXCHANGE_WAIT_S) if waits else self.interval
-        else:
+        elif self.exchange_commit_s:
             pause = max(self.interval, min(self.pause, EOS_MAX_PAUSE_S))
+        elif self._exchange_waits(now):
+            pause = min(self.interval, EXCHANGE_WAIT_S)
+        else:
+            pause = self.interval
         return now - self.last_checkpoint >= pause
 
     def _committed(self, offsets: dict) -> None:
