@@ -127,10 +127,7 @@ class CampaignExchange(Outputs):
 
     def _checkpointed(self, part: Any) -> None:
         """The state just written: windows before `done` are completed for good."""
-        if part.desk is None:
-            return
-        e = part.engine
-        part.done = e.held[0].end if e.held else e.campaign_passed
+        part.done = done_in_state(part)
 
     async def _on_campaign(self, part: Any, tp: TP, records: Block) -> None:
         """A block of the campaign topic: requests and progress to the desk, figures to
@@ -187,3 +184,12 @@ class CampaignExchange(Outputs):
             part.answers.drop_until(w)
             part.parts.drop(FIGURES, lambda x, w=w: x <= w)
             await self._emit(e.complete_window(w, figures), tp)
+
+
+def done_in_state(part: Any) -> float:
+    """The end of the windows that the engine's state now holds completed for good: a
+    checkpoint of this state lets the owners drop their figures (`progress`)."""
+    if part.desk is None:
+        return part.done
+    e = part.engine
+    return e.held[0].end if e.held else e.campaign_passed

@@ -26,6 +26,10 @@ EXCHANGE_COMMIT_S = 0.25
 EXCHANGE_WAIT_S = 1.0
 
 
+def _failed(task: asyncio.Future | None) -> bool:
+    return task is not None and task.done() and not task.cancelled() and bool(task.exception())
+
+
 def _awaiting_marks(part: Any, now: float) -> bool:
     """Its source has been read a window or more past the event time its engine closes on
     (or the engine has no mark from some source yet): the marks that close that window are
@@ -53,6 +57,7 @@ class ExchangeCommits:
     closed: bool
     commit_lock: asyncio.Lock  # held by checkpoints and exchange commits
     committing: asyncio.Future | None  # the exchange commit task last started
+    finishing: asyncio.Future | None  # the checkpoint last finished aside (persistence.py)
 
     def exchange_commit_due(self, now: float) -> bool:
         """Under exactly_once other workers and engines read this worker's outputs only
@@ -80,11 +85,15 @@ class ExchangeCommits:
             self.committing = asyncio.ensure_future(self.exchange_commit())
 
     def raise_failed_commit(self) -> None:
-        """Raises what the last exchange commit task raised: the worker stops, as it did
-        when the commit ran inside the batch that asked for it."""
-        task = self.committing
-        if task is not None and task.done() and not task.cancelled() and task.exception():
-            raise task.exception()  # type: ignore[misc]
+        """Raises what the last exchange commit raised, every time: the worker stops, as
+        it did when the commit ran inside the batch that asked for it. Raises what the
+        last checkpoint finished aside raised, once, as its caller got it when it finished
+        inline (persistence.py)."""
+        if _failed(self.finishing):
+            task, self.finishing = self.finishing, None
+            raise task.exception()  # type: ignore[union-attr,misc]
+        if _failed(self.committing):
+            raise self.committing.exception()  # type: ignore[union-attr,misc]
 
     async def exchange_commit(self) -> None:
         """Commits the open transactions of the partitions that sent exchange records

@@ -18,14 +18,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from faust.types import TP
-
 from streams.kafka import checkpoint
-from streams.kafka.campaign import CampaignExchange
+from streams.kafka.campaign import CampaignExchange, done_in_state
 from streams.kafka.checkpoint import UnusableCheckpoint
+from streams.kafka.checkpoint_commits import EOS_MAX_PAUSE_S, CheckpointCommits, Written
 from streams.kafka.exchange_commits import EXCHANGE_WAIT_S, ExchangeCommits
 from streams.kafka.lease import NO_LEASE, held_for_writes
-from streams.kafka.outputs import delivered
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ class PartitionState:
     forwards: dict[int, int] = field(default_factory=dict)
 
 
-class Persistence(ExchangeCommits, CampaignExchange):
+class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
     """The Processor's state half; the Processor sets these in its __init__."""
 
     table: Any
@@ -133,27 +131,46 @@ class Persistence(ExchangeCommits, CampaignExchange):
         return part
 
     async def checkpoint(self, partitions: set[int] | None = None, final: bool = False) -> None:
+        """A checkpoint, finished when this returns (the worker's timer, a stop)."""
         async with self.lock:
             await self._checkpoint_locked(partitions, final)
             if final:  # nothing more is written: the stop may be marked clean (app.py)
                 self.closed = True
+        await self.finished()
 
     async def _checkpoint_locked(
         self, partitions: set[int] | None = None, final: bool = False
     ) -> None:
-        # After an exchange commit in flight, never beside it: one committing a partition's
-        # transaction between this checkpoint's held outputs and its state would publish
-        # those outputs with the previous checkpoint's offsets.
-        async with self.commit_lock:
+        """Writes a checkpoint; the processor's lock is held. A periodic one returns once
+        its state is written, and waits for its records and commits beside the engines
+        (`_finish`, docs/kafka.md, "Checkpoints finish beside the engines"); one for
+        partitions that leave, or the final one, returns when it is done."""
+        # After an exchange commit or a checkpoint in flight, never beside them: one
+        # committing a partition's transaction between this checkpoint's held outputs and
+        # its state would publish those outputs with the previous checkpoint's offsets.
+        # `_finish` releases the commit lock.
+        await self.commit_lock.acquire()
+        try:
             self.raise_failed_commit()
-            await self._checkpoint_committing(partitions, final)
+            done = await self._checkpoint_written(partitions, final)
+        except BaseException:
+            self.commit_lock.release()
+            raise
+        if done is None:
+            self.commit_lock.release()
+        elif final or partitions is not None or not self._finish_aside():
+            await self._finish(done)
+            await self._progress_after(done)
+        else:
+            self.finishing = asyncio.ensure_future(self._finish_aside_task(done))
 
-    async def _checkpoint_committing(self, partitions: set[int] | None, final: bool) -> None:
+    async def _checkpoint_written(self, partitions: set[int] | None, final: bool) -> Written | None:
+        """A checkpoint up to its state written to the table (None: nothing to finish)."""
         if self.closed:  # after the final checkpoint (app.py marks the stop clean)
-            return
+            return None
         if not self._lease().holds():
             self._withhold(partitions)
-            return
+            return None
         t0 = time.perf_counter()
         producer = self.app.producer
         now = time.monotonic()
@@ -162,8 +179,12 @@ class Persistence(ExchangeCommits, CampaignExchange):
             await self._send_snapshots(partitions)
             self.last_snapshots = now
         await self._release_held(partitions)  # exactly_once: what waited for this checkpoint
-        await producer.flush()  # 1. sinks: alerts, dead letters, snapshots, forwards
-        await self._check_delivered()
+        if self.txn is None:
+            # 1. sinks: alerts, dead letters, snapshots, forwards, delivered before the
+            # state that says their events are done. Under exactly_once nothing is visible
+            # before the commit, and `_finish` waits for them with the changelog.
+            await producer.flush()
+            await self._check_delivered()
         written = [
             part
             for p, part in self.parts.items()
@@ -192,7 +213,7 @@ class Persistence(ExchangeCommits, CampaignExchange):
             # Out of the group: the revoke that follows drops these engines, journals
             # taken and all, and their partitions resume elsewhere from the changelog.
             self._withhold(partitions)
-            return
+            return None
         # Local writes the changelog may not hold: a clean stop needs none (app.py). Once a
         # checkpoint fails between its writes and their acknowledgement, it stays so for
         # this run: what the producer dropped is not sent again.
@@ -215,36 +236,15 @@ class Persistence(ExchangeCommits, CampaignExchange):
                 h,
             )
             self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
-        await producer.flush()  # 2. changelog records of the state just written
-        await delivered(self.table.take_sent(), "changelog records")  # every one acknowledged
-        self.changelog_behind = behind_before
-        offsets = {
-            TP(topic, part.partition): off
-            for part in written
-            for topic, off in part.next_offsets.items()
-        }
-        for part in written:
+        for part in written:  # what the engines do from here on goes into the next one
             part.dirty = False
             self.touched.discard(part.partition)
-            self._checkpointed(part)
-            part.committed = dict(part.next_offsets)
-        if self.txn is not None:
-            await self.txn.commit(offsets)  # 3. offsets into the same transactions, committed
-            self._committed(offsets)
-        elif written:
-            self.app.consumer.ready_offsets.update(offsets)
-            await self.app.consumer.commit()  # 3. input offsets, only now
-        if not final and partitions is None:  # not into the transaction of a leaving partition
-            for part in written:  # owners may drop figures these engines no longer need
-                await self._send_progress(part)
-        took = time.perf_counter() - t0
-        if self.withholding:
-            self.withholding = False
-            log.info("checkpoints written again: the consumer group answered")
-        self.last_checkpoint = time.monotonic()
-        self.pause = checkpoint_pause(self.interval, took)
-        self.metrics.last_checkpoint.set(time.time())
-        self.wm.checkpoint_seconds.set(took)
+        return Written(
+            [(part, dict(part.next_offsets), done_in_state(part)) for part in written],
+            behind_before,
+            t0,
+            send_progress=not final and partitions is None,
+        )
 
     def _lease(self) -> Any:
         return self.group_lease() or NO_LEASE
@@ -272,6 +272,8 @@ class Persistence(ExchangeCommits, CampaignExchange):
         at most EOS_MAX_PAUSE_S, and exchange commits move the exchange between
         checkpoints (`exchange_commit_due`); with them off, the interval holds, and a
         checkpoint comes after EXCHANGE_WAIT_S while the exchange waits."""
+        if self.finishing is not None and not self.finishing.done():
+            return False  # the one finishing holds the commit lock
         if self.txn is None:
             pause = self.pause
         elif self.exchange_commit_s:
@@ -282,10 +284,6 @@ class Persistence(ExchangeCommits, CampaignExchange):
             pause = self.interval
         return now - self.last_checkpoint >= pause
 
-    def _committed(self, offsets: dict) -> None:
-        self.exchanged -= {tp.partition for tp in offsets}
-        self.last_commit = time.monotonic()
-
     def _state_of(self, part: PartitionState) -> dict:
         state = part.engine.state_dict(pending=False)
         exchange = self.exchange_state(part)
@@ -294,23 +292,6 @@ class Persistence(ExchangeCommits, CampaignExchange):
         if part.forwards:
             state["forwards_applied"] = dict(part.forwards)
         return state
-
-
-# Checkpoints take at most about a tenth of the worker's time: working off a backlog, one
-# can take a second or two (every event of the windows not yet scored goes into the
-# journal), and every 5 s that stalled the stream a fifth of the time. The longest pause
-# bounds what a crash makes the worker read again.
-PAUSE_FACTOR = 9.0
-MAX_PAUSE_S = 30.0
-# Under exactly_once alerts wait for the checkpoint, and other workers' engines for this
-# worker's marks when its own exchange does not wait (docs/kafka.md, "Checkpoint order
-# and the processing guarantee"): a shorter bound.
-EOS_MAX_PAUSE_S = 15.0
-
-
-def checkpoint_pause(interval: float, took: float) -> float:
-    """Seconds from the end of a checkpoint that took `took` to the next one."""
-    return max(interval, min(PAUSE_FACTOR * took, MAX_PAUSE_S))
 
 
 def _encode(

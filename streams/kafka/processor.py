@@ -125,6 +125,7 @@ class Processor(Persistence):
         self.last_commit = time.monotonic()
         self.commit_lock = asyncio.Lock()
         self.committing: asyncio.Future | None = None
+        self.finishing: asyncio.Future | None = None
         self.exchange_commit_s = exchange_commit_s  # 0: no exchange commits
         # The consumer's group lease (internals.GroupLease), set by app.py: checkpoints
         # are written only while it holds.

@@ -25,12 +25,12 @@ from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 from streams.contract import _decode
 from streams.engine.metrics import Metrics
 from streams.kafka import checkpoint
+from streams.kafka.checkpoint_commits import EOS_MAX_PAUSE_S, checkpoint_pause
 from streams.kafka.consumer import BatchConsumer
 from streams.kafka.exchange_commits import EXCHANGE_COMMIT_S, EXCHANGE_WAIT_S
 from streams.kafka.fetch import Block
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.metrics import WorkerMetrics
-from streams.kafka.persistence import EOS_MAX_PAUSE_S, checkpoint_pause
 from streams.kafka.positions import GAP_RETRIES
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.routing import Router, account_of, partition_for

@@ -1,0 +1,158 @@
+"""A periodic checkpoint finishes beside the engines: once its state is written, the wait
+for its records and its commit run in a task of their own (Persistence._finish), and
+what the engines do meanwhile goes into the next checkpoint, never into this one."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from faust.types import TP
+
+from streams.kafka import checkpoint
+from tests.unit.kafka.test_exchange_commits import (
+    CAMPAIGN,
+    BlockingTransactions,
+    _eos_processor,
+)
+from tests.unit.kafka.test_kafka_units import IN, REP, _processor, _records, _run
+
+
+def _alert(account: str) -> SimpleNamespace:
+    alert = SimpleNamespace(account_id=account, to_json=lambda: b"{}")
+    return SimpleNamespace(alerts=[alert], shadow_alerts=[], dead_letters=[], snapshots=[])
+
+
+def test_exactly_once_commits_the_offsets_its_state_covers_while_the_engines_go_on():
+    proc = _eos_processor()
+    proc.txn = txn = BlockingTransactions()
+    sent = proc.app.producer.sent
+
+    async def scenario() -> None:
+        await proc.on_batch(TP(IN, 0), _records(0, 1))
+        await proc._emit(_alert("acct_1"), TP(IN, 0))  # held for the checkpoint
+        proc.interval, proc.last_checkpoint = 0.0, 0.0
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(2)), 1.0)  # finished aside
+        assert proc.finishing is not None and not proc.finishing.done()
+        assert proc.commit_lock.locked() and txn.commits == []
+        assert [a[0] for a in sent] == ["t-alerts"], "the held alert joins this checkpoint"
+        manifest = checkpoint.read_manifest(proc.table, IN, 0)
+        assert manifest is not None and manifest.offsets == {IN: 3}
+
+        # The engines go on: a batch and its alert while the commit waits on the broker.
+        assert not proc.checkpoint_due(1e12), "a second checkpoint beside the first"
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(3, 4)), 1.0)
+        await proc._emit(_alert("acct_2"), TP(IN, 0))
+        assert len(proc.held) == 1 and [a[0] for a in sent] == ["t-alerts"]
+        assert proc.parts[0].dirty and 0 in proc.touched  # for the next checkpoint
+
+        txn.release.set()
+        await asyncio.wait_for(proc.finished(), 1.0)
+        # Committed at the offsets its state covers, not those of the batch after it.
+        assert txn.commits == [{TP(IN, 0): 3}]
+        assert proc.parts[0].committed == {IN: 3} and not proc.commit_lock.locked()
+        await proc.checkpoint()
+        assert txn.commits[-1] == {TP(IN, 0): 5} and proc.held == []
+
+    _run(scenario())
+
+
+def test_at_least_once_commits_the_offsets_its_state_covers_while_the_engines_go_on():
+    assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
+    proc, _ = _processor(assignment)
+    gate = asyncio.Event()
+    commits: list[dict] = []
+    consumer = proc.app.consumer
+
+    async def commit() -> bool:
+        await gate.wait()
+        commits.append(dict(consumer.ready_offsets))
+        return True
+
+    consumer.commit = commit
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        proc.interval, proc.last_checkpoint = 0.0, 0.0
+        await asyncio.wait_for(proc.on_batch(TP(IN, 1), _records(2)), 1.0)
+        assert proc.finishing is not None and not proc.finishing.done()
+        await asyncio.wait_for(proc.on_batch(TP(IN, 1), _records(3)), 1.0)
+        gate.set()
+        await asyncio.wait_for(proc.finished(), 1.0)
+        assert commits == [{TP(IN, 1): 3}] and proc.parts[1].dirty
+
+    _run(scenario())
+
+
+def test_exactly_once_without_exchange_commits_finishes_inside_the_batch():
+    # Nothing is held then: outputs the engines sent beside the commit would join its
+    # transaction and be published with offsets that do not cover their events.
+    proc = _eos_processor()
+    proc.exchange_commit_s = 0.0
+    proc.txn = txn = BlockingTransactions()
+
+    async def scenario() -> None:
+        await proc.on_batch(TP(IN, 0), _records(0))
+        proc.interval, proc.last_checkpoint = 0.0, 0.0
+        batch = asyncio.ensure_future(proc.on_batch(TP(IN, 0), _records(1)))
+        await asyncio.sleep(0.05)
+        assert not batch.done() and proc.finishing is None
+        txn.release.set()
+        await asyncio.wait_for(batch, 1.0)
+        assert txn.commits == [{TP(IN, 0): 2}]
+
+    _run(scenario())
+
+
+def test_exchange_commits_and_a_revoke_wait_for_the_checkpoint_finishing():
+    proc = _eos_processor()
+    proc.txn = txn = BlockingTransactions()
+
+    async def scenario() -> None:
+        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc.on_batch(TP(IN, 1), _records(0))
+        proc.interval, proc.last_checkpoint = 0.0, 0.0
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(1)), 1.0)  # finishing aside
+        await asyncio.sleep(0.01)  # its commit waits on the broker
+        await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
+        assert proc.exchanged == {0}, "sent after the checkpoint's commit began"
+        proc.last_commit = 0.0
+        proc.start_exchange_commit()
+        revoke = asyncio.ensure_future(proc.on_revoked({TP(t, 1) for t in (IN, REP)}))
+        await asyncio.sleep(0.05)
+        assert not revoke.done() and txn.commits == []
+        txn.release.set()
+        await asyncio.wait_for(revoke, 1.0)
+        await asyncio.wait_for(proc.finished(), 1.0)
+        await asyncio.wait_for(proc.committing, 1.0)
+        # The checkpoint, then the revoke's checkpoint of partition 1 and the exchange
+        # commit, in the order they asked for the commit lock.
+        assert txn.commits[0] == {TP(IN, 0): 2, TP(IN, 1): 1}
+        assert {TP(IN, 0): 2} in txn.commits[1:] and 1 not in proc.parts
+
+    _run(scenario())
+
+
+def test_a_failed_finish_stops_the_next_batch_once_and_its_partitions_are_written_again():
+    proc = _eos_processor()
+    proc.txn = txn = BlockingTransactions()
+    txn.fail = RuntimeError("broker said no")
+
+    async def scenario() -> None:
+        await proc.on_batch(TP(IN, 0), _records(0))
+        proc.interval, proc.last_checkpoint = 0.0, 0.0
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(1)), 1.0)
+        assert not proc.parts[0].dirty
+        txn.release.set()
+        await asyncio.sleep(0.01)
+        assert proc.parts[0].dirty and not proc.commit_lock.locked()
+        with pytest.raises(RuntimeError, match="broker said no"):
+            await proc.on_batch(TP(IN, 0), _records(2))
+        # Raised once, as the checkpoint's caller got it when it finished inline.
+        txn.fail = None
+        await proc.checkpoint()
+        assert txn.commits == [{TP(IN, 0): 2}]
+
+    _run(scenario())
