@@ -160,13 +160,18 @@ def decode_lines(
     max_future_s: float = 86_400,
     max_line_bytes: int = MAX_LINE_BYTES,
     fast: bool = True,
+    columns: tuple | None = None,
 ) -> tuple[EventBatch, list[DeadLetter]]:
     """Decode a batch of raw lines. `now_ts` bounds how far in the future ts may be.
 
     `fast=False` sends every line through the reference decoder; tests compare the two.
+    `columns`: what `_decode.decode(lines, max_line_bytes)` gave for these lines, when
+    another thread ran it (the Kafka worker's consumer thread, streams/kafka/fetch.py).
     """
     n = len(lines)
-    status_b, codes_b, floats_b, ints_b, small_b = _decode.decode(lines, max_line_bytes)
+    if columns is None or len(columns[0]) != n:
+        columns = _decode.decode(lines, max_line_bytes)
+    status_b, codes_b, floats_b, ints_b, small_b = columns
     status = np.frombuffer(status_b, np.uint8)
     codes = np.frombuffer(codes_b, np.uint64).reshape(len(CODE_COLUMNS), n)
     floats = np.frombuffer(floats_b, np.float64).reshape(len(FLOAT_COLUMNS), n)

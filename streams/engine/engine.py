@@ -171,11 +171,14 @@ class Engine(TwoPhase, EngineState, EngineMemory, Dedup):
         self._versions()
 
     # ---- input -------------------------------------------------------------------------
-    def process_lines(self, lines: list[bytes]) -> Output:
+    def process_lines(self, lines: list[bytes], columns: tuple | None = None) -> Output:
+        """`columns`: the lines already through the compiled decoder (decode_lines)."""
         t0 = time.perf_counter()
         arrived, before = time.time(), self.max_ts
         e = self.cfg.engine
-        batch, dead = decode_lines(lines, self.clock(), e.max_future_s, e.max_line_bytes)
+        batch, dead = decode_lines(
+            lines, self.clock(), e.max_future_s, e.max_line_bytes, columns=columns
+        )
         # For a runner's event-time marks: the newest event of these lines, duplicates and
         # late ones included, as read.
         self.newest_read = float(batch.ts.max()) if len(batch) else -np.inf

@@ -257,7 +257,9 @@ def build_worker(
     consumer.batch_topics = frozenset({topics.input, topics.repartition, topics.campaign})
     consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
     fetch.install(
-        consumer.batch_topics, {topics.input: kc.partitions} if settings.repartition else {}
+        consumer.batch_topics,
+        {topics.input: kc.partitions} if settings.repartition else {},
+        {topics.input: config.engine.max_line_bytes},
     )
     consumer.batch_handler = processor.on_batch
     processor.group_lease = consumer.group_lease

@@ -23,6 +23,9 @@ reason, partition and offsets, and the fetch position moves past it (see `skip_b
 For the input topic a Block also carries each record's partition by its account
 (`where`, streams/kafka/routing.py), found in the same thread: that walk over every record
 ran on the main thread, which bounds the worker, and the consumer thread has time to spare.
+For the same reason, when every record of an input Block stays on its partition, the
+compiled event decoder runs over it there too (`columns`, `decode_here`), and the engine
+uses what it gave (streams/contract/events.py, `decode_lines`).
 
 `install()` makes aiokafka build these objects for every fetch and raises its connection
 reader limit (READER_LIMIT below), both through streams/kafka/internals.py, where the
@@ -36,6 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 from aiokafka import errors
 from aiokafka.record.memory_records import MemoryRecords
 
@@ -86,6 +90,10 @@ class Block:
     # int32 per record: the partition of its account, as `_decode.partitions` gives it
     # (None: not worked out; Router.split does it then).
     where: bytes | None = None
+    # `values` decoded in the consumer thread (`BulkPartitionRecords.decoded`): the line
+    # limit they were decoded under, and the columns `_decode.decode` gave. None: not
+    # decoded there, or the rows changed since.
+    columns: tuple[int, tuple] | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -98,7 +106,14 @@ class Block:
             return self
         rows = self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:]
         where = self.where[4 * i :] if self.where is not None else None
-        return Block(*rows, bad, self.fetched_from, self.until, where)
+        columns = self.columns if i == 0 else None
+        return Block(*rows, bad, self.fetched_from, self.until, where, columns)
+
+    def columns_for(self, max_line_bytes: int) -> tuple | None:
+        """The decoded columns of `values`, if decoded under this line limit."""
+        if self.columns is None or self.columns[0] != max_line_bytes:
+            return None
+        return self.columns[1]
 
     def take(self, rows: Sequence[int]) -> Block:
         return Block(
@@ -136,7 +151,7 @@ class Block:
         self.headers.append(tuple(record.headers) if record.headers else _NO_HEADERS)
 
     def extend(self, other: Block) -> None:
-        self.where = None
+        self.where = self.columns = None
         if self.fetched_from < 0 and not self.offsets and not self.corrupt:
             self.fetched_from = other.fetched_from
         self.until = max(self.until, other.until)
@@ -159,6 +174,9 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     topics: ClassVar[frozenset[str]] = frozenset()
     # Topic -> partitions: Blocks of these carry `where`.
     routed: ClassVar[dict[str, int]] = {}
+    # Topic -> the engines' line limit: Blocks of these carry `columns` when every record
+    # stays on its partition (`decode_here`).
+    decoded: ClassVar[dict[str, int]] = {}
 
     # (Block or None, the position after it) when `prepare` read the fetch ahead.
     ahead: tuple[Block | None, int] | None = None
@@ -208,11 +226,28 @@ class BulkPartitionRecords(PartitionRecordsHooks):
         parts = self.routed.get(self.tp.topic)
         if parts and block.values:
             block.where = _decode.partitions(block.values, parts)
+        self.decode_here(block)
         # Even with no record (only transaction markers or aborted batches), the Block
         # says how far the position moved, so the engine's next offset follows it.
         if block or block.corrupt or block.until > block.fetched_from:
             return block
         return None
+
+    def decode_here(self, block: Block) -> None:
+        """Decodes the events of `block` in this thread, which the engines' thread would
+        otherwise do: the C walk over the lines runs without the GIL, so it overlaps the
+        engines' work on earlier records. Not when some records go to another partition's
+        engine, which decodes them itself (forwarded); nor when a record has no value, or
+        anything else the decoder refuses: the engine then decodes them as before."""
+        limit = self.decoded.get(self.tp.topic)
+        if not limit or not block.values:
+            return
+        if block.where is not None and not _all_here(block.where, self.tp.partition):
+            return
+        try:
+            block.columns = (limit, _decode.decode(block.values, limit))
+        except Exception:  # noqa: BLE001 - the engine's own decode says what is wrong
+            block.columns = None
 
     def walk(self, raw: memoryview, block: Block) -> None:
         """Appends the records of the fetched bytes to `block`, advancing the position.
@@ -299,11 +334,23 @@ class BulkPartitionRecords(PartitionRecordsHooks):
         return CorruptBatch(at, resume, str(exc), bytes(frame))
 
 
-def install(topics: frozenset[str], routed: dict[str, int] | None = None) -> None:
+def install(
+    topics: frozenset[str],
+    routed: dict[str, int] | None = None,
+    decoded: dict[str, int] | None = None,
+) -> None:
     """Fetches of `topics` come back as Blocks from here on, in this process, and every
     aiokafka connection opened after this reads with READER_LIMIT. Blocks of the `routed`
-    topics (topic -> partitions) say where each record's account belongs."""
+    topics (topic -> partitions) say where each record's account belongs; those of the
+    `decoded` topics (topic -> line limit) carry their events decoded."""
     raise_reader_limit(READER_LIMIT)
     BulkPartitionRecords.topics = BulkPartitionRecords.topics | topics
     BulkPartitionRecords.routed = {**BulkPartitionRecords.routed, **(routed or {})}
+    BulkPartitionRecords.decoded = {**BulkPartitionRecords.decoded, **(decoded or {})}
     install_partition_records(BulkPartitionRecords)
+
+
+def _all_here(where: bytes, partition: int) -> bool:
+    """Every record of `where` (int32 partitions, -1: unknown) belongs to `partition`."""
+    found = np.frombuffer(where, np.int32)
+    return bool(((found == partition) | (found == -1)).all())

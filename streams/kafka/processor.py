@@ -243,8 +243,12 @@ class Processor(Persistence):
             lines = [v for v in lines if v is not None]
             if not lines:
                 return -math.inf
+        columns = None
+        if records.columns is not None and lines is records.values:
+            # Decoded in the consumer thread (fetch.py), and still whole.
+            columns = records.columns_for(part.engine.cfg.engine.max_line_bytes)
         try:
-            out = part.engine.process_lines(lines)
+            out = part.engine.process_lines(lines, columns)
         except Exception:
             # An exception must never ack a batch silently: isolate the bad events.
             log.exception("batch of %d from %s failed; retrying one by one", len(lines), tp)

@@ -187,6 +187,24 @@ def test_random_mutations() -> None:
     assert_same(lines)
 
 
+def test_columns_decoded_in_another_thread_give_the_same_batch() -> None:
+    """The Kafka worker's consumer thread may run the compiled walk ahead (`columns`,
+    streams/kafka/fetch.py): the batch and dead letters are those of a decode here, and
+    columns of other lines, by their count, are not used."""
+    lines = mutations(2000) + [line(), b"", b"x" * 70_000]
+    limit = 65_536
+    here, here_dead = decode_lines(lines, now_ts=NOW, max_line_bytes=limit)
+    walked = _decode.decode(lines, limit)
+    ahead, ahead_dead = decode_lines(lines, now_ts=NOW, max_line_bytes=limit, columns=walked)
+    for c in COLUMNS:
+        a, b = getattr(here, c), getattr(ahead, c)
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), c
+    assert [(d.reason, d.raw) for d in here_dead] == [(d.reason, d.raw) for d in ahead_dead]
+    other = _decode.decode(lines[:-1], limit)
+    again, _ = decode_lines(lines, now_ts=NOW, max_line_bytes=limit, columns=other)
+    assert again.account_id.tolist() == here.account_id.tolist()
+
+
 def test_numbers_match_the_reference_decoder() -> None:
     """Floats are parsed in C without the GIL, by a different routine than Python's: both
     must round every JSON number to the same double, hard cases included."""

@@ -177,6 +177,36 @@ def test_a_routed_topic_s_blocks_say_where_each_account_belongs():
         BulkPartitionRecords.routed = {}
 
 
+def test_a_decoded_topic_s_blocks_carry_their_events_decoded_when_all_stay_here():
+    """The consumer thread runs the compiled decoder over an input Block (the engine's
+    thread uses the columns, Processor._apply) unless some records go to another
+    partition's engine or one has no value; a slice from its start keeps them, anything
+    else that changes its rows drops them."""
+    rows = [(None, b'{"account_id":"acct_%d","ts":1790000000}' % i, []) for i in range(40)]
+    try:
+        BulkPartitionRecords.decoded = {TP.topic: 4096}
+        got, _ = _bulk(_batch(10, rows), 10)
+        assert got.columns == (4096, _decode.decode(got.values, 4096))
+        assert got.columns_for(4096) == got.columns[1] and got.columns_for(100) is None
+        assert got.since(10).columns is got.columns and got.since(11).columns is None
+        assert got.take([0, 1]).columns is None
+        joined = Block.empty()
+        joined.extend(got)
+        assert joined.columns is None
+        assert _bulk(_batch(10, _rows(8, 10)), 10)[0].columns is None  # offset 14: no value
+        # Routed: some accounts belong to other partitions, so the Block is not decoded
+        # here; one of only this partition's accounts is.
+        BulkPartitionRecords.routed = {TP.topic: 8}
+        mixed, _ = _bulk(_batch(10, rows), 10)
+        where = list(memoryview(mixed.where).cast("i"))
+        assert set(where) - {TP.partition, -1} and mixed.columns is None
+        own = [r for r, w in zip(rows, where, strict=True) if w == TP.partition]
+        assert own and _bulk(_batch(10, own), 10)[0].columns is not None
+    finally:
+        BulkPartitionRecords.decoded = {}
+        BulkPartitionRecords.routed = {}
+
+
 def test_a_fetch_is_read_as_it_arrives_and_the_position_moves_when_handed_over():
     # Walked in the client's thread when aiokafka builds the object; aiokafka compares the
     # position with the consumer's before handing anything over, so it must not move yet.

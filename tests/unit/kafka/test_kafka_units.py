@@ -222,7 +222,10 @@ class FakeEngine:
         self.lines: list[bytes] = []
         self.fresh: list[bytes] = []
 
-    def process_lines(self, lines: list[bytes]) -> Any:
+    cfg = SimpleNamespace(engine=SimpleNamespace(max_line_bytes=4096))
+
+    def process_lines(self, lines: list[bytes], columns: tuple | None = None) -> Any:
+        self.columns = columns
         self.lines += lines
         self.fresh += lines
         return SimpleNamespace(alerts=[], dead_letters=[], snapshots=[], shadow_alerts=[])
@@ -531,6 +534,28 @@ def test_a_checkpoint_cut_short_marks_the_changelog_behind_for_the_rest_of_the_r
         # only a rebuild from the changelog at the next start makes the two agree.
         await proc.checkpoint()
         assert proc.changelog_behind and not proc.parts[1].dirty
+
+    _run(scenario())
+
+
+def test_the_engine_gets_the_columns_decoded_in_the_consumer_thread_while_rows_are_whole():
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    proc, _ = _processor(assignment)
+
+    def block(first: int, limit: int = 4096) -> Block:
+        b = _records(first, first + 1)
+        b.columns = (limit, _decode.decode(b.values, limit))
+        return b
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, 1), block(0))
+        engine = proc.parts[1].engine
+        assert engine.columns == _decode.decode([b'{"account_id": "acct_1"}'] * 2, 4096)
+        await proc.on_batch(TP(IN, 1), block(1))  # offset 1 already applied: rows cut
+        assert engine.columns is None and len(engine.lines) == 3
+        await proc.on_batch(TP(IN, 1), block(3, limit=100))  # another line limit
+        assert engine.columns is None and len(engine.lines) == 5
 
     _run(scenario())
 
