@@ -1,10 +1,12 @@
 """Opening a partition's engine from its checkpoint, and writing checkpoints.
 
-A checkpoint runs in this order: flush alerts, dead letters and snapshots; write engine state
-to the table; flush the changelog; only then publish the input offsets for commit (under
-exactly_once: commit them in the partition's transaction). The checkpoint records the next
-offset it covers, so records between the last committed offset and the checkpoint are
-skipped on resume instead of being counted twice.
+A checkpoint runs in this order: flush alerts, dead letters and snapshots (under
+exactly_once, with the changelog instead); write engine state to the table; flush the
+changelog; only then publish the input offsets for commit (under exactly_once: commit them
+in the partition's transaction). This module writes the state; the rest is
+checkpoint_commits.py, beside the engines for a periodic checkpoint. The checkpoint
+records the next offset it covers, so records between the last committed offset and the
+checkpoint are skipped on resume instead of being counted twice.
 
 A checkpoint that cannot be used stops the worker in one line (`UnusableCheckpoint`), or,
 with `discard_unreadable_state`, is removed and the partition opens empty.
