@@ -90,6 +90,11 @@ class Soak:
         self.seen: Counter[bytes] = Counter()
         self.where: defaultdict[bytes, list] = defaultdict(list)  # value -> audited refs
         self.sent: Counter[bytes] = Counter()  # the corpus has some events twice, on purpose
+        # How often each event is in the input topic: kcat's default producer is not
+        # idempotent, and a batch it sends again after a lost answer is there twice, at
+        # other offsets (seen once in CI: 292 events, the same batch 292 offsets later).
+        # Each copy is a record of its own, processed once.
+        self.copies: Counter[bytes] = Counter()
         self.dead: Counter[str] = Counter()
         self.dead_values: list[tuple[str, bytes]] = []
         self.rows: list[Row] = []
@@ -109,6 +114,8 @@ class Soak:
         for tail in self.sources:
             for r in tail.new():
                 self.values[(r.topic, r.partition, r.offset)] = r.value
+                if tail is self.sources[0]:
+                    self.copies[r.value] += 1
         self.unresolved = [ref for ref in refs if ref not in self.values]
         for ref in refs:
             if ref in self.values:
@@ -161,11 +168,15 @@ class Soak:
 
     def twice(self, n: int = 5) -> list:
         """Where some events processed more often than produced were read: for a failure."""
-        return [self.where[v] for v, k in self.seen.items() if k > self.sent[v]][:n]
+        return [self.where[v] for v, k in self.seen.items() if k > self._copies(v)][:n]
 
     def duplicated(self) -> int:
-        """Events handed to an engine more often than they were produced."""
-        return sum(max(0, n - self.sent[v]) for v, n in self.seen.items())
+        """Events handed to an engine more often than they are records of the input topic
+        (at least as often as they were produced)."""
+        return sum(max(0, n - self._copies(v)) for v, n in self.seen.items())
+
+    def _copies(self, value: bytes) -> int:
+        return max(self.sent[value], self.copies[value])
 
     def table(self) -> str:
         head = "| fault | produced | processed | dead-lettered | processed twice | lost | seconds |"
