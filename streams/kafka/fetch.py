@@ -242,7 +242,7 @@ class BulkPartitionRecords(PartitionRecordsHooks):
         limit = self.decoded.get(self.tp.topic)
         if not limit or not block.values:
             return
-        if block.where is not None and not _all_here(block.where, self.tp.partition):
+        if block.where is not None and not all_here(block.where, self.tp.partition):
             return
         try:
             block.columns = (limit, _decode.decode(block.values, limit))
@@ -350,7 +350,7 @@ def install(
     install_partition_records(BulkPartitionRecords)
 
 
-def _all_here(where: bytes, partition: int) -> bool:
+def all_here(where: bytes, partition: int) -> bool:
     """Every record of `where` (int32 partitions, -1: unknown) belongs to `partition`."""
     found = np.frombuffer(where, np.int32)
     return bool(((found == partition) | (found == -1)).all())

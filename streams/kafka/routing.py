@@ -14,7 +14,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.contract import _decode
 from streams.contract.reference import Reject, decode_event
-from streams.kafka.fetch import Block
+from streams.kafka.fetch import Block, all_here
 
 # A record for another partition: its account, raw value, headers and input offset.
 Forward = tuple[bytes, bytes, tuple, int]
@@ -52,9 +52,9 @@ class Router:
         found = block.where  # worked out in the consumer thread (fetch.py), when it could
         if found is None or len(found) != 4 * len(block):
             found = _decode.partitions(block.values, self.partitions)
-        where = np.frombuffer(found, np.int32)
-        if ((where == partition) | (where == -1)).all():
+        if all_here(found, partition):
             return block, []
+        where = np.frombuffer(found, np.int32)
         local: list[int] = []
         foreign: list[Forward] = []
         owner = self.owner
