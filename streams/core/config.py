@@ -17,7 +17,8 @@ from streams.core.webhook_config import WebhookConfig
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 MIN_STATE_BUDGET = 16 * 1024**2
-# Largest campaign exchange record: under the producer's 1,000,000 bytes, with room for headers.
+# Largest record Vigil sends of its own (a campaign exchange record, a forwarded event):
+# under the producer's 1,000,000 bytes, with room for the key and headers.
 MAX_RECORD_BYTES = 900 * 1024
 # Of a raw line in a dead letter, this much is kept (under the producer's record limit).
 DEAD_LETTER_MAX_BYTES = 900 * 1024

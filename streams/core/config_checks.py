@@ -33,6 +33,12 @@ def validate(cfg: VigilConfig) -> None:
     for name in ("account_ttl_s", "max_accounts", "max_line_bytes", "dedup_horizon_s"):
         if getattr(e, name) <= 0:
             raise ConfigError(f"engine.{name}: must be > 0")
+    if e.max_line_bytes > MAX_RECORD_BYTES:
+        raise ConfigError(
+            f"engine.max_line_bytes: {e.max_line_bytes} is over {MAX_RECORD_BYTES}: a worker "
+            "forwards an event to its account's partition as one record, and the producer "
+            "sends at most 1,000,000 bytes a record"
+        )
     if len(e.hash_key) < 16:
         raise ConfigError("engine.hash_key: must be at least 16 characters (a random secret)")
     if e.state_budget_bytes < MIN_STATE_BUDGET:

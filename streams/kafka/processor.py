@@ -95,7 +95,8 @@ class Processor(Persistence):
         self.owners = partitions  # campaign owners: one per campaign topic partition
         self.record_bytes = exchange_record_bytes
         self.discard_unreadable = discard_unreadable  # a checkpoint that cannot be used
-        self.router = Router(partitions) if repartition else None
+        limit = event_time.max_line_bytes if event_time is not None else None
+        self.router = Router(partitions, limit) if repartition else None
         # Per-source event time (watermarks.py), with or without forwarding: an engine
         # whose partition has no events closes windows on the others' marks, so that it
         # passes them in the campaign exchange too.

@@ -27,8 +27,15 @@ def partition_for(key: bytes, partitions: int) -> int:
 class Router:
     """Maps account ids to partitions with a cache; accounts repeat, hashing is slow."""
 
-    def __init__(self, partitions: int, cache_limit: int = 1_000_000) -> None:
+    def __init__(
+        self, partitions: int, max_line_bytes: int | None = None, cache_limit: int = 1_000_000
+    ) -> None:
         self.partitions = partitions
+        # Longer records stay where they are read: the engine dead-letters them as
+        # too_large anyway, and one near the broker's 1 MiB limit is more than the
+        # producer sends in a record, which failed the forwarded batch and the checkpoint
+        # after it, again on every restart.
+        self.max_line_bytes = max_line_bytes
         self._cache: dict[bytes, int] = {}
         self._limit = cache_limit
 
@@ -45,7 +52,8 @@ class Router:
         """Records that belong here, and (account, value, headers, offset) of those that
         do not.
 
-        Anything whose account cannot be read stays here, so the engine dead-letters it.
+        Anything whose account cannot be read, or longer than `max_line_bytes`, stays
+        here, so the engine dead-letters it.
         The compiled decoder places the plain records by their top-level account_id; only
         the others (escapes, a repeated account_id, odd JSON) are parsed here.
         """
@@ -58,8 +66,9 @@ class Router:
         local: list[int] = []
         foreign: list[Forward] = []
         owner = self.owner
+        limit = self.max_line_bytes
         for i, (value, w) in enumerate(zip(block.values, where.tolist(), strict=True)):
-            if w == partition or w == -1:
+            if w == partition or w == -1 or (limit is not None and len(value or b"") > limit):
                 local.append(i)
                 continue
             account = account_of(value)

@@ -14,7 +14,7 @@ import time
 import orjson
 import pytest
 
-from tests.plugins.kafka import REPO, T0, event, watermark_pushers
+from tests.plugins.kafka import REPO, T0, account_in_partition, event, watermark_pushers
 
 
 def _kcat() -> str:
@@ -148,3 +148,55 @@ def test_every_compression_codec_is_read(kafka_env):
             assert time.monotonic() < deadline, f"{codec}\n" + worker.log()[-3000:]
             time.sleep(0.3)
     assert worker.metric_sum("vigil_events_consumed_total") == total
+
+
+def test_an_event_too_large_to_forward_is_dead_lettered_where_it_is_read(kafka_env):
+    # An event read on another partition than its account's is forwarded to it, but one
+    # over max_line_bytes is dead-lettered where it is read, as its engine would. The
+    # input topic may take larger records than the repartition topic: here the input
+    # takes this broker's 4 MiB and the repartition topic a default broker's 1 MiB.
+    # Forwarding such a record failed its batch, and the checkpoint after it.
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    kcat = _kcat()
+    env = kafka_env
+    env.write_config(partitions=2)
+    env.create_topics()
+    admin = KafkaAdminClient(bootstrap_servers=env.bootstrap)
+    try:
+        limit = {"max.message.bytes": "1048588"}
+        topic = env.topic("repartition")
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, limit)])
+    finally:
+        admin.close()
+    worker = env.start_worker("w")
+    acct = account_in_partition(0, 2, "acct_big")
+    big = event(acct, T0 + 5, "big-1", user_agent="x" * 1_500_000)
+    small = [event(acct, T0 + 10 + i, f"small-{i}") for i in range(5)]
+    for lines in ([big], small):  # both on partition 1, not their account's
+        subprocess.run(
+            [kcat, "-b", env.bootstrap, "-t", env.topic("input"), "-P", "-p", "1"]
+            + ["-X", "message.max.bytes=4000000"],
+            input=b"\n".join(lines) + b"\n",
+            check=True,
+            timeout=60,
+        )
+    env.produce(watermark_pushers(2, T0 + 3600))
+
+    dead = env.read("dead", until=1, timeout_s=60)
+    assert len(dead) == 1, worker.log()[-3000:]
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert headers["vigil-reason"] == "too_large"
+    assert headers["vigil-source-topic"] == env.topic("input")
+    assert headers["vigil-original-bytes"] == str(len(big))
+    # The small events were forwarded and scored, and checkpoints went on past them all.
+    deadline = time.monotonic() + 90
+    while worker.metric_sum("vigil_events_processed_total") < len(small) or env.committed(
+        "input", 1
+    ) < 1 + len(small):
+        assert worker.alive(), worker.log()[-3000:]
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        time.sleep(0.5)
+    assert worker.metric_sum("vigil_events_repartitioned_total") == len(small)
+    assert worker.alive()

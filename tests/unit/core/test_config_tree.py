@@ -50,6 +50,10 @@ def test_worker_table_is_typed_and_checked(tmp_path: Path) -> None:
     for bad in (100, 2_000_000):
         with pytest.raises(ConfigError, match="worker.exchange_record_bytes"):
             config_from_dict({"worker": {"exchange_record_bytes": bad}})
+    # An event over the producer's record limit could not be forwarded to its partition.
+    with pytest.raises(ConfigError, match="engine.max_line_bytes: 2000000 is over"):
+        config_from_dict({"engine": {"max_line_bytes": 2_000_000}})
+    assert config_from_dict({"engine": {"max_line_bytes": 900 * 1024}}).engine.max_line_bytes
     # No window may be held at all: the input would never be taken in.
     with pytest.raises(ConfigError, match="worker.max_unscored_windows"):
         config_from_dict({"worker": {"max_unscored_windows": 0}})

@@ -82,3 +82,20 @@ def test_router_sends_every_record_to_its_decoded_accounts_partition() -> None:
             assert partition_for(decoder_account(v), 8) == part
         for account, v, _, _ in foreign:
             assert account == decoder_account(v) and partition_for(account, 8) != part
+
+
+def test_a_line_over_the_limit_stays_where_it_is_read():
+    # Its engine dead-letters it as too_large there, as the one it belongs to would; a
+    # record the repartition topic refuses failed the forwarded batch and the checkpoint.
+    other = next(f"acct_{i}" for i in range(100) if partition_for(f"acct_{i}".encode(), 8) != 3)
+    small = orjson.dumps({"event_id": "s", "ts": T0, "account_id": other})
+    big = orjson.dumps({"event_id": "b", "ts": T0, "account_id": other, "pad": "x" * 5000})
+    values = [small, big, small]
+    block = Block([0, 1, 2], [None] * 3, values, [()] * 3)
+    local, foreign = Router(8, max_line_bytes=4096).split(block, 3)
+    assert local.values == [big] and local.offsets == [1]
+    assert [f[3] for f in foreign] == [0, 2]
+    # Without a limit, or under it, the long line goes to its account's partition too.
+    for router in (Router(8), Router(8, max_line_bytes=len(big))):
+        local, foreign = router.split(block, 3)
+        assert local.values == [] and [f[3] for f in foreign] == [0, 1, 2]
