@@ -210,6 +210,30 @@ def discard(table: Any, source_topic: str, partition: int) -> None:
         _delete(table, manifest_key(partition))
 
 
+def sweep(table: Any, source_topic: str, partition: int, manifest: Manifest | None) -> int:
+    """Deletes the keys of `partition` that `manifest` does not name; returns how many.
+
+    `write` puts the new chunks, then the manifest, then deletes what the previous one
+    named. Under at_least_once a worker killed in between leaves in the changelog what it
+    had sent: chunks of the previous generation, or of one whose manifest never arrived,
+    which no manifest names and nothing would delete. Under exactly_once the transaction
+    is aborted whole, so there are none."""
+    prefix = f"p{partition}/".encode()
+    named = _named_keys(partition, manifest) if manifest is not None else set()
+    with in_partition(source_topic, partition):
+        stray = [k for k in list(table.keys()) if k.startswith(prefix) and k not in named]
+        for key in stray:
+            del table[key]
+    return len(stray)
+
+
+def _named_keys(partition: int, m: Manifest) -> set[bytes]:
+    named = {chunk_key(partition, m.generation, i) for i in range(m.chunks)}
+    for key, segments in ((segment_key, m.segments), (seen_key, m.seen), (held_key, m.held)):
+        named.update(key(partition, name, i) for name, n, *_ in segments for i in range(n))
+    return named
+
+
 def _delete(table: Any, key: bytes) -> None:
     if key in table:
         del table[key]

@@ -120,6 +120,14 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
             self._open_exchange(part, None)
             return part
         state, manifest, journal = restored
+        stray = checkpoint.sweep(self.table, self.topics.input, partition, manifest)
+        if stray:
+            log.info(
+                "partition %d: deleted %d checkpoint chunk(s) no manifest names, left by a "
+                "worker stopped between a checkpoint's writes and its deletes",
+                partition,
+                stray,
+            )
         exchange = state.pop("campaign_exchange", None)
         part.forwards = dict(state.pop("forwards_applied", {}))
         part.engine.load_state_dict(state)

@@ -83,3 +83,37 @@ def test_a_worker_restarted_after_kill_9_rebuilds_its_state_from_the_changelog(k
     _produce(env, 400, 50, "c")
     _consumed(w, 50)
     assert "cannot be used" not in w.log() and w.alive()
+
+
+def test_chunks_a_kill_left_in_the_changelog_are_deleted_when_the_partition_opens(kafka_env):
+    # Under at_least_once a worker killed between a checkpoint's chunks and the deletes
+    # after its manifest leaves chunks that no manifest names, which nothing deleted.
+    from kafka import KafkaProducer
+
+    env = kafka_env
+    env.write_config(partitions=1)
+    env.create_topics()
+    w = env.start_worker("w")
+    _produce(env, 0, 300, "a")
+    _consumed(w, 300)
+    time.sleep(3)  # a checkpoint is in the changelog
+    w.kill9()
+    stray = b"p0/g999/c0"  # a generation whose manifest never came
+    producer = KafkaProducer(bootstrap_servers=env.bootstrap)
+    try:
+        producer.send(env.topic("changelog"), key=stray, value=b"left behind", partition=0)
+        producer.flush()
+    finally:
+        producer.close()
+
+    w = env.start_worker("w")
+    _produce(env, 300, 10, "b")  # the partition opens from its checkpoint at its first batch
+    _consumed(w, 10)
+    wait_until(lambda: "deleted 1 checkpoint chunk(s)" in w.log(), "no chunk deleted")
+
+    def tombstoned() -> bool:
+        mine = [r for r in env.read("changelog", idle_s=1.0) if r.key == stray]
+        return bool(mine) and mine[-1].value is None
+
+    wait_until(tombstoned, "the stray chunk is still in the changelog", timeout_s=60)
+    assert env.unreadable_checkpoints() == {} and w.alive(), w.log()[-3000:]
