@@ -54,8 +54,9 @@ def _consumed(w: WorkerProc, n: int) -> None:
     wait_until(lambda: w.metric_sum("vigil_events_consumed_total") >= n, f"{n} not consumed")
 
 
-def test_a_worker_restarted_after_kill_9_rebuilds_its_state_from_the_changelog(kafka_env):
-    env = kafka_env
+def _killed_after_a_checkpoint(env: KafkaEnv) -> None:
+    """One partition, 300 events, a checkpoint in the local store and the changelog, then
+    kill -9 of the worker."""
     env.write_config(partitions=1)
     env.create_topics()
     w = env.start_worker("w")
@@ -63,6 +64,11 @@ def test_a_worker_restarted_after_kill_9_rebuilds_its_state_from_the_changelog(k
     _consumed(w, 300)
     time.sleep(3)  # checkpoints every second: the manifest is in the local store and changelog
     w.kill9()
+
+
+def test_a_worker_restarted_after_kill_9_rebuilds_its_state_from_the_changelog(kafka_env):
+    env = kafka_env
+    _killed_after_a_checkpoint(env)
     chunk = _write_locally_only(env, "w", 0)
 
     w = env.start_worker("w")  # the same --data-dir
@@ -91,13 +97,7 @@ def test_chunks_a_kill_left_in_the_changelog_are_deleted_when_the_partition_open
     from kafka import KafkaProducer
 
     env = kafka_env
-    env.write_config(partitions=1)
-    env.create_topics()
-    w = env.start_worker("w")
-    _produce(env, 0, 300, "a")
-    _consumed(w, 300)
-    time.sleep(3)  # a checkpoint is in the changelog
-    w.kill9()
+    _killed_after_a_checkpoint(env)
     stray = b"p0/g999/c0"  # a generation whose manifest never came
     producer = KafkaProducer(bootstrap_servers=env.bootstrap)
     try:
