@@ -36,8 +36,8 @@ def validate(cfg: VigilConfig) -> None:
     if e.max_line_bytes > MAX_RECORD_BYTES:
         raise ConfigError(
             f"engine.max_line_bytes: {e.max_line_bytes} is over {MAX_RECORD_BYTES}: a worker "
-            "forwards an event to its account's partition as one record, and the producer "
-            "sends at most 1,000,000 bytes a record"
+            "forwards an event to its account's partition as one record, which must fit "
+            "the repartition topic (1 MiB a record on a default broker)"
         )
     if len(e.hash_key) < 16:
         raise ConfigError("engine.hash_key: must be at least 16 characters (a random secret)")

@@ -32,9 +32,9 @@ class Router:
     ) -> None:
         self.partitions = partitions
         # Longer records stay where they are read: the engine dead-letters them as
-        # too_large anyway, and one near the broker's 1 MiB limit is more than the
-        # producer sends in a record, which failed the forwarded batch and the checkpoint
-        # after it, again on every restart.
+        # too_large anyway, and the input topic may take records larger than the
+        # repartition topic does, whose refusal failed the forwarded batch and the
+        # checkpoint after it, again on every restart.
         self.max_line_bytes = max_line_bytes
         self._cache: dict[bytes, int] = {}
         self._limit = cache_limit
