@@ -886,6 +886,40 @@ static PyObject *partitions(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* accounts(values, rows) -> list: for each row, the raw bytes of that record's top-level
+ * account_id as top_account reads it (the key `partitions` hashed), or None where it gave
+ * -1 or -2. Routing keys a forwarded record by it without parsing the record again. */
+static PyObject *accounts(PyObject *self, PyObject *args) {
+    PyObject *values, *rows;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &values, &PyList_Type, &rows)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows), nv = PyList_GET_SIZE(values);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t r = PyLong_AsSsize_t(PyList_GET_ITEM(rows, i));
+        if (r == -1 && PyErr_Occurred()) goto fail;
+        if (r < 0 || r >= nv) {
+            PyErr_Format(PyExc_IndexError, "row %zd out of range", r);
+            goto fail;
+        }
+        PyObject *v = PyList_GET_ITEM(values, r), *t = NULL;
+        cur a;
+        Py_ssize_t an;
+        if (PyBytes_Check(v) && PyBytes_GET_SIZE(v) > 0) {
+            cur p = (cur)PyBytes_AS_STRING(v);
+            if (top_account(p, p + PyBytes_GET_SIZE(v), &a, &an)) {
+                t = PyBytes_FromStringAndSize((const char *)a, an);
+                if (!t) goto fail;
+            }
+        }
+        PyList_SET_ITEM(out, i, t ? t : Py_NewRef(Py_None));
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "Decode JSON lines into numeric column buffers."},
     {"code", code, METH_O, "The 64-bit code of a string (0 for the empty string)."},
@@ -894,6 +928,7 @@ static PyMethodDef methods[] = {
     {"siphash24", siphash, METH_VARARGS, "SipHash-2-4 of data under a 16-byte key."},
     {"texts", texts, METH_VARARGS, "One string field of some lines, None where unsure."},
     {"partitions", partitions, METH_VARARGS, "The partition of each record's account."},
+    {"accounts", accounts, METH_VARARGS, "The top-level account_id bytes of some records."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,6 +10,7 @@ raw lines only where a person will see them (reasons, campaign evidence, snapsho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import msgspec
@@ -26,7 +27,14 @@ from streams.contract.reference import (
     row,
 )
 
-__all__ = ["REJECT_REASONS", "DeadLetter", "EventBatch", "decode_lines", "line_texts"]
+__all__ = [
+    "REJECT_REASONS",
+    "DeadLetter",
+    "EventBatch",
+    "decode_lines",
+    "line_texts",
+    "take_columns",
+]
 
 MAX_LINE_BYTES = 65_536
 # Block layout of the compiled decoder's output (the enums at the top of _decode.c).
@@ -152,6 +160,27 @@ def _object_array(items: list) -> np.ndarray:
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out
+
+
+_LAYOUT = (
+    (np.uint64, len(CODE_COLUMNS)),
+    (np.float64, len(FLOAT_COLUMNS)),
+    (np.int64, len(INT_COLUMNS)),
+    (np.uint8, len(SMALL_COLUMNS)),
+)
+
+
+def take_columns(columns: tuple, rows: Sequence[int]) -> tuple:
+    """Some rows of what `_decode.decode(lines, limit)` gave, as it gives them for those
+    lines alone: a Block split between engines keeps what the consumer thread decoded.
+    Writable, as decode_lines fills in the rows the reference decoder reads."""
+    status_b, *blocks = columns
+    n = len(status_b)
+    idx = np.asarray(rows, np.intp)
+    out = [np.frombuffer(status_b, np.uint8)[idx]]
+    for buf, (dtype, k) in zip(blocks, _LAYOUT, strict=True):
+        out.append(np.frombuffer(buf, dtype).reshape(k, n)[:, idx].reshape(-1))
+    return tuple(out)
 
 
 def decode_lines(

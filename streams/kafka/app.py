@@ -259,7 +259,9 @@ def build_worker(
     fetch.install(
         consumer.batch_topics,
         {topics.input: kc.partitions} if settings.repartition else {},
-        {topics.input: config.engine.max_line_bytes},
+        # The repartition topic's events are decoded there too: with kcat's default
+        # partitioner seven in eight come through it.
+        {t: config.engine.max_line_bytes for t in (topics.input, topics.repartition)},
     )
     consumer.batch_handler = processor.on_batch
     processor.group_lease = consumer.group_lease

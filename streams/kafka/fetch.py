@@ -44,6 +44,7 @@ from aiokafka import errors
 from aiokafka.record.memory_records import MemoryRecords
 
 from streams.contract import _decode
+from streams.contract.events import take_columns
 from streams.kafka import _records
 from streams.kafka.internals import (
     PartitionRecordsHooks,
@@ -116,6 +117,9 @@ class Block:
         return self.columns[1]
 
     def take(self, rows: Sequence[int]) -> Block:
+        columns = None
+        if self.columns is not None:  # the rows' share of what the consumer thread decoded
+            columns = (self.columns[0], take_columns(self.columns[1], rows))
         return Block(
             [self.offsets[i] for i in rows],
             [self.keys[i] for i in rows],
@@ -124,6 +128,7 @@ class Block:
             list(self.corrupt),
             self.fetched_from,
             self.until,
+            columns=columns,
         )
 
     @classmethod
@@ -236,13 +241,12 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     def decode_here(self, block: Block) -> None:
         """Decodes the events of `block` in this thread, which the engines' thread would
         otherwise do: the C walk over the lines runs without the GIL, so it overlaps the
-        engines' work on earlier records. Not when some records go to another partition's
-        engine, which decodes them itself (forwarded); nor when a record has no value, or
-        anything else the decoder refuses: the engine then decodes them as before."""
+        engines' work on earlier records. Records forwarded to another partition's engine
+        are decoded too: their source reads its event time from them (watermarks.py), and
+        the rows that stay keep their share (`Block.take`). Not when a record has no value,
+        or anything else the decoder refuses: the engine then decodes them as before."""
         limit = self.decoded.get(self.tp.topic)
         if not limit or not block.values:
-            return
-        if block.where is not None and not all_here(block.where, self.tp.partition):
             return
         try:
             block.columns = (limit, _decode.decode(block.values, limit))

@@ -179,12 +179,11 @@ class Outputs:
         commits publish (forwards.py makes copies harmless)."""
         if not foreign:
             return
-        owner = self.router.owner  # type: ignore[union-attr]
         by_owner: dict[int, list[tuple]] = {}
-        for account, value, headers, offset in foreign:
+        for owner, account, value, headers, offset in foreign:
             # Where it was read: its engine applies it once (forwards.py).
             record = (account, value, [*headers, from_header(source, offset)])
-            by_owner.setdefault(owner(account), []).append(record)
+            by_owner.setdefault(owner, []).append(record)
         tid = self.txn.id_for(source) if self.txn is not None else None
         async with aiokafka_producer(self.app.producer, tid) as producer:
             self.pending += await send_grouped(producer, self.topics.repartition, by_owner)

@@ -212,8 +212,8 @@ class Processor(Persistence):
                         part.read_time = part.engine.median_read
                     await self._audit(tp, local)
                 if self.event_time is not None:
-                    undecoded = [value for _, value, _, _ in foreign]
-                    await self._advance_time(part, tp, newest, undecoded, marks)
+                    undecoded = [f[2] for f in foreign]
+                    await self._advance_time(part, tp, newest, undecoded, marks, kept)
             if part.desk is not None and tp.topic != self.topics.campaign:
                 await self._complete_held(part)
             end = records.end_offset()
@@ -273,13 +273,20 @@ class Processor(Persistence):
         return newest
 
     async def _advance_time(
-        self, part: PartitionState, tp: TP, newest: float, undecoded: list, marks: list
+        self,
+        part: PartitionState,
+        tp: TP,
+        newest: float,
+        undecoded: list,
+        marks: list,
+        block: Block | None = None,
     ) -> None:
         """After a block's events are in the engine: the sources' new marks, this source's
         mark sent on, and the windows every source has passed closed."""
         now = time.monotonic()
         if tp.topic == self.topics.input:
-            self.event_time.read_source(part.clocks, tp.partition, now, newest, undecoded)  # type: ignore[union-attr]
+            clocks, source = part.clocks, tp.partition
+            self.event_time.read_source(clocks, source, now, newest, undecoded, block)  # type: ignore[union-attr]
             await self._send_marks(part, now, force=False)
         for source, ts in marks:
             part.clocks.advance(source, ts, now)

@@ -16,8 +16,9 @@ from streams.contract import _decode
 from streams.contract.reference import Reject, decode_event
 from streams.kafka.fetch import Block, all_here
 
-# A record for another partition: its account, raw value, headers and input offset.
-Forward = tuple[bytes, bytes, tuple, int]
+# A record for another partition: that partition, its account, raw value, headers and
+# input offset.
+Forward = tuple[int, bytes, bytes, tuple, int]
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -49,13 +50,16 @@ class Router:
         return p
 
     def split(self, block: Block, partition: int) -> tuple[Block, list[Forward]]:
-        """Records that belong here, and (account, value, headers, offset) of those that
-        do not.
+        """Records that belong here, and (owner, account, value, headers, offset) of those
+        that do not.
 
         Anything whose account cannot be read, or longer than `max_line_bytes`, stays
         here, so the engine dead-letters it.
-        The compiled decoder places the plain records by their top-level account_id; only
-        the others (escapes, a repeated account_id, odd JSON) are parsed here.
+        The compiled decoder places the plain records by their top-level account_id and
+        gives that account's bytes, the forwarded record's key; only the others (escapes,
+        a repeated account_id, odd JSON) are parsed here. A full parse of each forwarded
+        record, for its key alone, cost a tenth of the main thread when most records were
+        forwarded (docs/kafka.md, "Forwarding without a parse").
         """
         found = block.where  # worked out in the consumer thread (fetch.py), when it could
         if found is None or len(found) != 4 * len(block):
@@ -63,20 +67,24 @@ class Router:
         if all_here(found, partition):
             return block, []
         where = np.frombuffer(found, np.int32)
-        local: list[int] = []
+        # -1: no value, stays; -2: placed below, after a parse.
+        rows = np.flatnonzero((where != partition) & (where != -1)).tolist()
+        values = block.values
+        if self.max_line_bytes is not None:
+            limit = self.max_line_bytes
+            rows = [i for i in rows if len(values[i]) <= limit]  # type: ignore[arg-type]
+        owners = where[rows].tolist()
+        keys = _decode.accounts(values, rows)
+        stay = np.ones(len(block), bool)
         foreign: list[Forward] = []
-        owner = self.owner
-        limit = self.max_line_bytes
-        for i, (value, w) in enumerate(zip(block.values, where.tolist(), strict=True)):
-            if w == partition or w == -1 or (limit is not None and len(value or b"") > limit):
-                local.append(i)
-                continue
-            account = account_of(value)
-            if account is None or owner(account) == partition:
-                local.append(i)
-            else:
-                foreign.append((account, value, block.headers[i], block.offsets[i]))
-        return block.take(local), foreign
+        for i, w, account in zip(rows, owners, keys, strict=True):
+            if account is None:  # -2
+                account = account_of(values[i])
+                if account is None or (w := self.owner(account)) == partition:
+                    continue
+            stay[i] = False
+            foreign.append((w, account, values[i], block.headers[i], block.offsets[i]))  # type: ignore[arg-type]
+        return block.take(np.flatnonzero(stay).tolist()), foreign
 
 
 def account_of(value: bytes | None) -> bytes | None:

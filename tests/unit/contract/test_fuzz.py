@@ -14,10 +14,11 @@ import random
 
 import numpy as np
 import orjson
+import pytest
 
 from streams.contract import _decode, _seen
 from streams.contract.codes import account_codes, code
-from streams.contract.events import decode_lines, line_texts
+from streams.contract.events import decode_lines, line_texts, take_columns
 from streams.contract.reference import MAX_DEPTH, MAX_MEMBERS
 from streams.contract.seen import EMPTY, IdSet, add_new
 from streams.kafka.routing import account_of, partition_for
@@ -115,6 +116,52 @@ def test_partitions_against_the_decoders_account(figures) -> None:
             assert where[i] == partition_for(a, 12), lines[i]
     assert placed > len(accepted) // 2, "most accepted records are placed in C"
     figures(f"fuzz partitions: {total} records, {len(accepted)} accepted")
+
+
+def test_accounts_against_a_full_parse(figures) -> None:
+    """The key a forwarded record gets: the account `partitions` hashed, for every record
+    it placed, and None for every other, whatever the mutation. A line the decoders refuse
+    for another field (a number out of range) has no account for `account_of`; it is
+    forwarded by the account the walk read, and dead-lettered there."""
+    rng = random.Random(19_005)
+    total = count(40_000)
+    lines = mutated_lines(rng, total) + [None, b"", b"{}"]
+    where = np.frombuffer(_decode.partitions(lines, 12), np.int32)
+    got = _decode.accounts(lines, list(range(len(lines))))
+    placed = 0
+    for raw, w, a in zip(lines, where.tolist(), got, strict=True):
+        assert (a is not None) == (w >= 0), raw
+        if a is not None:
+            placed += 1
+            want = account_of(raw)
+            assert (want is None or a == want) and partition_for(a, 12) == w, raw
+    assert placed > total // 10  # the mutations leave about a sixth plain
+    # Rows pick records, in any order, repeated or not.
+    rows = [7, 3, 3, 0]
+    assert _decode.accounts(lines, rows) == [got[i] for i in rows]
+    with pytest.raises(IndexError):
+        _decode.accounts(lines, [len(lines)])
+    figures(f"fuzz accounts: {total} records, {placed} keyed in C")
+
+
+def test_columns_taken_by_rows_match_decoding_those_lines_alone(figures) -> None:
+    """A Block cut down to some rows keeps its share of the consumer thread's decode
+    (`take_columns`): the engine must get what decoding those lines alone gives, for
+    every mutation, and the same events from decode_lines."""
+    rng = random.Random(19_006)
+    total = count(20_000)
+    lines = mutated_lines(rng, total)
+    whole = _decode.decode(lines, 65_536)
+    for _ in range(20):
+        rows = sorted(rng.sample(range(len(lines)), rng.randrange(0, 400)))
+        part = [lines[i] for i in rows]
+        taken = take_columns(whole, rows)
+        assert [bytes(c) for c in taken] == [bytes(c) for c in _decode.decode(part, 65_536)]
+        a, dead_a = decode_lines(part, now_ts=NOW, columns=taken)
+        b, dead_b = decode_lines(part, now_ts=NOW)
+        assert list(a.raw) == list(b.raw) and np.array_equal(a.ts, b.ts)
+        assert [d.reason for d in dead_a] == [d.reason for d in dead_b]
+    figures(f"fuzz take_columns: {total} lines, 20 cuts")
 
 
 def test_codes_of_random_strings(figures) -> None:

@@ -177,11 +177,11 @@ def test_a_routed_topic_s_blocks_say_where_each_account_belongs():
         BulkPartitionRecords.routed = {}
 
 
-def test_a_decoded_topic_s_blocks_carry_their_events_decoded_when_all_stay_here():
+def test_a_decoded_topic_s_blocks_carry_their_events_decoded():
     """The consumer thread runs the compiled decoder over an input Block (the engine's
-    thread uses the columns, Processor._apply) unless some records go to another
-    partition's engine or one has no value; a slice from its start keeps them, anything
-    else that changes its rows drops them."""
+    thread uses the columns, Processor._apply) unless a record has no value; a slice from
+    its start keeps them, and so do the rows a Block is cut down to (`take`: the records
+    that stay when others are forwarded, those left by `split_marks` and `fresh`)."""
     rows = [(None, b'{"account_id":"acct_%d","ts":1790000000}' % i, []) for i in range(40)]
     try:
         BulkPartitionRecords.decoded = {TP.topic: 4096}
@@ -189,19 +189,19 @@ def test_a_decoded_topic_s_blocks_carry_their_events_decoded_when_all_stay_here(
         assert got.columns == (4096, _decode.decode(got.values, 4096))
         assert got.columns_for(4096) == got.columns[1] and got.columns_for(100) is None
         assert got.since(10).columns is got.columns and got.since(11).columns is None
-        assert got.take([0, 1]).columns is None
+        some = got.take([5, 0, 7])
+        assert some.columns is not None and some.columns[0] == 4096
+        want = _decode.decode(some.values, 4096)
+        assert [bytes(c) for c in some.columns[1]] == [bytes(c) for c in want]
         joined = Block.empty()
         joined.extend(got)
         assert joined.columns is None
         assert _bulk(_batch(10, _rows(8, 10)), 10)[0].columns is None  # offset 14: no value
-        # Routed: some accounts belong to other partitions, so the Block is not decoded
-        # here; one of only this partition's accounts is.
+        # Routed: decoded as well, though some accounts belong to other partitions.
         BulkPartitionRecords.routed = {TP.topic: 8}
         mixed, _ = _bulk(_batch(10, rows), 10)
         where = list(memoryview(mixed.where).cast("i"))
-        assert set(where) - {TP.partition, -1} and mixed.columns is None
-        own = [r for r, w in zip(rows, where, strict=True) if w == TP.partition]
-        assert own and _bulk(_batch(10, own), 10)[0].columns is not None
+        assert set(where) - {TP.partition, -1} and mixed.columns is not None
     finally:
         BulkPartitionRecords.decoded = {}
         BulkPartitionRecords.routed = {}

@@ -76,7 +76,8 @@ def test_router_keeps_unreadable_records_local():
     recs = _block(values, headers=[(), (("h", b"1"),), ()])
     local, foreign = router.split(recs, 3)
     assert local.values == [values[0], values[2]] and local.offsets == [0, 2]
-    assert foreign == [(other[0].encode(), values[1], (("h", b"1"),), 1)]  # and its offset
+    owner = partition_for(other[0].encode(), 8)
+    assert foreign == [(owner, other[0].encode(), values[1], (("h", b"1"),), 1)]  # and its offset
     assert router.owner(other[0].encode()) == partition_for(other[0].encode(), 8)
 
 
@@ -112,7 +113,7 @@ def test_router_split_matches_reading_every_record():
             if a is None or partition_for(a, 8) == part:
                 want_local.append(v)
             else:
-                want_foreign.append((a, v, (), offset))
+                want_foreign.append((partition_for(a, 8), a, v, (), offset))
         assert local.values == want_local and foreign == want_foreign
         assert foreign and local
 

@@ -209,6 +209,39 @@ def test_newest_event_time_skips_what_the_engine_would_reject():
     assert newest_event_time([iso], 65_536, 86_400, now) == T0 + 60
 
 
+def test_a_source_reads_its_forwarded_records_time_from_the_consumer_threads_decode():
+    """A block decoded in the consumer thread gives its source the same mark as decoding
+    the records it forwarded: the rows that stayed are in `newest` already, and what the
+    consumer thread read beyond the engine (lines for the reference decoder) is left out
+    by both."""
+    from streams.contract import _decode
+
+    rng = np.random.default_rng(5)
+    now = time.time()
+    for trial in range(30):
+        lines = [
+            _line(T0 + float(t), f"acct_{i % 7}", i) for i, t in enumerate(rng.integers(0, 900, 40))
+        ]
+        lines[3] = b"{not json"
+        lines[9] = _line(now + 10 * 86_400)  # too far ahead: refused by both
+        stay = rng.random(40) < 0.2
+        block = Block(list(range(40)), [None] * 40, lines, [()] * 40)
+        block.columns = (65_536, _decode.decode(lines, 65_536))
+        local = [ln for ln, s in zip(lines, stay, strict=True) if s]
+        forwarded = [ln for ln, s in zip(lines, stay, strict=True) if not s]
+        newest = newest_event_time(local, 65_536, 86_400, now)  # as the engine reads them
+        et = EventTime(4, 30.0, 65_536, 86_400)
+        by_block, by_values = et.clocks(), et.clocks()
+        et.read_source(by_block, 1, 100.0, newest, forwarded, block)
+        et.read_source(by_values, 1, 100.0, newest, forwarded)
+        assert by_block.marks[1] == by_values.marks[1], trial
+        # Columns decoded under another line limit are not this engine's: decoded again.
+        block.columns = (100, block.columns[1])
+        other = et.clocks()
+        et.read_source(other, 1, 100.0, newest, forwarded, block)
+        assert other.marks[1] == by_values.marks[1]
+
+
 def test_marks_are_sent_to_every_other_partition_at_most_every_interval():
     et = EventTime(4, 30.0, 65_536, 86_400, send_every_s=1.0)
     c = et.clocks()
