@@ -23,9 +23,9 @@ reason, partition and offsets, and the fetch position moves past it (see `skip_b
 For the input topic a Block also carries each record's partition by its account
 (`where`, streams/kafka/routing.py), found in the same thread: that walk over every record
 ran on the main thread, which bounds the worker, and the consumer thread has time to spare.
-For the same reason, when every record of an input Block stays on its partition, the
-compiled event decoder runs over it there too (`columns`, `decode_here`), and the engine
-uses what it gave (streams/contract/events.py, `decode_lines`).
+For the same reason the compiled event decoder runs over input and repartition Blocks there
+too (`columns`, `decode_here`), and the engine uses what it gave
+(streams/contract/events.py, `decode_lines`); a Block cut down to some rows keeps theirs.
 
 `install()` makes aiokafka build these objects for every fetch and raises its connection
 reader limit (READER_LIMIT below), both through streams/kafka/internals.py, where the

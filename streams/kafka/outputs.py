@@ -27,7 +27,7 @@ from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.fetch import Block
-from streams.kafka.forwards import from_header
+from streams.kafka.forwards import from_headers
 from streams.kafka.internals import aiokafka_producer
 from streams.kafka.routing import Forward, Router, partition_for
 from streams.kafka.transactions import Transactions, fallback_partition
@@ -180,10 +180,10 @@ class Outputs:
         if not foreign:
             return
         by_owner: dict[int, list[tuple]] = {}
-        for owner, account, value, headers, offset in foreign:
-            # Where it was read: its engine applies it once (forwards.py).
-            record = (account, value, [*headers, from_header(source, offset)])
-            by_owner.setdefault(owner, []).append(record)
+        # Where each was read: its engine applies it once (forwards.py).
+        tags = from_headers(source, [f[4] for f in foreign])
+        for (owner, account, value, headers, _), tag in zip(foreign, tags, strict=True):
+            by_owner.setdefault(owner, []).append((account, value, [*headers, tag]))
         tid = self.txn.id_for(source) if self.txn is not None else None
         async with aiokafka_producer(self.app.producer, tid) as producer:
             self.pending += await send_grouped(producer, self.topics.repartition, by_owner)

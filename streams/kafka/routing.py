@@ -75,15 +75,18 @@ class Router:
             rows = [i for i in rows if len(values[i]) <= limit]  # type: ignore[arg-type]
         owners = where[rows].tolist()
         keys = _decode.accounts(values, rows)
-        stay = np.ones(len(block), bool)
+        headers, offsets = block.headers, block.offsets
+        moved: list[int] = []
         foreign: list[Forward] = []
         for i, w, account in zip(rows, owners, keys, strict=True):
             if account is None:  # -2
                 account = account_of(values[i])
                 if account is None or (w := self.owner(account)) == partition:
                     continue
-            stay[i] = False
-            foreign.append((w, account, values[i], block.headers[i], block.offsets[i]))  # type: ignore[arg-type]
+            moved.append(i)
+            foreign.append((w, account, values[i], headers[i], offsets[i]))  # type: ignore[arg-type]
+        stay = np.ones(len(block), bool)
+        stay[moved] = False
         return block.take(np.flatnonzero(stay).tolist()), foreign
 
 

@@ -5,12 +5,13 @@ events applied once (streams/kafka/forwards.py)."""
 from __future__ import annotations
 
 import asyncio
+import random
 from types import SimpleNamespace
 
 import pytest
 from faust.types import TP
 
-from streams.kafka import checkpoint
+from streams.kafka import checkpoint, forwards
 from streams.kafka.exchange_commits import EXCHANGE_WAIT_S
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import FROM_HEADER, fresh, from_header, origin
@@ -145,6 +146,34 @@ def test_copies_of_forwards_are_dropped_per_source_in_order():
     kept, again = fresh(block, applied)
     assert again == 2 and kept.offsets == [5, 6, 7]
     assert applied == {0: 13, 1: 6}
+
+
+def test_forwards_read_at_once_keep_what_reading_them_one_by_one_keeps():
+    """`fresh` reads a Block's headers at once when each ends with the worker's own: it
+    must keep the same records and leave `applied` as reading them one by one does, for
+    copies, restarts, interleaved sources and offsets below what was applied."""
+    rng = random.Random(23)
+    fast_blocks = 0
+    for trial in range(400):
+        origins = []
+        next_of = {s: rng.randrange(0, 50) for s in range(4)}
+        for _ in range(rng.randrange(1, 60)):
+            s = rng.randrange(4)
+            if rng.random() < 0.1:  # a restored source forwards again from further back
+                next_of[s] = max(0, next_of[s] - rng.randrange(1, 10))
+            origins.append((s, next_of[s]))
+            next_of[s] += rng.randrange(1, 3)
+        block = _forwards(0, *origins)
+        if rng.random() < 0.1:  # an odd header: every record is read one by one
+            block.headers[rng.randrange(len(block))] = ((FROM_HEADER, b"x"),)
+        start = {s: rng.randrange(-1, 40) for s in range(4) if rng.random() < 0.7}
+        fast_blocks += forwards._origins(block.headers) is not None
+        applied, reference = dict(start), dict(start)
+        kept, again = fresh(block, applied)
+        want = forwards._fresh_rows_one_by_one(block, reference)
+        assert [block.offsets[i] for i in want] == kept.offsets, trial
+        assert again == len(block) - len(want) and applied == reference, trial
+    assert fast_blocks > 300
 
 
 def test_the_engine_applies_a_forward_once_across_its_checkpoint():
