@@ -203,10 +203,8 @@ def discard(table: Any, source_topic: str, partition: int) -> None:
         manifest = None
     with in_partition(source_topic, partition):
         if manifest is not None:
-            _delete_chunks(table, chunk_key, partition, manifest.generation, manifest.chunks)
-            _delete_segments(table, segment_key, partition, manifest.segments)
-            _delete_segments(table, seen_key, partition, manifest.seen)
-            _delete_segments(table, held_key, partition, manifest.held)
+            for key in sorted(_named_keys(partition, manifest)):
+                _delete(table, key)
         _delete(table, manifest_key(partition))
 
 
@@ -228,6 +226,7 @@ def sweep(table: Any, source_topic: str, partition: int, manifest: Manifest | No
 
 
 def _named_keys(partition: int, m: Manifest) -> set[bytes]:
+    """Every chunk key `m` names: its state's, and each journal, seen and held segment's."""
     named = {chunk_key(partition, m.generation, i) for i in range(m.chunks)}
     for key, segments in ((segment_key, m.segments), (seen_key, m.seen), (held_key, m.held)):
         named.update(key(partition, name, i) for name, n, *_ in segments for i in range(n))
@@ -247,7 +246,7 @@ def _put_chunks(table: Any, key, partition: int, ident, blob: bytes) -> int:
     return len(chunks)
 
 
-def _delete_segments(table: Any, key, partition: int, segments: list, kept: Sequence = ()) -> None:
+def _delete_segments(table: Any, key, partition: int, segments: list, kept: Sequence) -> None:
     """The chunks of each segment ([name, chunks, ...]) that `kept` does not name too."""
     names = {s[0] for s in kept}
     for name, n, *_ in segments:

@@ -75,3 +75,22 @@ def test_a_sweep_keeps_every_key_a_manifest_names():
         checkpoint.manifest_key(7),
         checkpoint.chunk_key(70, 1, 0),
     }
+
+
+def test_discard_deletes_the_keys_its_manifest_names_and_the_manifest():
+    m = checkpoint.Manifest(4, 2, segments=[[3, 2, 1.0]], seen=[["4.1", 1, 1]], held=[[2, 1, []]])
+    named = [
+        checkpoint.chunk_key(7, 4, 0),
+        checkpoint.chunk_key(7, 4, 1),
+        checkpoint.segment_key(7, 3, 0),
+        checkpoint.segment_key(7, 3, 1),
+        checkpoint.seen_key(7, "4.1", 0),
+        checkpoint.held_key(7, 2, 0),
+    ]
+    table = {key: b"" for key in named}
+    table[checkpoint.manifest_key(7)] = m.to_bytes()
+    # Named by no manifest (the sweep's work), and another partition's: both stay.
+    others = {checkpoint.chunk_key(7, 3, 0): b"", checkpoint.chunk_key(70, 1, 0): b""}
+    table.update(others)
+    checkpoint.discard(table, IN, 7)
+    assert table == others
