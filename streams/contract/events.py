@@ -31,6 +31,7 @@ __all__ = [
     "REJECT_REASONS",
     "DeadLetter",
     "EventBatch",
+    "column_arrays",
     "decode_lines",
     "line_texts",
     "take_columns",
@@ -170,17 +171,27 @@ _LAYOUT = (
 )
 
 
+def column_arrays(columns: tuple) -> tuple[np.ndarray, ...]:
+    """What `_decode.decode` gave, read as arrays over its buffers (no copy): the status of
+    each of the n lines, then the code, float, int and small blocks as (columns, n)."""
+    status_b, *blocks = columns
+    n = len(status_b)
+    return (
+        np.frombuffer(status_b, np.uint8),
+        *(
+            np.frombuffer(buf, dtype).reshape(k, n)
+            for buf, (dtype, k) in zip(blocks, _LAYOUT, strict=True)
+        ),
+    )
+
+
 def take_columns(columns: tuple, rows: Sequence[int]) -> tuple:
     """Some rows of what `_decode.decode(lines, limit)` gave, as it gives them for those
     lines alone: a Block split between engines keeps what the consumer thread decoded.
     Writable, as decode_lines fills in the rows the reference decoder reads."""
-    status_b, *blocks = columns
-    n = len(status_b)
     idx = np.asarray(rows, np.intp)
-    out = [np.frombuffer(status_b, np.uint8)[idx]]
-    for buf, (dtype, k) in zip(blocks, _LAYOUT, strict=True):
-        out.append(np.frombuffer(buf, dtype).reshape(k, n)[:, idx].reshape(-1))
-    return tuple(out)
+    status, *blocks = column_arrays(columns)
+    return (status[idx], *(block[:, idx].reshape(-1) for block in blocks))
 
 
 def decode_lines(
@@ -200,12 +211,7 @@ def decode_lines(
     n = len(lines)
     if columns is None or len(columns[0]) != n:
         columns = _decode.decode(lines, max_line_bytes)
-    status_b, codes_b, floats_b, ints_b, small_b = columns
-    status = np.frombuffer(status_b, np.uint8)
-    codes = np.frombuffer(codes_b, np.uint64).reshape(len(CODE_COLUMNS), n)
-    floats = np.frombuffer(floats_b, np.float64).reshape(len(FLOAT_COLUMNS), n)
-    ints = np.frombuffer(ints_b, np.int64).reshape(len(INT_COLUMNS), n)
-    small = np.frombuffer(small_b, np.uint8).reshape(len(SMALL_COLUMNS), n)
+    status, codes, floats, ints, small = column_arrays(columns)
     if not fast:
         status = np.where(status == _OK, _SLOW, status).astype(np.uint8)
     dead: list[DeadLetter] = []

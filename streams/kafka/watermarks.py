@@ -27,10 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from streams.contract import _decode
-from streams.contract.events import FLOAT_COLUMNS
+from streams.contract.events import FLOAT_COLUMNS, column_arrays
 from streams.kafka.fetch import Block
 
 MARK_HEADER = "vigil-watermark"
@@ -86,10 +84,9 @@ def newest_event_time(
 
 def newest_decoded(columns: tuple, max_future_s: float, now: float) -> float:
     """`newest_event_time` of lines `_decode.decode` gave these columns for."""
-    status_b, _, floats_b, _, _ = columns
-    n = len(status_b)
-    ts = np.frombuffer(floats_b, np.float64)[_TS * n : (_TS + 1) * n]
-    ok = (np.frombuffer(status_b, np.uint8) == _OK) & (ts <= now + max_future_s)
+    status, _, floats, _, _ = column_arrays(columns)
+    ts = floats[_TS]
+    ok = (status == _OK) & (ts <= now + max_future_s)
     return float(ts[ok].max()) if ok.any() else -math.inf
 
 
