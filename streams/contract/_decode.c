@@ -693,6 +693,18 @@ slow:
     return NULL;
 }
 
+/* The row index at rows[i], checked against a list of n items; -1 with an exception set
+ * when it is not an integer in range. */
+static Py_ssize_t row_at(PyObject *rows, Py_ssize_t i, Py_ssize_t n) {
+    Py_ssize_t r = PyLong_AsSsize_t(PyList_GET_ITEM(rows, i));
+    if (r == -1 && PyErr_Occurred()) return -1;
+    if (r < 0 || r >= n) {
+        PyErr_Format(PyExc_IndexError, "row %zd out of range", r);
+        return -1;
+    }
+    return r;
+}
+
 /* texts(lines, rows, field) -> list: the field's string in each of lines[rows], "" when
  * absent, None where the caller must parse the line itself. */
 static PyObject *texts(PyObject *self, PyObject *args) {
@@ -706,12 +718,8 @@ static PyObject *texts(PyObject *self, PyObject *args) {
     PyObject *out = PyList_New(n);
     if (!out) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t r = PyLong_AsSsize_t(PyList_GET_ITEM(rows, i));
-        if (r == -1 && PyErr_Occurred()) goto fail;
-        if (r < 0 || r >= nl) {
-            PyErr_Format(PyExc_IndexError, "row %zd out of range", r);
-            goto fail;
-        }
+        Py_ssize_t r = row_at(rows, i, nl);
+        if (r < 0) goto fail;
         PyObject *ln = PyList_GET_ITEM(lines, r);
         PyObject *t = NULL;
         if (PyBytes_Check(ln)) {
@@ -896,12 +904,8 @@ static PyObject *accounts(PyObject *self, PyObject *args) {
     PyObject *out = PyList_New(n);
     if (!out) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t r = PyLong_AsSsize_t(PyList_GET_ITEM(rows, i));
-        if (r == -1 && PyErr_Occurred()) goto fail;
-        if (r < 0 || r >= nv) {
-            PyErr_Format(PyExc_IndexError, "row %zd out of range", r);
-            goto fail;
-        }
+        Py_ssize_t r = row_at(rows, i, nv);
+        if (r < 0) goto fail;
         PyObject *v = PyList_GET_ITEM(values, r), *t = NULL;
         cur a;
         Py_ssize_t an;
