@@ -14,7 +14,7 @@ import numpy as np
 from river import anomaly
 
 from detectors.base import Explanation, NoAccountState
-from detectors.hst_batch import BatchScorer
+from detectors.hst_batch import BatchScorer, pivots
 from streams.core.alerts import Reason
 from streams.core.batch import FeatureBatch, fill_nan
 
@@ -73,6 +73,7 @@ class PopulationDetector(NoAccountState):
         )
         self._seen = 0
         self._scorer = BatchScorer()
+        self._pivots = 0  # of this model since it was made or restored: the scorer's key
         # What the population usually looks like, per scaled feature: a decayed mean of the
         # rows learned, for explanations only (scores come from the trees).
         self._usual_sum = np.zeros(len(_NAMES))
@@ -95,19 +96,17 @@ class PopulationDetector(NoAccountState):
         M[:, _LOG] = np.log1p(np.maximum(M[:, _LOG], 0.0)) / _TOPS[_LOG]
         return np.clip(M, 0.0, 1.0)
 
-    def _vectors(self, batch: FeatureBatch) -> list[dict[str, float]]:
-        return [dict(zip(_NAMES, row, strict=True)) for row in self._matrix(batch).tolist()]
-
     def _active(self, batch: FeatureBatch) -> np.ndarray:
-        # Learning walks the trees in Python, about 12 us a row, so windows with
-        # a handful of requests (most of them, and too few to be odd) are left out.
+        # Windows with a handful of requests (most of them, and too few to be odd) are
+        # neither scored nor learnt: the trees would learn mostly noise, at a cost a row.
         return np.flatnonzero(fill_nan(batch.col("requests")) >= self.min_requests)
 
     def raw_scores(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         idx = self._active(batch)
         if self._seen < self.window_size or len(idx) == 0:
             return idx, np.zeros(0)  # the trees hold no mass until a window is learned
-        return idx, self._scorer.scores(self.model, self._matrix(batch.take(idx)), _NAMES)
+        X = self._matrix(batch.take(idx))
+        return idx, self._scorer.scores(self.model, X, _NAMES, masses_key=self._pivots)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Raw HalfSpaceTrees scores crowd into a narrow band; rank them against recent ones.
@@ -136,11 +135,11 @@ class PopulationDetector(NoAccountState):
         # Learning on a regular sample keeps the population profile at a quarter the cost.
         picks = idx[(np.arange(len(idx)) + self._tick) % self.learn_every == 0]
         self._tick += len(idx)
-        for x in self._vectors(batch.take(picks)) if len(picks) else []:
-            self.model.learn_one(x)
+        self._pivots += pivots(self.model, len(picks))
         self._seen += len(picks)
         if len(picks):
             M = self._matrix(batch.take(picks))
+            self._scorer.learn(self.model, M, _NAMES)
             self._usual_sum = self._usual_sum * self.hist_decay + M.sum(axis=0)
             self._usual_weight = self._usual_weight * self.hist_decay + len(M)
 
@@ -188,6 +187,7 @@ class PopulationDetector(NoAccountState):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model, self._seen, self._tick = state["model"], state["seen"], state["tick"]
+        self._pivots += 1  # another model: its masses are read afresh
         self._hist = state["hist"].copy()
         total, weight = state["usual"]
         self._usual_sum, self._usual_weight = total.copy(), float(weight)

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from river import anomaly
 
 from detectors import checks
 from detectors.base import Detector
 from detectors.baseline import BaselineDetector
 from detectors.campaign import CampaignDetector
 from detectors.classifier import ClassifierDetector
-from detectors.population import PopulationDetector
+from detectors.population import _NAMES, PopulationDetector
 from detectors.rules import RulesDetector
 from detectors.takeover import TakeoverDetector
 from models.dataset import window_labels
@@ -55,17 +56,25 @@ def test_conformance(make, windows, check) -> None:
     check(make, windows)
 
 
-def test_the_population_detector_scores_as_river_would(windows) -> None:
-    # Its batch scorer walks river's trees with numpy (detectors/hst_batch.py).
+def test_the_population_detector_scores_and_learns_as_river_would(windows) -> None:
+    # Its batch scorer and learner walk river's trees with numpy (detectors/hst_batch.py):
+    # a twin model that learns the same rows one by one through river scores every row
+    # the same.
     det = PopulationDetector(window_size=50, min_requests=1, learn_every=1)
+    twin = anomaly.HalfSpaceTrees(
+        n_trees=det.n_trees, height=det.height, window_size=50, seed=det.seed
+    )
     compared = 0
     for batch, _ in windows:
         idx, raw = det.raw_scores(batch)
+        X = det._matrix(batch.take(idx)).tolist()
+        rows = [dict(zip(_NAMES, r, strict=True)) for r in X]
         if len(raw):
-            vectors = det._vectors(batch.take(idx))
-            assert np.array_equal(raw, [det.model.score_one(x) for x in vectors])
+            assert np.array_equal(raw, [twin.score_one(x) for x in rows])
             compared += len(raw)
         det.score_learn(batch)
+        for x in rows:  # learn_every=1: every active row is learnt
+            twin.learn_one(x)
     assert compared > 1000
 
 
