@@ -11,6 +11,7 @@ BENCHES = (
     "bench_replay.py",
     "bench_onnx.py",
     "bench_series.py",
+    "bench_population.py",
     "bench_console.py",
     "bench_kafka.py",
     "bench_checkpoint.py",
