@@ -59,6 +59,14 @@ class BatchScorer:
             self._build(model, columns)
             self.mass_key = None
 
+    def _child(
+        self, X: np.ndarray, rows: np.ndarray, trees: np.ndarray, node: np.ndarray
+    ) -> np.ndarray:
+        """The child each row goes to from `node` (heap order), per tree: left when its
+        value is below the split's threshold, as river walks."""
+        right = ~(X[rows, self.feature[trees, node]] < self.threshold[trees, node])
+        return 2 * node + 1 + right
+
     def _paths(self, X: np.ndarray, height: int) -> np.ndarray:
         """How many rows of X pass through each node, per tree (heap order): the nodes
         `learn_one` adds one to for each row."""
@@ -68,8 +76,7 @@ class BatchScorer:
         node = np.zeros((n_trees, len(X)), dtype=np.int64)
         passed = [node]
         for _ in range(height):
-            right = ~(X[rows, self.feature[trees, node]] < self.threshold[trees, node])
-            node = 2 * node + 1 + right
+            node = self._child(X, rows, trees, node)
             passed.append(node)
         flat = np.concatenate([trees * width + p for p in passed], axis=None)
         return np.bincount(flat, minlength=n_trees * width).reshape(n_trees, width)
@@ -81,14 +88,13 @@ class BatchScorer:
         about 25 us a row."""
         start = 0
         if not model.trees and len(X):  # the first row builds the trees (river's way)
-            model.learn_one(dict(zip(columns, X[0].tolist(), strict=True)))
+            _learn_one_by_one(model, X[:1], columns)
             start = 1
         while start < len(X):
             self._ensure_built(model, columns)
             stop = min(len(X), start + model.window_size - model.counter)
             if stop - start < FEW_ROWS:
-                for row in X[start:stop].tolist():
-                    model.learn_one(dict(zip(columns, row, strict=True)))
+                _learn_one_by_one(model, X[start:stop], columns)
                 start = stop
                 continue
             counts = self._paths(X[start:stop], model.height)
@@ -140,8 +146,7 @@ class BatchScorer:
             r = mass[trees, node]
             total += np.where(walking, r * 2.0**depth, 0.0)
             walking &= r >= limit  # score_one stops below the size limit
-            right = ~(X[rows, self.feature[trees, node]] < self.threshold[trees, node])
-            node = 2 * node + 1 + right
+            node = self._child(X, rows, trees, node)
         total += np.where(walking, mass[trees, node] * 2.0**model.height, 0.0)
         return 1.0 - total.sum(axis=0) / model._max_score
 
@@ -150,3 +155,8 @@ def pivots(model: anomaly.HalfSpaceTrees, rows: int) -> int:
     """How many times `model` pivots its window (its reference masses change) while it
     learns `rows` more rows: at every `window_size`-th row, counted from its `counter`."""
     return (model.counter + rows) // model.window_size
+
+
+def _learn_one_by_one(model: anomaly.HalfSpaceTrees, X: np.ndarray, columns: list[str]) -> None:
+    for row in X.tolist():
+        model.learn_one(dict(zip(columns, row, strict=True)))
