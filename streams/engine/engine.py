@@ -278,8 +278,9 @@ class Engine(TwoPhase, EngineState, EngineMemory, Dedup):
         self._open_bytes = self._open_bytes - batch_bytes(events) if rest else 0
         w = self.cfg.engine.window_s
         widx = np.floor(events.ts / w).astype(np.int64)
-        order = np.argsort(widx, kind="stable")
-        events, widx = events.take(order), widx[order]  # one copy, sorted by window
+        if len(widx) > 1 and (widx[1:] < widx[:-1]).any():  # most closes hold one window
+            order = np.argsort(widx, kind="stable")
+            events, widx = events.take(order), widx[order]  # one copy, sorted by window
         cuts = np.r_[0, np.flatnonzero(np.diff(widx)) + 1, len(widx)]
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             start = float(widx[a] * w)
