@@ -16,6 +16,7 @@ Uses VIGIL_KAFKA_BOOTSTRAP when set, else starts a private broker with deploy/ka
     .venv/bin/python bench/bench_kafka.py [--accounts 20000] [--hours 1] [--rounds 3]
                                           [--guarantee at_least_once|exactly_once|both]
                                           [--partitioner murmur2|crc32]
+                                          [--input-partitioner murmur2|crc32]
 `--guarantee both` runs the worker under each guarantee in every round, side by side.
 """
 
@@ -31,7 +32,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -59,7 +59,14 @@ def start_broker(scratch: Path) -> tuple[str, KafkaBroker | None]:
     return broker.bootstrap, broker
 
 
-def write_config(path: Path, bootstrap: str, prefix: str, guarantee: str, group: str = "") -> Path:
+def write_config(
+    path: Path,
+    bootstrap: str,
+    prefix: str,
+    guarantee: str,
+    group: str = "",
+    input_partitioner: str = "murmur2",
+) -> Path:
     path.write_text(
         f"""[kafka]
 bootstrap_servers = "{bootstrap}"
@@ -69,6 +76,7 @@ dead_letter_topic = "{prefix}-dead"
 snapshots_topic = "{prefix}-snapshots"
 group_id = "{prefix}-vigil{group}"
 partitions = {PARTITIONS}
+input_partitioner = "{input_partitioner}"
 processing_guarantee = "{guarantee}"
 """
     )
@@ -86,9 +94,10 @@ def create_topics(cfg_path: Path) -> None:
 
 def crc32_partition(key: bytes, partitions: int) -> int:
     """librdkafka's default partitioner for keyed records (consistent_random: CRC-32 of the
-    key), as kcat, confluent-kafka and other non-Java clients place them: most accounts
-    land on a partition that is not their engine's, and the worker forwards their events."""
-    return zlib.crc32(key) % partitions
+    key), as kcat, confluent-kafka and other non-Java clients place them: unless the worker
+    is told (`--input-partitioner crc32`), most accounts land on a partition that is not
+    their engine's, and the worker forwards their events."""
+    return partition_for(key, partitions, "crc32")
 
 
 PARTITIONERS = {"murmur2": partition_for, "crc32": crc32_partition}
@@ -301,8 +310,15 @@ def main() -> None:
         "--partitioner",
         default="murmur2",
         choices=sorted(PARTITIONERS),
-        help="how the corpus is placed on partitions: murmur2 as the Java client does "
-        "(nothing to forward), crc32 as librdkafka clients do by default",
+        help="how the corpus is placed on partitions: murmur2 as the Java client does, "
+        "crc32 as librdkafka clients do by default",
+    )
+    ap.add_argument(
+        "--input-partitioner",
+        default="murmur2",
+        choices=sorted(PARTITIONERS),
+        help="the workers' [kafka] input_partitioner: what they place accounts by; records "
+        "the corpus placed otherwise are forwarded",
     )
     args = ap.parse_args()
 
@@ -319,7 +335,8 @@ def main() -> None:
         tag = f"b{int(time.time())}"
 
         first = "at_least_once" if args.guarantee == "both" else args.guarantee
-        cfg = write_config(scratch / "a.toml", bootstrap, tag + "a", first)
+        told = args.input_partitioner
+        cfg = write_config(scratch / "a.toml", bootstrap, tag + "a", first, "", told)
         create_topics(cfg)
         place = PARTITIONERS[args.partitioner]
         asyncio.run(fill(bootstrap, f"{tag}a-usage", lines, partitioner=place))
@@ -351,7 +368,7 @@ def main() -> None:
                 name, (extra, guarantee) = names[i], variants[names[i]]
                 group = f"r{r}v{i}"
                 cfg_v = write_config(
-                    scratch / f"{group}.toml", bootstrap, tag + "a", guarantee, group
+                    scratch / f"{group}.toml", bootstrap, tag + "a", guarantee, group, told
                 )
                 rate, taken_in, rss = worker_rate(cfg_v, scratch / f"worker-{group}", n, extra)
                 rates[name].append(rate)
@@ -360,7 +377,7 @@ def main() -> None:
         bare_med = statistics.median(bare)
         vig = statistics.median(rates[names[0]])
 
-        cfg_b = write_config(scratch / "b.toml", bootstrap, tag + "b", first)
+        cfg_b = write_config(scratch / "b.toml", bootstrap, tag + "b", first, "", told)
         create_topics(cfg_b)
         proc, _ = start_worker(cfg_b, scratch / "worker-b")
         try:
@@ -373,7 +390,8 @@ def main() -> None:
         lat = sorted(latencies(alerts, sent, place))
 
         print(f"corpus: {n} events, {args.accounts} accounts, {args.hours} h, "
-              f"{PARTITIONS} partitions, guarantee {args.guarantee}, partitioner {args.partitioner}")  # fmt: skip
+              f"{PARTITIONS} partitions, guarantee {args.guarantee}, partitioner {args.partitioner}, "
+              f"workers' input_partitioner {told}")  # fmt: skip
 
         def runs(xs: list[float]) -> str:
             return "runs " + ", ".join(f"{x:,.0f}" for x in xs)

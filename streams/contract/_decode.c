@@ -835,6 +835,32 @@ static uint32_t murmur2(const unsigned char *d, Py_ssize_t n) {
     return h;
 }
 
+/* CRC-32 (the zlib polynomial, reflected): librdkafka's default partitioner hashes a keyed
+ * record's key with it, so kcat, confluent-kafka and the other librdkafka clients place
+ * records by it. The table is filled once, at module import. */
+static uint32_t crc_table[256];
+
+static void crc32_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t crc32_of(const unsigned char *d, Py_ssize_t n) {
+    uint32_t c = 0xffffffffu;
+    for (Py_ssize_t i = 0; i < n; i++) c = crc_table[(c ^ d[i]) & 0xff] ^ (c >> 8);
+    return c ^ 0xffffffffu;
+}
+
+/* The partition of a key under hash 0 (murmur2, as the Java client places it) or 1
+ * (CRC-32, as librdkafka places it). */
+static int32_t place(const unsigned char *a, Py_ssize_t an, int hash, uint32_t parts) {
+    if (hash == 1) return (int32_t)(crc32_of(a, an) % parts);
+    return (int32_t)((murmur2(a, an) & 0x7fffffff) % parts);
+}
+
 /* The top-level "account_id" of a record, read as the decoder reads it: 1 with [*a, *an)
  * set to its raw string; 0 where only a full parse can tell (escapes, a repeated or
  * non-string account_id, anything malformed). A nested or quoted "account_id" inside
@@ -860,15 +886,19 @@ static int top_account(cur p, cur e, cur *a, Py_ssize_t *an) {
     return found && ws(p, e) == e;
 }
 
-/* partitions(values, n) -> bytes of int32: the partition of each record's account as the
- * default partitioner places it; -1 for an empty record, -2 where the caller must parse
- * the record to find its top-level account_id (see top_account). */
+/* partitions(values, n, hash=0) -> bytes of int32: the partition of each record's account
+ * as the partitioner `hash` places it (see place); -1 for an empty record, -2 where the
+ * caller must parse the record to find its top-level account_id (see top_account). */
 static PyObject *partitions(PyObject *self, PyObject *args) {
     PyObject *values;
-    int parts;
-    if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &values, &parts)) return NULL;
+    int parts, hash = 0;
+    if (!PyArg_ParseTuple(args, "O!i|i", &PyList_Type, &values, &parts, &hash)) return NULL;
     if (parts < 1) {
         PyErr_SetString(PyExc_ValueError, "partitions must be >= 1");
+        return NULL;
+    }
+    if (hash != 0 && hash != 1) {
+        PyErr_SetString(PyExc_ValueError, "hash must be 0 (murmur2) or 1 (crc32)");
         return NULL;
     }
     Held h;
@@ -887,7 +917,7 @@ static PyObject *partitions(PyObject *self, PyObject *args) {
         cur a;
         Py_ssize_t an;
         if (len < 0 || !top_account(p, p + len, &a, &an)) { o[i] = -2; continue; }
-        o[i] = (int32_t)((murmur2(a, an) & 0x7fffffff) % (uint32_t)parts);
+        o[i] = place(a, an, hash, (uint32_t)parts);
     }
     Py_END_ALLOW_THREADS
     held_free(&h);
@@ -942,6 +972,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__decode(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+    crc32_init();
 #ifdef HAVE_STRTOD_L
     if (!c_locale) c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
 #endif

@@ -146,6 +146,14 @@ class KafkaConfig:
     labels_topic: str = "vigil-labels"
     snoozes_topic: str = "vigil-snoozes"
     partitions: int = 8
+    # The partitioner the input topic's producers place records keyed by account_id with:
+    # "murmur2" (the Java client, kafka-python, aiokafka) or "crc32" (librdkafka's default:
+    # kcat, confluent-kafka, and the other clients built on it). An account's state lives
+    # on the partition this gives it; records placed otherwise are forwarded there, so the
+    # setting changes only how many are. Every worker of a group needs the same one, and
+    # changing it moves accounts: a checkpoint written under the other stops the worker
+    # (docs/kafka.md, "Topics and records").
+    input_partitioner: Literal["murmur2", "crc32"] = "murmur2"
     replication_factor: int = 1
     processing_guarantee: ProcessingGuarantee = "at_least_once"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -21,6 +21,7 @@ from streams.kafka.held_dead_letters import HeldDeadLetters, alert_sinks
 from streams.kafka.internals import AppHooks, enable_transactions
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
+from streams.kafka.routing import PARTITIONERS
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
 from streams.kafka.stale_state import (
     discard_after_crash,
@@ -249,6 +250,7 @@ def build_worker(
         max_source_lead_s=lead,
         max_unscored_bytes=settings.max_unscored_bytes,
         exchange_commit_s=settings.exchange_commit_s,
+        partitioner=kc.input_partitioner,
     )
     app.processor = processor
     app.held_dead_letters = held
@@ -258,7 +260,9 @@ def build_worker(
     consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
     fetch.install(
         consumer.batch_topics,
-        {topics.input: kc.partitions} if settings.repartition else {},
+        {topics.input: (kc.partitions, PARTITIONERS[kc.input_partitioner])}
+        if settings.repartition
+        else {},
         # The repartition topic's events are decoded there too: with kcat's default
         # partitioner seven in eight come through it.
         {t: config.engine.max_line_bytes for t in (topics.input, topics.repartition)},

@@ -177,8 +177,8 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     """aiokafka's PartitionRecords; for `topics`, yields one Block per partition fetch."""
 
     topics: ClassVar[frozenset[str]] = frozenset()
-    # Topic -> partitions: Blocks of these carry `where`.
-    routed: ClassVar[dict[str, int]] = {}
+    # Topic -> (partitions, partitioner code): Blocks of these carry `where`.
+    routed: ClassVar[dict[str, tuple[int, int]]] = {}
     # Topic -> the engines' line limit: Blocks of these carry `columns` when every record
     # stays on its partition (`decode_here`).
     decoded: ClassVar[dict[str, int]] = {}
@@ -228,9 +228,9 @@ class BulkPartitionRecords(PartitionRecordsHooks):
             except errors.CorruptRecordException as exc:
                 block.corrupt.append(self.skip_bad_batch(raw, exc))
         block.until = self.next_fetch_offset
-        parts = self.routed.get(self.tp.topic)
-        if parts and block.values:
-            block.where = _decode.partitions(block.values, parts)
+        placed = self.routed.get(self.tp.topic)
+        if placed and block.values:
+            block.where = _decode.partitions(block.values, *placed)
         self.decode_here(block)
         # Even with no record (only transaction markers or aborted batches), the Block
         # says how far the position moved, so the engine's next offset follows it.
@@ -340,13 +340,14 @@ class BulkPartitionRecords(PartitionRecordsHooks):
 
 def install(
     topics: frozenset[str],
-    routed: dict[str, int] | None = None,
+    routed: dict[str, tuple[int, int]] | None = None,
     decoded: dict[str, int] | None = None,
 ) -> None:
     """Fetches of `topics` come back as Blocks from here on, in this process, and every
     aiokafka connection opened after this reads with READER_LIMIT. Blocks of the `routed`
-    topics (topic -> partitions) say where each record's account belongs; those of the
-    `decoded` topics (topic -> line limit) carry their events decoded."""
+    topics (topic -> partitions, and the code routing.PARTITIONERS gives the partitioner)
+    say where each record's account belongs; those of the `decoded` topics (topic -> line
+    limit) carry their events decoded."""
     raise_reader_limit(READER_LIMIT)
     BulkPartitionRecords.topics = BulkPartitionRecords.topics | topics
     BulkPartitionRecords.routed = {**BulkPartitionRecords.routed, **(routed or {})}

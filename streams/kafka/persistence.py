@@ -26,6 +26,7 @@ from streams.kafka.checkpoint import UnusableCheckpoint
 from streams.kafka.checkpoint_commits import EOS_MAX_PAUSE_S, CheckpointCommits, Written
 from streams.kafka.exchange_commits import EXCHANGE_WAIT_S, ExchangeCommits
 from streams.kafka.lease import NO_LEASE, held_for_writes
+from streams.kafka.routing import Router
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
     discard_unreadable: bool
     make_engine: Any
     event_time: Any
+    router: Router | None
 
     def _open(self, partition: int) -> PartitionState:
         try:
@@ -128,6 +130,7 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
                 partition,
                 stray,
             )
+        _check_placement(state.pop("placement", "murmur2"), self.router)
         exchange = state.pop("campaign_exchange", None)
         part.forwards = dict(state.pop("forwards_applied", {}))
         part.engine.load_state_dict(state)
@@ -301,7 +304,20 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
             state["campaign_exchange"] = exchange
         if part.forwards:
             state["forwards_applied"] = dict(part.forwards)
+        if self.router is not None:
+            state["placement"] = self.router.partitioner
         return state
+
+
+def _check_placement(placed_by: str, router: Router | None) -> None:
+    """A checkpoint's accounts were placed by one partitioner; under another they belong to
+    other partitions, and their events would go to engines without their history.
+    Checkpoints written before the setting existed were placed by murmur2."""
+    if router is not None and placed_by != router.partitioner:
+        raise ValueError(
+            f"its accounts were placed by the {placed_by} partitioner, and "
+            f"kafka.input_partitioner is {router.partitioner}"
+        )
 
 
 def _encode(

@@ -80,6 +80,7 @@ class Processor(Persistence):
         max_source_lead_s: float = AT_LEAST_ONCE_FLOW[1],
         max_unscored_bytes: int | None = None,
         exchange_commit_s: float = EXCHANGE_COMMIT_S,
+        partitioner: str = "murmur2",  # [kafka] input_partitioner
     ) -> None:
         self.app = app
         self.sinks = sinks or []  # further alert sinks (a webhook), beside the topics
@@ -96,7 +97,7 @@ class Processor(Persistence):
         self.record_bytes = exchange_record_bytes
         self.discard_unreadable = discard_unreadable  # a checkpoint that cannot be used
         limit = event_time.max_line_bytes if event_time is not None else None
-        self.router = Router(partitions, limit) if repartition else None
+        self.router = Router(partitions, limit, partitioner=partitioner) if repartition else None
         # Per-source event time (watermarks.py), with or without forwarding: an engine
         # whose partition has no events closes windows on the others' marks, so that it
         # passes them in the campaign exchange too.

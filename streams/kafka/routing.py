@@ -1,12 +1,15 @@
 """Which partition an account belongs to, and finding the account in a raw event cheaply.
 
-Per-account state lives with the partition its account hashes to, using the Java client's
-default partitioner (murmur2), which kafka-python and aiokafka share. Records produced with
-another key, no key, or another partitioner (librdkafka's default is CRC32) are forwarded to
-the owning partition of the repartition topic.
+Per-account state lives with the partition its account hashes to, by the partitioner the
+input topic's producers are said to use (`[kafka] input_partitioner`): murmur2, the Java
+client's default, which kafka-python and aiokafka share, or crc32, librdkafka's (kcat,
+confluent-kafka and the other clients built on it). Records produced with another key, no
+key, or another partitioner are forwarded to the owning partition of the repartition topic.
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import orjson
@@ -21,7 +24,15 @@ from streams.kafka.fetch import Block, all_here
 Forward = tuple[int, bytes, bytes, tuple, int]
 
 
-def partition_for(key: bytes, partitions: int) -> int:
+# Each partitioner by its config name, and the code `_decode.partitions` knows it by.
+PARTITIONERS = {"murmur2": 0, "crc32": 1}
+
+
+def partition_for(key: bytes, partitions: int, partitioner: str = "murmur2") -> int:
+    """The partition of a keyed record: murmur2 as the Java client places it, or crc32 as
+    librdkafka's default (consistent_random) places a record with a key."""
+    if partitioner == "crc32":
+        return zlib.crc32(key) % partitions
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
@@ -29,9 +40,15 @@ class Router:
     """Maps account ids to partitions with a cache; accounts repeat, hashing is slow."""
 
     def __init__(
-        self, partitions: int, max_line_bytes: int | None = None, cache_limit: int = 1_000_000
+        self,
+        partitions: int,
+        max_line_bytes: int | None = None,
+        cache_limit: int = 1_000_000,
+        partitioner: str = "murmur2",
     ) -> None:
         self.partitions = partitions
+        self.partitioner = partitioner
+        self.hash = PARTITIONERS[partitioner]
         # Longer records stay where they are read: the engine dead-letters them as
         # too_large anyway, and the input topic may take records larger than the
         # repartition topic does, whose refusal failed the forwarded batch and the
@@ -43,7 +60,7 @@ class Router:
     def owner(self, account: bytes) -> int:
         p = self._cache.get(account)
         if p is None:
-            p = partition_for(account, self.partitions)
+            p = partition_for(account, self.partitions, self.partitioner)
             if len(self._cache) >= self._limit:
                 self._cache.clear()
             self._cache[account] = p
@@ -63,7 +80,7 @@ class Router:
         """
         found = block.where  # worked out in the consumer thread (fetch.py), when it could
         if found is None or len(found) != 4 * len(block):
-            found = _decode.partitions(block.values, self.partitions)
+            found = _decode.partitions(block.values, self.partitions, self.hash)
         if all_here(found, partition):
             return block, []
         where = np.frombuffer(found, np.int32)

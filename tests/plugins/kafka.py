@@ -104,7 +104,11 @@ class KafkaEnv:
         return self.root / "vigil.toml"
 
     def write_config(
-        self, partitions: int = 4, extra: str = "", guarantee: str = "at_least_once"
+        self,
+        partitions: int = 4,
+        extra: str = "",
+        guarantee: str = "at_least_once",
+        partitioner: str = "murmur2",
     ) -> Path:
         self.partitions = partitions
         p = self.prefix
@@ -121,6 +125,7 @@ control_topic = "{p}-control"
 shadow_alerts_topic = "{p}-shadow"
 group_id = "{p}-vigil"
 partitions = {partitions}
+input_partitioner = "{partitioner}"
 processing_guarantee = "{guarantee}"
 """
         )

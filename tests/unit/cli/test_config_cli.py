@@ -22,6 +22,7 @@ VIGIL = [sys.executable, "-m", "streams"]
         ({"engine": {"window_s": "300"}}, "engine.window_s"),
         ({"engine": {"window_s": 7}}, "divide a day"),
         ({"kafka": {"processing_guarantee": "twice"}}, "processing_guarantee"),
+        ({"kafka": {"input_partitioner": "fnv1a"}}, "kafka.input_partitioner: 'fnv1a' is not one"),
         ({"fusion": {"alert_threshold": 2}}, "alert_threshold"),
         ({"rules": [{"name": "r", "feature": "requests", "op": "!=", "threshold": 1}]}, "op"),
     ],

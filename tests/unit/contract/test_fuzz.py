@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import zlib
 
 import numpy as np
 import orjson
@@ -21,7 +22,7 @@ from streams.contract.codes import account_codes, code
 from streams.contract.events import decode_lines, line_texts, take_columns
 from streams.contract.reference import MAX_DEPTH, MAX_MEMBERS
 from streams.contract.seen import EMPTY, IdSet, add_new
-from streams.kafka.routing import account_of, partition_for
+from streams.kafka.routing import PARTITIONERS, account_of, partition_for
 from tests.events_util import T0, line
 from tests.unit.contract.test_decoder_parity import assert_same
 
@@ -104,6 +105,9 @@ def test_partitions_against_the_decoders_account(figures) -> None:
     total = count(40_000)
     lines = mutated_lines(rng, total)
     where = np.frombuffer(_decode.partitions(lines, 12), np.int32)
+    # librdkafka's placement ([kafka] input_partitioner = "crc32"): the same records placed.
+    crc = np.frombuffer(_decode.partitions(lines, 12, PARTITIONERS["crc32"]), np.int32)
+    assert ((where == -2) == (crc == -2)).all() and ((where == -1) == (crc == -1)).all()
     batch, _ = decode_lines(lines, now_ts=NOW)
     accepted = np.flatnonzero(np.isin([hash(x) for x in lines], [hash(x) for x in batch.raw]))
     accounts = line_texts(lines, accepted.tolist(), "account_id")
@@ -114,7 +118,9 @@ def test_partitions_against_the_decoders_account(figures) -> None:
         if where[i] != -2:
             placed += 1
             assert where[i] == partition_for(a, 12), lines[i]
+            assert crc[i] == partition_for(a, 12, "crc32") == zlib.crc32(a) % 12, lines[i]
     assert placed > len(accepted) // 2, "most accepted records are placed in C"
+    assert (crc != where).sum() > placed // 2, "the two hashes place most accounts apart"
     figures(f"fuzz partitions: {total} records, {len(accepted)} accepted")
 
 

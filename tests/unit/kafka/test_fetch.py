@@ -159,7 +159,7 @@ def test_a_routed_topic_s_blocks_say_where_each_account_belongs():
     """The consumer thread finds each input record's partition (Router.split uses it); a
     later slice keeps it aligned with its records, anything that joins Blocks drops it."""
     try:
-        BulkPartitionRecords.routed = {TP.topic: 8}
+        BulkPartitionRecords.routed = {TP.topic: (8, 0)}
         got, _ = _bulk(_batch(10, _rows(40, 10)), 10)
         assert got.where == _decode.partitions(got.values, 8)
         assert (
@@ -171,6 +171,10 @@ def test_a_routed_topic_s_blocks_say_where_each_account_belongs():
         joined = Block.empty()
         joined.extend(got)
         assert joined.where is None
+        # Placed as librdkafka places keys (`[kafka] input_partitioner = "crc32"`).
+        BulkPartitionRecords.routed = {TP.topic: (8, 1)}
+        crc, _ = _bulk(_batch(10, _rows(40, 10)), 10)
+        assert crc.where == _decode.partitions(crc.values, 8, 1) != got.where
         BulkPartitionRecords.routed = {}
         assert _bulk(_batch(10, _rows(4, 10)), 10)[0].where is None
     finally:
@@ -198,7 +202,7 @@ def test_a_decoded_topic_s_blocks_carry_their_events_decoded():
         assert joined.columns is None
         assert _bulk(_batch(10, _rows(8, 10)), 10)[0].columns is None  # offset 14: no value
         # Routed: decoded as well, though some accounts belong to other partitions.
-        BulkPartitionRecords.routed = {TP.topic: 8}
+        BulkPartitionRecords.routed = {TP.topic: (8, 0)}
         mixed, _ = _bulk(_batch(10, rows), 10)
         where = list(memoryview(mixed.where).cast("i"))
         assert set(where) - {TP.partition, -1} and mixed.columns is not None

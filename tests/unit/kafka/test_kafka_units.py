@@ -25,6 +25,7 @@ from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 from streams.contract import _decode
 from streams.engine.metrics import Metrics
 from streams.kafka import checkpoint
+from streams.kafka.checkpoint import UnusableCheckpoint
 from streams.kafka.checkpoint_commits import EOS_MAX_PAUSE_S, checkpoint_pause
 from streams.kafka.consumer import BatchConsumer
 from streams.kafka.exchange_commits import EXCHANGE_COMMIT_S, EXCHANGE_WAIT_S
@@ -96,8 +97,10 @@ def test_router_split_takes_the_placement_a_block_carries():
     assert Router(8).split(recs, 3) == want
 
 
-def test_router_split_matches_reading_every_record():
-    """The compiled placement must agree with account_of + partition_for, record by record."""
+@pytest.mark.parametrize("partitioner", ["murmur2", "crc32"])
+def test_router_split_matches_reading_every_record(partitioner: str):
+    """The compiled placement must agree with account_of + partition_for, record by record,
+    under either `[kafka] input_partitioner`."""
     rng = random.Random(7)
     values = [None, b"", b"{broken", b'{"account_id": 42}', b'{"account_id":"a\\"b"}']
     for i in range(3000):
@@ -106,16 +109,29 @@ def test_router_split_matches_reading_every_record():
         values.append(f'{{"ts":{i},"account_id"{sep}"{acct}","x":"y"}}'.encode())
     recs = _block(values)
     for part in (0, 5):
-        local, foreign = Router(8).split(recs, part)
+        local, foreign = Router(8, partitioner=partitioner).split(recs, part)
         want_local, want_foreign = [], []
         for offset, v in enumerate(values):
             a = account_of(v)
-            if a is None or partition_for(a, 8) == part:
+            if a is None or (owner := partition_for(a, 8, partitioner)) == part:
                 want_local.append(v)
             else:
-                want_foreign.append((partition_for(a, 8), a, v, (), offset))
+                want_foreign.append((owner, a, v, (), offset))
         assert local.values == want_local and foreign == want_foreign
         assert foreign and local
+
+
+def test_a_block_placed_by_crc32_stays_whole_with_a_crc32_router():
+    """Records a librdkafka client keyed by account (CRC-32) stay on the partition they were
+    produced to when the worker is told so, and are forwarded under murmur2."""
+    accounts = [f"acct_{i}".encode() for i in range(400)]
+    values = [b'{"account_id":"%s"}' % a for a in accounts if zlib.crc32(a) % 8 == 6]
+    recs = _block(values)
+    local, foreign = Router(8, partitioner="crc32").split(recs, 6)
+    assert local is recs and foreign == []
+    local, foreign = Router(8).split(recs, 6)
+    assert len(foreign) > len(values) // 2
+    assert Router(8, partitioner="crc32").owner(b"acct_1") == zlib.crc32(b"acct_1") % 8
 
 
 def _h(**kw) -> HealthInputs:
@@ -340,7 +356,7 @@ class FakeBatch(list):
 
 
 def _processor(
-    assignment: set[TP], snapshot_interval_s: float = 0.0
+    assignment: set[TP], snapshot_interval_s: float = 0.0, **kw: Any
 ) -> tuple[Processor, Callable[[], float | None]]:
     metrics = Metrics()
     wm = WorkerMetrics(metrics.registry)
@@ -352,10 +368,60 @@ def _processor(
         in_recovery=False,
     )
     topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots")
+    table = kw.pop("table", None)
+    repartition = kw.pop("repartition", False)
     proc = Processor(
-        app, FakeTable(), topics, 4, FakeEngine, metrics, wm, 60.0, 1000, False, snapshot_interval_s
+        app,
+        FakeTable() if table is None else table,
+        topics,
+        4,
+        FakeEngine,
+        metrics,
+        wm,
+        60.0,
+        1000,
+        repartition,
+        snapshot_interval_s,
+        **kw,
     )
     return proc, lambda: metrics.registry.get_sample_value("vigil_owned_partitions")
+
+
+def test_a_checkpoint_placed_by_another_partitioner_stops_the_worker_in_one_line():
+    """`[kafka] input_partitioner` decides which partition owns an account; a checkpoint
+    written under the other one holds accounts that now belong elsewhere."""
+    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    part = zlib.crc32(b"acct_1") % 4  # where a librdkafka client keyed by account put it
+    table = FakeTable()
+
+    async def scenario() -> None:
+        proc, _ = _processor(assignment, repartition=True, partitioner="crc32", table=table)
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(IN, part), _records(0, 1))
+        assert proc.parts[part].engine.lines and not proc.app.producer.sent  # none forwarded
+        await proc.checkpoint(final=True)
+
+        again, _ = _processor(assignment, repartition=True, partitioner="crc32", table=table)
+        again.on_assigned(assignment)
+        await again.on_batch(TP(IN, part), _records(2))
+        assert len(again.parts[part].engine.lines) == 3  # resumed, two from the journal
+
+        told_otherwise, _ = _processor(assignment, repartition=True, table=table)
+        told_otherwise.on_assigned(assignment)
+        with pytest.raises(UnusableCheckpoint) as err:
+            await told_otherwise.on_batch(TP(IN, part), _records(2))
+        msg = str(err.value)
+        assert "\n" not in msg and "placed by the crc32 partitioner" in msg
+        assert "kafka.input_partitioner is murmur2" in msg and "--discard-unreadable-state" in msg
+
+        emptied, _ = _processor(assignment, repartition=True, table=table, discard_unreadable=True)
+        emptied.on_assigned(assignment)
+        await emptied.on_batch(TP(IN, part), _records(2))
+        assert emptied.wm.state_discarded._value.get() == 1
+        # Opened empty (the batch, read from past the committed offset, waits for a refetch).
+        assert emptied.parts[part].engine.lines == []
+
+    _run(scenario())
 
 
 def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
