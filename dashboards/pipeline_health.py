@@ -75,13 +75,16 @@ def build() -> dict:
         timeseries(
             "Events per second in and out",
             "Records read (in), processed and dead-lettered (out), dropped as duplicates, "
-            "and consumed from Kafka by the workers.",
+            "consumed from Kafka by the workers, and forwarded to the partition that owns "
+            "their account: a producer keyed by account with the partitioner the workers "
+            "are told of ([kafka] input_partitioner) has none forwarded.",
             [
                 target(_sum_rate("vigil_events_read_total"), "read"),
                 target(_sum_rate("vigil_events_processed_total"), "processed"),
                 target(_sum_rate("vigil_events_rejected_total"), "dead-lettered"),
                 target(_sum_rate("vigil_events_duplicate_total"), "duplicates"),
                 target(_sum_rate("vigil_events_consumed_total"), "consumed from Kafka"),
+                target(_sum_rate("vigil_events_repartitioned_total"), "forwarded"),
             ],
             "short",
         ),

@@ -9,6 +9,7 @@ key, or another partitioner are forwarded to the owning partition of the reparti
 
 from __future__ import annotations
 
+import logging
 import zlib
 
 import numpy as np
@@ -19,9 +20,16 @@ from streams.contract import _decode
 from streams.contract.reference import Reject, decode_event
 from streams.kafka.fetch import Block, all_here
 
+log = logging.getLogger(__name__)
+
 # A record for another partition: that partition, its account, raw value, headers and
 # input offset.
 Forward = tuple[int, bytes, bytes, tuple, int]
+# Forwarded records looked at before the worker says whether its producers use the other
+# partitioner (OtherPartitioner), and the share of them that must fit it.
+HINT_SAMPLE = 1_000
+HINT_SHARE = 0.9
+HINT_PER_BLOCK = 256  # a worker working off a backlog reads Blocks of up to 10,000
 
 
 # Each partitioner by its config name, and the code `_decode.partitions` knows it by.
@@ -56,6 +64,7 @@ class Router:
         self.max_line_bytes = max_line_bytes
         self._cache: dict[bytes, int] = {}
         self._limit = cache_limit
+        self.hint = OtherPartitioner(partitions, partitioner)
 
     def owner(self, account: bytes) -> int:
         p = self._cache.get(account)
@@ -102,9 +111,46 @@ class Router:
                     continue
             moved.append(i)
             foreign.append((w, account, values[i], headers[i], offsets[i]))  # type: ignore[arg-type]
+        if not self.hint.done:
+            some = moved[:HINT_PER_BLOCK]
+            self.hint.observe(partition, [block.keys[i] for i in some], foreign[: len(some)])
         stay = np.ones(len(block), bool)
         stay[moved] = False
         return block.take(np.flatnonzero(stay).tolist()), foreign
+
+
+class OtherPartitioner:
+    """Notices a producer that keys records by account_id and places them by the other
+    partitioner: every one of its records is forwarded, read twice and written once more,
+    where telling the worker (`[kafka] input_partitioner`) would leave them where they
+    are. Says so once, in a warning, after HINT_SAMPLE forwarded records, when most of
+    them fit; the forwarding itself loses nothing either way."""
+
+    def __init__(self, partitions: int, partitioner: str) -> None:
+        self.partitions = partitions
+        self.other = "crc32" if partitioner == "murmur2" else "murmur2"
+        self.seen = self.fits = 0
+        self.done = False
+
+    def observe(self, partition: int, keys: list, forwards: list[Forward]) -> None:
+        for key, (_, account, *_) in zip(keys, forwards, strict=True):
+            self.seen += 1
+            if key == account and partition_for(account, self.partitions, self.other) == partition:
+                self.fits += 1
+        if self.seen < HINT_SAMPLE:
+            return
+        self.done = True
+        if self.fits >= HINT_SHARE * self.seen:
+            log.warning(
+                "%d of %d forwarded events were keyed by their account_id and placed as the "
+                '%s partitioner places them: set [kafka] input_partitioner = "%s" on every '
+                "worker of the group to read them where they are (docs/kafka.md, Topics and "
+                "records)",
+                self.fits,
+                self.seen,
+                self.other,
+                self.other,
+            )
 
 
 def account_of(value: bytes | None) -> bytes | None:

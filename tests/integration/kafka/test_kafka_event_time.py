@@ -231,6 +231,9 @@ def test_any_partitioner_loses_nothing_to_too_late(kafka_env, corpus, producer, 
         assert forwarded <= PARTITIONS
     else:
         assert forwarded > len(corpus["lines"]) / 2
+    # Forwarding kcat's default placement, the worker names the setting that keeps it.
+    hint = 'input_partitioner = "crc32"' in worker.log()
+    assert hint == (producer == "kcat-default"), worker.log()[-3000:]
 
 
 def test_exactly_once_commits_slower_than_the_idle_timeout_lose_nothing(kafka_env, corpus, figures):

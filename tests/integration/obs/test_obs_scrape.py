@@ -44,6 +44,7 @@ WORKER_ONLY = (
     "vigil_rebalances_total",
     "vigil_recovery_in_progress",
     "vigil_events_consumed_total",
+    "vigil_events_repartitioned_total",
     "vigil_owned_partitions",
 )
 # Exported by the console (backlog, requests) or the store sink, not by either runner.

@@ -134,6 +134,40 @@ def test_a_block_placed_by_crc32_stays_whole_with_a_crc32_router():
     assert Router(8, partitioner="crc32").owner(b"acct_1") == zlib.crc32(b"acct_1") % 8
 
 
+@pytest.mark.parametrize(
+    ("partitioner", "keyed", "said"),
+    [("murmur2", True, "crc32"), ("crc32", True, "murmur2"), ("murmur2", False, None)],
+)
+def test_a_producer_placing_by_the_other_partitioner_is_named_once(
+    caplog, partitioner: str, keyed: bool, said: str | None
+):
+    """Records keyed by account and placed by the partitioner the worker was not told of
+    are all forwarded; the worker says which setting would keep them, once. Unkeyed
+    records (placed at random) fit neither, and nothing is said."""
+    other = "crc32" if partitioner == "murmur2" else "murmur2"
+    router = Router(8, partitioner=partitioner)
+    accounts = [f"acct_{i}".encode() for i in range(2_000)]
+    by_part: dict[int, list[bytes]] = {}
+    for i, a in enumerate(accounts):
+        by_part.setdefault(partition_for(a, 8, other) if keyed else i % 8, []).append(a)
+    with caplog.at_level(logging.WARNING, logger="streams.kafka.routing"):
+        for _ in range(2):  # a Block gives 256 records to the sample
+            for part, accts in by_part.items():
+                values = [b'{"account_id":"%s"}' % a for a in accts]
+                block = Block(
+                    list(range(len(values))),
+                    list(accts) if keyed else [None] * len(accts),
+                    values,
+                    [()] * len(values),
+                )
+                router.split(block, part)
+    said_lines = [r.getMessage() for r in caplog.records if "input_partitioner" in r.getMessage()]
+    if said is None:
+        assert said_lines == [] and router.hint.done
+    else:
+        assert len(said_lines) == 1 and f'input_partitioner = "{said}"' in said_lines[0]
+
+
 def _h(**kw) -> HealthInputs:
     base = dict(
         now=1000.0,
