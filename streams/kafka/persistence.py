@@ -316,7 +316,8 @@ def _check_placement(placed_by: str, router: Router | None) -> None:
     if router is not None and placed_by != router.partitioner:
         raise ValueError(
             f"its accounts were placed by the {placed_by} partitioner, and "
-            f"kafka.input_partitioner is {router.partitioner}"
+            f"kafka.input_partitioner is {router.partitioner}; set it back to {placed_by} "
+            "to resume from it"
         )
 
 
