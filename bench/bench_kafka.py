@@ -336,7 +336,7 @@ def main() -> None:
 
         first = "at_least_once" if args.guarantee == "both" else args.guarantee
         told = args.input_partitioner
-        cfg = write_config(scratch / "a.toml", bootstrap, tag + "a", first, "", told)
+        cfg = write_config(scratch / "a.toml", bootstrap, tag + "a", first, input_partitioner=told)
         create_topics(cfg)
         place = PARTITIONERS[args.partitioner]
         asyncio.run(fill(bootstrap, f"{tag}a-usage", lines, partitioner=place))
@@ -368,7 +368,12 @@ def main() -> None:
                 name, (extra, guarantee) = names[i], variants[names[i]]
                 group = f"r{r}v{i}"
                 cfg_v = write_config(
-                    scratch / f"{group}.toml", bootstrap, tag + "a", guarantee, group, told
+                    scratch / f"{group}.toml",
+                    bootstrap,
+                    tag + "a",
+                    guarantee,
+                    group,
+                    input_partitioner=told,
                 )
                 rate, taken_in, rss = worker_rate(cfg_v, scratch / f"worker-{group}", n, extra)
                 rates[name].append(rate)
@@ -377,7 +382,9 @@ def main() -> None:
         bare_med = statistics.median(bare)
         vig = statistics.median(rates[names[0]])
 
-        cfg_b = write_config(scratch / "b.toml", bootstrap, tag + "b", first, "", told)
+        cfg_b = write_config(
+            scratch / "b.toml", bootstrap, tag + "b", first, input_partitioner=told
+        )
         create_topics(cfg_b)
         proc, _ = start_worker(cfg_b, scratch / "worker-b")
         try:
