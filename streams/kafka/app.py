@@ -266,6 +266,7 @@ def build_worker(
         # The repartition topic's events are decoded there too: with kcat's default
         # partitioner seven in eight come through it.
         {t: config.engine.max_line_bytes for t in (topics.input, topics.repartition)},
+        frozenset({topics.repartition}),
     )
     consumer.batch_handler = processor.on_batch
     processor.group_lease = consumer.group_lease

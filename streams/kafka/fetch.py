@@ -46,6 +46,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from streams.contract import _decode
 from streams.contract.events import take_columns
 from streams.kafka import _records
+from streams.kafka.bundles import unpack_rows
 from streams.kafka.internals import (
     PartitionRecordsHooks,
     RawMemoryRecords,
@@ -95,6 +96,10 @@ class Block:
     # limit they were decoded under, and the columns `_decode.decode` gave. None: not
     # decoded there, or the rows changed since.
     columns: tuple[int, tuple] | None = None
+    # Repartition Blocks, once their bundles are unpacked (`unbundled`): per record, the
+    # source partition and input offset it was forwarded from (-1, -1: not forwarded, a
+    # mark). None: not unpacked.
+    origins: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -108,7 +113,8 @@ class Block:
         rows = self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:]
         where = self.where[4 * i :] if self.where is not None else None
         columns = self.columns if i == 0 else None
-        return Block(*rows, bad, self.fetched_from, self.until, where, columns)
+        origins = self.origins and (self.origins[0][i:], self.origins[1][i:])
+        return Block(*rows, bad, self.fetched_from, self.until, where, columns, origins)
 
     def columns_for(self, max_line_bytes: int) -> tuple | None:
         """The decoded columns of `values`, if decoded under this line limit."""
@@ -120,6 +126,10 @@ class Block:
         columns = None
         if self.columns is not None:  # the rows' share of what the consumer thread decoded
             columns = (self.columns[0], take_columns(self.columns[1], rows))
+        origins = None
+        if self.origins is not None:
+            at = np.asarray(rows, np.intp)
+            origins = (self.origins[0][at], self.origins[1][at])
         return Block(
             [self.offsets[i] for i in rows],
             [self.keys[i] for i in rows],
@@ -129,6 +139,7 @@ class Block:
             self.fetched_from,
             self.until,
             columns=columns,
+            origins=origins,
         )
 
     @classmethod
@@ -156,6 +167,15 @@ class Block:
         self.headers.append(tuple(record.headers) if record.headers else _NO_HEADERS)
 
     def extend(self, other: Block) -> None:
+        if self.origins is not None or other.origins is not None:
+            # Unpacked and packed rows are never mixed: the origins cover every row.
+            if self.origins is None:
+                self._become(self.unbundled())
+            other = other.unbundled()
+            self.origins = (
+                np.concatenate([self.origins[0], other.origins[0]]),  # type: ignore[index]
+                np.concatenate([self.origins[1], other.origins[1]]),  # type: ignore[index]
+            )
         self.where = self.columns = None
         if self.fetched_from < 0 and not self.offsets and not self.corrupt:
             self.fetched_from = other.fetched_from
@@ -165,6 +185,26 @@ class Block:
         self.values.extend(other.values)
         self.headers.extend(other.headers)
         self.corrupt.extend(other.corrupt)
+
+    def unbundled(self) -> Block:
+        """This repartition Block with each bundle's events as records of their own
+        (bundles.py), all at the bundle's offset, and `origins` set; itself once done.
+        Records forwarded one by one, by workers before bundles, name their origin in a
+        header; marks and anything unreadable have none."""
+        if self.origins is not None:
+            return self
+        rows, sources, read_at = unpack_rows(self.offsets, self.keys, self.values, self.headers)
+        origins = (np.array(sources, np.int64), np.array(read_at, np.int64))
+        if rows is None:  # no bundle: the rows as they are
+            return Block(
+                self.offsets, self.keys, self.values, self.headers, self.corrupt,
+                self.fetched_from, self.until, self.where, self.columns, origins,
+            )  # fmt: skip
+        return Block(*rows, self.corrupt, self.fetched_from, self.until, origins=origins)
+
+    def _become(self, other: Block) -> None:
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            setattr(self, name, getattr(other, name))
 
     def end_offset(self) -> int:
         """The offset after everything this Block covers, records and bad batches (-1 when
@@ -182,6 +222,8 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     # Topic -> the engines' line limit: Blocks of these carry `columns` when every record
     # stays on its partition (`decode_here`).
     decoded: ClassVar[dict[str, int]] = {}
+    # Topics whose Blocks have their bundles unpacked (bundles.py): the repartition topic.
+    bundled: ClassVar[frozenset[str]] = frozenset()
 
     # (Block or None, the position after it) when `prepare` read the fetch ahead.
     ahead: tuple[Block | None, int] | None = None
@@ -228,6 +270,8 @@ class BulkPartitionRecords(PartitionRecordsHooks):
             except errors.CorruptRecordException as exc:
                 block.corrupt.append(self.skip_bad_batch(raw, exc))
         block.until = self.next_fetch_offset
+        if self.tp.topic in self.bundled:
+            block = block.unbundled()
         placed = self.routed.get(self.tp.topic)
         if placed and block.values:
             block.where = _decode.partitions(block.values, *placed)
@@ -342,16 +386,19 @@ def install(
     topics: frozenset[str],
     routed: dict[str, tuple[int, int]] | None = None,
     decoded: dict[str, int] | None = None,
+    bundled: frozenset[str] = frozenset(),
 ) -> None:
     """Fetches of `topics` come back as Blocks from here on, in this process, and every
     aiokafka connection opened after this reads with READER_LIMIT. Blocks of the `routed`
     topics (topic -> partitions, and the code routing.PARTITIONERS gives the partitioner)
     say where each record's account belongs; those of the `decoded` topics (topic -> line
-    limit) carry their events decoded."""
+    limit) carry their events decoded, and those of the `bundled` topics carry each
+    bundle's events as records of their own."""
     raise_reader_limit(READER_LIMIT)
     BulkPartitionRecords.topics = BulkPartitionRecords.topics | topics
     BulkPartitionRecords.routed = {**BulkPartitionRecords.routed, **(routed or {})}
     BulkPartitionRecords.decoded = {**BulkPartitionRecords.decoded, **(decoded or {})}
+    BulkPartitionRecords.bundled = BulkPartitionRecords.bundled | bundled
     install_partition_records(BulkPartitionRecords)
 
 

@@ -22,14 +22,15 @@ import asyncio
 import logging
 from typing import Any
 
+import numpy as np
 import orjson
 from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots
+from streams.kafka.bundles import BUNDLE_HEADER, pack
 from streams.kafka.fetch import Block
-from streams.kafka.forwards import from_headers
 from streams.kafka.internals import aiokafka_producer
-from streams.kafka.routing import Forward, Router, partition_for
+from streams.kafka.routing import Forwards, Router, partition_for
 from streams.kafka.transactions import Transactions, fallback_partition
 
 log = logging.getLogger(__name__)
@@ -171,19 +172,27 @@ class Outputs:
             bad.raw, CORRUPT_REASON, detail, tp, [("vigil-source-offset", b"%d" % bad.offset)]
         )
 
-    async def _forward(self, foreign: list[Forward], source: int) -> None:
+    async def _forward(self, foreign: Forwards, source: int) -> None:
         """Sends the records of another partition's accounts to it, through the repartition
-        topic, in record batches: a producer's `send` per record, and the future it makes,
-        cost more than the engine's work on the event (docs/kafka.md, "Forwarding in
-        batches"). Under exactly_once they join `source`'s transaction, which exchange
-        commits publish (forwards.py makes copies harmless)."""
+        topic, as a few bundles per partition (bundles.py) sent in record batches: a
+        producer's `send` per event, and the future it makes, cost more than the engine's
+        work on the event, and a record per event in a batch still cost most of the
+        forwarding (docs/kafka.md, "Forwarding in batches" and "in bundles"). Under
+        exactly_once they join `source`'s transaction, which exchange commits publish
+        (forwards.py makes copies harmless)."""
         if not foreign:
             return
+        owners = np.asarray(foreign.owners)
+        order = np.argsort(owners, kind="stable")
+        cuts = np.flatnonzero(np.diff(owners[order])) + 1
+        values, offsets = foreign.values, foreign.offsets
         by_owner: dict[int, list[tuple]] = {}
-        # Where each was read: its engine applies it once (forwards.py).
-        tags = from_headers(source, [f[4] for f in foreign])
-        for (owner, account, value, headers, _), tag in zip(foreign, tags, strict=True):
-            by_owner.setdefault(owner, []).append((account, value, [*headers, tag]))
+        for rows in np.split(order, cuts):
+            at = rows.tolist()
+            bundles = pack(source, [offsets[i] for i in at], [values[i] for i in at])
+            by_owner[int(owners[at[0]])] = [
+                (None, value, [(BUNDLE_HEADER, header)]) for value, header in bundles
+            ]
         tid = self.txn.id_for(source) if self.txn is not None else None
         async with aiokafka_producer(self.app.producer, tid) as producer:
             self.pending += await send_grouped(producer, self.topics.repartition, by_owner)
@@ -195,7 +204,11 @@ class Outputs:
     async def _audit(self, tp: TP, records: Block) -> None:
         if not self.topics.audit:
             return
-        body = {"topic": tp.topic, "partition": tp.partition, "offsets": records.offsets}
+        body: dict = {"topic": tp.topic, "partition": tp.partition, "offsets": records.offsets}
+        if records.origins is not None:
+            # Forwarded events share their bundle's offset: each is named by where its
+            # source read it, [partition, offset] ([-1, -1] for one forwarded by no source).
+            body["origins"] = np.column_stack(records.origins).tolist()
         await self._send(self.topics.audit, None, orjson.dumps(body), source=tp.partition)
 
     async def _send_snapshots(self, partitions: set[int] | None = None) -> None:

@@ -197,13 +197,16 @@ class Processor(Persistence):
             if tp.topic == self.topics.campaign:  # not events: no decoding, time or audit
                 await self._on_campaign(part, tp, kept)
             elif kept:
-                local, marks, foreign = kept, [], []
+                local, marks, undecoded = kept, [], []
                 if self.router is not None and tp.topic == self.topics.input:
                     local, foreign = self.router.split(kept, tp.partition)
                     await self._forward(foreign, tp.partition)
-                elif self.event_time is not None and tp.topic == self.topics.repartition:
-                    local, marks = split_marks(kept)
-                if tp.topic == self.topics.repartition:  # forwarded again by a restored source
+                    undecoded = foreign.values
+                elif tp.topic == self.topics.repartition:
+                    local = kept.unbundled()  # done in the consumer thread when it could be
+                    if self.event_time is not None:
+                        local, marks = split_marks(local)
+                    # Forwarded again by a restored source.
                     local, again = fresh(local, part.forwards)
                     self.wm.events_skipped.inc(again)
                 newest = -math.inf
@@ -213,7 +216,6 @@ class Processor(Persistence):
                         part.read_time = part.engine.median_read
                     await self._audit(tp, local)
                 if self.event_time is not None:
-                    undecoded = [f[2] for f in foreign]
                     await self._advance_time(part, tp, newest, undecoded, marks, kept)
             if part.desk is not None and tp.topic != self.topics.campaign:
                 await self._complete_held(part)

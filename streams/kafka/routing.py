@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -22,9 +23,20 @@ from streams.kafka.fetch import Block, all_here
 
 log = logging.getLogger(__name__)
 
-# A record for another partition: that partition, its account, raw value, headers and
-# input offset.
-Forward = tuple[int, bytes, bytes, tuple, int]
+
+@dataclass(slots=True)
+class Forwards:
+    """The records of a Block for other partitions, in order: each one's owning partition,
+    raw value and input offset."""
+
+    owners: list[int]
+    values: list[bytes]
+    offsets: list[int]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
 # Forwarded records looked at before the worker says whether its producers use the other
 # partitioner (OtherPartitioner), and the share of them that must fit it.
 HINT_SAMPLE = 1_000
@@ -75,23 +87,21 @@ class Router:
             self._cache[account] = p
         return p
 
-    def split(self, block: Block, partition: int) -> tuple[Block, list[Forward]]:
-        """Records that belong here, and (owner, account, value, headers, offset) of those
-        that do not.
+    def split(self, block: Block, partition: int) -> tuple[Block, Forwards]:
+        """Records that belong here, and those that do not.
 
         Anything whose account cannot be read, or longer than `max_line_bytes`, stays
         here, so the engine dead-letters it.
-        The compiled decoder places the plain records by their top-level account_id and
-        gives that account's bytes, the forwarded record's key; only the others (escapes,
-        a repeated account_id, odd JSON) are parsed here. A full parse of each forwarded
-        record, for its key alone, cost a tenth of the main thread when most records were
+        The compiled decoder places the plain records by their top-level account_id; only
+        the others (escapes, a repeated account_id, odd JSON) are parsed here. A full parse
+        of each forwarded record cost a tenth of the main thread when most records were
         forwarded (docs/kafka.md, "Forwarding without a parse").
         """
         found = block.where  # worked out in the consumer thread (fetch.py), when it could
         if found is None or len(found) != 4 * len(block):
             found = _decode.partitions(block.values, self.partitions, self.hash)
         if all_here(found, partition):
-            return block, []
+            return block, Forwards([], [], [])
         where = np.frombuffer(found, np.int32)
         # -1: no value, stays; -2: placed below, after a parse.
         rows = np.flatnonzero((where != partition) & (where != -1)).tolist()
@@ -100,23 +110,31 @@ class Router:
             limit = self.max_line_bytes
             rows = [i for i in rows if len(values[i]) <= limit]  # type: ignore[arg-type]
         owners = where[rows].tolist()
-        keys = _decode.accounts(values, rows)
-        headers, offsets = block.headers, block.offsets
-        moved: list[int] = []
-        foreign: list[Forward] = []
-        for i, w, account in zip(rows, owners, keys, strict=True):
-            if account is None:  # -2
+        if -2 in owners:
+            rows, owners = self._parsed(values, rows, owners, partition)
+        if not self.hint.done:
+            some = rows[:HINT_PER_BLOCK]
+            self.hint.observe(partition, [block.keys[i] for i in some], accounts(values, some))
+        stay = np.ones(len(block), bool)
+        stay[rows] = False
+        offsets = block.offsets
+        foreign = Forwards(owners, [values[i] for i in rows], [offsets[i] for i in rows])  # type: ignore[misc]
+        return block.take(np.flatnonzero(stay).tolist()), foreign
+
+    def _parsed(
+        self, values: list, rows: list[int], owners: list[int], partition: int
+    ) -> tuple[list[int], list[int]]:
+        """`rows` and `owners` with the records the compiled decoder could not place (-2)
+        placed by a full parse, or left here when it finds no account of another's."""
+        kept_rows, kept_owners = [], []
+        for i, w in zip(rows, owners, strict=True):
+            if w == -2:
                 account = account_of(values[i])
                 if account is None or (w := self.owner(account)) == partition:
                     continue
-            moved.append(i)
-            foreign.append((w, account, values[i], headers[i], offsets[i]))  # type: ignore[arg-type]
-        if not self.hint.done:
-            some = moved[:HINT_PER_BLOCK]
-            self.hint.observe(partition, [block.keys[i] for i in some], foreign[: len(some)])
-        stay = np.ones(len(block), bool)
-        stay[moved] = False
-        return block.take(np.flatnonzero(stay).tolist()), foreign
+            kept_rows.append(i)
+            kept_owners.append(w)
+        return kept_rows, kept_owners
 
 
 class OtherPartitioner:
@@ -132,10 +150,14 @@ class OtherPartitioner:
         self.seen = self.fits = 0
         self.done = False
 
-    def observe(self, partition: int, keys: list, forwards: list[Forward]) -> None:
-        for key, (_, account, *_) in zip(keys, forwards, strict=True):
+    def observe(self, partition: int, keys: list, accounts: list) -> None:
+        for key, account in zip(keys, accounts, strict=True):
             self.seen += 1
-            if key == account and partition_for(account, self.partitions, self.other) == partition:
+            if (
+                account is not None
+                and key == account
+                and partition_for(account, self.partitions, self.other) == partition
+            ):
                 self.fits += 1
         if self.seen < HINT_SAMPLE:
             return
@@ -151,6 +173,12 @@ class OtherPartitioner:
                 self.other,
                 self.other,
             )
+
+
+def accounts(values: list, rows: list[int]) -> list[bytes | None]:
+    """The top-level account_id of each of `values[rows]`, as `account_of` reads it."""
+    found = _decode.accounts(values, rows)
+    return [a if a is not None else account_of(values[i]) for i, a in zip(rows, found, strict=True)]
 
 
 def account_of(value: bytes | None) -> bytes | None:

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from streams.contract import _decode
 from streams.contract.events import FLOAT_COLUMNS, column_arrays
 from streams.kafka.fetch import Block
@@ -53,7 +55,11 @@ def decode_mark(headers: Iterable[tuple[str, bytes]]) -> tuple[int, float] | Non
 
 def split_marks(block: Block) -> tuple[Block, list[tuple[int, float]]]:
     """The events of a repartition block, and the (source, time) marks among them."""
-    empty = [i for i, v in enumerate(block.values) if v == b""]
+    values = block.values
+    if block.origins is not None:  # a mark is no forwarded event: look at those alone
+        empty = [i for i in np.flatnonzero(block.origins[0] < 0).tolist() if values[i] == b""]
+    else:
+        empty = [i for i, v in enumerate(values) if v == b""]
     if not empty:
         return block, []
     marks: list[tuple[int, float]] = []
@@ -65,7 +71,9 @@ def split_marks(block: Block) -> tuple[Block, list[tuple[int, float]]]:
             drop.add(i)
     if not drop:
         return block, marks
-    return block.take([i for i in range(len(block)) if i not in drop]), marks
+    keep = np.ones(len(block), bool)
+    keep[list(drop)] = False
+    return block.take(np.flatnonzero(keep).tolist()), marks
 
 
 def newest_event_time(

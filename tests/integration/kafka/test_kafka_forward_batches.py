@@ -13,7 +13,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.kafka.forwards import from_header
+from streams.kafka.bundles import from_header
 from streams.kafka.outputs import send_batches, send_keyed
 
 BATCH_BYTES = 4096  # small, so that the records below need several batches

@@ -85,6 +85,7 @@ class Soak:
         self.audit = Tail(env.bootstrap, env.topic("audit"), committed_only)
         self.dead_tail = Tail(env.bootstrap, env.topic("dead"), committed_only)
         self.sources = [Tail(env.bootstrap, env.topic(k)) for k in ("input", "repartition")]
+        self.input = env.topic("input")
         self.values: dict[tuple[str, int, int], bytes] = {}
         self.unresolved: list[tuple[str, int, int]] = []
         self.seen: Counter[bytes] = Counter()
@@ -107,9 +108,7 @@ class Soak:
     def _refresh(self) -> None:
         # Audit first: every offset it names is then in the sources' reads that follow.
         refs = self.unresolved + [
-            (body["topic"], body["partition"], off)
-            for body in (orjson.loads(r.value) for r in self.audit.new())
-            for off in body["offsets"]
+            ref for r in self.audit.new() for ref in _refs(orjson.loads(r.value), self.input)
         ]
         for tail in self.sources:
             for r in tail.new():
@@ -192,6 +191,19 @@ class Soak:
     def close(self) -> None:
         for tail in (self.audit, self.dead_tail, *self.sources):
             tail.close()
+
+
+def _refs(body: dict, input_topic: str) -> list[tuple[str, int, int]]:
+    """Where each event of an audited batch was produced: a forwarded event (one bundle's
+    events share its repartition offset) by the input partition and offset its source
+    read it at."""
+    here = [(body["topic"], body["partition"], off) for off in body["offsets"]]
+    if "origins" not in body:
+        return here
+    return [
+        (input_topic, source, at) if source >= 0 else ref
+        for ref, (source, at) in zip(here, body["origins"], strict=True)
+    ]
 
 
 def _why(reasons: dict[str, int]) -> str:

@@ -11,10 +11,11 @@ from types import SimpleNamespace
 import pytest
 from faust.types import TP
 
-from streams.kafka import checkpoint, forwards
+from streams.kafka import checkpoint
+from streams.kafka.bundles import BUNDLE_HEADER, from_header, pack
 from streams.kafka.exchange_commits import EXCHANGE_WAIT_S
 from streams.kafka.fetch import Block
-from streams.kafka.forwards import FROM_HEADER, fresh, from_header, origin
+from streams.kafka.forwards import fresh
 from streams.kafka.processor import Topics
 from tests.unit.kafka.test_kafka_units import IN, REP, _processor, _records, _run
 
@@ -117,43 +118,74 @@ def test_under_at_least_once_nothing_is_held():
 # -- forwarded events -------------------------------------------------------------------
 
 
+def _value(offset: int) -> bytes:
+    return b'{"account_id": "acct_%d"}' % offset
+
+
 def _forwards(first: int, *origins: tuple[int, int]) -> Block:
+    """Events forwarded one record each, as workers before bundles sent them."""
     n = len(origins)
     headers = [(("k", b"v"), from_header(s, o)) for s, o in origins]
-    values = [b'{"account_id": "acct_%d"}' % o for _, o in origins]
+    values = [_value(o) for _, o in origins]
     return Block(list(range(first, first + n)), [None] * n, values, headers)
 
 
-def test_a_forward_names_where_it_was_read_and_the_last_such_header_counts():
-    assert origin([from_header(3, 17)]) == (3, 17)
-    # A producer may have set the header itself; the worker's own comes last.
-    assert origin([(FROM_HEADER, b"9 9"), ("x", b""), from_header(2, 5)]) == (2, 5)
-    assert origin([(FROM_HEADER, b"garbage")]) is None
-    assert origin([("x", b"1 2")]) is None
+def _bundled(first: int, origins: list[tuple[int, int]], limit: int = 1 << 20) -> Block:
+    """The same events in bundles: one per run of a source, each at most `limit` bytes."""
+    records: list[tuple[bytes, tuple]] = []
+    i = 0
+    while i < len(origins):
+        j = i
+        while j < len(origins) and origins[j][0] == origins[i][0]:
+            j += 1
+        at = [o for _, o in origins[i:j]]
+        for value, header in pack(origins[i][0], at, [_value(o) for o in at], limit):
+            records.append((value, ((BUNDLE_HEADER, header),)))
+        i = j
+    n = len(records)
+    return Block(
+        list(range(first, first + n)), [None] * n, [r[0] for r in records], [r[1] for r in records]
+    )
+
+
+def _oracle(origins: list[tuple[int, int]], applied: dict[int, int]) -> list[int]:
+    """Which events to keep, one at a time: each source's offsets must only go up."""
+    keep = []
+    for i, (source, offset) in enumerate(origins):
+        if offset >= applied.get(source, -1):
+            applied[source] = offset + 1
+            keep.append(i)
+    return keep
 
 
 def test_copies_of_forwards_are_dropped_per_source_in_order():
     applied: dict[int, int] = {}
-    kept, again = fresh(_forwards(0, (0, 10), (1, 4), (0, 11)), applied)
+    kept, again = fresh(_bundled(0, [(0, 10), (1, 4), (0, 11)]), applied)
     assert len(kept) == 3 and again == 0 and applied == {0: 12, 1: 5}
-    # Source 0 restored from a checkpoint at offset 10 forwards 10 and 11 again, then 12;
-    # a record without the header (from an older worker) is kept.
-    block = _forwards(3, (0, 10), (0, 11), (0, 12), (1, 5))
+    # Source 0 restored from a checkpoint at offset 10 forwards 10 and 11 again, then 12,
+    # bundled otherwise than the first time; a mark (no origin) is kept.
+    block = _bundled(3, [(0, 10), (0, 11), (0, 12), (1, 5)], limit=1)
     block.headers.append(())
-    block.offsets.append(7)
+    block.offsets.append(9)
     block.keys.append(None)
-    block.values.append(b"{}")
+    block.values.append(b"")
     kept, again = fresh(block, applied)
-    assert again == 2 and kept.offsets == [5, 6, 7]
-    assert applied == {0: 13, 1: 6}
+    assert again == 2 and kept.values == [_value(12), _value(5), b""]
+    assert kept.offsets == [5, 6, 9] and applied == {0: 13, 1: 6}
 
 
-def test_forwards_read_at_once_keep_what_reading_them_one_by_one_keeps():
-    """`fresh` reads a Block's headers at once when each ends with the worker's own: it
-    must keep the same records and leave `applied` as reading them one by one does, for
-    copies, restarts, interleaved sources and offsets below what was applied."""
+def test_forwards_one_record_each_from_before_bundles_are_still_applied_once():
+    # What an older worker left in the topic when the group was upgraded.
+    applied: dict[int, int] = {0: 11}
+    kept, again = fresh(_forwards(0, (0, 10), (1, 4), (0, 11)), applied)
+    assert again == 1 and kept.offsets == [1, 2] and applied == {0: 12, 1: 5}
+
+
+def test_fresh_keeps_what_judging_each_event_alone_keeps():
+    """For copies, restarts, interleaved sources and offsets below what was applied, in
+    bundles of any size, `fresh` keeps the events a one-at-a-time reading keeps and leaves
+    `applied` where it does."""
     rng = random.Random(23)
-    fast_blocks = 0
     for trial in range(400):
         origins = []
         next_of = {s: rng.randrange(0, 50) for s in range(4)}
@@ -163,17 +195,13 @@ def test_forwards_read_at_once_keep_what_reading_them_one_by_one_keeps():
                 next_of[s] = max(0, next_of[s] - rng.randrange(1, 10))
             origins.append((s, next_of[s]))
             next_of[s] += rng.randrange(1, 3)
-        block = _forwards(0, *origins)
-        if rng.random() < 0.1:  # an odd header: every record is read one by one
-            block.headers[rng.randrange(len(block))] = ((FROM_HEADER, b"x"),)
+        block = _bundled(0, origins, limit=rng.choice([1, 60, 200, 1 << 20]))
         start = {s: rng.randrange(-1, 40) for s in range(4) if rng.random() < 0.7}
-        fast_blocks += forwards._origins(block.headers) is not None
         applied, reference = dict(start), dict(start)
         kept, again = fresh(block, applied)
-        want = forwards._fresh_rows_one_by_one(block, reference)
-        assert [block.offsets[i] for i in want] == kept.offsets, trial
-        assert again == len(block) - len(want) and applied == reference, trial
-    assert fast_blocks > 300
+        want = _oracle(origins, reference)
+        assert kept.values == [_value(origins[i][1]) for i in want], trial
+        assert again == len(origins) - len(want) and applied == reference, trial
 
 
 def test_the_engine_applies_a_forward_once_across_its_checkpoint():
@@ -182,7 +210,7 @@ def test_the_engine_applies_a_forward_once_across_its_checkpoint():
 
     async def scenario() -> None:
         proc.on_assigned(assignment)
-        await proc.on_batch(TP(REP, 1), _forwards(0, (0, 100), (0, 101)))
+        await proc.on_batch(TP(REP, 1), _bundled(0, [(0, 100), (0, 101)]))
         assert len(proc.parts[1].engine.lines) == 2
         await proc.checkpoint()
         restored = checkpoint.read(proc.table, IN, 1)
@@ -192,7 +220,7 @@ def test_the_engine_applies_a_forward_once_across_its_checkpoint():
         await proc.on_revoked({TP(IN, 1), TP(REP, 1)})
         proc.on_assigned(assignment)
         skipped = proc.wm.events_skipped._value.get()
-        await proc.on_batch(TP(REP, 1), _forwards(2, (0, 100), (0, 101), (0, 102)))
+        await proc.on_batch(TP(REP, 1), _bundled(1, [(0, 100), (0, 101), (0, 102)], limit=1))
         part = proc.parts[1]
         assert part.engine.lines[-1] == b'{"account_id": "acct_102"}'
         assert part.forwards == {0: 103} and len(part.engine.lines) == 3
