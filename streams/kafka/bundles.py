@@ -103,12 +103,18 @@ def unpack_rows(
     return (out if found else None), sources, read_at
 
 
-def bundle_header(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
-    """The bundle header of a record's headers, if it has one (the last)."""
-    for key, value in reversed(headers):
-        if key == BUNDLE_HEADER:
+def last_header(headers: Sequence[tuple[str, bytes]], key: str) -> bytes | None:
+    """The value of the last header named `key`: the one the worker added (a producer may
+    have set one too)."""
+    for name, value in reversed(headers):
+        if name == key:
             return value
     return None
+
+
+def bundle_header(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
+    """The bundle header of a record's headers, if it has one."""
+    return last_header(headers, BUNDLE_HEADER)
 
 
 def from_header(source: int, offset: int) -> tuple[str, bytes]:
@@ -117,13 +123,13 @@ def from_header(source: int, offset: int) -> tuple[str, bytes]:
 
 
 def origin(headers: Sequence[tuple[str, bytes]]) -> tuple[int, int] | None:
-    """(source partition, offset) of an event forwarded on its own: the last such header,
-    the one the worker added (a producer may have set one too)."""
-    for key, value in reversed(headers):
-        if key == FROM_HEADER:
-            try:
-                source, offset = value.split()
-                return int(source), int(offset)
-            except (ValueError, TypeError, AttributeError):
-                return None
-    return None
+    """(source partition, offset) of an event forwarded on its own, by its last
+    `FROM_HEADER`."""
+    value = last_header(headers, FROM_HEADER)
+    if value is None:
+        return None
+    try:
+        source, offset = value.split()
+        return int(source), int(offset)
+    except (ValueError, TypeError, AttributeError):
+        return None

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -196,10 +196,7 @@ class Block:
         rows, sources, read_at = unpack_rows(self.offsets, self.keys, self.values, self.headers)
         origins = (np.array(sources, np.int64), np.array(read_at, np.int64))
         if rows is None:  # no bundle: the rows as they are
-            return Block(
-                self.offsets, self.keys, self.values, self.headers, self.corrupt,
-                self.fetched_from, self.until, self.where, self.columns, origins,
-            )  # fmt: skip
+            return replace(self, origins=origins)
         return Block(*rows, self.corrupt, self.fetched_from, self.until, origins=origins)
 
     def _become(self, other: Block) -> None:
