@@ -71,6 +71,8 @@ class VigilApp(AppHooks):
 
     async def on_stop(self) -> None:
         if self.processor is not None:
+            if self.processor.drained is not None:
+                self.processor.drained.close()
             await self.close_sinks()
             try:
                 await asyncio.wait_for(self.processor.checkpoint(final=True), timeout=30)

@@ -167,6 +167,18 @@ class ConsumerHooks(faust_aiokafka.Consumer):
     def log_end(self, tp: TP) -> int | None:
         return self._thread._ensure_consumer().highwater(tp)
 
+    # The group's committed offsets of any partitions, assigned to this worker or not, in
+    # one OffsetFetch: aiokafka's public `committed` asks one partition a request; its
+    # coordinator's `fetch_committed_offsets` takes them all. Asked on the consumer thread,
+    # whose loop the aiokafka consumer runs on.
+    async def committed_offsets(self, tps: list[TP]) -> dict[TP, int | None]:
+        coordinator = self._thread._ensure_consumer()._coordinator
+        found = await self._thread.call_thread(coordinator.fetch_committed_offsets, tps)
+        return {
+            TP(tp.topic, tp.partition): (m.offset if m.offset >= 0 else None)
+            for tp, m in found.items()
+        }
+
     # `_thread`: Faust's consumer thread (ConsumerThreadHooks), whose lease starts with it.
     def group_lease(self) -> GroupLease | None:
         """The consumer thread's GroupLease; None before the consumer starts, when this

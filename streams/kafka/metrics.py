@@ -104,6 +104,20 @@ class WorkerMetrics:
             "event time (the most over this worker's engines)",
             registry=r,
         )
+        self.late_sources = Gauge(
+            "vigil_late_sources",
+            "Input partitions silent for worker.source_idle_s whose records the consumer "
+            "group has not all committed: they still hold back event time, until their "
+            "owner sends them on (the most over this worker's engines)",
+            registry=r,
+        )
+        self.offset_readings = Counter(
+            "vigil_input_offset_readings",
+            "Readings of every input partition's end and committed offsets, taken while a "
+            "source is silent, by outcome (ok, failed: silence alone then decides idleness)",
+            ["outcome"],
+            registry=r,
+        )
         self.input_paused = Gauge(
             "vigil_input_paused_partitions",
             "Input partitions paused because an engine holds more closed windows not yet "

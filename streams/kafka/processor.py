@@ -29,6 +29,7 @@ from faust.types import TP
 from streams.core.config import AT_LEAST_ONCE_FLOW
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.backpressure import Backpressure, source_lead, to_pause
+from streams.kafka.drained import DrainedReader
 from streams.kafka.exchange_commits import EXCHANGE_COMMIT_S
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import fresh
@@ -102,6 +103,7 @@ class Processor(Persistence):
         # whose partition has no events closes windows on the others' marks, so that it
         # passes them in the campaign exchange too.
         self.event_time = event_time
+        self.drained: DrainedReader | None = None  # opened by the first tick
         self.parts: dict[int, PartitionState] = {}
         # Input partitions of the current assignment: set when partitions are assigned,
         # shrunk when they are revoked. Engines open lazily, on a partition's first batch.
@@ -308,7 +310,19 @@ class Processor(Persistence):
             now = time.monotonic()
             owned = [part for p, part in list(self.parts.items()) if p in self.assigned]
             paused = {tp.partition for tp in self.backpressure.paused}
+            # The input offsets, read while a source is silent somewhere: only a drained one
+            # may stop holding the others back (drained.py).
+            if self.drained is None:
+                self.drained = DrainedReader(
+                    self.app.consumer,
+                    self.topics.input,
+                    self.event_time.partitions,
+                    self.wm.offset_readings,
+                )
+            drained = self.drained.poll(any(part.clocks.silent(now) for part in owned))
             for part in owned:
+                if drained is not None:
+                    part.clocks.confirm_drained(drained.asked_at, drained.sources)
                 if part.partition in paused:  # records left: not silent downstream
                     self.event_time.held_back(part.clocks, part.partition, now)
                 await self._send_marks(part, now, force=True)

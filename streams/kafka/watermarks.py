@@ -11,10 +11,13 @@ Here each engine closes windows on the event time that every source has passed: 
 over sources of the newest event time each has read (its *mark*). A source's owner sends its
 mark to every other partition of the repartition topic after the records it forwarded from
 the same batches, so a destination that has a mark has every record it covers as well. A
-source that sends nothing for `source_idle_s` (wall clock: an empty or drained partition, or
-a worker that is gone) stops holding the others back; its mark counts again with its next
-record. Silence counts only while the engine has read its repartition partition through
-(SourceClocks). With every source idle, the newest mark counts.
+source that sends nothing for `source_idle_s` (wall clock: an empty or drained partition)
+stops holding the others back; its mark counts again with its next record. Silence counts
+only while the engine has read its repartition partition through (SourceClocks), and, where
+the worker reads the input partitions' offsets (drained.py), only once the consumer group
+has committed every record the source held: a silent source with records still to read (a
+worker that is gone, one slow to start after a rebalance) is late, not idle, and holds the
+others until its next owner sends them on. With every source idle, the newest mark counts.
 
 Marks are records with an empty value and one header, `vigil-watermark: <source> <time>`.
 """
@@ -101,6 +104,11 @@ def newest_decoded(columns: tuple, max_future_s: float, now: float) -> float:
 # Highwater readings kept while the engine has not read up to them; a stall longer than
 # this many readings (one a second) keeps every other one, which only delays idleness.
 MAX_READINGS = 512
+# A source heard again after this long is the stream coming back (a burst after a quiet
+# spell): what was known of the other sources' offsets before it no longer says that they
+# have nothing new. Longer than a flowing source's gaps (fetch waits of 0.5 s, marks every
+# 0.25 s, the timer's 1 s), so steady traffic never counts as coming back.
+RESUMED_AFTER_S = 2.0
 
 
 @dataclass
@@ -124,6 +132,12 @@ class SourceClocks:
     # None: no readings of the repartition partition are taken, and idleness runs on the
     # caller's clock (EventTime.clocks starts it at the opening).
     read_through: float | None = None
+    # None: nothing is known of the sources' offsets, and silence alone makes a source idle.
+    # Otherwise source -> (end offset, first and last reading that found the group had
+    # committed every record up to it: `confirm_drained`); only such a silent source may
+    # stop holding the others.
+    drained_at: dict[int, tuple[int, float, float]] | None = None
+    resumed: float = -math.inf  # the last time a source was heard after RESUMED_AFTER_S
     _readings: list[tuple[float, int]] = field(default_factory=list)  # (when, highwater)
 
     def advance(self, source: int, ts: float, now: float) -> None:
@@ -138,8 +152,26 @@ class SourceClocks:
             # Costs latency, one timeout, each time a silent source comes back.
             for other in idle:
                 self.heard[other] = now
+        if now - self.heard.get(source, self.opened) >= RESUMED_AFTER_S:
+            self.resumed = now
         self.marks[source] = max(self.marks.get(source, -math.inf), ts)
         self.heard[source] = now
+
+    def confirm_drained(self, asked_at: float, drained: dict[int, int] | None) -> None:
+        """The input offsets read from `asked_at` on: the consumer group had committed every
+        record of the `drained` sources (source -> end offset), so their forwards were all
+        written by then; by the first reading that found the same end, if the one before
+        did. None: the offsets could not be read, and silence alone decides again."""
+        if drained is None:
+            self.drained_at = None
+            return
+        before = self.drained_at or {}
+        now: dict[int, tuple[int, float, float]] = {}
+        for s, end in drained.items():
+            was = before.get(s)
+            first = was[1] if was is not None and was[0] == end else asked_at
+            now[s] = (end, first, asked_at)
+        self.drained_at = now
 
     def exchange_read(self, now: float, position: int, highwater: int) -> None:
         """The engine's repartition partition holds `highwater` records at `now`, and the
@@ -158,12 +190,38 @@ class SourceClocks:
         if len(self._readings) > MAX_READINGS:
             self._readings = self._readings[1::2]
 
-    def idle(self, now: float) -> list[int]:
+    def silent(self, now: float) -> list[int]:
+        """Sources not heard of for `idle_after_s` of what the engine has read."""
         # A source never heard of counts from the engine's opening: after a restart every
         # source gets `idle_after_s` to send its first mark.
         limit = self.idle_after_s
         clock = now if self.read_through is None else min(now, self.read_through)
         return [s for s in range(self.sources) if clock - self.heard.get(s, self.opened) >= limit]
+
+    def idle(self, now: float) -> list[int]:
+        """Silent sources that hold nothing back: with offsets known, only those the group
+        had read to their end after the source was last heard and after the stream last
+        came back, with the engine's repartition partition read through that time.
+
+        Silence alone let an engine that had not heard a source since it opened (a
+        rebalance after that source's last records) close windows on its own partition's
+        burst, and the other source's share of the burst, forwarded a commit later, went
+        to too_late (618 events in one fault soak's 10x burst, exactly_once)."""
+        silent = self.silent(now)
+        if self.drained_at is None or not silent:
+            return silent
+        # A reading counts when it came after the source was last heard and after the stream
+        # last came back, and once the engine has read the repartition partition through the
+        # first reading that found the source's records all committed: its forwards are then
+        # all read. The first, not the last: a partition that stays drained (an empty one)
+        # stays idle while the engine works off a backlog of others' forwards.
+        read = now if self.read_through is None else self.read_through
+        out = []
+        for s in silent:
+            end, first, last = self.drained_at.get(s, (0, math.inf, -math.inf))
+            if last >= max(self.heard.get(s, self.opened), self.resumed) and read >= first:
+                out.append(s)
+        return out
 
     def watermark(self, now: float) -> float:
         idle = set(self.idle(now))
@@ -260,13 +318,16 @@ class EventTime:
         return [(p, headers) for p in range(self.partitions) if p != source]
 
     def report(self, metrics: Any, engines: list[tuple[SourceClocks, Any]], now: float) -> None:
-        """The worker's gauges: idle sources, and how far closing trails the newest event
-        (the most over this worker's engines)."""
-        idle, held = 0, 0.0
+        """The worker's gauges: idle sources, silent ones with records left, and how far
+        closing trails the newest event (the most over this worker's engines)."""
+        idle, late, held = 0, 0, 0.0
         for clocks, engine in engines:
-            idle = max(idle, len(clocks.idle(now)))
+            n = len(clocks.idle(now))
+            idle = max(idle, n)
+            late = max(late, len(clocks.silent(now)) - n)
             mark = clocks.watermark(now)
             if mark > -math.inf:
                 held = max(held, engine.max_ts - mark)
         metrics.idle_sources.set(idle)
+        metrics.late_sources.set(late)
         metrics.event_time_held.set(held)

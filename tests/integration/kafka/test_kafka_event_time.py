@@ -331,6 +331,11 @@ def test_an_idle_source_holds_windows_for_its_timeout_only(kafka_env, figures):
     assert idle_s - 1.0 <= waited <= idle_s + 10.0
     alerts = [orjson.loads(r.value) for r in env.read("alerts", idle_s=2.0)]
     assert {a["account_id"] for a in alerts} == {acct}
+    # Source 1 went idle because its offsets were read and found drained, not on silence
+    # alone after a failed reading (drained.py).
+    assert "could not read the input partitions' offsets" not in worker.log()
+    assert worker.metric_sum('vigil_input_offset_readings_total{outcome="ok"}') >= 1
+    assert worker.metric_sum('vigil_input_offset_readings_total{outcome="failed"}') == 0
 
 
 def test_without_repartitioning_an_empty_partition_holds_nothing(kafka_env, figures):

@@ -716,6 +716,40 @@ def test_log_end_is_aiokafkas_highwater_and_not_fausts_last_stable_offset():
     assert callable(consumer_cls.highwater) and callable(consumer_cls.last_stable_offset)
 
 
+def test_committed_offsets_are_one_coordinator_request_on_the_consumer_thread():
+    """The idle check reads the group's committed offsets of every input partition, this
+    worker's or not (drained.py): aiokafka's coordinator answers a list in one OffsetFetch,
+    -1 meaning no commit, and the request runs on the consumer thread's loop."""
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+    assert _params(GroupCoordinator.fetch_committed_offsets) == ["self", "partitions"]
+    assert _params(mode.threads.QueueServiceThread.call_thread) == ["self", "fun", "args", "kwargs"]
+    assert issubclass(faust_aiokafka.AIOKafkaConsumerThread, mode.threads.QueueServiceThread)
+    assert TopicPartition("t", 1) == TP("t", 1) and hash(TopicPartition("t", 1)) == hash(TP("t", 1))
+    asked: list = []
+
+    async def fetch(partitions):
+        asked.append(list(partitions))
+        return {
+            TopicPartition("t", 0): OffsetAndMetadata(12, ""),
+            TopicPartition("t", 1): OffsetAndMetadata(-1, ""),
+        }
+
+    async def call_thread(fun, *args):
+        asked.append("on the thread")
+        return await fun(*args)
+
+    inner = SimpleNamespace(_coordinator=SimpleNamespace(fetch_committed_offsets=fetch))
+    c = object.__new__(internals.ConsumerHooks)
+    c._thread = SimpleNamespace(_ensure_consumer=lambda: inner, call_thread=call_thread)
+    got = _run(c.committed_offsets([TP("t", 0), TP("t", 1)]))
+    assert got == {TP("t", 0): 12, TP("t", 1): None}
+    assert all(type(tp) is TP for tp in got)
+    assert asked == ["on the thread", [TP("t", 0), TP("t", 1)]]
+    assert "OffsetFetchRequest" in inspect.getsource(GroupCoordinator._do_fetch_commit_offsets)
+
+
 def test_fausts_producer_keeps_its_aiokafka_producers_where_the_batch_path_reads_them():
     """`aiokafka_producer` hands out the aiokafka producer behind Faust's: the plain one
     from `_ensure_producer`, a transaction's from `_transaction_producers`, under the lock

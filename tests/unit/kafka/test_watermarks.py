@@ -121,6 +121,95 @@ def test_a_source_back_from_silence_gives_the_other_silent_ones_their_timeout_ag
     assert c.watermark(31.5) == T0 + 950
 
 
+def test_a_silent_source_with_records_left_is_late_not_idle():
+    """With the input offsets read, silence makes a source idle only once the group has
+    committed all its records, learnt after the source was last heard."""
+    c = SourceClocks(2, idle_after_s=10.0, opened=0.0)
+    c.advance(0, T0 + 3600, 1.0)
+    c.advance(1, T0 + 600, 1.0)
+    c.confirm_drained(5.0, {0: 5})  # source 1 still has records to read
+    assert c.silent(12.0) == [0, 1]
+    assert c.idle(12.0) == [0]
+    assert c.watermark(12.0) == T0 + 600  # held for source 1, however long it is silent
+    assert c.idle(500.0) == [0]
+    c.confirm_drained(600.0, {0: 5, 1: 5})
+    assert c.idle(601.0) == [0, 1]
+    # Source 1 back after a long silence: the stream came back, and no reading from before
+    # it says that the others have nothing new.
+    c.advance(1, T0 + 700, 602.0)
+    assert c.idle(700.0) == []
+    c.confirm_drained(701.0, {0: 5})
+    assert c.idle(701.0) == [0]
+    c.confirm_drained(702.0, None)  # offsets unreadable: silence alone, as before
+    assert c.idle(702.0) == [0, 1]
+
+
+def test_a_drained_source_counts_only_once_its_forwards_are_read():
+    c = SourceClocks(2, idle_after_s=10.0, opened=0.0)
+    c.advance(0, T0 + 3600, 1.0)
+    c.exchange_read(20.0, position=10, highwater=10)
+    c.exchange_read(21.0, position=10, highwater=12)  # 2 records wait from here on
+    c.confirm_drained(21.5, {0: 5, 1: 5})
+    assert c.read_through == 20.0
+    assert c.idle(30.0) == []  # what waits may hold forwards the reading covered
+    c.exchange_read(31.0, position=12, highwater=12)
+    assert c.idle(31.0) == [0, 1]
+
+
+def test_a_partition_that_stays_drained_stays_idle_through_a_backlog():
+    """The engine's reads trail the readings while it works off others' forwards; a source
+    whose end has not moved since a reading it has read through holds nothing back."""
+    c = SourceClocks(2, idle_after_s=10.0, opened=0.0)
+    for t in range(1, 16):
+        c.advance(0, T0 + 3600, float(t))
+    c.exchange_read(15.0, position=100, highwater=100)
+    c.confirm_drained(14.0, {1: 0})  # partition 1 is empty
+    for t in range(16, 60):  # a backlog: always 50 records behind
+        c.advance(0, T0 + 3600 + t, float(t))
+        c.exchange_read(float(t), position=100 + 50 * (t - 16), highwater=150 + 50 * (t - 16))
+        c.confirm_drained(t - 0.5, {1: 0})
+        assert c.read_through < t - 0.5
+        assert c.idle(float(t)) == [1], t
+    c.confirm_drained(60.0, {1: 3})  # three records since, committed: drained again, anew
+    assert c.idle(60.5) == []
+    c.exchange_read(61.0, position=3000, highwater=3000)
+    assert c.idle(61.0) == [1]
+
+
+def test_a_burst_after_a_rebalance_waits_for_the_source_the_engine_never_heard():
+    """Regression (fault soak, exactly_once, 10x burst after a worker's state was wiped):
+    the engine opened after source 2's last records, so it never heard it, and source 2
+    went idle on silence; the burst's first records on the engine's own partition then
+    closed windows that source 2's share of the burst, forwarded a commit later, fell in:
+    618 events went to too_late."""
+
+    def scenario(offsets: bool) -> list[float]:
+        c = SourceClocks(3, idle_after_s=30.0, opened=10.0)
+        for t in range(11, 41):  # the end of the phase on sources 0 and 1
+            c.advance(0, T0 + 600 + t, float(t))
+            c.advance(1, T0 + 600 + t, float(t))
+        if offsets:
+            c.confirm_drained(45.0, {0: 5, 1: 5, 2: 5})  # all read before the burst
+        seen = [c.watermark(45.0)]
+        c.advance(0, T0 + 2400, 48.0)  # the burst: the engine's own partition first,
+        c.advance(1, T0 + 2400, 49.0)  # then source 1's forwards
+        if offsets:
+            c.confirm_drained(48.2, {0: 5, 1: 5})  # source 2 has the burst's records
+        seen += [c.watermark(50.0), c.watermark(75.0)]
+        c.advance(2, T0 + 1800, 76.0)  # source 2's forwards, a commit late
+        seen.append(c.watermark(76.0))
+        return seen
+
+    # Silence alone: source 2 stayed idle through the burst, and windows closed past the
+    # events it then brought.
+    old = scenario(offsets=False)
+    assert old[0] == T0 + 640 and old[1] == T0 + 2400 > T0 + 1800
+    new = scenario(offsets=True)
+    assert new[0] == T0 + 640  # before the burst, source 2 drained and idle
+    assert new[1:3] == [-math.inf, -math.inf]  # from the burst on, held for source 2
+    assert new[3] == T0 + 1800
+
+
 def test_a_workers_clocks_wait_for_their_first_reading():
     """The fetch position runs ahead of records fetched and not applied, so an engine that
     has applied none of its repartition partition counts from offset 0."""
@@ -303,7 +392,12 @@ def test_gauges_report_idle_sources_and_how_far_closing_trails():
     e.max_ts = T0 + 1000
     et.report(wm, [(c, e)], 12.0)  # source 2 idle; closing waits for source 1
     assert wm.idle_sources._value.get() == 1
+    assert wm.late_sources._value.get() == 0
     assert wm.event_time_held._value.get() == 700
+    c.confirm_drained(11.0, {0: 5, 1: 5})  # source 2 has records no one sent on
+    et.report(wm, [(c, e)], 16.0)
+    assert wm.idle_sources._value.get() == 2
+    assert wm.late_sources._value.get() == 1
 
 
 def test_windows_closed_by_the_source_watermark_count_their_dead_letters():
