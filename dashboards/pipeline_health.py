@@ -165,6 +165,21 @@ def build() -> dict:
             "short",
         ),
         timeseries(
+            "Event time held back",
+            "How far the event time windows close on trails each worker's newest event, "
+            "and the input partitions its engines skip as idle (silent and read to their "
+            "end) or wait for as late (silent with records no one has sent on yet).",
+            [
+                target(
+                    f"max by (instance) ({sel('vigil_event_time_held_seconds')})",
+                    "{{instance}} held s",
+                ),
+                target(f"max by (instance) ({sel('vigil_idle_sources')})", "{{instance}} idle"),
+                target(f"max by (instance) ({sel('vigil_late_sources')})", "{{instance}} late"),
+            ],
+            "short",
+        ),
+        timeseries(
             "Checkpoint age",
             "Seconds since each worker's last completed checkpoint.",
             [target(f"max by (instance) ({sel('vigil_checkpoint_age_seconds')})", "{{instance}}")],

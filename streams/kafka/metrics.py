@@ -118,6 +118,8 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in ("ok", "failed"):  # exported from start-up, so rates read 0, not nothing
+            self.offset_readings.labels(outcome)
         self.input_paused = Gauge(
             "vigil_input_paused_partitions",
             "Input partitions paused because an engine holds more closed windows not yet "

@@ -69,7 +69,7 @@ class Transactions:
         goes through them one after another, three round trips to the broker each
         (the offsets, the commit, the markers), and the engines wait for it: on the
         benchmark's 4 h topic, 8 partitions, 78 commits took 3.8 s of a worker's drain,
-        and side by side 0.6 s (docs/kafka.md, Measured). Each transaction has its own
+        and side by side 0.6 s (docs/kafka-measured.md). Each transaction has its own
         producer, so nothing orders one partition's commit before another's."""
         by_id: dict[str, dict[TopicPartition, int]] = defaultdict(dict)
         for tp, offset in offsets.items():

@@ -62,7 +62,7 @@ def tune_malloc() -> bool:
     engines wait for it. Reused heap blocks are already mapped. Side by side on the
     benchmark's 4 h topic the worker was ahead in nine rounds of ten under at_least_once
     and five of six under exactly_once; peak memory stayed within its usual spread
-    (docs/kafka.md, Measured, "glibc's heap"). Only on glibc; skipped when the operator
+    (docs/kafka-measured.md, "glibc's heap"). Only on glibc; skipped when the operator
     set glibc's malloc variables."""
     if platform.libc_ver()[0] != "glibc" or any(k in os.environ for k in MALLOC_ENV):
         return False

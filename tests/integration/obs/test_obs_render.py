@@ -22,7 +22,12 @@ import pytest
 from dashboards import demo_live
 
 VIGIL = str(Path(sys.executable).with_name("vigil"))
-NEEDS_KAFKA = {"Consumer lag by partition", "Workers recovering", "Store sink lag and errors"}
+NEEDS_KAFKA = {
+    "Consumer lag by partition",
+    "Workers recovering",
+    "Store sink lag and errors",
+    "Event time held back",
+}
 # Time series that hold still in a three-hour replay, and why.
 STEADY = {
     "Checkpoint age": "replay without --state never checkpoints: 0 throughout",

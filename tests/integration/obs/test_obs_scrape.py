@@ -46,6 +46,9 @@ WORKER_ONLY = (
     "vigil_events_consumed_total",
     "vigil_events_repartitioned_total",
     "vigil_owned_partitions",
+    "vigil_event_time_held_seconds",  # per-source event time: the worker's engines only
+    "vigil_idle_sources",
+    "vigil_late_sources",
 )
 # Exported by the console (backlog, requests) or the store sink, not by either runner.
 SERVICE_ONLY = ("vigil_backlog_", "vigil_console_", "vigil_store_sink_")
