@@ -264,6 +264,11 @@ class EventTime:
         # them included: until then nothing is known of what waits there.
         clocks = SourceClocks(self.partitions, self.idle_after_s)
         clocks.read_through = clocks.opened
+        # The same for the input offsets: no source is known drained until the worker's
+        # first reading answers (drained.py). Left at None, silence alone would decide for
+        # the second or two that takes, which is when an engine opened after a rebalance
+        # meets a burst.
+        clocks.drained_at = {}
         return clocks
 
     def read_source(

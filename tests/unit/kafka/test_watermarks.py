@@ -224,6 +224,10 @@ def test_a_workers_clocks_wait_for_their_first_reading():
     read_exchange(Consumer(), "tp", None, c, c.opened + 101.0)
     assert c.idle(c.opened + 102.0) == []
     read_exchange(Consumer(), "tp", 7, c, c.opened + 103.0)
+    # Read through, and silent: still not idle until the input offsets say both are drained.
+    assert c.silent(c.opened + 103.0) == [0, 1]
+    assert c.idle(c.opened + 103.0) == []
+    c.confirm_drained(c.opened + 102.5, {0: 4, 1: 0})
     assert c.idle(c.opened + 103.0) == [0, 1]
 
 
@@ -249,6 +253,7 @@ def test_marks_behind_an_open_transaction_keep_their_sources_from_going_silent()
         read_exchange(Consumer(), "tp", 5, c, c.opened + t)
     assert c.idle(c.opened + 10.0) == []  # the marks are on their way, not missing
     read_exchange(Consumer(), "tp", 9, c, c.opened + 11.0)  # committed and read
+    c.confirm_drained(c.opened + 10.5, {0: 9, 1: 9})
     assert c.idle(c.opened + 11.0) == [0, 1]
 
 
