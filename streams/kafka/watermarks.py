@@ -330,8 +330,12 @@ class EventTime:
             n = len(clocks.idle(now))
             idle = max(idle, n)
             late = max(late, len(clocks.silent(now)) - n)
+            # With a source never heard (a late one) nothing can close: the trail is then
+            # from where the engine last closed, not zero.
             mark = clocks.watermark(now)
-            if mark > -math.inf:
+            if mark == -math.inf:
+                mark = engine.closed_until
+            if mark > -math.inf and engine.max_ts > -math.inf:
                 held = max(held, engine.max_ts - mark)
         metrics.idle_sources.set(idle)
         metrics.late_sources.set(late)

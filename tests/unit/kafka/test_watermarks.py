@@ -403,6 +403,10 @@ def test_gauges_report_idle_sources_and_how_far_closing_trails():
     et.report(wm, [(c, e)], 16.0)
     assert wm.idle_sources._value.get() == 2
     assert wm.late_sources._value.get() == 1
+    assert wm.event_time_held._value.get() == 0  # never closed: no trail to measure yet
+    e.closed_until = T0 + 600
+    et.report(wm, [(c, e)], 16.0)
+    assert wm.event_time_held._value.get() == 400  # held from the engine's last close
 
 
 def test_windows_closed_by_the_source_watermark_count_their_dead_letters():
