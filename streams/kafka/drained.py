@@ -8,7 +8,7 @@ input partition's offsets tell the two apart: the records of a partition whose c
 offset has reached its end have all been read, and their forwards written (the checkpoint
 flushes them before it commits, or commits them in the same transaction). The worker's timer
 asks for both offsets while some engine has a silent source (`DrainedReader`), and each
-engine's clocks take the answer (`SourceClocks.confirm_drained`).
+engine's clocks take the answer as it arrives (`SourceClocks.confirm_drained`).
 
 The questions run in a task of their own, so a broker slow to answer never holds the timer
 that sends the marks. An answer counts from the moment before the end offsets were asked
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,33 +56,36 @@ async def read_drained(consumer: Any, topic: str, sources: int) -> Drained:
 
 
 class DrainedReader:
-    """One reading at a time, started by `poll` when wanted, its answer given by the next
-    `poll` after it completes."""
+    """One reading at a time, started by `poll` when wanted; its answer goes to `on_answer`
+    as soon as it arrives. Not at the next poll: an answer a second old is void once any
+    source comes back meanwhile (`RESUMED_AFTER_S`), and with sources coming back every
+    second or so (commits of several workers under exactly_once) no answer would count."""
 
-    def __init__(self, consumer: Any, topic: str, sources: int, readings: Any = None) -> None:
+    def __init__(
+        self,
+        consumer: Any,
+        topic: str,
+        sources: int,
+        on_answer: Callable[[Drained], None],
+        readings: Any = None,
+    ) -> None:
         self.consumer = consumer
         self.topic = topic
         self.sources = sources
+        self.on_answer = on_answer
         self.readings = readings  # vigil_input_offset_readings_total, by outcome
         self._task: asyncio.Task | None = None
         self._warned = -float("inf")
 
-    def poll(self, wanted: bool) -> Drained | None:
-        """The answer of the reading that completed since the last poll, if any; starts the
-        next one when `wanted` (some engine has a silent source) and none is running."""
-        answer = None
-        task = self._task
-        if task is not None and task.done():
-            self._task = None
-            answer = self._answer(task)
-        if wanted and self._task is None:
+    def poll(self, wanted: bool) -> None:
+        """Starts a reading when `wanted` (some engine has a silent source) and none runs."""
+        if wanted and (self._task is None or self._task.done()):
             self._task = asyncio.ensure_future(self._read())
-        return answer
 
-    async def _read(self) -> Drained:
+    async def _read(self) -> None:
         asked_at = time.monotonic()
         try:
-            return await asyncio.wait_for(
+            answer = await asyncio.wait_for(
                 read_drained(self.consumer, self.topic, self.sources), TIMEOUT_S
             )
         except asyncio.CancelledError:
@@ -96,15 +100,10 @@ class DrainedReader:
                     type(exc).__name__,
                     exc,
                 )
-            return Drained(asked_at, None)
-
-    def _answer(self, task: asyncio.Task) -> Drained | None:
-        if task.cancelled():
-            return None
-        answer = task.result()
+            answer = Drained(asked_at, None)
         if self.readings is not None:
             self.readings.labels("ok" if answer.sources is not None else "failed").inc()
-        return answer
+        self.on_answer(answer)
 
     def close(self) -> None:
         if self._task is not None:

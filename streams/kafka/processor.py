@@ -29,7 +29,7 @@ from faust.types import TP
 from streams.core.config import AT_LEAST_ONCE_FLOW
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.backpressure import Backpressure, source_lead, to_pause
-from streams.kafka.drained import DrainedReader
+from streams.kafka.drained import Drained, DrainedReader
 from streams.kafka.exchange_commits import EXCHANGE_COMMIT_S
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import fresh
@@ -317,12 +317,11 @@ class Processor(Persistence):
                     self.app.consumer,
                     self.topics.input,
                     self.event_time.partitions,
+                    self._drained,
                     self.wm.offset_readings,
                 )
-            drained = self.drained.poll(any(part.clocks.silent(now) for part in owned))
+            self.drained.poll(any(part.clocks.silent(now) for part in owned))
             for part in owned:
-                if drained is not None:
-                    part.clocks.confirm_drained(drained.asked_at, drained.sources)
                 if part.partition in paused:  # records left: not silent downstream
                     self.event_time.held_back(part.clocks, part.partition, now)
                 await self._send_marks(part, now, force=True)
@@ -335,6 +334,11 @@ class Processor(Persistence):
                 await self._emit(out, TP(self.topics.input, part.partition))
                 await self._complete_held(part)
             self.event_time.report(self.wm, [(p.clocks, p.engine) for p in owned], now)
+
+    def _drained(self, answer: Drained) -> None:
+        """A reading of the input offsets, to every engine's clocks as it arrives."""
+        for part in self.parts.values():
+            part.clocks.confirm_drained(answer.asked_at, answer.sources)
 
     def _update_lag(self, tp: TP, position: int) -> None:
         high = self.app.consumer.highwater(tp)

@@ -210,15 +210,13 @@ class SourceClocks:
         silent = self.silent(now)
         if self.drained_at is None or not silent:
             return silent
-        # A reading counts when it came after the source was last heard and after the stream
-        # last came back, and once the engine has read the repartition partition through the
-        # first reading that found the source's records all committed: its forwards are then
-        # all read. The first, not the last: a partition that stays drained (an empty one)
-        # stays idle while the engine works off a backlog of others' forwards.
+        # Read through the *first* reading that found the same end: its forwards are all
+        # read then, and a partition that stays drained (an empty one) stays idle while the
+        # engine works off a backlog of the others' forwards.
         read = now if self.read_through is None else self.read_through
         out = []
         for s in silent:
-            end, first, last = self.drained_at.get(s, (0, math.inf, -math.inf))
+            _, first, last = self.drained_at.get(s, (0, math.inf, -math.inf))
             if last >= max(self.heard.get(s, self.opened), self.resumed) and read >= first:
                 out.append(s)
         return out

@@ -42,23 +42,26 @@ def test_drained_are_the_partitions_committed_to_their_end():
     assert consumer.asked == ["ends", "committed"]  # a commit then covers the end read
 
 
-def test_the_reader_answers_at_the_poll_after_its_reading_and_only_when_wanted():
+def test_the_reader_answers_as_soon_as_its_reading_is_in_and_only_when_wanted():
     async def run() -> list:
         consumer = Offsets({0: 3, 1: 4}, {0: 3, 1: 2})
-        reader = DrainedReader(consumer, "in", 2)
-        seen = [reader.poll(wanted=False)]
+        answers: list = []
+        reader = DrainedReader(consumer, "in", 2, answers.append)
+        reader.poll(wanted=False)
         await asyncio.sleep(0)
         assert consumer.asked == []  # nothing silent: nothing asked
-        seen.append(reader.poll(wanted=True))  # starts one
-        seen.append(reader.poll(wanted=True))  # still running: no second one
+        reader.poll(wanted=True)  # starts one
+        reader.poll(wanted=True)  # still running: no second one
         await asyncio.sleep(0.01)
-        seen.append(reader.poll(wanted=False))
         assert consumer.asked == ["ends", "committed"]
-        return seen
+        assert len(answers) == 1  # given on arrival, without waiting for the next poll
+        reader.poll(wanted=True)
+        await asyncio.sleep(0.01)
+        return answers
 
-    seen = asyncio.run(run())
-    assert seen[:3] == [None, None, None]
-    assert seen[3].sources == {0: 3}
+    answers = asyncio.run(run())
+    assert [a.sources for a in answers] == [{0: 3}, {0: 3}]
+    assert answers[0].asked_at <= answers[1].asked_at
 
 
 def test_a_failed_or_slow_reading_warns_and_lets_silence_decide(caplog, monkeypatch):
@@ -69,13 +72,12 @@ def test_a_failed_or_slow_reading_warns_and_lets_silence_decide(caplog, monkeypa
             await asyncio.sleep(1.0)
 
     async def run() -> list:
-        out = []
+        answers: list = []
         for consumer in (Offsets({0: 1}, {}, fail=RuntimeError("no leader")), Slow({0: 1}, {})):
-            reader = DrainedReader(consumer, "in", 1)
+            reader = DrainedReader(consumer, "in", 1, answers.append)
             reader.poll(wanted=True)
             await asyncio.sleep(0.2)
-            out.append(reader.poll(wanted=False))
-        return out
+        return answers
 
     with caplog.at_level(logging.WARNING, logger="streams.kafka.drained"):
         failed, slow = asyncio.run(run())
@@ -94,10 +96,9 @@ def test_readings_are_counted_by_outcome():
 
     async def run() -> None:
         for consumer in (Offsets({0: 1}, {0: 1}), Offsets({0: 1}, {}, fail=OSError("gone"))):
-            reader = DrainedReader(consumer, "in", 1, wm.offset_readings)
+            reader = DrainedReader(consumer, "in", 1, lambda answer: None, wm.offset_readings)
             reader.poll(wanted=True)
             await asyncio.sleep(0.01)
-            reader.poll(wanted=False)
 
     asyncio.run(run())
     assert wm.offset_readings.labels("ok")._value.get() == 1
@@ -105,16 +106,18 @@ def test_readings_are_counted_by_outcome():
 
 
 def test_closing_cancels_a_reading_in_flight():
-    async def run() -> bool:
+    async def run() -> tuple:
         class Hanging(Offsets):
             async def highwaters(self, *tps):
                 await asyncio.sleep(10)
 
-        reader = DrainedReader(Hanging({}, {}), "in", 1)
+        answers: list = []
+        reader = DrainedReader(Hanging({}, {}), "in", 1, answers.append)
         reader.poll(wanted=True)
         task = reader._task
         reader.close()
         await asyncio.sleep(0)
-        return task.cancelled() and reader.poll(wanted=False) is None
+        return task.cancelled(), answers
 
-    assert asyncio.run(run())
+    cancelled, answers = asyncio.run(run())
+    assert cancelled and answers == []
