@@ -166,12 +166,12 @@ class SourceClocks:
             self.drained_at = None
             return
         before = self.drained_at or {}
-        now: dict[int, tuple[int, float, float]] = {}
+        found: dict[int, tuple[int, float, float]] = {}
         for s, end in drained.items():
             was = before.get(s)
             first = was[1] if was is not None and was[0] == end else asked_at
-            now[s] = (end, first, asked_at)
-        self.drained_at = now
+            found[s] = (end, first, asked_at)
+        self.drained_at = found
 
     def exchange_read(self, now: float, position: int, highwater: int) -> None:
         """The engine's repartition partition holds `highwater` records at `now`, and the
