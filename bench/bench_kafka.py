@@ -66,7 +66,10 @@ def write_config(
     guarantee: str,
     group: str = "",
     input_partitioner: str = "murmur2",
+    worker: tuple[str, ...] = (),
 ) -> Path:
+    """`worker`: lines of the config's [worker] table, `key = value` each."""
+    section = "[worker]\n" + "".join(f"{line}\n" for line in worker) if worker else ""
     path.write_text(
         f"""[kafka]
 bootstrap_servers = "{bootstrap}"
@@ -78,7 +81,7 @@ group_id = "{prefix}-vigil{group}"
 partitions = {PARTITIONS}
 input_partitioner = "{input_partitioner}"
 processing_guarantee = "{guarantee}"
-"""
+{section}"""
     )
     return path
 
@@ -202,6 +205,16 @@ def progress(port: int) -> tuple[float, float]:
     return float(d.get("events_consumed", 0)), float(d.get("events_processed", 0))
 
 
+def paused_partitions(port: int) -> float:
+    """Input partitions the worker has paused now (backpressure), from /metrics: read only
+    when tracing, once a second, as rendering it costs the worker's main thread."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("vigil_input_paused_partitions"):
+                return float(line.split()[-1])
+    return float("nan")
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident memory so far (VmHWM), in MiB; 0 where /proc has none."""
     try:
@@ -214,12 +227,17 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def worker_rate(
-    cfg_path: Path, data: Path, n: int, extra: tuple = ()
+    cfg_path: Path, data: Path, n: int, extra: tuple = (), trace: Path | None = None
 ) -> tuple[float, float, float]:
     """(end-to-end rate, rate of taking records in, peak RSS in MiB) of one worker draining
     n records. A backlog holds the events of windows waiting for campaign figures, so the
-    peak shows what working one off costs in memory."""
+    peak shows what working one off costs in memory. With `trace`, every reading goes
+    there as CSV (seconds, consumed, processed, partitions paused): how far scoring lags
+    the input, and whether backpressure held the input meanwhile."""
     proc, port = start_worker(cfg_path, data, extra)
+    readings: list[tuple[float, float, float, float]] = []
+    t_start = time.perf_counter()
+    paused, next_paused = float("nan"), 0.0
     try:
         first = None
         taken_in = end_to_end = None
@@ -227,6 +245,9 @@ def worker_rate(
         while True:
             c, done = progress(port)
             now = time.perf_counter()
+            if trace is not None and now >= next_paused:
+                paused, next_paused = paused_partitions(port), now + 1.0
+            readings.append((now - t_start, c, done, paused))
             if c > 0 and first is None:
                 first = (now, c)
             if c >= n and taken_in is None:
@@ -250,6 +271,10 @@ def worker_rate(
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+        if trace is not None:
+            lines = [f"{t:.3f},{c:.0f},{d:.0f},{p:.0f}" for t, c, d, p in readings]
+            head = "seconds,consumed,processed,paused_partitions\n"
+            trace.write_text(head + "\n".join(lines) + "\n")
 
 
 def read_alerts(bootstrap: str, topic: str, idle_s: float = 5.0) -> list:
@@ -320,7 +345,27 @@ def main() -> None:
         help="the workers' [kafka] input_partitioner: what they place accounts by; records "
         "the corpus placed otherwise are forwarded",
     )
+    ap.add_argument(
+        "--trace",
+        type=Path,
+        help="a folder: each worker run's progress readings go there as CSV "
+        "(seconds, consumed, processed, input partitions paused, read once a second)",
+    )
+    ap.add_argument(
+        "--compare",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a [worker] setting (TOML value) for a second worker beside the default one, "
+        "under each guarantee run; repeat it to set several on that worker",
+    )
     args = ap.parse_args()
+    for setting in args.compare or ():
+        key, eq, value = setting.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            ap.error(f"--compare {setting!r}: expected KEY=VALUE, e.g. fetch_max_wait_ms=100")
+    args.compare = [s.replace("=", " = ", 1) for s in args.compare or ()]
+    if args.trace is not None:
+        args.trace.mkdir(parents=True, exist_ok=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="vigil-bench-kafka-"))
     bootstrap, broker = start_broker(scratch)
@@ -345,16 +390,23 @@ def main() -> None:
         # A run lasts less than the default 30 s snapshot interval, so the default worker
         # sends its snapshots only when it stops; the second variant sends them at every
         # checkpoint (5 s), which bounds what they cost while working off a backlog.
-        variants: dict[str, tuple[tuple, str]] = {
-            "vigil worker, end to end": ((), first),
-            "  snapshots at every checkpoint": (("--snapshot-interval", "5"), first),
-            "  --no-snapshots": (("--no-snapshots",), first),
+        variants: dict[str, tuple[tuple, str, tuple[str, ...]]] = {
+            "vigil worker, end to end": ((), first, ()),
+            "  snapshots at every checkpoint": (("--snapshot-interval", "5"), first, ()),
+            "  --no-snapshots": (("--no-snapshots",), first, ()),
         }
         if args.guarantee == "both":
             variants = {
-                "worker, at_least_once": ((), "at_least_once"),
-                "worker, exactly_once": ((), "exactly_once"),
+                "worker, at_least_once": ((), "at_least_once", ()),
+                "worker, exactly_once": ((), "exactly_once", ()),
             }
+        if args.compare:
+            # Each guarantee's default worker beside one with the settings compared.
+            guarantees = dict.fromkeys(v[1] for v in variants.values())
+            variants = {}
+            for g in guarantees:
+                variants[f"worker, {g}"] = ((), g, ())
+                variants[f"  {', '.join(args.compare)} ({g})"] = ((), g, tuple(args.compare))
         bare: list[float] = []
         rates: dict[str, list[float]] = {k: [] for k in variants}
         taken: dict[str, list[float]] = {k: [] for k in variants}
@@ -365,7 +417,7 @@ def main() -> None:
             # Each round starts with a different variant, so none always follows the drain.
             for k in range(len(names)):
                 i = (r + k) % len(names)
-                name, (extra, guarantee) = names[i], variants[names[i]]
+                name, (extra, guarantee, settings) = names[i], variants[names[i]]
                 group = f"r{r}v{i}"
                 cfg_v = write_config(
                     scratch / f"{group}.toml",
@@ -374,8 +426,12 @@ def main() -> None:
                     guarantee,
                     group,
                     input_partitioner=told,
+                    worker=settings,
                 )
-                rate, taken_in, rss = worker_rate(cfg_v, scratch / f"worker-{group}", n, extra)
+                trace = args.trace / f"{group}-{guarantee}.csv" if args.trace else None
+                rate, taken_in, rss = worker_rate(
+                    cfg_v, scratch / f"worker-{group}", n, extra, trace
+                )
                 rates[name].append(rate)
                 taken[name].append(taken_in)
                 peak[name].append(rss)

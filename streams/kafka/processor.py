@@ -111,6 +111,7 @@ class Processor(Persistence):
         self.lock = asyncio.Lock()
         self.last_checkpoint = time.monotonic()
         self.pause = checkpoint_interval_s  # from the end of one checkpoint to the next
+        self.settled = False  # a checkpoint finished since the last assignment
         self.last_progress = time.monotonic()
         self.last_input = time.monotonic()
         self.positions: dict[TP, int] = {}
@@ -350,6 +351,9 @@ class Processor(Persistence):
         """Records the input partitions of a new assignment, before their recovery starts."""
         self.assigned = {tp.partition for tp in assigned if tp.topic == self.topics.input}
         self.backpressure.forget()
+        # The first checkpoint after it comes at the interval and does not defer the next
+        # (CheckpointCommits._finish): what it reads again is covered soon.
+        self.pause, self.settled = self.interval, False
         self.wm.owned_partitions.set(len(self.assigned))
 
     async def on_revoked(self, revoked: set[TP]) -> None:

@@ -807,6 +807,7 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
     assert checkpoint_pause(5.0, 0.05) == 5.0  # live: the interval
     assert checkpoint_pause(5.0, 1.5) == pytest.approx(13.5)  # a backlog's big journal
     assert checkpoint_pause(5.0, 20.0) == 30.0  # bounds what a crash reads again
+    assert checkpoint_pause(5.0, 20.0, defer=False) == 5.0  # _finish says when
     assignment = {TP(IN, p) for p in range(4)}
     proc, _ = _processor(assignment)
     proc.interval = 0.1
@@ -818,6 +819,7 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
 
     async def scenario() -> None:
         proc.on_assigned(assignment)
+        proc.settled = True  # past the first checkpoint after it, which never defers
         await proc.on_batch(TP(IN, 1), _records(0, 1))
         await proc.checkpoint()  # two flushes: at least 0.1 s
         end = proc.last_checkpoint
@@ -835,6 +837,78 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
         # With exchange commits off only checkpoints move the exchange: the interval holds.
         proc.exchange_commit_s = 0.0
         assert proc.checkpoint_due(end + 0.11)
+
+    _run(scenario())
+
+
+def test_a_slow_checkpoint_that_moved_no_input_offset_does_not_defer_the_next():
+    """A restarted worker's first checkpoint writes its rebuilt state before it has read
+    anything again: deferred after it, the next came too late to cover what the worker
+    then read again, and a worker killed in a row read that again each time."""
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment)
+    proc.interval = 0.1
+
+    async def slow_flush() -> None:
+        await asyncio.sleep(0.05)
+
+    proc.app.producer.flush = slow_flush
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        proc.settled = True  # past the first checkpoint (the next test)
+        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        await proc.checkpoint()
+        assert proc.pause >= 0.9  # it read on: deferred
+        proc.parts[1].dirty = True  # state to write, no input read since
+        await proc.checkpoint()
+        assert proc.pause == proc.interval
+        assert proc.checkpoint_due(proc.last_checkpoint + 0.11)
+        await proc.on_batch(TP(IN, 1), _records(2, 3))
+        await proc.checkpoint()
+        assert proc.pause >= 0.9
+
+    _run(scenario())
+
+
+class _CommitsNothing:
+    """Transactions whose commits do nothing: the processor's exactly_once paths."""
+
+    def id_for(self, partition: int) -> str:
+        return f"txn-{partition}"
+
+    async def commit(self, offsets: dict[TP, int]) -> None:
+        return None
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+def test_the_first_checkpoint_after_an_assignment_defers_the_next_only_under_exactly_once(
+    exactly_once,
+):
+    """On three brokers a worker's first checkpoint took 0.9 s (its producer's connections
+    set up), which put off the next by 8 s: a worker killed meanwhile read everything
+    since its start again. Under exactly_once nothing read again is published twice."""
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment)
+    proc.interval = 0.1
+    if exactly_once:
+        proc.txn = _CommitsNothing()
+
+    async def slow_flush() -> None:
+        await asyncio.sleep(0.05)
+
+    proc.app.producer.flush = slow_flush
+
+    async def scenario() -> None:
+        for _ in range(2):  # each assignment has its first checkpoint
+            proc.on_assigned(assignment)
+            assert proc.pause == proc.interval
+            await proc.on_batch(TP(IN, 1), _records(proc.positions.get(TP(IN, 1), 0)))
+            await proc.checkpoint()
+            assert (proc.pause > proc.interval) is exactly_once
+            await proc.on_batch(TP(IN, 1), _records(proc.positions[TP(IN, 1)]))
+            await proc.checkpoint()
+            assert proc.pause > proc.interval  # from the second on: deferred
 
     _run(scenario())
 
