@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -50,13 +51,17 @@ def corpus(tmp_path_factory) -> dict:
     return make_corpus(tmp_path_factory.mktemp("event-time"), accounts=1000, hours=3)
 
 
-def make_corpus(out, accounts: int, hours: int, seed: int = 5) -> dict:
-    """A generated corpus, its events as kcat sends them, and replay's results on it."""
-    _vigil(
-        "generate", "--accounts", str(accounts), "--hours", str(hours), "--seed", str(seed),
-        "--out", str(out),
-    )  # fmt: skip
-    events = out / "events.jsonl.gz"
+def make_corpus(
+    out, accounts: int = 0, hours: int = 0, seed: int = 5, events: Path | None = None
+) -> dict:
+    """A generated corpus (or the one in `events`), its events as kcat sends them, and
+    replay's results on it."""
+    if events is None:
+        _vigil(
+            "generate", "--accounts", str(accounts), "--hours", str(hours), "--seed", str(seed),
+            "--out", str(out),
+        )  # fmt: skip
+        events = out / "events.jsonl.gz"
     _vigil(
         "replay",
         str(events),
