@@ -4,7 +4,8 @@
 order") is produced by kcat with its default partitioner onto 8 partitions, so most
 events reach their engine through the repartition topic, and one worker scores it. Its
 alerted accounts must be replay's on the same file, its (account, category) pairs within
-PARITY, and it may drop as too_late only what replay drops.
+PARITY, and it may drop as too_late only what replay drops; under exactly_once, read as
+`read_committed`.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def ext_a(tmp_path_factory) -> dict:
     return make_corpus(tmp_path_factory.mktemp("ext-a"), events=EXT_A)
 
 
-def test_a_corpus_from_another_source_alerts_as_replay_does(kafka_env, ext_a, figures):
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_corpus_from_another_source_alerts_as_replay_does(kafka_env, ext_a, guarantee, figures):
     env = kafka_env
-    env.write_config(partitions=PARTITIONS)
+    env.write_config(partitions=PARTITIONS, guarantee=guarantee)
     env.create_topics()
     worker = env.start_worker("ext-a")
     _produce(env, ext_a["lines"], PRODUCERS["kcat-default"])
@@ -49,6 +51,7 @@ def test_a_corpus_from_another_source_alerts_as_replay_does(kafka_env, ext_a, fi
     _wait_consumed(worker, _input_records(env), timeout_s=600)
     _wait_settled(worker)
     assert worker.alive()
-    _compare("ext-a, kcat-default", ext_a, env, worker, figures)
+    exactly_once = guarantee == "exactly_once"
+    _compare(f"ext-a, kcat-default, {guarantee}", ext_a, env, worker, figures, exactly_once)
     forwarded = worker.metric_sum("vigil_events_repartitioned_total")
     assert forwarded > len(ext_a["lines"]) / 2
