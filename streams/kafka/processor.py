@@ -351,8 +351,9 @@ class Processor(Persistence):
         """Records the input partitions of a new assignment, before their recovery starts."""
         self.assigned = {tp.partition for tp in assigned if tp.topic == self.topics.input}
         self.backpressure.forget()
-        # The first checkpoint after it comes at the interval and does not defer the next
-        # (CheckpointCommits._finish): what it reads again is covered soon.
+        # The first checkpoint after it comes at the interval, and under at_least_once it
+        # does not defer the next (CheckpointCommits._finish): what a restarted worker
+        # reads again is soon covered.
         self.pause, self.settled = self.interval, False
         self.wm.owned_partitions.set(len(self.assigned))
 

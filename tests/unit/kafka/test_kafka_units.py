@@ -803,11 +803,9 @@ def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch
     _run(scenario())
 
 
-def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_time():
-    assert checkpoint_pause(5.0, 0.05) == 5.0  # live: the interval
-    assert checkpoint_pause(5.0, 1.5) == pytest.approx(13.5)  # a backlog's big journal
-    assert checkpoint_pause(5.0, 20.0) == 30.0  # bounds what a crash reads again
-    assert checkpoint_pause(5.0, 20.0, defer=False) == 5.0  # _finish says when
+def _slow_checkpoints() -> tuple[Processor, set[TP]]:
+    """A processor on four partitions whose checkpoints take 0.05 s a flush, against an
+    interval of 0.1 s: slow enough to defer the next one."""
     assignment = {TP(IN, p) for p in range(4)}
     proc, _ = _processor(assignment)
     proc.interval = 0.1
@@ -816,6 +814,15 @@ def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_ti
         await asyncio.sleep(0.05)
 
     proc.app.producer.flush = slow_flush
+    return proc, assignment
+
+
+def test_a_slow_checkpoint_defers_the_next_so_checkpoints_stay_a_tenth_of_the_time():
+    assert checkpoint_pause(5.0, 0.05) == 5.0  # live: the interval
+    assert checkpoint_pause(5.0, 1.5) == pytest.approx(13.5)  # a backlog's big journal
+    assert checkpoint_pause(5.0, 20.0) == 30.0  # bounds what a crash reads again
+    assert checkpoint_pause(5.0, 20.0, defer=False) == 5.0  # _finish says when
+    proc, assignment = _slow_checkpoints()
 
     async def scenario() -> None:
         proc.on_assigned(assignment)
@@ -845,14 +852,7 @@ def test_a_slow_checkpoint_that_moved_no_input_offset_does_not_defer_the_next():
     """A restarted worker's first checkpoint writes its rebuilt state before it has read
     anything again: deferred after it, the next came too late to cover what the worker
     then read again, and a worker killed in a row read that again each time."""
-    assignment = {TP(IN, p) for p in range(4)}
-    proc, _ = _processor(assignment)
-    proc.interval = 0.1
-
-    async def slow_flush() -> None:
-        await asyncio.sleep(0.05)
-
-    proc.app.producer.flush = slow_flush
+    proc, assignment = _slow_checkpoints()
 
     async def scenario() -> None:
         proc.on_assigned(assignment)
@@ -888,16 +888,9 @@ def test_the_first_checkpoint_after_an_assignment_defers_the_next_only_under_exa
     """On three brokers a worker's first checkpoint took 0.9 s (its producer's connections
     set up), which put off the next by 8 s: a worker killed meanwhile read everything
     since its start again. Under exactly_once nothing read again is published twice."""
-    assignment = {TP(IN, p) for p in range(4)}
-    proc, _ = _processor(assignment)
-    proc.interval = 0.1
+    proc, assignment = _slow_checkpoints()
     if exactly_once:
         proc.txn = _CommitsNothing()
-
-    async def slow_flush() -> None:
-        await asyncio.sleep(0.05)
-
-    proc.app.producer.flush = slow_flush
 
     async def scenario() -> None:
         for _ in range(2):  # each assignment has its first checkpoint
