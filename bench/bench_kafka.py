@@ -364,6 +364,16 @@ def main() -> None:
         if not eq or not key.strip() or not value.strip():
             ap.error(f"--compare {setting!r}: expected KEY=VALUE, e.g. fetch_max_wait_ms=100")
     args.compare = [s.replace("=", " = ", 1) for s in args.compare or ()]
+    if args.compare:  # checked as a worker would check them, before the broker starts
+        from streams.core.config_load import ConfigError, load_config
+
+        with tempfile.TemporaryDirectory() as d:
+            probe = write_config(Path(d) / "probe.toml", "localhost:9092", "probe",
+                                 "at_least_once", worker=tuple(args.compare))  # fmt: skip
+            try:
+                load_config(probe)
+            except ConfigError as exc:
+                ap.error(f"--compare: {exc}")
     if args.trace is not None:
         args.trace.mkdir(parents=True, exist_ok=True)
 
