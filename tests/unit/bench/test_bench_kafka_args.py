@@ -1,0 +1,61 @@
+"""bench_kafka.py's `--compare`: a worker's [worker] settings, checked before any broker
+starts, as the worker itself would check them."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.core.config_load import load_config
+
+SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "bench_kafka.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_kafka_args", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compared_settings_reach_the_workers_config(tmp_path):
+    bench = _bench()
+    path = bench.write_config(
+        tmp_path / "w.toml",
+        "localhost:9092",
+        "p",
+        "exactly_once",
+        worker=("fetch_max_wait_ms = 100", "exchange_commit_s = 0.5"),
+    )
+    cfg = load_config(path)
+    assert (cfg.worker.fetch_max_wait_ms, cfg.worker.exchange_commit_s) == (100, 0.5)
+    plain = load_config(
+        bench.write_config(tmp_path / "d.toml", "localhost:9092", "p", "exactly_once")
+    )
+    assert plain.worker.fetch_max_wait_ms != 100  # no [worker] table: the defaults
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("fetch_max_wait_ms", "expected KEY=VALUE"),
+        ("bogus=1", "unknown key(s) bogus"),
+        ("fetch_max_wait_ms='a'", "expected int"),
+        ("fetch_max_wait_ms=abc", "not valid TOML"),
+    ],
+)
+def test_a_bad_compared_setting_is_one_line_before_any_broker(monkeypatch, capsys, setting, says):
+    bench = _bench()
+    started = []
+    monkeypatch.setattr(bench, "start_broker", lambda scratch: started.append(scratch))
+    monkeypatch.setattr(sys, "argv", ["bench_kafka.py", "--compare", setting])
+    with pytest.raises(SystemExit) as exc:
+        bench.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1] and "Traceback" not in "\n".join(err)
+    assert started == []
