@@ -3,23 +3,16 @@ starts, as the worker itself would check them."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
 from streams.core.config_load import load_config
-
-SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "bench_kafka.py"
+from tests.unit.bench.scripts import BENCH, load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_kafka_args", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / "bench_kafka.py", "bench_kafka_check")
 
 
 def test_compared_settings_reach_the_workers_config(tmp_path):

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "kafka_trace.py"
+from tests.unit.bench.scripts import BENCH, load_script
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("kafka_trace_check", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / "kafka_trace.py", "kafka_trace_check")
 
 
 def _write(path: Path, rows: list[tuple[float, float, float, float]]) -> Path:

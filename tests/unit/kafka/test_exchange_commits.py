@@ -17,20 +17,16 @@ from streams.kafka.exchange_commits import EXCHANGE_WAIT_S
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import fresh
 from streams.kafka.processor import Topics
-from tests.unit.kafka.test_kafka_units import IN, REP, _processor, _records, _run
+from tests.unit.kafka.test_kafka_units import (
+    IN,
+    REP,
+    FakeTransactions,
+    _processor,
+    _records,
+    _run,
+)
 
 CAMPAIGN = "t-campaign"
-
-
-class FakeTransactions:
-    def __init__(self) -> None:
-        self.commits: list[dict[TP, int]] = []
-
-    def id_for(self, partition: int) -> str:
-        return f"txn-{partition}"
-
-    async def commit(self, offsets: dict[TP, int]) -> None:
-        self.commits.append(dict(offsets))
 
 
 def _eos_processor():

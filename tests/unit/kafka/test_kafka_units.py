@@ -871,14 +871,18 @@ def test_a_slow_checkpoint_that_moved_no_input_offset_does_not_defer_the_next():
     _run(scenario())
 
 
-class _CommitsNothing:
-    """Transactions whose commits do nothing: the processor's exactly_once paths."""
+class FakeTransactions:
+    """Transactions that record the offsets of each commit: the processor's exactly_once
+    paths without a broker."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[TP, int]] = []
 
     def id_for(self, partition: int) -> str:
         return f"txn-{partition}"
 
     async def commit(self, offsets: dict[TP, int]) -> None:
-        return None
+        self.commits.append(dict(offsets))
 
 
 @pytest.mark.parametrize("exactly_once", [False, True])
@@ -890,7 +894,7 @@ def test_the_first_checkpoint_after_an_assignment_defers_the_next_only_under_exa
     since its start again. Under exactly_once nothing read again is published twice."""
     proc, assignment = _slow_checkpoints()
     if exactly_once:
-        proc.txn = _CommitsNothing()
+        proc.txn = FakeTransactions()
 
     async def scenario() -> None:
         for _ in range(2):  # each assignment has its first checkpoint
