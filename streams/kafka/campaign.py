@@ -28,6 +28,7 @@ import numpy as np
 import orjson
 from faust.types import TP
 
+from streams.core.alerts import rfc3339
 from streams.features.campaign_split import Memberships
 from streams.kafka.campaign_records import (
     Parts,
@@ -144,7 +145,10 @@ class CampaignExchange(Outputs):
                     s, w, m = decode_request(d)
                     whole = part.parts.add(REQUEST, s, w, *part_of(d), m)
                     if whole is not None:
+                        stale = part.desk.stale
                         answers += part.desk.request(w, s, Memberships.concat(w, whole))
+                        if part.desk.stale > stale:
+                            self._stale_request(tp, s, w)
                 elif kind == PROGRESS:
                     s = int(d["s"])
                     answers += part.desk.progress(s, _from_t(d["passed"]), _from_t(d["done"]))
@@ -170,6 +174,16 @@ class CampaignExchange(Outputs):
             for value in figures_values(p, w, figures, self.record_bytes):
                 await self._send(self.topics.campaign, None, value, [(HEADER, FIGURES)], source, p)
         await self._complete_held(part)
+
+    def _stale_request(self, tp: TP, source: int, window_end: float) -> None:
+        """A request for a window its owner applied without it: the progress that let the
+        owner do so ran ahead of the request. Counted and said, never silent."""
+        self.wm.campaign_requests_stale.inc()
+        log.warning(
+            "%s: the campaign request of source %d for the window ending %s came after that "
+            "window was applied without it; its figures leave that source's accounts out",
+            tp, source, rfc3339(window_end),
+        )  # fmt: skip
 
     async def _complete_held(self, part: Any) -> None:
         if part.desk is None:

@@ -82,6 +82,12 @@ class WorkerMetrics:
             "campaign exchange's records, event-time marks and forwarded events",
             registry=r,
         )
+        self.campaign_requests_stale = Counter(
+            "vigil_campaign_requests_stale",
+            "Campaign requests that reached their key owner after it had applied their window "
+            "without them: that window's campaign figures left the sender's accounts out",
+            registry=r,
+        )
         self.checkpoint_bytes = Gauge(
             "vigil_checkpoint_state_bytes",
             "Size of the compressed engine state written at the last checkpoint",
