@@ -17,7 +17,12 @@ Uses VIGIL_KAFKA_BOOTSTRAP when set, else starts a private broker with deploy/ka
                                           [--guarantee at_least_once|exactly_once|both]
                                           [--partitioner murmur2|crc32]
                                           [--input-partitioner murmur2|crc32]
-`--guarantee both` runs the worker under each guarantee in every round, side by side.
+                                          [--compare KEY=VALUE] [--compare-tree DIR]
+                                          [--trace DIR]
+`--guarantee both` runs the worker under each guarantee in every round, side by side;
+`--compare` adds a worker with other [worker] settings, and `--compare-tree` one of the
+code in another checkout (a git worktree of the commit before a change), beside the
+default one under each guarantee.
 """
 
 from __future__ import annotations
@@ -170,13 +175,16 @@ async def bare_drain(bootstrap: str, topic: str, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def start_worker(cfg_path: Path, data: Path, extra: tuple = ()) -> tuple[subprocess.Popen, int]:
+def start_worker(
+    cfg_path: Path, data: Path, extra: tuple = (), tree: Path = REPO
+) -> tuple[subprocess.Popen, int]:
+    """A worker of the code in `tree` (`python -m streams` there imports its package)."""
     port = free_port()
     log = (data.parent / f"{data.name}.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams", "worker", "--config", str(cfg_path),
          "--data-dir", str(data), "--web-port", str(port), *extra],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        cwd=tree, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -227,14 +235,19 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def worker_rate(
-    cfg_path: Path, data: Path, n: int, extra: tuple = (), trace: Path | None = None
+    cfg_path: Path,
+    data: Path,
+    n: int,
+    extra: tuple = (),
+    trace: Path | None = None,
+    tree: Path = REPO,
 ) -> tuple[float, float, float]:
     """(end-to-end rate, rate of taking records in, peak RSS in MiB) of one worker draining
     n records. A backlog holds the events of windows waiting for campaign figures, so the
     peak shows what working one off costs in memory. With `trace`, every reading goes
     there as CSV (seconds, consumed, processed, partitions paused): how far scoring lags
     the input, and whether backpressure held the input meanwhile."""
-    proc, port = start_worker(cfg_path, data, extra)
+    proc, port = start_worker(cfg_path, data, extra, tree)
     readings: list[tuple[float, float, float, float]] = []
     t_start = time.perf_counter()
     paused, next_paused = float("nan"), 0.0
@@ -358,7 +371,19 @@ def main() -> None:
         help="a [worker] setting (TOML value) for a second worker beside the default one, "
         "under each guarantee run; repeat it to set several on that worker",
     )
+    ap.add_argument(
+        "--compare-tree",
+        type=Path,
+        metavar="DIR",
+        help="another checkout of Vigil (a git worktree of the code before a change, its C "
+        "extensions built): its worker runs beside this one under each guarantee run",
+    )
     args = ap.parse_args()
+    if (
+        args.compare_tree is not None
+        and not (args.compare_tree / "streams" / "__main__.py").is_file()
+    ):
+        ap.error(f"--compare-tree {args.compare_tree}: no Vigil checkout there (streams/ missing)")
     for setting in args.compare or ():
         key, eq, value = setting.partition("=")
         if not eq or not key.strip() or not value.strip():
@@ -400,23 +425,29 @@ def main() -> None:
         # A run lasts less than the default 30 s snapshot interval, so the default worker
         # sends its snapshots only when it stops; the second variant sends them at every
         # checkpoint (5 s), which bounds what they cost while working off a backlog.
-        variants: dict[str, tuple[tuple, str, tuple[str, ...]]] = {
-            "vigil worker, end to end": ((), first, ()),
-            "  snapshots at every checkpoint": (("--snapshot-interval", "5"), first, ()),
-            "  --no-snapshots": (("--no-snapshots",), first, ()),
+        here = REPO
+        variants: dict[str, tuple[tuple, str, tuple[str, ...], Path]] = {
+            "vigil worker, end to end": ((), first, (), here),
+            "  snapshots at every checkpoint": (("--snapshot-interval", "5"), first, (), here),
+            "  --no-snapshots": (("--no-snapshots",), first, (), here),
         }
         if args.guarantee == "both":
             variants = {
-                "worker, at_least_once": ((), "at_least_once", ()),
-                "worker, exactly_once": ((), "exactly_once", ()),
+                "worker, at_least_once": ((), "at_least_once", (), here),
+                "worker, exactly_once": ((), "exactly_once", (), here),
             }
-        if args.compare:
-            # Each guarantee's default worker beside one with the settings compared.
+        if args.compare or args.compare_tree:
+            # Each guarantee's default worker beside one with the settings compared, or
+            # the other checkout's worker.
             guarantees = dict.fromkeys(v[1] for v in variants.values())
             variants = {}
             for g in guarantees:
-                variants[f"worker, {g}"] = ((), g, ())
-                variants[f"  {', '.join(args.compare)} ({g})"] = ((), g, tuple(args.compare))
+                variants[f"worker, {g}"] = ((), g, (), here)
+                if args.compare:
+                    name = f"  {', '.join(args.compare)} ({g})"
+                    variants[name] = ((), g, tuple(args.compare), here)
+                if args.compare_tree:
+                    variants[f"  {args.compare_tree} ({g})"] = ((), g, (), args.compare_tree)
         bare: list[float] = []
         rates: dict[str, list[float]] = {k: [] for k in variants}
         taken: dict[str, list[float]] = {k: [] for k in variants}
@@ -427,7 +458,7 @@ def main() -> None:
             # Each round starts with a different variant, so none always follows the drain.
             for k in range(len(names)):
                 i = (r + k) % len(names)
-                name, (extra, guarantee, settings) = names[i], variants[names[i]]
+                name, (extra, guarantee, settings, tree) = names[i], variants[names[i]]
                 group = f"r{r}v{i}"
                 cfg_v = write_config(
                     scratch / f"{group}.toml",
@@ -440,7 +471,7 @@ def main() -> None:
                 )
                 trace = args.trace / f"{group}-{guarantee}.csv" if args.trace else None
                 rate, taken_in, rss = worker_rate(
-                    cfg_v, scratch / f"worker-{group}", n, extra, trace
+                    cfg_v, scratch / f"worker-{group}", n, extra, trace, tree
                 )
                 rates[name].append(rate)
                 taken[name].append(taken_in)

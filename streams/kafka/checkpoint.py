@@ -30,7 +30,7 @@ from streams.kafka.internals import in_partition
 
 # The blob format is the one `replay --state` and `warm` write too (the processor calls
 # encode_state through this module).
-from streams.runtime.checkpoint_codec import decode_state, encode_state
+from streams.runtime.checkpoint_codec import FrozenState, decode_state, encode_state, freeze_state
 
 CHUNK_BYTES = 256 * 1024
 
@@ -71,12 +71,15 @@ class HeldWindows:
 
     ends: list[float]  # every held window's end, oldest first
     new: list  # those no held segment of the previous checkpoint stores
+    # The new ones pickled as they were when taken: an engine fills a held window's
+    # campaign columns in place when it completes it, which it may do while `encode` runs.
+    frozen: FrozenState | None = None
     blob: bytes = b""  # the new ones' segment blob (`encode`); b"" when none are new
 
     def encode(self) -> None:
         """Sets `blob`; in the encoder's threads, like the journal (compression releases
         the GIL)."""
-        self.blob = _segment_blob(self.new)
+        self.blob = self.frozen.encode() if self.frozen is not None else b""
 
 
 def encode_journal(lines: list[bytes]) -> bytes:
@@ -119,7 +122,8 @@ def split_held(table: Any, source_topic: str, partition: int, state: dict) -> He
     stored = {end for _, _, ends in previous.held for end in ends} if previous else set()
     held, ex["held"] = ex["held"], []
     ex["held_ends"] = [h.end for h in held]
-    return HeldWindows(ex["held_ends"], [h for h in held if h.end not in stored])
+    new = [h for h in held if h.end not in stored]
+    return HeldWindows(ex["held_ends"], new, freeze_state(new) if new else None)
 
 
 def encode_seen(segments: list) -> list[tuple[int, bytes, bool]]:

@@ -1,7 +1,8 @@
-"""A checkpoint's second half: once its state is in the table, waiting for its records and
-committing the input offsets it covers (docs/kafka.md, "Checkpoint order and the
-processing guarantee"). A periodic checkpoint does this in a task of its own while the
-engines go on ("Checkpoints finish beside the engines").
+"""A checkpoint's second half: once its state is taken from the engines, encoding it and
+writing it to the table, waiting for its records and committing the input offsets it
+covers (docs/kafka.md, "Checkpoint order and the processing guarantee"). A periodic
+checkpoint does this in a task of its own while the engines go on ("Checkpoints finish
+beside the engines").
 
 A mixin of the Processor, beside Persistence (persistence.py), which writes the state.
 """
@@ -16,7 +17,10 @@ from typing import Any
 
 from faust.types import TP
 
+from streams.kafka import checkpoint
+from streams.kafka.lease import NO_LEASE, held_for_writes
 from streams.kafka.outputs import delivered
+from streams.runtime.checkpoint_codec import FrozenState
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,32 @@ def checkpoint_pause(interval: float, took: float, defer: bool = True) -> float:
 
 
 @dataclass
+class TakenPart:
+    """One partition's part of a checkpoint, as taken under the processor's lock."""
+
+    part: Any  # persistence.PartitionState
+    state: FrozenState  # the engine's state without its open and held windows' events
+    journal: list[bytes]  # the events read since the last checkpoint
+    newest: float  # the newest event time among them
+    seen: list  # event id segments, encoded (checkpoint.encode_seen)
+    held: checkpoint.HeldWindows
+    offsets: dict[str, int]  # the next input offsets the state covers
+    floor: float  # the engine's journal floor
+    seen_from: int | None
+    done: float  # windows before it completed for good (campaign.done_in_state)
+
+
+@dataclass
+class Taken:
+    """A checkpoint taken from the engines, to encode and write (`_written`)."""
+
+    rows: list[TakenPart]
+    partitions: set[int] | None  # None: every partition
+    started: float  # perf_counter at its start
+    send_progress: bool
+
+
+@dataclass
 class Written:
     """A checkpoint whose state is in the table, to finish (`CheckpointCommits._finish`)."""
 
@@ -56,6 +86,8 @@ class CheckpointCommits:
     app: Any
     txn: Any  # transactions.Transactions, or None under at_least_once
     table: Any
+    encoder: Any  # the threads that encode checkpoints
+    group_lease: Any  # () -> internals.GroupLease or None
     lock: asyncio.Lock  # the processor's
     commit_lock: asyncio.Lock  # held by checkpoints and exchange commits
     finishing: asyncio.Future | None  # the checkpoint last finished aside
@@ -125,6 +157,69 @@ class CheckpointCommits:
         self.metrics.last_checkpoint.set(time.time())
         self.wm.checkpoint_seconds.set(took)
 
+    async def _written(self, taken: Taken) -> Written | None:
+        """Encodes the state taken, in the encoder's threads, and writes it to the table;
+        holds the commit lock, and releases it when there is nothing to finish (None) or
+        this raises."""
+        try:
+            w = await self._write(taken)
+        except BaseException:
+            for row in taken.rows:  # the next checkpoint writes them again
+                row.part.dirty = True
+            self.commit_lock.release()
+            raise
+        if w is None:
+            self.commit_lock.release()
+        return w
+
+    async def _write(self, taken: Taken) -> Written | None:
+        loop = asyncio.get_running_loop()
+        blobs = await asyncio.gather(
+            *(loop.run_in_executor(self.encoder, _encode, row) for row in taken.rows)
+        )
+        if taken.rows and not await held_for_writes(self._lease()):
+            # Out of the group: the revoke that follows drops these engines, journals
+            # taken and all, and their partitions resume elsewhere from the changelog.
+            self._withhold(taken.partitions)
+            for row in taken.rows:
+                row.part.dirty = True
+            return None
+        # Local writes the changelog may not hold: a clean stop needs none (app.py). Once a
+        # checkpoint fails between its writes and their acknowledgement, it stays so for
+        # this run: what the producer dropped is not sent again.
+        behind_before = self.changelog_behind
+        self.changelog_behind = self.changelog_behind or bool(taken.rows)
+        for row, (blob, journal) in zip(taken.rows, blobs, strict=True):
+            p = row.part.partition
+            size = checkpoint.write(
+                self.table, self.topics.input, p, blob, row.offsets, journal, row.newest,
+                row.floor, row.seen, row.seen_from, row.held,
+            )  # fmt: skip
+            self.wm.checkpoint_bytes.labels(str(p)).set(size)
+        parts = [(row.part, row.offsets, row.done) for row in taken.rows]
+        return Written(parts, behind_before, taken.started, taken.send_progress)
+
+    def _lease(self) -> Any:
+        return self.group_lease() or NO_LEASE
+
+    def _withhold(self, partitions: set[int] | None) -> None:
+        """No state is written while the worker may be out of its group: the broker may
+        have given its partitions to another worker, whose checkpoints these would
+        corrupt (internals.GroupLease). The next checkpoint tries again; a partition
+        that is gone resumes at its new owner from its last checkpoint, and under
+        at_least_once the events read since are processed twice."""
+        self.wm.checkpoints_withheld.inc()
+        if self.withholding:  # said once until a checkpoint is written again
+            return
+        self.withholding = True
+        which = "all partitions" if partitions is None else f"partitions {sorted(partitions)}"
+        log.warning(
+            "checkpoint of %s withheld: this worker may no longer be in its consumer group "
+            "(no heartbeat answered within half the session timeout, or the broker "
+            "answered that it is out)",
+            which,
+        )
+
     async def _commit_written(self, w: Written) -> None:
         await self.app.producer.flush()  # 2. changelog records of the state just written
         if self.txn is not None:
@@ -148,7 +243,10 @@ class CheckpointCommits:
             self.app.consumer.ready_offsets.update(offsets)
             await self.app.consumer.commit()  # 3. input offsets, only now
 
-    async def _finish_aside_task(self, w: Written) -> None:
+    async def _finish_aside_task(self, taken: Taken) -> None:
+        w = await self._written(taken)
+        if w is None:
+            return
         await self._finish(w)
         # Under the processor's lock, never between an engine's requests and the progress
         # that says they are all sent (CampaignExchange._send_requests).
@@ -163,3 +261,10 @@ class CheckpointCommits:
         for part, _, _ in w.parts:
             if not self.closed and self.parts.get(part.partition) is part:
                 await self._send_progress(part)
+
+
+def _encode(row: TakenPart) -> tuple[bytes, bytes]:
+    """A partition's state and journal blobs; its held windows' blob into `row.held`.
+    Compression releases the GIL, so the encoder's threads use the second core."""
+    row.held.encode()
+    return row.state.encode(), checkpoint.encode_journal(row.journal)

@@ -3,8 +3,9 @@
 A checkpoint runs in this order: flush alerts, dead letters and snapshots (under
 exactly_once, with the changelog instead); write engine state to the table; flush the
 changelog; only then publish the input offsets for commit (under exactly_once: commit them
-in the partition's transaction). This module writes the state; the rest is
-checkpoint_commits.py, beside the engines for a periodic checkpoint. The checkpoint
+in the partition's transaction). This module takes the state from the engines; the rest,
+encoding and writing it included, is checkpoint_commits.py, beside the engines for a
+periodic checkpoint. The checkpoint
 records the next offset it covers, so records between the last committed offset and the
 checkpoint are skipped on resume instead of being counted twice.
 
@@ -23,10 +24,10 @@ from typing import Any
 from streams.kafka import checkpoint
 from streams.kafka.campaign import CampaignExchange, done_in_state
 from streams.kafka.checkpoint import UnusableCheckpoint
-from streams.kafka.checkpoint_commits import EOS_MAX_PAUSE_S, CheckpointCommits, Written
+from streams.kafka.checkpoint_commits import EOS_MAX_PAUSE_S, CheckpointCommits, Taken, TakenPart
 from streams.kafka.exchange_commits import EXCHANGE_WAIT_S, ExchangeCommits
-from streams.kafka.lease import NO_LEASE, held_for_writes
 from streams.kafka.routing import Router
+from streams.runtime.checkpoint_codec import freeze_state
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,7 @@ class PartitionState:
 class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
     """The Processor's state half; the Processor sets these in its __init__."""
 
-    table: Any
-    encoder: Any
     interval: float
-    group_lease: Any  # () -> internals.GroupLease | None
-    withholding: bool
-    changelog_behind: bool
     closed: bool
     pause: float
     last_checkpoint: float
@@ -155,30 +151,36 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
         self, partitions: set[int] | None = None, final: bool = False
     ) -> None:
         """Writes a checkpoint; the processor's lock is held. A periodic one returns once
-        its state is written, and waits for its records and commits beside the engines
-        (`_finish`, docs/kafka.md, "Checkpoints finish beside the engines"); one for
-        partitions that leave, or the final one, returns when it is done."""
+        its state is taken from the engines, and is encoded, written, waited for and
+        committed beside them (`_finish_aside_task`, docs/kafka.md, "Checkpoints finish
+        beside the engines"); one for partitions that leave, or the final one, returns
+        when it is done."""
         # After an exchange commit or a checkpoint in flight, never beside them: one
         # committing a partition's transaction between this checkpoint's held outputs and
         # its state would publish those outputs with the previous checkpoint's offsets.
-        # `_finish` releases the commit lock.
+        # `_written` or `_finish` releases the commit lock.
         await self.commit_lock.acquire()
         try:
             self.raise_failed_commit()
-            done = await self._checkpoint_written(partitions, final)
+            taken = await self._take(partitions, final)
         except BaseException:
             self.commit_lock.release()
             raise
-        if done is None:
+        if taken is None:
             self.commit_lock.release()
         elif final or partitions is not None or not self._finish_aside():
-            await self._finish(done)
-            await self._progress_after(done)
+            w = await self._written(taken)
+            if w is not None:
+                await self._finish(w)
+                await self._progress_after(w)
         else:
-            self.finishing = asyncio.ensure_future(self._finish_aside_task(done))
+            self.finishing = asyncio.ensure_future(self._finish_aside_task(taken))
 
-    async def _checkpoint_written(self, partitions: set[int] | None, final: bool) -> Written | None:
-        """A checkpoint up to its state written to the table (None: nothing to finish)."""
+    async def _take(self, partitions: set[int] | None, final: bool) -> Taken | None:
+        """A checkpoint's state, taken from the engines (None: nothing to write). Only this
+        part stops them: encoding it, the journal of a backlog's unscored windows above
+        all, took 0.5 to 1.1 s a checkpoint under the lock (docs/kafka.md, "Checkpoints
+        encoded beside the engines")."""
         if self.closed:  # after the final checkpoint (app.py marks the stop clean)
             return None
         if not self._lease().holds():
@@ -198,87 +200,28 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
             # before the commit, and `_finish` waits for them with the changelog.
             await producer.flush()
             await self._check_delivered()
-        written = [
-            part
-            for p, part in self.parts.items()
-            if (part.dirty or p in self.touched) and (partitions is None or p in partitions)
-        ]
-        # The open windows' events go into journal segments, each event once, not into
-        # every state blob. Encoded side by side in threads: compression releases the GIL,
-        # so the second core does part of it. Engines are not touched meanwhile: the lock
-        # is held.
-        loop = asyncio.get_running_loop()
-        journals = [part.engine.take_journal() for part in written]
-        seen = [part.engine.take_seen() for part in written]
-        states = [self._state_of(part) for part in written]
-        # Held windows go into held segments, each once (checkpoint.split_held).
-        held = [
-            checkpoint.split_held(self.table, self.topics.input, part.partition, state)
-            for part, state in zip(written, states, strict=True)
-        ]
-        blobs = await asyncio.gather(
-            *(
-                loop.run_in_executor(self.encoder, _encode, state, lines, ids, h)
-                for state, (lines, _), ids, h in zip(states, journals, seen, held, strict=True)
-            )
-        )
-        if written and not await held_for_writes(self._lease()):
-            # Out of the group: the revoke that follows drops these engines, journals
-            # taken and all, and their partitions resume elsewhere from the changelog.
-            self._withhold(partitions)
-            return None
-        # Local writes the changelog may not hold: a clean stop needs none (app.py). Once a
-        # checkpoint fails between its writes and their acknowledgement, it stays so for
-        # this run: what the producer dropped is not sent again.
-        behind_before = self.changelog_behind
-        self.changelog_behind = self.changelog_behind or bool(written)
-        for part, (blob, journal, ids), (_, newest), h in zip(
-            written, blobs, journals, held, strict=True
-        ):
-            size = checkpoint.write(
-                self.table,
-                self.topics.input,
-                part.partition,
-                blob,
-                part.next_offsets,
-                journal,
-                newest,
-                part.engine.journal_floor,
-                ids,
-                part.engine.seen_from,
-                h,
-            )
-            self.wm.checkpoint_bytes.labels(str(part.partition)).set(size)
-        for part in written:  # what the engines do from here on goes into the next one
+        rows = []
+        for p, part in self.parts.items():
+            if not (part.dirty or p in self.touched):
+                continue
+            if partitions is not None and p not in partitions:
+                continue
+            # The open windows' events go into a journal segment, each event once, not
+            # into every state blob; held windows into held segments (split_held). What is
+            # taken no longer changes with the engine (freeze_state).
+            lines, newest = part.engine.take_journal()
+            seen = checkpoint.encode_seen(part.engine.take_seen())
+            state = self._state_of(part)
+            held = checkpoint.split_held(self.table, self.topics.input, p, state)
+            row = TakenPart(
+                part, freeze_state(state), lines, newest, seen, held, dict(part.next_offsets),
+                part.engine.journal_floor, part.engine.seen_from, done_in_state(part),
+            )  # fmt: skip
+            rows.append(row)
+            # What the engine does from here on goes into the next checkpoint.
             part.dirty = False
-            self.touched.discard(part.partition)
-        return Written(
-            [(part, dict(part.next_offsets), done_in_state(part)) for part in written],
-            behind_before,
-            t0,
-            send_progress=not final and partitions is None,
-        )
-
-    def _lease(self) -> Any:
-        return self.group_lease() or NO_LEASE
-
-    def _withhold(self, partitions: set[int] | None) -> None:
-        """No state is written while the worker may be out of its group: the broker may
-        have given its partitions to another worker, whose checkpoints these would
-        corrupt (internals.GroupLease). The next checkpoint tries again; a partition
-        that is gone resumes at its new owner from its last checkpoint, and under
-        at_least_once the events read since are processed twice."""
-        self.wm.checkpoints_withheld.inc()
-        if self.withholding:  # said once until a checkpoint is written again
-            return
-        self.withholding = True
-        which = "all partitions" if partitions is None else f"partitions {sorted(partitions)}"
-        log.warning(
-            "checkpoint of %s withheld: this worker may no longer be in its consumer group "
-            "(no heartbeat answered within half the session timeout, or the broker "
-            "answered that it is out)",
-            which,
-        )
+            self.touched.discard(p)
+        return Taken(rows, partitions, t0, send_progress=not final and partitions is None)
 
     def checkpoint_due(self, now: float) -> bool:
         """A slow checkpoint defers the next (`checkpoint_pause`). Under exactly_once by
@@ -319,14 +262,3 @@ def _check_placement(placed_by: str, router: Router | None) -> None:
             f"kafka.input_partitioner is {router.partitioner}; set it back to {placed_by} "
             "to resume from it"
         )
-
-
-def _encode(
-    state: Any, lines: list[bytes], seen: list, held: checkpoint.HeldWindows
-) -> tuple[bytes, bytes, list]:
-    held.encode()
-    return (
-        checkpoint.encode_state(state),
-        checkpoint.encode_journal(lines),
-        checkpoint.encode_seen(seen),
-    )

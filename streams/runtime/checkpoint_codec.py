@@ -30,6 +30,7 @@ from __future__ import annotations
 import pickle
 import struct
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import cramjam
@@ -61,9 +62,30 @@ def _squeeze(data: memoryview) -> tuple[int, bytes | memoryview]:
 
 def encode_state(state: Any) -> bytes:
     """`state` (an engine's `state_dict()`, or any picklable value) in the current format."""
+    return freeze_state(state).encode()
+
+
+@dataclass
+class FrozenState:
+    """A state pickled, its numpy buffers copied: it no longer changes with the objects it
+    was taken from, so it can be compressed (`encode`) while they go on changing. The
+    worker takes its engines' states so under its lock and compresses them beside the
+    engines (streams/kafka/persistence.py)."""
+
+    body: bytes
+    buffers: list[bytes]
+
+    def encode(self) -> bytes:
+        return _pack([_squeeze(memoryview(self.body))] + [_squeeze(b) for b in self.buffers])
+
+
+def freeze_state(state: Any) -> FrozenState:
     buffers: list[pickle.PickleBuffer] = []
     body = pickle.dumps(state, protocol=5, buffer_callback=buffers.append)
-    parts = [_squeeze(memoryview(body))] + [_squeeze(b.raw()) for b in buffers]
+    return FrozenState(body, [bytes(b.raw()) for b in buffers])
+
+
+def _pack(parts: list[tuple[int, bytes | memoryview]]) -> bytes:
     version = str(FORMAT_VERSION).encode()
     head = [_HEAD.pack(MAGIC + version, len(parts))] + [_PART.pack(f, len(d)) for f, d in parts]
     return b"".join([*head, *(d for _, d in parts)])

@@ -1,5 +1,5 @@
 """bench_kafka.py's `--compare`: a worker's [worker] settings, checked before any broker
-starts, as the worker itself would check them."""
+starts, as the worker itself would check them; `--compare-tree`: a checkout, checked so."""
 
 from __future__ import annotations
 
@@ -52,3 +52,17 @@ def test_a_bad_compared_setting_is_one_line_before_any_broker(monkeypatch, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert says in err[-1] and "Traceback" not in "\n".join(err)
     assert started == []
+
+
+def test_a_compared_tree_that_is_no_checkout_is_one_line_before_any_broker(
+    monkeypatch, capsys, tmp_path
+):
+    bench = _bench()
+    started = []
+    monkeypatch.setattr(bench, "start_broker", lambda scratch: started.append(scratch))
+    monkeypatch.setattr(sys, "argv", ["bench_kafka.py", "--compare-tree", str(tmp_path)])
+    with pytest.raises(SystemExit) as exc:
+        bench.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no Vigil checkout there" in err[-1] and started == []
