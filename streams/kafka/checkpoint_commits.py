@@ -4,7 +4,7 @@ covers (docs/kafka.md, "Checkpoint order and the processing guarantee"). A perio
 checkpoint does this in a task of its own while the engines go on ("Checkpoints finish
 beside the engines").
 
-A mixin of the Processor, beside Persistence (persistence.py), which writes the state.
+A mixin of the Processor, beside Persistence (persistence.py), which takes the state.
 """
 
 from __future__ import annotations

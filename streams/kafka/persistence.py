@@ -179,8 +179,8 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
     async def _take(self, partitions: set[int] | None, final: bool) -> Taken | None:
         """A checkpoint's state, taken from the engines (None: nothing to write). Only this
         part stops them: encoding it, the journal of a backlog's unscored windows above
-        all, took 0.5 to 1.1 s a checkpoint under the lock (docs/kafka.md, "Checkpoints
-        encoded beside the engines")."""
+        all, took up to about 1 s a checkpoint under the lock (docs/kafka.md,
+        "Checkpoints encoded beside the engines")."""
         if self.closed:  # after the final checkpoint (app.py marks the stop clean)
             return None
         if not self._lease().holds():
