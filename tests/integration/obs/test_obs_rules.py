@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "VigilConsoleDown",
     "VigilConsoleErrors",
     "VigilBatchFailures",
+    "VigilCampaignFiguresIncomplete",
     "VigilDeadLetterSpike",
     "VigilModelVersionMismatch",
     "VigilConfigVersionMismatch",
