@@ -425,16 +425,15 @@ def main() -> None:
         # A run lasts less than the default 30 s snapshot interval, so the default worker
         # sends its snapshots only when it stops; the second variant sends them at every
         # checkpoint (5 s), which bounds what they cost while working off a backlog.
-        here = REPO
         variants: dict[str, tuple[tuple, str, tuple[str, ...], Path]] = {
-            "vigil worker, end to end": ((), first, (), here),
-            "  snapshots at every checkpoint": (("--snapshot-interval", "5"), first, (), here),
-            "  --no-snapshots": (("--no-snapshots",), first, (), here),
+            "vigil worker, end to end": ((), first, (), REPO),
+            "  snapshots at every checkpoint": (("--snapshot-interval", "5"), first, (), REPO),
+            "  --no-snapshots": (("--no-snapshots",), first, (), REPO),
         }
         if args.guarantee == "both":
             variants = {
-                "worker, at_least_once": ((), "at_least_once", (), here),
-                "worker, exactly_once": ((), "exactly_once", (), here),
+                "worker, at_least_once": ((), "at_least_once", (), REPO),
+                "worker, exactly_once": ((), "exactly_once", (), REPO),
             }
         if args.compare or args.compare_tree:
             # Each guarantee's default worker beside one with the settings compared, or
@@ -442,10 +441,10 @@ def main() -> None:
             guarantees = dict.fromkeys(v[1] for v in variants.values())
             variants = {}
             for g in guarantees:
-                variants[f"worker, {g}"] = ((), g, (), here)
+                variants[f"worker, {g}"] = ((), g, (), REPO)
                 if args.compare:
                     name = f"  {', '.join(args.compare)} ({g})"
-                    variants[name] = ((), g, tuple(args.compare), here)
+                    variants[name] = ((), g, tuple(args.compare), REPO)
                 if args.compare_tree:
                     variants[f"  {args.compare_tree} ({g})"] = ((), g, (), args.compare_tree)
         bare: list[float] = []

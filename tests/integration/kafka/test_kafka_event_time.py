@@ -210,26 +210,25 @@ def _compare(
     assert len(set(late) - replay_late) <= late_allowed, "too_late events replay kept"
     # No owner applied a window before some source's request for it came.
     stale = worker.metric_sum("vigil_campaign_requests_stale_total")
-    diff = _differences(corpus, alerts, worker) if ra != wa or stale else ""
+    diff = _differences(corpus["alerts"], alerts, ra, wa, worker) if ra != wa or stale else ""
     if diff:
         figures(f"{name}: {diff}")
     assert stale == 0, diff
     # With the campaign exchange the worker alerts replay's accounts, campaign ones
     # included, under replay's categories up to PARITY (the bar of issue 18: precision
-    # and macro recall within 0.05). Exact equality held in every run here, but once in
-    # the project's CI (exactly_once, ext-a) one of 52 accounts was missing; the
-    # difference is printed above, with what a cause would show.
+    # and macro recall within 0.05). Under exactly_once on ext-a the worker has missed
+    # accounts now and then (1 of 52 once in the project's CI, 7 once here), cause not
+    # found; the difference is printed above, with what a cause would show.
     assert r <= w, sorted(r - w)
     both = len(ra & wa)
     assert both >= (1 - PARITY) * len(ra) and both >= (1 - PARITY) * len(wa), diff
     assert precision >= 1 - PARITY and recall >= 1 - PARITY, (precision, recall)
 
 
-def _differences(corpus: dict, alerts: list[dict], worker) -> str:
-    """Accounts alerted by one side only, with the windows and detectors that alerted
-    them, and the worker's figures that a silent loss or a skewed exchange would move."""
-    ra = {a["account_id"] for a in corpus["alerts"]}
-    wa = {a["account_id"] for a in alerts if not a["account_id"].startswith("acct_end_")}
+def _differences(replay: list[dict], worker_alerts: list[dict], ra: set, wa: set, worker) -> str:
+    """Accounts alerted by one side only (`ra`, `wa`: each side's alerted accounts), with
+    the windows and detectors that alerted them, and the worker's figures that a silent
+    loss or a skewed exchange would move."""
 
     def said(side: list[dict], accounts: set[str]) -> list[str]:
         return [
@@ -250,7 +249,7 @@ def _differences(corpus: dict, alerts: list[dict], worker) -> str:
     warnings = [ln for ln in worker.log().splitlines() if "[WARNING]" in ln or "[ERROR]" in ln]
     noted = [ln for ln in warnings if "NotEnoughReplicas" not in ln][-20:]
     return (
-        f"replay only {said(corpus['alerts'], ra - wa)}; worker only {said(alerts, wa - ra)}; "
+        f"replay only {said(replay, ra - wa)}; worker only {said(worker_alerts, wa - ra)}; "
         f"{counts}; worker warnings {noted}"
     )
 

@@ -32,6 +32,20 @@ def test_compared_settings_reach_the_workers_config(tmp_path):
     assert plain.worker.fetch_max_wait_ms != 100  # no [worker] table: the defaults
 
 
+def _refused(monkeypatch, capsys, *argv: str) -> str:
+    """The one line bench_kafka.py exits 2 with for `argv`, checked before any broker."""
+    bench = _bench()
+    started = []
+    monkeypatch.setattr(bench, "start_broker", lambda scratch: started.append(scratch))
+    monkeypatch.setattr(sys, "argv", ["bench_kafka.py", *argv])
+    with pytest.raises(SystemExit) as exc:
+        bench.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and started == []
+    return err[-1]
+
+
 @pytest.mark.parametrize(
     ("setting", "says"),
     [
@@ -42,27 +56,11 @@ def test_compared_settings_reach_the_workers_config(tmp_path):
     ],
 )
 def test_a_bad_compared_setting_is_one_line_before_any_broker(monkeypatch, capsys, setting, says):
-    bench = _bench()
-    started = []
-    monkeypatch.setattr(bench, "start_broker", lambda scratch: started.append(scratch))
-    monkeypatch.setattr(sys, "argv", ["bench_kafka.py", "--compare", setting])
-    with pytest.raises(SystemExit) as exc:
-        bench.main()
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert says in err[-1] and "Traceback" not in "\n".join(err)
-    assert started == []
+    assert says in _refused(monkeypatch, capsys, "--compare", setting)
 
 
 def test_a_compared_tree_that_is_no_checkout_is_one_line_before_any_broker(
     monkeypatch, capsys, tmp_path
 ):
-    bench = _bench()
-    started = []
-    monkeypatch.setattr(bench, "start_broker", lambda scratch: started.append(scratch))
-    monkeypatch.setattr(sys, "argv", ["bench_kafka.py", "--compare-tree", str(tmp_path)])
-    with pytest.raises(SystemExit) as exc:
-        bench.main()
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert "no Vigil checkout there" in err[-1] and started == []
+    line = _refused(monkeypatch, capsys, "--compare-tree", str(tmp_path))
+    assert "no Vigil checkout there" in line

@@ -10,10 +10,9 @@ from faust.types import TP
 from streams.kafka.campaign import HEADER, REQUEST
 from streams.kafka.campaign_records import Parts, encode_request
 from streams.runtime.campaign_desk import Answers, Desk
+from tests.unit.kafka.test_exchange_commits import CAMPAIGN
 from tests.unit.kafka.test_kafka_units import IN, _block, _processor, _run
 from tests.unit.runtime.test_campaign_desk import W, members
-
-CAMPAIGN = "t-campaign"
 
 
 def test_a_request_for_a_window_applied_without_it_is_counted_and_said(caplog) -> None:

@@ -170,7 +170,7 @@ def test_a_failed_finish_stops_the_next_batch_once_and_its_partitions_are_writte
 
 
 def test_the_engines_go_on_while_a_checkpoints_state_is_encoded(monkeypatch):
-    # Encoding a backlog's journal took 0.5 to 1.1 s a checkpoint under the processor's
+    # Encoding a backlog's journal took up to about 1 s a checkpoint under the processor's
     # lock; now only taking the state does, and what the engines apply meanwhile goes
     # into the next checkpoint.
     assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
