@@ -93,6 +93,8 @@ class CheckpointCommits:
     finishing: asyncio.Future | None  # the checkpoint last finished aside
     exchange_commit_s: float
     exchanged: set[int]
+    touched: set[int]
+    in_checkpoint: set[int]
     parts: dict
     closed: bool
     changelog_behind: bool
@@ -146,7 +148,7 @@ class CheckpointCommits:
                 part.dirty = True
             raise
         finally:
-            self.commit_lock.release()
+            self._checkpoint_over()
         took = time.perf_counter() - w.started
         if self.withholding:
             self.withholding = False
@@ -166,11 +168,22 @@ class CheckpointCommits:
         except BaseException:
             for row in taken.rows:  # the next checkpoint writes them again
                 row.part.dirty = True
-            self.commit_lock.release()
+            self._checkpoint_over()
             raise
         if w is None:
-            self.commit_lock.release()
+            self._checkpoint_over()
         return w
+
+    def _checkpoint_over(self) -> None:
+        """Committed, or given up with its partitions marked for the next."""
+        self.in_checkpoint = set()
+        self.commit_lock.release()
+
+    def uncheckpointed(self) -> int:
+        """Partitions changed since their last checkpoint, or in the one being written:
+        under exactly_once their alerts are not yet visible to read_committed readers."""
+        changed = {p for p, part in self.parts.items() if part.dirty}
+        return len(changed | self.touched | self.in_checkpoint)
 
     async def _write(self, taken: Taken) -> Written | None:
         loop = asyncio.get_running_loop()

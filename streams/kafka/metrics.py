@@ -141,6 +141,19 @@ class WorkerMetrics:
             "worker.max_unscored_bytes",
             registry=r,
         )
+        self.unscored_windows = Gauge(
+            "vigil_unscored_windows",
+            "Closed windows this worker's engines have not scored yet: held for their "
+            "campaign figures, or waiting to begin behind them",
+            registry=r,
+        )
+        self.uncheckpointed = Gauge(
+            "vigil_uncheckpointed_partitions",
+            "Partitions whose engine changed since its last checkpoint, or whose checkpoint "
+            "is still being written: under exactly_once their alerts are not yet visible to "
+            "read_committed readers",
+            registry=r,
+        )
         self.input_pauses = Counter(
             "vigil_input_pauses",
             "Times the input went from no partition paused to some (backpressure)",

@@ -164,10 +164,10 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
             self.raise_failed_commit()
             taken = await self._take(partitions, final)
         except BaseException:
-            self.commit_lock.release()
+            self._checkpoint_over()
             raise
         if taken is None:
-            self.commit_lock.release()
+            self._checkpoint_over()
         elif final or partitions is not None or not self._finish_aside():
             w = await self._written(taken)
             if w is not None:
@@ -218,6 +218,7 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
                 part.engine.journal_floor, part.engine.seen_from, done_in_state(part),
             )  # fmt: skip
             rows.append(row)
+            self.in_checkpoint.add(p)
             # What the engine does from here on goes into the next checkpoint.
             part.dirty = False
             self.touched.discard(p)

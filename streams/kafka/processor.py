@@ -129,6 +129,8 @@ class Processor(Persistence):
         self.exchanged: set[int] = set()
         self.last_commit = time.monotonic()
         self.commit_lock = asyncio.Lock()
+        self.in_checkpoint: set[int] = set()  # taken by the checkpoint being written
+        worker_metrics.uncheckpointed.set_function(self.uncheckpointed)
         self.committing: asyncio.Future | None = None
         self.finishing: asyncio.Future | None = None
         self.exchange_commit_s = exchange_commit_s  # 0: no exchange commits
@@ -152,6 +154,7 @@ class Processor(Persistence):
         owned = [(p, part.engine.unscored_windows, _lead(part, now)) for p, part in parts]
         held = sum(part.engine.unscored_bytes for _, part in parts)
         self.wm.unscored_bytes.set(held)
+        self.wm.unscored_windows.set(sum(windows for _, windows, _ in owned))
         pause = to_pause(
             owned, self.assigned, self.max_unscored, self.max_lead, held > self.max_bytes
         )

@@ -138,9 +138,23 @@ def _push_every_partition(env: KafkaEnv, ts: float) -> None:
         _produce(env, [event(f"acct_end_{p}", ts, f"end-{p}", prompt_tokens=1)], [], p)
 
 
-def _wait_settled(worker, quiet_s: float = 3.0) -> None:
+def _wait_settled(worker, quiet_s: float = 3.0, timeout_s: float = 300.0) -> None:
+    """Until no window has been scored for `quiet_s`, none closed waits to be scored, and
+    every partition's changes are checkpointed: the alerts are then produced, and under
+    exactly_once committed. The count of scored windows alone let three ext-a runs under
+    exactly_once read the alerts before the transaction holding the last windows'
+    committed (1, 7 and 20 of 52 accounts missing)."""
+    deadline = time.monotonic() + timeout_s
     scored = -1.0
-    while (now := worker.metric_sum("vigil_account_windows_scored_total")) != scored:
+    while True:
+        assert worker.alive() and time.monotonic() < deadline, worker.log()[-3000:]
+        now = worker.metric_sum("vigil_account_windows_scored_total")
+        if (
+            now == scored
+            and worker.metric_sum("vigil_unscored_windows") == 0
+            and worker.metric_sum("vigil_uncheckpointed_partitions") == 0
+        ):
+            return
         scored = now
         time.sleep(quiet_s)
 
@@ -215,13 +229,11 @@ def _compare(
         figures(f"{name}: {diff}")
     assert stale == 0, diff
     # With the campaign exchange the worker alerts replay's accounts, campaign ones
-    # included, under replay's categories up to PARITY (the bar of issue 18: precision
-    # and macro recall within 0.05). Under exactly_once on ext-a the worker has missed
-    # accounts now and then (1 of 52 once in the project's CI, 7 once here), cause not
-    # found; the difference is printed above, with what a cause would show.
+    # included, under replay's categories up to PARITY. (ext-a runs under exactly_once
+    # missed 1 to 20 of 52 accounts now and then while `_wait_settled` read the alerts
+    # before the transaction holding the last windows' committed.)
     assert r <= w, sorted(r - w)
-    both = len(ra & wa)
-    assert both >= (1 - PARITY) * len(ra) and both >= (1 - PARITY) * len(wa), diff
+    assert wa == ra, diff
     assert precision >= 1 - PARITY and recall >= 1 - PARITY, (precision, recall)
 
 

@@ -201,3 +201,31 @@ def test_the_engines_go_on_while_a_checkpoints_state_is_encoded(monkeypatch):
         assert len(proc.parts[1].engine.fresh) == 1 and proc.parts[1].dirty
 
     _run(scenario())
+
+
+def test_a_partition_counts_as_uncheckpointed_until_the_commit_that_publishes_its_alerts():
+    """`vigil_uncheckpointed_partitions` reads 0 only once what the engines did is
+    committed: a test reading a worker's alerts as read_committed waits for it (the ext-a
+    runs that read them before their transaction committed, docs/kafka.md)."""
+    proc = _eos_processor()
+    proc.txn = txn = BlockingTransactions()
+
+    def uncheckpointed() -> float | None:  # as scraped
+        return proc.metrics.registry.get_sample_value("vigil_uncheckpointed_partitions")
+
+    async def scenario() -> None:
+        assert uncheckpointed() == 0
+        await proc.on_batch(TP(IN, 0), _records(0, 1))
+        await proc._emit(_alert("acct_1"), TP(IN, 0))
+        assert uncheckpointed() == 1
+        await proc.on_batch(TP(IN, 1), _records(0))
+        assert uncheckpointed() == 2
+        proc.interval, proc.last_checkpoint = 0.0, 0.0
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(2)), 1.0)  # finished aside
+        assert not proc.parts[0].dirty and 0 not in proc.touched
+        assert uncheckpointed() == 2, "taken, but not committed"
+        txn.release.set()
+        await asyncio.wait_for(proc.finished(), 1.0)
+        assert txn.commits and uncheckpointed() == 0
+
+    _run(scenario())
