@@ -180,6 +180,29 @@ def build() -> dict:
             "short",
         ),
         timeseries(
+            "Backlog waiting",
+            "Closed windows each worker's engines have not scored yet (held for campaign "
+            "figures, or behind them), input partitions paused by backpressure, and "
+            "partitions with changes not yet in a committed checkpoint (under exactly_once, "
+            "alerts not yet visible). The first two fall to 0 once a backlog is worked off, the "
+            "third at each checkpoint.",
+            [
+                target(
+                    f"max by (instance) ({sel('vigil_unscored_windows')})",
+                    "{{instance}} windows unscored",
+                ),
+                target(
+                    f"max by (instance) ({sel('vigil_input_paused_partitions')})",
+                    "{{instance}} paused",
+                ),
+                target(
+                    f"max by (instance) ({sel('vigil_uncheckpointed_partitions')})",
+                    "{{instance}} uncheckpointed",
+                ),
+            ],
+            "short",
+        ),
+        timeseries(
             "Checkpoint age",
             "Seconds since each worker's last completed checkpoint.",
             [target(f"max by (instance) ({sel('vigil_checkpoint_age_seconds')})", "{{instance}}")],

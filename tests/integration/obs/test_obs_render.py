@@ -27,6 +27,7 @@ NEEDS_KAFKA = {
     "Workers recovering",
     "Store sink lag and errors",
     "Event time held back",
+    "Backlog waiting",
 }
 # Time series that hold still in a three-hour replay, and why.
 STEADY = {

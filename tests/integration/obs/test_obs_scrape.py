@@ -49,6 +49,9 @@ WORKER_ONLY = (
     "vigil_event_time_held_seconds",  # per-source event time: the worker's engines only
     "vigil_idle_sources",
     "vigil_late_sources",
+    "vigil_unscored_windows",  # the worker's backlog and checkpoints
+    "vigil_input_paused_partitions",
+    "vigil_uncheckpointed_partitions",
 )
 # Exported by the console (backlog, requests) or the store sink, not by either runner.
 SERVICE_ONLY = ("vigil_backlog_", "vigil_console_", "vigil_store_sink_")
