@@ -181,8 +181,10 @@ class CheckpointCommits:
 
     def uncheckpointed(self) -> int:
         """Partitions changed since their last checkpoint, or in the one being written:
-        under exactly_once their alerts are not yet visible to read_committed readers."""
-        changed = {p for p, part in self.parts.items() if part.dirty}
+        under exactly_once their alerts are not yet visible to read_committed readers.
+        Called by the scrape thread: the copy of `parts` is taken in one step, so the loop
+        may change the dict meanwhile."""
+        changed = {p for p, part in list(self.parts.items()) if part.dirty}
         return len(changed | self.touched | self.in_checkpoint)
 
     async def _write(self, taken: Taken) -> Written | None:
