@@ -311,8 +311,7 @@ def _add_health(app: VigilApp, processor: Processor, wm: WorkerMetrics, s: Worke
             await processor.tick()  # marks left to send; idle sources let windows close
         # Quiet topics still get their state and offsets saved.
         idle = processor.checkpoint_due(now)
-        pending = processor.touched or any(p.dirty for p in processor.parts.values())
-        if not recovering and idle and pending:
+        if not recovering and idle and processor.changed():
             await processor.checkpoint()
         elif not recovering and processor.exchange_commit_due(now):
             await processor.exchange_commit()

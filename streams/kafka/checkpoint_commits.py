@@ -179,13 +179,17 @@ class CheckpointCommits:
         self.in_checkpoint = set()
         self.commit_lock.release()
 
+    def changed(self) -> set[int]:
+        """Partitions with work no checkpoint has taken yet: an engine that applied
+        records, or outputs sent into their transaction. Also called by the scrape thread:
+        the copy of `parts` is taken in one step, so the loop may change the dict
+        meanwhile."""
+        return {p for p, part in list(self.parts.items()) if part.dirty} | self.touched
+
     def uncheckpointed(self) -> int:
         """Partitions changed since their last checkpoint, or in the one being written:
-        under exactly_once their alerts are not yet visible to read_committed readers.
-        Called by the scrape thread: the copy of `parts` is taken in one step, so the loop
-        may change the dict meanwhile."""
-        changed = {p for p, part in list(self.parts.items()) if part.dirty}
-        return len(changed | self.touched | self.in_checkpoint)
+        under exactly_once their alerts are not yet visible to read_committed readers."""
+        return len(self.changed() | self.in_checkpoint)
 
     async def _write(self, taken: Taken) -> Written | None:
         loop = asyncio.get_running_loop()
