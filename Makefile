@@ -59,7 +59,8 @@ SANITIZE_DIR := build/sanitize
 SANITIZE_TESTS := tests/unit/contract/test_decoder_parity.py \
 	tests/unit/contract/test_contract_limits.py tests/unit/kafka/test_routing_top_level.py \
 	tests/unit/contract/test_seen.py tests/unit/kafka/test_fetch.py tests/unit/contract/test_fuzz.py \
-	tests/unit/kafka/test_fetch_fuzz.py tests/unit/kafka/test_corrupt_batch.py
+	tests/unit/kafka/test_fetch_fuzz.py tests/unit/kafka/test_corrupt_batch.py \
+	tests/unit/kafka/test_bundles.py
 sanitize: $(STAMP)
 	$(BIN)/python -m tests.sanitize build $(SANITIZE_DIR)
 	VIGIL_FUZZ_SCALE=3 $(BIN)/python -m tests.sanitize run $(SANITIZE_DIR) -- -q \

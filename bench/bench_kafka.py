@@ -234,6 +234,12 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker_rate(
     cfg_path: Path,
     data: Path,
@@ -241,10 +247,13 @@ def worker_rate(
     extra: tuple = (),
     trace: Path | None = None,
     tree: Path = REPO,
-) -> tuple[float, float, float]:
-    """(end-to-end rate, rate of taking records in, peak RSS in MiB) of one worker draining
-    n records. A backlog holds the events of windows waiting for campaign figures, so the
-    peak shows what working one off costs in memory. With `trace`, every reading goes
+) -> tuple[float, float, float, float]:
+    """(end-to-end rate, rate of taking records in, peak RSS in MiB, CPU µs per event) of
+    one worker draining n records. A backlog holds the events of windows waiting for
+    campaign figures, so the peak shows what working one off costs in memory. The CPU
+    time, from the first reading to the end-to-end mark over the events scored between,
+    is less at the mercy of this machine's drift than the rates are, and shows a change
+    that costs work where the rates cannot tell it. With `trace`, every reading goes
     there as CSV (seconds, consumed, processed, partitions paused): how far scoring lags
     the input, and whether backpressure held the input meanwhile."""
     proc, port = start_worker(cfg_path, data, extra, tree)
@@ -263,6 +272,7 @@ def worker_rate(
             readings.append((now - t_start, c, done, paused))
             if c > 0 and first is None:
                 first = (now, c)
+                cpu0, done0 = cpu_seconds(proc.pid), done
             if c >= n and taken_in is None:
                 if c == first[1]:
                     # The whole topic went between two readings: no rate to time.
@@ -274,8 +284,9 @@ def worker_rate(
             if done >= PROCESSED_SHARE * n and end_to_end is None:
                 # Conservative: events consumed before the first reading count as not done.
                 end_to_end = (done - first[1]) / (now - first[0])
+                cpu_us = (cpu_seconds(proc.pid) - cpu0) / (done - done0) * 1e6
             if end_to_end is not None and taken_in is not None:
-                return end_to_end, taken_in, peak_rss_mb(proc.pid)
+                return end_to_end, taken_in, peak_rss_mb(proc.pid), cpu_us
             if proc.poll() is not None:
                 raise RuntimeError("worker exited")
             if time.monotonic() > deadline:
@@ -319,13 +330,16 @@ def latencies(alerts: list, sent: list, partitioner=partition_for) -> list[float
     import bisect
 
     closes = close_times(sent)
+    # The watermarks alone, once per partition: rebuilt per alert, this list made the
+    # latency phase's summary take minutes on the 4 h corpus.
+    keys = {p: [m for m, _ in marks] for p, marks in closes.items()}
     lat = []
     for rec in alerts:
         a = orjson.loads(rec.value)
         end = datetime.fromisoformat(a["window"]["end"].replace("Z", "+00:00")).timestamp()
         part = partitioner(a["account_id"].encode(), PARTITIONS)
         marks = closes[part]
-        i = bisect.bisect_left([m for m, _ in marks], end)
+        i = bisect.bisect_left(keys[part], end)
         if i < len(marks):
             lat.append(rec.timestamp / 1000 - marks[i][1])
     return lat
@@ -451,6 +465,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {k: [] for k in variants}
         taken: dict[str, list[float]] = {k: [] for k in variants}
         peak: dict[str, list[float]] = {k: [] for k in variants}
+        cpu: dict[str, list[float]] = {k: [] for k in variants}
         names = list(variants)
         for r in range(args.rounds):
             bare.append(asyncio.run(bare_drain(bootstrap, f"{tag}a-usage", n)))
@@ -469,9 +484,10 @@ def main() -> None:
                     worker=settings,
                 )
                 trace = args.trace / f"{group}-{guarantee}.csv" if args.trace else None
-                rate, taken_in, rss = worker_rate(
+                rate, taken_in, rss, cpu_us = worker_rate(
                     cfg_v, scratch / f"worker-{group}", n, extra, trace, tree
                 )
+                cpu[name].append(cpu_us)
                 rates[name].append(rate)
                 taken[name].append(taken_in)
                 peak[name].append(rss)
@@ -511,6 +527,8 @@ def main() -> None:
             print(f"{'':34s} taking records in: {statistics.median(taken[name]):10,.0f} events/s  "
                   f"{runs(taken[name])}")  # fmt: skip
             print(f"{'':34s} peak RSS: {max(peak[name]):,.0f} MiB")  # fmt: skip
+            print(f"{'':34s} CPU per event scored: {statistics.median(cpu[name]):.2f} µs  "
+                  f"(runs {', '.join(f'{x:.2f}' for x in cpu[name])})")  # fmt: skip
         print("target: ratio >= 0.50")  # fmt: skip
         if lat:
             p50 = lat[len(lat) // 2]

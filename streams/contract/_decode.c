@@ -886,13 +886,16 @@ static int top_account(cur p, cur e, cur *a, Py_ssize_t *an) {
     return found && ws(p, e) == e;
 }
 
-/* partitions(values, n, hash=0) -> bytes of int32: the partition of each record's account
- * as the partitioner `hash` places it (see place); -1 for an empty record, -2 where the
+/* partitions(values, n, hash=0, max_bytes=-1) -> bytes of int32: the partition of each
+ * record's account as the partitioner `hash` places it (see place); -1 for an empty record
+ * or one longer than max_bytes (when >= 0), which stays where it was read; -2 where the
  * caller must parse the record to find its top-level account_id (see top_account). */
 static PyObject *partitions(PyObject *self, PyObject *args) {
     PyObject *values;
     int parts, hash = 0;
-    if (!PyArg_ParseTuple(args, "O!i|i", &PyList_Type, &values, &parts, &hash)) return NULL;
+    Py_ssize_t max_bytes = -1;
+    if (!PyArg_ParseTuple(args, "O!i|in", &PyList_Type, &values, &parts, &hash, &max_bytes))
+        return NULL;
     if (parts < 1) {
         PyErr_SetString(PyExc_ValueError, "partitions must be >= 1");
         return NULL;
@@ -913,7 +916,7 @@ static PyObject *partitions(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < h.n; i++) {
         const unsigned char *p = h.starts[i];
         Py_ssize_t len = h.lens[i];
-        if (len == -1 || len == 0) { o[i] = -1; continue; }
+        if (len == -1 || len == 0 || (max_bytes >= 0 && len > max_bytes)) { o[i] = -1; continue; }
         cur a;
         Py_ssize_t an;
         if (len < 0 || !top_account(p, p + len, &a, &an)) { o[i] = -2; continue; }

@@ -262,8 +262,14 @@ def build_worker(
     consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
     fetch.install(
         consumer.batch_topics,
-        {topics.input: (kc.partitions, PARTITIONERS[kc.input_partitioner])}
-        if settings.repartition
+        {
+            topics.input: (
+                kc.partitions,
+                PARTITIONERS[kc.input_partitioner],
+                processor.router.line_limit,
+            )
+        }
+        if processor.router is not None
         else {},
         # The repartition topic's events are decoded there too: with kcat's default
         # partitioner seven in eight come through it.

@@ -100,6 +100,9 @@ class Block:
     # source partition and input offset it was forwarded from (-1, -1: not forwarded, a
     # mark). None: not unpacked.
     origins: tuple[np.ndarray, np.ndarray] | None = None
+    # Repartition Blocks, once unpacked: (offset, source, time) of the event-time marks
+    # their records held, taken out of the rows (bundles.unpack_rows).
+    marks: list[tuple[int, int, float]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -108,13 +111,14 @@ class Block:
         """The records at `offset` or later."""
         i = bisect_left(self.offsets, offset)
         bad = [c for c in self.corrupt if c.next_offset > offset] if self.corrupt else self.corrupt
-        if i == 0 and len(bad) == len(self.corrupt):
+        marks = [m for m in self.marks if m[0] >= offset]
+        if i == 0 and len(bad) == len(self.corrupt) and len(marks) == len(self.marks):
             return self
         rows = self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:]
         where = self.where[4 * i :] if self.where is not None else None
         columns = self.columns if i == 0 else None
         origins = self.origins and (self.origins[0][i:], self.origins[1][i:])
-        return Block(*rows, bad, self.fetched_from, self.until, where, columns, origins)
+        return Block(*rows, bad, self.fetched_from, self.until, where, columns, origins, marks)
 
     def columns_for(self, max_line_bytes: int) -> tuple | None:
         """The decoded columns of `values`, if decoded under this line limit."""
@@ -140,6 +144,7 @@ class Block:
             self.until,
             columns=columns,
             origins=origins,
+            marks=list(self.marks),
         )
 
     @classmethod
@@ -185,19 +190,24 @@ class Block:
         self.values.extend(other.values)
         self.headers.extend(other.headers)
         self.corrupt.extend(other.corrupt)
+        self.marks.extend(other.marks)
 
     def unbundled(self) -> Block:
         """This repartition Block with each bundle's events as records of their own
         (bundles.py), all at the bundle's offset, and `origins` set; itself once done.
         Records forwarded one by one, by workers before bundles, name their origin in a
-        header; marks and anything unreadable have none."""
+        header; anything unreadable has none. Event-time marks go to `marks`."""
         if self.origins is not None:
             return self
-        rows, sources, read_at = unpack_rows(self.offsets, self.keys, self.values, self.headers)
+        rows, sources, read_at, marks = unpack_rows(
+            self.offsets, self.keys, self.values, self.headers
+        )
         origins = (np.array(sources, np.int64), np.array(read_at, np.int64))
-        if rows is None:  # no bundle: the rows as they are
-            return replace(self, origins=origins)
-        return Block(*rows, self.corrupt, self.fetched_from, self.until, origins=origins)
+        if rows is None:  # no bundle or mark: the rows as they are
+            return replace(self, origins=origins, marks=list(self.marks))
+        return Block(
+            *rows, self.corrupt, self.fetched_from, self.until, origins=origins, marks=marks
+        )
 
     def _become(self, other: Block) -> None:
         for name in self.__slots__:  # type: ignore[attr-defined]
@@ -214,8 +224,8 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     """aiokafka's PartitionRecords; for `topics`, yields one Block per partition fetch."""
 
     topics: ClassVar[frozenset[str]] = frozenset()
-    # Topic -> (partitions, partitioner code): Blocks of these carry `where`.
-    routed: ClassVar[dict[str, tuple[int, int]]] = {}
+    # Topic -> (partitions, partitioner code, line limit): Blocks of these carry `where`.
+    routed: ClassVar[dict[str, tuple[int, int, int]]] = {}
     # Topic -> the engines' line limit: Blocks of these carry `columns` when every record
     # stays on its partition (`decode_here`).
     decoded: ClassVar[dict[str, int]] = {}
@@ -381,14 +391,14 @@ class BulkPartitionRecords(PartitionRecordsHooks):
 
 def install(
     topics: frozenset[str],
-    routed: dict[str, tuple[int, int]] | None = None,
+    routed: dict[str, tuple[int, int, int]] | None = None,
     decoded: dict[str, int] | None = None,
     bundled: frozenset[str] = frozenset(),
 ) -> None:
     """Fetches of `topics` come back as Blocks from here on, in this process, and every
     aiokafka connection opened after this reads with READER_LIMIT. Blocks of the `routed`
-    topics (topic -> partitions, and the code routing.PARTITIONERS gives the partitioner)
-    say where each record's account belongs; those of the `decoded` topics (topic -> line
+    topics (topic -> partitions, the code routing.PARTITIONERS gives the partitioner, and
+    the Router's line limit) say where each record's account belongs; those of the `decoded` topics (topic -> line
     limit) carry their events decoded, and those of the `bundled` topics carry each
     bundle's events as records of their own."""
     raise_reader_limit(READER_LIMIT)

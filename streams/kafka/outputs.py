@@ -182,17 +182,15 @@ class Outputs:
         (forwards.py makes copies harmless)."""
         if not foreign:
             return
-        owners = np.asarray(foreign.owners)
-        order = np.argsort(owners, kind="stable")
-        cuts = np.flatnonzero(np.diff(owners[order])) + 1
+        owners = foreign.owners  # grouped by owner (Router.split): one run each
+        cuts = [0, *(np.flatnonzero(np.diff(owners)) + 1).tolist(), len(owners)]
         values, offsets = foreign.values, foreign.offsets
         by_owner: dict[int, list[tuple]] = {}
-        for rows in np.split(order, cuts):
-            at = rows.tolist()
-            bundles = pack(source, [offsets[i] for i in at], [values[i] for i in at])
-            by_owner[int(owners[at[0]])] = [
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            bundles = pack(source, offsets[a:b], values[a:b])
+            by_owner.setdefault(owners[a], []).extend(
                 (None, value, [(BUNDLE_HEADER, header)]) for value, header in bundles
-            ]
+            )
         tid = self.txn.id_for(source) if self.txn is not None else None
         async with aiokafka_producer(self.app.producer, tid) as producer:
             self.pending += await send_grouped(producer, self.topics.repartition, by_owner)

@@ -202,7 +202,7 @@ class Processor(Persistence):
                 await self._corrupt(bad, tp)
             if tp.topic == self.topics.campaign:  # not events: no decoding, time or audit
                 await self._on_campaign(part, tp, kept)
-            elif kept:
+            elif kept or kept.marks:  # a repartition Block may hold nothing but marks
                 local, marks, undecoded = kept, [], []
                 if self.router is not None and tp.topic == self.topics.input:
                     local, foreign = self.router.split(kept, tp.partition)

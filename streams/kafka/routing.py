@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Forwards:
-    """The records of a Block for other partitions, in order: each one's owning partition,
-    raw value and input offset."""
+    """The records of a Block for other partitions, grouped by owning partition and in
+    their order within each: each one's owning partition, raw value and input offset."""
 
     owners: list[int]
     values: list[bytes]
@@ -73,7 +73,7 @@ class Router:
         # too_large anyway, and the input topic may take records larger than the
         # repartition topic does, whose refusal failed the forwarded batch and the
         # checkpoint after it, again on every restart.
-        self.max_line_bytes = max_line_bytes
+        self.line_limit = -1 if max_line_bytes is None else max_line_bytes  # -1: none
         self._cache: dict[bytes, int] = {}
         self._limit = cache_limit
         self.hint = OtherPartitioner(partitions, partitioner)
@@ -99,26 +99,31 @@ class Router:
         """
         found = block.where  # worked out in the consumer thread (fetch.py), when it could
         if found is None or len(found) != 4 * len(block):
-            found = _decode.partitions(block.values, self.partitions, self.hash)
+            found = _decode.partitions(block.values, self.partitions, self.hash, self.line_limit)
         if all_here(found, partition):
             return block, Forwards([], [], [])
         where = np.frombuffer(found, np.int32)
-        # -1: no value, stays; -2: placed below, after a parse.
-        rows = np.flatnonzero((where != partition) & (where != -1)).tolist()
+        # -1: no value, or too long, stays; -2: placed below, after a parse.
+        rows = np.flatnonzero((where != partition) & (where != -1))
         values = block.values
-        if self.max_line_bytes is not None:
-            limit = self.max_line_bytes
-            rows = [i for i in rows if len(values[i]) <= limit]  # type: ignore[arg-type]
-        owners = where[rows].tolist()
-        if -2 in owners:
-            rows, owners = self._parsed(values, rows, owners, partition)
+        if (where[rows] == -2).any():
+            kept, owners = self._parsed(values, rows.tolist(), where[rows].tolist(), partition)
+            rows, by = np.asarray(kept, np.intp), np.asarray(owners, np.int32)
+        else:
+            by = where[rows]
         if not self.hint.done:
-            some = rows[:HINT_PER_BLOCK]
+            some = rows[:HINT_PER_BLOCK].tolist()
             self.hint.observe(partition, [block.keys[i] for i in some], accounts(values, some))
         stay = np.ones(len(block), bool)
         stay[rows] = False
+        order = np.argsort(by, kind="stable")  # grouped by owner, in order within each
+        grouped = rows[order].tolist()
         offsets = block.offsets
-        foreign = Forwards(owners, [values[i] for i in rows], [offsets[i] for i in rows])  # type: ignore[misc]
+        foreign = Forwards(
+            by[order].tolist(),
+            [values[i] for i in grouped],  # type: ignore[misc]
+            [offsets[i] for i in grouped],
+        )
         return block.take(np.flatnonzero(stay).tolist()), foreign
 
     def _parsed(

@@ -19,64 +19,31 @@ has committed every record the source held: a silent source with records still t
 worker that is gone, one slow to start after a rebalance) is late, not idle, and holds the
 others until its next owner sends them on. With every source idle, the newest mark counts.
 
-Marks are records with an empty value and one header, `vigil-watermark: <source> <time>`.
+Marks are records with an empty value and one header, `vigil-watermark: <source> <time>`
+(bundles.py, where the consumer thread takes them out of the rows as it unpacks a fetch).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from streams.contract import _decode
 from streams.contract.events import FLOAT_COLUMNS, column_arrays
+from streams.kafka.bundles import encode_mark
 from streams.kafka.fetch import Block
 
-MARK_HEADER = "vigil-watermark"
 _TS = FLOAT_COLUMNS.index("ts")
 _OK = 0  # the compiled decoder's status of a line it read in full
 
 
-def encode_mark(source: int, ts: float) -> list[tuple[str, bytes]]:
-    return [(MARK_HEADER, f"{source} {ts!r}".encode())]
-
-
-def decode_mark(headers: Iterable[tuple[str, bytes]]) -> tuple[int, float] | None:
-    for key, value in headers:
-        if key == MARK_HEADER:
-            try:
-                source, ts = value.split()
-                return int(source), float(ts)
-            except (ValueError, TypeError):
-                return None
-    return None
-
-
 def split_marks(block: Block) -> tuple[Block, list[tuple[int, float]]]:
-    """The events of a repartition block, and the (source, time) marks among them."""
-    values = block.values
-    if block.origins is not None:  # a mark is no forwarded event: look at those alone
-        empty = [i for i in np.flatnonzero(block.origins[0] < 0).tolist() if values[i] == b""]
-    else:
-        empty = [i for i, v in enumerate(values) if v == b""]
-    if not empty:
-        return block, []
-    marks: list[tuple[int, float]] = []
-    drop: set[int] = set()
-    for i in empty:
-        mark = decode_mark(block.headers[i])
-        if mark is not None:
-            marks.append(mark)
-            drop.add(i)
-    if not drop:
-        return block, marks
-    keep = np.ones(len(block), bool)
-    keep[list(drop)] = False
-    return block.take(np.flatnonzero(keep).tolist()), marks
+    """The events of a repartition block, and the (source, time) marks among them, which
+    unpacking it left out (bundles.unpack_rows)."""
+    block = block.unbundled()
+    return block, [(source, ts) for _, source, ts in block.marks]
 
 
 def newest_event_time(

@@ -108,6 +108,11 @@ def test_partitions_against_the_decoders_account(figures) -> None:
     # librdkafka's placement ([kafka] input_partitioner = "crc32"): the same records placed.
     crc = np.frombuffer(_decode.partitions(lines, 12, PARTITIONERS["crc32"]), np.int32)
     assert ((where == -2) == (crc == -2)).all() and ((where == -1) == (crc == -1)).all()
+    # With the Router's line limit, a longer record stays (-1) and the rest are placed alike.
+    limit = sorted(map(len, lines))[len(lines) // 2]
+    capped = np.frombuffer(_decode.partitions(lines, 12, 0, limit), np.int32)
+    longer = np.array([len(x) > limit for x in lines])
+    assert (capped[longer] == -1).all() and (capped[~longer] == where[~longer]).all()
     batch, _ = decode_lines(lines, now_ts=NOW)
     accepted = np.flatnonzero(np.isin([hash(x) for x in lines], [hash(x) for x in batch.raw]))
     accounts = line_texts(lines, accepted.tolist(), "account_id")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from streams.contract import _decode
+from streams.kafka import _records
 from streams.kafka.bundles import (
     BUNDLE_HEADER,
     FROM_HEADER,
@@ -90,7 +91,6 @@ def _repartition_block() -> tuple[Block, list]:
         (40, (0, 100), b'{"a":1}'),
         (40, (0, 101), b'{"a":2}'),
         (40, (0, 102), b'{"a":3}'),
-        (41, (-1, -1), b""),
         (42, (2, 9), b'{"a":5}'),
         (43, (5, 7), b'{"a":4}'),
         (44, (-1, -1), bad_value),  # read as one event: the engine dead-letters it
@@ -107,22 +107,45 @@ def _as_read(block: Block) -> list:
 def test_a_repartition_block_is_unbundled_once_and_slices_keep_their_origins():
     block, want = _repartition_block()
     got = block.unbundled()
+    # The mark at 41 is no row: it comes out with its offset, and the events keep theirs.
     assert _as_read(got) == want and got.unbundled() is got
+    assert got.marks == [(41, 3, 1.5)]
     assert got.end_offset() == 45 and len(got.headers) == len(got.values)
-    assert got.headers[3] == (("vigil-watermark", b"3 1.5"),)  # a mark keeps its header
-    assert _as_read(got.since(42)) == want[4:] and _as_read(got.since(40)) == want
-    assert _as_read(got.take([6, 0, 4])) == [want[6], want[0], want[4]]
+    assert _as_read(got.since(42)) == want[3:] and got.since(42).marks == []
+    assert got.since(40) is got and got.since(41).marks == [(41, 3, 1.5)]
+    taken = got.take([5, 0, 3])
+    assert _as_read(taken) == [want[5], want[0], want[3]] and taken.marks == got.marks
     # Blocks joined: a packed one is unpacked as it joins an unpacked one, either way.
     for first, second in ((got, block), (block, got)):
         joined = Block.empty()
         joined.extend(first)
         joined.extend(second)
-        assert _as_read(joined) == want + want
-    # The mark is found among the rows of no origin, and the events keep theirs.
-    events, marks = split_marks(got)
-    assert marks == [(3, 1.5)] and _as_read(events) == want[:3] + want[4:]
+        assert _as_read(joined) == want + want and joined.marks == got.marks * 2
+    assert got.marks == [(41, 3, 1.5)]  # joining did not change the parts
+    events, marks = split_marks(block)
+    assert marks == [(3, 1.5)] and _as_read(events) == want
+    # An empty record with an unreadable mark is an event like any other (dead-lettered).
+    odd = Block([7], [None], [b""], [(("vigil-watermark", b"bad"),)]).unbundled()
+    assert odd.values == [b""] and odd.marks == []
     nothing = Block([1, 2], [None, None], [b"x", b"y"], [(), ()]).unbundled()
     assert nothing.values == [b"x", b"y"] and nothing.origins[0].tolist() == [-1, -1]  # type: ignore[index]
+
+
+def test_the_compiled_unbundle_matches_the_reference_whatever_the_header():
+    """`_records.unbundle` (the worker's) against `unpack` (the reference), on bundles as
+    packed and with their headers and values cut short, grown or with a bit flipped."""
+    rng = random.Random(7)
+    for trial in range(3000):
+        events = _events(rng, rng.randint(1, 12))
+        offsets = [rng.randint(0, 1 << 62) for _ in events]
+        for value, header in pack(rng.randint(0, 63), offsets, events, rng.choice([1, 40, 4096])):
+            variants = [(value, header), (value, header[: rng.randrange(len(header))])]
+            variants += [(value + b"x", header), (value[:-1], header), (None, header)]
+            flipped = bytearray(header)
+            flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+            variants.append((value, bytes(flipped)))
+            for v, h in variants:
+                assert _records.unbundle(v, h) == unpack(v, h), (trial, v, h)
 
 
 def test_the_consumer_thread_unbundles_and_decodes_a_bundled_topic_s_fetch():

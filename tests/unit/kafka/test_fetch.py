@@ -159,7 +159,7 @@ def test_a_routed_topic_s_blocks_say_where_each_account_belongs():
     """The consumer thread finds each input record's partition (Router.split uses it); a
     later slice keeps it aligned with its records, anything that joins Blocks drops it."""
     try:
-        BulkPartitionRecords.routed = {TP.topic: (8, 0)}
+        BulkPartitionRecords.routed = {TP.topic: (8, 0, -1)}
         got, _ = _bulk(_batch(10, _rows(40, 10)), 10)
         assert got.where == _decode.partitions(got.values, 8)
         assert (
@@ -172,9 +172,19 @@ def test_a_routed_topic_s_blocks_say_where_each_account_belongs():
         joined.extend(got)
         assert joined.where is None
         # Placed as librdkafka places keys (`[kafka] input_partitioner = "crc32"`).
-        BulkPartitionRecords.routed = {TP.topic: (8, 1)}
+        BulkPartitionRecords.routed = {TP.topic: (8, 1, -1)}
         crc, _ = _bulk(_batch(10, _rows(40, 10)), 10)
         assert crc.where == _decode.partitions(crc.values, 8, 1) != got.where
+        # With the Router's line limit: a longer record stays (-1), as Router.split keeps it.
+        limit = sorted(len(v) for v in got.values if v)[len(got) // 2]
+        BulkPartitionRecords.routed = {TP.topic: (8, 0, limit)}
+        capped, _ = _bulk(_batch(10, _rows(40, 10)), 10)
+        placed = zip(
+            memoryview(capped.where).cast("i"), memoryview(got.where).cast("i"), strict=True
+        )
+        for v, (here, there) in zip(capped.values, placed, strict=True):
+            assert here == (-1 if v is not None and len(v) > limit else there)
+        assert capped.where != got.where
         BulkPartitionRecords.routed = {}
         assert _bulk(_batch(10, _rows(4, 10)), 10)[0].where is None
     finally:
@@ -185,7 +195,7 @@ def test_a_decoded_topic_s_blocks_carry_their_events_decoded():
     """The consumer thread runs the compiled decoder over an input Block (the engine's
     thread uses the columns, Processor._apply) unless a record has no value; a slice from
     its start keeps them, and so do the rows a Block is cut down to (`take`: the records
-    that stay when others are forwarded, those left by `split_marks` and `fresh`)."""
+    that stay when others are forwarded, those `fresh` keeps)."""
     rows = [(None, b'{"account_id":"acct_%d","ts":1790000000}' % i, []) for i in range(40)]
     try:
         BulkPartitionRecords.decoded = {TP.topic: 4096}
@@ -202,7 +212,7 @@ def test_a_decoded_topic_s_blocks_carry_their_events_decoded():
         assert joined.columns is None
         assert _bulk(_batch(10, _rows(8, 10)), 10)[0].columns is None  # offset 14: no value
         # Routed: decoded as well, though some accounts belong to other partitions.
-        BulkPartitionRecords.routed = {TP.topic: (8, 0)}
+        BulkPartitionRecords.routed = {TP.topic: (8, 0, -1)}
         mixed, _ = _bulk(_batch(10, rows), 10)
         where = list(memoryview(mixed.where).cast("i"))
         assert set(where) - {TP.partition, -1} and mixed.columns is not None

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import orjson
 import pytest
+from faust.types import TP
 
 from streams.core.config import ConfigError, VigilConfig, WorkerSettings
 from streams.core.config_checks import validate
 from streams.engine.engine import Engine
 from streams.kafka.backpressure import source_lead, to_pause
+from streams.kafka.bundles import decode_mark, encode_mark
 from streams.kafka.fetch import Block
 from streams.kafka.watermarks import (
     EventTime,
     SourceClocks,
-    decode_mark,
-    encode_mark,
     newest_event_time,
     read_exchange,
     split_marks,
 )
+from tests.unit.kafka.test_kafka_units import IN, REP, FakeEngine, _processor, _run
 
 T0 = 1_790_812_800.0
 
@@ -292,6 +294,41 @@ def test_mark_records_round_trip_and_are_split_from_events():
     assert events.offsets == [10, 12, 13]
     same, none = split_marks(Block([1], [None], [ev], [()]))
     assert same.offsets == [1] and none == []
+
+
+class _ClockedEngine(FakeEngine):
+    """Records each source watermark the processor sets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watermarks: list[float] = []
+
+    def set_source_watermark(self, ts: float) -> SimpleNamespace:
+        self.watermarks.append(ts)
+        return SimpleNamespace(alerts=[], dead_letters=[], snapshots=[], shadow_alerts=[])
+
+
+def test_a_repartition_fetch_of_marks_alone_moves_its_engine_s_clocks():
+    """Regression: once unpacking took marks out of a repartition Block's rows, a Block of
+    marks alone had no rows, and `on_batch` skipped it as empty. With producers keyed as
+    the workers place accounts nothing is forwarded, so every repartition fetch is such a
+    Block: no engine heard the other sources, and no window closed (no alert at all in
+    the kcat-murmur2 parity test)."""
+    assignment = {TP(t, p) for t in (IN, REP) for p in range(4)}
+    proc, _ = _processor(assignment, event_time=EventTime(4, 30.0, 65_536, 86_400))
+    proc.make_engine = _ClockedEngine
+    marks = [encode_mark(s, T0 + s) for s in (0, 2, 3)]
+    block = Block([5, 6, 7], [None] * 3, [b""] * 3, [tuple(m) for m in marks], [], 5, 8)
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        await proc.on_batch(TP(REP, 1), block.unbundled())  # as the consumer thread hands it
+        part = proc.parts[1]
+        assert {s: part.clocks.marks.get(s) for s in (0, 2, 3)} == {s: T0 + s for s in (0, 2, 3)}
+        assert part.engine.watermarks and part.engine.lines == []  # marks are no events
+        assert part.next_offsets[REP] == 8
+
+    _run(scenario())
 
 
 def test_newest_event_time_skips_what_the_engine_would_reject():
