@@ -97,8 +97,8 @@ class Block:
     # decoded there, or the rows changed since.
     columns: tuple[int, tuple] | None = None
     # Repartition Blocks, once their bundles are unpacked (`unbundled`): per record, the
-    # source partition and input offset it was forwarded from (-1, -1: not forwarded, a
-    # mark). None: not unpacked.
+    # source partition and input offset it was forwarded from (-1, -1: not forwarded).
+    # None: not unpacked.
     origins: tuple[np.ndarray, np.ndarray] | None = None
     # Repartition Blocks, once unpacked: (offset, source, time) of the event-time marks
     # their records held, taken out of the rows (bundles.unpack_rows).
