@@ -346,6 +346,10 @@ static inline uint64_t le64(const unsigned char *p) {
     return v;
 }
 
+static inline uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 /* unbundle(value, header) -> (source, offsets, events) or None: a bundle of forwarded
  * events (streams/kafka/bundles.py, whose `unpack` is the reference this must match). The
  * header is the source partition and each event's input offset as int64, then each
@@ -364,18 +368,13 @@ static PyObject *unbundle(PyObject *self, PyObject *args) {
     int64_t source = (int64_t)le64(h);
     const unsigned char *lens = h + 8 + 8 * n;
     uint64_t total = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const unsigned char *q = lens + 4 * i;
-        total += (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
-    }
+    for (Py_ssize_t i = 0; i < n; i++) total += le32(lens + 4 * i);
     if (n < 1 || source < 0 || total != (uint64_t)vn) Py_RETURN_NONE;
     PyObject *offsets = PyList_New(n), *events = PyList_New(n), *src = NULL;
     if (!offsets || !events) goto fail;
     Py_ssize_t at = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        const unsigned char *q = lens + 4 * i;
-        Py_ssize_t len = (Py_ssize_t)((uint32_t)q[0] | (uint32_t)q[1] << 8 |
-                                      (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24);
+        Py_ssize_t len = (Py_ssize_t)le32(lens + 4 * i);
         PyObject *o = PyLong_FromLongLong((long long)(int64_t)le64(h + 8 + 8 * i));
         PyObject *e = PyBytes_FromStringAndSize(v + at, len);
         if (!o || !e) {

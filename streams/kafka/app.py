@@ -21,7 +21,6 @@ from streams.kafka.held_dead_letters import HeldDeadLetters, alert_sinks
 from streams.kafka.internals import AppHooks, enable_transactions
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
-from streams.kafka.routing import PARTITIONERS
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
 from streams.kafka.stale_state import (
     discard_after_crash,
@@ -262,15 +261,7 @@ def build_worker(
     consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
     fetch.install(
         consumer.batch_topics,
-        {
-            topics.input: (
-                kc.partitions,
-                PARTITIONERS[kc.input_partitioner],
-                processor.router.line_limit,
-            )
-        }
-        if processor.router is not None
-        else {},
+        {topics.input: processor.router.placement} if processor.router is not None else {},
         # The repartition topic's events are decoded there too: with kcat's default
         # partitioner seven in eight come through it.
         {t: config.engine.max_line_bytes for t in (topics.input, topics.repartition)},

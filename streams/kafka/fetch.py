@@ -224,7 +224,8 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     """aiokafka's PartitionRecords; for `topics`, yields one Block per partition fetch."""
 
     topics: ClassVar[frozenset[str]] = frozenset()
-    # Topic -> (partitions, partitioner code, line limit): Blocks of these carry `where`.
+    # Topic -> `_decode.partitions`'s arguments (Router.placement): Blocks of these carry
+    # `where`.
     routed: ClassVar[dict[str, tuple[int, int, int]]] = {}
     # Topic -> the engines' line limit: Blocks of these carry `columns` when every record
     # stays on its partition (`decode_here`).
@@ -397,8 +398,8 @@ def install(
 ) -> None:
     """Fetches of `topics` come back as Blocks from here on, in this process, and every
     aiokafka connection opened after this reads with READER_LIMIT. Blocks of the `routed`
-    topics (topic -> partitions, the code routing.PARTITIONERS gives the partitioner, and
-    the Router's line limit) say where each record's account belongs; those of the `decoded` topics (topic -> line
+    topics (topic -> the Router's `placement`: partitions, partitioner code, line limit)
+    say where each record's account belongs; those of the `decoded` topics (topic -> line
     limit) carry their events decoded, and those of the `bundled` topics carry each
     bundle's events as records of their own."""
     raise_reader_limit(READER_LIMIT)

@@ -68,12 +68,14 @@ class Router:
     ) -> None:
         self.partitions = partitions
         self.partitioner = partitioner
-        self.hash = PARTITIONERS[partitioner]
         # Longer records stay where they are read: the engine dead-letters them as
         # too_large anyway, and the input topic may take records larger than the
         # repartition topic does, whose refusal failed the forwarded batch and the
         # checkpoint after it, again on every restart.
-        self.line_limit = -1 if max_line_bytes is None else max_line_bytes  # -1: none
+        line_limit = -1 if max_line_bytes is None else max_line_bytes  # -1: none
+        # `_decode.partitions`'s arguments after the values: the consumer thread places
+        # the input topic's records with these too (fetch.install), so both agree.
+        self.placement = (partitions, PARTITIONERS[partitioner], line_limit)
         self._cache: dict[bytes, int] = {}
         self._limit = cache_limit
         self.hint = OtherPartitioner(partitions, partitioner)
@@ -99,18 +101,17 @@ class Router:
         """
         found = block.where  # worked out in the consumer thread (fetch.py), when it could
         if found is None or len(found) != 4 * len(block):
-            found = _decode.partitions(block.values, self.partitions, self.hash, self.line_limit)
+            found = _decode.partitions(block.values, *self.placement)
         if all_here(found, partition):
             return block, Forwards([], [], [])
         where = np.frombuffer(found, np.int32)
         # -1: no value, or too long, stays; -2: placed below, after a parse.
         rows = np.flatnonzero((where != partition) & (where != -1))
         values = block.values
-        if (where[rows] == -2).any():
-            kept, owners = self._parsed(values, rows.tolist(), where[rows].tolist(), partition)
+        by = where[rows]
+        if (by == -2).any():
+            kept, owners = self._parsed(values, rows.tolist(), by.tolist(), partition)
             rows, by = np.asarray(kept, np.intp), np.asarray(owners, np.int32)
-        else:
-            by = where[rows]
         if not self.hint.done:
             some = rows[:HINT_PER_BLOCK].tolist()
             self.hint.observe(partition, [block.keys[i] for i in some], accounts(values, some))
