@@ -18,7 +18,7 @@ from streams.kafka.control import install as install_control
 from streams.kafka.control import start_control
 from streams.kafka.health import HealthInputs, evaluate
 from streams.kafka.held_dead_letters import HeldDeadLetters, alert_sinks
-from streams.kafka.internals import AppHooks, enable_transactions
+from streams.kafka.internals import AppHooks, enable_transactions, install_fetcher
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 from streams.kafka.settings import WorkerSettings, ensure_data_dir
@@ -259,6 +259,7 @@ def build_worker(
     consumer = app.consumer
     consumer.batch_topics = frozenset({topics.input, topics.repartition, topics.campaign})
     consumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    install_fetcher()
     fetch.install(
         consumer.batch_topics,
         {topics.input: processor.router.placement} if processor.router is not None else {},

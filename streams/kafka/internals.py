@@ -24,6 +24,8 @@ from typing import Any
 
 import faust
 from aiokafka import conn
+from aiokafka import errors as kafka_errors
+from aiokafka.consumer import consumer as aiokafka_consumer
 from aiokafka.consumer import fetcher
 from aiokafka.protocol.group import JoinGroupRequest
 from aiokafka.record.memory_records import MemoryRecords
@@ -341,6 +343,33 @@ class PartitionRecordsHooks(fetcher.PartitionRecords):
 def install_partition_records(cls: type[PartitionRecordsHooks]) -> None:
     fetcher.PartitionRecords = cls  # type: ignore[misc]
     fetcher.MemoryRecords = RawMemoryRecords  # type: ignore[misc]
+
+
+class FetcherHooks(fetcher.Fetcher):
+    """aiokafka's Fetcher, refreshing its metadata when a position reset meets a broker
+    that no longer leads the partition."""
+
+    # aiokafka resets a position (`_update_fetch_positions`: a new assignment without a
+    # committed offset, a seek to either end, an offset out of range) by asking the leader
+    # in its cached metadata, and when that broker answers NotLeaderForPartition it logs,
+    # sleeps retry_backoff_ms and asks the same broker again: nothing refreshes the
+    # metadata before metadata_max_age_ms (5 min). A restarted broker takes its leaderships
+    # back, so a worker reset against the old leader for minutes (seen in the fault soak on
+    # three brokers: "Failed fetch offsets from 1", every 100 ms, until its health check
+    # gave up). aiokafka's other caller, `_retrieve_offsets`, refreshes already; the client
+    # merges a second request into the pending one.
+    async def _proc_offset_request(self, node_id: int, topic_data: Any) -> Any:
+        try:
+            return await super()._proc_offset_request(node_id, topic_data)
+        except kafka_errors.KafkaError as err:
+            if err.invalid_metadata:
+                self._client.force_metadata_update()
+            raise
+
+
+# AIOKafkaConsumer builds its Fetcher in `start()` through this module global.
+def install_fetcher() -> None:
+    aiokafka_consumer.Fetcher = FetcherHooks  # type: ignore[misc]
 
 
 # aiokafka reads every connection through an asyncio.StreamReader whose limit is this

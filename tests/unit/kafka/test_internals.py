@@ -528,6 +528,29 @@ def test_fetcher_builds_records_through_the_module_globals_installed_over():
         fetcher.PartitionRecords, fetcher.MemoryRecords, conn.READER_LIMIT = original
 
 
+def test_the_consumer_builds_its_fetcher_through_the_module_global_installed_over():
+    names = inspect.getclosurevars(aiokafka_consumer.AIOKafkaConsumer.start).globals
+    assert names["Fetcher"] is aiokafka_consumer.Fetcher
+    original = aiokafka_consumer.Fetcher
+    try:
+        internals.install_fetcher()
+        assert aiokafka_consumer.Fetcher is internals.FetcherHooks
+        assert issubclass(internals.FetcherHooks, original)
+    finally:
+        aiokafka_consumer.Fetcher = original
+
+
+def test_aiokafka_resets_a_position_through_the_hooked_request_and_never_refreshes_itself():
+    # If a later aiokafka refreshes its metadata here, FetcherHooks can go.
+    reset = inspect.getsource(fetcher.Fetcher._update_fetch_positions)
+    assert "self._proc_offset_request(node_id, topic_data)" in reset
+    assert "force_metadata_update" not in reset
+    params = list(inspect.signature(fetcher.Fetcher._proc_offset_request).parameters)
+    assert params == ["self", "node_id", "topic_data"]
+    # The other caller refreshes already, so the hook only adds a merged request there.
+    assert "force_metadata_update" in inspect.getsource(fetcher.Fetcher._retrieve_offsets)
+
+
 def test_aiokafkas_reader_limit_defaults_to_64_kib():
     out = subprocess.run(
         [sys.executable, "-c", "from aiokafka import conn; print(conn.READER_LIMIT)"],
