@@ -187,5 +187,10 @@ class LatestSnapshots:
     def take(self) -> list[tuple[str, dict]]:
         """Every pick as (account, snapshot); the holder is empty afterwards, even if a
         build raises."""
+        return latest(self.detach())
+
+    def detach(self) -> dict[str, tuple[WindowSnapshots, int]]:
+        """Every pick, unbuilt, for `latest` to build later, in any thread: a picked window
+        is scored and no longer changes. The holder is empty afterwards."""
         picks, self.picks, self.windows = self.picks, {}, deque()
-        return latest(picks)
+        return picks

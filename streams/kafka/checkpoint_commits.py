@@ -19,7 +19,7 @@ from faust.types import TP
 
 from streams.kafka import checkpoint
 from streams.kafka.lease import NO_LEASE, held_for_writes
-from streams.kafka.outputs import delivered
+from streams.kafka.outputs import TakenSnapshots, delivered
 from streams.runtime.checkpoint_codec import FrozenState
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Taken:
     partitions: set[int] | None  # None: every partition
     started: float  # perf_counter at its start
     send_progress: bool
+    snapshots: TakenSnapshots | None = None  # console snapshots, sent before the state
 
 
 @dataclass
@@ -193,9 +194,17 @@ class CheckpointCommits:
 
     async def _write(self, taken: Taken) -> Written | None:
         loop = asyncio.get_running_loop()
+        snapshots = taken.snapshots
+        # First, so that one thread builds them while the other compresses.
+        built = (
+            loop.run_in_executor(self.encoder, self.build_snapshots, snapshots)
+            if snapshots is not None
+            else None
+        )
         blobs = await asyncio.gather(
             *(loop.run_in_executor(self.encoder, _encode, row) for row in taken.rows)
         )
+        records = await built if built is not None else []
         if taken.rows and not await held_for_writes(self._lease()):
             # Out of the group: the revoke that follows drops these engines, journals
             # taken and all, and their partitions resume elsewhere from the changelog.
@@ -206,6 +215,8 @@ class CheckpointCommits:
         # Local writes the changelog may not hold: a clean stop needs none (app.py). Once a
         # checkpoint fails between its writes and their acknowledgement, it stays so for
         # this run: what the producer dropped is not sent again.
+        if snapshots is not None:  # in this checkpoint's transaction under exactly_once
+            await self._send_snapshots(snapshots, records)
         behind_before = self.changelog_behind
         self.changelog_behind = self.changelog_behind or bool(taken.rows)
         for row, (blob, journal) in zip(taken.rows, blobs, strict=True):

@@ -190,12 +190,13 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
         producer = self.app.producer
         now = time.monotonic()
         # Snapshots wait for their own interval, except when partitions leave this worker.
+        snapshots = None
         if final or partitions is not None or now - self.last_snapshots >= self.snapshot_interval:
-            await self._send_snapshots(partitions)
+            snapshots = self._take_snapshots(partitions)
             self.last_snapshots = now
         await self._release_held(partitions)  # exactly_once: what waited for this checkpoint
         if self.txn is None:
-            # 1. sinks: alerts, dead letters, snapshots, forwards, delivered before the
+            # 1. sinks: alerts, dead letters, forwards, delivered before the
             # state that says their events are done. Under exactly_once nothing is visible
             # before the commit, and `_finish` waits for them with the changelog.
             await producer.flush()
@@ -222,7 +223,8 @@ class Persistence(CheckpointCommits, ExchangeCommits, CampaignExchange):
             # What the engine does from here on goes into the next checkpoint.
             part.dirty = False
             self.touched.discard(p)
-        return Taken(rows, partitions, t0, send_progress=not final and partitions is None)
+        send_progress = not final and partitions is None
+        return Taken(rows, partitions, t0, send_progress, snapshots)
 
     def checkpoint_due(self, now: float) -> bool:
         """A slow checkpoint defers the next (`checkpoint_pause`). Under exactly_once by

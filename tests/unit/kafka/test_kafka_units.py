@@ -775,7 +775,7 @@ print(logging.getLogger("aiokafka.producer.producer").getEffectiveLevel())
 def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch):
     # Built from the picks as they stand when sent: one record per account, latest pick.
     monkeypatch.setattr(
-        "streams.engine.snapshots.latest",
+        "streams.kafka.outputs.latest",
         lambda picks: [(a, {"account_id": a, "row": i}) for a, (_, i) in picks.items()],
     )
     assignment = {TP(IN, p) for p in range(4)}
@@ -800,6 +800,30 @@ def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch
         proc.snapshots.picks = {"acct_4": (None, 4)}
         await proc.checkpoint(final=True)  # stopping: nothing stays behind
         assert (b"acct_4", 4) in snapshots_sent()
+
+    _run(scenario())
+
+
+def test_snapshots_are_built_beside_the_engines_and_sent_with_their_checkpoint(monkeypatch):
+    # Building them (a dict and its JSON per account) stopped the engines for up to 1.7 s.
+    locked_while_built = []
+
+    def build(picks):
+        locked_while_built.append(proc.lock.locked())
+        return [(a, {"account_id": a, "row": i}) for a, (_, i) in picks.items()]
+
+    monkeypatch.setattr("streams.kafka.outputs.latest", build)
+    assignment = {TP(IN, p) for p in range(4)}
+    proc, _ = _processor(assignment, snapshot_interval_s=0.0)
+    sent = proc.app.producer.sent
+
+    async def scenario() -> None:
+        proc.on_assigned(assignment)
+        proc.snapshots.picks = {"acct_1": (None, 1), "acct_2": (None, 2)}
+        await proc.checkpoint()
+        assert locked_while_built == [False]
+        assert sorted(a[1] for a in sent if a[0] == "t-snapshots") == [b"acct_1", b"acct_2"]
+        assert not proc.snapshots
 
     _run(scenario())
 
