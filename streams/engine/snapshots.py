@@ -148,7 +148,7 @@ MAX_WINDOWS = 16
 
 
 class LatestSnapshots:
-    """Each account's latest snapshot since the last `take`, built as late as possible.
+    """Each account's latest snapshot since the last `detach`, built as late as possible.
 
     A pick points into a closed window, and the window, with all its events, stays in
     memory while any pick points into it. Between two sends, every 30 s by default, that
@@ -184,13 +184,9 @@ class LatestSnapshots:
             for j, i in enumerate(rows):
                 self.picks[ids[i]] = (sub, j)
 
-    def take(self) -> list[tuple[str, dict]]:
-        """Every pick as (account, snapshot); the holder is empty afterwards, even if a
-        build raises."""
-        return latest(self.detach())
-
     def detach(self) -> dict[str, tuple[WindowSnapshots, int]]:
         """Every pick, unbuilt, for `latest` to build later, in any thread: a picked window
-        is scored and no longer changes. The holder is empty afterwards."""
+        is scored and no longer changes. The holder is empty afterwards, whatever the
+        build does."""
         picks, self.picks, self.windows = self.picks, {}, deque()
         return picks

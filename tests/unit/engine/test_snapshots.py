@@ -102,7 +102,7 @@ def test_the_latest_holder_lets_old_windows_go_and_sends_the_same(small_corpus) 
     assert sum(len(w.events) for w in windows) > 2 * sum(
         len(w.events) for w in {id(w): w for w, _ in holder.picks.values()}.values()
     )
-    assert sorted(holder.take()) == sorted(latest(picks))
+    assert sorted(latest(holder.detach())) == sorted(latest(picks))
     assert len(holder) == 0 and not holder.windows
 
 
