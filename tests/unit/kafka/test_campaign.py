@@ -10,15 +10,15 @@ from faust.types import TP
 from streams.kafka.campaign import HEADER, REQUEST
 from streams.kafka.campaign_records import Parts, encode_request
 from streams.runtime.campaign_desk import Answers, Desk
+from tests.unit.kafka.fakes import IN, block_of, make_processor, run_async
 from tests.unit.kafka.test_exchange_commits import CAMPAIGN
-from tests.unit.kafka.test_kafka_units import IN, _block, _processor, _run
 from tests.unit.runtime.test_campaign_desk import W, members
 
 
 def test_a_request_for_a_window_applied_without_it_is_counted_and_said(caplog) -> None:
     """An owner that applied a window before one source's request came (that source's
     progress had passed it) computed figures without the source's accounts: it must show."""
-    proc, _ = _processor({TP(IN, 0)})
+    proc, _ = make_processor({TP(IN, 0)})
     proc.topics.campaign = CAMPAIGN
     part = proc._open(0)
     part.engine.held = []  # the engine holds no window for figures
@@ -30,11 +30,11 @@ def test_a_request_for_a_window_applied_without_it_is_counted_and_said(caplog) -
     def stale() -> float | None:
         return proc.metrics.registry.get_sample_value("vigil_campaign_requests_stale_total")
 
-    late = _block([encode_request(1, W, members(W, ["b"]))], [((HEADER, REQUEST),)])
-    again = _block([encode_request(0, 2 * W, members(2 * W, ["a"]))], [((HEADER, REQUEST),)])
+    late = block_of([encode_request(1, W, members(W, ["b"]))], [((HEADER, REQUEST),)])
+    again = block_of([encode_request(0, 2 * W, members(2 * W, ["a"]))], [((HEADER, REQUEST),)])
     with caplog.at_level(logging.WARNING, logger="streams.kafka.campaign"):
-        _run(proc._on_campaign(part, TP(CAMPAIGN, 0), again))  # a re-sent one: answered
+        run_async(proc._on_campaign(part, TP(CAMPAIGN, 0), again))  # a re-sent one: answered
         assert stale() == 0
-        _run(proc._on_campaign(part, TP(CAMPAIGN, 0), late))
+        run_async(proc._on_campaign(part, TP(CAMPAIGN, 0), late))
     assert stale() == 1
     assert "source 1" in caplog.text and "came after that window was applied" in caplog.text

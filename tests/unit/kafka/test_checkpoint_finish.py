@@ -13,12 +13,12 @@ import pytest
 from faust.types import TP
 
 from streams.kafka import checkpoint, checkpoint_commits
+from tests.unit.kafka.fakes import IN, REP, make_processor, record_block, run_async
 from tests.unit.kafka.test_exchange_commits import (
     CAMPAIGN,
     BlockingTransactions,
     _eos_processor,
 )
-from tests.unit.kafka.test_kafka_units import IN, REP, _processor, _records, _run
 
 
 def _alert(account: str) -> SimpleNamespace:
@@ -42,10 +42,10 @@ def test_exactly_once_commits_the_offsets_its_state_covers_while_the_engines_go_
     sent = proc.app.producer.sent
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0, 1))
+        await proc.on_batch(TP(IN, 0), record_block(0, 1))
         await proc._emit(_alert("acct_1"), TP(IN, 0))  # held for the checkpoint
         proc.interval, proc.last_checkpoint = 0.0, 0.0
-        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(2)), 1.0)  # finished aside
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), record_block(2)), 1.0)  # finished aside
         assert proc.finishing is not None and not proc.finishing.done()
         assert proc.commit_lock.locked() and txn.commits == []
         assert [a[0] for a in sent] == ["t-alerts"], "the held alert joins this checkpoint"
@@ -53,7 +53,7 @@ def test_exactly_once_commits_the_offsets_its_state_covers_while_the_engines_go_
 
         # The engines go on: a batch and its alert while the commit waits on the broker.
         assert not proc.checkpoint_due(1e12), "a second checkpoint beside the first"
-        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(3, 4)), 1.0)
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), record_block(3, 4)), 1.0)
         await proc._emit(_alert("acct_2"), TP(IN, 0))
         assert len(proc.held) == 1 and [a[0] for a in sent] == ["t-alerts"]
         assert proc.parts[0].dirty and 0 in proc.touched  # for the next checkpoint
@@ -66,12 +66,12 @@ def test_exactly_once_commits_the_offsets_its_state_covers_while_the_engines_go_
         await proc.checkpoint()
         assert txn.commits[-1] == {TP(IN, 0): 5} and proc.held == []
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_at_least_once_commits_the_offsets_its_state_covers_while_the_engines_go_on():
     assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
-    proc, _ = _processor(assignment)
+    proc, _ = make_processor(assignment)
     gate = asyncio.Event()
     commits: list[dict] = []
     consumer = proc.app.consumer
@@ -85,16 +85,16 @@ def test_at_least_once_commits_the_offsets_its_state_covers_while_the_engines_go
 
     async def scenario() -> None:
         proc.on_assigned(assignment)
-        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        await proc.on_batch(TP(IN, 1), record_block(0, 1))
         proc.interval, proc.last_checkpoint = 0.0, 0.0
-        await asyncio.wait_for(proc.on_batch(TP(IN, 1), _records(2)), 1.0)
+        await asyncio.wait_for(proc.on_batch(TP(IN, 1), record_block(2)), 1.0)
         assert proc.finishing is not None and not proc.finishing.done()
-        await asyncio.wait_for(proc.on_batch(TP(IN, 1), _records(3)), 1.0)
+        await asyncio.wait_for(proc.on_batch(TP(IN, 1), record_block(3)), 1.0)
         gate.set()
         await asyncio.wait_for(proc.finished(), 1.0)
         assert commits == [{TP(IN, 1): 3}] and proc.parts[1].dirty
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_exactly_once_without_exchange_commits_finishes_inside_the_batch():
@@ -105,16 +105,16 @@ def test_exactly_once_without_exchange_commits_finishes_inside_the_batch():
     proc.txn = txn = BlockingTransactions()
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0))
         proc.interval, proc.last_checkpoint = 0.0, 0.0
-        batch = asyncio.ensure_future(proc.on_batch(TP(IN, 0), _records(1)))
+        batch = asyncio.ensure_future(proc.on_batch(TP(IN, 0), record_block(1)))
         await asyncio.sleep(0.05)
         assert not batch.done() and proc.finishing is None
         txn.release.set()
         await asyncio.wait_for(batch, 1.0)
         assert txn.commits == [{TP(IN, 0): 2}]
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_exchange_commits_and_a_revoke_wait_for_the_checkpoint_finishing():
@@ -122,10 +122,10 @@ def test_exchange_commits_and_a_revoke_wait_for_the_checkpoint_finishing():
     proc.txn = txn = BlockingTransactions()
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0))
-        await proc.on_batch(TP(IN, 1), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0))
+        await proc.on_batch(TP(IN, 1), record_block(0))
         proc.interval, proc.last_checkpoint = 0.0, 0.0
-        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(1)), 1.0)  # finishing aside
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), record_block(1)), 1.0)  # finishing aside
         await asyncio.sleep(0.01)  # its commit waits on the broker
         await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
         assert proc.exchanged == {0}, "sent after the checkpoint's commit began"
@@ -143,7 +143,7 @@ def test_exchange_commits_and_a_revoke_wait_for_the_checkpoint_finishing():
         assert txn.commits[0] == {TP(IN, 0): 2, TP(IN, 1): 1}
         assert {TP(IN, 0): 2} in txn.commits[1:] and 1 not in proc.parts
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_a_failed_finish_stops_the_next_batch_once_and_its_partitions_are_written_again():
@@ -152,21 +152,21 @@ def test_a_failed_finish_stops_the_next_batch_once_and_its_partitions_are_writte
     txn.fail = RuntimeError("broker said no")
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0))
         proc.interval, proc.last_checkpoint = 0.0, 0.0
-        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(1)), 1.0)
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), record_block(1)), 1.0)
         assert not proc.parts[0].dirty
         txn.release.set()
         await asyncio.sleep(0.01)
         assert proc.parts[0].dirty and not proc.commit_lock.locked()
         with pytest.raises(RuntimeError, match="broker said no"):
-            await proc.on_batch(TP(IN, 0), _records(2))
+            await proc.on_batch(TP(IN, 0), record_block(2))
         # Raised once, as the checkpoint's caller got it when it finished inline.
         txn.fail = None
         await proc.checkpoint()
         assert txn.commits == [{TP(IN, 0): 2}]
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_the_engines_go_on_while_a_checkpoints_state_is_encoded(monkeypatch):
@@ -174,7 +174,7 @@ def test_the_engines_go_on_while_a_checkpoints_state_is_encoded(monkeypatch):
     # lock; now only taking the state does, and what the engines apply meanwhile goes
     # into the next checkpoint.
     assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
-    proc, _ = _processor(assignment)
+    proc, _ = make_processor(assignment)
     gate, encoding = threading.Event(), threading.Event()
     encode = checkpoint_commits._encode
 
@@ -187,11 +187,11 @@ def test_the_engines_go_on_while_a_checkpoints_state_is_encoded(monkeypatch):
 
     async def scenario() -> None:
         proc.on_assigned(assignment)
-        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        await proc.on_batch(TP(IN, 1), record_block(0, 1))
         proc.interval, proc.last_checkpoint = 0.0, 0.0
-        await asyncio.wait_for(proc.on_batch(TP(IN, 1), _records(2)), 1.0)
+        await asyncio.wait_for(proc.on_batch(TP(IN, 1), record_block(2)), 1.0)
         assert await asyncio.get_running_loop().run_in_executor(None, encoding.wait, 5.0)
-        await asyncio.wait_for(proc.on_batch(TP(IN, 1), _records(3)), 1.0)
+        await asyncio.wait_for(proc.on_batch(TP(IN, 1), record_block(3)), 1.0)
         assert len(proc.parts[1].engine.lines) == 4, "applied while the state is encoded"
         assert checkpoint.read_manifest(proc.table, IN, 1) is None
         gate.set()
@@ -200,7 +200,7 @@ def test_the_engines_go_on_while_a_checkpoints_state_is_encoded(monkeypatch):
         # Record 3 is in no journal yet, and its partition waits for the next checkpoint.
         assert len(proc.parts[1].engine.fresh) == 1 and proc.parts[1].dirty
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_a_partition_counts_as_uncheckpointed_until_the_commit_that_publishes_its_alerts():
@@ -215,17 +215,17 @@ def test_a_partition_counts_as_uncheckpointed_until_the_commit_that_publishes_it
 
     async def scenario() -> None:
         assert uncheckpointed() == 0
-        await proc.on_batch(TP(IN, 0), _records(0, 1))
+        await proc.on_batch(TP(IN, 0), record_block(0, 1))
         await proc._emit(_alert("acct_1"), TP(IN, 0))
         assert uncheckpointed() == 1
-        await proc.on_batch(TP(IN, 1), _records(0))
+        await proc.on_batch(TP(IN, 1), record_block(0))
         assert uncheckpointed() == 2
         proc.interval, proc.last_checkpoint = 0.0, 0.0
-        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(2)), 1.0)  # finished aside
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), record_block(2)), 1.0)  # finished aside
         assert not proc.parts[0].dirty and 0 not in proc.touched
         assert uncheckpointed() == 2, "taken, but not committed"
         txn.release.set()
         await asyncio.wait_for(proc.finished(), 1.0)
         assert txn.commits and uncheckpointed() == 0
 
-    _run(scenario())
+    run_async(scenario())

@@ -6,21 +6,21 @@ from __future__ import annotations
 from faust.types import TP
 
 from streams.kafka import checkpoint
-from tests.unit.kafka.test_kafka_units import IN, REP, _processor, _records, _run
+from tests.unit.kafka.fakes import IN, REP, make_processor, record_block, run_async
 
 
 def test_a_partition_opens_without_the_chunks_its_manifest_does_not_name():
     assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
-    proc, _ = _processor(assignment)
+    proc, _ = make_processor(assignment)
 
     async def first() -> None:
         proc.on_assigned(assignment)
-        await proc.on_batch(TP(IN, 1), _records(0, 1))
+        await proc.on_batch(TP(IN, 1), record_block(0, 1))
         await proc.checkpoint()
-        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0))
         await proc.checkpoint()
 
-    _run(first())
+    run_async(first())
     table = proc.table
     named = set(table)
     manifest = checkpoint.read_manifest(table, IN, 1)
@@ -37,16 +37,16 @@ def test_a_partition_opens_without_the_chunks_its_manifest_does_not_name():
         table[key] = b"left behind"
     table[b"p0/kept-by-another-partition"] = b"x"
 
-    again, _ = _processor(assignment)
+    again, _ = make_processor(assignment)
     again.table = table
 
     async def second() -> None:
         again.on_assigned(assignment)
-        await again.on_batch(TP(IN, 1), _records(2))
+        await again.on_batch(TP(IN, 1), record_block(2))
         # Restored from its checkpoint, as before the kill, then given the next record.
         assert again.parts[1].engine.lines == [b'{"account_id": "acct_1"}'] * 3
 
-    _run(second())
+    run_async(second())
     assert not set(stray) & set(table)
     assert named <= set(table) and b"p0/kept-by-another-partition" in table
     # Nothing named is lost: the state reads back whole.

@@ -6,8 +6,8 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 
 from streams.kafka.fetch import Block, BulkPartitionRecords, CorruptBatch, RawMemoryRecords
+from tests.unit.kafka.fakes import IN, make_processor, run_async
 from tests.unit.kafka.test_fetch import _batch, _rows
-from tests.unit.kafka.test_kafka_units import IN, _processor, _run
 
 
 def _fetched(raw: bytes, fetch_offset: int) -> tuple[Block, int]:
@@ -26,7 +26,7 @@ def test_a_corrupt_batch_is_dead_lettered_with_partition_and_offset_and_the_stre
     assert block.offsets == [0, 1, 2, 3, 4] and position == 6
 
     assignment = {TP(IN, p) for p in range(4)}
-    proc, _ = _processor(assignment)
+    proc, _ = make_processor(assignment)
 
     def rejected() -> float | None:
         return proc.metrics.registry.get_sample_value(
@@ -60,7 +60,7 @@ def test_a_corrupt_batch_is_dead_lettered_with_partition_and_offset_and_the_stre
         await proc.on_batch(TP(IN, 0), later)
         assert part.next_offsets == {IN: 10} and len(part.engine.lines) == 6
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_a_bad_batch_already_behind_a_restored_checkpoint_is_not_dead_lettered_twice():

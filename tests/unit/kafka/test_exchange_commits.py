@@ -17,13 +17,13 @@ from streams.kafka.exchange_commits import EXCHANGE_WAIT_S
 from streams.kafka.fetch import Block
 from streams.kafka.forwards import fresh
 from streams.kafka.processor import Topics
-from tests.unit.kafka.test_kafka_units import (
+from tests.unit.kafka.fakes import (
     IN,
     REP,
     FakeTransactions,
-    _processor,
-    _records,
-    _run,
+    make_processor,
+    record_block,
+    run_async,
 )
 
 CAMPAIGN = "t-campaign"
@@ -31,7 +31,7 @@ CAMPAIGN = "t-campaign"
 
 def _eos_processor():
     assignment = {TP(t, p) for t in (IN, REP, CAMPAIGN) for p in range(2)}
-    proc, _ = _processor(assignment)
+    proc, _ = make_processor(assignment)
     proc.topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots", campaign=CAMPAIGN)
     proc.txn = FakeTransactions()
     proc.on_assigned(assignment)
@@ -43,8 +43,8 @@ def test_alerts_and_dead_letters_wait_for_the_checkpoint_the_exchange_does_not()
     sent = proc.app.producer.sent
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0, 1))
-        await proc.on_batch(TP(IN, 1), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0, 1))
+        await proc.on_batch(TP(IN, 1), record_block(0))
         alert = SimpleNamespace(account_id="acct_1", to_json=lambda: b"{}")
         out = SimpleNamespace(alerts=[alert], shadow_alerts=[], dead_letters=[], snapshots=[])
         await proc._emit(out, TP(IN, 0))
@@ -73,20 +73,20 @@ def test_alerts_and_dead_letters_wait_for_the_checkpoint_the_exchange_does_not()
         assert alert_txn == "txn-0", "a held output joins its own partition's transaction"
 
         # Later exchange commits repeat the checkpoint's offsets, not the newer ones read.
-        await proc.on_batch(TP(IN, 0), _records(2, 3))
+        await proc.on_batch(TP(IN, 0), record_block(2, 3))
         await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
         await proc.exchange_commit()
         assert proc.txn.commits[-1] == {TP(IN, 0): 2}
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_a_leaving_partition_releases_only_its_own_held_outputs():
     proc = _eos_processor()
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0))
-        await proc.on_batch(TP(IN, 1), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0))
+        await proc.on_batch(TP(IN, 1), record_block(0))
         await proc._dead_letter(b"a", "bad_json", "", TP(IN, 0))
         await proc._dead_letter(b"b", "bad_json", "", TP(IN, 1))
         await proc.checkpoint(partitions={1}, final=True)
@@ -94,21 +94,21 @@ def test_a_leaving_partition_releases_only_its_own_held_outputs():
         assert released == [b"b"]
         assert [source for source, _ in proc.held] == [0]
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_under_at_least_once_nothing_is_held():
     assignment = {TP(IN, 0)}
-    proc, _ = _processor(assignment)
+    proc, _ = make_processor(assignment)
 
     async def scenario() -> None:
         proc.on_assigned(assignment)
-        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0))
         await proc._dead_letter(b"a", "bad_json", "", TP(IN, 0))
         assert [a[0] for a in proc.app.producer.sent] == ["t-dead"] and proc.held == []
         assert not proc.exchange_commit_due(proc.last_commit + 60.0)
 
-    _run(scenario())
+    run_async(scenario())
 
 
 # -- forwarded events -------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_fresh_keeps_what_judging_each_event_alone_keeps():
 
 def test_the_engine_applies_a_forward_once_across_its_checkpoint():
     assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
-    proc, _ = _processor(assignment)
+    proc, _ = make_processor(assignment)
 
     async def scenario() -> None:
         proc.on_assigned(assignment)
@@ -222,7 +222,7 @@ def test_the_engine_applies_a_forward_once_across_its_checkpoint():
         assert part.forwards == {0: 103} and len(part.engine.lines) == 3
         assert proc.wm.events_skipped._value.get() - skipped == 2
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_with_exchange_commits_off_nothing_is_held_and_checkpoints_come_sooner():
@@ -231,7 +231,7 @@ def test_with_exchange_commits_off_nothing_is_held_and_checkpoints_come_sooner()
     proc.interval = 5.0
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0))
         await proc._dead_letter(b"a", "bad_json", "", TP(IN, 0))
         assert [a[0] for a in proc.app.producer.sent] == ["t-dead"] and proc.held == []
         await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
@@ -242,7 +242,7 @@ def test_with_exchange_commits_off_nothing_is_held_and_checkpoints_come_sooner()
         proc.exchange_commit_s = 0.25
         assert proc.exchange_commit_due(later) and not proc.checkpoint_due(later)
 
-    _run(scenario())
+    run_async(scenario())
 
 
 class BlockingTransactions(FakeTransactions):
@@ -265,13 +265,13 @@ def test_an_exchange_commit_runs_beside_the_engines_and_a_checkpoint_waits_for_i
     proc.txn = txn = BlockingTransactions()
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0, 1))
+        await proc.on_batch(TP(IN, 0), record_block(0, 1))
         await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
         proc.start_exchange_commit()
         await asyncio.sleep(0)  # the commit task starts and waits on the broker
         assert proc.exchanged == set() and txn.commits == []
         # The engines go on meanwhile; what they send is left for the next commit.
-        await asyncio.wait_for(proc.on_batch(TP(IN, 0), _records(2)), 1.0)
+        await asyncio.wait_for(proc.on_batch(TP(IN, 0), record_block(2)), 1.0)
         await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
         assert proc.exchanged == {0}
         proc.start_exchange_commit()  # one in flight: no second one
@@ -283,7 +283,7 @@ def test_an_exchange_commit_runs_beside_the_engines_and_a_checkpoint_waits_for_i
         # The exchange commit at the previous checkpoint's offsets, then the checkpoint.
         assert txn.commits == [{TP(IN, 0): 0}, {TP(IN, 0): 3}]
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_a_failed_exchange_commit_stops_the_next_batch():
@@ -293,13 +293,13 @@ def test_a_failed_exchange_commit_stops_the_next_batch():
     txn.release.set()
 
     async def scenario() -> None:
-        await proc.on_batch(TP(IN, 0), _records(0))
+        await proc.on_batch(TP(IN, 0), record_block(0))
         await proc._send(CAMPAIGN, None, b"{}", [], 1, source=0)
         proc.start_exchange_commit()
         await asyncio.sleep(0.01)
         with pytest.raises(RuntimeError, match="broker said no"):
-            await proc.on_batch(TP(IN, 0), _records(1))
+            await proc.on_batch(TP(IN, 0), record_block(1))
         with pytest.raises(RuntimeError, match="broker said no"):
             await proc.checkpoint()
 
-    _run(scenario())
+    run_async(scenario())

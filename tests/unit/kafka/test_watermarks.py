@@ -24,7 +24,7 @@ from streams.kafka.watermarks import (
     read_exchange,
     split_marks,
 )
-from tests.unit.kafka.test_kafka_units import IN, REP, FakeEngine, _processor, _run
+from tests.unit.kafka.fakes import IN, REP, FakeEngine, make_processor, run_async
 
 T0 = 1_790_812_800.0
 
@@ -315,7 +315,7 @@ def test_a_repartition_fetch_of_marks_alone_moves_its_engine_s_clocks():
     Block: no engine heard the other sources, and no window closed (no alert at all in
     the kcat-murmur2 parity test)."""
     assignment = {TP(t, p) for t in (IN, REP) for p in range(4)}
-    proc, _ = _processor(assignment, event_time=EventTime(4, 30.0, 65_536, 86_400))
+    proc, _ = make_processor(assignment, event_time=EventTime(4, 30.0, 65_536, 86_400))
     proc.make_engine = _ClockedEngine
     marks = [encode_mark(s, T0 + s) for s in (0, 2, 3)]
     block = Block([5, 6, 7], [None] * 3, [b""] * 3, [tuple(m) for m in marks], [], 5, 8)
@@ -328,7 +328,7 @@ def test_a_repartition_fetch_of_marks_alone_moves_its_engine_s_clocks():
         assert part.engine.watermarks and part.engine.lines == []  # marks are no events
         assert part.next_offsets[REP] == 8
 
-    _run(scenario())
+    run_async(scenario())
 
 
 def test_newest_event_time_skips_what_the_engine_would_reject():
