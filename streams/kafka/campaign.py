@@ -30,6 +30,7 @@ from faust.types import TP
 
 from streams.core.alerts import rfc3339
 from streams.features.campaign_split import Memberships
+from streams.kafka.block import Block
 from streams.kafka.campaign_records import (
     Parts,
     decode_figures,
@@ -39,7 +40,6 @@ from streams.kafka.campaign_records import (
     part_of,
     request_values,
 )
-from streams.kafka.fetch import Block
 from streams.kafka.outputs import Outputs
 from streams.runtime.campaign_desk import Answers, Desk, owner_of
 

@@ -23,8 +23,8 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streams.kafka.block import Block
 from streams.kafka.checkpoint import UnusableCheckpoint
-from streams.kafka.fetch import Block
 from streams.kafka.internals import ConsumerHooks
 from streams.runtime.process import exit_at_once
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.kafka.fetch import Block
+from streams.kafka.block import Block
 
 
 def fresh(block: Block, applied: dict[int, int]) -> tuple[Block, int]:

@@ -28,8 +28,8 @@ import orjson
 from faust.types import TP
 
 from streams.engine.snapshots import LatestSnapshots, latest
+from streams.kafka.block import Block
 from streams.kafka.bundles import BUNDLE_HEADER, pack
-from streams.kafka.fetch import Block
 from streams.kafka.internals import aiokafka_producer
 from streams.kafka.routing import Forwards, Router, partition_for
 from streams.kafka.transactions import Transactions, fallback_partition

@@ -29,9 +29,9 @@ from faust.types import TP
 from streams.core.config import AT_LEAST_ONCE_FLOW
 from streams.engine.snapshots import LatestSnapshots
 from streams.kafka.backpressure import Backpressure, source_lead, to_pause
+from streams.kafka.block import Block
 from streams.kafka.drained import Drained, DrainedReader
 from streams.kafka.exchange_commits import EXCHANGE_COMMIT_S
-from streams.kafka.fetch import Block
 from streams.kafka.forwards import fresh
 from streams.kafka.persistence import PartitionState, Persistence
 from streams.kafka.positions import Refetch

@@ -19,7 +19,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.contract import _decode
 from streams.contract.reference import Reject, decode_event
-from streams.kafka.fetch import Block, all_here
+from streams.kafka.block import Block, all_here
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Any
 
 from streams.contract import _decode
 from streams.contract.events import FLOAT_COLUMNS, column_arrays
+from streams.kafka.block import Block
 from streams.kafka.bundles import encode_mark
-from streams.kafka.fetch import Block
 
 _TS = FLOAT_COLUMNS.index("ts")
 _OK = 0  # the compiled decoder's status of a line it read in full

@@ -13,7 +13,7 @@ from typing import Any
 from faust.types import TP
 
 from streams.engine.metrics import Metrics
-from streams.kafka.fetch import Block
+from streams.kafka.block import Block
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.processor import Processor, Topics
 

@@ -11,6 +11,7 @@ import pytest
 
 from streams.contract import _decode
 from streams.kafka import _records
+from streams.kafka.block import Block
 from streams.kafka.bundles import (
     BUNDLE_HEADER,
     FROM_HEADER,
@@ -19,7 +20,7 @@ from streams.kafka.bundles import (
     pack,
     unpack,
 )
-from streams.kafka.fetch import Block, BulkPartitionRecords, RawMemoryRecords
+from streams.kafka.fetch import BulkPartitionRecords, RawMemoryRecords
 from streams.kafka.watermarks import split_marks
 from tests.unit.kafka.test_fetch import TP, _batch
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiokafka.structs import TopicPartition
 from faust.types import TP
 
-from streams.kafka.fetch import Block, BulkPartitionRecords, CorruptBatch, RawMemoryRecords
+from streams.kafka.block import Block, CorruptBatch
+from streams.kafka.fetch import BulkPartitionRecords, RawMemoryRecords
 from tests.unit.kafka.fakes import IN, make_processor, run_async
 from tests.unit.kafka.test_fetch import _batch, _rows
 

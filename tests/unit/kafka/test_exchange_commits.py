@@ -12,9 +12,9 @@ import pytest
 from faust.types import TP
 
 from streams.kafka import checkpoint
+from streams.kafka.block import Block
 from streams.kafka.bundles import BUNDLE_HEADER, from_header, pack
 from streams.kafka.exchange_commits import EXCHANGE_WAIT_S
-from streams.kafka.fetch import Block
 from streams.kafka.forwards import fresh
 from streams.kafka.processor import Topics
 from tests.unit.kafka.fakes import (

@@ -13,7 +13,8 @@ from aiokafka.structs import TopicPartition
 
 from streams.contract import _decode
 from streams.kafka import _records, fetch
-from streams.kafka.fetch import Block, BulkPartitionRecords, RawMemoryRecords
+from streams.kafka.block import Block
+from streams.kafka.fetch import BulkPartitionRecords, RawMemoryRecords
 
 TP = TopicPartition("in", 0)
 

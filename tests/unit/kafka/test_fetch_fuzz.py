@@ -29,7 +29,8 @@ from aiokafka.record.util import decode_varint_py
 from aiokafka.structs import TopicPartition
 
 from streams.kafka import _records
-from streams.kafka.fetch import Block, BulkPartitionRecords, RawMemoryRecords
+from streams.kafka.block import Block
+from streams.kafka.fetch import BulkPartitionRecords, RawMemoryRecords
 
 TP = TopicPartition("in", 0)
 CASES = 100_000

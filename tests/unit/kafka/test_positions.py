@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from faust.types import TP
 
-from streams.kafka.fetch import Block
+from streams.kafka.block import Block
 from streams.kafka.positions import GAP_RETRIES
 from tests.unit.kafka.fakes import (
     IN,

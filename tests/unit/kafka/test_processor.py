@@ -14,8 +14,8 @@ from faust.types import TP
 
 from streams.contract import _decode
 from streams.kafka import checkpoint
+from streams.kafka.block import Block
 from streams.kafka.checkpoint import UnusableCheckpoint
-from streams.kafka.fetch import Block
 from tests.unit.kafka.fakes import (
     IN,
     LOG,

@@ -12,7 +12,7 @@ import pytest
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
 from streams.contract import _decode
-from streams.kafka.fetch import Block
+from streams.kafka.block import Block
 from streams.kafka.routing import Router, account_of, partition_for
 from tests.unit.kafka.fakes import (
     block_of,

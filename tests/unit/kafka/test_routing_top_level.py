@@ -15,7 +15,7 @@ import pytest
 
 from streams.contract import _decode
 from streams.contract.events import decode_lines
-from streams.kafka.fetch import Block
+from streams.kafka.block import Block
 from streams.kafka.routing import Router, account_of, partition_for
 from tests.events_util import T0
 

@@ -15,8 +15,8 @@ from streams.core.config import ConfigError, VigilConfig, WorkerSettings
 from streams.core.config_checks import validate
 from streams.engine.engine import Engine
 from streams.kafka.backpressure import source_lead, to_pause
+from streams.kafka.block import Block
 from streams.kafka.bundles import decode_mark, encode_mark
-from streams.kafka.fetch import Block
 from streams.kafka.watermarks import (
     EventTime,
     SourceClocks,
