@@ -28,6 +28,11 @@ def run_async(coro: Any) -> Any:
 IN, REP, LOG = "t-usage", "t-usage-by-account", "t-engine-state-changelog"
 
 
+def every_partition(partitions: int = 4, topics: tuple[str, ...] = (IN, REP, LOG)) -> set[TP]:
+    """What a worker that owns every partition of `topics` is assigned."""
+    return {TP(t, p) for t in topics for p in range(partitions)}
+
+
 def block_of(values: list, headers: list | None = None, first: int = 0) -> Block:
     n = len(values)
     return Block(list(range(first, first + n)), [None] * n, values, headers or [()] * n)

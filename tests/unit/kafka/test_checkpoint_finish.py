@@ -13,7 +13,7 @@ import pytest
 from faust.types import TP
 
 from streams.kafka import checkpoint, checkpoint_commits
-from tests.unit.kafka.fakes import IN, REP, make_processor, record_block, run_async
+from tests.unit.kafka.fakes import IN, REP, every_partition, make_processor, record_block, run_async
 from tests.unit.kafka.test_exchange_commits import (
     CAMPAIGN,
     BlockingTransactions,
@@ -70,7 +70,7 @@ def test_exactly_once_commits_the_offsets_its_state_covers_while_the_engines_go_
 
 
 def test_at_least_once_commits_the_offsets_its_state_covers_while_the_engines_go_on():
-    assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
+    assignment = every_partition(2, (IN, REP))
     proc, _ = make_processor(assignment)
     gate = asyncio.Event()
     commits: list[dict] = []
@@ -173,7 +173,7 @@ def test_the_engines_go_on_while_a_checkpoints_state_is_encoded(monkeypatch):
     # Encoding a backlog's journal took up to about 1 s a checkpoint under the processor's
     # lock; now only taking the state does, and what the engines apply meanwhile goes
     # into the next checkpoint.
-    assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
+    assignment = every_partition(2, (IN, REP))
     proc, _ = make_processor(assignment)
     gate, encoding = threading.Event(), threading.Event()
     encode = checkpoint_commits._encode

@@ -6,11 +6,11 @@ from __future__ import annotations
 from faust.types import TP
 
 from streams.kafka import checkpoint
-from tests.unit.kafka.fakes import IN, REP, make_processor, record_block, run_async
+from tests.unit.kafka.fakes import IN, REP, every_partition, make_processor, record_block, run_async
 
 
 def test_a_partition_opens_without_the_chunks_its_manifest_does_not_name():
-    assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
+    assignment = every_partition(2, (IN, REP))
     proc, _ = make_processor(assignment)
 
     async def first() -> None:

@@ -15,6 +15,7 @@ from tests.unit.kafka.fakes import (
     IN,
     LOG,
     REP,
+    every_partition,
     make_processor,
     record_block,
     run_async,
@@ -26,7 +27,7 @@ def test_a_worker_out_of_its_group_writes_no_state_and_still_drops_what_it_lost(
     # checkpointed its partitions on the revoke that followed, after the other worker had
     # taken them over; its writes deleted segments the new owner's manifest still named,
     # and a restart from the changelog stopped on "the changelog is incomplete".
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, owned = make_processor(assignment)
     member = {"in": True}
     proc.group_lease = lambda: SimpleNamespace(
@@ -78,7 +79,7 @@ def _leased(proc: Processor, holds: list[bool], out: bool, timeout_s: float = 6.
 
 def test_a_lease_lost_while_the_state_is_encoded_writes_nothing():
     # A worker frozen (SIGSTOP) after a checkpoint checked its lease and before it wrote.
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
 
     async def scenario(holds: list[bool], out: bool, timeout_s: float = 6.0):
         proc, _ = make_processor(assignment)
@@ -106,7 +107,7 @@ def test_a_lease_lost_while_the_state_is_encoded_writes_nothing():
 
 
 def test_a_changelog_record_not_acknowledged_fails_the_checkpoint_before_its_commit():
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, _ = make_processor(assignment)
     proc.table.failing = RuntimeError("NotEnoughReplicas")
 
@@ -123,7 +124,7 @@ def test_a_changelog_record_not_acknowledged_fails_the_checkpoint_before_its_com
 def test_nothing_is_written_after_the_final_checkpoint():
     # The stop is marked clean right after the final checkpoint (app.py): a checkpoint
     # still waiting for the lock then must not write what the marker would not cover.
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, _ = make_processor(assignment)
 
     async def scenario() -> None:
@@ -143,7 +144,7 @@ def test_nothing_is_written_after_the_final_checkpoint():
 def test_a_checkpoint_cut_short_marks_the_changelog_behind_for_the_rest_of_the_run():
     # The worker marks a clean stop (stale_state.mark_clean_stop) only when every table
     # write of its checkpoints was flushed to the changelog.
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, _ = make_processor(assignment)
     flushes = {"n": 0, "fail_at": 0}
 

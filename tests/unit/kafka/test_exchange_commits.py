@@ -21,6 +21,7 @@ from tests.unit.kafka.fakes import (
     IN,
     REP,
     FakeTransactions,
+    every_partition,
     make_processor,
     record_block,
     run_async,
@@ -201,7 +202,7 @@ def test_fresh_keeps_what_judging_each_event_alone_keeps():
 
 
 def test_the_engine_applies_a_forward_once_across_its_checkpoint():
-    assignment = {TP(t, p) for t in (IN, REP) for p in range(2)}
+    assignment = every_partition(2, (IN, REP))
     proc, _ = make_processor(assignment)
 
     async def scenario() -> None:

@@ -9,8 +9,8 @@ from streams.kafka.block import Block
 from streams.kafka.positions import GAP_RETRIES
 from tests.unit.kafka.fakes import (
     IN,
-    LOG,
     REP,
+    every_partition,
     make_processor,
     record_block,
     run_async,
@@ -30,7 +30,7 @@ def test_a_batch_read_from_past_the_engine_is_dropped_and_read_again():
     # previous assignment left the position (2584 where the checkpoint said 2364); applied,
     # it moved the engine past 2364..2583, which the seek then read again and skipped as
     # applied: 220 events lost under exactly_once.
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, _ = make_processor(assignment)
     refetched = lambda: proc.metrics.registry.get_sample_value("vigil_batches_refetched_total")  # noqa: E731
 
@@ -49,7 +49,7 @@ def test_a_batch_read_from_past_the_engine_is_dropped_and_read_again():
 def test_a_fetch_of_markers_only_moves_the_engine_on_without_a_refetch():
     # Under read_committed a fetch may hold only transaction markers; the next one starts
     # after them, and must not look like a gap.
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, _ = make_processor(assignment)
 
     async def scenario() -> None:

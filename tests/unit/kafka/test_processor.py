@@ -22,6 +22,7 @@ from tests.unit.kafka.fakes import (
     REP,
     FakeTable,
     block_of,
+    every_partition,
     make_processor,
     record_block,
     run_async,
@@ -31,7 +32,7 @@ from tests.unit.kafka.fakes import (
 def test_a_checkpoint_placed_by_another_partitioner_stops_the_worker_in_one_line():
     """`[kafka] input_partitioner` decides which partition owns an account; a checkpoint
     written under the other one holds accounts that now belong elsewhere."""
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     part = zlib.crc32(b"acct_1") % 4  # where a librdkafka client keyed by account put it
     table = FakeTable()
 
@@ -69,7 +70,7 @@ def test_a_checkpoint_placed_by_another_partitioner_stops_the_worker_in_one_line
 
 
 def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, owned = make_processor(assignment)
 
     async def scenario() -> None:
@@ -99,7 +100,7 @@ def test_processor_owns_its_assignment_and_refuses_batches_after_a_revoke():
 
 
 def test_the_engine_gets_the_columns_decoded_in_the_consumer_thread_while_rows_are_whole():
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, _ = make_processor(assignment)
 
     def block(first: int, limit: int = 4096) -> Block:
@@ -125,7 +126,7 @@ def test_a_batch_fetched_before_a_rebalance_is_dropped_even_if_the_partition_ret
     # was applied to the engine restored from an older checkpoint when the partition came
     # back to the same worker; the records between that checkpoint and the stale batch,
     # fetched again after the seek, were then skipped as already applied.
-    assignment = {TP(t, p) for t in (IN, REP, LOG) for p in range(4)}
+    assignment = every_partition()
     proc, _ = make_processor(assignment)
 
     async def scenario() -> None:
