@@ -12,6 +12,7 @@ from streams.kafka.processor import Processor
 from tests.unit.kafka.fakes import (
     IN,
     FakeTransactions,
+    every_partition,
     make_processor,
     record_block,
     run_async,
@@ -21,7 +22,7 @@ from tests.unit.kafka.fakes import (
 def _slow_checkpoints() -> tuple[Processor, set[TP]]:
     """A processor on four partitions whose checkpoints take 0.05 s a flush, against an
     interval of 0.1 s: slow enough to defer the next one."""
-    assignment = {TP(IN, p) for p in range(4)}
+    assignment = every_partition(4, (IN,))
     proc, _ = make_processor(assignment)
     proc.interval = 0.1
 

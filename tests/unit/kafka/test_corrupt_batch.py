@@ -7,7 +7,7 @@ from faust.types import TP
 
 from streams.kafka.block import Block, CorruptBatch
 from streams.kafka.fetch import BulkPartitionRecords, RawMemoryRecords
-from tests.unit.kafka.fakes import IN, make_processor, run_async
+from tests.unit.kafka.fakes import IN, every_partition, make_processor, run_async
 from tests.unit.kafka.test_fetch import _batch, _rows
 
 
@@ -26,7 +26,7 @@ def test_a_corrupt_batch_is_dead_lettered_with_partition_and_offset_and_the_stre
     block, position = _fetched(good + bytes(bad), 0)
     assert block.offsets == [0, 1, 2, 3, 4] and position == 6
 
-    assignment = {TP(IN, p) for p in range(4)}
+    assignment = every_partition(4, (IN,))
     proc, _ = make_processor(assignment)
 
     def rejected() -> float | None:

@@ -31,7 +31,7 @@ CAMPAIGN = "t-campaign"
 
 
 def _eos_processor():
-    assignment = {TP(t, p) for t in (IN, REP, CAMPAIGN) for p in range(2)}
+    assignment = every_partition(2, (IN, REP, CAMPAIGN))
     proc, _ = make_processor(assignment)
     proc.topics = Topics(IN, REP, "t-alerts", "t-dead", "t-snapshots", campaign=CAMPAIGN)
     proc.txn = FakeTransactions()

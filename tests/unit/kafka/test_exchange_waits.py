@@ -12,6 +12,7 @@ from streams.kafka.watermarks import SourceClocks
 from tests.events_util import T0
 from tests.unit.kafka.fakes import (
     IN,
+    every_partition,
     make_processor,
     record_block,
     run_async,
@@ -19,7 +20,7 @@ from tests.unit.kafka.fakes import (
 
 
 def test_under_exactly_once_the_exchange_is_committed_between_checkpoints_while_it_waits():
-    assignment = {TP(IN, p) for p in range(2)}
+    assignment = every_partition(2, (IN,))
     proc, _ = make_processor(assignment)
     proc.interval = proc.pause = 5.0  # as after a quick checkpoint
     proc.txn = object()

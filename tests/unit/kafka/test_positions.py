@@ -67,7 +67,7 @@ def test_a_gap_that_keeps_coming_back_is_taken_as_records_gone_from_the_broker()
     # Records removed by retention while the worker was down: the broker answers a read
     # from the engine's offset with the log's new start. After GAP_RETRIES reads the
     # worker goes on from there rather than asking forever.
-    assignment = {TP(IN, p) for p in range(4)}
+    assignment = every_partition(4, (IN,))
     proc, _ = make_processor(assignment)
 
     async def scenario() -> None:

@@ -166,7 +166,7 @@ print(logging.getLogger("aiokafka.producer.producer").getEffectiveLevel())
 
 
 def test_tombstones_are_dead_lettered_and_blank_values_reach_the_decoder():
-    assignment = {TP(IN, p) for p in range(4)}
+    assignment = every_partition(4, (IN,))
     proc, _ = make_processor(assignment)
     good = b'{"account_id": "acct_1"}'
 

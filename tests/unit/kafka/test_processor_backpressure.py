@@ -6,6 +6,7 @@ from faust.types import TP
 
 from tests.unit.kafka.fakes import (
     IN,
+    every_partition,
     make_processor,
     record_block,
     run_async,
@@ -13,7 +14,7 @@ from tests.unit.kafka.fakes import (
 
 
 def test_the_input_pauses_while_an_owned_engine_holds_too_many_windows():
-    assignment = {TP(IN, p) for p in range(2)}
+    assignment = every_partition(2, (IN,))
     proc, _ = make_processor(assignment)
 
     async def scenario() -> None:
@@ -32,7 +33,7 @@ def test_the_input_pauses_while_an_owned_engine_holds_too_many_windows():
 
 
 def test_the_owned_engines_unscored_bytes_are_shown():
-    assignment = {TP(IN, p) for p in range(2)}
+    assignment = every_partition(2, (IN,))
     proc, _ = make_processor(assignment)
 
     def shown() -> float | None:

@@ -11,6 +11,7 @@ from faust.types import TP
 from tests.unit.kafka.fakes import (
     IN,
     FakeEngine,
+    every_partition,
     make_processor,
     record_block,
     run_async,
@@ -23,7 +24,7 @@ def test_snapshots_wait_for_their_interval_except_on_revoke_and_stop(monkeypatch
         "streams.kafka.outputs.latest",
         lambda picks: [(a, {"account_id": a, "row": i}) for a, (_, i) in picks.items()],
     )
-    assignment = {TP(IN, p) for p in range(4)}
+    assignment = every_partition(4, (IN,))
     proc, _ = make_processor(assignment, snapshot_interval_s=3600.0)
     sent = proc.app.producer.sent
 
@@ -58,7 +59,7 @@ def test_snapshots_are_built_beside_the_engines_and_sent_with_their_checkpoint(m
         return [(a, {"account_id": a, "row": i}) for a, (_, i) in picks.items()]
 
     monkeypatch.setattr("streams.kafka.outputs.latest", build)
-    assignment = {TP(IN, p) for p in range(4)}
+    assignment = every_partition(4, (IN,))
     proc, _ = make_processor(assignment, snapshot_interval_s=0.0)
     sent = proc.app.producer.sent
 
@@ -74,7 +75,7 @@ def test_snapshots_are_built_beside_the_engines_and_sent_with_their_checkpoint(m
 
 
 def test_a_failing_snapshot_build_is_counted_and_detection_goes_on(monkeypatch):
-    assignment = {TP(IN, p) for p in range(4)}
+    assignment = every_partition(4, (IN,))
     proc, _ = make_processor(assignment)
 
     def failures() -> float | None:

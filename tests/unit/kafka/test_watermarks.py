@@ -24,7 +24,7 @@ from streams.kafka.watermarks import (
     read_exchange,
     split_marks,
 )
-from tests.unit.kafka.fakes import IN, REP, FakeEngine, make_processor, run_async
+from tests.unit.kafka.fakes import IN, REP, FakeEngine, every_partition, make_processor, run_async
 
 T0 = 1_790_812_800.0
 
@@ -314,7 +314,7 @@ def test_a_repartition_fetch_of_marks_alone_moves_its_engine_s_clocks():
     the workers place accounts nothing is forwarded, so every repartition fetch is such a
     Block: no engine heard the other sources, and no window closed (no alert at all in
     the kcat-murmur2 parity test)."""
-    assignment = {TP(t, p) for t in (IN, REP) for p in range(4)}
+    assignment = every_partition(4, (IN, REP))
     proc, _ = make_processor(assignment, event_time=EventTime(4, 30.0, 65_536, 86_400))
     proc.make_engine = _ClockedEngine
     marks = [encode_mark(s, T0 + s) for s in (0, 2, 3)]
