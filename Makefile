@@ -52,7 +52,7 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q -n 2 --dist worksteal
 
-# The decoder, record-reader and id-set suites and a seeded mutation fuzz of every compiled
+# The decoder, record-reader, id-set and distinct-pairs suites and a seeded mutation fuzz of every compiled
 # entry point (over a million inputs at this scale), with the C extensions rebuilt under
 # AddressSanitizer and UndefinedBehaviorSanitizer in a separate folder (tests/sanitize.py).
 SANITIZE_DIR := build/sanitize
@@ -60,7 +60,7 @@ SANITIZE_TESTS := tests/unit/contract/test_decoder_parity.py \
 	tests/unit/contract/test_contract_limits.py tests/unit/kafka/test_routing_top_level.py \
 	tests/unit/contract/test_seen.py tests/unit/kafka/test_fetch.py tests/unit/contract/test_fuzz.py \
 	tests/unit/kafka/test_fetch_fuzz.py tests/unit/kafka/test_corrupt_batch.py \
-	tests/unit/kafka/test_bundles.py
+	tests/unit/kafka/test_bundles.py tests/unit/features/test_groups.py
 sanitize: $(STAMP)
 	$(BIN)/python -m tests.sanitize build $(SANITIZE_DIR)
 	VIGIL_FUZZ_SCALE=3 $(BIN)/python -m tests.sanitize run $(SANITIZE_DIR) -- -q \

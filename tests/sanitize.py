@@ -1,7 +1,7 @@
 """The compiled extensions under AddressSanitizer and UndefinedBehaviorSanitizer.
 
-`python -m tests.sanitize build DIR` compiles streams/contract/_decode.c, streams/contract/_seen.c and
-streams/kafka/_records.c with -fsanitize=address,undefined into DIR (never over the
+`python -m tests.sanitize build DIR` compiles streams/contract/_decode.c, streams/contract/_seen.c,
+streams/features/_pairs.c and streams/kafka/_records.c with -fsanitize=address,undefined into DIR (never over the
 normal build), and `python -m tests.sanitize run DIR -- PYTEST_ARGS` runs pytest with
 them: libasan preloaded into the interpreter (which is not built with it), Python's own
 allocator off so that ASan sees every buffer, leak checks off (the interpreter keeps
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = {
     "streams.contract._decode": "streams/contract/_decode.c",
     "streams.contract._seen": "streams/contract/_seen.c",
+    "streams.features._pairs": "streams/features/_pairs.c",
     "streams.kafka._records": "streams/kafka/_records.c",
 }
 FLAGS = [

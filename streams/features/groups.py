@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streams.features import _pairs
+
 
 @dataclass
 class Groups:
@@ -52,16 +54,16 @@ def first_and_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     unique keys: the index of each distinct key's first occurrence and its count, in the
     order of the sorted keys.
 
-    np.unique finds first occurrences with a stable sort, which on 64-bit keys is a merge
-    sort; an unstable sort and the least index of each run of equal keys give the same
-    answer 3 to 4 times faster from 20,000 keys up. In a busy worker's main thread these
-    sorts took about 5% of the time."""
-    if len(keys) == 0:
-        return np.empty(0, np.intp), np.empty(0, np.intp)
-    perm = np.argsort(keys, kind="quicksort")
-    ordered = keys[perm]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    return np.minimum.reduceat(perm, starts), np.diff(np.r_[starts, len(keys)])
+    np.unique sorts every key, stably; the compiled pass (_pairs.c) counts them in a hash
+    table and sorts only the distinct ones, 3 to 4 times faster again than numpy's
+    unstable sort was on a closing window's few thousand keys, most of them repeats."""
+    if keys.dtype.kind == "i":  # the same order as unsigned keys with the sign bit flipped
+        keys = keys.astype(np.int64, copy=False).view(np.uint64) ^ np.uint64(1 << 63)
+    keys = np.ascontiguousarray(keys, np.uint64)
+    first = np.empty(len(keys), np.int64)
+    counts = np.empty(len(keys), np.int64)
+    m = _pairs.first_and_counts(keys, first, counts)
+    return first[:m].astype(np.intp, copy=False), counts[:m].astype(np.intp, copy=False)
 
 
 def group_by_account(slots: np.ndarray, ts: np.ndarray) -> Groups:

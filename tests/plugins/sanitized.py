@@ -1,7 +1,7 @@
 """Pytest plugin: import the compiled extensions from the sanitizer build.
 
 Loaded with `-p tests.plugins.sanitized` (tests/sanitize.py does it) before anything
-imports streams, it points the three extension modules at the files built in
+imports streams, it points the extension modules at the files built in
 $VIGIL_SANITIZED_EXT, and fails the session if any of them came from elsewhere.
 """
 
@@ -21,7 +21,7 @@ _DIR = os.environ.get("VIGIL_SANITIZED_EXT")
 
 
 class _Finder:
-    """Finds the sanitizer build of the three extension modules, and nothing else."""
+    """Finds the sanitizer build of the extension modules, and nothing else."""
 
     @staticmethod
     def find_spec(name, path=None, target=None):

@@ -1,10 +1,13 @@
-"""first_and_counts against np.unique, whose answer it replaces."""
+"""first_and_counts (compiled, _pairs.c) against np.unique, whose answer it replaces."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
+from streams.features import _pairs
 from streams.features.groups import first_and_counts, pair_key, unique_pairs
 
 
@@ -23,6 +26,67 @@ def test_first_occurrences_and_counts_match_np_unique(n: int, distinct: int) -> 
         want_first, want_counts = _unique(keys)
         assert first.tolist() == want_first.tolist()
         assert counts.tolist() == want_counts.tolist()
+
+
+@pytest.mark.parametrize("n", [1, 640, 5_000, 70_000])
+def test_keys_over_the_whole_range_and_negative_ones(n: int) -> None:
+    """Spread keys (window pairs: hashes), and the sign bit set, which orders signed keys
+    apart from unsigned ones."""
+    rng = np.random.default_rng(n)
+    pool = rng.integers(0, 2**64, max(n // 4, 1), dtype=np.uint64)
+    keys = pool[rng.integers(0, len(pool), n)]
+    for k in (keys, keys.view(np.int64), keys.view(np.int64)[::2]):
+        first, counts = first_and_counts(k)
+        want_first, want_counts = _unique(k)
+        assert first.tolist() == want_first.tolist()
+        assert counts.tolist() == want_counts.tolist()
+
+
+def test_keys_crowding_one_bucket_are_sorted_too() -> None:
+    """Keys that share their top bits land in one bucket of the compiled sort, which then
+    sorts that bucket whole; keys spread over a few buckets, each by insertion."""
+    rng = np.random.default_rng(3)
+    for top in (0, 2**63):
+        keys = np.uint64(top) + rng.integers(0, 5_000, 20_000, dtype=np.uint64)
+        assert first_and_counts(keys)[0].tolist() == _unique(keys)[0].tolist()
+    keys = (rng.integers(0, 4, 3_000, dtype=np.uint64) << np.uint64(62)) | rng.integers(
+        0, 40, 3_000, dtype=np.uint64
+    )
+    assert first_and_counts(keys)[1].tolist() == _unique(keys)[1].tolist()
+
+
+def test_seeded_fuzz_of_mixed_key_shapes() -> None:
+    """Sizes from none to a few windows' worth, keys mixed from crowded, small and spread
+    draws and repeated: every answer as np.unique's (under the sanitizers too, at the
+    scale `make sanitize` sets)."""
+    rng = np.random.default_rng(11)
+    for _ in range(int(200 * float(os.environ.get("VIGIL_FUZZ_SCALE", "1")))):
+        n = int(rng.integers(0, 3_000))
+        parts = [
+            rng.integers(0, 2**64, n, dtype=np.uint64),
+            rng.integers(0, 50, n, dtype=np.uint64),
+            np.uint64(2**64 - 2**20) + rng.integers(0, 2**20, n, dtype=np.uint64),
+        ]
+        keys = np.choose(rng.integers(0, 3, n), parts) if n else np.empty(0, np.uint64)
+        keys = keys[rng.integers(0, max(n, 1), n)] if rng.random() < 0.5 else keys
+        first, counts = first_and_counts(keys)
+        if n == 0:
+            assert len(first) == len(counts) == 0
+            continue
+        want_first, want_counts = _unique(keys)
+        assert first.tolist() == want_first.tolist()
+        assert counts.tolist() == want_counts.tolist()
+
+
+def test_buffers_of_the_wrong_size_are_refused() -> None:
+    keys = np.arange(10, dtype=np.uint64)
+    out = np.empty(10, np.int64)
+    with pytest.raises(ValueError, match="room"):
+        _pairs.first_and_counts(keys, out[:9], out)
+    with pytest.raises(ValueError, match="8 bytes"):
+        _pairs.first_and_counts(keys.tobytes()[:-1], out, out.copy())
+    with pytest.raises(TypeError):
+        _pairs.first_and_counts(keys, bytes(80), out)  # read-only
 
 
 def test_unique_pairs_keeps_each_pairs_earliest_event() -> None:
