@@ -38,7 +38,7 @@ from streams.features.campaign_index import (
     SIGNALS,
     KeyIndex,
 )
-from streams.features.groups import first_and_counts, pair_key
+from streams.features.groups import among, first_and_counts, first_counts_inverse, pair_key
 
 # (index of the kind in KINDS, key code): how figures are looked up.
 KeyRef = tuple[int, int]
@@ -189,7 +189,7 @@ def _canonical(m: Memberships) -> Memberships:
 
 def _repeated(codes: np.ndarray, events: np.ndarray) -> np.ndarray:
     """Whether each row's key was carried by more than one event, over all the rows."""
-    _, inv = np.unique(codes, return_inverse=True)
+    _, _, inv = first_counts_inverse(codes)
     return np.bincount(inv, weights=events)[inv] > 1
 
 
@@ -210,7 +210,7 @@ def with_figures(codes: np.ndarray, figures: dict[KeyRef, KeyFigures]) -> np.nda
     """Whether each code has figures under some kind. Most rows name keys without any
     (prompts sent once in the window), so callers walk only these rows in Python."""
     known = np.fromiter((k for _, k in figures), np.uint64, len(figures))
-    return np.isin(codes, known)
+    return among(codes, known)
 
 
 class KeyOwner:

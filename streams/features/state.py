@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from streams.features.groups import first_counts_inverse
 from streams.features.identity import keep_apart
 
 RINGS = {"ip": 32, "subnet": 16, "country": 8, "ua": 8, "model": 4}
@@ -96,7 +97,8 @@ class AccountTable:
         With `checks` (the account_check codes), rows of another identity than their code's
         slot holds get slots of their own (streams/features/identity.py).
         """
-        uniq, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+        first, _, inv = first_counts_inverse(codes)
+        uniq = codes[first]
         get = self.index.get
         slots = [get(c, -1) for c in uniq.tolist()]
         if -1 in slots:

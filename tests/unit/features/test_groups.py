@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from streams.features import _pairs
-from streams.features.groups import first_and_counts, pair_key, unique_pairs
+from streams.features.groups import (
+    among,
+    first_and_counts,
+    first_counts_inverse,
+    pair_key,
+    unique_pairs,
+)
 
 
 def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,13 +75,27 @@ def test_seeded_fuzz_of_mixed_key_shapes() -> None:
         ]
         keys = np.choose(rng.integers(0, 3, n), parts) if n else np.empty(0, np.uint64)
         keys = keys[rng.integers(0, max(n, 1), n)] if rng.random() < 0.5 else keys
-        first, counts = first_and_counts(keys)
-        if n == 0:
-            assert len(first) == len(counts) == 0
-            continue
-        want_first, want_counts = _unique(keys)
+        first, counts, inverse = first_counts_inverse(keys)
+        _, want_first, want_inverse, want_counts = np.unique(
+            keys, return_index=True, return_inverse=True, return_counts=True
+        )
         assert first.tolist() == want_first.tolist()
         assert counts.tolist() == want_counts.tolist()
+        assert inverse.tolist() == want_inverse.tolist()
+        known = keys[rng.integers(0, max(n, 1), int(rng.integers(0, n + 2)))] if n else keys
+        probe = np.concatenate([keys, rng.integers(0, 2**64, 50, dtype=np.uint64)])
+        assert among(probe, known).tolist() == np.isin(probe, known).tolist()
+
+
+def test_inverse_and_membership_of_small_cases() -> None:
+    keys = np.array([9, 2, 9, 0, 2**64 - 1, 2], np.uint64)
+    first, counts, inverse = first_counts_inverse(keys)
+    assert keys[first].tolist() == [0, 2, 9, 2**64 - 1]
+    assert (first.tolist(), counts.tolist()) == ([3, 1, 0, 4], [1, 2, 2, 1])
+    assert inverse.tolist() == [2, 1, 2, 0, 3, 1]
+    assert among(keys, np.array([2, 0], np.uint64)).tolist() == [0, 1, 0, 1, 0, 1]
+    assert among(keys, np.empty(0, np.uint64)).tolist() == [False] * 6
+    assert among(np.empty(0, np.uint64), keys).tolist() == []
 
 
 def test_buffers_of_the_wrong_size_are_refused() -> None:
@@ -87,6 +107,10 @@ def test_buffers_of_the_wrong_size_are_refused() -> None:
         _pairs.first_and_counts(keys.tobytes()[:-1], out, out.copy())
     with pytest.raises(TypeError):
         _pairs.first_and_counts(keys, bytes(80), out)  # read-only
+    with pytest.raises(ValueError, match="room"):
+        _pairs.first_and_counts(keys, out, out.copy(), out[:9])
+    with pytest.raises(ValueError, match="one byte a key"):
+        _pairs.member(keys, keys, bytearray(9))
 
 
 def test_unique_pairs_keeps_each_pairs_earliest_event() -> None:
