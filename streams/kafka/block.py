@@ -51,6 +51,9 @@ class Block:
     # limit they were decoded under, and the columns `_decode.decode` gave. None: not
     # decoded there, or the rows changed since.
     columns: tuple[int, tuple] | None = None
+    # The rows `columns` hold, ascending, where the consumer thread decoded only some (an
+    # input Block's rows that stay on its partition, and its last ones); None: every row.
+    columns_rows: np.ndarray | None = None
     # Repartition Blocks, once their bundles are unpacked (`unbundled`): per record, the
     # source partition and input offset it was forwarded from (-1, -1: not forwarded).
     # None: not unpacked.
@@ -71,20 +74,30 @@ class Block:
             return self
         rows = self.offsets[i:], self.keys[i:], self.values[i:], self.headers[i:]
         where = self.where[4 * i :] if self.where is not None else None
-        columns = self.columns if i == 0 else None
         origins = self.origins and (self.origins[0][i:], self.origins[1][i:])
-        return Block(*rows, bad, self.fetched_from, self.until, where, columns, origins, marks)
+        out = Block(*rows, bad, self.fetched_from, self.until, where, origins=origins, marks=marks)
+        if i == 0:  # the same rows: what the consumer thread decoded still fits them
+            out.columns, out.columns_rows = self.columns, self.columns_rows
+        return out
 
     def columns_for(self, max_line_bytes: int) -> tuple | None:
-        """The decoded columns of `values`, if decoded under this line limit."""
+        """The decoded columns of every row of `values`, if decoded under this line limit."""
+        if self.columns_rows is not None:
+            return None
+        return self.decoded_for(max_line_bytes)
+
+    def decoded_for(self, max_line_bytes: int) -> tuple | None:
+        """What the consumer thread decoded under this line limit: the columns of every
+        row, or of `columns_rows` alone."""
         if self.columns is None or self.columns[0] != max_line_bytes:
             return None
         return self.columns[1]
 
     def take(self, rows: Sequence[int]) -> Block:
         columns = None
-        if self.columns is not None:  # the rows' share of what the consumer thread decoded
-            columns = (self.columns[0], take_columns(self.columns[1], rows))
+        at = self._decoded_at(rows) if self.columns is not None else None
+        if at is not None:  # the rows' share of what the consumer thread decoded
+            columns = (self.columns[0], take_columns(self.columns[1], at))  # type: ignore[index]
         origins = None
         if self.origins is not None:
             at = np.asarray(rows, np.intp)
@@ -136,7 +149,7 @@ class Block:
                 np.concatenate([self.origins[0], other.origins[0]]),  # type: ignore[index]
                 np.concatenate([self.origins[1], other.origins[1]]),  # type: ignore[index]
             )
-        self.where = self.columns = None
+        self.where = self.columns = self.columns_rows = None
         if self.fetched_from < 0 and not self.offsets and not self.corrupt:
             self.fetched_from = other.fetched_from
         self.until = max(self.until, other.until)
@@ -163,6 +176,16 @@ class Block:
         return Block(
             *rows, self.corrupt, self.fetched_from, self.until, origins=origins, marks=marks
         )
+
+    def _decoded_at(self, rows: Sequence[int]) -> Sequence[int] | None:
+        """Where `rows` are among the decoded ones; None unless all of them were."""
+        if self.columns_rows is None:
+            return rows
+        want = np.asarray(rows, np.intp)
+        at = np.searchsorted(self.columns_rows, want)
+        if len(want) and at.max() >= len(self.columns_rows):
+            return None
+        return at if np.array_equal(self.columns_rows[at], want) else None
 
     def _become(self, other: Block) -> None:
         for name in self.__slots__:  # type: ignore[attr-defined]

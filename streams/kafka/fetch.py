@@ -24,8 +24,9 @@ For the input topic a Block also carries each record's partition by its account
 (`where`, streams/kafka/routing.py), found in the same thread: that walk over every record
 ran on the main thread, which bounds the worker, and the consumer thread has time to spare.
 For the same reason the compiled event decoder runs over input and repartition Blocks there
-too (`columns`, `decode_here`), and the engine uses what it gave
-(streams/contract/events.py, `decode_lines`); a Block cut down to some rows keeps theirs.
+too (`columns`, `decode_here`: of an input Block, the rows that stay on its partition), and
+the engine uses what it gave (streams/contract/events.py, `decode_lines`); a Block cut down
+to some rows keeps theirs.
 
 `install()` makes aiokafka build these objects for every fetch and raises its connection
 reader limit (READER_LIMIT below), both through streams/kafka/internals.py, where the
@@ -37,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import numpy as np
 from aiokafka import errors
 from aiokafka.record.memory_records import MemoryRecords
 
@@ -57,6 +59,8 @@ __all__ = ["BulkPartitionRecords", "RawMemoryRecords", "install"]
 # GIL the engines hold. The limit only decides when reading pauses; the buffer still holds
 # no more than the responses in flight.
 READER_LIMIT = 64 * 1024 * 1024
+# The last rows of an input Block decoded in any case, for its source's event time.
+TIME_ROWS = 64
 
 
 class BulkPartitionRecords(PartitionRecordsHooks):
@@ -132,17 +136,30 @@ class BulkPartitionRecords(PartitionRecordsHooks):
     def decode_here(self, block: Block) -> None:
         """Decodes the events of `block` in this thread, which the engines' thread would
         otherwise do: the C walk over the lines runs without the GIL, so it overlaps the
-        engines' work on earlier records. Records forwarded to another partition's engine
-        are decoded too: their source reads its event time from them (watermarks.py), and
-        the rows that stay keep their share (`Block.take`). Not when a record has no value,
-        or anything else the decoder refuses: the engine then decodes them as before."""
+        engines' work on earlier records. Of an input Block whose accounts belong partly
+        to other partitions (`where`), only the rows that stay, and the last TIME_ROWS
+        (`columns_rows`): the rows that leave are decoded again where they go, and their
+        source reads its event time from what it decoded (watermarks.py), which the newest
+        events of a partition's Block nearly always include, and which can only hold a
+        mark back, never move it past an event read. Decoding every forwarded event twice
+        cost a third of this thread when most were forwarded. Not when a record has no
+        value, or anything else the decoder refuses: the engine then decodes them."""
         limit = self.decoded.get(self.tp.topic)
         if not limit or not block.values:
             return
+        values, rows = block.values, None
+        if block.where is not None:
+            where = np.frombuffer(block.where, np.int32)
+            here = (where == self.tp.partition) | (where < 0)  # -2: placed after a parse
+            if not here.all():
+                here[-TIME_ROWS:] = True
+                rows = np.flatnonzero(here)
+                values = [values[i] for i in rows.tolist()]
         try:
-            block.columns = (limit, _decode.decode(block.values, limit))
+            block.columns = (limit, _decode.decode(values, limit))
+            block.columns_rows = rows
         except Exception:  # noqa: BLE001 - the engine's own decode says what is wrong
-            block.columns = None
+            block.columns = block.columns_rows = None
 
     def walk(self, raw: memoryview, block: Block) -> None:
         """Appends the records of the fetched bytes to `block`, advancing the position.

@@ -249,13 +249,15 @@ class EventTime:
         `newest` is the newest event time the engine decoded from it (`Engine.newest_read`),
         `undecoded` the block's records it did not decode (those forwarded elsewhere). Each
         record is decoded once: a second decode of every block cost an eighth of the
-        worker's main thread. When the consumer thread decoded the whole `block`, the
-        forwarded records' time is read from that: the rows that stayed count in `newest`
+        worker's main thread. When the consumer thread decoded `block`, the forwarded
+        records' time is read from what it decoded: the rows that stayed count in `newest`
         already, and a second decode of those forwarded cost 7% of the main thread when
-        most were."""
+        most were. It decodes a Block's last rows, not every forwarded one (fetch.py,
+        `decode_here`): the mark may then stay a little behind the newest time read, which
+        holds windows open a little longer, and never moves past it."""
         if undecoded:
             now_ts = time.time()
-            columns = block.columns_for(self.max_line_bytes) if block is not None else None
+            columns = block.decoded_for(self.max_line_bytes) if block is not None else None
             if columns is not None:
                 read = newest_decoded(columns, self.max_future_s, now_ts)
             else:

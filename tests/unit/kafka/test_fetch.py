@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pytest
 from aiokafka import conn, errors
 from aiokafka.consumer import fetcher
@@ -14,7 +15,7 @@ from aiokafka.structs import TopicPartition
 from streams.contract import _decode
 from streams.kafka import _records, fetch
 from streams.kafka.block import Block
-from streams.kafka.fetch import BulkPartitionRecords, RawMemoryRecords
+from streams.kafka.fetch import TIME_ROWS, BulkPartitionRecords, RawMemoryRecords
 
 TP = TopicPartition("in", 0)
 
@@ -212,11 +213,45 @@ def test_a_decoded_topic_s_blocks_carry_their_events_decoded():
         joined.extend(got)
         assert joined.columns is None
         assert _bulk(_batch(10, _rows(8, 10)), 10)[0].columns is None  # offset 14: no value
-        # Routed: decoded as well, though some accounts belong to other partitions.
+    finally:
+        BulkPartitionRecords.decoded = {}
+        BulkPartitionRecords.routed = {}
+
+
+def test_a_routed_block_decodes_the_rows_that_stay_and_its_last_ones():
+    """Of an input Block whose accounts belong partly elsewhere, the consumer thread
+    decodes the rows that stay (their partition's, and any it could not place) and the
+    last TIME_ROWS, which its source reads its event time from; a Block cut down to rows
+    among them keeps their columns, and to any other row, none."""
+    rows = [
+        (None, b'{"account_id":"acct_%d","ts":%d}' % (i, 1790000000 + i), []) for i in range(200)
+    ]
+    try:
+        BulkPartitionRecords.decoded = {TP.topic: 4096}
         BulkPartitionRecords.routed = {TP.topic: (8, 0, -1)}
         mixed, _ = _bulk(_batch(10, rows), 10)
-        where = list(memoryview(mixed.where).cast("i"))
-        assert set(where) - {TP.partition, -1} and mixed.columns is not None
+        where = np.frombuffer(mixed.where, np.int32)
+        here = np.flatnonzero(where == TP.partition)
+        assert 0 < len(here) < 200 - TIME_ROWS
+        want = sorted({*here.tolist(), *range(200 - TIME_ROWS, 200)})
+        assert mixed.columns_rows.tolist() == want
+        assert mixed.columns_for(4096) is None  # not every row's
+        decoded = mixed.decoded_for(4096)
+        assert [bytes(c) for c in decoded] == [
+            bytes(c) for c in _decode.decode([mixed.values[i] for i in want], 4096)
+        ]
+        stay = mixed.take(here.tolist())
+        assert [bytes(c) for c in stay.columns_for(4096)] == [
+            bytes(c) for c in _decode.decode(stay.values, 4096)
+        ]
+        elsewhere = int(np.flatnonzero(where != TP.partition)[0])
+        assert elsewhere not in want and mixed.take([*here[:3].tolist(), elsewhere]).columns is None
+        assert mixed.since(10).columns_rows is mixed.columns_rows
+        assert mixed.since(11).columns is mixed.since(11).columns_rows is None
+        # Every row staying: all of them decoded, as for a Block that is not routed.
+        BulkPartitionRecords.routed = {TP.topic: (1, 0, -1)}
+        whole, _ = _bulk(_batch(10, rows), 10)
+        assert whole.columns_rows is None and whole.columns_for(4096) is not None
     finally:
         BulkPartitionRecords.decoded = {}
         BulkPartitionRecords.routed = {}

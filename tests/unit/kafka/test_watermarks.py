@@ -344,7 +344,7 @@ def test_a_source_reads_its_forwarded_records_time_from_the_consumer_threads_dec
     """A block decoded in the consumer thread gives its source the same mark as decoding
     the records it forwarded: the rows that stayed are in `newest` already, and what the
     consumer thread read beyond the engine (lines for the reference decoder) is left out
-    by both."""
+    by both. Decoded in part, it gives a mark no later."""
     from streams.contract import _decode
 
     rng = np.random.default_rng(5)
@@ -371,6 +371,15 @@ def test_a_source_reads_its_forwarded_records_time_from_the_consumer_threads_dec
         other = et.clocks()
         et.read_source(other, 1, 100.0, newest, forwarded, block)
         assert other.marks[1] == by_values.marks[1]
+        # Only some rows decoded (those that stayed, and the last ones): the mark is the
+        # newest time among them and `newest`, never past the one every row gives.
+        rows = np.flatnonzero(stay | (np.arange(40) >= 30))
+        block.columns = (65_536, _decode.decode([lines[i] for i in rows], 65_536))
+        block.columns_rows = rows
+        part = et.clocks()
+        et.read_source(part, 1, 100.0, newest, forwarded, block)
+        tail = newest_event_time([lines[i] for i in rows], 65_536, 86_400, now)
+        assert part.marks[1] == max(newest, tail) <= by_values.marks[1]
 
 
 def test_marks_are_sent_to_every_other_partition_at_most_every_interval():
