@@ -11,7 +11,8 @@ BROKERS ?= 1
 
 .PHONY: demo demo-live test test-unit sanitize lint format bench kafka-up kafka-down train eval console dashboards obs-up obs-down clean
 
-$(STAMP): pyproject.toml constraints.txt streams/contract/_decode.c streams/kafka/_records.c
+$(STAMP): pyproject.toml constraints.txt streams/contract/_decode.c streams/contract/_seen.c \
+		streams/features/_pairs.c streams/kafka/_records.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
