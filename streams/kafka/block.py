@@ -95,9 +95,9 @@ class Block:
 
     def take(self, rows: Sequence[int]) -> Block:
         columns = None
-        at = self._decoded_at(rows) if self.columns is not None else None
-        if at is not None:  # the rows' share of what the consumer thread decoded
-            columns = (self.columns[0], take_columns(self.columns[1], at))  # type: ignore[index]
+        decoded = self._decoded_at(rows) if self.columns is not None else None
+        if decoded is not None:  # the rows' share of what the consumer thread decoded
+            columns = (self.columns[0], take_columns(self.columns[1], decoded))  # type: ignore[index]
         origins = None
         if self.origins is not None:
             at = np.asarray(rows, np.intp)
