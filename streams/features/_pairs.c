@@ -98,7 +98,7 @@ static PyObject *first_and_counts(PyObject *self, PyObject *args) {
     int32_t *table = NULL;
     if (keys.len % 8 || first.len < n * 8 || counts.len < n * 8 ||
         (inverse.buf && inverse.len < n * 8)) {
-        PyErr_SetString(PyExc_ValueError, "keys need 8 bytes each, first and counts room for as many");
+        PyErr_SetString(PyExc_ValueError, "keys need 8 bytes each, first, counts and inverse room for as many");
         goto done;
     }
     if (n > INT32_MAX / 4) {
