@@ -957,6 +957,24 @@ fail:
     return NULL;
 }
 
+/* total_len(lines) -> int: the sum of len() over a list, as the memory budget counts the
+ * raw lines an engine holds (streams/engine/budget.py). Summed in Python it took 3% of an
+ * exactly_once worker's main thread; bytes, the usual item, are read without a call. */
+static PyObject *total_len(PyObject *self, PyObject *lines) {
+    if (!PyList_Check(lines)) {
+        PyErr_SetString(PyExc_TypeError, "total_len needs a list");
+        return NULL;
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
+        PyObject *v = PyList_GET_ITEM(lines, i);
+        Py_ssize_t n = PyBytes_CheckExact(v) ? PyBytes_GET_SIZE(v) : PyObject_Size(v);
+        if (n < 0) return NULL;
+        total += n;
+    }
+    return PyLong_FromSsize_t(total);
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS, "Decode JSON lines into numeric column buffers."},
     {"code", code, METH_O, "The 64-bit code of a string (0 for the empty string)."},
@@ -966,6 +984,7 @@ static PyMethodDef methods[] = {
     {"texts", texts, METH_VARARGS, "One string field of some lines, None where unsure."},
     {"partitions", partitions, METH_VARARGS, "The partition of each record's account."},
     {"accounts", accounts, METH_VARARGS, "The top-level account_id bytes of some records."},
+    {"total_len", total_len, METH_O, "The sum of len() over a list of lines."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -113,6 +113,10 @@ class EventBatch:
             return batches[0]
         return EventBatch(**{c: np.concatenate([getattr(b, c) for b in batches]) for c in COLUMNS})
 
+    def raw_bytes(self) -> int:
+        """The raw lines' lengths, summed."""
+        return _decode.total_len(self.raw.tolist())
+
     def texts(self, idx: np.ndarray | list[int], field: str) -> list[str]:
         """The strings behind one code column at rows idx, read back from the raw lines."""
         lines = self.raw[np.asarray(idx, dtype=np.int64)].tolist()

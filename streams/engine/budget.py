@@ -65,7 +65,7 @@ def batch_bytes(batch: EventBatch) -> int:
     """Bytes an event batch holds: its columns and its raw lines."""
     cols = sum(getattr(batch, c).nbytes for c in batch.__dataclass_fields__ if c != "raw")
     raw = batch.raw
-    return cols + len(raw) * (8 + RAW_OVERHEAD) + sum(map(len, raw.tolist()))
+    return cols + len(raw) * (8 + RAW_OVERHEAD) + batch.raw_bytes()
 
 
 def array_bytes(obj: Any, depth: int = 2) -> int:

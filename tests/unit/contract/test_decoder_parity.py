@@ -320,3 +320,16 @@ def test_line_texts_match_a_full_parse(field: str) -> None:
         want = want if type(want) is str else ""
         assert v == (subnet_of(want) if field == "subnet" else want), ln
     assert checked > 500
+
+
+def test_total_len_sums_what_len_gives() -> None:
+    rng = random.Random(7)
+    lines = [bytes(rng.randrange(256) for _ in range(rng.randrange(300))) for _ in range(500)]
+    assert _decode.total_len(lines) == sum(map(len, lines))
+    odd = [b"", bytearray(b"abc"), memoryview(b"hello"), "text"]  # any sized item
+    assert _decode.total_len(odd) == 0 + 3 + 5 + 4
+    assert _decode.total_len([]) == 0
+    with pytest.raises(TypeError):
+        _decode.total_len([b"a", 3])
+    with pytest.raises(TypeError, match="list"):
+        _decode.total_len((b"a",))
