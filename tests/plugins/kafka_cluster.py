@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,34 @@ class KafkaCluster:
         }
 
     def start(self) -> None:
-        """Starts the nodes that are not running (all of them the first time)."""
+        """Starts the nodes that are not running (all of them the first time), and waits
+        until the cluster is whole."""
         _run_script("kafka-up.sh", self._env())
+        self.wait_whole()
+
+    def wait_whole(self, timeout_s: float = 60.0) -> None:
+        """Until each node's metadata lists every broker. A node logs that it started
+        before the others have all learned of it; a client whose first metadata lacked a
+        broker then failed when that broker was named the controller (kafka-python's admin,
+        UnknownBrokerIdError: 3, in 2 runs of 10 of the leader-move test)."""
+        from kafka import KafkaAdminClient
+
+        deadline = time.monotonic() + timeout_s
+        for node in range(1, self.brokers + 1):
+            while True:
+                admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{self.node_port(node)}")
+                try:
+                    seen = {b["broker_id"] for b in admin.describe_cluster()["brokers"]}
+                finally:
+                    admin.close()
+                if len(seen) == self.brokers:
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"node {node} knows brokers {sorted(seen)} of {self.brokers} after "
+                        f"{timeout_s:.0f} s"
+                    )
+                time.sleep(0.5)
 
     def stop(self, wipe: bool = False) -> None:
         _run_script("kafka-down.sh", self._env(), "--wipe" if wipe else "")
