@@ -1,10 +1,10 @@
 """Every private name of Faust, mode and aiokafka that the worker relies on, in one place.
 
-The rest of `streams/kafka/` uses public API only (tests/unit/kafka/test_internals.py parses
-it to make sure). Each adapter below names the behaviour it relies on; the same test file
-pins each one against the installed libraries, so an upgrade starts there: bump the pins in
-constraints.txt and SUPPORTED in internals_versions.py, run that test file, and fix here
-whatever it reports. `check_versions` (internals_versions.py, which imports none
+The rest of `streams/kafka/` uses public API only (tests/unit/kafka/test_public_names.py
+parses it to make sure). Each adapter below names the behaviour it relies on;
+tests/unit/kafka/test_internals*.py pin each one against the installed libraries, so an
+upgrade starts there: bump the pins in constraints.txt and SUPPORTED in
+internals_versions.py, run those test files, and fix here whatever they report. `check_versions` (internals_versions.py, which imports none
 of them, so it can speak first) stops `vigil worker` at start-up when the installed
 libraries are not the ones these adapters were tested with.
 

@@ -1,6 +1,6 @@
 """Fakes of Faust's app, consumer, producer, table and transactions, and a Processor built
 on them: the Kafka runtime's bookkeeping exercised without a broker. The real parts are
-pinned in tests/unit/kafka/test_internals.py and tests/integration/kafka/."""
+pinned in tests/unit/kafka/test_internals*.py and tests/integration/kafka/."""
 
 from __future__ import annotations
 
