@@ -71,19 +71,21 @@ def progress(port: int) -> tuple[float, float]:
     return float(d.get("events_consumed", 0)), float(d.get("events_processed", 0))
 
 
-def gauge(port: int, name: str) -> float:
-    """One unlabelled gauge from the worker's /metrics: read once a second at most, as
-    rendering it costs the worker's main thread."""
+def gauges(port: int, *names: str) -> list[float]:
+    """Unlabelled gauges from one reading of the worker's /metrics (NaN for any absent):
+    read once a second at most, as rendering it costs the worker's main thread."""
+    found: dict[str, float] = {}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-    return float("nan")
+            name, _, value = line.partition(" ")
+            if name in names:
+                found[name] = float(value.split()[-1])
+    return [found.get(name, float("nan")) for name in names]
 
 
 def paused_partitions(port: int) -> float:
     """Input partitions the worker has paused now (backpressure)."""
-    return gauge(port, "vigil_input_paused_partitions")
+    return gauges(port, "vigil_input_paused_partitions")[0]
 
 
 def wait_settled(port: int, n: int, timeout_s: float = 180.0) -> None:
@@ -97,9 +99,7 @@ def wait_settled(port: int, n: int, timeout_s: float = 180.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the latency worker did not settle in {timeout_s:.0f} s")
         consumed, _ = progress(port)
-        busy = gauge(port, "vigil_unscored_windows") + gauge(
-            port, "vigil_uncheckpointed_partitions"
-        )
+        busy = sum(gauges(port, "vigil_unscored_windows", "vigil_uncheckpointed_partitions"))
         calm = calm + 1 if consumed >= n and busy == 0 else 0
         time.sleep(1.0)
 

@@ -4,9 +4,10 @@ The rest of `streams/kafka/` uses public API only (tests/unit/kafka/test_public_
 parses it to make sure). Each adapter below names the behaviour it relies on;
 tests/unit/kafka/test_internals*.py pin each one against the installed libraries, so an
 upgrade starts there: bump the pins in constraints.txt and SUPPORTED in
-internals_versions.py, run those test files, and fix here whatever they report. `check_versions` (internals_versions.py, which imports none
-of them, so it can speak first) stops `vigil worker` at start-up when the installed
-libraries are not the ones these adapters were tested with.
+internals_versions.py, run those test files, and fix here whatever they report.
+`check_versions` (internals_versions.py, which imports none of them, so it can speak
+first) stops `vigil worker` at start-up when the installed libraries are not the ones
+these adapters were tested with.
 
 Private hooks are overridden only by the base classes here, which call public-named hooks
 that the worker's own classes (app.py, consumer.py, fetch.py) override in turn.
